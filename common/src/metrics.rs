@@ -1,0 +1,41 @@
+//! Metric names, defined once. Prometheus style: `_total` for counters,
+//! `_seconds` for durations; labels are bounded (route patterns, broker ids,
+//! reasons — never a full topic or URI).
+
+/// Gauge, `broker`: 1 while the process is connected to the broker.
+pub const MQTT_CONNECTED: &str = "mqtt_connected";
+/// Counter, `broker`: connections lost.
+pub const MQTT_RECONNECTS: &str = "mqtt_reconnects_total";
+/// Counter, `broker`, `reason`: publishes that failed.
+pub const MQTT_PUBLISH_ERRORS: &str = "mqtt_publish_errors_total";
+
+/// Counter, `route`, `method`, `status`: HTTP requests answered.
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+/// Histogram, `route`, `method`: time to answer an HTTP request.
+pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
+
+/// Counter, `source`: commands written (QUEUED).
+pub const COMMANDS_CREATED: &str = "commands_created_total";
+/// Counter, `status`: commands that reached a final status.
+pub const COMMANDS_FINISHED: &str = "commands_finished_total";
+/// Counter, `broker`, `reason`: command publishes that failed (SEND_FAILED).
+pub const COMMAND_PUBLISH_ERRORS: &str = "command_publish_errors_total";
+/// Histogram: time from the row written to the broker's PUBACK.
+pub const COMMAND_PUBLISH_DURATION: &str = "command_publish_duration_seconds";
+/// Counter, `status`: command responses received from nodes.
+pub const COMMAND_RESPONSES: &str = "command_responses_total";
+/// Counter, `reason`: command responses that could not be used.
+pub const COMMAND_RESPONSES_DROPPED: &str = "command_responses_dropped_total";
+/// Counter: responses for a `cmd_id` with no command row.
+pub const COMMAND_RESPONSES_UNKNOWN: &str = "command_responses_unknown_total";
+/// Counter: commands the sweeper moved to TIMEOUT.
+pub const COMMANDS_TIMED_OUT: &str = "commands_timed_out_total";
+
+/// Gauge, `lease`: 1 while this process holds the lease.
+pub const LEASE_HELD: &str = "lease_held";
+
+/// Histogram buckets for request and publish latencies (seconds): fine below
+/// 50 ms, where the command path should live.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
