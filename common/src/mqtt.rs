@@ -261,6 +261,12 @@ impl MqttConnection {
         *self.connected_rx.borrow()
     }
 
+    /// Follows the connection state (true while connected), e.g. to publish a
+    /// retained status again after each reconnect.
+    pub fn connected_watch(&self) -> watch::Receiver<bool> {
+        self.connected_rx.clone()
+    }
+
     /// Waits until connected, at most `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), MqttError> {
         let mut rx = self.connected_rx.clone();
