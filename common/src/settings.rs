@@ -159,6 +159,11 @@ pub struct Settings {
     /// `MQTT_BROKER_ID`: the id of the default broker in the `brokers` table.
     #[serde(default = "default_broker_id")]
     pub mqtt_broker_id: String,
+    /// `MQTT_SHARE_GROUP`: the shared-subscription group of this service's
+    /// instances; defaults to the service name. Set it to keep two separate
+    /// deployments on one broker from splitting each other's messages.
+    #[serde(default)]
+    pub mqtt_share_group: Option<String>,
     /// `MQTT_PUBLISH_TIMEOUT_MS`: how long a QoS 1 publish may wait for the
     /// broker (connection and PUBACK) before it is reported failed.
     #[serde(
@@ -257,6 +262,13 @@ impl Settings {
         if !(100..=600_000).contains(&self.mqtt_publish_timeout_ms) {
             return fail("MQTT_PUBLISH_TIMEOUT_MS must be between 100 and 600000");
         }
+        if let Some(g) = &self.mqtt_share_group
+            && (g.contains(['/', '+', '#']) || g.len() > 64)
+        {
+            return fail(
+                "MQTT_SHARE_GROUP must not contain /, + or # and be at most 64 characters",
+            );
+        }
         if self.pg_max_connections == 0 {
             return fail("PG_MAX_CONNECTIONS must be at least 1");
         }
@@ -296,6 +308,14 @@ impl Settings {
     pub fn default_broker_url(&self) -> String {
         let scheme = if self.mqtt_tls { "mqtts" } else { "mqtt" };
         format!("{scheme}://{}:{}", self.mqtt_host, self.mqtt_port)
+    }
+
+    /// The shared-subscription group: `MQTT_SHARE_GROUP`, else the service name.
+    pub fn share_group_or<'a>(&'a self, service: &'a str) -> &'a str {
+        self.mqtt_share_group
+            .as_deref()
+            .filter(|g| !g.is_empty())
+            .unwrap_or(service)
     }
 
     /// The HTTP port: `HTTP_PORT` if set, else the service's default.

@@ -131,6 +131,18 @@ impl TestBroker {
         }
     }
 
+    /// Stops the broker cleanly (SIGTERM), as a restart by an operator would:
+    /// it saves its sessions and queued messages first.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the broker again on the same port and waits until it listens.
     pub async fn resume(&mut self) {
         assert!(self.child.is_none(), "broker already running");

@@ -1,0 +1,3 @@
+//! The bridge's HTTP routes.
+
+pub mod commands;

@@ -1,0 +1,184 @@
+//! Wiring: database, broker connections, the response consumer, the timeout
+//! sweeper under its lease, and the HTTP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use common::brokers::BrokerPool;
+use common::commands::CommandSender;
+use common::http::{Dependency, Health};
+use common::lease::Lease;
+use common::settings::Settings;
+use common::topics::TopicKind;
+use common::{QoS, db};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::auth::{ApiToken, require_token};
+use crate::error::ApiError;
+use crate::routes::commands::{self, CommandsState};
+use crate::{DEFAULT_PORT, SERVICE, responses, sweeper};
+
+/// How long a lease outlives its holder: a standby sweeps within ~8 s.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// A built bridge, listening but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    pool: PgPool,
+    brokers: BrokerPool,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl App {
+    /// Connects to PostgreSQL (migrating it) and the brokers, starts the
+    /// background work and binds `HTTP_PORT` (0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let stop = CancellationToken::new();
+        if settings.bridge_api_token.is_none() {
+            warn!("BRIDGE_API_TOKEN is not set: the command API accepts requests without a token.");
+        }
+        if settings.uses_dev_node_secret() {
+            warn!(
+                "NODE_DEFAULT_SECRET is the development default; set a real secret in production."
+            );
+        }
+        let pool = db::connect_and_migrate(
+            settings.pg_options(),
+            settings.pg_max_connections,
+            Duration::from_secs(30),
+            &stop,
+        )
+        .await?;
+
+        let (inbox_tx, inbox_rx) = mpsc::channel(8192);
+        let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
+        let group = settings.share_group_or(SERVICE);
+        brokers.subscribe_all(
+            &TopicKind::CommandResponse.shared_filter(group),
+            QoS::AtLeastOnce,
+        )?;
+
+        let tasks = TaskTracker::new();
+        tasks.spawn(responses::run(pool.clone(), inbox_rx, stop.clone()));
+        let lease = Lease::new(
+            pool.clone(),
+            sweeper::LEASE_NAME,
+            &Lease::holder_id(SERVICE),
+            LEASE_TTL,
+        )
+        .spawn(stop.clone());
+        tasks.spawn(sweeper::run(
+            pool.clone(),
+            settings.command_timeout(),
+            lease,
+            stop.clone(),
+        ));
+
+        let sender = CommandSender::new(
+            pool.clone(),
+            brokers.clone(),
+            settings.node_default_secret.clone(),
+        );
+        let state = CommandsState {
+            pool: pool.clone(),
+            sender,
+            replay_wait: settings.publish_timeout() + Duration::from_secs(1),
+        };
+        let token = ApiToken(
+            settings
+                .bridge_api_token
+                .as_ref()
+                .map(|t| Arc::from(t.expose_secret())),
+        );
+        let api = commands::router(state)
+            .layer(axum::middleware::from_fn_with_state(token, require_token));
+        let health = Health::new(SERVICE)
+            .require(Dependency::Postgres(pool.clone()))
+            .require(Dependency::Brokers(brokers.clone()));
+        let router = api
+            .merge(common::http::ops_router(health))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn(common::http::track_requests));
+
+        let listener = TcpListener::bind(("0.0.0.0", settings.http_port_or(DEFAULT_PORT))).await?;
+        let port = listener.local_addr()?.port();
+        info!(port, "mqtt-bridge listening.");
+        Ok(App {
+            listener,
+            router,
+            port,
+            pool,
+            brokers,
+            tasks,
+            stop,
+        })
+    }
+
+    /// The port the API listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database pool (for tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The broker connections (for tests).
+    pub fn brokers(&self) -> &BrokerPool {
+        &self.brokers
+    }
+
+    /// Serves until `shutdown`, then stops the background work, waiting for
+    /// it at most 10 s.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+        let served = common::http::serve(self.listener, self.router, self.stop.clone()).await;
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("Background tasks did not stop within 10 s.");
+        }
+        for connection in self.brokers.all() {
+            connection.disconnect().await;
+        }
+        info!("mqtt-bridge stopped.");
+        Ok(served?)
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::not_found(
+        "route_not_found",
+        "no such endpoint; see the README for the API",
+    )
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(
+            serde_json::json!({"status":"error","code":"method_not_allowed","message":"this endpoint does not take that method"}),
+        ),
+    )
+}
