@@ -1,0 +1,25 @@
+# Multi-stage build of the hydro services. One image holds every binary; each
+# compose service picks its binary with `command:` (e.g. `command: ["mqtt-bridge"]`).
+#   docker build -t hydro .
+FROM rust:1.85-bookworm AS builder
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY common common
+COPY services services
+COPY migrations migrations
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked -p mqtt-bridge -p node-sim \
+ && mkdir -p /out \
+ && cp target/release/mqtt-bridge target/release/node-sim /out/
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home hydro
+COPY --from=builder /out/ /usr/local/bin/
+USER hydro
+ENV LOG_FORMAT=json RUST_LOG=info
+# Overridden per service by compose `command:`.
+CMD ["mqtt-bridge"]

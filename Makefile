@@ -1,0 +1,54 @@
+# hydro services — developer and CI entry points. `make` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# The services the binaries and tests talk to (scripts/local-services.sh provides them).
+DATABASE_URL ?= postgres://hydro:hydro@127.0.0.1:5432/hydro_dev
+REDIS_URL ?= redis://127.0.0.1:6379
+MQTT_HOST ?= 127.0.0.1
+MQTT_PORT ?= 1883
+export DATABASE_URL REDIS_URL MQTT_HOST MQTT_PORT
+
+CARGO ?= cargo
+# Every bench-* target below; `make bench` runs them all.
+BENCH_TARGETS := $(shell sed -n 's/^\(bench-[a-z0-9-]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))
+
+.PHONY: help services build test pytest-compat up down bench $(BENCH_TARGETS) fmt lint
+
+help: ## List the targets
+	@echo "usage: make TARGET"
+	@sed -n 's/^\([a-z0-9-]*\):.*## \(.*\)/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 18
+
+services: ## Install/start PostgreSQL, Redis and the MQTT brokers 1883-1885 (idempotent)
+	@scripts/local-services.sh
+
+build: ## Build the workspace, all targets (debug)
+	$(CARGO) build --workspace --all-targets
+
+test: services ## Build, run cargo tests and the pytest-compat suite against the real services
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace
+	scripts/pytest-compat.sh
+
+pytest-compat: ## Run only pytest-compat/ (needs target/debug/{mqtt-bridge,node-sim})
+	scripts/pytest-compat.sh
+
+up: services ## Build release binaries and run node-sim + mqtt-bridge in the foreground
+	$(CARGO) build --release -p mqtt-bridge -p node-sim
+	scripts/up.sh
+
+down: ## Stop what `make up` started (if Ctrl-C did not)
+	@scripts/down.sh
+
+bench: $(BENCH_TARGETS) ## Run every benchmark
+
+bench-commands: services ## Benchmark the REST -> MQTT command path
+	$(CARGO) bench -p mqtt-bridge --bench commands
+
+fmt: ## Check formatting
+	$(CARGO) fmt --all -- --check
+
+lint: ## Clippy, warnings are errors
+	$(CARGO) clippy --all-targets -- -D warnings

@@ -1,0 +1,357 @@
+"""Session fixtures: a fresh database, node-sim and mqtt-bridge as real processes,
+an MQTT v5 subscriber on the command topics, and small HTTP/SQL helpers.
+
+Everything is checked from outside — HTTP, MQTT, SQL — the way the Python
+services were checked. Binaries come from $HYDRO_BIN_DIR (default target/debug).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(os.environ.get("HYDRO_BIN_DIR", REPO / "target" / "debug"))
+BASE_DATABASE_URL = os.environ.get(
+    "DATABASE_URL", "postgres://hydro:hydro@127.0.0.1:5432/hydro_dev"
+)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+MQTT_HOST = os.environ.get("MQTT_HOST", "127.0.0.1")
+MQTT_PORT = int(os.environ.get("MQTT_PORT", "1883"))
+
+API_TOKEN = "compat-token"
+NODE_DEFAULT_SECRET = "compat-secret"
+COMMAND_TIMEOUT_SEC = 5
+# Generous: a CI machine with 2 cores may be busy compiling or running other tests.
+START_TIMEOUT_SEC = 90
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Polls `predicate` until it returns a truthy value, which is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_database(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+# ------------------------------------------------------------------ processes
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_service(name: str, log_dir: Path, env: dict[str, str]) -> Service:
+    binary = BIN_DIR / name
+    if not binary.exists():
+        pytest.exit(f"{binary} is missing: build it first (cargo build --workspace)", returncode=1)
+    port = free_port()
+    full_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **env,
+                "HTTP_PORT": str(port)}
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([str(binary)], env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=REPO)
+    log.close()
+    svc = Service(name, port, proc, log_path)
+
+    def healthy():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{name} exited with {proc.returncode} during start; log tail:\n{svc.log_tail()}")
+        try:
+            return requests.get(svc.url + "/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(healthy, START_TIMEOUT_SEC, 0.3, f"{name} /health to return 200")
+    except AssertionError as e:
+        svc.stop()
+        raise AssertionError(f"{e}\n--- {name} log tail ---\n{svc.log_tail()}") from None
+    return svc
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A fresh database for this run, dropped at the end."""
+    dbname = f"hydro_compat_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield with_database(BASE_DATABASE_URL, dbname)
+    finally:
+        with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def log_dir(database_url) -> Path:
+    path = REPO / ".run" / "pytest-compat" / urlsplit(database_url).path.lstrip("/")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _common_env(database_url: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "MQTT_HOST": MQTT_HOST,
+        "MQTT_PORT": str(MQTT_PORT),
+        "NODE_DEFAULT_SECRET": NODE_DEFAULT_SECRET,
+    }
+
+
+@pytest.fixture(scope="session")
+def services(request, database_url, log_dir):
+    """node-sim (seeds the greenhouse, then simulates the nodes) and mqtt-bridge."""
+    started: list[Service] = []
+    try:
+        sim = start_service("node-sim", log_dir, {
+            **_common_env(database_url),
+            "SIM_SEED_DB": "true",
+            "SIM_ZONES": "3",
+            "SIM_NODES": "20",
+            "SIM_TELEMETRY_INTERVAL_MS": "1000",
+        })
+        started.append(sim)
+        bridge = start_service("mqtt-bridge", log_dir, {
+            **_common_env(database_url),
+            "BRIDGE_API_TOKEN": API_TOKEN,
+            "COMMAND_TIMEOUT_SEC": str(COMMAND_TIMEOUT_SEC),
+        })
+        started.append(bridge)
+        yield {"node-sim": sim, "mqtt-bridge": bridge}
+    finally:
+        for svc in reversed(started):
+            svc.stop()
+        if request.session.testsfailed and started:
+            # Teardown output is captured: write straight to the terminal.
+            tr = request.config.pluginmanager.get_plugin("terminalreporter")
+            capman = request.config.pluginmanager.get_plugin("capturemanager")
+            with capman.global_and_fixture_disabled():
+                for svc in started:
+                    tr.write_line(f"\n--- {svc.name} log tail ({svc.log_path}) ---\n{svc.log_tail()}")
+        elif not request.session.testsfailed:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bridge(services) -> Service:
+    return services["mqtt-bridge"]
+
+
+@pytest.fixture(scope="session")
+def sim(services) -> Service:
+    return services["node-sim"]
+
+
+# ------------------------------------------------------------------ SQL
+
+
+@pytest.fixture(scope="session")
+def db(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+def sql_rows(db, query: str, *args):
+    with db.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
+
+
+@pytest.fixture(scope="session")
+def seeded(services, db):
+    """Waits for node-sim's seed (greenhouse, zn-1, nd-ph-1 with pump_acid); returns the greenhouse uid."""
+    def ready():
+        rows = sql_rows(db, """
+            select g.uid from greenhouses g
+            join zones z on z.greenhouse_id = g.id
+            join nodes n on n.zone_id = z.id
+            join node_channels c on c.node_id = n.id
+            where z.uid = 'zn-1' and n.uid = 'nd-ph-1' and c.channel = 'pump_acid'""")
+        return rows[0][0] if rows else None
+
+    return wait_until(ready, 30, 0.3, "node-sim to seed zn-1 / nd-ph-1 / pump_acid")
+
+
+@pytest.fixture(scope="session")
+def node_secret(seeded, db):
+    def secret_of(node_uid: str) -> str:
+        rows = sql_rows(db, "select secret from nodes where uid = %s", node_uid)
+        assert rows, f"node {node_uid} not in the database"
+        return rows[0][0] or NODE_DEFAULT_SECRET
+    return secret_of
+
+
+# ------------------------------------------------------------------ MQTT
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    at: float
+
+    def json(self):
+        return json.loads(self.payload)
+
+
+@dataclass
+class CommandListener:
+    """Every message seen on hydro/{gh}/+/+/+/command since the session started."""
+    messages: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def for_cmd(self, cmd_id: str) -> list[Received]:
+        out = []
+        with self.lock:
+            msgs = list(self.messages)
+        for m in msgs:
+            try:
+                if m.json().get("cmd_id") == cmd_id:
+                    out.append(m)
+            except (ValueError, AttributeError):
+                pass
+        return out
+
+    def wait_for(self, cmd_id: str, timeout: float = 15) -> Received:
+        return wait_until(lambda: (self.for_cmd(cmd_id) or [None])[0], timeout, 0.05,
+                          f"MQTT command {cmd_id}")
+
+
+@pytest.fixture(scope="session")
+def commands_on_mqtt(seeded):
+    listener = CommandListener()
+    subscribed = threading.Event()
+    topic = f"hydro/{seeded}/+/+/+/command"
+
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"compat-listener-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        c.subscribe(topic, qos=1)
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties):
+        subscribed.set()
+
+    def on_message(c, userdata, msg):
+        with listener.lock:
+            listener.messages.append(Received(msg.topic, msg.payload, time.time()))
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect(MQTT_HOST, MQTT_PORT, keepalive=30)
+    client.loop_start()
+    try:
+        assert subscribed.wait(15), f"could not subscribe to {topic} on {MQTT_HOST}:{MQTT_PORT}"
+        yield listener
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+class Api:
+    def __init__(self, base: str, token: str | None = API_TOKEN):
+        self.base = base
+        self.token = token
+        self.http = requests.Session()
+
+    def headers(self, token="default"):
+        token = self.token if token == "default" else token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post(self, path: str, body, token="default", **kw) -> requests.Response:
+        return self.http.post(self.base + path, json=body, headers=self.headers(token),
+                              timeout=15, **kw)
+
+    def get(self, path: str, token="default") -> requests.Response:
+        return self.http.get(self.base + path, headers=self.headers(token), timeout=15)
+
+    def command(self, cmd_id: str) -> dict:
+        r = self.get(f"/bridge/commands/{cmd_id}")
+        assert r.status_code == 200, f"GET /bridge/commands/{cmd_id}: {r.status_code} {r.text}"
+        return r.json()["data"]
+
+    def wait_status(self, cmd_id: str, statuses: set[str], timeout: float) -> dict:
+        last = {}
+
+        def reached():
+            nonlocal last
+            last = self.command(cmd_id)
+            return last if last.get("status") in statuses else None
+
+        try:
+            return wait_until(reached, timeout, 0.2, f"command {cmd_id} to reach {statuses}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last seen: {json.dumps(last)}") from None
+
+
+@pytest.fixture(scope="session")
+def api(bridge, seeded) -> Api:
+    return Api(bridge.url)
+
+
+@pytest.fixture
+def cmd_id() -> str:
+    return f"compat-{uuid.uuid4().hex[:16]}"

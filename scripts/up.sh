@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Run the demo stack in the foreground: node-sim (seeds the database, then
+# simulates the greenhouse nodes) and mqtt-bridge, from target/release.
+# Logs go to .run/logs/<service>.log, pid files to .run/pids/<service>.pid.
+# Ctrl-C (or SIGTERM) stops both. PostgreSQL, Redis and the brokers are the
+# machine's services (scripts/local-services.sh) and keep running.
+#
+# `make up` builds the binaries and starts the services first; `make down`
+# stops what this script started if it was not stopped with Ctrl-C.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN_DIR=${HYDRO_BIN_DIR:-$ROOT/target/release}
+LOG_DIR=$RUN_DIR/logs
+PID_DIR=$RUN_DIR/pids
+BRIDGE_PORT=9000
+SIM_PORT=9405
+TOKEN=${BRIDGE_API_TOKEN:-dev-token}
+
+export DATABASE_URL=${DATABASE_URL:-postgres://hydro:hydro@127.0.0.1:5432/hydro_dev}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+export MQTT_HOST=${MQTT_HOST:-127.0.0.1}
+export MQTT_PORT=${MQTT_PORT:-1883}
+export RUST_LOG=${RUST_LOG:-info}
+
+for bin in node-sim mqtt-bridge; do
+    [ -x "$BIN_DIR/$bin" ] || { echo "missing $BIN_DIR/$bin: run 'make up' (it builds them)" >&2; exit 1; }
+done
+command -v curl >/dev/null || apt_install curl ca-certificates
+
+mkdir -p "$LOG_DIR" "$PID_DIR"
+for name in node-sim mqtt-bridge; do
+    if [ -f "$PID_DIR/$name.pid" ] && kill -0 "$(cat "$PID_DIR/$name.pid")" 2>/dev/null; then
+        echo "$name is already running (pid $(cat "$PID_DIR/$name.pid")): run 'make down' first" >&2
+        exit 1
+    fi
+done
+
+STARTED=()
+stop_all() {
+    trap - INT TERM
+    local i
+    [ ${#STARTED[@]} -gt 0 ] || return 0
+    # Reverse start order: the bridge first, then the nodes it talks to.
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+        stop_pidfile "$PID_DIR/${STARTED[i]}.pid" "${STARTED[i]}"
+    done
+    STARTED=()
+}
+trap 'stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+# start NAME PORT [VAR=VALUE...] — start a binary in the background and wait for its /health.
+start() {
+    local name=$1 port=$2 pid; shift 2
+    : >"$LOG_DIR/$name.log"
+    env "$@" HTTP_PORT="$port" "$BIN_DIR/$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$PID_DIR/$name.pid"
+    STARTED+=("$name")
+    local deadline=$((SECONDS + 60))
+    until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+            if kill -0 "$pid" 2>/dev/null; then
+                echo "$name: /health on :$port not 200 after 60 s; log tail:" >&2
+            else
+                echo "$name exited during start; log tail:" >&2
+            fi
+            tail -n 30 "$LOG_DIR/$name.log" >&2 || true
+            exit 1
+        fi
+        sleep 0.3
+    done
+    echo "$name up (pid $pid, http://127.0.0.1:$port, log $LOG_DIR/$name.log)"
+}
+
+start node-sim "$SIM_PORT" SIM_SEED_DB=true SIM_ZONES=3 SIM_NODES=20
+start mqtt-bridge "$BRIDGE_PORT" BRIDGE_API_TOKEN="$TOKEN"
+
+cat <<EOF
+
+  bridge API   http://127.0.0.1:$BRIDGE_PORT      (token: $TOKEN)
+  metrics      http://127.0.0.1:$BRIDGE_PORT/metrics   http://127.0.0.1:$SIM_PORT/metrics
+  health       http://127.0.0.1:$BRIDGE_PORT/health    http://127.0.0.1:$SIM_PORT/health
+  node-sim     http://127.0.0.1:$SIM_PORT/sim/nodes
+  logs         $LOG_DIR/
+
+  Send a command to the pH node's acid pump, then read its status:
+    curl -s -X POST http://127.0.0.1:$BRIDGE_PORT/bridge/zones/zn-1/commands \\
+      -H 'Authorization: Bearer $TOKEN' -H 'Content-Type: application/json' \\
+      -d '{"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1","params":{"duration_ms":2000}}'
+    curl -s http://127.0.0.1:$BRIDGE_PORT/bridge/commands/<command_id> -H 'Authorization: Bearer $TOKEN'
+
+  Ctrl-C stops everything started here. PostgreSQL, Redis and the MQTT brokers
+  (1883-1885) are the machine's services and keep running.
+EOF
+
+# Foreground until a signal, or until a service dies on its own.
+while :; do
+    for name in "${STARTED[@]}"; do
+        if [ ! -f "$PID_DIR/$name.pid" ]; then
+            echo "$name was stopped (make down); stopping the rest"
+            exit 0
+        fi
+        # `wait` below reaps an exited child, so kill -0 does not see a zombie.
+        if ! kill -0 "$(cat "$PID_DIR/$name.pid")" 2>/dev/null; then
+            echo "$name exited unexpectedly; log tail:" >&2
+            tail -n 30 "$LOG_DIR/$name.log" >&2 || true
+            exit 1
+        fi
+    done
+    sleep 1 &
+    wait $! || true
+done
