@@ -4,7 +4,12 @@
 //! with QoS 1 to the node's broker, and the row becomes SENT once the broker
 //! acknowledged it — or SEND_FAILED when no broker took it. What happens
 //! after (responses, timeouts) is mqtt-bridge's job.
+//!
+//! The row writes are group-committed (see [`crate::batcher`]): concurrent
+//! sends share one INSERT and one SENT update, yet each send still returns
+//! only after its own row is committed.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -13,10 +18,13 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use tracing::{instrument, warn};
 
+use crate::batcher::{BatchError, Batcher};
 use crate::brokers::BrokerPool;
+use crate::command_status::CommandStatus;
 use crate::metrics as m;
 use crate::mqtt::MqttError;
 use crate::signing;
+use crate::status_writer::{StatusUpdate, StatusWriter};
 use crate::topics::{TopicKind, channel_topic};
 
 /// Who sent a command (`commands.source`).
@@ -131,20 +139,86 @@ pub enum SendOutcome {
     Failed { broker_id: String, error: MqttError },
 }
 
+/// A row to insert: the command and where it goes.
+struct Insert {
+    target: Target,
+    broker_id: String,
+    cmd_id: String,
+    cmd: String,
+    params: Value,
+    source: Source,
+    request_hash: Option<String>,
+}
+
+/// Inserts a batch of QUEUED rows in one statement; answers the new row's id,
+/// or `None` where the `cmd_id` exists already (also within the batch).
+async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    let inserted: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO commands (cmd_id, zone_id, node_id, channel, cmd, params, source, broker_id, request_hash) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[]) \
+         ON CONFLICT (cmd_id) DO NOTHING RETURNING id, cmd_id",
+    )
+    .bind(rows.iter().map(|r| r.cmd_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.target.zone_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.target.node_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.target.channel.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.cmd.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &r.params).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.broker_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.request_hash.as_deref()).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await?;
+    let mut ids: HashMap<String, i64> = inserted
+        .into_iter()
+        .map(|(id, cmd_id)| (cmd_id, id))
+        .collect();
+    // The first request of a cmd_id gets the row; any later one is a duplicate.
+    Ok(rows.iter().map(|r| ids.remove(&r.cmd_id)).collect())
+}
+
+/// Records the time since `since` as `stage`; returns now.
+fn stage_timer(stage: &'static str, since: Instant) -> Instant {
+    let now = Instant::now();
+    metrics::histogram!(m::COMMAND_STAGE_DURATION, "stage" => stage)
+        .record((now - since).as_secs_f64());
+    now
+}
+
+/// Rows per group-committed statement, and statements in flight at once.
+const MAX_BATCH: usize = 256;
+const WRITERS: usize = 2;
+
 /// Writes, signs, publishes and records commands.
 #[derive(Clone)]
 pub struct CommandSender {
     pool: PgPool,
     brokers: BrokerPool,
     default_secret: SecretString,
+    inserts: Batcher<Insert, Option<i64>>,
+    status: StatusWriter,
 }
 
 impl CommandSender {
-    pub fn new(pool: PgPool, brokers: BrokerPool, default_secret: SecretString) -> Self {
+    /// Starts the group-commit writer for new rows; call inside the
+    /// runtime. SENT marks go through `status`, the process's one writer of
+    /// command statuses.
+    pub fn new(
+        pool: PgPool,
+        brokers: BrokerPool,
+        default_secret: SecretString,
+        status: StatusWriter,
+    ) -> Self {
+        let p = pool.clone();
+        let inserts = Batcher::spawn(WRITERS, MAX_BATCH, move |rows| {
+            insert_batch(p.clone(), rows)
+        });
         CommandSender {
             pool,
             brokers,
             default_secret,
+            inserts,
+            status,
         }
     }
 
@@ -159,29 +233,24 @@ impl CommandSender {
         &self,
         target: &Target,
         command: NewCommand,
-    ) -> Result<SendOutcome, sqlx::Error> {
+    ) -> Result<SendOutcome, BatchError> {
         let started = Instant::now();
         let connection = self.brokers.route(target.broker_id.as_deref());
         let broker_id = match &connection {
             Ok(c) => c.broker_id().to_owned(),
             Err(_) => target.broker_id.clone().unwrap_or_default(),
         };
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO commands (cmd_id, zone_id, node_id, channel, cmd, params, source, broker_id, request_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (cmd_id) DO NOTHING RETURNING id",
-        )
-        .bind(&command.cmd_id)
-        .bind(target.zone_id)
-        .bind(target.node_id)
-        .bind(&target.channel)
-        .bind(&command.cmd)
-        .bind(sqlx::types::Json(&command.params))
-        .bind(command.source.as_str())
-        .bind(&broker_id)
-        .bind(&command.request_hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let insert = Insert {
+            target: target.clone(),
+            broker_id: broker_id.clone(),
+            cmd_id: command.cmd_id.clone(),
+            cmd: command.cmd.clone(),
+            params: Value::Object(command.params.clone()),
+            source: command.source,
+            request_hash: command.request_hash,
+        };
+        let inserted = self.inserts.call(insert).await?;
+        let stage = stage_timer("insert", started);
         let Some(id) = inserted else {
             return Ok(SendOutcome::Duplicate);
         };
@@ -204,19 +273,13 @@ impl CommandSender {
             Ok(c) => c.publish(&target.command_topic(), payload, false).await,
             Err(e) => Err(e),
         };
+        let stage = stage_timer("publish", stage);
         match published {
             Ok(()) => {
-                metrics::histogram!(m::COMMAND_PUBLISH_DURATION)
-                    .record(started.elapsed().as_secs_f64());
-                // A fast node's response may already have moved the row past SENT.
-                sqlx::query(
-                    "UPDATE commands SET sent_at = COALESCE(sent_at, now()), \
-                     status = CASE WHEN status = 'QUEUED' THEN 'SENT' ELSE status END \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+                let sent =
+                    StatusUpdate::new(&command.cmd_id, CommandStatus::Sent, chrono::Utc::now());
+                self.status.write(sent).await?;
+                stage_timer("mark_sent", stage);
                 Ok(SendOutcome::Sent { broker_id })
             }
             Err(error) => {
@@ -226,12 +289,13 @@ impl CommandSender {
                 let updated = sqlx::query(
                     "UPDATE commands SET status = 'SEND_FAILED', finished_at = now(), \
                      error_code = 'send_failed', error_message = $2 \
-                     WHERE id = $1 AND command_status_rank(status) < 3",
+                     WHERE id = $1 AND finished_at IS NULL",
                 )
                 .bind(id)
                 .bind(format!("broker {broker_id}: {error}"))
                 .execute(&self.pool)
-                .await?;
+                .await
+                .map_err(|e| -> BatchError { std::sync::Arc::new(e) })?;
                 if updated.rows_affected() == 1 {
                     metrics::counter!(m::COMMANDS_FINISHED, "status" => "SEND_FAILED").increment(1);
                 }

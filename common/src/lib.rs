@@ -1,5 +1,6 @@
 //! What two or more hydro services need, written once.
 
+pub mod batcher;
 pub mod brokers;
 pub mod command_status;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod redis_pool;
 pub mod settings;
 pub mod shutdown;
 pub mod signing;
+pub mod status_writer;
 pub mod testing;
 pub mod topics;
 

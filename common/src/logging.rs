@@ -4,13 +4,23 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
 
-/// Installs the global subscriber. Default level: `info` for our crates and
-/// `warn` for dependencies. Calling it twice is harmless (tests).
+/// What is logged when `RUST_LOG` is not set: `info` for our crates, `warn`
+/// for the chattier dependencies.
+pub const DEFAULT_FILTER: &str = "info,rumqttc=warn,sqlx=warn";
+
+fn filter(default_filter: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter))
+}
+
+/// Installs the global subscriber. Calling it twice is harmless (tests).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rumqttc=warn,sqlx=warn"));
+    init_with_default(format, DEFAULT_FILTER);
+}
+
+/// Like [`init`], with another filter for when `RUST_LOG` is not set.
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(default_filter))
         .with_target(true);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -21,10 +31,8 @@ pub fn init(format: LogFormat) {
 /// For tests: lines go through the test harness, so they show only for a
 /// failing test.
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rumqttc=warn,sqlx=warn"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(DEFAULT_FILTER))
         .with_test_writer()
         .try_init();
 }

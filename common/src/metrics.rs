@@ -20,14 +20,17 @@ pub const COMMANDS_CREATED: &str = "commands_created_total";
 pub const COMMANDS_FINISHED: &str = "commands_finished_total";
 /// Counter, `broker`, `reason`: command publishes that failed (SEND_FAILED).
 pub const COMMAND_PUBLISH_ERRORS: &str = "command_publish_errors_total";
-/// Histogram: time from the row written to the broker's PUBACK.
-pub const COMMAND_PUBLISH_DURATION: &str = "command_publish_duration_seconds";
+/// Histogram, `stage` (`insert`, `publish`, `mark_sent`): time each stage of
+/// the send path takes.
+pub const COMMAND_STAGE_DURATION: &str = "command_stage_duration_seconds";
 /// Counter, `status`: command responses received from nodes.
 pub const COMMAND_RESPONSES: &str = "command_responses_total";
 /// Counter, `reason`: command responses that could not be used.
 pub const COMMAND_RESPONSES_DROPPED: &str = "command_responses_dropped_total";
 /// Counter: responses for a `cmd_id` with no command row.
 pub const COMMAND_RESPONSES_UNKNOWN: &str = "command_responses_unknown_total";
+/// Histogram: command status changes applied per database statement.
+pub const COMMAND_STATUS_BATCH_SIZE: &str = "command_status_batch_size";
 /// Counter: commands the sweeper moved to TIMEOUT.
 pub const COMMANDS_TIMED_OUT: &str = "commands_timed_out_total";
 

@@ -142,6 +142,13 @@ impl MqttConfig {
             // reconnect, plus subscribes and acks, without ever blocking.
             .set_request_channel_capacity(self.max_pending * 2 + 256)
             .set_max_packet_size(Some(1024 * 1024));
+        // Commands and acknowledgements are small packets: without
+        // TCP_NODELAY, Nagle's algorithm holds them for the peer's delayed
+        // ACK and a publish round trip takes tens of milliseconds.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        network.set_connection_timeout(5);
+        o.set_network_options(network);
         if let Some(user) = &self.username {
             let pass = self
                 .password

@@ -1,1 +1,222 @@
-fn main() {}
+//! `make bench-commands`: concurrent clients POST commands to one bridge while
+//! node-sim answers ACK then DONE; prints commands/s, latency percentiles and
+//! the final-status counts.
+//!
+//! Everything runs on this machine: PostgreSQL and a private Mosquitto as
+//! separate processes, the bridge, node-sim and the clients in this process.
+//! Knobs (environment): BENCH_CLIENTS (32), BENCH_SECONDS (20),
+//! BENCH_WARMUP_SECONDS (3).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::settings::Settings;
+use common::testing::{TestBroker, TestDb};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn vars(pairs: &[(&str, String)]) -> Option<HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Prints the mean of each `_seconds` histogram of the send path.
+fn print_means(text: &str) {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines().filter(|l| {
+        l.starts_with("command_stage_duration_seconds")
+            || l.starts_with("http_request_duration_seconds")
+            || l.starts_with("command_status_batch_size")
+    }) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        if let Some(key) = name.strip_suffix("").and_then(|n| n.split_once("_sum")) {
+            sums.insert(format!("{}{}", key.0, key.1), value);
+        } else if let Some(key) = name.split_once("_count") {
+            counts.insert(format!("{}{}", key.0, key.1), value);
+        }
+    }
+    for (key, sum) in sums {
+        if let Some(count) = counts.get(&key).filter(|c| **c > 0.0) {
+            println!("  {key:<90} {:.2} ms", sum / count * 1e3);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
+    let clients = env_or("BENCH_CLIENTS", 32) as usize;
+    let seconds = env_or("BENCH_SECONDS", 20);
+    let warmup = env_or("BENCH_WARMUP_SECONDS", 3);
+    println!(
+        "bench-commands: {clients} clients, {warmup} s warm-up, {seconds} s measured; {} cores, load {}",
+        std::thread::available_parallelism()?.get(),
+        load_average()
+    );
+
+    let db = TestDb::new().await;
+    let broker = TestBroker::start().await;
+    let base = [
+        ("DATABASE_URL", db.url.clone()),
+        ("MQTT_HOST", "127.0.0.1".to_owned()),
+        ("MQTT_PORT", broker.port.to_string()),
+        ("HTTP_PORT", "0".to_owned()),
+        ("NODE_DEFAULT_SECRET", "bench-secret".to_owned()),
+        ("LOG_FORMAT", "text".to_owned()),
+    ];
+    let stop = CancellationToken::new();
+
+    let mut sim_vars = base.to_vec();
+    sim_vars.extend([
+        ("SIM_SEED_DB", "true".to_owned()),
+        ("SIM_ZONES", "3".to_owned()),
+        ("SIM_NODES", "20".to_owned()),
+        ("SIM_TELEMETRY_INTERVAL_MS", "5000".to_owned()),
+    ]);
+    let sim = node_sim::App::build(
+        node_sim::SimSettings::from_vars(vars(&sim_vars))?,
+        Settings::from_vars(vars(&sim_vars))?,
+    )
+    .await?;
+    let targets: Vec<(String, String)> = sim
+        .layout()
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.channels()
+                .iter()
+                .map(|c| (n.uid.clone(), c.channel.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    tokio::spawn(sim.run_until_stopped(stop.clone()));
+
+    let bridge = mqtt_bridge::App::build(Settings::from_vars(vars(&base))?).await?;
+    let url = format!("http://127.0.0.1:{}", bridge.port());
+    let pool = bridge.pool().clone();
+    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs(warmup);
+    let end = measure_from + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..clients)
+        .map(|k| {
+            let http = http.clone();
+            let url = url.clone();
+            let targets = targets.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors: BTreeMap<u16, u64> = BTreeMap::new();
+                let mut i = k;
+                while Instant::now() < end {
+                    let (node, channel) = &targets[i % targets.len()];
+                    i += clients;
+                    let t = Instant::now();
+                    let response = http
+                        .post(format!("{url}/bridge/nodes/{node}/commands"))
+                        .json(&json!({"cmd": "ping", "channel": channel}))
+                        .send()
+                        .await;
+                    let elapsed = t.elapsed();
+                    let status = response.map(|r| r.status().as_u16()).unwrap_or(0);
+                    if t >= measure_from {
+                        if status == 200 {
+                            latencies.push(elapsed);
+                        } else {
+                            *errors.entry(status).or_default() += 1;
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors: BTreeMap<u16, u64> = BTreeMap::new();
+    for w in workers {
+        let (l, e) = w.await?;
+        latencies.extend(l);
+        for (k, v) in e {
+            *errors.entry(k).or_default() += v;
+        }
+    }
+    latencies.sort();
+    let rate = latencies.len() as f64 / seconds as f64;
+
+    // Let the last responses land, then count final statuses.
+    let settle = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM commands WHERE status IN ('QUEUED','SENT','ACK')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if open == 0 || settle.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM commands GROUP BY status ORDER BY status")
+            .fetch_all(&pool)
+            .await?;
+
+    println!();
+    println!("commands/s (200 OK):  {rate:.0}");
+    println!(
+        "latency p50:          {:.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3
+    );
+    println!(
+        "latency p99:          {:.2} ms",
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "latency max:          {:.2} ms",
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!("non-200 answers:      {errors:?}");
+    println!("final statuses (all commands, warm-up included):");
+    for (status, n) in counts {
+        println!("  {status:<12} {n}");
+    }
+    println!("load average after:   {}", load_average());
+    println!("where the time goes (mean per command):");
+    print_means(&common::http::metrics_handle().render());
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}

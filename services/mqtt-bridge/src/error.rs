@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 500: something failed on our side; details only in the log.
     #[error("internal error")]
     Internal(#[from] sqlx::Error),
+    /// 500: a group-committed write failed; details only in the log.
+    #[error("internal error")]
+    Store(common::batcher::BatchError),
 }
 
 impl ApiError {
@@ -71,16 +74,19 @@ impl ApiError {
             ApiError::Unavailable { code, message } => {
                 (StatusCode::SERVICE_UNAVAILABLE, code, message.clone())
             }
-            ApiError::Internal(e) => {
-                error!(error = %e, "Database error while answering a request.");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "internal error; see the service log".into(),
-                )
-            }
+            ApiError::Internal(e) => internal(e),
+            ApiError::Store(e) => internal(e),
         }
     }
+}
+
+fn internal(e: &dyn std::fmt::Display) -> (StatusCode, &'static str, String) {
+    error!(error = %e, "Database error while answering a request.");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error; see the service log".into(),
+    )
 }
 
 impl IntoResponse for ApiError {

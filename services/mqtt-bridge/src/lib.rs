@@ -8,6 +8,7 @@ pub mod responses;
 pub mod routes;
 pub mod startup;
 pub mod sweeper;
+pub mod target_cache;
 
 pub use startup::App;
 

@@ -12,6 +12,7 @@ use common::commands::CommandSender;
 use common::http::{Dependency, Health};
 use common::lease::Lease;
 use common::settings::Settings;
+use common::status_writer::StatusWriter;
 use common::topics::TopicKind;
 use common::{QoS, db};
 use secrecy::ExposeSecret;
@@ -71,7 +72,8 @@ impl App {
         )?;
 
         let tasks = TaskTracker::new();
-        tasks.spawn(responses::run(pool.clone(), inbox_rx, stop.clone()));
+        let status = StatusWriter::spawn(pool.clone());
+        tasks.spawn(responses::run(status.clone(), inbox_rx, stop.clone()));
         let lease = Lease::new(
             pool.clone(),
             sweeper::LEASE_NAME,
@@ -90,11 +92,13 @@ impl App {
             pool.clone(),
             brokers.clone(),
             settings.node_default_secret.clone(),
+            status,
         );
         let state = CommandsState {
             pool: pool.clone(),
             sender,
             replay_wait: settings.publish_timeout() + Duration::from_secs(1),
+            targets: Default::default(),
         };
         let token = ApiToken(
             settings

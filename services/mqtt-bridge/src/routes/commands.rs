@@ -6,6 +6,7 @@
 //! `cmd_id` with the same body gets the first answer again; with another
 //! body, 409.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
+use crate::target_cache::{Scope, TargetCache};
 
 /// What the command routes need.
 #[derive(Clone)]
@@ -31,6 +33,7 @@ pub struct CommandsState {
     pub sender: CommandSender,
     /// How long a repeated request waits for the first one to finish publishing.
     pub replay_wait: Duration,
+    pub targets: Arc<TargetCache>,
 }
 
 pub fn router(state: CommandsState) -> Router {
@@ -130,7 +133,7 @@ async fn post_zone_command(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request = parse_body(&body)?;
-    let target = resolve_in_zone(&state.pool, &zone, &request).await?;
+    let target = resolve_in_zone(&state, &zone, &request).await?;
     send(&state, request, target).await
 }
 
@@ -151,17 +154,25 @@ async fn post_node_command(
         }
         _ => request.node_uid = Some(node_uid.clone()),
     }
-    let target = resolve_node(&state.pool, &node_uid, &request.channel).await?;
+    let target = resolve_node(&state, &node_uid, &request.channel).await?;
     send(&state, request, target).await
 }
 
 async fn resolve_in_zone(
-    pool: &PgPool,
+    state: &CommandsState,
     zone: &str,
     request: &CommandRequest,
 ) -> Result<Target, ApiError> {
+    let scope = Scope::Zone {
+        zone: zone.to_owned(),
+        node_uid: request.node_uid.clone(),
+    };
+    if let Some(targets) = state.targets.get(&scope, &request.channel) {
+        return pick_one(zone, request, &targets);
+    }
+    let pool = &state.pool;
     let zone_id = zone.parse::<i64>().ok();
-    let mut targets: Vec<Target> = sqlx::query_as(&format!(
+    let targets: Vec<Target> = sqlx::query_as(&format!(
         "{TARGET_QUERY} WHERE (z.uid = $1 OR z.id = $2) AND c.channel = $3 AND ($4::text IS NULL OR n.uid = $4) \
          ORDER BY n.uid LIMIT 10"
     ))
@@ -171,9 +182,18 @@ async fn resolve_in_zone(
     .bind(&request.node_uid)
     .fetch_all(pool)
     .await?;
-    match targets.len() {
-        1 => Ok(targets.remove(0)),
-        0 => Err(explain_missing_in_zone(pool, zone, zone_id, request).await?),
+    if targets.is_empty() {
+        return Err(explain_missing_in_zone(pool, zone, zone_id, request).await?);
+    }
+    let targets: Arc<[Target]> = Arc::from(targets);
+    state.targets.put(scope, &request.channel, targets.clone());
+    pick_one(zone, request, &targets)
+}
+
+/// The one target of a zone request, or why there is not exactly one.
+fn pick_one(zone: &str, request: &CommandRequest, targets: &[Target]) -> Result<Target, ApiError> {
+    match targets {
+        [one] => Ok(one.clone()),
         _ => {
             let nodes: Vec<&str> = targets.iter().map(|t| t.node_uid.as_str()).collect();
             Err(ApiError::unprocessable(
@@ -233,8 +253,20 @@ async fn explain_missing_in_zone(
     })
 }
 
-async fn resolve_node(pool: &PgPool, node_uid: &str, channel: &str) -> Result<Target, ApiError> {
+async fn resolve_node(
+    state: &CommandsState,
+    node_uid: &str,
+    channel: &str,
+) -> Result<Target, ApiError> {
+    let scope = Scope::Node(node_uid.to_owned());
+    if let Some(targets) = state.targets.get(&scope, channel) {
+        return Ok(targets[0].clone());
+    }
+    let pool = &state.pool;
     if let Some(t) = common::commands::find_target(pool, node_uid, channel).await? {
+        state
+            .targets
+            .put(scope, channel, Arc::from(vec![t.clone()]));
         return Ok(t);
     }
     let zone: Option<Option<i64>> = sqlx::query_scalar("SELECT zone_id FROM nodes WHERE uid = $1")
@@ -289,7 +321,12 @@ async fn send(
         source: Source::Api,
         request_hash: Some(hash.clone()),
     };
-    match state.sender.send(&target, command).await? {
+    match state
+        .sender
+        .send(&target, command)
+        .await
+        .map_err(ApiError::Store)?
+    {
         SendOutcome::Sent { broker_id } => Ok(sent_answer(&cmd_id, &target.node_uid, &broker_id)),
         SendOutcome::Failed { broker_id, error } => {
             Err(send_failed(&format!("broker {broker_id}: {error}")))

@@ -1,0 +1,209 @@
+//! The simulator's own HTTP routes: the nodes and their readings, and the
+//! fault settings, readable and changeable while it runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::faults::{FaultConfig, Faults};
+use crate::layout::{ChannelSpec, NodeKind};
+use crate::node::SimNode;
+use crate::settings::{check_delay, check_probability};
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct ApiState {
+    pub nodes: Arc<[SimNode]>,
+    pub faults: Arc<Faults>,
+}
+
+/// `/sim/nodes` and `/sim/faults`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/sim/nodes", get(list_nodes))
+        .route("/sim/faults", get(get_faults).put(put_faults))
+        .with_state(state)
+}
+
+/// An answer other than success.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the body is not what the route takes; `code` says which way.
+    BadRequest { code: &'static str, message: String },
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadRequest { code, message } => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"status": "error", "code": code, "message": message})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        code,
+        message: message.into(),
+    }
+}
+
+/// One node as `GET /sim/nodes` shows it.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub uid: String,
+    pub zone: String,
+    pub kind: NodeKind,
+    pub channels: &'static [ChannelSpec],
+    pub connected: bool,
+    /// Current reading per sensor channel.
+    pub values: BTreeMap<&'static str, f64>,
+    pub commands_executed: u64,
+}
+
+async fn list_nodes(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
+    Json(
+        state
+            .nodes
+            .iter()
+            .map(|n| NodeView {
+                uid: n.spec().uid.clone(),
+                zone: n.spec().zone.clone(),
+                kind: n.spec().kind,
+                channels: n.spec().channels(),
+                connected: n.is_connected(),
+                values: n.readings(),
+                commands_executed: n.commands_executed(),
+            })
+            .collect(),
+    )
+}
+
+async fn get_faults(State(state): State<ApiState>) -> Json<FaultConfig> {
+    Json(state.faults.get())
+}
+
+/// Every field optional; the ones given replace the current values.
+async fn put_faults(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<Json<FaultConfig>, ApiError> {
+    let patch: Value = serde_json::from_slice(&body)
+        .map_err(|e| bad("invalid_json", format!("body is not JSON: {e}")))?;
+    let updated = apply_patch(state.faults.get(), &patch)?;
+    state.faults.set(updated);
+    info!(
+        drop_responses = updated.drop_responses,
+        duplicate_responses = updated.duplicate_responses,
+        response_delay_ms = updated.response_delay_ms,
+        "Faults changed."
+    );
+    Ok(Json(updated))
+}
+
+/// `current` with the fields of `patch` applied, each checked and named on error.
+fn apply_patch(mut current: FaultConfig, patch: &Value) -> Result<FaultConfig, ApiError> {
+    let fields = patch
+        .as_object()
+        .ok_or_else(|| bad("invalid_body", "body must be a JSON object"))?;
+    for (name, value) in fields {
+        match name.as_str() {
+            "drop_responses" | "duplicate_responses" => {
+                let p = value
+                    .as_f64()
+                    .ok_or_else(|| bad("invalid_field", format!("{name} must be a number")))?;
+                check_probability(name, p).map_err(|m| bad("invalid_field", m))?;
+                if name == "drop_responses" {
+                    current.drop_responses = p;
+                } else {
+                    current.duplicate_responses = p;
+                }
+            }
+            "response_delay_ms" => {
+                let ms = value.as_u64().ok_or_else(|| {
+                    bad(
+                        "invalid_field",
+                        "response_delay_ms must be a non-negative integer",
+                    )
+                })?;
+                check_delay(name, ms).map_err(|m| bad("invalid_field", m))?;
+                current.response_delay_ms = ms;
+            }
+            other => {
+                return Err(bad(
+                    "unknown_field",
+                    format!(
+                        "unknown field `{other}`; use drop_responses, duplicate_responses, response_delay_ms"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONE: FaultConfig = FaultConfig {
+        drop_responses: 0.0,
+        duplicate_responses: 0.0,
+        response_delay_ms: 0,
+    };
+
+    #[test]
+    fn patches_apply_only_given_fields() {
+        let c = apply_patch(NONE, &json!({"drop_responses": 1.0})).unwrap();
+        assert_eq!(c.drop_responses, 1.0);
+        assert_eq!(c.duplicate_responses, 0.0);
+        let c = apply_patch(
+            c,
+            &json!({"duplicate_responses": 0.5, "response_delay_ms": 20}),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            FaultConfig {
+                drop_responses: 1.0,
+                duplicate_responses: 0.5,
+                response_delay_ms: 20
+            }
+        );
+        assert_eq!(apply_patch(c, &json!({})).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_patches_name_the_field() {
+        for (patch, field) in [
+            (json!({"drop_responses": 1.5}), "drop_responses"),
+            (json!({"drop_responses": "x"}), "drop_responses"),
+            (json!({"duplicate_responses": -0.1}), "duplicate_responses"),
+            (json!({"response_delay_ms": -1}), "response_delay_ms"),
+            (json!({"response_delay_ms": 1.5}), "response_delay_ms"),
+            (
+                json!({"response_delay_ms": 10_000_000}),
+                "response_delay_ms",
+            ),
+            (json!({"drop": 1}), "drop"),
+        ] {
+            let Err(ApiError::BadRequest { message, .. }) = apply_patch(NONE, &patch) else {
+                panic!("{patch} accepted");
+            };
+            assert!(message.contains(field), "{patch}: {message}");
+        }
+        assert!(apply_patch(NONE, &json!([1])).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! node-sim: simulated ESP32 greenhouse nodes speaking the hydro wire
+//! contract over MQTT, for tests, demos and benchmarks.
+
+pub mod api;
+pub mod command;
+pub mod faults;
+pub mod layout;
+pub mod metrics;
+pub mod node;
+pub mod physics;
+pub mod recent;
+pub mod seed;
+pub mod settings;
+pub mod startup;
+
+pub use node::SimNode;
+pub use settings::SimSettings;
+pub use startup::App;

@@ -1,0 +1,13 @@
+//! node-sim's metric names. Only node-sim records them, so they live here
+//! rather than in `common::metrics`.
+
+/// Counter: telemetry messages the broker acknowledged.
+pub const TELEMETRY_PUBLISHED: &str = "sim_telemetry_published_total";
+/// Counter, `result`: commands received, by what was answered (`done`,
+/// `invalid`, `duplicate` for a redelivery, `undecodable` for one without a
+/// usable `cmd_id`).
+pub const COMMANDS_RECEIVED: &str = "sim_commands_received_total";
+/// Counter: commands whose responses a fault dropped.
+pub const RESPONSES_DROPPED: &str = "sim_responses_dropped_total";
+/// Counter, `kind`: publishes that failed (telemetry, heartbeat, status, response).
+pub const PUBLISH_ERRORS: &str = "sim_publish_errors_total";

@@ -1,0 +1,567 @@
+//! One simulated node: its own MQTT connection (with the `lwt` last will),
+//! retained ONLINE status on every (re)connect, telemetry and heartbeats on
+//! their intervals, and the signed commands it receives, answered the way the
+//! hydro2.0 firmware answers them (contract section 3).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::QoS;
+use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
+use common::payloads::{
+    Command, CommandResponse, Heartbeat, LWT_PAYLOAD, MetricType, NodeState, ResponseStatus,
+    Status, Telemetry,
+};
+use common::settings::Settings;
+use common::topics::{NodeTopic, TopicKind, channel_topic, node_topic};
+use common::{LastWill, signing};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::command::{Action, Rejection, parse_action};
+use crate::faults::Faults;
+use crate::layout::{ChannelSpec, ChannelType, NodeSpec};
+use crate::metrics as m;
+use crate::physics::{Physics, current_hour};
+use crate::recent::{RecentCommands, Seen};
+
+/// A node refuses a command whose `ts` is this far from its clock (contract).
+pub const MAX_CLOCK_SKEW_SECS: i64 = 10;
+/// The longest a `run_pump` keeps its DONE back; longer runs report DONE
+/// after this, so a 10-minute run does not hold a test or a timeout hostage.
+pub const MAX_DONE_WAIT: Duration = Duration::from_secs(10);
+/// Commands waiting for the node's dispatcher; beyond this the broker
+/// connection is slowed down (backpressure), not the node's memory grown.
+const INBOX_CAPACITY: usize = 1024;
+/// How long a clean stop waits for tasks and for the broker to see DISCONNECT.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What every node shares: where to connect, how to sign, how often to talk.
+#[derive(Debug)]
+pub struct NodeContext {
+    pub greenhouse: String,
+    pub broker_url: String,
+    /// Credentials, publish timeout and the node secret.
+    pub settings: Settings,
+    pub faults: Arc<Faults>,
+    pub telemetry_interval: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+/// A running simulated node; cheap to clone.
+#[derive(Clone)]
+pub struct SimNode {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SimNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode")
+            .field("uid", &self.inner.spec.uid)
+            .finish()
+    }
+}
+
+struct Inner {
+    spec: NodeSpec,
+    ctx: Arc<NodeContext>,
+    conn: MqttConnection,
+    physics: Mutex<Physics>,
+    recent: Mutex<RecentCommands>,
+    executed: AtomicU64,
+    started: Instant,
+    /// Stops the node's loops and command tasks.
+    loops: CancellationToken,
+    /// Ends the MQTT connection itself; cancelled without a DISCONNECT it
+    /// makes the broker publish the last will.
+    link: CancellationToken,
+    tasks: TaskTracker,
+    undecodable_logged: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a few field updates; a panic cannot leave
+    // the data half-written in a way that matters to a simulator.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl SimNode {
+    /// Connects the node and starts its loops. It keeps reconnecting on its
+    /// own until [`SimNode::stop`] or [`SimNode::abort`].
+    pub fn start(spec: NodeSpec, ctx: Arc<NodeContext>) -> Result<SimNode, MqttError> {
+        let lwt_topic = node_topic(&ctx.greenhouse, &spec.zone, &spec.uid, TopicKind::Lwt);
+        let mut config = MqttConfig::new(
+            // One broker label per node: `mqtt_connected{broker=<uid>}` then
+            // shows each node's link, and `/health` lists them.
+            &spec.uid,
+            &ctx.broker_url,
+            &format!("node-sim-{}", spec.uid),
+        )
+        .with_settings(&ctx.settings);
+        config.last_will = Some(LastWill::new(
+            lwt_topic,
+            LWT_PAYLOAD,
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let link = CancellationToken::new();
+        let conn = MqttConnection::start(config, Some(tx), link.clone())?;
+        let commands = format!(
+            "hydro/{}/{}/{}/+/command",
+            ctx.greenhouse, spec.zone, spec.uid
+        );
+        conn.subscribe(&commands, QoS::AtLeastOnce)?;
+        let seed = rand::random::<u64>();
+        let inner = Arc::new(Inner {
+            physics: Mutex::new(Physics::new(seed, current_hour())),
+            recent: Mutex::new(RecentCommands::new(crate::recent::RECENT_CAPACITY)),
+            executed: AtomicU64::new(0),
+            started: Instant::now(),
+            loops: CancellationToken::new(),
+            link,
+            tasks: TaskTracker::new(),
+            undecodable_logged: AtomicU64::new(0),
+            spec,
+            ctx,
+            conn,
+        });
+        inner.tasks.spawn(inner.clone().run_uplink());
+        inner.tasks.spawn(inner.clone().run_commands(rx));
+        Ok(SimNode { inner })
+    }
+
+    pub fn spec(&self) -> &NodeSpec {
+        &self.inner.spec
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.inner.spec.uid
+    }
+
+    /// The node's broker connection.
+    pub fn connection(&self) -> &MqttConnection {
+        &self.inner.conn
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.conn.is_connected()
+    }
+
+    /// Commands executed (not counting INVALID ones and redeliveries).
+    pub fn commands_executed(&self) -> u64 {
+        self.inner.executed.load(Ordering::Relaxed)
+    }
+
+    /// What each sensor channel reads now.
+    pub fn readings(&self) -> BTreeMap<&'static str, f64> {
+        let physics = lock(&self.inner.physics);
+        sensors(&self.inner.spec)
+            .map(|(c, metric)| (c.channel, physics.reading(metric)))
+            .collect()
+    }
+
+    /// Stops cleanly: loops end, a retained OFFLINE status is published and
+    /// the connection closes with DISCONNECT, so the broker keeps the will.
+    pub async fn stop(&self) {
+        let inner = &self.inner;
+        inner.loops.cancel();
+        inner.tasks.close();
+        let _ = tokio::time::timeout(STOP_GRACE, inner.tasks.wait()).await;
+        if inner.conn.is_connected() {
+            let _ =
+                tokio::time::timeout(STOP_GRACE, inner.publish_status(NodeState::Offline)).await;
+            inner.conn.disconnect().await;
+            let mut connected = inner.conn.connected_watch();
+            let _ = tokio::time::timeout(STOP_GRACE, connected.wait_for(|c| !*c)).await;
+        }
+        inner.link.cancel();
+    }
+
+    /// Kills the node abruptly, as a power cut would: no DISCONNECT, so the
+    /// broker publishes the node's last will (`lwt` = `offline`).
+    pub fn abort(&self) {
+        self.inner.loops.cancel();
+        self.inner.link.cancel();
+    }
+}
+
+/// The sensor channels of a node with their metric.
+fn sensors(spec: &NodeSpec) -> impl Iterator<Item = (&'static ChannelSpec, MetricType)> {
+    spec.channels()
+        .iter()
+        .filter_map(|c| c.metric_type.map(|m| (c, m)))
+}
+
+/// What a command comes to, decided before anything is sent.
+enum Plan {
+    /// Answer INVALID with this reason.
+    Invalid(Rejection),
+    /// Answer ACK, then DONE (after `wait`), with `details` on DONE.
+    Execute {
+        wait: Duration,
+        details: Option<Map<String, Value>>,
+    },
+    /// A redelivery: send the last response again.
+    Repeat(CommandResponse),
+}
+
+impl Inner {
+    fn topic(&self, channel: &str, kind: TopicKind) -> String {
+        channel_topic(
+            &self.ctx.greenhouse,
+            &self.spec.zone,
+            &self.spec.uid,
+            channel,
+            kind,
+        )
+    }
+
+    async fn publish(
+        &self,
+        kind: &'static str,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> bool {
+        match self.conn.publish(topic, payload, retain).await {
+            Ok(()) => true,
+            Err(e) => {
+                metrics::counter!(m::PUBLISH_ERRORS, "kind" => kind).increment(1);
+                debug!(node = %self.spec.uid, kind, error = %e, "Publish failed.");
+                false
+            }
+        }
+    }
+
+    async fn publish_status(&self, state: NodeState) {
+        let topic = node_topic(
+            &self.ctx.greenhouse,
+            &self.spec.zone,
+            &self.spec.uid,
+            TopicKind::Status,
+        );
+        let status = Status {
+            status: state,
+            ts: now_secs(),
+        };
+        let payload = serde_json::to_vec(&status).expect("status serialises");
+        self.publish("status", &topic, payload, true).await;
+    }
+
+    /// Status on every (re)connect, telemetry and heartbeats on their
+    /// intervals, each node starting at a random point of its period so that
+    /// a fleet does not publish in lockstep.
+    async fn run_uplink(self: Arc<Self>) {
+        let mut connected = self.conn.connected_watch();
+        let stagger = |period: Duration| {
+            let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+            Instant::now() + Duration::from_millis(rand::random_range(0..ms))
+        };
+        let mut telemetry = tokio::time::interval_at(
+            stagger(self.ctx.telemetry_interval),
+            self.ctx.telemetry_interval,
+        );
+        telemetry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval_at(
+            stagger(self.ctx.heartbeat_interval),
+            self.ctx.heartbeat_interval,
+        );
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_step = Instant::now();
+        if *connected.borrow_and_update() {
+            self.publish_status(NodeState::Online).await;
+        }
+        loop {
+            tokio::select! {
+                _ = self.loops.cancelled() => break,
+                changed = connected.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if *connected.borrow_and_update() {
+                        info!(node = %self.spec.uid, "Node online.");
+                        self.publish_status(NodeState::Online).await;
+                    }
+                }
+                _ = telemetry.tick() => {
+                    let now = Instant::now();
+                    lock(&self.physics).step((now - last_step).as_secs_f64(), current_hour());
+                    last_step = now;
+                    // A node without its broker has nobody to talk to; it
+                    // resumes at the next tick after the reconnect.
+                    if self.conn.is_connected() {
+                        self.publish_telemetry(None).await;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if self.conn.is_connected() {
+                        self.publish_heartbeat().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One reading per sensor channel (or only `only`), published together.
+    async fn publish_telemetry(&self, only: Option<&str>) {
+        let ts = now_secs();
+        let messages: Vec<(String, Vec<u8>)> = {
+            let physics = lock(&self.physics);
+            sensors(&self.spec)
+                .filter(|(c, _)| only.is_none_or(|o| o == c.channel))
+                .map(|(c, metric)| {
+                    let t = Telemetry {
+                        metric_type: metric,
+                        value: physics.reading(metric),
+                        ts,
+                        unit: c.unit.map(str::to_owned),
+                        raw: None,
+                        stub: None,
+                        stable: matches!(metric, MetricType::Ph | MetricType::Ec).then_some(true),
+                        flow_active: (metric == MetricType::FlowRate).then(|| physics.pumping()),
+                        corrections_allowed: None,
+                    };
+                    let payload = serde_json::to_vec(&t).expect("telemetry serialises");
+                    (self.topic(c.channel, TopicKind::Telemetry), payload)
+                })
+                .collect()
+        };
+        let sent =
+            futures::future::join_all(messages.into_iter().map(|(topic, payload)| async move {
+                self.publish("telemetry", &topic, payload, false).await
+            }))
+            .await;
+        let ok = sent.into_iter().filter(|ok| *ok).count();
+        metrics::counter!(m::TELEMETRY_PUBLISHED).increment(ok as u64);
+    }
+
+    async fn publish_heartbeat(&self) {
+        let topic = node_topic(
+            &self.ctx.greenhouse,
+            &self.spec.zone,
+            &self.spec.uid,
+            TopicKind::Heartbeat,
+        );
+        let heartbeat = Heartbeat {
+            uptime: self.started.elapsed().as_secs(),
+            free_heap: rand::random_range(96_000..=104_000),
+            rssi: Some(rand::random_range(-80..=-40)),
+        };
+        let payload = serde_json::to_vec(&heartbeat).expect("heartbeat serialises");
+        self.publish("heartbeat", &topic, payload, false).await;
+    }
+
+    /// Takes commands one at a time (cheap checks only) and hands each
+    /// one's responses to a task of its own, so a long pump run never holds
+    /// up the next command.
+    async fn run_commands(self: Arc<Self>, mut inbox: mpsc::Receiver<Inbound>) {
+        loop {
+            let message = tokio::select! {
+                _ = self.loops.cancelled() => break,
+                message = inbox.recv() => match message {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            self.handle(message);
+        }
+    }
+
+    fn handle(self: &Arc<Self>, message: Inbound) {
+        let channel = match NodeTopic::parse(&message.topic) {
+            Ok(NodeTopic {
+                channel: Some(channel),
+                kind: TopicKind::Command,
+                ..
+            }) => channel,
+            _ => return self.undecodable(&message, "not a command topic"),
+        };
+        let command = match Command::decode(&message.payload) {
+            Ok(c) => c,
+            Err(e) => {
+                let cmd_id = serde_json::from_slice::<Value>(&message.payload)
+                    .ok()
+                    .and_then(|v| v.get("cmd_id")?.as_str().map(str::to_owned))
+                    .filter(|id| !id.is_empty());
+                let Some(cmd_id) = cmd_id else {
+                    return self.undecodable(&message, &e.to_string());
+                };
+                let plan = Plan::Invalid(Rejection::new("bad_format", e.to_string()));
+                return self.answer(channel, cmd_id, plan);
+            }
+        };
+        let secret = self
+            .ctx
+            .settings
+            .node_default_secret
+            .expose_secret()
+            .as_bytes();
+        if !signing::verify(secret, &command) {
+            let plan = Plan::Invalid(Rejection::new(
+                "bad_signature",
+                "sig does not match the command signed with the node secret",
+            ));
+            return self.answer(channel, command.cmd_id, plan);
+        }
+        let skew = (now_secs() - command.ts).abs();
+        if skew >= MAX_CLOCK_SKEW_SECS {
+            let plan = Plan::Invalid(Rejection::new(
+                "stale_command",
+                format!("ts is {skew} s away from the node clock (limit {MAX_CLOCK_SKEW_SECS} s)"),
+            ));
+            return self.answer(channel, command.cmd_id, plan);
+        }
+        // Only an authentic, fresh command is remembered: a forged one must
+        // not be able to block a later genuine command with the same id.
+        match lock(&self.recent).check_in(&command.cmd_id) {
+            Seen::New => {}
+            Seen::Again(last) => {
+                metrics::counter!(m::COMMANDS_RECEIVED, "result" => "duplicate").increment(1);
+                debug!(node = %self.spec.uid, cmd_id = %command.cmd_id, "Redelivered command; not executed again.");
+                if let Some(last) = last {
+                    self.spawn_responses(channel, Plan::Repeat(last), command.cmd_id);
+                }
+                return;
+            }
+        }
+        let plan = match self.spec.channel(&channel) {
+            None => Plan::Invalid(Rejection::new(
+                "unknown_channel",
+                format!("node {} has no channel `{channel}`", self.spec.uid),
+            )),
+            Some(spec) => match parse_action(spec, &command.cmd, &command.params) {
+                Err(r) => Plan::Invalid(r),
+                Ok(action) => self.execute(spec, action),
+            },
+        };
+        self.answer(channel, command.cmd_id, plan);
+    }
+
+    /// Applies the action and says how to report it.
+    fn execute(&self, channel: &ChannelSpec, action: Action) -> Plan {
+        self.executed.fetch_add(1, Ordering::Relaxed);
+        let mut physics = lock(&self.physics);
+        physics.apply(self.spec.kind, channel.channel, action);
+        let wait = match action {
+            Action::RunPump { duration_ms } => {
+                Duration::from_millis(duration_ms).min(MAX_DONE_WAIT)
+            }
+            _ => Duration::ZERO,
+        };
+        let details = match (action, channel.channel_type, channel.metric_type) {
+            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => {
+                let mut d = Map::new();
+                d.insert("value".into(), json!(physics.reading(metric)));
+                Some(d)
+            }
+            _ => None,
+        };
+        Plan::Execute { wait, details }
+    }
+
+    fn answer(self: &Arc<Self>, channel: String, cmd_id: String, plan: Plan) {
+        let result = match &plan {
+            Plan::Invalid(r) => {
+                debug!(node = %self.spec.uid, %cmd_id, code = r.code, "Command refused.");
+                "invalid"
+            }
+            _ => "done",
+        };
+        metrics::counter!(m::COMMANDS_RECEIVED, "result" => result).increment(1);
+        self.spawn_responses(channel, plan, cmd_id);
+    }
+
+    fn spawn_responses(self: &Arc<Self>, channel: String, plan: Plan, cmd_id: String) {
+        if self.ctx.faults.drop_command() {
+            metrics::counter!(m::RESPONSES_DROPPED).increment(1);
+            return;
+        }
+        let node = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = node.loops.cancelled() => {}
+                _ = node.send_responses(&channel, cmd_id, plan) => {}
+            }
+        });
+    }
+
+    async fn send_responses(&self, channel: &str, cmd_id: String, plan: Plan) {
+        let response = |status, details: Option<Map<String, Value>>| CommandResponse {
+            cmd_id: cmd_id.clone(),
+            status,
+            ts: 0,
+            details,
+            error_code: None,
+            error_message: None,
+            message: None,
+        };
+        match plan {
+            Plan::Invalid(r) => {
+                let mut invalid = response(ResponseStatus::Invalid, None);
+                invalid.error_code = Some(r.code.to_owned());
+                invalid.error_message = Some(r.message);
+                self.respond(channel, invalid).await;
+            }
+            Plan::Repeat(last) => self.respond(channel, last).await,
+            Plan::Execute { wait, details } => {
+                self.respond(channel, response(ResponseStatus::Ack, None))
+                    .await;
+                tokio::time::sleep(wait).await;
+                if details.is_some() {
+                    // read_now and calibrate also report the fresh reading.
+                    self.publish_telemetry(Some(channel)).await;
+                }
+                self.respond(channel, response(ResponseStatus::Done, details))
+                    .await;
+            }
+        }
+    }
+
+    /// Sends one response after the configured delay, twice if a fault says so.
+    async fn respond(&self, channel: &str, mut response: CommandResponse) {
+        let delay = self.ctx.faults.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        response.ts = now_millis();
+        let topic = self.topic(channel, TopicKind::CommandResponse);
+        let payload = serde_json::to_vec(&response).expect("response serialises");
+        for _ in 0..self.ctx.faults.copies() {
+            self.publish("command_response", &topic, payload.clone(), false)
+                .await;
+        }
+        lock(&self.recent).record(&response);
+    }
+
+    /// Counts and logs (at most every 10 s per node) a message nobody can answer.
+    fn undecodable(&self, message: &Inbound, problem: &str) {
+        metrics::counter!(m::COMMANDS_RECEIVED, "result" => "undecodable").increment(1);
+        let now = u64::try_from(now_secs()).unwrap_or(0);
+        let last = self.undecodable_logged.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .undecodable_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(node = %self.spec.uid, topic = %message.topic, problem, "Undecodable command ignored.");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Writes the simulated greenhouse into PostgreSQL (`SIM_SEED_DB=true`), so
+//! the backend knows the nodes before they speak: the greenhouse, its zones,
+//! the nodes and their channels. Idempotent: a second run changes no row.
+//!
+//! Zone and node uids are unique across the whole database, so one database
+//! holds one simulated layout; seeding another greenhouse with the same
+//! layout moves the zones to it.
+
+use sqlx::PgPool;
+use tracing::{info, instrument};
+
+use crate::layout::Layout;
+
+/// `nodes.fw_version` of every simulated node.
+pub const FW_VERSION: &str = "sim-1.0";
+/// `greenhouses.name` of a seeded greenhouse (when it is created).
+pub const GREENHOUSE_NAME: &str = "Simulated greenhouse";
+
+/// Rows inserted or changed by one [`seed`] run (0 everywhere on a re-run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedSummary {
+    pub greenhouse_id: i64,
+    pub greenhouses_written: u64,
+    pub zones_written: u64,
+    pub nodes_written: u64,
+    pub channels_written: u64,
+}
+
+/// Upserts `greenhouse` and everything in `layout`, in one transaction.
+///
+/// Names an operator may have changed (greenhouse, zones) are left alone;
+/// what the simulator depends on (a node's zone, type, channels) is put back.
+/// `nodes.secret` is never written, so `NODE_DEFAULT_SECRET` applies.
+#[instrument(skip_all, fields(greenhouse = %greenhouse, nodes = layout.nodes.len()), err)]
+pub async fn seed(
+    pool: &PgPool,
+    layout: &Layout,
+    greenhouse: &str,
+) -> Result<SeedSummary, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+
+    let inserted = sqlx::query(
+        "INSERT INTO greenhouses (uid, name, timezone) VALUES ($1, $2, 'UTC')
+         ON CONFLICT (uid) DO NOTHING",
+    )
+    .bind(greenhouse)
+    .bind(GREENHOUSE_NAME)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let (greenhouse_id,): (i64,) = sqlx::query_as("SELECT id FROM greenhouses WHERE uid = $1")
+        .bind(greenhouse)
+        .fetch_one(&mut *tx)
+        .await?;
+
+    let zone_names: Vec<String> = layout
+        .zones
+        .iter()
+        .map(|z| format!("Zone {}", z.trim_start_matches("zn-")))
+        .collect();
+    let zones = sqlx::query(
+        "INSERT INTO zones (uid, greenhouse_id, name)
+         SELECT uid, $1, name FROM UNNEST($2::text[], $3::text[]) AS t (uid, name)
+         ON CONFLICT (uid) DO UPDATE SET greenhouse_id = EXCLUDED.greenhouse_id, updated_at = now()
+         WHERE zones.greenhouse_id IS DISTINCT FROM EXCLUDED.greenhouse_id",
+    )
+    .bind(greenhouse_id)
+    .bind(&layout.zones)
+    .bind(&zone_names)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+
+    let uids: Vec<&str> = layout.nodes.iter().map(|n| n.uid.as_str()).collect();
+    let node_zones: Vec<&str> = layout.nodes.iter().map(|n| n.zone.as_str()).collect();
+    let kinds: Vec<&str> = layout.nodes.iter().map(|n| n.kind.as_str()).collect();
+    let nodes = sqlx::query(
+        "INSERT INTO nodes (uid, zone_id, type, fw_version)
+         SELECT t.uid, z.id, t.kind, $4
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, zone, kind)
+         JOIN zones z ON z.uid = t.zone
+         ON CONFLICT (uid) DO UPDATE
+         SET zone_id = EXCLUDED.zone_id, type = EXCLUDED.type,
+             fw_version = EXCLUDED.fw_version, updated_at = now()
+         WHERE (nodes.zone_id, nodes.type, nodes.fw_version)
+               IS DISTINCT FROM (EXCLUDED.zone_id, EXCLUDED.type, EXCLUDED.fw_version)",
+    )
+    .bind(&uids)
+    .bind(&node_zones)
+    .bind(&kinds)
+    .bind(FW_VERSION)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+
+    let mut channel_nodes = Vec::new();
+    let mut channels = Vec::new();
+    let mut types = Vec::new();
+    let mut metrics = Vec::new();
+    let mut units = Vec::new();
+    for node in &layout.nodes {
+        for c in node.channels() {
+            channel_nodes.push(node.uid.as_str());
+            channels.push(c.channel);
+            types.push(c.channel_type.as_str());
+            metrics.push(c.metric_type.map(|m| m.as_str()));
+            units.push(c.unit);
+        }
+    }
+    let channels = sqlx::query(
+        "INSERT INTO node_channels (node_id, channel, type, metric_type, unit)
+         SELECT n.id, t.channel, t.type, t.metric_type, t.unit
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+              AS t (node, channel, type, metric_type, unit)
+         JOIN nodes n ON n.uid = t.node
+         ON CONFLICT (node_id, channel) DO UPDATE
+         SET type = EXCLUDED.type, metric_type = EXCLUDED.metric_type, unit = EXCLUDED.unit
+         WHERE (node_channels.type, node_channels.metric_type, node_channels.unit)
+               IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.metric_type, EXCLUDED.unit)",
+    )
+    .bind(&channel_nodes)
+    .bind(&channels)
+    .bind(&types)
+    .bind(&metrics)
+    .bind(&units)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+
+    tx.commit().await?;
+    let summary = SeedSummary {
+        greenhouse_id,
+        greenhouses_written: inserted,
+        zones_written: zones,
+        nodes_written: nodes,
+        channels_written: channels,
+    };
+    info!(
+        greenhouse,
+        zones = summary.zones_written,
+        nodes = summary.nodes_written,
+        channels = summary.channels_written,
+        "Database seeded."
+    );
+    Ok(summary)
+}

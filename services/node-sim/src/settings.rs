@@ -1,0 +1,274 @@
+//! node-sim's own settings (`SIM_*`), read from the environment next to the
+//! shared [`common::settings::Settings`] and validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::settings::{SettingsError, de_bool, de_from_str, de_opt_from_str, from_env};
+use serde::Deserialize;
+
+fn default_greenhouse() -> String {
+    "gh-1".into()
+}
+const fn default_zones() -> usize {
+    3
+}
+const fn default_nodes() -> usize {
+    20
+}
+const fn default_telemetry_interval_ms() -> u64 {
+    5_000
+}
+const fn default_heartbeat_interval_ms() -> u64 {
+    15_000
+}
+
+/// The shortest telemetry or heartbeat interval: below this a few hundred
+/// nodes would saturate a broker for no realism gained.
+pub const MIN_INTERVAL_MS: u64 = 10;
+
+/// What the simulator simulates and how badly it behaves.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimSettings {
+    /// `SIM_GREENHOUSE`: the greenhouse uid in every topic.
+    #[serde(rename = "sim_greenhouse", default = "default_greenhouse")]
+    pub greenhouse: String,
+    /// `SIM_ZONES`: zones `zn-1`..`zn-N`.
+    #[serde(
+        rename = "sim_zones",
+        default = "default_zones",
+        deserialize_with = "de_from_str"
+    )]
+    pub zones: usize,
+    /// `SIM_NODES`: how many nodes, spread over the zones (see [`crate::layout`]).
+    #[serde(
+        rename = "sim_nodes",
+        default = "default_nodes",
+        deserialize_with = "de_from_str"
+    )]
+    pub nodes: usize,
+    /// `SIM_TELEMETRY_INTERVAL_MS`: each node's telemetry period.
+    #[serde(
+        rename = "sim_telemetry_interval_ms",
+        default = "default_telemetry_interval_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub telemetry_interval_ms: u64,
+    /// `SIM_HEARTBEAT_INTERVAL_MS`: each node's heartbeat period.
+    #[serde(
+        rename = "sim_heartbeat_interval_ms",
+        default = "default_heartbeat_interval_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub heartbeat_interval_ms: u64,
+    /// `SIM_SEED_DB`: upsert the greenhouse, zones, nodes and channels into
+    /// PostgreSQL at start. Without it node-sim needs no database.
+    #[serde(rename = "sim_seed_db", default, deserialize_with = "de_bool")]
+    pub seed_db: bool,
+    /// `SIM_DROP_RESPONSES`: probability (0..=1) that a command gets no response at all.
+    #[serde(
+        rename = "sim_drop_responses",
+        default,
+        deserialize_with = "de_from_str"
+    )]
+    pub drop_responses: f64,
+    /// `SIM_DUPLICATE_RESPONSES`: probability (0..=1) that a response is sent twice.
+    #[serde(
+        rename = "sim_duplicate_responses",
+        default,
+        deserialize_with = "de_from_str"
+    )]
+    pub duplicate_responses: f64,
+    /// `SIM_RESPONSE_DELAY_MS`: delay before every response.
+    #[serde(
+        rename = "sim_response_delay_ms",
+        default,
+        deserialize_with = "de_from_str"
+    )]
+    pub response_delay_ms: u64,
+    /// `SIM_BROKER_URL`: the broker the nodes connect to; default
+    /// `mqtt://MQTT_HOST:MQTT_PORT`.
+    #[serde(
+        rename = "sim_broker_url",
+        default,
+        deserialize_with = "de_opt_from_str"
+    )]
+    pub broker_url: Option<String>,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            greenhouse: default_greenhouse(),
+            zones: default_zones(),
+            nodes: default_nodes(),
+            telemetry_interval_ms: default_telemetry_interval_ms(),
+            heartbeat_interval_ms: default_heartbeat_interval_ms(),
+            seed_db: false,
+            drop_responses: 0.0,
+            duplicate_responses: 0.0,
+            response_delay_ms: 0,
+            broker_url: None,
+        }
+    }
+}
+
+/// The longest response delay accepted, from the environment or `PUT /sim/faults`.
+pub const MAX_RESPONSE_DELAY_MS: u64 = 600_000;
+
+/// Checks a probability setting; the error names the setting.
+pub fn check_probability(name: &str, p: f64) -> Result<(), String> {
+    if p.is_finite() && (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be a probability between 0 and 1, got {p}"
+        ))
+    }
+}
+
+/// Checks a response delay; the error names the setting.
+pub fn check_delay(name: &str, ms: u64) -> Result<(), String> {
+    if ms <= MAX_RESPONSE_DELAY_MS {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} must be at most {MAX_RESPONSE_DELAY_MS} ms, got {ms}"
+        ))
+    }
+}
+
+impl SimSettings {
+    /// Reads and validates the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: SimSettings = from_env(vars)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every value; the error names the variable to fix.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let uid_ok = !self.greenhouse.is_empty()
+            && self.greenhouse.len() <= 64
+            && self
+                .greenhouse
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        let checks = [
+            (
+                uid_ok,
+                "SIM_GREENHOUSE must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`"
+                    .to_owned(),
+            ),
+            (self.zones >= 1, "SIM_ZONES must be at least 1".to_owned()),
+            (self.nodes >= 1, "SIM_NODES must be at least 1".to_owned()),
+            (
+                self.telemetry_interval_ms >= MIN_INTERVAL_MS,
+                format!("SIM_TELEMETRY_INTERVAL_MS must be at least {MIN_INTERVAL_MS}"),
+            ),
+            (
+                self.heartbeat_interval_ms >= MIN_INTERVAL_MS,
+                format!("SIM_HEARTBEAT_INTERVAL_MS must be at least {MIN_INTERVAL_MS}"),
+            ),
+        ];
+        if let Some((_, message)) = checks.into_iter().find(|(ok, _)| !ok) {
+            return Err(SettingsError(message));
+        }
+        check_probability("SIM_DROP_RESPONSES", self.drop_responses).map_err(SettingsError)?;
+        check_probability("SIM_DUPLICATE_RESPONSES", self.duplicate_responses)
+            .map_err(SettingsError)?;
+        check_delay("SIM_RESPONSE_DELAY_MS", self.response_delay_ms).map_err(SettingsError)?;
+        if let Some(url) = &self.broker_url {
+            common::mqtt::parse_broker_url(url)
+                .map_err(|e| SettingsError(format!("SIM_BROKER_URL: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The broker URL: `SIM_BROKER_URL`, else the shared default broker.
+    pub fn broker_url_or(&self, settings: &common::settings::Settings) -> String {
+        self.broker_url
+            .clone()
+            .unwrap_or_else(|| settings.default_broker_url())
+    }
+
+    pub fn telemetry_interval(&self) -> Duration {
+        Duration::from_millis(self.telemetry_interval_ms)
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let s = SimSettings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.greenhouse, "gh-1");
+        assert_eq!((s.zones, s.nodes), (3, 20));
+        assert_eq!(s.telemetry_interval_ms, 5_000);
+        assert_eq!(s.heartbeat_interval_ms, 15_000);
+        assert!(!s.seed_db);
+        assert_eq!(s.drop_responses, 0.0);
+        assert!(s.broker_url.is_none());
+        let shared = common::settings::Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.broker_url_or(&shared), "mqtt://127.0.0.1:1883");
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = SimSettings::from_vars(vars(&[
+            ("SIM_GREENHOUSE", "gh-test"),
+            ("SIM_ZONES", "2"),
+            ("SIM_NODES", "7"),
+            ("SIM_SEED_DB", "true"),
+            ("SIM_DROP_RESPONSES", "0.25"),
+            ("SIM_RESPONSE_DELAY_MS", "100"),
+            ("SIM_BROKER_URL", "mqtt://127.0.0.1:1884"),
+        ]))
+        .unwrap();
+        assert_eq!(s.greenhouse, "gh-test");
+        assert_eq!((s.zones, s.nodes), (2, 7));
+        assert!(s.seed_db);
+        assert_eq!(s.drop_responses, 0.25);
+        assert_eq!(s.response_delay_ms, 100);
+        assert_eq!(s.broker_url.as_deref(), Some("mqtt://127.0.0.1:1884"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("SIM_ZONES", "0"),
+            ("SIM_NODES", "0"),
+            ("SIM_TELEMETRY_INTERVAL_MS", "5"),
+            ("SIM_HEARTBEAT_INTERVAL_MS", "1"),
+            ("SIM_DROP_RESPONSES", "1.5"),
+            ("SIM_DUPLICATE_RESPONSES", "-0.1"),
+            ("SIM_RESPONSE_DELAY_MS", "9999999"),
+            ("SIM_BROKER_URL", "tcp://x:1"),
+            ("SIM_GREENHOUSE", "gh/1"),
+        ] {
+            let err = SimSettings::from_vars(vars(&[(k, v)])).unwrap_err();
+            let text = err.to_string().to_lowercase();
+            assert!(text.contains(&k.to_lowercase()), "{k}={v}: {err}");
+        }
+    }
+}

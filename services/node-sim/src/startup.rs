@@ -1,0 +1,165 @@
+//! Building and running the simulator: seed the database (if asked), start
+//! every node, bind HTTP; then serve until shutdown and stop the nodes cleanly.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use common::brokers::BrokerPool;
+use common::http::{Dependency, Health, ops_router, serve, track_requests};
+use common::settings::Settings;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState};
+use crate::faults::Faults;
+use crate::layout::{Layout, layout};
+use crate::node::{NodeContext, SimNode};
+use crate::seed::seed;
+use crate::settings::SimSettings;
+
+/// node-sim's port when `HTTP_PORT` is not set (contract section 1).
+pub const DEFAULT_HTTP_PORT: u16 = 9405;
+/// How long start-up waits for PostgreSQL when seeding.
+const DB_WAIT: Duration = Duration::from_secs(30);
+
+/// A built simulator: nodes running, HTTP bound, not yet serving.
+pub struct App {
+    port: u16,
+    listener: TcpListener,
+    router: Router,
+    layout: Layout,
+    nodes: Arc<[SimNode]>,
+    faults: Arc<Faults>,
+    pool: Option<PgPool>,
+}
+
+impl App {
+    /// Seeds the database when `SIM_SEED_DB` asks for it, starts the nodes
+    /// (they connect in the background) and binds `HTTP_PORT` (default 9405;
+    /// 0 picks a free port, see [`App::port`]).
+    pub async fn build(sim: SimSettings, settings: Settings) -> anyhow::Result<App> {
+        sim.validate()?;
+        let layout = layout(&sim);
+        let pool = if sim.seed_db {
+            // Start-up has no shutdown token yet; a stuck database fails after DB_WAIT.
+            let pool = common::db::connect_and_migrate(
+                settings.pg_options(),
+                settings.pg_max_connections.min(4),
+                DB_WAIT,
+                &CancellationToken::new(),
+            )
+            .await
+            .context("could not prepare PostgreSQL for seeding")?;
+            seed(&pool, &layout, &sim.greenhouse)
+                .await
+                .context("could not seed the database")?;
+            Some(pool)
+        } else {
+            None
+        };
+        if settings.uses_dev_node_secret() {
+            warn!("NODE_DEFAULT_SECRET is the development default; set it outside development.");
+        }
+
+        let faults = Arc::new(Faults::from_settings(&sim));
+        let broker_url = sim.broker_url_or(&settings);
+        let http_port = settings.http_port_or(DEFAULT_HTTP_PORT);
+        let ctx = Arc::new(NodeContext {
+            greenhouse: sim.greenhouse.clone(),
+            broker_url: broker_url.clone(),
+            settings,
+            faults: faults.clone(),
+            telemetry_interval: sim.telemetry_interval(),
+            heartbeat_interval: sim.heartbeat_interval(),
+        });
+        let nodes: Arc<[SimNode]> = layout
+            .nodes
+            .iter()
+            .map(|spec| SimNode::start(spec.clone(), ctx.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("could not start the simulated nodes")?
+            .into();
+        info!(
+            greenhouse = %sim.greenhouse,
+            zones = layout.zones.len(),
+            nodes = nodes.len(),
+            broker = %broker_url,
+            "Nodes started."
+        );
+
+        let connections: BTreeMap<String, _> = nodes
+            .iter()
+            .map(|n| (n.uid().to_owned(), n.connection().clone()))
+            .collect();
+        let first = nodes[0].uid().to_owned();
+        let mut health = Health::new("node-sim").require(Dependency::Brokers(
+            BrokerPool::from_connections(&first, connections),
+        ));
+        if let Some(pool) = &pool {
+            health = health.optional(Dependency::Postgres(pool.clone()));
+        }
+        let router = api::router(ApiState {
+            nodes: nodes.clone(),
+            faults: faults.clone(),
+        })
+        .merge(ops_router(health))
+        .layer(axum::middleware::from_fn(track_requests));
+
+        let listener = TcpListener::bind(("0.0.0.0", http_port))
+            .await
+            .with_context(|| format!("could not bind HTTP_PORT {http_port}"))?;
+        let port = listener.local_addr()?.port();
+        info!(port, "HTTP bound.");
+        Ok(App {
+            port,
+            listener,
+            router,
+            layout,
+            nodes,
+            faults,
+            pool,
+        })
+    }
+
+    /// The HTTP port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Every running node, in layout order.
+    pub fn nodes(&self) -> &Arc<[SimNode]> {
+        &self.nodes
+    }
+
+    /// The node called `uid`.
+    pub fn node(&self, uid: &str) -> Option<&SimNode> {
+        self.nodes.iter().find(|n| n.uid() == uid)
+    }
+
+    /// The fault settings, changeable while running.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// Serves HTTP until `shutdown`, then stops every node cleanly.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let served = serve(self.listener, self.router, shutdown.clone()).await;
+        // If serving failed on its own, the nodes must still go.
+        shutdown.cancel();
+        futures::future::join_all(self.nodes.iter().map(SimNode::stop)).await;
+        if let Some(pool) = self.pool {
+            pool.close().await;
+        }
+        info!("Stopped.");
+        served.context("HTTP server failed")
+    }
+}
