@@ -1,0 +1,231 @@
+//! The command path when things break: a broker dies for 5 s in the middle of
+//! a stream of commands; the bridge instance that sweeps timeouts is killed.
+
+mod helpers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::settings::Settings;
+use common::testing::{TestBroker, TestDb, eventually, free_port};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn vars(pairs: &[(&str, String)]) -> Option<HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+/// A stream of commands from 6 clients for ~9 s; the broker is killed at 2 s
+/// and back at 7 s. Every command must end DONE, TIMEOUT or SEND_FAILED —
+/// none left QUEUED, SENT or ACK — and commands flow again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_for_5s_leaves_no_command_unfinished() {
+    common::logging::init_for_tests();
+    let db = TestDb::new().await;
+    let mut broker = TestBroker::start().await;
+    let base = [
+        ("DATABASE_URL", db.url.clone()),
+        ("MQTT_HOST", "127.0.0.1".to_owned()),
+        ("MQTT_PORT", broker.port.to_string()),
+        ("HTTP_PORT", "0".to_owned()),
+        ("NODE_DEFAULT_SECRET", "s".to_owned()),
+        ("COMMAND_TIMEOUT_SEC", "4".to_owned()),
+        ("MQTT_PUBLISH_TIMEOUT_MS", "1500".to_owned()),
+    ];
+    let stop = CancellationToken::new();
+    let mut sim_vars = base.to_vec();
+    sim_vars.extend([
+        ("SIM_SEED_DB", "true".to_owned()),
+        ("SIM_ZONES", "2".to_owned()),
+        ("SIM_NODES", "6".to_owned()),
+    ]);
+    let sim = node_sim::App::build(
+        node_sim::SimSettings::from_vars(vars(&sim_vars)).unwrap(),
+        Settings::from_vars(vars(&sim_vars)).unwrap(),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(sim.run_until_stopped(stop.clone()));
+    let bridge = mqtt_bridge::App::build(Settings::from_vars(vars(&base)).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", bridge.port());
+    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+
+    let http = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    let clients: Vec<_> = (0..6)
+        .map(|k| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut answers: BTreeMap<u16, u32> = BTreeMap::new();
+                let mut after_restart_ok = 0;
+                while started.elapsed() < Duration::from_secs(9) {
+                    let node = ["nd-ph-1", "nd-ph-2", "nd-ec-3", "nd-ec-4"][k % 4];
+                    let r = http
+                        .post(format!("{url}/bridge/nodes/{node}/commands"))
+                        .json(&json!({"cmd": "ping", "channel": if node.starts_with("nd-ph") { "pump_acid" } else { "pump_nutrients" }}))
+                        .send()
+                        .await;
+                    let status = r.map(|r| r.status().as_u16()).unwrap_or(0);
+                    *answers.entry(status).or_default() += 1;
+                    if status == 200 && started.elapsed() > Duration::from_millis(8500) {
+                        after_restart_ok += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (answers, after_restart_ok)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.kill();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.resume().await;
+
+    let mut answers: BTreeMap<u16, u32> = BTreeMap::new();
+    let mut after_restart_ok = 0;
+    for c in clients {
+        let (a, ok) = c.await.unwrap();
+        after_restart_ok += ok;
+        for (k, v) in a {
+            *answers.entry(k).or_default() += v;
+        }
+    }
+    assert!(
+        answers.keys().all(|s| [200, 503].contains(s)),
+        "only 200 or 503 answers: {answers:?}"
+    );
+    assert!(
+        answers.get(&503).copied().unwrap_or(0) > 0,
+        "the outage was seen: {answers:?}"
+    );
+    assert!(
+        after_restart_ok > 0,
+        "commands are accepted again after the broker is back: {answers:?}"
+    );
+
+    let settled = eventually(Duration::from_secs(30), || async {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM commands WHERE finished_at IS NULL")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        (open == 0).then_some(())
+    })
+    .await;
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM commands GROUP BY status ORDER BY status")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(settled.is_some(), "commands left unfinished: {counts:?}");
+    for (status, _) in &counts {
+        assert!(
+            ["DONE", "TIMEOUT", "SEND_FAILED"].contains(&status.as_str()),
+            "{counts:?}"
+        );
+    }
+    let count_of = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    assert_eq!(
+        count_of("SEND_FAILED"),
+        i64::from(answers.get(&503).copied().unwrap_or(0)),
+        "each 503 is one SEND_FAILED row: {counts:?}"
+    );
+    assert!(count_of("DONE") > 0, "{counts:?}");
+    stop.cancel();
+}
+
+struct Bridge(Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_bridge(db: &TestDb, broker: &TestBroker) -> Bridge {
+    let child = Command::new(env!("CARGO_BIN_EXE_mqtt-bridge"))
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("MQTT_PORT", broker.port.to_string())
+        .env("HTTP_PORT", free_port().to_string())
+        .env("COMMAND_TIMEOUT_SEC", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the mqtt-bridge binary");
+    Bridge(child)
+}
+
+async fn lease_holder(db: &TestDb) -> Option<String> {
+    sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1 AND expires_at > now()")
+        .bind(mqtt_bridge::sweeper::LEASE_NAME)
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+}
+
+/// Two bridge processes; the one holding the sweeper lease is killed with
+/// SIGKILL. The other takes the lease within seconds and sweeps.
+#[tokio::test]
+async fn killing_the_sweeping_bridge_hands_sweeping_to_the_other() {
+    let db = TestDb::new().await;
+    helpers::seed(&db.pool).await;
+    let broker = TestBroker::start().await;
+    let mut bridges = [start_bridge(&db, &broker), start_bridge(&db, &broker)];
+    let holder = eventually(Duration::from_secs(30), || lease_holder(&db))
+        .await
+        .expect("one bridge takes the lease");
+    let pid_of = |holder: &str| {
+        holder
+            .split(':')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+            .expect("holder names its pid")
+    };
+    let killed = pid_of(&holder);
+    let victim = bridges
+        .iter_mut()
+        .position(|b| b.0.id() == killed)
+        .expect("the holder is one of ours");
+    bridges[victim].0.kill().unwrap(); // SIGKILL: no release, the lease must expire
+    bridges[victim].0.wait().unwrap();
+
+    // A command stuck in SENT, as if sent just before the crash.
+    sqlx::query(
+        "INSERT INTO commands (cmd_id, zone_id, node_id, channel, cmd, status, source, created_at, sent_at) \
+         SELECT 'orphan', zone_id, id, 'pump_acid', 'run_pump', 'SENT', 'api', now() - interval '1 minute', now() - interval '1 minute' \
+         FROM nodes WHERE uid = 'nd-ph-1'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let survivor = bridges[1 - victim].0.id();
+    let new_holder = eventually(Duration::from_secs(30), || async {
+        lease_holder(&db).await.filter(|h| pid_of(h) == survivor)
+    })
+    .await;
+    assert!(
+        new_holder.is_some(),
+        "the surviving bridge takes over the lease"
+    );
+    let swept = eventually(Duration::from_secs(15), || async {
+        let s: String = sqlx::query_scalar("SELECT status FROM commands WHERE cmd_id = 'orphan'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        (s == "TIMEOUT").then_some(())
+    })
+    .await;
+    assert!(swept.is_some(), "the survivor sweeps the orphaned command");
+}
