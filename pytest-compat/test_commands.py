@@ -191,7 +191,8 @@ def test_health_and_metrics(bridge, sim):
     r = requests.get(bridge.url + "/metrics", timeout=10)
     assert r.status_code == 200
     assert "# TYPE " in r.text, r.text[:500]
-    assert "bridge_" in r.text, r.text[:500]
+    assert "http_requests_total{" in r.text, r.text[:500]
+    assert "commands_created_total{" in r.text, r.text[:500]
 
     assert requests.get(sim.url + "/health", timeout=10).status_code == 200
 

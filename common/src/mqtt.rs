@@ -445,6 +445,10 @@ async fn run_event_loop(
                     }
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                debug!(broker, "MQTT disconnected on request.");
+                break;
+            }
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
                 warn!(broker, reason = ?d.reason_code, "Broker sent DISCONNECT.");
             }
