@@ -105,6 +105,10 @@ while :; do
         fi
         # `wait` below reaps an exited child, so kill -0 does not see a zombie.
         if ! kill -0 "$(cat "$PID_DIR/$name.pid")" 2>/dev/null; then
+            # Ctrl-C reaches the children too; let the INT trap (exit 0) run
+            # before calling their exit unexpected.
+            sleep 1 &
+            wait $! || true
             echo "$name exited unexpectedly; log tail:" >&2
             tail -n 30 "$LOG_DIR/$name.log" >&2 || true
             exit 1

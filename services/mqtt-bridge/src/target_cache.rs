@@ -30,10 +30,12 @@ pub enum Scope {
 }
 
 type Key = (Scope, String);
+/// When a lookup was made, and what it found.
+type Entry = (Instant, Arc<[Target]>);
 
 #[derive(Default)]
 pub struct TargetCache {
-    entries: Mutex<HashMap<Key, (Instant, Arc<[Target]>)>>,
+    entries: Mutex<HashMap<Key, Entry>>,
 }
 
 impl TargetCache {
