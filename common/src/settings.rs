@@ -343,18 +343,11 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::testing::env_vars as vars;
 
     #[test]
     fn defaults_point_at_localhost() {
-        let s = Settings::from_vars(vars(&[])).unwrap();
+        let s = Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.mqtt_host, "127.0.0.1");
         assert_eq!(s.mqtt_port, 1883);
         assert_eq!(s.telemetry_batch_size, 200);

@@ -192,3 +192,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Variables for `Settings::from_vars` and friends, instead of the process
+/// environment.
+pub fn env_vars<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+) -> Option<std::collections::HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect(),
+    )
+}

@@ -7,28 +7,19 @@
 //! Knobs (environment): BENCH_CLIENTS (32), BENCH_SECONDS (20),
 //! BENCH_WARMUP_SECONDS (3).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::settings::Settings;
-use common::testing::{TestBroker, TestDb};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+
+#[path = "../tests/helpers/mod.rs"]
+mod helpers;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn vars(pairs: &[(&str, String)]) -> Option<HashMap<String, String>> {
-    Some(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    )
 }
 
 fn load_average() -> String {
@@ -83,47 +74,13 @@ async fn main() -> anyhow::Result<()> {
         load_average()
     );
 
-    let db = TestDb::new().await;
-    let broker = TestBroker::start().await;
-    let base = [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", broker.port.to_string()),
-        ("HTTP_PORT", "0".to_owned()),
-        ("NODE_DEFAULT_SECRET", "bench-secret".to_owned()),
-        ("LOG_FORMAT", "text".to_owned()),
-    ];
-    let stop = CancellationToken::new();
-
-    let mut sim_vars = base.to_vec();
-    sim_vars.extend([
-        ("SIM_SEED_DB", "true".to_owned()),
-        ("SIM_ZONES", "3".to_owned()),
-        ("SIM_NODES", "20".to_owned()),
-        ("SIM_TELEMETRY_INTERVAL_MS", "5000".to_owned()),
-    ]);
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(vars(&sim_vars))?,
-        Settings::from_vars(vars(&sim_vars))?,
-    )
-    .await?;
-    let targets: Vec<(String, String)> = sim
-        .layout()
-        .nodes
-        .iter()
-        .flat_map(|n| {
-            n.channels()
-                .iter()
-                .map(|c| (n.uid.clone(), c.channel.to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    tokio::spawn(sim.run_until_stopped(stop.clone()));
-
-    let bridge = mqtt_bridge::App::build(Settings::from_vars(vars(&base))?).await?;
-    let url = format!("http://127.0.0.1:{}", bridge.port());
-    let pool = bridge.pool().clone();
-    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+    let setup = helpers::spawn_with_sim(&[], 3, 20).await?;
+    let (url, pool, targets) = (
+        setup.url.clone(),
+        setup.db.pool.clone(),
+        setup.targets.clone(),
+    );
+    let stop = setup.stop.clone();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let http = reqwest::Client::builder()

@@ -3,23 +3,12 @@
 
 mod helpers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::settings::Settings;
 use common::testing::{TestBroker, TestDb, eventually, free_port};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-
-fn vars(pairs: &[(&str, String)]) -> Option<HashMap<String, String>> {
-    Some(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    )
-}
 
 /// A stream of commands from 6 clients for ~9 s; the broker is killed at 2 s
 /// and back at 7 s. Every command must end DONE, TIMEOUT or SEND_FAILED —
@@ -27,37 +16,22 @@ fn vars(pairs: &[(&str, String)]) -> Option<HashMap<String, String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_5s_leaves_no_command_unfinished() {
     common::logging::init_for_tests();
-    let db = TestDb::new().await;
-    let mut broker = TestBroker::start().await;
-    let base = [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", broker.port.to_string()),
-        ("HTTP_PORT", "0".to_owned()),
-        ("NODE_DEFAULT_SECRET", "s".to_owned()),
-        ("COMMAND_TIMEOUT_SEC", "4".to_owned()),
-        ("MQTT_PUBLISH_TIMEOUT_MS", "1500".to_owned()),
-    ];
-    let stop = CancellationToken::new();
-    let mut sim_vars = base.to_vec();
-    sim_vars.extend([
-        ("SIM_SEED_DB", "true".to_owned()),
-        ("SIM_ZONES", "2".to_owned()),
-        ("SIM_NODES", "6".to_owned()),
-    ]);
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(vars(&sim_vars)).unwrap(),
-        Settings::from_vars(vars(&sim_vars)).unwrap(),
+    let setup = helpers::spawn_with_sim(
+        &[
+            ("COMMAND_TIMEOUT_SEC", "4"),
+            ("MQTT_PUBLISH_TIMEOUT_MS", "1500"),
+        ],
+        2,
+        6,
     )
     .await
-    .unwrap();
-    tokio::spawn(sim.run_until_stopped(stop.clone()));
-    let bridge = mqtt_bridge::App::build(Settings::from_vars(vars(&base)).unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://127.0.0.1:{}", bridge.port());
-    tokio::spawn(bridge.run_until_stopped(stop.clone()));
-
+    .expect("bridge and node-sim start");
+    let (url, db, mut broker, stop) = (
+        setup.url.clone(),
+        &setup.db,
+        setup.broker,
+        setup.stop.clone(),
+    );
     let http = reqwest::Client::new();
     let started = tokio::time::Instant::now();
     let clients: Vec<_> = (0..6)

@@ -210,18 +210,11 @@ impl SimSettings {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use common::testing::env_vars as vars;
 
     #[test]
     fn defaults() {
-        let s = SimSettings::from_vars(vars(&[])).unwrap();
+        let s = SimSettings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.greenhouse, "gh-1");
         assert_eq!((s.zones, s.nodes), (3, 20));
         assert_eq!(s.telemetry_interval_ms, 5_000);
@@ -229,7 +222,7 @@ mod tests {
         assert!(!s.seed_db);
         assert_eq!(s.drop_responses, 0.0);
         assert!(s.broker_url.is_none());
-        let shared = common::settings::Settings::from_vars(vars(&[])).unwrap();
+        let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.broker_url_or(&shared), "mqtt://127.0.0.1:1883");
     }
 

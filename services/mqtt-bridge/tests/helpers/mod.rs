@@ -221,3 +221,74 @@ impl Drop for TestApp {
         self.stop.cancel();
     }
 }
+
+/// A bridge and node-sim (which seeds its own greenhouse `gh-1` with `zones`
+/// zones and `nodes` nodes) on a private broker; the outage test and
+/// `make bench-commands` both run on it.
+pub struct WithSim {
+    pub url: String,
+    pub db: TestDb,
+    pub broker: TestBroker,
+    pub stop: CancellationToken,
+    /// Every (node uid, channel) node-sim has.
+    pub targets: Vec<(String, String)>,
+}
+
+pub async fn spawn_with_sim(
+    extra: &[(&str, &str)],
+    zones: usize,
+    nodes: usize,
+) -> anyhow::Result<WithSim> {
+    let db = TestDb::new().await;
+    let broker = TestBroker::start().await;
+    let mut base: Vec<(String, String)> = [
+        ("DATABASE_URL", db.url.clone()),
+        ("MQTT_HOST", "127.0.0.1".to_owned()),
+        ("MQTT_PORT", broker.port.to_string()),
+        ("HTTP_PORT", "0".to_owned()),
+        ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .collect();
+    let stop = CancellationToken::new();
+    let bridge_vars = common::testing::env_vars(&base);
+    base.extend([
+        ("SIM_SEED_DB".to_owned(), "true".to_owned()),
+        ("SIM_ZONES".to_owned(), zones.to_string()),
+        ("SIM_NODES".to_owned(), nodes.to_string()),
+    ]);
+    let sim_vars = common::testing::env_vars(&base);
+    let sim = node_sim::App::build(
+        node_sim::SimSettings::from_vars(sim_vars.clone())?,
+        Settings::from_vars(sim_vars)?,
+    )
+    .await?;
+    let targets = sim
+        .layout()
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.channels()
+                .iter()
+                .map(|c| (n.uid.clone(), c.channel.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    tokio::spawn(sim.run_until_stopped(stop.clone()));
+    let bridge = App::build(Settings::from_vars(bridge_vars)?).await?;
+    let url = format!("http://127.0.0.1:{}", bridge.port());
+    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+    Ok(WithSim {
+        url,
+        db,
+        broker,
+        stop,
+        targets,
+    })
+}
