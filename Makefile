@@ -45,6 +45,8 @@ down: ## Stop what `make up` started (if Ctrl-C did not)
 bench: $(BENCH_TARGETS) ## Run every benchmark
 
 bench-commands: services ## Benchmark the REST -> MQTT command path
+	$(CARGO) bench -p mqtt-bridge --bench commands --no-run
+	sync  # the build's writeback would otherwise compete with PostgreSQL's fsyncs
 	$(CARGO) bench -p mqtt-bridge --bench commands
 
 fmt: ## Check formatting
