@@ -132,11 +132,12 @@ CREATE UNIQUE INDEX zone_recipe_instances_active_idx ON zone_recipe_instances (z
 -- the lookup it made just before the insert, and a per-row RI trigger cost
 -- the command path a measured 7 % of PostgreSQL's time. A command keeps its
 -- ids (history) if a node or zone is later deleted.
+-- cmd_id is the key (the contract's unique command id): a second, surrogate
+-- key would cost an index entry on every insert and final update.
 CREATE TABLE commands (
-    id             BIGSERIAL PRIMARY KEY,
     -- Checked against ^[A-Za-z0-9_-]{1,128}$ by every writer (payloads::validate_cmd_id);
     -- a regex CHECK here would run again on each of the row's status updates.
-    cmd_id         TEXT NOT NULL UNIQUE CHECK (char_length(cmd_id) BETWEEN 1 AND 128),
+    cmd_id         TEXT PRIMARY KEY CHECK (char_length(cmd_id) BETWEEN 1 AND 128),
     zone_id        BIGINT,
     node_id        BIGINT,
     channel        TEXT NOT NULL,

@@ -1,7 +1,7 @@
 //! The command lifecycle (contract section 4) as a type: QUEUED → SENT → ACK
 //! → one final status. A status only moves to a higher rank, so responses may
 //! be applied in any order and a duplicate changes nothing. The same rank is
-//! the SQL function `command_status_rank` in the schema.
+//! [`rank_sql`] for the statements that write statuses.
 
 use std::fmt;
 use std::str::FromStr;

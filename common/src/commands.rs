@@ -6,10 +6,11 @@
 //! after (responses, timeouts) is mqtt-bridge's job.
 //!
 //! The row writes are group-committed (see [`crate::batcher`]): concurrent
-//! sends share one INSERT and one SENT update, yet each send still returns
-//! only after its own row is committed.
+//! sends share one INSERT, and the SENT marks go through the process's one
+//! [`StatusWriter`]; each send still returns only after its own row is
+//! committed.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -150,13 +151,13 @@ struct Insert {
     request_hash: Option<String>,
 }
 
-/// Inserts a batch of QUEUED rows in one statement; answers the new row's id,
-/// or `None` where the `cmd_id` exists already (also within the batch).
-async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<Option<i64>>, sqlx::Error> {
-    let inserted: Vec<(i64, String)> = sqlx::query_as(
+/// Inserts a batch of QUEUED rows in one statement; answers whether each row
+/// was new: `false` where the `cmd_id` exists already (also within the batch).
+async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<bool>, sqlx::Error> {
+    let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO commands (cmd_id, zone_id, node_id, channel, cmd, params, source, broker_id, request_hash) \
          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[]) \
-         ON CONFLICT (cmd_id) DO NOTHING RETURNING id, cmd_id",
+         ON CONFLICT (cmd_id) DO NOTHING RETURNING cmd_id",
     )
     .bind(rows.iter().map(|r| r.cmd_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.target.zone_id).collect::<Vec<_>>())
@@ -169,12 +170,9 @@ async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<Option<i64>
     .bind(rows.iter().map(|r| r.request_hash.as_deref()).collect::<Vec<_>>())
     .fetch_all(&pool)
     .await?;
-    let mut ids: HashMap<String, i64> = inserted
-        .into_iter()
-        .map(|(id, cmd_id)| (cmd_id, id))
-        .collect();
+    let mut new: HashSet<String> = inserted.into_iter().collect();
     // The first request of a cmd_id gets the row; any later one is a duplicate.
-    Ok(rows.iter().map(|r| ids.remove(&r.cmd_id)).collect())
+    Ok(rows.iter().map(|r| new.remove(&r.cmd_id)).collect())
 }
 
 /// Records the time since `since` as `stage`; returns now.
@@ -195,7 +193,7 @@ pub struct CommandSender {
     pool: PgPool,
     brokers: BrokerPool,
     default_secret: SecretString,
-    inserts: Batcher<Insert, Option<i64>>,
+    inserts: Batcher<Insert, bool>,
     status: StatusWriter,
 }
 
@@ -251,9 +249,9 @@ impl CommandSender {
         };
         let inserted = self.inserts.call(insert).await?;
         let stage = stage_timer("insert", started);
-        let Some(id) = inserted else {
+        if !inserted {
             return Ok(SendOutcome::Duplicate);
-        };
+        }
         metrics::counter!(m::COMMANDS_CREATED, "source" => command.source.as_str()).increment(1);
 
         let secret = target
@@ -289,9 +287,9 @@ impl CommandSender {
                 let updated = sqlx::query(
                     "UPDATE commands SET status = 'SEND_FAILED', finished_at = now(), \
                      error_code = 'send_failed', error_message = $2 \
-                     WHERE id = $1 AND finished_at IS NULL",
+                     WHERE cmd_id = $1 AND finished_at IS NULL",
                 )
-                .bind(id)
+                .bind(&command.cmd_id)
                 .bind(format!("broker {broker_id}: {error}"))
                 .execute(&self.pool)
                 .await

@@ -27,8 +27,6 @@ pub const COMMAND_STAGE_DURATION: &str = "command_stage_duration_seconds";
 pub const COMMAND_RESPONSES: &str = "command_responses_total";
 /// Counter, `reason`: command responses that could not be used.
 pub const COMMAND_RESPONSES_DROPPED: &str = "command_responses_dropped_total";
-/// Counter: responses for a `cmd_id` with no command row.
-pub const COMMAND_RESPONSES_UNKNOWN: &str = "command_responses_unknown_total";
 /// Histogram: command status changes applied per database statement.
 pub const COMMAND_STATUS_BATCH_SIZE: &str = "command_status_batch_size";
 /// Counter: commands the sweeper moved to TIMEOUT.
@@ -42,3 +40,30 @@ pub const LEASE_HELD: &str = "lease_held";
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+// ---------------------------------------------------------------- history-logger
+
+/// Counter, `kind` (topic kind): uplink messages received from the brokers.
+pub const UPLINK_RECEIVED: &str = "uplink_received_total";
+/// Counter, `reason`: uplink messages dropped into the dead-letter list
+/// (`invalid_json`, `invalid_field`, `oversized`, `bad_topic`,
+/// `node_id_not_found`, `zone_id_not_found`, `db_rejected`).
+pub const TELEMETRY_DROPPED: &str = "telemetry_dropped_total";
+/// Counter: telemetry rows inserted (redeliveries not counted).
+pub const TELEMETRY_INSERTED: &str = "telemetry_inserted_total";
+/// Gauge: entries waiting in the uplink queue (Redis stream).
+pub const UPLINK_QUEUE_LENGTH: &str = "uplink_queue_length";
+/// Gauge: age of the oldest entry in the uplink queue, in seconds.
+pub const UPLINK_QUEUE_OLDEST_AGE: &str = "uplink_queue_oldest_age_seconds";
+/// Gauge: 0 normal, 1 above 90 % of the bound, 2 full (not acknowledging).
+pub const UPLINK_QUEUE_PRESSURE: &str = "uplink_queue_pressure";
+/// Histogram: queue entries written to PostgreSQL per batch.
+pub const UPLINK_BATCH_SIZE: &str = "uplink_batch_size";
+/// Histogram: time to write one batch to PostgreSQL and acknowledge it.
+pub const UPLINK_FLUSH_DURATION: &str = "uplink_flush_duration_seconds";
+/// Counter: batch writes that failed on a database error (retried).
+pub const UPLINK_DB_ERRORS: &str = "uplink_db_errors_total";
+/// Counter: Redis operations of the uplink path that failed (retried).
+pub const UPLINK_REDIS_ERRORS: &str = "uplink_redis_errors_total";
+/// Histogram: from a reading's `ts` to the commit of its row, in seconds.
+pub const TELEMETRY_LAG: &str = "telemetry_end_to_end_lag_seconds";

@@ -97,13 +97,13 @@ static APPLY_SQL: LazyLock<String> = LazyLock::new(|| {
     let old = rank_sql("c.status");
     let moves = format!("{new} > {old}");
     let finishes = format!("{new} = 3 AND {old} < 3");
-    // Rows are locked in id order, as every multi-row writer of `commands`
+    // Rows are locked in cmd_id order, as every multi-row writer of `commands`
     // does, so it cannot deadlock with the sweeper.
     format!(
         "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
                                        $5::timestamptz[], $6::text[], $7::text[], $8::jsonb[]) \
                     AS v(cmd_id, status, sent_at, ack_at, finished_at, error_code, error_message, result)), \
-              locked AS (SELECT c.id FROM commands c JOIN v ON v.cmd_id = c.cmd_id ORDER BY c.id FOR UPDATE OF c) \
+              locked AS (SELECT c.cmd_id FROM commands c JOIN v ON v.cmd_id = c.cmd_id ORDER BY c.cmd_id FOR UPDATE OF c) \
          UPDATE commands c SET \
              status = CASE WHEN {moves} THEN v.status ELSE c.status END, \
              sent_at = COALESCE(c.sent_at, v.sent_at), \
@@ -113,7 +113,7 @@ static APPLY_SQL: LazyLock<String> = LazyLock::new(|| {
              error_message = CASE WHEN {finishes} THEN v.error_message ELSE c.error_message END, \
              result = CASE WHEN {finishes} THEN v.result ELSE c.result END \
          FROM v, locked \
-         WHERE c.id = locked.id AND c.cmd_id = v.cmd_id \
+         WHERE c.cmd_id = locked.cmd_id AND c.cmd_id = v.cmd_id \
            AND ({moves} OR (c.sent_at IS NULL AND v.sent_at IS NOT NULL)) \
          RETURNING CASE WHEN {finishes} THEN v.status END"
     )
