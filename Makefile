@@ -35,8 +35,8 @@ test: services ## Build, run cargo tests and the pytest-compat suite against the
 pytest-compat: ## Run only pytest-compat/ (needs target/debug/{mqtt-bridge,node-sim})
 	scripts/pytest-compat.sh
 
-up: services ## Build release binaries and run node-sim + mqtt-bridge in the foreground
-	$(CARGO) build --release -p mqtt-bridge -p node-sim
+up: services ## Build release binaries and run node-sim + history-logger + mqtt-bridge in the foreground
+	$(CARGO) build --release -p mqtt-bridge -p node-sim -p history-logger
 	scripts/up.sh
 
 down: ## Stop what `make up` started (if Ctrl-C did not)

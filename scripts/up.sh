@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the demo stack in the foreground: node-sim (seeds the database, then
-# simulates the greenhouse nodes) and mqtt-bridge, from target/release.
+# simulates the greenhouse nodes), history-logger (stores their uplink) and
+# mqtt-bridge, from target/release.
 # Logs go to .run/logs/<service>.log, pid files to .run/pids/<service>.pid.
 # Ctrl-C (or SIGTERM) stops both. PostgreSQL, Redis and the brokers are the
 # machine's services (scripts/local-services.sh) and keep running.
@@ -16,6 +17,7 @@ LOG_DIR=$RUN_DIR/logs
 PID_DIR=$RUN_DIR/pids
 BRIDGE_PORT=9000
 SIM_PORT=9405
+LOGGER_PORT=9300
 TOKEN=${BRIDGE_API_TOKEN:-dev-token}
 
 export DATABASE_URL=${DATABASE_URL:-postgres://hydro:hydro@127.0.0.1:5432/hydro_dev}
@@ -24,13 +26,13 @@ export MQTT_HOST=${MQTT_HOST:-127.0.0.1}
 export MQTT_PORT=${MQTT_PORT:-1883}
 export RUST_LOG=${RUST_LOG:-info}
 
-for bin in node-sim mqtt-bridge; do
+for bin in node-sim history-logger mqtt-bridge; do
     [ -x "$BIN_DIR/$bin" ] || { echo "missing $BIN_DIR/$bin: run 'make up' (it builds them)" >&2; exit 1; }
 done
 command -v curl >/dev/null || apt_install curl ca-certificates
 
 mkdir -p "$LOG_DIR" "$PID_DIR"
-for name in node-sim mqtt-bridge; do
+for name in node-sim history-logger mqtt-bridge; do
     if [ -f "$PID_DIR/$name.pid" ] && kill -0 "$(cat "$PID_DIR/$name.pid")" 2>/dev/null; then
         echo "$name is already running (pid $(cat "$PID_DIR/$name.pid")): run 'make down' first" >&2
         exit 1
@@ -76,13 +78,14 @@ start() {
 }
 
 start node-sim "$SIM_PORT" SIM_SEED_DB=true SIM_ZONES=3 SIM_NODES=20
+start history-logger "$LOGGER_PORT"
 start mqtt-bridge "$BRIDGE_PORT" BRIDGE_API_TOKEN="$TOKEN"
 
 cat <<EOF
 
   bridge API   http://127.0.0.1:$BRIDGE_PORT      (token: $TOKEN)
-  metrics      http://127.0.0.1:$BRIDGE_PORT/metrics   http://127.0.0.1:$SIM_PORT/metrics
-  health       http://127.0.0.1:$BRIDGE_PORT/health    http://127.0.0.1:$SIM_PORT/health
+  metrics      http://127.0.0.1:$BRIDGE_PORT/metrics   http://127.0.0.1:$SIM_PORT/metrics   http://127.0.0.1:$LOGGER_PORT/metrics
+  health       http://127.0.0.1:$BRIDGE_PORT/health    http://127.0.0.1:$SIM_PORT/health    http://127.0.0.1:$LOGGER_PORT/health
   node-sim     http://127.0.0.1:$SIM_PORT/sim/nodes
   logs         $LOG_DIR/
 

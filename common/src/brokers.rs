@@ -37,6 +37,20 @@ impl BrokerPool {
         inbox: Option<mpsc::Sender<Inbound>>,
         shutdown: &CancellationToken,
     ) -> Result<Self, anyhow::Error> {
+        Self::connect_with(settings, pool, client_prefix, inbox, shutdown, |_| {}).await
+    }
+
+    /// Like [`BrokerPool::connect`], with `configure` adjusting each broker's
+    /// [`MqttConfig`] (manual acks, a persistent session, a stable client id)
+    /// before its connection starts.
+    pub async fn connect_with(
+        settings: &Settings,
+        pool: &PgPool,
+        client_prefix: &str,
+        inbox: Option<mpsc::Sender<Inbound>>,
+        shutdown: &CancellationToken,
+        configure: impl Fn(&mut MqttConfig),
+    ) -> Result<Self, anyhow::Error> {
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT id, url FROM brokers WHERE enabled ORDER BY id")
                 .fetch_all(pool)
@@ -47,7 +61,8 @@ impl BrokerPool {
             .or_insert_with(|| settings.default_broker_url());
         let mut connections = BTreeMap::new();
         for (id, url) in configs {
-            let config = MqttConfig::new(&id, &url, client_prefix).with_settings(settings);
+            let mut config = MqttConfig::new(&id, &url, client_prefix).with_settings(settings);
+            configure(&mut config);
             info!(broker = %id, url = %url, "Connecting to broker.");
             connections.insert(
                 id,

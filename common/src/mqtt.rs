@@ -101,6 +101,11 @@ pub struct MqttConfig {
     pub manual_acks: bool,
     /// QoS 1 publishes that may wait for their PUBACK at once; more wait for room.
     pub max_pending: usize,
+    /// MQTT 5 session expiry in seconds. `None` (the default): a clean session
+    /// on every connect. `Some(secs)`: the broker keeps the session (its
+    /// subscriptions and the QoS 1 messages not yet acknowledged) for `secs`
+    /// after a disconnect, so `client_id` must then be stable per instance.
+    pub session_expiry: Option<u32>,
 }
 
 impl MqttConfig {
@@ -120,6 +125,7 @@ impl MqttConfig {
             publish_timeout: Duration::from_secs(5),
             manual_acks: false,
             max_pending: 4096,
+            session_expiry: None,
         }
     }
 
@@ -142,6 +148,10 @@ impl MqttConfig {
             // reconnect, plus subscribes and acks, without ever blocking.
             .set_request_channel_capacity(self.max_pending * 2 + 256)
             .set_max_packet_size(Some(1024 * 1024));
+        if let Some(secs) = self.session_expiry {
+            o.set_clean_start(false)
+                .set_session_expiry_interval(Some(secs));
+        }
         // Commands and acknowledgements are small packets: without
         // TCP_NODELAY, Nagle's algorithm holds them for the peer's delayed
         // ACK and a publish round trip takes tens of milliseconds.

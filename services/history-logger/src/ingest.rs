@@ -1,0 +1,207 @@
+//! Ingest: messages from every broker are checked, appended to the uplink
+//! stream (or, when refused, to the dead-letter list) in one Redis round trip
+//! per burst, and only then acknowledged to their broker.
+//!
+//! Redis down: nothing is acknowledged; the burst is retried with a backoff
+//! while the brokers hold the rest. Queue full: nothing is appended or
+//! acknowledged until the writer has made room.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use common::brokers::BrokerPool;
+use common::metrics as m;
+use common::mqtt::Inbound;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::backpressure::{Pressure, RateLimit};
+use crate::dead_letter::DeadLetter;
+use crate::queue::{NewEntry, Queue};
+use crate::uplink;
+
+/// Messages appended per Redis round trip at most.
+const MAX_BURST: usize = 1024;
+
+/// Counters of one instance, shared with its tests and monitor.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Messages appended to the stream by this instance.
+    pub accepted: AtomicU64,
+    /// Messages refused (dead-lettered) by this instance.
+    pub refused: AtomicU64,
+    /// The stream length last seen.
+    pub queue_len: AtomicU64,
+}
+
+/// The label of a topic's kind for `uplink_received_total{kind}`.
+fn kind_label(topic: &str) -> &'static str {
+    match topic.rsplit('/').next() {
+        Some("telemetry") => "telemetry",
+        Some("status") => "status",
+        Some("lwt") => "lwt",
+        Some("heartbeat") => "heartbeat",
+        Some("event") => "event",
+        Some("error") => "error",
+        Some("node_hello") => "node_hello",
+        _ => "other",
+    }
+}
+
+pub struct Ingest {
+    pub queue: Queue,
+    pub brokers: BrokerPool,
+    pub stats: Arc<IngestStats>,
+}
+
+impl Ingest {
+    /// Runs until `stop` or until every broker connection is gone.
+    pub async fn run(self, mut inbox: mpsc::Receiver<Inbound>, stop: CancellationToken) {
+        let mut warn_limit = RateLimit::new(Duration::from_secs(10));
+        let mut burst: Vec<Inbound> = Vec::with_capacity(MAX_BURST);
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => break,
+                n = inbox.recv_many(&mut burst, MAX_BURST) => n,
+            };
+            if received == 0 {
+                break;
+            }
+            if !self.store(&burst, &mut warn_limit, &stop).await {
+                break;
+            }
+            for message in burst.drain(..) {
+                if let Some(conn) = self.brokers.get(&message.broker_id)
+                    && let Err(e) = conn.ack(&message).await
+                {
+                    debug!(broker = %message.broker_id, error = %e, "Could not acknowledge; the broker will send it again.");
+                }
+            }
+        }
+        debug!("Ingest stopped.");
+    }
+
+    /// Appends a burst to Redis, waiting while the queue is full and retrying
+    /// while Redis is down. False when stopped first (nothing acknowledged).
+    async fn store(
+        &self,
+        burst: &[Inbound],
+        warn_limit: &mut RateLimit,
+        stop: &CancellationToken,
+    ) -> bool {
+        let now = Utc::now();
+        let received_ms = now.timestamp_millis();
+        let mut entries = Vec::with_capacity(burst.len());
+        let mut dead = Vec::new();
+        let mut reasons = Vec::new();
+        for message in burst {
+            metrics::counter!(m::UPLINK_RECEIVED, "kind" => kind_label(&message.topic))
+                .increment(1);
+            match uplink::decode(&message.topic, &message.payload, now.timestamp()) {
+                Ok(_) => entries.push(NewEntry {
+                    broker: message.broker_id.to_string(),
+                    topic: message.topic.clone(),
+                    payload: message.payload.to_vec(),
+                    received_ms,
+                }),
+                Err(r) => {
+                    dead.push(
+                        DeadLetter {
+                            broker: &message.broker_id,
+                            topic: &message.topic,
+                            payload: &message.payload,
+                            reason: r.reason,
+                            detail: &r.detail,
+                            at: now,
+                        }
+                        .record(),
+                    );
+                    reasons.push(r.reason);
+                }
+            }
+        }
+        let bound = self.queue.bound();
+        let mut backoff_ms = 100u64;
+        loop {
+            if !entries.is_empty()
+                && Pressure::of(self.stats.queue_len.load(Ordering::Relaxed), bound)
+                    == Pressure::Full
+            {
+                // Full: hold the burst unacknowledged until the writer makes room.
+                match self.queue.stats().await {
+                    Ok((len, _)) if Pressure::of(len, bound) != Pressure::Full => {
+                        self.stats.queue_len.store(len, Ordering::Relaxed);
+                    }
+                    result => {
+                        if let Ok((len, _)) = result {
+                            self.stats.queue_len.store(len, Ordering::Relaxed);
+                            metrics::gauge!(m::UPLINK_QUEUE_PRESSURE).set(Pressure::Full.gauge());
+                        }
+                        if warn_limit.ready(Instant::now()) {
+                            warn!(
+                                bound,
+                                "Uplink queue is full: not acknowledging to the brokers until the writer catches up."
+                            );
+                        }
+                        tokio::select! {
+                            _ = stop.cancelled() => return false,
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            match self.queue.push(&entries, &dead).await {
+                Ok(len) => {
+                    self.stats.queue_len.store(len, Ordering::Relaxed);
+                    let pressure = Pressure::of(len, bound);
+                    metrics::gauge!(m::UPLINK_QUEUE_PRESSURE).set(pressure.gauge());
+                    if pressure >= Pressure::High && warn_limit.ready(Instant::now()) {
+                        warn!(
+                            len,
+                            bound, "Uplink queue above 90 % of its bound; still accepting."
+                        );
+                    }
+                    break;
+                }
+                Err(e) => {
+                    metrics::counter!(m::UPLINK_REDIS_ERRORS).increment(1);
+                    if warn_limit.ready(Instant::now()) {
+                        warn!(error = %e, "Cannot append to the uplink queue: not acknowledging to the brokers; retrying.");
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return false,
+                        _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                    }
+                    backoff_ms = (backoff_ms * 2).min(2_000);
+                }
+            }
+        }
+        self.stats
+            .accepted
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.stats
+            .refused
+            .fetch_add(reasons.len() as u64, Ordering::Relaxed);
+        for reason in reasons {
+            metrics::counter!(m::TELEMETRY_DROPPED, "reason" => reason).increment(1);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_labels_are_bounded() {
+        assert_eq!(kind_label("hydro/g/z/n/c/telemetry"), "telemetry");
+        assert_eq!(kind_label("hydro/node_hello"), "node_hello");
+        assert_eq!(kind_label("anything/else"), "other");
+    }
+}

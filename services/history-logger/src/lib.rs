@@ -1,0 +1,31 @@
+//! history-logger: every node uplink into PostgreSQL, fast, with nothing lost
+//! and nothing doubled.
+//!
+//! MQTT (shared subscriptions on every broker) → [`ingest`] validates and
+//! appends to a Redis stream, then acknowledges to the broker → [`writer`]
+//! reads the stream with a consumer group in batches, writes PostgreSQL
+//! ([`telemetry`], [`node_state`]) and acknowledges the entries only after the
+//! commit.
+
+pub mod backpressure;
+pub mod dead_letter;
+pub mod ingest;
+pub mod monitor;
+pub mod node_state;
+pub mod queue;
+pub mod resolver;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+pub mod uplink;
+pub mod writer;
+
+pub use settings::HistorySettings;
+pub use startup::App;
+
+/// The service name: health report, MQTT client prefix, default
+/// shared-subscription group and consumer group.
+pub const SERVICE: &str = "history-logger";
+
+/// The contract's default port.
+pub const DEFAULT_PORT: u16 = 9300;

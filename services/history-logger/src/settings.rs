@@ -1,0 +1,183 @@
+//! history-logger's own settings (`HISTORY_*`, `INSTANCE_ID`), read from the
+//! environment next to the shared [`common::settings::Settings`] and
+//! validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::settings::{SettingsError, de_from_str, de_opt_from_str, from_env};
+use serde::Deserialize;
+
+fn default_stream() -> String {
+    "history-logger:uplink".into()
+}
+fn default_dead_letter_key() -> String {
+    "history-logger:dead-letter".into()
+}
+fn default_consumer_group() -> String {
+    crate::SERVICE.into()
+}
+const fn default_queue_max() -> u64 {
+    1_000_000
+}
+const fn default_dead_letter_max() -> u64 {
+    10_000
+}
+const fn default_claim_idle_ms() -> u64 {
+    30_000
+}
+const fn default_session_expiry_sec() -> u32 {
+    3_600
+}
+
+/// Where the uplink queue lives and how this instance takes part in it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistorySettings {
+    /// `HISTORY_STREAM`: the Redis stream every instance appends to.
+    #[serde(default = "default_stream")]
+    pub history_stream: String,
+    /// `HISTORY_DEAD_LETTER_KEY`: the Redis list of refused messages.
+    #[serde(default = "default_dead_letter_key")]
+    pub history_dead_letter_key: String,
+    /// `HISTORY_CONSUMER_GROUP`: the stream's consumer group.
+    #[serde(default = "default_consumer_group")]
+    pub history_consumer_group: String,
+    /// `HISTORY_QUEUE_MAX`: the queue's bound in entries. Past 90 % it warns;
+    /// at the bound it stops acknowledging to the brokers.
+    #[serde(default = "default_queue_max", deserialize_with = "de_from_str")]
+    pub history_queue_max: u64,
+    /// `HISTORY_DEAD_LETTER_MAX`: refused messages kept (newest first).
+    #[serde(default = "default_dead_letter_max", deserialize_with = "de_from_str")]
+    pub history_dead_letter_max: u64,
+    /// `HISTORY_CLAIM_IDLE_MS`: a pending entry idle this long belongs to a
+    /// dead consumer and is claimed by a live one.
+    #[serde(default = "default_claim_idle_ms", deserialize_with = "de_from_str")]
+    pub history_claim_idle_ms: u64,
+    /// `HISTORY_SESSION_EXPIRY_SEC`: how long a broker keeps this instance's
+    /// MQTT session (and the messages it holds) after a disconnect; 0 = a
+    /// clean session on every connect.
+    #[serde(
+        default = "default_session_expiry_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub history_session_expiry_sec: u32,
+    /// `INSTANCE_ID`: this instance's stable name (MQTT client ids, stream
+    /// consumer); default the host name. Must differ between instances.
+    #[serde(default, deserialize_with = "de_opt_from_str")]
+    pub instance_id: Option<String>,
+}
+
+impl HistorySettings {
+    /// Reads and validates the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: HistorySettings = from_env(vars)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let fail = |m: &str| Err(SettingsError(m.to_owned()));
+        if self.history_stream.trim().is_empty() {
+            return fail("HISTORY_STREAM must not be empty");
+        }
+        if self.history_dead_letter_key.trim().is_empty() {
+            return fail("HISTORY_DEAD_LETTER_KEY must not be empty");
+        }
+        if self.history_consumer_group.trim().is_empty() {
+            return fail("HISTORY_CONSUMER_GROUP must not be empty");
+        }
+        if !(100..=100_000_000).contains(&self.history_queue_max) {
+            return fail("HISTORY_QUEUE_MAX must be between 100 and 100000000");
+        }
+        if !(1..=10_000_000).contains(&self.history_dead_letter_max) {
+            return fail("HISTORY_DEAD_LETTER_MAX must be between 1 and 10000000");
+        }
+        if !(1..=86_400_000).contains(&self.history_claim_idle_ms) {
+            return fail("HISTORY_CLAIM_IDLE_MS must be between 1 and 86400000");
+        }
+        if let Some(id) = &self.instance_id
+            && (id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+        {
+            return fail(
+                "INSTANCE_ID must be at most 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`",
+            );
+        }
+        Ok(())
+    }
+
+    /// `INSTANCE_ID`, else the host name, else `local`.
+    pub fn instance(&self) -> String {
+        if let Some(id) = self.instance_id.as_ref().filter(|s| !s.is_empty()) {
+            return id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .take(64)
+            .collect();
+        if host.is_empty() {
+            "local".into()
+        } else {
+            host
+        }
+    }
+
+    /// The session expiry for the MQTT connections, `None` for clean sessions.
+    pub fn session_expiry(&self) -> Option<u32> {
+        (self.history_session_expiry_sec > 0).then_some(self.history_session_expiry_sec)
+    }
+
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_millis(self.history_claim_idle_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::testing::env_vars;
+
+    #[test]
+    fn defaults() {
+        let s = HistorySettings::from_vars(env_vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.history_stream, "history-logger:uplink");
+        assert_eq!(s.history_dead_letter_key, "history-logger:dead-letter");
+        assert_eq!(s.history_queue_max, 1_000_000);
+        assert_eq!(s.session_expiry(), Some(3600));
+        assert!(!s.instance().is_empty());
+    }
+
+    #[test]
+    fn overrides_and_refusals() {
+        let s = HistorySettings::from_vars(env_vars(&[
+            ("HISTORY_STREAM", "t:s"),
+            ("HISTORY_SESSION_EXPIRY_SEC", "0"),
+            ("INSTANCE_ID", "hl-a"),
+        ]))
+        .unwrap();
+        assert_eq!(s.history_stream, "t:s");
+        assert_eq!(s.session_expiry(), None);
+        assert_eq!(s.instance(), "hl-a");
+        for (k, v) in [
+            ("HISTORY_QUEUE_MAX", "5"),
+            ("INSTANCE_ID", "a/b"),
+            ("HISTORY_STREAM", " "),
+        ] {
+            let err = HistorySettings::from_vars(env_vars(&[(k, v)])).unwrap_err();
+            assert!(err.to_string().contains(k), "{k}: {err}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Wiring: PostgreSQL, Redis (stream and consumer group), the broker
+//! connections with manual acks and persistent sessions, the shared
+//! subscriptions, ingest, writer, monitor and the HTTP server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use common::brokers::BrokerPool;
+use common::http::{Dependency, Health};
+use common::settings::Settings;
+use common::topics::{GLOBAL_NODE_HELLO, TopicKind};
+use common::{QoS, db};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::ingest::{Ingest, IngestStats};
+use crate::queue::Queue;
+use crate::writer::{Writer, WriterConfig};
+use crate::{DEFAULT_PORT, HistorySettings, SERVICE, monitor};
+
+/// The uplink kinds this service stores.
+pub const KINDS: [TopicKind; 7] = [
+    TopicKind::Telemetry,
+    TopicKind::Status,
+    TopicKind::Lwt,
+    TopicKind::Heartbeat,
+    TopicKind::Event,
+    TopicKind::Error,
+    TopicKind::NodeHello,
+];
+
+/// A built history-logger, listening but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    pool: PgPool,
+    brokers: BrokerPool,
+    queue: Queue,
+    stats: Arc<IngestStats>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl App {
+    /// Connects to PostgreSQL (migrating it), Redis and the brokers, starts
+    /// ingest, writer and monitor, and binds `HTTP_PORT` (0 picks a free port).
+    pub async fn build(settings: Settings, history: HistorySettings) -> anyhow::Result<App> {
+        let stop = CancellationToken::new();
+        let pool = db::connect_and_migrate(
+            settings.pg_options(),
+            settings.pg_max_connections,
+            Duration::from_secs(30),
+            &stop,
+        )
+        .await?;
+        let redis = common::redis_pool::create_pool(&settings.redis_url, 8)?;
+        let queue = Queue::new(
+            redis.clone(),
+            &history.history_stream,
+            &history.history_consumer_group,
+            &history.history_dead_letter_key,
+            history.history_dead_letter_max,
+            history.history_queue_max,
+        );
+        ensure_group(&queue, &stop).await?;
+
+        let instance = history.instance();
+        let (inbox_tx, inbox_rx) = mpsc::channel(4096);
+        let session_expiry = history.session_expiry();
+        let brokers =
+            BrokerPool::connect_with(&settings, &pool, SERVICE, Some(inbox_tx), &stop, |config| {
+                config.manual_acks = true;
+                config.session_expiry = session_expiry;
+                // A persistent session is found again by its client id.
+                config.client_id = format!("{SERVICE}-{instance}-{}", config.broker_id);
+            })
+            .await?;
+        let group = settings.share_group_or(SERVICE);
+        for kind in KINDS {
+            brokers.subscribe_all(&kind.shared_filter(group), QoS::AtLeastOnce)?;
+        }
+        brokers.subscribe_all(
+            &format!("$share/{group}/{GLOBAL_NODE_HELLO}"),
+            QoS::AtLeastOnce,
+        )?;
+
+        let tasks = TaskTracker::new();
+        let stats = Arc::new(IngestStats::default());
+        let ingest = Ingest {
+            queue: queue.clone(),
+            brokers: brokers.clone(),
+            stats: stats.clone(),
+        };
+        tasks.spawn(ingest.run(inbox_rx, stop.clone()));
+        let writer = Writer::new(
+            pool.clone(),
+            queue.clone(),
+            WriterConfig {
+                consumer: instance.clone(),
+                batch_size: settings.telemetry_batch_size,
+                flush: Duration::from_millis(settings.telemetry_flush_ms),
+                claim_idle: history.claim_idle(),
+            },
+        );
+        tasks.spawn(writer.run(stop.clone()));
+        tasks.spawn(monitor::run(queue.clone(), stats.clone(), stop.clone()));
+
+        let health = Health::new(SERVICE)
+            .require(Dependency::Postgres(pool.clone()))
+            .require(Dependency::Redis(redis))
+            .require(Dependency::Brokers(brokers.clone()));
+        let router = common::http::ops_router(health)
+            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let listener = TcpListener::bind(("0.0.0.0", settings.http_port_or(DEFAULT_PORT))).await?;
+        let port = listener.local_addr()?.port();
+        info!(port, instance, stream = %history.history_stream, "history-logger listening.");
+        Ok(App {
+            listener,
+            router,
+            port,
+            pool,
+            brokers,
+            queue,
+            stats,
+            tasks,
+            stop,
+        })
+    }
+
+    /// The port `/health` and `/metrics` listen on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database pool (for tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The broker connections (for tests).
+    pub fn brokers(&self) -> &BrokerPool {
+        &self.brokers
+    }
+
+    /// The uplink queue (for tests).
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// This instance's ingest counters (for tests).
+    pub fn stats(&self) -> Arc<IngestStats> {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown`, then stops ingest and lets the writer write
+    /// its partial batch, waiting at most 10 s.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+        let served = common::http::serve(self.listener, self.router, self.stop.clone()).await;
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("Background tasks did not stop within 10 s.");
+        }
+        for connection in self.brokers.all() {
+            connection.disconnect().await;
+        }
+        info!("history-logger stopped.");
+        Ok(served?)
+    }
+}
+
+/// Creates the consumer group, waiting up to 30 s for Redis.
+async fn ensure_group(queue: &Queue, stop: &CancellationToken) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match queue.ensure_group().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                warn!(error = %e, "Redis not reachable yet; retrying.");
+                tokio::select! {
+                    _ = stop.cancelled() => anyhow::bail!("stopped while waiting for Redis"),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("Redis unreachable")),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! One uplink message, checked against the contract: its topic says what it
+//! is and whose it is, its payload is decoded by that kind. A refusal carries
+//! a bounded reason label (for `telemetry_dropped_total{reason}` and the
+//! dead-letter record) and a detail for humans.
+
+use common::payloads::{
+    Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, NodeHello, PayloadError,
+    Status, Telemetry,
+};
+use common::topics::{NodeTopic, Topic, TopicKind};
+use serde_json::Value;
+
+/// The longest zone event type the schema accepts.
+const MAX_EVENT_TYPE: usize = 64;
+
+/// 9999-12-31T23:59:59Z: a later `ts` is a corrupt clock, not a reading.
+const MAX_TS: i64 = 253_402_300_799;
+
+/// What a message says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Telemetry(Telemetry),
+    Status(Status),
+    /// The broker's last will for the node: it is gone.
+    Lwt,
+    Heartbeat(Heartbeat),
+    Event(NodeEvent),
+    Error(NodeError),
+    Hello(NodeHello),
+}
+
+/// A decoded uplink message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    /// `None` for the global `hydro/node_hello`.
+    pub topic: Option<NodeTopic>,
+    pub body: Body,
+}
+
+/// Why a message is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Rejection {
+    /// Bounded label: `bad_topic`, `oversized`, `invalid_json`,
+    /// `invalid_field`, `unknown_metric`, `non_finite_value`,
+    /// `node_id_not_found`, `zone_id_not_found`, `db_rejected`.
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Decodes a message received at `received_at` (seconds; replaces the `ts` of
+/// a node whose clock is not set, so a redelivery decodes the same).
+pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, Rejection> {
+    let parsed = Topic::parse(topic).map_err(|e| Rejection::new("bad_topic", e.problem))?;
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(refusal(&PayloadError::TooLarge(payload.len()), payload));
+    }
+    let node_topic = match parsed {
+        Topic::GlobalNodeHello => {
+            let hello = NodeHello::decode(payload).map_err(|e| refusal(&e, payload))?;
+            check_hello(&hello)?;
+            return Ok(Uplink {
+                topic: None,
+                body: Body::Hello(hello),
+            });
+        }
+        Topic::ConfigUpdate { .. } => {
+            return Err(Rejection::new("bad_topic", "not an uplink topic"));
+        }
+        Topic::Node(t) => t,
+    };
+    let body = match node_topic.kind {
+        TopicKind::Telemetry => {
+            let t = Telemetry::decode(payload, received_at).map_err(|e| refusal(&e, payload))?;
+            if t.ts > MAX_TS {
+                return Err(Rejection::new("invalid_field", "ts is after the year 9999"));
+            }
+            Body::Telemetry(t)
+        }
+        TopicKind::Status => {
+            Body::Status(Status::decode(payload).map_err(|e| refusal(&e, payload))?)
+        }
+        // The broker publishes `offline`; whatever the payload, a last will
+        // means the node is gone.
+        TopicKind::Lwt => Body::Lwt,
+        TopicKind::Heartbeat => {
+            Body::Heartbeat(Heartbeat::decode(payload).map_err(|e| refusal(&e, payload))?)
+        }
+        TopicKind::Event => {
+            let event = NodeEvent::decode(payload).map_err(|e| refusal(&e, payload))?;
+            if event.zone_event_type().len() > MAX_EVENT_TYPE {
+                return Err(Rejection::new(
+                    "invalid_field",
+                    "event_code makes a zone event type longer than 64 characters",
+                ));
+            }
+            Body::Event(event)
+        }
+        TopicKind::Error => {
+            Body::Error(NodeError::decode(payload).map_err(|e| refusal(&e, payload))?)
+        }
+        TopicKind::NodeHello => {
+            let hello = NodeHello::decode(payload).map_err(|e| refusal(&e, payload))?;
+            check_hello(&hello)?;
+            Body::Hello(hello)
+        }
+        TopicKind::Command | TopicKind::CommandResponse => {
+            return Err(Rejection::new("bad_topic", "not an uplink kind"));
+        }
+    };
+    Ok(Uplink {
+        topic: Some(node_topic),
+        body,
+    })
+}
+
+/// A uid as the schema accepts it: 1–64 of `A-Za-z0-9_.-`.
+pub fn valid_uid(uid: &str) -> bool {
+    (1..=64).contains(&uid.len())
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The uid a hello registers an unknown node under: `node_uid` if given,
+/// else `hw-{hardware_id}`.
+pub fn hello_uid(hello: &NodeHello) -> String {
+    hello
+        .node_uid
+        .clone()
+        .unwrap_or_else(|| format!("hw-{}", hello.hardware_id))
+}
+
+fn check_hello(hello: &NodeHello) -> Result<(), Rejection> {
+    if !valid_uid(&hello_uid(hello)) {
+        return Err(Rejection::new(
+            "invalid_field",
+            "node_uid (or hw-{hardware_id}) must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`",
+        ));
+    }
+    Ok(())
+}
+
+/// A finer label than [`PayloadError::reason`]: JSON that is not JSON at all,
+/// an unknown metric and a non-finite value are told apart from wrong fields.
+fn refusal(e: &PayloadError, payload: &[u8]) -> Rejection {
+    let reason = match e {
+        PayloadError::TooLarge(_) => "oversized",
+        PayloadError::Field { field: "value", .. } => "non_finite_value",
+        PayloadError::Field { .. } => "invalid_field",
+        PayloadError::Json(message) => match serde_json::from_slice::<Value>(payload) {
+            // serde_json refuses a number beyond f64 (`1e400`) outright.
+            Err(_) if message.contains("number out of range") => "non_finite_value",
+            Err(_) => "invalid_json",
+            Ok(v) => match v.get("metric_type") {
+                Some(m @ Value::String(_))
+                    if serde_json::from_value::<MetricType>(m.clone()).is_err() =>
+                {
+                    "unknown_metric"
+                }
+                _ => "invalid_field",
+            },
+        },
+    };
+    Rejection::new(reason, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "hydro/gh-1/zn-1/nd-ph-1/ph_sensor/telemetry";
+
+    fn reason(topic: &str, payload: &[u8]) -> &'static str {
+        decode(topic, payload, 1_800_000_000).unwrap_err().reason
+    }
+
+    #[test]
+    fn good_messages_of_every_kind() {
+        let cases: &[(&str, &[u8])] = &[
+            (T, br#"{"metric_type":"PH","value":6.5,"ts":1737979200}"#),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/status",
+                br#"{"status":"OFFLINE","ts":1}"#,
+            ),
+            ("hydro/gh-1/zn-1/nd-ph-1/lwt", b"offline"),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/heartbeat",
+                br#"{"uptime":1,"free_heap":2}"#,
+            ),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/level/event",
+                br#"{"event_code":"level_low"}"#,
+            ),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/error",
+                br#"{"level":"ERROR","component":"ph","error_code":"E1","message":"m"}"#,
+            ),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/node_hello",
+                br#"{"hardware_id":"aa"}"#,
+            ),
+            ("hydro/node_hello", br#"{"hardware_id":"aa"}"#),
+        ];
+        for (topic, payload) in cases {
+            decode(topic, payload, 0).unwrap_or_else(|e| panic!("{topic}: {e}"));
+        }
+        assert!(
+            decode("hydro/node_hello", br#"{"hardware_id":"aa"}"#, 0)
+                .unwrap()
+                .topic
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn every_bad_input_class_has_its_reason() {
+        assert_eq!(reason(T, b"not json"), "invalid_json");
+        assert_eq!(
+            reason(T, br#"{"metric_type":"PH","value":6.5}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            reason(T, br#"{"metric_type":"PH","value":1,"ts":1,"x":1}"#),
+            "invalid_field"
+        );
+        assert_eq!(
+            reason(T, br#"{"metric_type":"PRESSURE","value":1,"ts":1}"#),
+            "unknown_metric"
+        );
+        assert_eq!(
+            reason(T, br#"{"metric_type":"PH","value":1e400,"ts":1}"#),
+            "non_finite_value"
+        );
+        assert_eq!(
+            reason(T, br#"{"metric_type":"PH","value":1,"ts":253402300800}"#),
+            "invalid_field"
+        );
+        assert_eq!(reason(T, &vec![b' '; MAX_PAYLOAD_BYTES + 1]), "oversized");
+        assert_eq!(reason("hydro/gh/zn/nd/telemetry", b"{}"), "bad_topic");
+        assert_eq!(reason("hydro/gh/zn/nd/ch/command", b"{}"), "bad_topic");
+        assert_eq!(reason("nodes/nd/config/update", b"{}"), "bad_topic");
+        assert_eq!(
+            reason("hydro/node_hello", br#"{"hardware_id":"a b"}"#),
+            "invalid_field"
+        );
+        let long = format!(r#"{{"event_code":"{}"}}"#, "a".repeat(65));
+        assert_eq!(
+            reason("hydro/g/z/n/c/event", long.as_bytes()),
+            "invalid_field"
+        );
+    }
+
+    #[test]
+    fn unset_clock_gets_the_receive_time() {
+        let u = decode(
+            T,
+            br#"{"metric_type":"PH","value":6.5,"ts":5}"#,
+            1_800_000_000,
+        )
+        .unwrap();
+        match u.body {
+            Body::Telemetry(t) => assert_eq!(t.ts, 1_800_000_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hello_uids() {
+        let h = NodeHello::decode(br#"{"hardware_id":"esp-1"}"#).unwrap();
+        assert_eq!(hello_uid(&h), "hw-esp-1");
+        let h = NodeHello::decode(br#"{"hardware_id":"esp-1","node_uid":"nd-x"}"#).unwrap();
+        assert_eq!(hello_uid(&h), "nd-x");
+        assert!(!valid_uid(""));
+        assert!(!valid_uid(&"a".repeat(65)));
+    }
+}

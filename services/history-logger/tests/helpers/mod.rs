@@ -1,0 +1,231 @@
+//! A history-logger test world: a fresh database with a small greenhouse, a
+//! private Mosquitto, and a Redis stream and dead-letter list of the test's
+//! own (unique key prefix), so tests run in parallel on one Redis.
+
+#![allow(dead_code)] // each test file uses its own part of the helpers
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::QoS;
+use common::mqtt::{MqttConfig, MqttConnection};
+use common::settings::Settings;
+use common::testing::{TestBroker, TestDb, eventually};
+use deadpool_redis::redis;
+use history_logger::ingest::IngestStats;
+use history_logger::queue::Queue;
+use history_logger::{App, HistorySettings};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Database, broker and Redis keys of one test.
+pub struct World {
+    pub db: TestDb,
+    pub broker: TestBroker,
+    pub stream: String,
+    pub dead_letter: String,
+    pub redis: deadpool_redis::Pool,
+    pub stop: CancellationToken,
+}
+
+/// A running instance.
+pub struct Running {
+    pub port: u16,
+    pub stats: Arc<IngestStats>,
+    pub queue: Queue,
+    pub stop: CancellationToken,
+}
+
+impl World {
+    /// Seeds greenhouse `gh-t` with zone `zn-a` (nodes `nd-1`, `nd-2`) and
+    /// zone `zn-b` (node `nd-3`).
+    pub async fn new() -> World {
+        common::logging::init_for_tests();
+        let db = TestDb::new().await;
+        sqlx::raw_sql(
+            "INSERT INTO greenhouses (uid, name) VALUES ('gh-t', 'Test');
+             INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-a', id, 'A' FROM greenhouses;
+             INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-b', id, 'B' FROM greenhouses;
+             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
+             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-2', id, 'ec' FROM zones WHERE uid = 'zn-a';
+             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-3', id, 'climate' FROM zones WHERE uid = 'zn-b';",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("seed");
+        let broker = TestBroker::start().await;
+        let prefix = format!("hl-test-{}", uuid::Uuid::new_v4().simple());
+        World {
+            db,
+            broker,
+            stream: format!("{prefix}:uplink"),
+            dead_letter: format!("{prefix}:dead-letter"),
+            redis: common::redis_pool::create_pool(&redis_url(), 4).expect("redis pool"),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    pub fn settings(&self, instance: &str, extra: &[(&str, &str)]) -> (Settings, HistorySettings) {
+        let mut vars: HashMap<String, String> = [
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("REDIS_URL", &redis_url()),
+            ("MQTT_HOST", "127.0.0.1"),
+            ("MQTT_PORT", &self.broker.port.to_string()),
+            ("HTTP_PORT", "0"),
+            ("TELEMETRY_FLUSH_MS", "100"),
+            ("HISTORY_STREAM", &self.stream),
+            ("HISTORY_DEAD_LETTER_KEY", &self.dead_letter),
+            ("INSTANCE_ID", instance),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        (
+            Settings::from_vars(Some(vars.clone())).expect("settings"),
+            HistorySettings::from_vars(Some(vars)).expect("history settings"),
+        )
+    }
+
+    /// Builds an instance, waits until it is subscribed, and runs it on the
+    /// current runtime until the world (or its own token) stops.
+    pub async fn start(&self, instance: &str, extra: &[(&str, &str)]) -> Running {
+        let (settings, history) = self.settings(instance, extra);
+        let app = App::build(settings, history).await.expect("app builds");
+        let running = settle(&app).await;
+        let stop = running.stop.clone();
+        let world_stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = world_stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+        tokio::spawn(app.run_until_stopped(running.stop.clone()));
+        running
+    }
+
+    /// A client that plays the nodes.
+    pub async fn publisher(&self) -> MqttConnection {
+        let c = MqttConnection::start(
+            MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes"),
+            None,
+            self.stop.clone(),
+        )
+        .expect("publisher");
+        c.wait_connected(Duration::from_secs(10))
+            .await
+            .expect("publisher connects");
+        c
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count query")
+    }
+
+    /// Waits until `sql` counts `want` (and returns the last count seen).
+    pub async fn wait_count(&self, sql: &str, want: i64) -> i64 {
+        eventually(Duration::from_secs(30), || async {
+            let n = self.count(sql).await;
+            (n == want).then_some(n)
+        })
+        .await
+        .unwrap_or(self.count(sql).await)
+    }
+
+    /// The dead-letter records, newest first.
+    pub async fn dead_letters(&self) -> Vec<Value> {
+        let mut c = self.redis.get().await.expect("redis");
+        let items: Vec<String> = redis::cmd("LRANGE")
+            .arg(&self.dead_letter)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await
+            .expect("LRANGE");
+        items
+            .iter()
+            .map(|s| serde_json::from_str(s).expect("json record"))
+            .collect()
+    }
+}
+
+/// Waits until the app's broker connection is up and its subscriptions are
+/// in place (a publish after them is answered after them).
+pub async fn settle(app: &App) -> Running {
+    let conn = app.brokers().default_broker().clone();
+    conn.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("logger connects");
+    conn.publish("settle", "x", false)
+        .await
+        .expect("settle publish");
+    Running {
+        port: app.port(),
+        stats: app.stats(),
+        queue: app.queue().clone(),
+        stop: CancellationToken::new(),
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let keys = [self.stream.clone(), self.dead_letter.clone()];
+        let _ = std::thread::spawn(move || {
+            let client = redis::Client::open(redis_url()).ok()?;
+            let mut c = client.get_connection().ok()?;
+            redis::cmd("DEL").arg(&keys).query::<()>(&mut c).ok()
+        })
+        .join();
+    }
+}
+
+/// A telemetry payload.
+pub fn reading(metric: &str, value: f64, ts: i64) -> String {
+    format!(r#"{{"metric_type":"{metric}","value":{value},"ts":{ts}}}"#)
+}
+
+/// Publishes QoS 1 and waits for the broker's PUBACK.
+pub async fn publish(c: &MqttConnection, topic: &str, payload: impl Into<bytes_like::Payload>) {
+    c.publish(topic, payload.into().0, false)
+        .await
+        .expect("publish");
+}
+
+pub mod bytes_like {
+    /// Anything a test publishes.
+    pub struct Payload(pub Vec<u8>);
+    impl From<String> for Payload {
+        fn from(s: String) -> Self {
+            Payload(s.into_bytes())
+        }
+    }
+    impl From<&str> for Payload {
+        fn from(s: &str) -> Self {
+            Payload(s.as_bytes().to_vec())
+        }
+    }
+    impl From<Vec<u8>> for Payload {
+        fn from(v: Vec<u8>) -> Self {
+            Payload(v)
+        }
+    }
+}
+
+pub const TELEMETRY_ROWS: &str = "SELECT count(*) FROM telemetry_samples";
+
+pub fn qos1() -> QoS {
+    QoS::AtLeastOnce
+}

@@ -1,0 +1,393 @@
+//! The ingest path end to end: MQTT → Redis stream → PostgreSQL, against real
+//! PostgreSQL, Redis and Mosquitto.
+
+mod helpers;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::mqtt::{MqttConfig, MqttConnection};
+use common::payloads::Telemetry;
+use common::settings::Settings;
+use helpers::{TELEMETRY_ROWS, World, publish, qos1, reading};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const T0: i64 = 1_800_000_000;
+const PH: &str = "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry";
+
+async fn publish_distinct(nodes: &MqttConnection, n: i64) {
+    futures::future::join_all((0..n).map(|i| publish(nodes, PH, reading("PH", 6.0, T0 + i)))).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_distinct_readings_lands_exactly_once() {
+    let world = World::new().await;
+    world.start("hl-a", &[("TELEMETRY_BATCH_SIZE", "50")]).await;
+    let nodes = world.publisher().await;
+    let n = 2_000;
+    publish_distinct(&nodes, n).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, n).await, n);
+    assert_eq!(
+        world
+            .count("SELECT count(DISTINCT ts) FROM telemetry_samples")
+            .await,
+        n
+    );
+    assert!(world.dead_letters().await.is_empty());
+    let last: f64 = sqlx::query_scalar("SELECT extract(epoch FROM ts)::float8 FROM telemetry_last")
+        .fetch_one(&world.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(last as i64, T0 + n - 1);
+}
+
+#[tokio::test]
+async fn a_burst_from_node_sim_lands_exactly_once() {
+    let world = World::new().await;
+    world.start("hl-a", &[]).await;
+    // Watch what the simulated nodes publish, to know what must land.
+    let (tx, mut seen_rx) = mpsc::channel(100_000);
+    let watch_stop = CancellationToken::new();
+    let watcher = MqttConnection::start(
+        MqttConfig::new("mqtt1", &world.broker.url(), "test-watch"),
+        Some(tx),
+        watch_stop.clone(),
+    )
+    .unwrap();
+    watcher
+        .subscribe("hydro/+/+/+/+/telemetry", qos1())
+        .unwrap();
+    watcher
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    watcher.publish("settle", "x", false).await.unwrap();
+
+    let sim_vars = common::testing::env_vars(&[
+        ("DATABASE_URL", world.db.url.as_str()),
+        ("MQTT_HOST", "127.0.0.1"),
+        ("MQTT_PORT", &world.broker.port.to_string()),
+        ("HTTP_PORT", "0"),
+        ("SIM_SEED_DB", "true"),
+        ("SIM_ZONES", "2"),
+        ("SIM_NODES", "10"),
+        // One publication per node per second: readings of one channel never share a `ts`.
+        ("SIM_TELEMETRY_INTERVAL_MS", "1000"),
+    ]);
+    let sim = node_sim::App::build(
+        node_sim::SimSettings::from_vars(sim_vars.clone()).unwrap(),
+        Settings::from_vars(sim_vars).unwrap(),
+    )
+    .await
+    .expect("node-sim builds");
+    let sim_stop = CancellationToken::new();
+    let sim_task = tokio::spawn(sim.run_until_stopped(sim_stop.clone()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sim_stop.cancel();
+    let _ = sim_task.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch_stop.cancel();
+
+    let mut expected = HashSet::new();
+    while let Ok(m) = seen_rx.try_recv() {
+        let t = Telemetry::decode(&m.payload, 0).expect("node-sim follows the contract");
+        let levels: Vec<&str> = m.topic.split('/').collect();
+        expected.insert((
+            levels[3].to_owned(),
+            levels[4].to_owned(),
+            t.metric_type.as_str().to_owned(),
+            t.ts,
+        ));
+    }
+    assert!(
+        expected.len() >= 20,
+        "node-sim published only {}",
+        expected.len()
+    );
+    let want = expected.len() as i64;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, want).await, want);
+    let stored: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT n.uid, s.channel, s.metric_type, extract(epoch FROM s.ts)::int8
+           FROM telemetry_samples s JOIN nodes n ON n.id = s.node_id",
+    )
+    .fetch_all(&world.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), expected);
+    // The simulated nodes' status and heartbeats reached `nodes` too.
+    assert!(
+        world
+            .count("SELECT count(*) FROM nodes WHERE status <> 'UNKNOWN'")
+            .await
+            >= 10
+    );
+}
+
+#[tokio::test]
+async fn the_same_message_twice_gives_one_row() {
+    let world = World::new().await;
+    world.start("hl-a", &[]).await;
+    let nodes = world.publisher().await;
+    let message = reading("PH", 6.1, T0);
+    publish(&nodes, PH, message.clone()).await;
+    publish(&nodes, PH, message.clone()).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 1).await, 1);
+    // Again, in a later batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(&nodes, PH, message).await;
+    publish(&nodes, PH, reading("PH", 6.2, T0 + 1)).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 2).await, 2);
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM telemetry_samples WHERE value = 6.1")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_instances_share_the_work_and_store_each_message_once() {
+    let world = World::new().await;
+    let a = world.start("hl-a", &[("TELEMETRY_BATCH_SIZE", "20")]).await;
+    let b = world.start("hl-b", &[("TELEMETRY_BATCH_SIZE", "20")]).await;
+    let nodes = world.publisher().await;
+    let n = 1_000;
+    publish_distinct(&nodes, n).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, n).await, n);
+    let (took_a, took_b) = (
+        a.stats.accepted.load(Ordering::Relaxed),
+        b.stats.accepted.load(Ordering::Relaxed),
+    );
+    assert_eq!(
+        took_a + took_b,
+        n as u64,
+        "each message taken by one instance"
+    );
+    assert!(took_a > 0 && took_b > 0, "both worked: {took_a} / {took_b}");
+}
+
+#[tokio::test]
+async fn every_bad_input_class_is_dropped_with_its_reason_and_good_ones_land() {
+    let world = World::new().await;
+    let running = world.start("hl-a", &[]).await;
+    let nodes = world.publisher().await;
+    let long_level = "x".repeat(200);
+    let bad_topic = format!("hydro/gh-t/zn-a/{long_level}/ph_sensor/telemetry");
+    let oversized = format!(
+        r#"{{"metric_type":"PH","value":6.5,"ts":{T0},"unit":"{}"}}"#,
+        " ".repeat(20_000)
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (PH, "not json".into(), "invalid_json"),
+        (
+            PH,
+            r#"{"metric_type":"PH","value":6.5}"#.into(),
+            "invalid_field",
+        ),
+        (
+            PH,
+            r#"{"metric_type":"PRESSURE","value":1,"ts":1800000000}"#.into(),
+            "unknown_metric",
+        ),
+        (
+            PH,
+            r#"{"metric_type":"PH","value":1e400,"ts":1800000000}"#.into(),
+            "non_finite_value",
+        ),
+        (PH, oversized, "oversized"),
+        (&bad_topic, reading("PH", 6.5, T0), "bad_topic"),
+        (
+            "hydro/gh-t/zn-a/nd-ghost/ph_sensor/telemetry",
+            reading("PH", 6.5, T0),
+            "node_id_not_found",
+        ),
+        (
+            "hydro/gh-t/zn-ghost/nd-1/ph_sensor/telemetry",
+            reading("PH", 6.5, T0),
+            "zone_id_not_found",
+        ),
+    ];
+    for (i, (topic, payload, _)) in cases.iter().enumerate() {
+        publish(&nodes, PH, reading("PH", 7.0, T0 + 100 + i as i64)).await;
+        publish(&nodes, topic, payload.clone()).await;
+    }
+    publish(&nodes, PH, reading("PH", 7.0, T0 + 200)).await;
+    let good = cases.len() as i64 + 1;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, good).await, good);
+    let letters = helpers_wait_letters(&world, cases.len()).await;
+    let mut reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort_unstable();
+    let mut want: Vec<&str> = cases.iter().map(|c| c.2).collect();
+    want.sort_unstable();
+    assert_eq!(reasons, want);
+    let ghost = letters
+        .iter()
+        .find(|l| l["reason"] == "node_id_not_found")
+        .unwrap();
+    assert_eq!(
+        ghost["topic"],
+        "hydro/gh-t/zn-a/nd-ghost/ph_sensor/telemetry"
+    );
+    assert_eq!(ghost["payload"], reading("PH", 6.5, T0));
+    assert!(ghost["at"].is_string());
+    assert_eq!(running.stats.refused.load(Ordering::Relaxed), 6);
+    // Nothing was written against another node or zone.
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM telemetry_samples WHERE value <> 7.0")
+            .await,
+        0
+    );
+}
+
+async fn helpers_wait_letters(world: &World, n: usize) -> Vec<serde_json::Value> {
+    common::testing::eventually(Duration::from_secs(20), || async {
+        let l = world.dead_letters().await;
+        (l.len() >= n).then_some(l)
+    })
+    .await
+    .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn telemetry_last_never_goes_back_in_time() {
+    let world = World::new().await;
+    world.start("hl-a", &[]).await;
+    let nodes = world.publisher().await;
+    let last = || async {
+        sqlx::query_as::<_, (f64, i64)>(
+            "SELECT value, extract(epoch FROM ts)::int8 FROM telemetry_last",
+        )
+        .fetch_optional(&world.db.pool)
+        .await
+        .unwrap()
+    };
+    publish(&nodes, PH, reading("PH", 6.0, T0 + 10)).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 1).await, 1);
+    publish(&nodes, PH, reading("PH", 5.0, T0)).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 2).await, 2);
+    assert_eq!(last().await, Some((6.0, T0 + 10)));
+    // Newer then older inside one batch.
+    publish(&nodes, PH, reading("PH", 6.5, T0 + 20)).await;
+    publish(&nodes, PH, reading("PH", 4.0, T0 + 15)).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 4).await, 4);
+    assert_eq!(last().await, Some((6.5, T0 + 20)));
+}
+
+#[tokio::test]
+async fn node_messages_update_nodes_alerts_and_zone_events() {
+    let world = World::new().await;
+    world.start("hl-a", &[]).await;
+    let nodes = world.publisher().await;
+    let node = "hydro/gh-t/zn-a/nd-1";
+    let active = "SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'ACTIVE'";
+
+    publish(
+        &nodes,
+        &format!("{node}/status"),
+        r#"{"status":"OFFLINE","ts":1800000000}"#,
+    )
+    .await;
+    assert_eq!(world.wait_count(active, 1).await, 1);
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'")
+            .await,
+        1
+    );
+    // The last will while already offline: still one alert, no second event.
+    publish(&nodes, &format!("{node}/lwt"), "offline").await;
+    publish(
+        &nodes,
+        &format!("{node}/heartbeat"),
+        r#"{"uptime":3600,"free_heap":102000,"rssi":-62}"#,
+    )
+    .await;
+    assert_eq!(
+        world
+            .wait_count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND uptime_seconds = 3600 AND free_heap_bytes = 102000 AND rssi = -62 AND last_heartbeat_at IS NOT NULL", 1)
+            .await,
+        1
+    );
+    assert_eq!(world.count(active).await, 1);
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM zone_events WHERE type = 'NODE_OFFLINE'")
+            .await,
+        1
+    );
+
+    publish(
+        &nodes,
+        &format!("{node}/status"),
+        r#"{"status":"ONLINE","ts":1800000001}"#,
+    )
+    .await;
+    assert_eq!(
+        world
+            .wait_count("SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'RESOLVED' AND resolved_at IS NOT NULL", 1)
+            .await,
+        1
+    );
+    assert_eq!(world.count(active).await, 0);
+    assert_eq!(
+        world
+            .wait_count(
+                "SELECT count(*) FROM zone_events WHERE type = 'NODE_ONLINE'",
+                1
+            )
+            .await,
+        1
+    );
+    // The lwt raises it again.
+    publish(&nodes, &format!("{node}/lwt"), "offline").await;
+    assert_eq!(world.wait_count(active, 1).await, 1);
+
+    // An event becomes a zone event of the node's zone; an error too.
+    publish(
+        &nodes,
+        &format!("{node}/level/event"),
+        r#"{"event_code":"level switch-changed","level":1}"#,
+    )
+    .await;
+    publish(
+        &nodes,
+        &format!("{node}/error"),
+        r#"{"level":"ERROR","component":"ph","error_code":"E7","message":"probe"}"#,
+    )
+    .await;
+    assert_eq!(
+        world
+            .wait_count("SELECT count(*) FROM zone_events e JOIN zones z ON z.id = e.zone_id WHERE z.uid = 'zn-a' AND e.type = 'LEVEL_SWITCH_CHANGED' AND e.payload_json->>'level' = '1'", 1)
+            .await,
+        1
+    );
+    assert_eq!(world.wait_count("SELECT count(*) FROM zone_events WHERE type = 'NODE_ERROR' AND payload_json->>'error_code' = 'E7'", 1).await, 1);
+
+    // A hello from an unknown node registers it unassigned; a known one changes nothing.
+    publish(
+        &nodes,
+        "hydro/node_hello",
+        r#"{"hardware_id":"esp-77","node_type":"ph","fw_version":"2.1"}"#,
+    )
+    .await;
+    publish(
+        &nodes,
+        "hydro/gh-t/zn-a/nd-1/node_hello",
+        r#"{"hardware_id":"esp-1","node_uid":"nd-1"}"#,
+    )
+    .await;
+    assert_eq!(
+        world
+            .wait_count("SELECT count(*) FROM nodes WHERE uid = 'hw-esp-77' AND zone_id IS NULL AND hardware_id = 'esp-77' AND type = 'ph' AND fw_version = '2.1'", 1)
+            .await,
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(world.count("SELECT count(*) FROM nodes").await, 4);
+}
