@@ -81,6 +81,9 @@ async fn main() -> anyhow::Result<()> {
         setup.targets.clone(),
     );
     let stop = setup.stop.clone();
+    // Start from a clean slate: flush what an earlier run (or the build) left
+    // dirty, so its writeback does not compete with this run's commits.
+    sqlx::query("CHECKPOINT").execute(&pool).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let http = reqwest::Client::builder()
