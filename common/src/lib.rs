@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod payloads;
 pub mod publish_tracker;
 pub mod redis_pool;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod signing;

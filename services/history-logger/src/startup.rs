@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
+use common::service::Runner;
 use common::settings::Settings;
 use common::topics::{GLOBAL_NODE_HELLO, TopicKind};
 use common::{QoS, db};
@@ -36,15 +36,12 @@ pub const KINDS: [TopicKind; 7] = [
 
 /// A built history-logger, listening but not yet serving.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
+    runner: Runner,
     port: u16,
     pool: PgPool,
     brokers: BrokerPool,
     queue: Queue,
     stats: Arc<IngestStats>,
-    tasks: TaskTracker,
-    stop: CancellationToken,
 }
 
 impl App {
@@ -120,16 +117,21 @@ impl App {
         let listener = TcpListener::bind(("0.0.0.0", settings.http_port_or(DEFAULT_PORT))).await?;
         let port = listener.local_addr()?.port();
         info!(port, instance, stream = %history.history_stream, "history-logger listening.");
-        Ok(App {
+        let runner = Runner {
+            name: SERVICE,
             listener,
             router,
+            tasks,
+            stop,
+            brokers: brokers.clone(),
+        };
+        Ok(App {
+            runner,
             port,
             pool,
             brokers,
             queue,
             stats,
-            tasks,
-            stop,
         })
     }
 
@@ -161,25 +163,7 @@ impl App {
     /// Serves until `shutdown`, then stops ingest and lets the writer write
     /// its partial batch, waiting at most 10 s.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let stop = self.stop.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            stop.cancel();
-        });
-        let served = common::http::serve(self.listener, self.router, self.stop.clone()).await;
-        self.stop.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!("Background tasks did not stop within 10 s.");
-        }
-        for connection in self.brokers.all() {
-            connection.disconnect().await;
-        }
-        info!("history-logger stopped.");
-        Ok(served?)
+        self.runner.run_until_stopped(shutdown).await
     }
 }
 

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use common::brokers::BrokerPool;
 use common::commands::CommandSender;
 use common::http::{Dependency, Health};
 use common::lease::Lease;
+use common::service::Runner;
 use common::settings::Settings;
 use common::status_writer::StatusWriter;
 use common::topics::TopicKind;
@@ -33,13 +33,10 @@ const LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// A built bridge, listening but not yet serving.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
+    runner: Runner,
     port: u16,
     pool: PgPool,
     brokers: BrokerPool,
-    tasks: TaskTracker,
-    stop: CancellationToken,
 }
 
 impl App {
@@ -120,14 +117,19 @@ impl App {
         let listener = TcpListener::bind(("0.0.0.0", settings.http_port_or(DEFAULT_PORT))).await?;
         let port = listener.local_addr()?.port();
         info!(port, "mqtt-bridge listening.");
-        Ok(App {
+        let runner = Runner {
+            name: SERVICE,
             listener,
             router,
+            tasks,
+            stop,
+            brokers: brokers.clone(),
+        };
+        Ok(App {
+            runner,
             port,
             pool,
             brokers,
-            tasks,
-            stop,
         })
     }
 
@@ -149,25 +151,7 @@ impl App {
     /// Serves until `shutdown`, then stops the background work, waiting for
     /// it at most 10 s.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let stop = self.stop.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            stop.cancel();
-        });
-        let served = common::http::serve(self.listener, self.router, self.stop.clone()).await;
-        self.stop.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!("Background tasks did not stop within 10 s.");
-        }
-        for connection in self.brokers.all() {
-            connection.disconnect().await;
-        }
-        info!("mqtt-bridge stopped.");
-        Ok(served?)
+        self.runner.run_until_stopped(shutdown).await
     }
 }
 

@@ -1,0 +1,56 @@
+//! Running a built service: serve HTTP until shutdown, then stop the
+//! background work (waiting for it at most 10 s) and close the broker
+//! connections with a DISCONNECT.
+
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::brokers::BrokerPool;
+
+/// The longest the background work may take to stop.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a built service runs: its bound listener and router, its background
+/// tasks and the token that stops them, and its broker connections.
+pub struct Runner {
+    pub name: &'static str,
+    pub listener: TcpListener,
+    pub router: Router,
+    pub tasks: TaskTracker,
+    /// Cancelled when the service stops; the background tasks watch it.
+    pub stop: CancellationToken,
+    pub brokers: BrokerPool,
+}
+
+impl Runner {
+    /// Serves until `shutdown` (or until serving fails), then stops.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+        let served = crate::http::serve(self.listener, self.router, self.stop.clone()).await;
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_DEADLINE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                service = self.name,
+                "Background tasks did not stop within 10 s."
+            );
+        }
+        for connection in self.brokers.all() {
+            connection.disconnect().await;
+        }
+        info!(service = self.name, "Stopped.");
+        Ok(served?)
+    }
+}
