@@ -37,6 +37,11 @@ MQTT_PORT = int(os.environ.get("MQTT_PORT", "1883"))
 API_TOKEN = "compat-token"
 NODE_DEFAULT_SECRET = "compat-secret"
 COMMAND_TIMEOUT_SEC = 5
+# Unique per session: a `make up` running beside the suite on the same broker
+# must not share these services' shared subscriptions or Redis keys.
+SESSION = uuid.uuid4().hex[:8]
+HISTORY_STREAM = f"compat-{SESSION}:uplink"
+HISTORY_DEAD_LETTER_KEY = f"compat-{SESSION}:dead-letter"
 # Generous: a CI machine with 2 cores may be busy compiling or running other tests.
 START_TIMEOUT_SEC = 90
 
@@ -153,6 +158,7 @@ def _common_env(database_url: str) -> dict[str, str]:
         "MQTT_HOST": MQTT_HOST,
         "MQTT_PORT": str(MQTT_PORT),
         "NODE_DEFAULT_SECRET": NODE_DEFAULT_SECRET,
+        "MQTT_SHARE_GROUP": f"compat-{SESSION}",
     }
 
 
@@ -169,13 +175,21 @@ def services(request, database_url, log_dir):
             "SIM_TELEMETRY_INTERVAL_MS": "1000",
         })
         started.append(sim)
+        logger = start_service("history-logger", log_dir, {
+            **_common_env(database_url),
+            "HISTORY_STREAM": HISTORY_STREAM,
+            "HISTORY_DEAD_LETTER_KEY": HISTORY_DEAD_LETTER_KEY,
+            "INSTANCE_ID": f"compat-{SESSION}",
+            "HISTORY_SESSION_EXPIRY_SEC": "0",
+        })
+        started.append(logger)
         bridge = start_service("mqtt-bridge", log_dir, {
             **_common_env(database_url),
             "BRIDGE_API_TOKEN": API_TOKEN,
             "COMMAND_TIMEOUT_SEC": str(COMMAND_TIMEOUT_SEC),
         })
         started.append(bridge)
-        yield {"node-sim": sim, "mqtt-bridge": bridge}
+        yield {"node-sim": sim, "history-logger": logger, "mqtt-bridge": bridge}
     finally:
         for svc in reversed(started):
             svc.stop()
@@ -193,6 +207,11 @@ def services(request, database_url, log_dir):
 @pytest.fixture(scope="session")
 def bridge(services) -> Service:
     return services["mqtt-bridge"]
+
+
+@pytest.fixture(scope="session")
+def logger(services) -> Service:
+    return services["history-logger"]
 
 
 @pytest.fixture(scope="session")
