@@ -1,0 +1,78 @@
+//! PostgreSQL or Redis unreachable for a few seconds under a stream of
+//! telemetry: nothing is lost and nothing doubled. The service reaches the
+//! real PostgreSQL / Redis through a TCP proxy the test cuts, so it sees what
+//! it sees when they stop: connections reset, new connects refused.
+
+mod helpers;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use common::testing::TcpProxy;
+use helpers::{TELEMETRY_ROWS, World, publish, reading, redis_url};
+use sqlx::postgres::PgConnectOptions;
+
+const T0: i64 = 1_800_000_000;
+const PH: &str = "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry";
+const MESSAGES: i64 = 1200;
+
+/// Publishes MESSAGES readings over ~5 s while the proxy is cut from 1 s to
+/// 4 s (and checks the service saw it: its `/health` names `dependency`
+/// down), then expects every reading stored exactly once.
+async fn stream_through_an_outage(world: &World, proxy: &TcpProxy, port: u16, dependency: &str) {
+    let publisher = world.publisher().await;
+    let stream = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            publish(&publisher, PH, reading("PH", 6.0, T0 + i)).await;
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let saw_outage = common::testing::eventually(Duration::from_secs(3), || async {
+        let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
+        (body["dependencies"][dependency]["state"] == "down").then_some(())
+    })
+    .await;
+    assert!(
+        saw_outage.is_some(),
+        "the service must see {dependency} down while the proxy is cut"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    stream.await.expect("every reading published");
+    let stored = world.wait_count(TELEMETRY_ROWS, MESSAGES).await;
+    assert_eq!(stored, MESSAGES, "every reading stored exactly once");
+    assert!(world.dead_letters().await.is_empty(), "nothing refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_for_3s_loses_nothing() {
+    let world = World::new().await;
+    let options = PgConnectOptions::from_str(&world.db.url).expect("test database url");
+    let proxy = TcpProxy::start((options.get_host().to_owned(), options.get_port())).await;
+    let proxied = world.db.url.replace(
+        &format!("@{}:{}/", options.get_host(), options.get_port()),
+        &format!("@127.0.0.1:{}/", proxy.port),
+    );
+    assert_ne!(proxied, world.db.url, "the service goes through the proxy");
+    let running = world.start("hl-a", &[("DATABASE_URL", &proxied)]).await;
+    stream_through_an_outage(&world, &proxy, running.port, "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_for_3s_loses_nothing() {
+    let world = World::new().await;
+    let url = redis_url();
+    let (host, port) = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.parse::<u16>().expect("redis port")))
+        .expect("REDIS_URL is redis://host:port");
+    let proxy = TcpProxy::start((host, port)).await;
+    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    let running = world.start("hl-a", &[("REDIS_URL", &proxied)]).await;
+    stream_through_an_outage(&world, &proxy, running.port, "redis").await;
+}
