@@ -24,8 +24,9 @@ use crate::dead_letter::DeadLetter;
 use crate::queue::{NewEntry, Queue};
 use crate::uplink;
 
-/// Messages appended per Redis round trip at most.
-const MAX_BURST: usize = 1024;
+/// Messages appended per Redis round trip at most; also how far one
+/// instance may overshoot the queue's bound.
+pub const MAX_BURST: usize = 1024;
 
 /// Counters of one instance, shared with its tests and monitor.
 #[derive(Debug, Default)]

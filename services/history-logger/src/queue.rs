@@ -12,10 +12,11 @@ use deadpool_redis::redis::{self, Value, cmd};
 
 use common::redis_pool::RedisError;
 
-/// Slack above the bound for `XADD … MAXLEN ~`: ingest stops appending at the
-/// bound, so trimming (which would drop unwritten entries) is only a last
-/// resort against a runaway, reached only if several instances overshoot.
-const TRIM_SLACK_PERCENT: u64 = 10;
+// The stream is never trimmed (no `XADD … MAXLEN`): written entries are
+// deleted by the writer, so everything in the stream is unwritten and a trim
+// could only lose data. The bound is kept by ingest, which stops appending
+// (and acknowledging) once the queue is full; one burst may overshoot it by at
+// most `ingest::MAX_BURST` entries per instance.
 
 /// Largest BLOCK of a read, below the Redis client's 500 ms response timeout.
 pub const MAX_BLOCK_MS: u64 = 200;
@@ -103,13 +104,9 @@ impl Queue {
     /// returns the stream's length after it.
     pub async fn push(&self, entries: &[NewEntry], dead: &[String]) -> Result<u64, RedisError> {
         let mut pipe = redis::pipe();
-        let cap = self.bound + self.bound * TRIM_SLACK_PERCENT / 100;
         for e in entries {
             pipe.cmd("XADD")
                 .arg(&self.stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(cap)
                 .arg("*")
                 .arg("b")
                 .arg(&e.broker)

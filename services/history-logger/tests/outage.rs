@@ -76,3 +76,57 @@ async fn redis_unreachable_for_3s_loses_nothing() {
     let running = world.start("hl-a", &[("REDIS_URL", &proxied)]).await;
     stream_through_an_outage(&world, &proxy, running.port, "redis").await;
 }
+
+/// The queue fills while PostgreSQL is away: ingest stops acknowledging to
+/// the broker (which holds the rest) instead of dropping; when PostgreSQL
+/// returns, every reading is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_leaves_messages_at_the_broker() {
+    let world = World::new().await;
+    let options = PgConnectOptions::from_str(&world.db.url).expect("test database url");
+    let proxy = TcpProxy::start((options.get_host().to_owned(), options.get_port())).await;
+    let proxied = world.db.url.replace(
+        &format!("@{}:{}/", options.get_host(), options.get_port()),
+        &format!("@127.0.0.1:{}/", proxy.port),
+    );
+    let running = world
+        .start(
+            "hl-a",
+            &[("DATABASE_URL", &proxied), ("HISTORY_QUEUE_MAX", "100")],
+        )
+        .await;
+    proxy.cut();
+    let publisher = world.publisher().await;
+    // More than the bound plus one burst, so some must wait at the broker.
+    const N: i64 = 1600;
+    for i in 0..N {
+        publish(&publisher, PH, reading("PH", 6.0, T0 + i)).await;
+    }
+    // The queue holds at most its bound; the rest waits unacknowledged.
+    let queued = common::testing::eventually(Duration::from_secs(10), || async {
+        let len = running.queue.stats().await.ok()?.0;
+        (len >= 100).then_some(len)
+    })
+    .await
+    .expect("the queue fills up to its bound");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (len, _) = running.queue.stats().await.expect("queue stats");
+    let at_most = 100 + history_logger::ingest::MAX_BURST as u64;
+    assert!(
+        len <= at_most,
+        "the queue stops at its bound plus one burst ({queued} then {len})"
+    );
+    assert!((len as i64) < N, "the broker holds the rest ({len} queued)");
+    assert_eq!(
+        world.count(TELEMETRY_ROWS).await,
+        0,
+        "nothing written while PostgreSQL is away"
+    );
+    proxy.restore();
+    assert_eq!(
+        world.wait_count(TELEMETRY_ROWS, N).await,
+        N,
+        "every reading stored exactly once"
+    );
+    assert!(world.dead_letters().await.is_empty());
+}
