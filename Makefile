@@ -49,6 +49,12 @@ bench-commands: services ## Benchmark the REST -> MQTT command path
 	sync  # the build's writeback would otherwise compete with PostgreSQL's fsyncs
 	$(CARGO) bench -p mqtt-bridge --bench commands
 
+bench-ingest: services ## Benchmark node uplink -> history-logger -> PostgreSQL (BENCH_RATE, BENCH_SECONDS)
+	$(CARGO) build --release -p history-logger
+	$(CARGO) bench -p history-logger --bench ingest --no-run
+	sync  # the build's writeback would otherwise compete with PostgreSQL's fsyncs
+	$(CARGO) bench -p history-logger --bench ingest
+
 fmt: ## Check formatting
 	$(CARGO) fmt --all -- --check
 

@@ -106,6 +106,12 @@ pub struct MqttConfig {
     /// subscriptions and the QoS 1 messages not yet acknowledged) for `secs`
     /// after a disconnect, so `client_id` must then be stable per instance.
     pub session_expiry: Option<u32>,
+    /// Upper limit on QoS 1 publishes rumqttc keeps in flight; the broker's
+    /// receive maximum still applies. `None`: rumqttc's own (65535). rumqttc
+    /// allocates one slot per possible in-flight publish up front (a few MB
+    /// per connection at 65535), which thousands of simulated nodes cannot
+    /// afford.
+    pub max_inflight: Option<u16>,
 }
 
 impl MqttConfig {
@@ -126,6 +132,7 @@ impl MqttConfig {
             manual_acks: false,
             max_pending: 4096,
             session_expiry: None,
+            max_inflight: None,
         }
     }
 
@@ -148,6 +155,9 @@ impl MqttConfig {
             // reconnect, plus subscribes and acks, without ever blocking.
             .set_request_channel_capacity(self.max_pending * 2 + 256)
             .set_max_packet_size(Some(1024 * 1024));
+        if let Some(limit) = self.max_inflight {
+            o.set_outgoing_inflight_upper_limit(limit);
+        }
         if let Some(secs) = self.session_expiry {
             o.set_clean_start(false)
                 .set_session_expiry_interval(Some(secs));

@@ -3,6 +3,10 @@
 
 /// Counter: telemetry messages the broker acknowledged.
 pub const TELEMETRY_PUBLISHED: &str = "sim_telemetry_published_total";
+/// Counter: acknowledged telemetry whose (node, channel, `ts`) key an
+/// earlier acknowledged reading already had (two readings within one second
+/// of `ts`); the store keeps only the first of them.
+pub const TELEMETRY_REPEATED_KEYS: &str = "sim_telemetry_repeated_keys_total";
 /// Counter, `result`: commands received, by what was answered (`done`,
 /// `invalid`, `duplicate` for a redelivery, `undecodable` for one without a
 /// usable `cmd_id`).

@@ -40,6 +40,8 @@ pub const MAX_DONE_WAIT: Duration = Duration::from_secs(10);
 /// Commands waiting for the node's dispatcher; beyond this the broker
 /// connection is slowed down (backpressure), not the node's memory grown.
 const INBOX_CAPACITY: usize = 1024;
+/// QoS 1 publishes one node keeps in flight; more wait their turn.
+const NODE_MAX_INFLIGHT: u16 = 32;
 /// How long a clean stop waits for tasks and for the broker to see DISCONNECT.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -47,7 +49,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct NodeContext {
     pub greenhouse: String,
-    pub broker_url: String,
+    /// The brokers; node `i` (layout order) uses entry `i % n`. Never empty.
+    pub broker_urls: Vec<String>,
     /// Credentials, publish timeout and the node secret.
     pub settings: Settings,
     pub faults: Arc<Faults>,
@@ -84,6 +87,9 @@ struct Inner {
     link: CancellationToken,
     tasks: TaskTracker,
     undecodable_logged: AtomicU64,
+    /// The `ts` of the last telemetry the broker acknowledged, per channel:
+    /// a reading with the same (node, channel, metric, ts) key is stored once.
+    last_telemetry_ts: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,10 +115,13 @@ impl SimNode {
             // One broker label per node: `mqtt_connected{broker=<uid>}` then
             // shows each node's link, and `/health` lists them.
             &spec.uid,
-            &ctx.broker_url,
+            crate::settings::broker_for(&ctx.broker_urls, spec.index),
             &format!("node-sim-{}", spec.uid),
         )
         .with_settings(&ctx.settings);
+        // A node has a few readings and responses in flight at most; the
+        // default window would cost megabytes per node (see the field).
+        config.max_inflight = Some(NODE_MAX_INFLIGHT);
         config.last_will = Some(LastWill::new(
             lwt_topic,
             LWT_PAYLOAD,
@@ -138,6 +147,7 @@ impl SimNode {
             link,
             tasks: TaskTracker::new(),
             undecodable_logged: AtomicU64::new(0),
+            last_telemetry_ts: Mutex::new(BTreeMap::new()),
             spec,
             ctx,
             conn,
@@ -322,7 +332,7 @@ impl Inner {
     /// One reading per sensor channel (or only `only`), published together.
     async fn publish_telemetry(&self, only: Option<&str>) {
         let ts = now_secs();
-        let messages: Vec<(String, Vec<u8>)> = {
+        let messages: Vec<(&'static str, String, Vec<u8>)> = {
             let physics = lock(&self.physics);
             sensors(&self.spec)
                 .filter(|(c, _)| only.is_none_or(|o| o == c.channel))
@@ -339,17 +349,41 @@ impl Inner {
                         corrections_allowed: None,
                     };
                     let payload = serde_json::to_vec(&t).expect("telemetry serialises");
-                    (self.topic(c.channel, TopicKind::Telemetry), payload)
+                    (
+                        c.channel,
+                        self.topic(c.channel, TopicKind::Telemetry),
+                        payload,
+                    )
                 })
                 .collect()
         };
-        let sent =
-            futures::future::join_all(messages.into_iter().map(|(topic, payload)| async move {
-                self.publish("telemetry", &topic, payload, false).await
-            }))
-            .await;
-        let ok = sent.into_iter().filter(|ok| *ok).count();
-        metrics::counter!(m::TELEMETRY_PUBLISHED).increment(ok as u64);
+        // All channels at once: one node's readings wait for one round trip
+        // to the broker, not one per channel.
+        let sent = futures::future::join_all(messages.into_iter().map(
+            |(channel, topic, payload)| async move {
+                self.publish("telemetry", &topic, payload, false)
+                    .await
+                    .then_some(channel)
+            },
+        ))
+        .await;
+        let mut ok = 0u64;
+        let mut repeated = 0u64;
+        {
+            let mut last = lock(&self.last_telemetry_ts);
+            for channel in sent.into_iter().flatten() {
+                ok += 1;
+                let previous = last.insert(channel, ts);
+                if previous.is_some_and(|p| p >= ts) {
+                    repeated += 1;
+                    last.insert(channel, previous.unwrap_or(ts));
+                }
+            }
+        }
+        metrics::counter!(m::TELEMETRY_PUBLISHED).increment(ok);
+        if repeated > 0 {
+            metrics::counter!(m::TELEMETRY_REPEATED_KEYS).increment(repeated);
+        }
     }
 
     async fn publish_heartbeat(&self) {

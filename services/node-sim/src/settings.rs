@@ -94,6 +94,15 @@ pub struct SimSettings {
         deserialize_with = "de_opt_from_str"
     )]
     pub broker_url: Option<String>,
+    /// `SIM_BROKER_URLS`: comma-separated `mqtt://host:port` list; node `i`
+    /// connects to entry `i % n`, so a fleet spreads over several brokers.
+    /// Wins over `SIM_BROKER_URL` when set.
+    #[serde(
+        rename = "sim_broker_urls",
+        default,
+        deserialize_with = "de_opt_from_str"
+    )]
+    pub broker_urls: Option<String>,
 }
 
 impl Default for SimSettings {
@@ -109,6 +118,7 @@ impl Default for SimSettings {
             duplicate_responses: 0.0,
             response_delay_ms: 0,
             broker_url: None,
+            broker_urls: None,
         }
     }
 }
@@ -187,7 +197,30 @@ impl SimSettings {
             common::mqtt::parse_broker_url(url)
                 .map_err(|e| SettingsError(format!("SIM_BROKER_URL: {e}")))?;
         }
+        if let Some(list) = &self.broker_urls {
+            let urls = split_urls(list);
+            if urls.is_empty() {
+                return Err(SettingsError(
+                    "SIM_BROKER_URLS must list at least one broker URL".into(),
+                ));
+            }
+            for url in urls {
+                common::mqtt::parse_broker_url(url)
+                    .map_err(|e| SettingsError(format!("SIM_BROKER_URLS: {url}: {e}")))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The brokers the nodes connect to: `SIM_BROKER_URLS`, else the one of
+    /// [`SimSettings::broker_url_or`]. Never empty.
+    pub fn broker_urls_or(&self, settings: &common::settings::Settings) -> Vec<String> {
+        match &self.broker_urls {
+            Some(list) if !split_urls(list).is_empty() => {
+                split_urls(list).into_iter().map(str::to_owned).collect()
+            }
+            _ => vec![self.broker_url_or(settings)],
+        }
     }
 
     /// The broker URL: `SIM_BROKER_URL`, else the shared default broker.
@@ -204,6 +237,19 @@ impl SimSettings {
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
+}
+
+/// The non-empty entries of a comma-separated list, trimmed.
+fn split_urls(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// The broker of node `index` (layout order): entry `index % n`.
+pub fn broker_for(urls: &[String], index: usize) -> &str {
+    &urls[index % urls.len()]
 }
 
 #[cfg(test)]
@@ -224,6 +270,33 @@ mod tests {
         assert!(s.broker_url.is_none());
         let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.broker_url_or(&shared), "mqtt://127.0.0.1:1883");
+        assert_eq!(s.broker_urls_or(&shared), ["mqtt://127.0.0.1:1883"]);
+    }
+
+    #[test]
+    fn nodes_spread_over_the_broker_list() {
+        let s = SimSettings::from_vars(vars(&[
+            (
+                "SIM_BROKER_URLS",
+                "mqtt://127.0.0.1:1883, mqtt://127.0.0.1:1884,mqtt://127.0.0.1:1885",
+            ),
+            ("SIM_BROKER_URL", "mqtt://127.0.0.1:1999"),
+        ]))
+        .unwrap();
+        let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        let urls = s.broker_urls_or(&shared);
+        let ports: Vec<&str> = (0..7)
+            .map(|i| broker_for(&urls, i).rsplit(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            ports,
+            ["1883", "1884", "1885", "1883", "1884", "1885", "1883"]
+        );
+        // Without the list, every node goes to SIM_BROKER_URL.
+        let s =
+            SimSettings::from_vars(vars(&[("SIM_BROKER_URL", "mqtt://127.0.0.1:1999")])).unwrap();
+        let urls = s.broker_urls_or(&shared);
+        assert!((0..4).all(|i| broker_for(&urls, i) == "mqtt://127.0.0.1:1999"));
     }
 
     #[test]
@@ -257,6 +330,8 @@ mod tests {
             ("SIM_DUPLICATE_RESPONSES", "-0.1"),
             ("SIM_RESPONSE_DELAY_MS", "9999999"),
             ("SIM_BROKER_URL", "tcp://x:1"),
+            ("SIM_BROKER_URLS", "mqtt://127.0.0.1:1883,tcp://x:1"),
+            ("SIM_BROKER_URLS", " , "),
             ("SIM_GREENHOUSE", "gh/1"),
         ] {
             let err = SimSettings::from_vars(vars(&[(k, v)])).unwrap_err();

@@ -67,11 +67,11 @@ impl App {
         }
 
         let faults = Arc::new(Faults::from_settings(&sim));
-        let broker_url = sim.broker_url_or(&settings);
+        let broker_urls = sim.broker_urls_or(&settings);
         let http_port = settings.http_port_or(DEFAULT_HTTP_PORT);
         let ctx = Arc::new(NodeContext {
             greenhouse: sim.greenhouse.clone(),
-            broker_url: broker_url.clone(),
+            broker_urls: broker_urls.clone(),
             settings,
             faults: faults.clone(),
             telemetry_interval: sim.telemetry_interval(),
@@ -88,7 +88,7 @@ impl App {
             greenhouse = %sim.greenhouse,
             zones = layout.zones.len(),
             nodes = nodes.len(),
-            broker = %broker_url,
+            brokers = %broker_urls.join(","),
             "Nodes started."
         );
 
