@@ -92,12 +92,6 @@ impl BrokerPool {
         }
     }
 
-    /// A pool of one connection.
-    pub fn single(connection: MqttConnection) -> Self {
-        let id = connection.broker_id().to_owned();
-        Self::from_connections(&id, BTreeMap::from([(id.clone(), connection)]))
-    }
-
     pub fn get(&self, broker_id: &str) -> Option<&MqttConnection> {
         self.inner.connections.get(broker_id)
     }

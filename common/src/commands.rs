@@ -111,19 +111,6 @@ pub struct NewCommand {
     pub request_hash: Option<String>,
 }
 
-impl NewCommand {
-    /// A command with a fresh random id.
-    pub fn new(cmd: &str, params: Map<String, Value>, source: Source) -> Self {
-        NewCommand {
-            cmd_id: new_cmd_id(),
-            cmd: cmd.to_owned(),
-            params,
-            source,
-            request_hash: None,
-        }
-    }
-}
-
 /// A fresh command id: 32 hex characters.
 pub fn new_cmd_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -218,10 +205,6 @@ impl CommandSender {
             inserts,
             status,
         }
-    }
-
-    pub fn brokers(&self) -> &BrokerPool {
-        &self.brokers
     }
 
     /// Sends one command. Database errors are returned; broker failures are

@@ -30,7 +30,6 @@ pub struct Lease {
 #[derive(Debug, Clone)]
 pub struct LeaseGuard {
     held: watch::Receiver<bool>,
-    holder: String,
 }
 
 impl LeaseGuard {
@@ -42,11 +41,6 @@ impl LeaseGuard {
     /// Waits until this process holds the lease.
     pub async fn wait_held(&mut self) {
         let _ = self.held.wait_for(|h| *h).await;
-    }
-
-    /// This process's holder id.
-    pub fn holder(&self) -> &str {
-        &self.holder
     }
 }
 
@@ -105,10 +99,7 @@ impl Lease {
     /// releases it. The guard tells when this process may act.
     pub fn spawn(self, shutdown: CancellationToken) -> LeaseGuard {
         let (tx, rx) = watch::channel(false);
-        let guard = LeaseGuard {
-            held: rx,
-            holder: self.holder.clone(),
-        };
+        let guard = LeaseGuard { held: rx };
         tokio::spawn(async move {
             let every = self.ttl / 3;
             let gauge = metrics::gauge!(m::LEASE_HELD, "lease" => self.name.clone());

@@ -29,8 +29,6 @@ pub const COMMAND_RESPONSES: &str = "command_responses_total";
 pub const COMMAND_RESPONSES_DROPPED: &str = "command_responses_dropped_total";
 /// Histogram: command status changes applied per database statement.
 pub const COMMAND_STATUS_BATCH_SIZE: &str = "command_status_batch_size";
-/// Counter: commands the sweeper moved to TIMEOUT.
-pub const COMMANDS_TIMED_OUT: &str = "commands_timed_out_total";
 
 /// Gauge, `lease`: 1 while this process holds the lease.
 pub const LEASE_HELD: &str = "lease_held";

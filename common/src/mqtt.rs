@@ -367,17 +367,6 @@ impl MqttConnection {
         }
     }
 
-    /// Publishes with QoS 0: no acknowledgement, no retry.
-    pub fn publish_qos0(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), MqttError> {
-        if !self.is_connected() {
-            return Err(MqttError::NotConnected);
-        }
-        self.shared
-            .client
-            .try_publish(topic, QoS::AtMostOnce, false, payload.into())
-            .map_err(|_| MqttError::Backpressure)
-    }
-
     /// Subscribes now if connected, and again after every reconnect.
     pub fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), MqttError> {
         let mut state = self.shared.lock();

@@ -54,7 +54,6 @@ pub async fn run(pool: PgPool, timeout: Duration, lease: LeaseGuard, shutdown: C
         }
         match sweep(&pool, timeout).await {
             Ok(ids) if !ids.is_empty() => {
-                metrics::counter!(m::COMMANDS_TIMED_OUT).increment(ids.len() as u64);
                 metrics::counter!(m::COMMANDS_FINISHED, "status" => "TIMEOUT")
                     .increment(ids.len() as u64);
                 info!(count = ids.len(), first = %ids[0], "Commands timed out.");
