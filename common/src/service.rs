@@ -18,16 +18,46 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// What a built service runs: its bound listener and router, its background
 /// tasks and the token that stops them, and its broker connections.
 pub struct Runner {
-    pub name: &'static str,
-    pub listener: TcpListener,
-    pub router: Router,
-    pub tasks: TaskTracker,
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    tasks: TaskTracker,
     /// Cancelled when the service stops; the background tasks watch it.
-    pub stop: CancellationToken,
-    pub brokers: BrokerPool,
+    stop: CancellationToken,
+    brokers: BrokerPool,
 }
 
 impl Runner {
+    /// Binds `port` on all interfaces (0 picks a free one) for `router`.
+    pub async fn bind(
+        name: &'static str,
+        port: u16,
+        router: Router,
+        tasks: TaskTracker,
+        stop: CancellationToken,
+        brokers: BrokerPool,
+    ) -> std::io::Result<Runner> {
+        let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+        let runner = Runner {
+            name,
+            listener,
+            router,
+            tasks,
+            stop,
+            brokers,
+        };
+        info!(service = name, port = runner.port(), "Listening.");
+        Ok(runner)
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
     /// Serves until `shutdown` (or until serving fails), then stops.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let stop = self.stop.clone();

@@ -12,7 +12,6 @@ use common::settings::Settings;
 use common::topics::{GLOBAL_NODE_HELLO, TopicKind};
 use common::{QoS, db};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +36,6 @@ pub const KINDS: [TopicKind; 7] = [
 /// A built history-logger, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    port: u16,
     pool: PgPool,
     brokers: BrokerPool,
     queue: Queue,
@@ -114,20 +112,18 @@ impl App {
             .require(Dependency::Brokers(brokers.clone()));
         let router = common::http::ops_router(health)
             .layer(axum::middleware::from_fn(common::http::track_requests));
-        let listener = TcpListener::bind(("0.0.0.0", settings.http_port_or(DEFAULT_PORT))).await?;
-        let port = listener.local_addr()?.port();
-        info!(port, instance, stream = %history.history_stream, "history-logger listening.");
-        let runner = Runner {
-            name: SERVICE,
-            listener,
+        info!(instance, stream = %history.history_stream, "history-logger ready.");
+        let runner = Runner::bind(
+            SERVICE,
+            settings.http_port_or(DEFAULT_PORT),
             router,
             tasks,
             stop,
-            brokers: brokers.clone(),
-        };
+            brokers.clone(),
+        )
+        .await?;
         Ok(App {
             runner,
-            port,
             pool,
             brokers,
             queue,
@@ -137,7 +133,7 @@ impl App {
 
     /// The port `/health` and `/metrics` listen on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.runner.port()
     }
 
     /// The database pool (for tests).

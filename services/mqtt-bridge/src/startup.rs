@@ -17,11 +17,10 @@ use common::topics::TopicKind;
 use common::{QoS, db};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::auth::{ApiToken, require_token};
 use crate::error::ApiError;
@@ -34,7 +33,6 @@ const LEASE_TTL: Duration = Duration::from_secs(6);
 /// A built bridge, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    port: u16,
     pool: PgPool,
     brokers: BrokerPool,
 }
@@ -114,20 +112,17 @@ impl App {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::middleware::from_fn(common::http::track_requests));
 
-        let listener = TcpListener::bind(("0.0.0.0", settings.http_port_or(DEFAULT_PORT))).await?;
-        let port = listener.local_addr()?.port();
-        info!(port, "mqtt-bridge listening.");
-        let runner = Runner {
-            name: SERVICE,
-            listener,
+        let runner = Runner::bind(
+            SERVICE,
+            settings.http_port_or(DEFAULT_PORT),
             router,
             tasks,
             stop,
-            brokers: brokers.clone(),
-        };
+            brokers.clone(),
+        )
+        .await?;
         Ok(App {
             runner,
-            port,
             pool,
             brokers,
         })
@@ -135,7 +130,7 @@ impl App {
 
     /// The port the API listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.runner.port()
     }
 
     /// The database pool (for tests).
