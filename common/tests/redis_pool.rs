@@ -3,9 +3,7 @@
 use common::redis_pool::{create_pool, ping};
 use deadpool_redis::redis::AsyncCommands;
 
-fn url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use common::testing::redis_url as url;
 
 #[tokio::test]
 async fn pool_pings_and_round_trips_a_value() {

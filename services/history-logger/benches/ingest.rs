@@ -16,7 +16,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::settings::Settings;
-use common::testing::{TestDb, free_port};
+use common::testing::{TestDb, env_u64, free_port, load_average, redis_url};
 use deadpool_redis::redis;
 use futures::StreamExt;
 use node_sim::SimSettings;
@@ -31,23 +31,6 @@ const BROKERS: [(&str, &str); 3] = [
 const ZONES: usize = 30;
 /// How long the queue may take to drain after publishing stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// Sensor channels (telemetry messages per period) of the first `nodes` nodes.
 fn sensors_of(nodes: usize) -> usize {
@@ -255,14 +238,14 @@ async fn main() -> anyhow::Result<()> {
     common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
     // node-sim's counters are read from this process's recorder.
     let recorder = common::http::metrics_handle();
-    let rate = env_or("BENCH_RATE", 20_000) as usize;
-    let seconds = env_or("BENCH_SECONDS", 60);
-    let warmup = env_or("BENCH_WARMUP_SECONDS", 5);
+    let rate = env_u64("BENCH_RATE", 20_000) as usize;
+    let seconds = env_u64("BENCH_SECONDS", 60);
+    let warmup = env_u64("BENCH_WARMUP_SECONDS", 5);
     // A (node, channel) may speak at most once per second of `ts` (whole
     // seconds, part of the primary key): a period above 1 s with room for
     // timer jitter keeps every reading's key distinct.
-    let interval_ms = env_or("BENCH_INTERVAL_MS", 1_250).max(1_010);
-    let nodes = match env_or("BENCH_NODES", 0) as usize {
+    let interval_ms = env_u64("BENCH_INTERVAL_MS", 1_250).max(1_010);
+    let nodes = match env_u64("BENCH_NODES", 0) as usize {
         0 => {
             let mut n = rate * interval_ms as usize / 1000 / 2;
             while sensors_of(n) * 1000 / (interval_ms as usize) < rate {

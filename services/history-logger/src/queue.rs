@@ -148,21 +148,8 @@ impl Queue {
         count: usize,
         block_ms: u64,
     ) -> Result<Vec<Entry>, RedisError> {
-        let mut c = self.conn().await?;
-        let reply: Value = cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.group)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block_ms.clamp(1, MAX_BLOCK_MS))
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(">")
-            .query_async(&mut c)
-            .await?;
-        Ok(parse_read_reply(reply))
+        self.read_group(consumer, count, Some(block_ms.clamp(1, MAX_BLOCK_MS)), ">")
+            .await
     }
 
     /// Entries `consumer` itself read before and never acknowledged (after a
@@ -173,18 +160,29 @@ impl Queue {
         count: usize,
         after: &str,
     ) -> Result<Vec<Entry>, RedisError> {
-        let mut c = self.conn().await?;
-        let reply: Value = cmd("XREADGROUP")
-            .arg("GROUP")
+        self.read_group(consumer, count, None, after).await
+    }
+
+    /// `XREADGROUP` from id `from` (`>`: entries never delivered).
+    async fn read_group(
+        &self,
+        consumer: &str,
+        count: usize,
+        block_ms: Option<u64>,
+        from: &str,
+    ) -> Result<Vec<Entry>, RedisError> {
+        let mut read = cmd("XREADGROUP");
+        read.arg("GROUP")
             .arg(&self.group)
             .arg(consumer)
             .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(after)
-            .query_async(&mut c)
-            .await?;
+            .arg(count);
+        if let Some(ms) = block_ms {
+            read.arg("BLOCK").arg(ms);
+        }
+        read.arg("STREAMS").arg(&self.stream).arg(from);
+        let mut c = self.conn().await?;
+        let reply: Value = read.query_async(&mut c).await?;
         Ok(parse_read_reply(reply))
     }
 

@@ -47,9 +47,8 @@ async fn stream_through_an_outage(world: &World, proxy: &TcpProxy, port: u16, de
     assert!(world.dead_letters().await.is_empty(), "nothing refused");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_unreachable_for_3s_loses_nothing() {
-    let world = World::new().await;
+/// A proxy to the world's PostgreSQL, and the database URL through it.
+async fn proxied_database(world: &World) -> (TcpProxy, String) {
     let options = PgConnectOptions::from_str(&world.db.url).expect("test database url");
     let proxy = TcpProxy::start((options.get_host().to_owned(), options.get_port())).await;
     let proxied = world.db.url.replace(
@@ -57,6 +56,13 @@ async fn postgres_unreachable_for_3s_loses_nothing() {
         &format!("@127.0.0.1:{}/", proxy.port),
     );
     assert_ne!(proxied, world.db.url, "the service goes through the proxy");
+    (proxy, proxied)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_for_3s_loses_nothing() {
+    let world = World::new().await;
+    let (proxy, proxied) = proxied_database(&world).await;
     let running = world.start("hl-a", &[("DATABASE_URL", &proxied)]).await;
     stream_through_an_outage(&world, &proxy, running.port, "postgres").await;
 }
@@ -83,12 +89,7 @@ async fn redis_unreachable_for_3s_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_leaves_messages_at_the_broker() {
     let world = World::new().await;
-    let options = PgConnectOptions::from_str(&world.db.url).expect("test database url");
-    let proxy = TcpProxy::start((options.get_host().to_owned(), options.get_port())).await;
-    let proxied = world.db.url.replace(
-        &format!("@{}:{}/", options.get_host(), options.get_port()),
-        &format!("@127.0.0.1:{}/", proxy.port),
-    );
+    let (proxy, proxied) = proxied_database(&world).await;
     let running = world
         .start(
             "hl-a",

@@ -12,21 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use common::testing::{env_u64, load_average};
+
 #[path = "../tests/helpers/mod.rs"]
 mod helpers;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -65,9 +54,9 @@ fn print_means(text: &str) {
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else to parse.
     common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
-    let clients = env_or("BENCH_CLIENTS", 32) as usize;
-    let seconds = env_or("BENCH_SECONDS", 20);
-    let warmup = env_or("BENCH_WARMUP_SECONDS", 3);
+    let clients = env_u64("BENCH_CLIENTS", 32) as usize;
+    let seconds = env_u64("BENCH_SECONDS", 20);
+    let warmup = env_u64("BENCH_WARMUP_SECONDS", 3);
     println!(
         "bench-commands: {clients} clients, {warmup} s warm-up, {seconds} s measured; {} cores, load {}",
         std::thread::available_parallelism()?.get(),

@@ -19,9 +19,7 @@ use history_logger::{App, HistorySettings};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use common::testing::redis_url;
 
 /// Database, broker and Redis keys of one test.
 pub struct World {
