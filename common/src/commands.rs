@@ -129,7 +129,9 @@ pub enum SendOutcome {
 
 /// A row to insert: the command and where it goes.
 struct Insert {
-    target: Target,
+    zone_id: i64,
+    node_id: i64,
+    channel: String,
     broker_id: String,
     cmd_id: String,
     cmd: String,
@@ -147,9 +149,9 @@ async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<bool>, sqlx
          ON CONFLICT (cmd_id) DO NOTHING RETURNING cmd_id",
     )
     .bind(rows.iter().map(|r| r.cmd_id.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.target.zone_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.target.node_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.target.channel.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.zone_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.node_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.channel.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.cmd.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| &r.params).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
@@ -222,7 +224,9 @@ impl CommandSender {
             Err(_) => target.broker_id.clone().unwrap_or_default(),
         };
         let insert = Insert {
-            target: target.clone(),
+            zone_id: target.zone_id,
+            node_id: target.node_id,
+            channel: target.channel.clone(),
             broker_id: broker_id.clone(),
             cmd_id: command.cmd_id.clone(),
             cmd: command.cmd.clone(),
