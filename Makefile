@@ -35,8 +35,8 @@ test: services ## Build, run cargo tests and the pytest-compat suite against the
 pytest-compat: ## Run only pytest-compat/ (needs target/debug/{mqtt-bridge,node-sim})
 	scripts/pytest-compat.sh
 
-up: services ## Build release binaries and run node-sim + history-logger + mqtt-bridge in the foreground
-	$(CARGO) build --release -p mqtt-bridge -p node-sim -p history-logger
+up: services ## Build release binaries and run the services on brokers 1883-1885 in the foreground
+	$(CARGO) build --release -p mqtt-bridge -p node-sim -p history-logger -p broker-registry -p failover -p automation-engine -p scheduler
 	scripts/up.sh
 
 down: ## Stop what `make up` started (if Ctrl-C did not)
@@ -54,6 +54,16 @@ bench-ingest: services ## Benchmark node uplink -> history-logger -> PostgreSQL 
 	$(CARGO) bench -p history-logger --bench ingest --no-run
 	sync  # the build's writeback would otherwise compete with PostgreSQL's fsyncs
 	$(CARGO) bench -p history-logger --bench ingest
+
+bench-automation: services ## Benchmark automation cycles over 1,000 zones with recipes and telemetry (BENCH_ZONES)
+	$(CARGO) build --release -p automation-engine
+	$(CARGO) bench -p automation-engine --bench cycle --no-run
+	sync  # the build's writeback would otherwise compete with PostgreSQL's fsyncs
+	$(CARGO) bench -p automation-engine --bench cycle
+
+bench-failover: services ## Failover: 300 nodes on 3 private brokers, one killed; recovery time, readings lost/duplicated, failed commands
+	$(CARGO) bench -p failover --bench failover --no-run
+	$(CARGO) bench -p failover --bench failover
 
 fmt: ## Check formatting
 	$(CARGO) fmt --all -- --check

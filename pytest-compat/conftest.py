@@ -162,10 +162,33 @@ def _common_env(database_url: str) -> dict[str, str]:
     }
 
 
+def clear_retained_moves(settle: float = 1.5) -> int:
+    """Clears retained nodes/+/config/update messages on the suite's broker.
+
+    A `make up` (broker-registry) leaves them behind for the same node uids
+    (nd-ph-1, ...); node-sim's nodes would follow them to other brokers, which
+    this suite's services (one broker, no registry) do not use."""
+    topics: set[str] = set()
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"compat-clear-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, *a: c.subscribe("nodes/+/config/update", qos=1)
+    client.on_message = lambda c, u, msg: topics.add(msg.topic) if msg.retain else None
+    client.connect(MQTT_HOST, MQTT_PORT, keepalive=30)
+    client.loop_start()
+    time.sleep(settle)
+    for topic in sorted(topics):
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    return len(topics)
+
+
 @pytest.fixture(scope="session")
 def services(request, database_url, log_dir):
     """node-sim (seeds the greenhouse, then simulates the nodes) and mqtt-bridge."""
     started: list[Service] = []
+    clear_retained_moves()
     try:
         sim = start_service("node-sim", log_dir, {
             **_common_env(database_url),

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Run the demo stack in the foreground: node-sim (seeds the database, then
-# simulates the greenhouse nodes), history-logger (stores their uplink) and
-# mqtt-bridge, from target/release.
+# Run the demo stack in the foreground, on the three local brokers
+# (1883-1885): broker-registry (registers them, assigns nodes, dashboard),
+# failover (moves the nodes of a dead broker), node-sim (seeds the database,
+# then simulates the greenhouse nodes), history-logger (stores their uplink)
+# and mqtt-bridge, then automation-engine (pH/EC correction) and scheduler
+# (irrigation, lighting) following node-sim's demo recipe, from target/release.
 # Logs go to .run/logs/<service>.log, pid files to .run/pids/<service>.pid.
 # Ctrl-C (or SIGTERM) stops both. PostgreSQL, Redis and the brokers are the
 # machine's services (scripts/local-services.sh) and keep running.
@@ -18,6 +21,11 @@ PID_DIR=$RUN_DIR/pids
 BRIDGE_PORT=9000
 SIM_PORT=9405
 LOGGER_PORT=9300
+REGISTRY_PORT=9403
+FAILOVER_PORT=9404
+AUTOMATION_PORT=9401
+SCHEDULER_PORT=9402
+BROKERS=mqtt1=mqtt://127.0.0.1:1883,mqtt2=mqtt://127.0.0.1:1884,mqtt3=mqtt://127.0.0.1:1885
 TOKEN=${BRIDGE_API_TOKEN:-dev-token}
 
 export DATABASE_URL=${DATABASE_URL:-postgres://hydro:hydro@127.0.0.1:5432/hydro_dev}
@@ -26,18 +34,32 @@ export MQTT_HOST=${MQTT_HOST:-127.0.0.1}
 export MQTT_PORT=${MQTT_PORT:-1883}
 export RUST_LOG=${RUST_LOG:-info}
 
-for bin in node-sim history-logger mqtt-bridge; do
+SERVICES=(broker-registry failover node-sim history-logger mqtt-bridge automation-engine scheduler)
+for bin in "${SERVICES[@]}"; do
     [ -x "$BIN_DIR/$bin" ] || { echo "missing $BIN_DIR/$bin: run 'make up' (it builds them)" >&2; exit 1; }
 done
 command -v curl >/dev/null || apt_install curl ca-certificates
 
 mkdir -p "$LOG_DIR" "$PID_DIR"
-for name in node-sim history-logger mqtt-bridge; do
+for name in "${SERVICES[@]}"; do
     if [ -f "$PID_DIR/$name.pid" ] && kill -0 "$(cat "$PID_DIR/$name.pid")" 2>/dev/null; then
         echo "$name is already running (pid $(cat "$PID_DIR/$name.pid")): run 'make down' first" >&2
         exit 1
     fi
 done
+
+# The registry leaves retained nodes/{node}/config/update messages on the
+# brokers; other node-sim runs with the same node uids (pytest-compat, the
+# benchmarks) would follow them. Cleared once the services are stopped.
+clear_retained_moves() {
+    local port topic
+    for port in 1883 1884 1885; do
+        { mosquitto_sub -h 127.0.0.1 -p "$port" -t 'nodes/+/config/update' --retained-only \
+            -W 1 -F '%t' 2>/dev/null || true; } | while read -r topic; do
+            mosquitto_pub -h 127.0.0.1 -p "$port" -r -n -q 1 -t "$topic" 2>/dev/null || true
+        done
+    done
+}
 
 STARTED=()
 stop_all() {
@@ -49,6 +71,7 @@ stop_all() {
         stop_pidfile "$PID_DIR/${STARTED[i]}.pid" "${STARTED[i]}"
     done
     STARTED=()
+    clear_retained_moves
 }
 trap 'stop_all; exit 0' INT TERM
 trap 'stop_all' EXIT
@@ -77,16 +100,26 @@ start() {
     echo "$name up (pid $pid, http://127.0.0.1:$port, log $LOG_DIR/$name.log)"
 }
 
-start node-sim "$SIM_PORT" SIM_SEED_DB=true SIM_ZONES=3 SIM_NODES=20
+# The registry first: it registers the three brokers every other service follows.
+start broker-registry "$REGISTRY_PORT" MQTT_BROKERS="$BROKERS"
+start failover "$FAILOVER_PORT"
+start node-sim "$SIM_PORT" SIM_SEED_DB=true SIM_SEED_RECIPE=true SIM_ZONES=3 SIM_NODES=20 \
+    SIM_BROKER_URLS=mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884,mqtt://127.0.0.1:1885
 start history-logger "$LOGGER_PORT"
 start mqtt-bridge "$BRIDGE_PORT" BRIDGE_API_TOKEN="$TOKEN"
+start automation-engine "$AUTOMATION_PORT"
+start scheduler "$SCHEDULER_PORT"
 
 cat <<EOF
 
+  dashboard    http://127.0.0.1:$REGISTRY_PORT/   (brokers, load, assignments, failovers; JSON under /api)
   bridge API   http://127.0.0.1:$BRIDGE_PORT      (token: $TOKEN)
   metrics      http://127.0.0.1:$BRIDGE_PORT/metrics   http://127.0.0.1:$SIM_PORT/metrics   http://127.0.0.1:$LOGGER_PORT/metrics
   health       http://127.0.0.1:$BRIDGE_PORT/health    http://127.0.0.1:$SIM_PORT/health    http://127.0.0.1:$LOGGER_PORT/health
   node-sim     http://127.0.0.1:$SIM_PORT/sim/nodes
+  automation   http://127.0.0.1:$AUTOMATION_PORT/metrics   scheduler http://127.0.0.1:$SCHEDULER_PORT/metrics
+  decisions    psql $DATABASE_URL -c 'select created_at, type, payload_json from zone_events order by id desc limit 20'
+  failover     http://127.0.0.1:$FAILOVER_PORT/health   (try: scripts/broker.sh stop 1884, then watch the dashboard)
   logs         $LOG_DIR/
 
   Send a command to the pH node's acid pump, then read its status:

@@ -5,6 +5,9 @@
 //! acknowledged it — or SEND_FAILED when no broker took it. What happens
 //! after (responses, timeouts) is mqtt-bridge's job.
 //!
+//! A command to a node in the middle of a move waits for the move and goes
+//! out on the node's new broker (see [`crate::command_route`]).
+//!
 //! The row writes are group-committed (see [`crate::batcher`]): concurrent
 //! sends share one INSERT, and the SENT marks go through the process's one
 //! [`StatusWriter`]; each send still returns only after its own row is
@@ -241,23 +244,17 @@ impl CommandSender {
         }
         metrics::counter!(m::COMMANDS_CREATED, "source" => command.source.as_str()).increment(1);
 
-        let secret = target
-            .secret
-            .as_deref()
-            .unwrap_or(self.default_secret.expose_secret());
-        let ts = chrono::Utc::now().timestamp();
-        let signed = signing::sign(
-            secret.as_bytes(),
-            &command.cmd_id,
-            &command.cmd,
-            command.params,
-            ts,
-        );
-        let payload = serde_json::to_vec(&signed).expect("a command always serialises");
-        let published = match connection {
-            Ok(c) => c.publish(&target.command_topic(), payload, false).await,
-            Err(e) => Err(e),
-        };
+        let (broker_id, published) = self
+            .sign_and_publish(
+                target,
+                &command.cmd_id,
+                &command.cmd,
+                command.params,
+                connection,
+                broker_id,
+            )
+            .await
+            .map_err(|e| -> BatchError { std::sync::Arc::new(e) })?;
         let stage = stage_timer("publish", stage);
         match published {
             Ok(()) => {
@@ -287,5 +284,78 @@ impl CommandSender {
                 Ok(SendOutcome::Failed { broker_id, error })
             }
         }
+    }
+
+    /// Signs the command with the node's secret and `ts` = now, publishes it
+    /// on its broker following a move (see [`crate::command_route`]) and, if
+    /// it went to another broker than `broker_id`, records that broker in
+    /// the row. Returns the broker it went to and the publish outcome.
+    async fn sign_and_publish(
+        &self,
+        target: &Target,
+        cmd_id: &str,
+        cmd: &str,
+        params: Map<String, Value>,
+        connection: Result<crate::mqtt::MqttConnection, MqttError>,
+        broker_id: String,
+    ) -> Result<(String, Result<(), MqttError>), sqlx::Error> {
+        let secret = target
+            .secret
+            .as_deref()
+            .unwrap_or(self.default_secret.expose_secret());
+        let ts = chrono::Utc::now().timestamp();
+        let signed = signing::sign(secret.as_bytes(), cmd_id, cmd, params, ts);
+        let payload = serde_json::to_vec(&signed).expect("a command always serialises");
+        let (routed_to, published) = crate::command_route::publish_following(
+            &self.pool,
+            &self.brokers,
+            target.node_id,
+            &target.command_topic(),
+            payload.into(),
+            connection,
+            broker_id.clone(),
+        )
+        .await;
+        if routed_to != broker_id {
+            // The node moved while the command waited: the row names the
+            // broker it went to.
+            sqlx::query("UPDATE commands SET broker_id = $2 WHERE cmd_id = $1")
+                .bind(cmd_id)
+                .bind(&routed_to)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok((routed_to, published))
+    }
+
+    /// Publishes a command already SENT once more, on the node's broker now
+    /// (signed anew, same `cmd_id`: a node executes a `cmd_id` once and
+    /// answers a repeat with its last response). For a command that went
+    /// out on a broker that died before delivering it. Returns the broker it
+    /// went to.
+    pub async fn republish(
+        &self,
+        target: &Target,
+        cmd_id: &str,
+        cmd: &str,
+        params: Map<String, Value>,
+    ) -> Result<Result<String, MqttError>, sqlx::Error> {
+        let connection = self.brokers.route(target.broker_id.as_deref());
+        let broker_id = target
+            .broker_id
+            .clone()
+            .unwrap_or_else(|| self.brokers.default_broker().broker_id().to_owned());
+        let (routed_to, published) = self
+            .sign_and_publish(target, cmd_id, cmd, params, connection, broker_id.clone())
+            .await?;
+        if published.is_ok() {
+            // The row names the broker it went out on this time.
+            sqlx::query("UPDATE commands SET broker_id = $2 WHERE cmd_id = $1")
+                .bind(cmd_id)
+                .bind(&routed_to)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(published.map(|()| routed_to))
     }
 }

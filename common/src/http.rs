@@ -42,6 +42,11 @@ pub enum Dependency {
     Redis(deadpool_redis::Pool),
     /// Every broker of the pool; up when at least one is connected.
     Brokers(BrokerPool),
+    /// A check of the service's own: its detail and whether it is up.
+    Custom {
+        name: &'static str,
+        check: std::sync::Arc<dyn Fn() -> (Value, bool) + Send + Sync>,
+    },
 }
 
 impl Dependency {
@@ -56,16 +61,22 @@ impl Dependency {
                 ("redis".into(), json!({ "state": state(up) }), up)
             }
             Dependency::Brokers(brokers) => {
-                let each: serde_json::Map<String, Value> = brokers
-                    .all()
+                let all = brokers.all();
+                let each: serde_json::Map<String, Value> = all
+                    .iter()
                     .map(|c| (c.broker_id().to_owned(), json!(state(c.is_connected()))))
                     .collect();
-                let up = brokers.all().any(|c| c.is_connected());
+                let up = all.iter().any(|c| c.is_connected());
                 (
                     "mqtt".into(),
                     json!({ "state": state(up), "brokers": each }),
                     up,
                 )
+            }
+            Dependency::Custom { name, check } => {
+                let (mut detail, up) = check();
+                detail["state"] = json!(state(up));
+                ((*name).to_owned(), detail, up)
             }
         }
     }

@@ -33,6 +33,29 @@ pub const COMMAND_STATUS_BATCH_SIZE: &str = "command_status_batch_size";
 /// Gauge, `lease`: 1 while this process holds the lease.
 pub const LEASE_HELD: &str = "lease_held";
 
+// ---------------------------------------------------------------- load balancing and failover
+
+/// Gauge, `broker`: 0 GOOD, 1 DEGRADED, 2 CRITICAL, 3 OFFLINE.
+pub const BROKER_STATUS: &str = "broker_status";
+/// Gauge, `broker`: the broker's load index (see broker-registry's `load_index`).
+pub const BROKER_LOAD_INDEX: &str = "broker_load_index";
+/// Gauge, `broker`: nodes assigned to the broker.
+pub const BROKER_NODES: &str = "broker_nodes";
+/// Histogram, `broker`: round-trip probe latency.
+pub const BROKER_PROBE_DURATION: &str = "broker_probe_duration_seconds";
+/// Counter, `broker`: probes that failed.
+pub const BROKER_PROBE_FAILURES: &str = "broker_probe_failures_total";
+/// Counter, `strategy`: node assignments written (new nodes and moves).
+pub const NODE_MOVES: &str = "node_moves_total";
+/// Counter: moves confirmed by the node's status on its new broker.
+pub const NODE_MOVES_CONFIRMED: &str = "node_moves_confirmed_total";
+/// Counter, `broker`: failovers carried out (a broker declared OFFLINE).
+pub const FAILOVERS: &str = "failovers_total";
+/// Counter, `outcome` (`waited`, `rerouted`, `gave_up`, `republished`):
+/// commands whose node was moving or whose broker failed, and what the send
+/// path (or mqtt-bridge's redelivery of stranded commands) did about it.
+pub const COMMAND_REROUTES: &str = "command_reroutes_total";
+
 /// Histogram buckets for request and publish latencies (seconds): fine below
 /// 50 ms, where the command path should live.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -65,3 +88,30 @@ pub const UPLINK_DB_ERRORS: &str = "uplink_db_errors_total";
 pub const UPLINK_REDIS_ERRORS: &str = "uplink_redis_errors_total";
 /// Histogram: from a reading's `ts` to the commit of its row, in seconds.
 pub const TELEMETRY_LAG: &str = "telemetry_end_to_end_lag_seconds";
+
+// ---------------------------------------------------------------- automation-engine
+
+/// Histogram: time one automation cycle takes (every zone with a recipe).
+pub const AUTOMATION_CYCLE_DURATION: &str = "automation_cycle_duration_seconds";
+/// Gauge: zones with an active recipe in the last cycle.
+pub const AUTOMATION_ZONES: &str = "automation_zones";
+/// Gauge: zones processed at once, from `total_zones × avg_zone_time /
+/// target_cycle_time`, clamped to 5..50.
+pub const OPTIMAL_CONCURRENCY: &str = "optimal_concurrency";
+/// Histogram: time to process one zone (decide, and send what it decided).
+pub const ZONE_PROCESSING_TIME: &str = "zone_processing_time_seconds";
+/// Counter, `zone` (zone uid): zones whose processing failed in a cycle.
+pub const ZONE_PROCESSING_ERRORS: &str = "zone_processing_errors_total";
+/// Counter, `quantity` (`ph`, `ec`), `decision` (`dose` or the skip reason).
+pub const AUTOMATION_DECISIONS: &str = "automation_decisions_total";
+
+// ---------------------------------------------------------------- scheduler
+
+/// Counter, `kind` (`irrigation`, `lighting`): slots fired (commands sent).
+pub const SCHEDULE_EXECUTIONS: &str = "schedule_executions_total";
+/// Gauge, `kind`: zones with a valid schedule of that kind.
+pub const ACTIVE_SCHEDULES: &str = "active_schedules";
+/// Counter, `kind`: slots found too late to fire (older than the catch-up age).
+pub const SCHEDULE_MISSED_SLOTS: &str = "schedule_missed_slots_total";
+/// Histogram: time one scheduler tick takes.
+pub const SCHEDULE_TICK_DURATION: &str = "schedule_tick_duration_seconds";

@@ -60,6 +60,16 @@ impl MqttError {
     }
 }
 
+/// What the broker said about a QoS 1 publish it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// At least one subscription matched the topic.
+    Matched,
+    /// The broker took it, but nobody subscribed to the topic (MQTT 5 reason
+    /// 0x10): a command to a node that is not on this broker goes nowhere.
+    NoSubscribers,
+}
+
 /// Host, port and TLS flag of an `mqtt://host:port` / `mqtts://host:port` URL.
 pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), MqttError> {
     let bad = || MqttError::BadUrl(url.to_owned());
@@ -317,6 +327,19 @@ impl MqttConnection {
         payload: impl Into<Bytes>,
         retain: bool,
     ) -> Result<(), MqttError> {
+        self.publish_delivery(topic, payload, retain)
+            .await
+            .map(drop)
+    }
+
+    /// Like [`MqttConnection::publish`], telling whether any subscription
+    /// matched the topic.
+    pub async fn publish_delivery(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        retain: bool,
+    ) -> Result<Delivery, MqttError> {
         let result = self.publish_inner(topic, payload.into(), retain).await;
         if let Err(e) = &result {
             metrics::counter!(m::MQTT_PUBLISH_ERRORS, "broker" => self.shared.broker_id.to_string(), "reason" => e.reason())
@@ -330,7 +353,7 @@ impl MqttConnection {
         topic: &str,
         payload: Bytes,
         retain: bool,
-    ) -> Result<(), MqttError> {
+    ) -> Result<Delivery, MqttError> {
         let deadline = Instant::now() + self.shared.publish_timeout;
         let _room = tokio::time::timeout_at(deadline, self.shared.room.acquire())
             .await
@@ -418,11 +441,12 @@ async fn run_event_loop(
                 info!(broker, url, "MQTT connected.");
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let refusal = match ack.reason {
-                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
-                    other => Some(format!("{other:?}")),
+                let result = match ack.reason {
+                    PubAckReason::Success => Ok(Delivery::Matched),
+                    PubAckReason::NoMatchingSubscribers => Ok(Delivery::NoSubscribers),
+                    other => Err(MqttError::Refused(format!("{other:?}"))),
                 };
-                shared.lock().tracker.on_puback(ack.pkid, refusal);
+                shared.lock().tracker.on_puback(ack.pkid, result);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 shared.lock().tracker.on_outgoing_publish(pkid)

@@ -19,10 +19,10 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::mqtt::MqttError;
+use crate::mqtt::{Delivery, MqttError};
 
 /// Where a publish's outcome is reported.
-pub type Outcome = oneshot::Sender<Result<(), MqttError>>;
+pub type Outcome = oneshot::Sender<Result<Delivery, MqttError>>;
 
 /// A QoS 1 publish the broker has not acknowledged yet.
 #[derive(Debug)]
@@ -93,13 +93,9 @@ impl PublishTracker {
         }
     }
 
-    /// The broker acknowledged `pkid`; `refusal` is its reason when it refused.
-    pub fn on_puback(&mut self, pkid: u16, refusal: Option<String>) {
+    /// The broker acknowledged `pkid`: what it said, or why it refused.
+    pub fn on_puback(&mut self, pkid: u16, result: Result<Delivery, MqttError>) {
         if let Some(p) = self.inflight.remove(&pkid) {
-            let result = match refusal {
-                None => Ok(()),
-                Some(reason) => Err(MqttError::Refused(reason)),
-            };
             let _ = p.outcome.send(result);
         }
     }
@@ -129,13 +125,13 @@ impl PublishTracker {
 mod tests {
     use super::*;
 
-    fn add(t: &mut PublishTracker, name: &str) -> oneshot::Receiver<Result<(), MqttError>> {
+    fn add(t: &mut PublishTracker, name: &str) -> oneshot::Receiver<Result<Delivery, MqttError>> {
         let (tx, rx) = oneshot::channel();
         t.enqueue(name.into(), Bytes::new(), false, tx);
         rx
     }
 
-    fn resolved(rx: &mut oneshot::Receiver<Result<(), MqttError>>) -> Option<bool> {
+    fn resolved(rx: &mut oneshot::Receiver<Result<Delivery, MqttError>>) -> Option<bool> {
         rx.try_recv().ok().map(|r| r.is_ok())
     }
 
@@ -146,10 +142,10 @@ mod tests {
         let mut b = add(&mut t, "b");
         t.on_outgoing_publish(1);
         t.on_outgoing_publish(2);
-        t.on_puback(2, None);
+        t.on_puback(2, Ok(Delivery::Matched));
         assert_eq!(resolved(&mut b), Some(true));
         assert_eq!(resolved(&mut a), None);
-        t.on_puback(1, Some("NotAuthorized".into()));
+        t.on_puback(1, Err(MqttError::Refused("NotAuthorized".into())));
         assert_eq!(resolved(&mut a), Some(false));
         assert!(t.is_empty());
     }
@@ -163,8 +159,8 @@ mod tests {
         t.on_outgoing_publish(1); // a
         t.on_outgoing_publish(1); // a again, retransmitted on session resume
         t.on_outgoing_publish(2); // b
-        t.on_puback(1, None);
-        t.on_puback(2, None);
+        t.on_puback(1, Ok(Delivery::Matched));
+        t.on_puback(2, Ok(Delivery::Matched));
         assert_eq!(resolved(&mut a), Some(true));
         assert_eq!(resolved(&mut b), Some(true));
     }
@@ -177,11 +173,11 @@ mod tests {
         let mut c = add(&mut t, "c");
         t.on_outgoing_publish(1); // a
         t.on_await_ack(1); // b collides with a's id
-        t.on_puback(1, None); // a acked; b goes out with id 1
+        t.on_puback(1, Ok(Delivery::Matched)); // a acked; b goes out with id 1
         t.on_outgoing_publish(1);
         t.on_outgoing_publish(2); // c
-        t.on_puback(1, None);
-        t.on_puback(2, None);
+        t.on_puback(1, Ok(Delivery::Matched));
+        t.on_puback(2, Ok(Delivery::Matched));
         for rx in [&mut a, &mut b, &mut c] {
             assert_eq!(resolved(rx), Some(true));
         }
@@ -211,9 +207,9 @@ mod tests {
             t.requeue(p);
         }
         t.on_outgoing_publish(1);
-        t.on_puback(5, None); // an ack from the old session changes nothing
+        t.on_puback(5, Ok(Delivery::Matched)); // an ack from the old session changes nothing
         assert_eq!(resolved(&mut a), None);
-        t.on_puback(1, None);
+        t.on_puback(1, Ok(Delivery::Matched));
         assert_eq!(resolved(&mut a), Some(true));
     }
 }

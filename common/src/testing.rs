@@ -106,7 +106,7 @@ impl TestBroker {
         ));
         std::fs::create_dir_all(&dir).expect("broker dir");
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay true\nuser root\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay true\nsys_interval 1\nuser root\n",
             dir.display()
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).expect("broker config");
@@ -282,4 +282,17 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// The sum of every series of `name` in a Prometheus text (benchmarks read
+/// their in-process counters this way). `name` may carry labels:
+/// `uplink_received_total{kind="telemetry"}`.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }

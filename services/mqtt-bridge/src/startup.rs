@@ -1,5 +1,6 @@
 //! Wiring: database, broker connections, the response consumer, the timeout
-//! sweeper under its lease, and the HTTP server.
+//! sweeper and the redelivery of stranded commands under their lease, and
+//! the HTTP server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use tracing::warn;
 use crate::auth::{ApiToken, require_token};
 use crate::error::ApiError;
 use crate::routes::commands::{self, CommandsState};
-use crate::{DEFAULT_PORT, SERVICE, responses, sweeper};
+use crate::{DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
 
 /// How long a lease outlives its holder: a standby sweeps within ~8 s.
 const LEASE_TTL: Duration = Duration::from_secs(6);
@@ -79,7 +80,7 @@ impl App {
         tasks.spawn(sweeper::run(
             pool.clone(),
             settings.command_timeout(),
-            lease,
+            lease.clone(),
             stop.clone(),
         ));
 
@@ -89,6 +90,12 @@ impl App {
             settings.node_default_secret.clone(),
             status,
         );
+        tasks.spawn(redelivery::run(
+            pool.clone(),
+            sender.clone(),
+            lease,
+            stop.clone(),
+        ));
         let state = CommandsState {
             pool: pool.clone(),
             sender,

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod command;
+pub mod demo_recipe;
 pub mod faults;
 pub mod layout;
+pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod physics;

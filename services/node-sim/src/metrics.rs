@@ -3,6 +3,11 @@
 
 /// Counter: telemetry messages the broker acknowledged.
 pub const TELEMETRY_PUBLISHED: &str = "sim_telemetry_published_total";
+/// Counter: readings made (each handed to the node's link once, whether
+/// sent at once, buffered, or later dropped from a full buffer).
+pub const TELEMETRY_GENERATED: &str = "sim_telemetry_generated_total";
+/// Counter: buffered readings dropped because the offline buffer was full.
+pub const TELEMETRY_BUFFER_DROPPED: &str = "sim_telemetry_buffer_dropped_total";
 /// Counter: acknowledged telemetry whose (node, channel, `ts`) key an
 /// earlier acknowledged reading already had (two readings within one second
 /// of `ts`); the store keeps only the first of them.

@@ -1,4 +1,5 @@
-//! One simulated node: its own MQTT connection (with the `lwt` last will),
+//! One simulated node: its own broker link (with the `lwt` last will, the
+//! stored broker, fallbacks and offline buffer of [`crate::link`]),
 //! retained ONLINE status on every (re)connect, telemetry and heartbeats on
 //! their intervals, and the signed commands it receives, answered the way the
 //! hydro2.0 firmware answers them (contract section 3).
@@ -15,7 +16,7 @@ use common::payloads::{
     Status, Telemetry,
 };
 use common::settings::Settings;
-use common::topics::{NodeTopic, TopicKind, channel_topic, node_topic};
+use common::topics::{NodeTopic, TopicKind, channel_topic, config_update_topic, node_topic};
 use common::{LastWill, signing};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
@@ -28,6 +29,7 @@ use tracing::{debug, info, warn};
 use crate::command::{Action, Rejection, parse_action};
 use crate::faults::Faults;
 use crate::layout::{ChannelSpec, ChannelType, NodeSpec};
+use crate::link::{LinkConfig, NodeLink};
 use crate::metrics as m;
 use crate::physics::{Physics, current_hour};
 use crate::recent::{RecentCommands, Seen};
@@ -49,8 +51,11 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct NodeContext {
     pub greenhouse: String,
-    /// The brokers; node `i` (layout order) uses entry `i % n`. Never empty.
+    /// The brokers; node `i` (layout order) starts on entry `i % n` and
+    /// falls back to the others in order. Never empty.
     pub broker_urls: Vec<String>,
+    /// How long a node keeps trying its broker before its fallbacks.
+    pub fallback_after: Duration,
     /// Credentials, publish timeout and the node secret.
     pub settings: Settings,
     pub faults: Arc<Faults>,
@@ -75,16 +80,13 @@ impl std::fmt::Debug for SimNode {
 struct Inner {
     spec: NodeSpec,
     ctx: Arc<NodeContext>,
-    conn: MqttConnection,
+    link: Arc<NodeLink>,
     physics: Mutex<Physics>,
     recent: Mutex<RecentCommands>,
     executed: AtomicU64,
     started: Instant,
     /// Stops the node's loops and command tasks.
     loops: CancellationToken,
-    /// Ends the MQTT connection itself; cancelled without a DISCONNECT it
-    /// makes the broker publish the last will.
-    link: CancellationToken,
     tasks: TaskTracker,
     undecodable_logged: AtomicU64,
     /// The `ts` of the last telemetry the broker acknowledged, per channel:
@@ -111,11 +113,12 @@ impl SimNode {
     /// own until [`SimNode::stop`] or [`SimNode::abort`].
     pub fn start(spec: NodeSpec, ctx: Arc<NodeContext>) -> Result<SimNode, MqttError> {
         let lwt_topic = node_topic(&ctx.greenhouse, &spec.zone, &spec.uid, TopicKind::Lwt);
+        let (url, fallback) = crate::settings::brokers_for(&ctx.broker_urls, spec.index);
         let mut config = MqttConfig::new(
             // One broker label per node: `mqtt_connected{broker=<uid>}` then
-            // shows each node's link, and `/health` lists them.
+            // shows each node's link.
             &spec.uid,
-            crate::settings::broker_for(&ctx.broker_urls, spec.index),
+            url,
             &format!("node-sim-{}", spec.uid),
         )
         .with_settings(&ctx.settings);
@@ -130,13 +133,23 @@ impl SimNode {
             None,
         ));
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-        let link = CancellationToken::new();
-        let conn = MqttConnection::start(config, Some(tx), link.clone())?;
         let commands = format!(
             "hydro/{}/{}/{}/+/command",
             ctx.greenhouse, spec.zone, spec.uid
         );
-        conn.subscribe(&commands, QoS::AtLeastOnce)?;
+        let node_link = NodeLink::start(
+            &spec.uid,
+            LinkConfig {
+                template: config,
+                commands_filter: commands,
+                config_topic: config_update_topic(&spec.uid),
+                status_topic: node_topic(&ctx.greenhouse, &spec.zone, &spec.uid, TopicKind::Status),
+                fallback_after: ctx.fallback_after,
+            },
+            url,
+            fallback,
+            tx,
+        )?;
         let seed = rand::random::<u64>();
         let inner = Arc::new(Inner {
             physics: Mutex::new(Physics::new(seed, current_hour())),
@@ -144,13 +157,12 @@ impl SimNode {
             executed: AtomicU64::new(0),
             started: Instant::now(),
             loops: CancellationToken::new(),
-            link,
             tasks: TaskTracker::new(),
             undecodable_logged: AtomicU64::new(0),
             last_telemetry_ts: Mutex::new(BTreeMap::new()),
             spec,
             ctx,
-            conn,
+            link: node_link,
         });
         inner.tasks.spawn(inner.clone().run_uplink());
         inner.tasks.spawn(inner.clone().run_commands(rx));
@@ -165,13 +177,18 @@ impl SimNode {
         &self.inner.spec.uid
     }
 
-    /// The node's broker connection.
-    pub fn connection(&self) -> &MqttConnection {
-        &self.inner.conn
+    /// The node's broker connection now.
+    pub fn connection(&self) -> MqttConnection {
+        self.inner.link.connection()
+    }
+
+    /// The node's broker link (stored broker, fallbacks, offline buffer).
+    pub fn link(&self) -> &Arc<NodeLink> {
+        &self.inner.link
     }
 
     pub fn is_connected(&self) -> bool {
-        self.inner.conn.is_connected()
+        self.inner.link.is_connected()
     }
 
     /// Commands executed (not counting INVALID ones and redeliveries).
@@ -194,21 +211,14 @@ impl SimNode {
         inner.loops.cancel();
         inner.tasks.close();
         let _ = tokio::time::timeout(STOP_GRACE, inner.tasks.wait()).await;
-        if inner.conn.is_connected() {
-            let _ =
-                tokio::time::timeout(STOP_GRACE, inner.publish_status(NodeState::Offline)).await;
-            inner.conn.disconnect().await;
-            let mut connected = inner.conn.connected_watch();
-            let _ = tokio::time::timeout(STOP_GRACE, connected.wait_for(|c| !*c)).await;
-        }
-        inner.link.cancel();
+        inner.link.shutdown(STOP_GRACE).await;
     }
 
     /// Kills the node abruptly, as a power cut would: no DISCONNECT, so the
     /// broker publishes the node's last will (`lwt` = `offline`).
     pub fn abort(&self) {
         self.inner.loops.cancel();
-        self.inner.link.cancel();
+        self.inner.link.abort();
     }
 }
 
@@ -250,7 +260,7 @@ impl Inner {
         payload: Vec<u8>,
         retain: bool,
     ) -> bool {
-        match self.conn.publish(topic, payload, retain).await {
+        match self.link.publish(topic, payload, retain).await {
             Ok(()) => true,
             Err(e) => {
                 metrics::counter!(m::PUBLISH_ERRORS, "kind" => kind).increment(1);
@@ -279,7 +289,7 @@ impl Inner {
     /// intervals, each node starting at a random point of its period so that
     /// a fleet does not publish in lockstep.
     async fn run_uplink(self: Arc<Self>) {
-        let mut connected = self.conn.connected_watch();
+        let mut connected = self.link.connected_watch();
         let stagger = |period: Duration| {
             let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
             Instant::now() + Duration::from_millis(rand::random_range(0..ms))
@@ -314,14 +324,11 @@ impl Inner {
                     let now = Instant::now();
                     lock(&self.physics).step((now - last_step).as_secs_f64(), current_hour());
                     last_step = now;
-                    // A node without its broker has nobody to talk to; it
-                    // resumes at the next tick after the reconnect.
-                    if self.conn.is_connected() {
-                        self.publish_telemetry(None).await;
-                    }
+                    // Cut off, the readings go to the link's offline buffer.
+                    self.publish_telemetry(None).await;
                 }
                 _ = heartbeat.tick() => {
-                    if self.conn.is_connected() {
+                    if self.link.is_connected() {
                         self.publish_heartbeat().await;
                     }
                 }
@@ -361,7 +368,8 @@ impl Inner {
         // to the broker, not one per channel.
         let sent = futures::future::join_all(messages.into_iter().map(
             |(channel, topic, payload)| async move {
-                self.publish("telemetry", &topic, payload, false)
+                self.link
+                    .send_telemetry(topic, payload)
                     .await
                     .then_some(channel)
             },

@@ -22,6 +22,9 @@ const fn default_telemetry_interval_ms() -> u64 {
 const fn default_heartbeat_interval_ms() -> u64 {
     15_000
 }
+const fn default_fallback_after_ms() -> u64 {
+    2_000
+}
 
 /// The shortest telemetry or heartbeat interval: below this a few hundred
 /// nodes would saturate a broker for no realism gained.
@@ -65,6 +68,11 @@ pub struct SimSettings {
     /// PostgreSQL at start. Without it node-sim needs no database.
     #[serde(rename = "sim_seed_db", default, deserialize_with = "de_bool")]
     pub seed_db: bool,
+    /// `SIM_SEED_RECIPE`: with `SIM_SEED_DB`, also start the demo recipe
+    /// (see [`crate::demo_recipe`]) on every zone that has none, so that
+    /// automation-engine and scheduler have work in `make up`.
+    #[serde(rename = "sim_seed_recipe", default, deserialize_with = "de_bool")]
+    pub seed_recipe: bool,
     /// `SIM_DROP_RESPONSES`: probability (0..=1) that a command gets no response at all.
     #[serde(
         rename = "sim_drop_responses",
@@ -103,6 +111,14 @@ pub struct SimSettings {
         deserialize_with = "de_opt_from_str"
     )]
     pub broker_urls: Option<String>,
+    /// `SIM_FALLBACK_AFTER_MS`: how long a node keeps trying its broker
+    /// before it tries its fallback brokers (then each fallback as long).
+    #[serde(
+        rename = "sim_fallback_after_ms",
+        default = "default_fallback_after_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub fallback_after_ms: u64,
 }
 
 impl Default for SimSettings {
@@ -114,11 +130,13 @@ impl Default for SimSettings {
             telemetry_interval_ms: default_telemetry_interval_ms(),
             heartbeat_interval_ms: default_heartbeat_interval_ms(),
             seed_db: false,
+            seed_recipe: false,
             drop_responses: 0.0,
             duplicate_responses: 0.0,
             response_delay_ms: 0,
             broker_url: None,
             broker_urls: None,
+            fallback_after_ms: default_fallback_after_ms(),
         }
     }
 }
@@ -175,11 +193,19 @@ impl SimSettings {
                 "SIM_GREENHOUSE must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`"
                     .to_owned(),
             ),
+            (
+                self.seed_db || !self.seed_recipe,
+                "SIM_SEED_RECIPE needs SIM_SEED_DB=true".to_owned(),
+            ),
             (self.zones >= 1, "SIM_ZONES must be at least 1".to_owned()),
             (self.nodes >= 1, "SIM_NODES must be at least 1".to_owned()),
             (
                 self.telemetry_interval_ms >= MIN_INTERVAL_MS,
                 format!("SIM_TELEMETRY_INTERVAL_MS must be at least {MIN_INTERVAL_MS}"),
+            ),
+            (
+                self.fallback_after_ms >= 100,
+                "SIM_FALLBACK_AFTER_MS must be at least 100".to_owned(),
             ),
             (
                 self.heartbeat_interval_ms >= MIN_INTERVAL_MS,
@@ -237,6 +263,10 @@ impl SimSettings {
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
+
+    pub fn fallback_after(&self) -> Duration {
+        Duration::from_millis(self.fallback_after_ms)
+    }
 }
 
 /// The non-empty entries of a comma-separated list, trimmed.
@@ -250,6 +280,16 @@ fn split_urls(list: &str) -> Vec<&str> {
 /// The broker of node `index` (layout order): entry `index % n`.
 pub fn broker_for(urls: &[String], index: usize) -> &str {
     &urls[index % urls.len()]
+}
+
+/// The broker node `index` starts on and its fallback list: the other
+/// entries in order, starting after its own, so the nodes of a broker that
+/// dies spread over the others.
+pub fn brokers_for(urls: &[String], index: usize) -> (&str, Vec<String>) {
+    let n = urls.len();
+    let own = index % n;
+    let fallback = (1..n).map(|k| urls[(own + k) % n].clone()).collect();
+    (&urls[own], fallback)
 }
 
 #[cfg(test)]
@@ -292,6 +332,9 @@ mod tests {
             ports,
             ["1883", "1884", "1885", "1883", "1884", "1885", "1883"]
         );
+        let (own, fallback) = brokers_for(&urls, 4);
+        assert_eq!(own, "mqtt://127.0.0.1:1884");
+        assert_eq!(fallback, ["mqtt://127.0.0.1:1885", "mqtt://127.0.0.1:1883"]);
         // Without the list, every node goes to SIM_BROKER_URL.
         let s =
             SimSettings::from_vars(vars(&[("SIM_BROKER_URL", "mqtt://127.0.0.1:1999")])).unwrap();
@@ -326,6 +369,7 @@ mod tests {
             ("SIM_NODES", "0"),
             ("SIM_TELEMETRY_INTERVAL_MS", "5"),
             ("SIM_HEARTBEAT_INTERVAL_MS", "1"),
+            ("SIM_FALLBACK_AFTER_MS", "5"),
             ("SIM_DROP_RESPONSES", "1.5"),
             ("SIM_DUPLICATE_RESPONSES", "-0.1"),
             ("SIM_RESPONSE_DELAY_MS", "9999999"),

@@ -1,13 +1,11 @@
 //! Building and running the simulator: seed the database (if asked), start
 //! every node, bind HTTP; then serve until shutdown and stop the nodes cleanly.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use common::brokers::BrokerPool;
 use common::http::{Dependency, Health, ops_router, serve, track_requests};
 use common::settings::Settings;
 use sqlx::PgPool;
@@ -58,6 +56,11 @@ impl App {
             seed(&pool, &layout, &sim.greenhouse)
                 .await
                 .context("could not seed the database")?;
+            if sim.seed_recipe {
+                crate::demo_recipe::seed(&pool, &layout, &sim.greenhouse)
+                    .await
+                    .context("could not seed the demo recipe")?;
+            }
             Some(pool)
         } else {
             None
@@ -76,6 +79,7 @@ impl App {
             faults: faults.clone(),
             telemetry_interval: sim.telemetry_interval(),
             heartbeat_interval: sim.heartbeat_interval(),
+            fallback_after: sim.fallback_after(),
         });
         let nodes: Arc<[SimNode]> = layout
             .nodes
@@ -92,14 +96,17 @@ impl App {
             "Nodes started."
         );
 
-        let connections: BTreeMap<String, _> = nodes
-            .iter()
-            .map(|n| (n.uid().to_owned(), n.connection().clone()))
-            .collect();
-        let first = nodes[0].uid().to_owned();
-        let mut health = Health::new("node-sim").require(Dependency::Brokers(
-            BrokerPool::from_connections(&first, connections),
-        ));
+        // Up while any node is connected; a node's connection changes when
+        // it moves to another broker, so the check asks the nodes each time.
+        let fleet = nodes.clone();
+        let mut health = Health::new("node-sim").require(Dependency::Custom {
+            name: "mqtt",
+            check: Arc::new(move || {
+                let connected = fleet.iter().filter(|n| n.is_connected()).count();
+                let detail = serde_json::json!({ "nodes": fleet.len(), "connected": connected });
+                (detail, connected > 0)
+            }),
+        });
         if let Some(pool) = &pool {
             health = health.optional(Dependency::Postgres(pool.clone()));
         }

@@ -1,0 +1,136 @@
+//! A broker's status (GOOD / DEGRADED / CRITICAL / OFFLINE) and the one way
+//! to change it: [`set_status`] updates `brokers.status` and records the
+//! change in `broker_status_changes` in one transaction, so every change is
+//! stored and none is stored twice.
+//!
+//! Who writes what: broker-registry's health monitor moves a broker between
+//! GOOD, DEGRADED and CRITICAL; only the failover service marks it OFFLINE
+//! (after confirming) and GOOD again (after it has answered for a while), so
+//! the two never fight over a dead broker.
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+/// A broker's health, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BrokerStatus {
+    Good,
+    Degraded,
+    Critical,
+    Offline,
+}
+
+impl BrokerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerStatus::Good => "GOOD",
+            BrokerStatus::Degraded => "DEGRADED",
+            BrokerStatus::Critical => "CRITICAL",
+            BrokerStatus::Offline => "OFFLINE",
+        }
+    }
+
+    /// The value of the `broker_status{broker}` gauge: 0 GOOD … 3 OFFLINE.
+    pub fn gauge(self) -> f64 {
+        match self {
+            BrokerStatus::Good => 0.0,
+            BrokerStatus::Degraded => 1.0,
+            BrokerStatus::Critical => 2.0,
+            BrokerStatus::Offline => 3.0,
+        }
+    }
+
+    /// Whether nodes may be given to a broker in this state.
+    pub fn takes_nodes(self) -> bool {
+        self != BrokerStatus::Offline
+    }
+}
+
+impl std::str::FromStr for BrokerStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "GOOD" => BrokerStatus::Good,
+            "DEGRADED" => BrokerStatus::Degraded,
+            "CRITICAL" => BrokerStatus::Critical,
+            "OFFLINE" => BrokerStatus::Offline,
+            other => return Err(format!("`{other}` is not a broker status")),
+        })
+    }
+}
+
+/// Which transitions a writer may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// The health monitor: GOOD, DEGRADED, CRITICAL; never from or to OFFLINE.
+    Monitor,
+    /// The failover service: anything.
+    Failover,
+}
+
+/// Sets the broker's status to `to` unless it is already `to` (or, for the
+/// monitor, unless either side is OFFLINE). Returns the previous status when
+/// it changed; the change is recorded with `reason`.
+pub async fn set_status(
+    pool: &PgPool,
+    broker_id: &str,
+    to: BrokerStatus,
+    writer: Writer,
+    reason: &str,
+) -> Result<Option<BrokerStatus>, sqlx::Error> {
+    if writer == Writer::Monitor && to == BrokerStatus::Offline {
+        return Ok(None);
+    }
+    let mut tx = pool.begin().await?;
+    let from: Option<String> = sqlx::query_scalar(
+        "WITH old AS (SELECT id, status FROM brokers WHERE id = $1 FOR UPDATE) \
+         UPDATE brokers b SET status = $2, updated_at = now() FROM old \
+         WHERE b.id = old.id AND old.status <> $2 AND ($3 OR old.status <> 'OFFLINE') \
+         RETURNING old.status",
+    )
+    .bind(broker_id)
+    .bind(to.as_str())
+    .bind(writer == Writer::Failover)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(from) = from else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    sqlx::query(
+        "INSERT INTO broker_status_changes (broker_id, from_status, to_status, reason) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(broker_id)
+    .bind(&from)
+    .bind(to.as_str())
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(from.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_order() {
+        for s in [
+            BrokerStatus::Good,
+            BrokerStatus::Degraded,
+            BrokerStatus::Critical,
+            BrokerStatus::Offline,
+        ] {
+            assert_eq!(s.as_str().parse::<BrokerStatus>(), Ok(s));
+        }
+        assert!(BrokerStatus::Good < BrokerStatus::Degraded);
+        assert!(BrokerStatus::Critical < BrokerStatus::Offline);
+        assert!("good".parse::<BrokerStatus>().is_err());
+        assert!(!BrokerStatus::Offline.takes_nodes());
+        assert!(BrokerStatus::Critical.takes_nodes());
+    }
+}

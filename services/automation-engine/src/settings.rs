@@ -1,0 +1,122 @@
+//! automation-engine's own settings, read from the environment next to the
+//! shared [`common::settings::Settings`] and validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::settings::{SettingsError, de_from_str, from_env};
+use serde::Deserialize;
+
+const fn default_interval_sec() -> u64 {
+    15
+}
+const fn default_target_cycle_time_sec() -> f64 {
+    1.0
+}
+const fn default_event_repeat_sec() -> u64 {
+    300
+}
+
+/// How often the engine decides and how hard it works at it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AutomationSettings {
+    /// `AUTOMATION_INTERVAL_SEC`: time between the starts of two cycles.
+    #[serde(default = "default_interval_sec", deserialize_with = "de_from_str")]
+    pub automation_interval_sec: u64,
+    /// `TARGET_CYCLE_TIME_SEC`: the time a cycle should take; the number of
+    /// zones processed at once adapts to it (5..50). 1 s: 1,000 zones
+    /// decided well within one cycle interval.
+    #[serde(
+        default = "default_target_cycle_time_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub target_cycle_time_sec: f64,
+    /// `AUTOMATION_EVENT_REPEAT_SEC`: a skip or error with the same reason
+    /// as the zone's previous one is written as a zone event again only
+    /// after this; 0 writes every decision.
+    #[serde(default = "default_event_repeat_sec", deserialize_with = "de_from_str")]
+    pub automation_event_repeat_sec: u64,
+}
+
+impl AutomationSettings {
+    /// Reads and validates the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: AutomationSettings = from_env(vars)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let fail = |m: &str| Err(SettingsError(m.to_owned()));
+        if !(1..=3_600).contains(&self.automation_interval_sec) {
+            return fail("AUTOMATION_INTERVAL_SEC must be between 1 and 3600");
+        }
+        if !(self.target_cycle_time_sec.is_finite()
+            && (0.01..=3_600.0).contains(&self.target_cycle_time_sec))
+        {
+            return fail("TARGET_CYCLE_TIME_SEC must be between 0.01 and 3600");
+        }
+        if self.automation_event_repeat_sec > 86_400 {
+            return fail("AUTOMATION_EVENT_REPEAT_SEC must be at most 86400");
+        }
+        Ok(())
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.automation_interval_sec)
+    }
+
+    pub fn target_cycle_time(&self) -> Duration {
+        Duration::from_secs_f64(self.target_cycle_time_sec)
+    }
+
+    pub fn event_repeat(&self) -> Duration {
+        Duration::from_secs(self.automation_event_repeat_sec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::testing::env_vars;
+
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = AutomationSettings::from_vars(env_vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.interval(), Duration::from_secs(15));
+        assert_eq!(s.target_cycle_time(), Duration::from_secs(1));
+        assert_eq!(s.event_repeat(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn overrides_and_refusals() {
+        let s = AutomationSettings::from_vars(env_vars(&[
+            ("AUTOMATION_INTERVAL_SEC", "1"),
+            ("TARGET_CYCLE_TIME_SEC", "0.5"),
+            ("AUTOMATION_EVENT_REPEAT_SEC", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(s.interval(), Duration::from_secs(1));
+        assert_eq!(s.target_cycle_time(), Duration::from_millis(500));
+        assert_eq!(s.event_repeat(), Duration::ZERO);
+        for (k, v, needle) in [
+            ("AUTOMATION_INTERVAL_SEC", "0", "AUTOMATION_INTERVAL_SEC"),
+            ("TARGET_CYCLE_TIME_SEC", "0", "TARGET_CYCLE_TIME_SEC"),
+            ("TARGET_CYCLE_TIME_SEC", "abc", "target_cycle_time_sec"),
+            (
+                "AUTOMATION_EVENT_REPEAT_SEC",
+                "100000",
+                "AUTOMATION_EVENT_REPEAT_SEC",
+            ),
+        ] {
+            let err = AutomationSettings::from_vars(env_vars(&[(k, v)])).unwrap_err();
+            assert!(err.to_string().contains(needle), "{k}={v}: {err}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! A simulated greenhouse for the engine's tests: a fresh database and a
+//! private Mosquitto, node-sim (it seeds zones `zn-1`… and nodes, and
+//! answers commands: a dose moves its pH), mqtt-bridge (it records the
+//! nodes' responses and times commands out) and the engine on port 0.
+//!
+//! history-logger is not run: the tests write `telemetry_last` themselves,
+//! so a reading is exactly what the test needs.
+
+#![allow(dead_code)] // each test file uses its own part of the helpers
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use automation_engine::{App, AutomationSettings};
+use chrono::Utc;
+use common::settings::Settings;
+use common::testing::{TestBroker, TestDb, env_vars, eventually};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret";
+/// Long enough for a busy 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct World {
+    pub db: TestDb,
+    pub broker: TestBroker,
+    pub stop: CancellationToken,
+    pub sim_url: String,
+    /// The in-process engine's base URL; `None` from [`greenhouse`].
+    pub engine_url: Option<String>,
+    /// The variables the services were started with.
+    pub vars: Vec<(String, String)>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The variables every process of the world shares.
+pub fn base_vars(db: &TestDb, broker: &TestBroker) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db.url.clone()),
+        ("MQTT_HOST", "127.0.0.1".to_owned()),
+        ("MQTT_PORT", broker.port.to_string()),
+        ("HTTP_PORT", "0".to_owned()),
+        ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
+        // Above the longest dose (5 s): node-sim answers DONE when its pump stops.
+        ("COMMAND_TIMEOUT_SEC", "20".to_owned()),
+        ("AUTOMATION_INTERVAL_SEC", "1".to_owned()),
+        ("AUTOMATION_EVENT_REPEAT_SEC", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// node-sim with `zones` zones and `nodes` nodes (`extra` for its faults
+/// and other settings), mqtt-bridge, and the engine.
+pub async fn world(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World {
+    let mut w = greenhouse(zones, nodes, extra).await;
+    let vars = env_vars(&w.vars);
+    let engine = App::build(
+        Settings::from_vars(vars.clone()).unwrap(),
+        AutomationSettings::from_vars(vars).unwrap(),
+    )
+    .await
+    .expect("engine starts");
+    w.engine_url = Some(format!("http://127.0.0.1:{}", engine.port()));
+    tokio::spawn(engine.run_until_stopped(w.stop.clone()));
+    w
+}
+
+/// node-sim and mqtt-bridge only: the test runs the engines.
+pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World {
+    common::logging::init_for_tests();
+    let db = TestDb::new().await;
+    let broker = TestBroker::start().await;
+    let stop = CancellationToken::new();
+    let mut vars = base_vars(&db, &broker);
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    let mut sim_vars = vars.clone();
+    sim_vars.extend([
+        ("SIM_SEED_DB".to_owned(), "true".to_owned()),
+        ("SIM_ZONES".to_owned(), zones.to_string()),
+        ("SIM_NODES".to_owned(), nodes.to_string()),
+    ]);
+    let sim_vars = env_vars(&sim_vars);
+    let sim = node_sim::App::build(
+        node_sim::SimSettings::from_vars(sim_vars.clone()).unwrap(),
+        Settings::from_vars(sim_vars).unwrap(),
+    )
+    .await
+    .expect("node-sim starts");
+    let sim_url = format!("http://127.0.0.1:{}", sim.port());
+    tokio::spawn(sim.run_until_stopped(stop.clone()));
+    let bridge = mqtt_bridge::App::build(Settings::from_vars(env_vars(&vars)).unwrap())
+        .await
+        .expect("bridge starts");
+    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+    World {
+        db,
+        broker,
+        stop,
+        sim_url,
+        engine_url: None,
+        vars,
+    }
+}
+
+/// A pH/EC setpoint as recipes write it.
+pub fn setpoint(target: f64) -> Value {
+    serde_json::json!({"target": target})
+}
+
+/// Plays history-logger: the newest `metric` reading of `node`'s `channel`
+/// is `value`, taken `age` ago.
+pub async fn reading(
+    pool: &PgPool,
+    node: &str,
+    channel: &str,
+    metric: &str,
+    value: f64,
+    age: chrono::Duration,
+    stable: Option<bool>,
+) {
+    sqlx::query(
+        "INSERT INTO telemetry_last (node_id, channel, metric_type, zone_id, value, stable, ts) \
+         SELECT id, $2, $3, zone_id, $4, $5, $6 FROM nodes WHERE uid = $1 \
+         ON CONFLICT (node_id, channel, metric_type) DO UPDATE \
+         SET value = EXCLUDED.value, stable = EXCLUDED.stable, ts = EXCLUDED.ts",
+    )
+    .bind(node)
+    .bind(channel)
+    .bind(metric)
+    .bind(value)
+    .bind(stable)
+    .bind(Utc::now() - age)
+    .execute(pool)
+    .await
+    .expect("reading");
+}
+
+/// A fresh, stable pH reading of node `node`.
+pub async fn ph(pool: &PgPool, node: &str, value: f64) {
+    reading(
+        pool,
+        node,
+        "ph_sensor",
+        "PH",
+        value,
+        chrono::Duration::seconds(1),
+        Some(true),
+    )
+    .await;
+}
+
+/// `SELECT count(*)` of a query.
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+/// Waits until `sql`'s count reaches at least `n`; answers the last count.
+pub async fn wait_count(pool: &PgPool, sql: &str, n: i64) -> i64 {
+    let reached = eventually(WAIT, || async {
+        let c = count(pool, sql).await;
+        (c >= n).then_some(c)
+    })
+    .await;
+    match reached {
+        Some(c) => c,
+        None => count(pool, sql).await,
+    }
+}
+
+/// The zone events of type `kind` in zone `zone`, oldest first.
+pub async fn events(pool: &PgPool, zone: &str, kind: &str) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT e.payload_json FROM zone_events e JOIN zones z ON z.id = e.zone_id \
+         WHERE z.uid = $1 AND e.type = $2 ORDER BY e.id",
+    )
+    .bind(zone)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .expect("events")
+}
+
+/// What node-sim's node `uid` reads on each sensor channel now.
+pub async fn sim_values(sim_url: &str, uid: &str) -> HashMap<String, f64> {
+    let nodes: Vec<Value> = reqwest::get(format!("{sim_url}/sim/nodes"))
+        .await
+        .expect("sim api")
+        .json()
+        .await
+        .expect("json");
+    let node = nodes
+        .into_iter()
+        .find(|n| n["uid"] == uid)
+        .expect("node exists");
+    serde_json::from_value(node["values"].clone()).expect("values")
+}

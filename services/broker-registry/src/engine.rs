@@ -1,0 +1,149 @@
+//! The node assignment engine. The holder of the `broker-registry.assignment`
+//! lease, every `ASSIGN_INTERVAL_MS`, gives each node without an assignment
+//! a broker by the configured strategy (`common::balance`), records it and
+//! publishes the retained config/update (`common::assignments`); every
+//! `REBALANCE_INTERVAL_SEC` it runs a rebalance bounded by the threshold,
+//! the move limit and the cooldown, so the system never flaps; and when a
+//! broker joins, it publishes every node's config/update there too, so a
+//! node that lands on it finds its broker.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::assignments::{self, Assignment, snapshot};
+use common::balance::{self, Move, RebalanceLimits, Strategy};
+use common::brokers::BrokerPool;
+use common::lease::LeaseGuard;
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// The lease's name in the `leases` table.
+pub const LEASE_NAME: &str = "broker-registry.assignment";
+/// How long a joining broker may take to accept our connection.
+const JOIN_WAIT: Duration = Duration::from_secs(30);
+
+/// Records `moves` and announces them; returns the rows written.
+pub async fn apply(
+    pool: &PgPool,
+    brokers: &BrokerPool,
+    moves: &[Move],
+    strategy: Strategy,
+) -> Result<Vec<Assignment>, sqlx::Error> {
+    let written = assignments::record_moves(pool, moves, strategy.as_str()).await?;
+    if !written.is_empty() {
+        assignments::announce(pool, brokers, &written, None).await?;
+    }
+    Ok(written)
+}
+
+/// The assignment engine's settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub strategy: Strategy,
+    pub assign_interval: Duration,
+    /// `None`: no automatic rebalance.
+    pub rebalance_interval: Option<Duration>,
+    pub limits: RebalanceLimits,
+    pub cooldown: Duration,
+}
+
+pub struct Engine {
+    pub pool: PgPool,
+    pub brokers: BrokerPool,
+    pub config: EngineConfig,
+    pub lease: LeaseGuard,
+}
+
+impl Engine {
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.assign_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.brokers.changes();
+        let mut known: BTreeSet<String> = self.brokers.ids().into_iter().collect();
+        let mut next_rebalance = self.config.rebalance_interval.map(|i| Instant::now() + i);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = changes.changed() => {
+                    let now: BTreeSet<String> = self.brokers.ids().into_iter().collect();
+                    for joined in now.difference(&known) {
+                        self.spawn_sync(joined.clone());
+                    }
+                    known = now;
+                    continue;
+                }
+            }
+            if !self.lease.is_held() {
+                continue;
+            }
+            if let Err(e) = self.assign_new().await {
+                warn!(error = %e, "Assigning new nodes failed; will retry.");
+            }
+            if let (Some(at), Some(every)) = (next_rebalance, self.config.rebalance_interval)
+                && Instant::now() >= at
+            {
+                next_rebalance = Some(Instant::now() + every);
+                if let Err(e) = self.rebalance().await {
+                    warn!(error = %e, "Rebalance failed; will retry at the next round.");
+                }
+            }
+        }
+    }
+
+    async fn assign_new(&self) -> Result<(), sqlx::Error> {
+        let (brokers, nodes) = snapshot(&self.pool, self.config.cooldown).await?;
+        let moves = balance::assign_new(self.config.strategy, &brokers, &nodes);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let written = apply(&self.pool, &self.brokers, &moves, self.config.strategy).await?;
+        info!(
+            nodes = written.len(),
+            strategy = self.config.strategy.as_str(),
+            "New nodes assigned."
+        );
+        Ok(())
+    }
+
+    async fn rebalance(&self) -> Result<(), sqlx::Error> {
+        let (brokers, nodes) = snapshot(&self.pool, self.config.cooldown).await?;
+        let moves = balance::rebalance(self.config.strategy, &brokers, &nodes, self.config.limits);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let written = apply(&self.pool, &self.brokers, &moves, self.config.strategy).await?;
+        info!(nodes = written.len(), "Rebalanced.");
+        Ok(())
+    }
+
+    /// Publishes every node's config/update on a broker that just joined,
+    /// once our connection to it is up.
+    fn spawn_sync(&self, broker: String) {
+        let (pool, brokers, lease) = (self.pool.clone(), self.brokers.clone(), self.lease.clone());
+        tokio::spawn(async move {
+            let Some(connection) = brokers.get(&broker) else {
+                return;
+            };
+            if connection.wait_connected(JOIN_WAIT).await.is_err() || !lease.is_held() {
+                return;
+            }
+            match assignments::all(&pool).await {
+                Ok(all) => {
+                    match assignments::announce(&pool, &brokers, &all, Some(&broker)).await {
+                        Ok(n) => {
+                            info!(broker = %broker, configs = n, "Broker joined; node configs published there.")
+                        }
+                        Err(e) => {
+                            warn!(broker = %broker, error = %e, "Could not publish node configs on a joining broker.")
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "Could not read the assignments."),
+            }
+        });
+    }
+}

@@ -1,0 +1,113 @@
+//! `GET /api/assignments` (the node → broker mapping), and the operator's
+//! rebalance: `GET /api/rebalance/plan` shows what a rebalance would move,
+//! `POST /api/rebalance` applies one (`{"strategy"?, "max_moves"?}`).
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::assignments::{ASSIGNMENT_QUERY, Assignment};
+use common::balance::{self, Move, RebalanceLimits, Strategy};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiState, parse_body};
+use crate::engine;
+use crate::error::ApiError;
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/assignments", get(list))
+        .route("/api/rebalance/plan", get(plan))
+        .route("/api/rebalance", post(rebalance))
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    broker: Option<String>,
+}
+
+async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<Assignment> = sqlx::query_as(&format!(
+        "{ASSIGNMENT_QUERY} WHERE ($1::text IS NULL OR a.broker_id = $1) ORDER BY n.uid"
+    ))
+    .bind(&f.broker)
+    .fetch_all(&s.pool)
+    .await?;
+    Ok(Json(json!({ "status": "ok", "data": rows })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlanRequest {
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    max_moves: Option<usize>,
+}
+
+/// The plan for `request`, with node uids for people.
+async fn make_plan(s: &ApiState, request: &PlanRequest) -> Result<(Strategy, Vec<Move>), ApiError> {
+    let strategy = match &request.strategy {
+        Some(text) => text
+            .parse()
+            .map_err(|e: String| ApiError::bad_request("invalid_strategy", e))?,
+        None => s.strategy,
+    };
+    let limits = RebalanceLimits {
+        max_moves: request.max_moves.unwrap_or(s.limits.max_moves),
+        ..s.limits
+    };
+    if limits.max_moves == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_max_moves",
+            "`max_moves` must be at least 1",
+        ));
+    }
+    let (brokers, nodes) = common::assignments::snapshot(&s.pool, s.cooldown).await?;
+    Ok((
+        strategy,
+        balance::rebalance(strategy, &brokers, &nodes, limits),
+    ))
+}
+
+async fn describe(s: &ApiState, strategy: Strategy, moves: &[Move]) -> Result<Value, ApiError> {
+    let ids: Vec<i64> = moves.iter().map(|m| m.node_id).collect();
+    let uids: Vec<(i64, String)> = sqlx::query_as("SELECT id, uid FROM nodes WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&s.pool)
+        .await?;
+    let uid = |id: i64| uids.iter().find(|(i, _)| *i == id).map(|(_, u)| u.clone());
+    let moves: Vec<Value> = moves
+        .iter()
+        .map(|m| json!({ "node_id": m.node_id, "node_uid": uid(m.node_id), "from": m.from, "to": m.to }))
+        .collect();
+    Ok(json!({ "strategy": strategy.as_str(), "moves": moves }))
+}
+
+async fn plan(
+    State(s): State<ApiState>,
+    Query(q): Query<PlanRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (strategy, moves) = make_plan(&s, &q).await?;
+    Ok(Json(
+        json!({ "status": "ok", "data": describe(&s, strategy, &moves).await? }),
+    ))
+}
+
+async fn rebalance(State(s): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let request: PlanRequest = if body.is_empty() {
+        PlanRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    let (strategy, moves) = make_plan(&s, &request).await?;
+    let written = engine::apply(&s.pool, &s.brokers, &moves, strategy).await?;
+    let applied: Vec<Move> = moves
+        .into_iter()
+        .filter(|m| written.iter().any(|w| w.node_id == m.node_id))
+        .collect();
+    Ok(Json(
+        json!({ "status": "ok", "data": describe(&s, strategy, &applied).await? }),
+    ))
+}

@@ -1,0 +1,118 @@
+//! `GET/POST /api/brokers`, `GET/PATCH /api/brokers/{id}`: the broker list
+//! with status, load and node counts; add, disable, drain, change role.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use common::balance::Role;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiState, parse_body};
+use crate::error::ApiError;
+use crate::registry::{self, BrokerChange, NewBroker};
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/brokers", get(list).post(add))
+        .route("/api/brokers/{id}", get(one).patch(change))
+}
+
+async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "status": "ok", "data": registry::list(&s.pool).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    id: String,
+    url: String,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+fn role(text: &str) -> Result<Role, ApiError> {
+    text.parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_role", e))
+}
+
+async fn add(
+    State(s): State<ApiState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: AddBody = parse_body(&body)?;
+    registry::check_id(&body.id).map_err(|e| ApiError::bad_request("invalid_id", e))?;
+    common::mqtt::parse_broker_url(&body.url)
+        .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+    let new = NewBroker {
+        id: body.id.trim().to_owned(),
+        url: body.url.trim().to_owned(),
+        role: body
+            .role
+            .as_deref()
+            .map(role)
+            .transpose()?
+            .unwrap_or(Role::Primary),
+    };
+    registry::add(&s.pool, &new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "status": "ok", "data": { "id": new.id } })),
+    ))
+}
+
+async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let broker = registry::list(&s.pool)
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| {
+            ApiError::not_found("broker_not_found", format!("broker `{id}` does not exist"))
+        })?;
+    let samples: Vec<Value> = sqlx::query_scalar(
+        "SELECT to_jsonb(s) - 'id' FROM (SELECT * FROM broker_health_samples WHERE broker_id = $1 \
+         ORDER BY sampled_at DESC LIMIT 20) s",
+    )
+    .bind(&id)
+    .fetch_all(&s.pool)
+    .await?;
+    Ok(Json(
+        json!({ "status": "ok", "data": { "broker": broker, "samples": samples } }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    draining: Option<bool>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+async fn change(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: ChangeBody = parse_body(&body)?;
+    let change = BrokerChange {
+        enabled: body.enabled,
+        draining: body.draining,
+        role: body.role.as_deref().map(role).transpose()?,
+    };
+    if change.enabled.is_none() && change.draining.is_none() && change.role.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_change",
+            "give at least one of `enabled`, `draining`, `role`",
+        ));
+    }
+    registry::update(&s.pool, &id, &change).await?;
+    Ok(Json(json!({ "status": "ok", "data": { "id": id } })))
+}

@@ -1,0 +1,48 @@
+//! The registry's HTTP routes: the JSON API under `/api` and the dashboard at `/`.
+
+pub mod assignments;
+pub mod brokers;
+pub mod dashboard;
+pub mod history;
+
+use std::time::Duration;
+
+use axum::Router;
+use common::balance::{RebalanceLimits, Strategy};
+use common::brokers::BrokerPool;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+
+use crate::error::ApiError;
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: PgPool,
+    pub brokers: BrokerPool,
+    pub strategy: Strategy,
+    pub limits: RebalanceLimits,
+    pub cooldown: Duration,
+}
+
+pub fn router(state: ApiState) -> Router {
+    brokers::router()
+        .merge(assignments::router())
+        .merge(history::router())
+        .merge(dashboard::router())
+        .with_state(state)
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+}

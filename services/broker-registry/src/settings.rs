@@ -1,0 +1,220 @@
+//! broker-registry's own settings, read from the environment next to the
+//! shared [`common::settings::Settings`] and validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::balance::{Role, Strategy};
+use common::settings::{SettingsError, de_from_str, from_env};
+use serde::Deserialize;
+
+const fn default_health_interval_ms() -> u64 {
+    5_000
+}
+const fn default_assign_interval_ms() -> u64 {
+    2_000
+}
+const fn default_rebalance_interval_sec() -> u64 {
+    60
+}
+const fn default_rebalance_threshold() -> f64 {
+    0.15
+}
+const fn default_rebalance_max_moves() -> usize {
+    20
+}
+const fn default_move_cooldown_sec() -> u64 {
+    600
+}
+fn default_strategy() -> String {
+    "priority".into()
+}
+
+/// What the registry seeds and how the engine places nodes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrySettings {
+    /// `MQTT_BROKERS`: the brokers to register at first start, comma
+    /// separated `id=url` or `id=url@role`, e.g.
+    /// `mqtt1=mqtt://127.0.0.1:1883,mqtt2=mqtt://127.0.0.1:1884@standby`.
+    /// Brokers already in the table are left as the API made them. Unset:
+    /// the default broker (`MQTT_BROKER_ID` at `MQTT_HOST:MQTT_PORT`).
+    #[serde(default)]
+    pub mqtt_brokers: Option<String>,
+    /// `ASSIGNMENT_STRATEGY`: `static`, `dynamic` or `priority`.
+    #[serde(default = "default_strategy")]
+    pub assignment_strategy: String,
+    /// `HEALTH_INTERVAL_MS`: how often each broker is sampled.
+    #[serde(
+        default = "default_health_interval_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub health_interval_ms: u64,
+    /// `ASSIGN_INTERVAL_MS`: how often new nodes are looked for.
+    #[serde(
+        default = "default_assign_interval_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub assign_interval_ms: u64,
+    /// `REBALANCE_INTERVAL_SEC`: how often the automatic rebalance runs; 0 = never.
+    #[serde(
+        default = "default_rebalance_interval_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub rebalance_interval_sec: u64,
+    /// `REBALANCE_THRESHOLD`: load-index spread above which nodes move.
+    #[serde(
+        default = "default_rebalance_threshold",
+        deserialize_with = "de_from_str"
+    )]
+    pub rebalance_threshold: f64,
+    /// `REBALANCE_MAX_MOVES`: the most nodes one rebalance round moves.
+    #[serde(
+        default = "default_rebalance_max_moves",
+        deserialize_with = "de_from_str"
+    )]
+    pub rebalance_max_moves: usize,
+    /// `MOVE_COOLDOWN_SEC`: a node moved this recently is not moved by a rebalance.
+    #[serde(
+        default = "default_move_cooldown_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub move_cooldown_sec: u64,
+}
+
+/// One broker of `MQTT_BROKERS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedBroker {
+    pub id: String,
+    pub url: String,
+    pub role: Role,
+}
+
+impl RegistrySettings {
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: RegistrySettings = from_env(vars)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.strategy()?;
+        self.seed_brokers()?;
+        let fail = |m: &str| Err(SettingsError(m.to_owned()));
+        if !(500..=600_000).contains(&self.health_interval_ms) {
+            return fail("HEALTH_INTERVAL_MS must be between 500 and 600000");
+        }
+        if !(100..=600_000).contains(&self.assign_interval_ms) {
+            return fail("ASSIGN_INTERVAL_MS must be between 100 and 600000");
+        }
+        if !(self.rebalance_threshold.is_finite() && self.rebalance_threshold > 0.0) {
+            return fail("REBALANCE_THRESHOLD must be a positive number");
+        }
+        if self.rebalance_max_moves == 0 {
+            return fail("REBALANCE_MAX_MOVES must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn strategy(&self) -> Result<Strategy, SettingsError> {
+        self.assignment_strategy
+            .parse()
+            .map_err(|e| SettingsError(format!("ASSIGNMENT_STRATEGY: {e}")))
+    }
+
+    /// The brokers of `MQTT_BROKERS` (empty when unset).
+    pub fn seed_brokers(&self) -> Result<Vec<SeedBroker>, SettingsError> {
+        let Some(list) = &self.mqtt_brokers else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|entry| parse_seed(entry).map_err(|e| SettingsError(format!("MQTT_BROKERS: {e}"))))
+            .collect()
+    }
+
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_millis(self.health_interval_ms)
+    }
+
+    pub fn assign_interval(&self) -> Duration {
+        Duration::from_millis(self.assign_interval_ms)
+    }
+
+    pub fn move_cooldown(&self) -> Duration {
+        Duration::from_secs(self.move_cooldown_sec)
+    }
+}
+
+/// `id=url` or `id=url@role`.
+pub fn parse_seed(entry: &str) -> Result<SeedBroker, String> {
+    let (id, rest) = entry
+        .split_once('=')
+        .ok_or_else(|| format!("`{entry}` is not id=url or id=url@role"))?;
+    let (url, role) = match rest.rsplit_once('@') {
+        Some((url, role)) => (url, role.parse::<Role>()?),
+        None => (rest, Role::Primary),
+    };
+    crate::registry::check_id(id)?;
+    common::mqtt::parse_broker_url(url).map_err(|e| e.to_string())?;
+    Ok(SeedBroker {
+        id: id.trim().to_owned(),
+        url: url.trim().to_owned(),
+        role,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::testing::env_vars as vars;
+
+    #[test]
+    fn defaults() {
+        let s = RegistrySettings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.strategy().unwrap(), Strategy::Priority);
+        assert!(s.seed_brokers().unwrap().is_empty());
+        assert_eq!(s.health_interval(), Duration::from_secs(5));
+        assert_eq!(s.rebalance_max_moves, 20);
+    }
+
+    #[test]
+    fn brokers_with_roles() {
+        let s = RegistrySettings::from_vars(vars(&[(
+            "MQTT_BROKERS",
+            "mqtt1=mqtt://127.0.0.1:1883, mqtt2=mqtt://127.0.0.1:1884@standby,mqtt3=mqtt://h:1885@dedicated",
+        )]))
+        .unwrap();
+        let b = s.seed_brokers().unwrap();
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0].role, Role::Primary);
+        assert_eq!(b[1].url, "mqtt://127.0.0.1:1884");
+        assert_eq!(b[1].role, Role::Standby);
+        assert_eq!(b[2].role, Role::Dedicated);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("MQTT_BROKERS", "mqtt1"),
+            ("MQTT_BROKERS", "mqtt1=tcp://x:1"),
+            ("MQTT_BROKERS", "mqtt1=mqtt://x:1@boss"),
+            ("MQTT_BROKERS", "bad id=mqtt://x:1"),
+            ("ASSIGNMENT_STRATEGY", "random"),
+            ("HEALTH_INTERVAL_MS", "10"),
+            ("REBALANCE_MAX_MOVES", "0"),
+        ] {
+            let err = RegistrySettings::from_vars(vars(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.to_lowercase().contains(&k.to_lowercase()),
+                "{k}={v}: {err}"
+            );
+        }
+    }
+}

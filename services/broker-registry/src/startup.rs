@@ -1,0 +1,181 @@
+//! Wiring: database, the broker list (seeded at first start), connections to
+//! every broker of the list (following it), the message dispatcher (probe
+//! echoes, `$SYS` figures, node statuses confirming moves), the health
+//! monitor, the assignment engine under its lease, and the HTTP server.
+
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use common::balance::RebalanceLimits;
+use common::brokers::BrokerPool;
+use common::http::{Dependency, Health};
+use common::lease::Lease;
+use common::mqtt::Inbound;
+use common::probe::Prober;
+use common::service::Runner;
+use common::settings::Settings;
+use common::topics::TopicKind;
+use common::{QoS, assignments, db};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::engine::{self, Engine, EngineConfig};
+use crate::error::ApiError;
+use crate::health::Monitor;
+use crate::registry;
+use crate::routes::{self, ApiState};
+use crate::settings::{RegistrySettings, SeedBroker};
+use crate::sys_stats::{SYS_FILTER, SysStats};
+use crate::{DEFAULT_PORT, SERVICE};
+
+/// How long a lease outlives its holder: a standby takes over within ~8 s.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// A built registry, listening but not yet serving.
+pub struct App {
+    runner: Runner,
+}
+
+impl App {
+    /// Connects to PostgreSQL (migrating it), registers the configured
+    /// brokers, connects to every broker of the list, starts the monitor and
+    /// the engine and binds `HTTP_PORT` (0 picks a free port).
+    pub async fn build(settings: Settings, registry: RegistrySettings) -> anyhow::Result<App> {
+        let stop = CancellationToken::new();
+        let pool = db::connect_and_migrate(
+            settings.pg_options(),
+            settings.pg_max_connections,
+            Duration::from_secs(30),
+            &stop,
+        )
+        .await?;
+        let mut seeds = registry.seed_brokers()?;
+        if seeds.is_empty() {
+            seeds.push(SeedBroker {
+                id: settings.mqtt_broker_id.clone(),
+                url: settings.default_broker_url(),
+                role: common::balance::Role::Primary,
+            });
+        }
+        registry::seed(&pool, &seeds).await?;
+
+        let (inbox_tx, inbox_rx) = mpsc::channel(4096);
+        let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
+        let prober = Prober::new(SERVICE);
+        let stats = SysStats::default();
+        brokers.subscribe_all(&prober.filter(), QoS::AtLeastOnce)?;
+        brokers.subscribe_all(SYS_FILTER, QoS::AtMostOnce)?;
+        let group = settings.share_group_or(SERVICE);
+        brokers.subscribe_all(&TopicKind::Status.shared_filter(group), QoS::AtLeastOnce)?;
+
+        let tasks = TaskTracker::new();
+        tasks.spawn(dispatch(
+            inbox_rx,
+            prober.clone(),
+            stats.clone(),
+            pool.clone(),
+            stop.clone(),
+        ));
+        let monitor = Monitor {
+            pool: pool.clone(),
+            brokers: brokers.clone(),
+            prober,
+            stats,
+            interval: registry.health_interval(),
+        };
+        tasks.spawn(monitor.run(stop.clone()));
+        let strategy = registry.strategy()?;
+        let limits = RebalanceLimits {
+            threshold: registry.rebalance_threshold,
+            max_moves: registry.rebalance_max_moves,
+        };
+        let lease = Lease::new(
+            pool.clone(),
+            engine::LEASE_NAME,
+            &Lease::holder_id(SERVICE),
+            LEASE_TTL,
+        )
+        .spawn(stop.clone());
+        let engine = Engine {
+            pool: pool.clone(),
+            brokers: brokers.clone(),
+            config: EngineConfig {
+                strategy,
+                assign_interval: registry.assign_interval(),
+                rebalance_interval: (registry.rebalance_interval_sec > 0)
+                    .then(|| Duration::from_secs(registry.rebalance_interval_sec)),
+                limits,
+                cooldown: registry.move_cooldown(),
+            },
+            lease,
+        };
+        tasks.spawn(engine.run(stop.clone()));
+
+        let state = ApiState {
+            pool: pool.clone(),
+            brokers: brokers.clone(),
+            strategy,
+            limits,
+            cooldown: registry.move_cooldown(),
+        };
+        let health = Health::new(SERVICE)
+            .require(Dependency::Postgres(pool.clone()))
+            .optional(Dependency::Brokers(brokers.clone()));
+        let router = routes::router(state)
+            .merge(common::http::ops_router(health))
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let runner = Runner::bind(
+            SERVICE,
+            settings.http_port_or(DEFAULT_PORT),
+            router,
+            tasks,
+            stop,
+            brokers,
+        )
+        .await?;
+        Ok(App { runner })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.runner.port()
+    }
+
+    /// Serves until `shutdown`, then stops the background work.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.runner.run_until_stopped(shutdown).await
+    }
+}
+
+/// Routes each message: a probe echo, a `$SYS` figure, or a node status
+/// that may confirm a move.
+async fn dispatch(
+    mut inbox: mpsc::Receiver<Inbound>,
+    prober: Prober,
+    stats: SysStats,
+    pool: PgPool,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = inbox.recv() => match m { Some(m) => m, None => return },
+        };
+        if prober.on_message(&message) || stats.on_message(&message) {
+            continue;
+        }
+        if let Err(e) = assignments::confirm_from_message(&pool, &message).await {
+            warn!(error = %e, "Could not confirm a move from a node status.");
+        }
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::not_found(
+        "route_not_found",
+        "no such endpoint; see the README for the API",
+    )
+}

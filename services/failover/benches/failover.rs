@@ -1,0 +1,274 @@
+//! `make bench-failover`: 300 simulated nodes over three private brokers
+//! (every service with its default periods),
+//! about one telemetry message per node per second (interval 1.6 s; a node
+//! has 1.6 sensor channels on average), the registry (static assignment),
+//! failover, the bridge and history-logger, all in this process. After a
+//! warm-up one broker, picked at random, is killed (SIGKILL). Reports:
+//!
+//! - the time from the kill to the last of its nodes publishing on a
+//!   healthy broker (first telemetry seen there), and the failover's own
+//!   detection and completion times;
+//! - readings lost (made by the nodes but not in `telemetry_samples` once
+//!   everything drained) and duplicated (rows beyond the readings made), both
+//!   must be 0; how many reached history-logger more than once (the store's
+//!   key absorbed them);
+//! - the commands sent to the killed broker's nodes during the move (one
+//!   every 100 ms for 15 s), by final status.
+//!
+//! Knobs: BENCH_NODES (300), BENCH_INTERVAL_MS (1600), BENCH_WARMUP_SECONDS
+//! (10), BENCH_AFTER_SECONDS (15). Exits non-zero when the acceptance
+//! (every node back within 10 s, 0 lost, 0 duplicated) is not met.
+
+#[path = "../tests/helpers/mod.rs"]
+mod helpers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::QoS;
+use common::mqtt::{MqttConfig, MqttConnection};
+use common::testing::{env_u64, load_average, metric_sum, redis_url};
+use common::topics::NodeTopic;
+use deadpool_redis::redis;
+use futures::StreamExt;
+use helpers::{BROKER_IDS, Cluster, Options};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The acceptance: every node of the killed broker publishing again within this.
+const TARGET: Duration = Duration::from_secs(10);
+const COMMAND_EVERY: Duration = Duration::from_millis(100);
+const COMMAND_SECONDS: u64 = 15;
+
+async fn count(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM telemetry_samples")
+        .fetch_one(pool)
+        .await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
+    let recorder = common::http::metrics_handle();
+    let nodes = env_u64("BENCH_NODES", 300) as usize;
+    let interval_ms = env_u64("BENCH_INTERVAL_MS", 1_600).max(1_010);
+    let warmup = env_u64("BENCH_WARMUP_SECONDS", 10);
+    let after = env_u64("BENCH_AFTER_SECONDS", 15);
+    println!(
+        "bench-failover: {nodes} nodes over 3 private brokers, telemetry every {interval_ms} ms per sensor channel; \
+         {} cores, load {}",
+        std::thread::available_parallelism()?.get(),
+        load_average()
+    );
+    let started = Instant::now();
+    let mut c = Cluster::start(Options {
+        nodes,
+        zones: 30,
+        failovers: 1,
+        telemetry_interval_ms: interval_ms,
+        extra: Vec::new(),
+        history: true,
+        fast: false,
+    })
+    .await?;
+    c.wait_settled().await;
+    println!(
+        "{nodes} nodes assigned, moved to their brokers and confirmed in {:.1} s; warming up {warmup} s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(warmup)).await;
+
+    let victim = BROKER_IDS[rand::random_range(0..BROKER_IDS.len())];
+    let victims = c.nodes_on(victim).await;
+    // Who publishes where after the kill: a plain subscriber on each healthy broker.
+    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch_stop = CancellationToken::new();
+    let _watch_guard = watch_stop.clone().drop_guard();
+    let mut watchers = Vec::new();
+    for id in BROKER_IDS.iter().filter(|b| **b != victim) {
+        let (tx, mut rx) = mpsc::channel(65_536);
+        let conn = MqttConnection::start(
+            MqttConfig::new(id, &c.url_of(id), "bench-watch"),
+            Some(tx),
+            watch_stop.clone(),
+        )?;
+        conn.subscribe("hydro/+/+/+/+/telemetry", QoS::AtMostOnce)?;
+        conn.wait_connected(Duration::from_secs(10)).await?;
+        watchers.push(conn);
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if let Ok(t) = NodeTopic::parse(&m.topic) {
+                    let mut a = arrivals.lock().unwrap();
+                    a.entry(t.node).or_insert_with(Instant::now);
+                }
+            }
+        });
+    }
+    // Settle the watchers' subscriptions, then forget what they saw before the kill.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    println!("killing {victim} ({} nodes) with SIGKILL", victims.len());
+    arrivals.lock().unwrap().clear();
+    let kill_wall = chrono::Utc::now();
+    c.broker_mut(victim).kill();
+    let kill_at = Instant::now();
+
+    // Commands to the victim's nodes while they move, each awaited in the
+    // background (a command waits for its node's move).
+    let commands = {
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let mut sent = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(COMMAND_SECONDS);
+        let mut tick = tokio::time::interval(COMMAND_EVERY);
+        let mut i = 0usize;
+        let cluster = &c;
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if tokio::time::Instant::now() < deadline => {
+                    let node = victims[i % victims.len()].clone();
+                    i += 1;
+                    inflight.push(async move { cluster.command(&node).await });
+                }
+                Some(result) = inflight.next() => sent.push(result),
+                else => break,
+            }
+        }
+        sent
+    };
+    let back = {
+        let deadline = kill_at + Duration::from_secs(120);
+        loop {
+            let a = arrivals.lock().unwrap().clone();
+            let got: Vec<Instant> = victims.iter().filter_map(|v| a.get(v).copied()).collect();
+            if got.len() == victims.len() {
+                break got.into_iter().max().map(|t| t - kill_at);
+            }
+            if Instant::now() > deadline {
+                println!(
+                    "not back after 120 s: {:?}",
+                    victims
+                        .iter()
+                        .filter(|v| !a.contains_key(*v))
+                        .collect::<Vec<_>>()
+                );
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let offline_at: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT min(changed_at) FROM broker_status_changes WHERE broker_id = $1 AND to_status = 'OFFLINE'",
+    )
+    .bind(victim)
+    .fetch_one(c.pool())
+    .await?;
+    tokio::time::sleep(Duration::from_secs(after)).await;
+    let event: Option<(
+        i32,
+        Option<chrono::DateTime<chrono::Utc>>,
+        serde_json::Value,
+    )> = sqlx::query_as(
+        "SELECT nodes_moved, finished_at, details FROM failover_events WHERE broker_id = $1",
+    )
+    .bind(victim)
+    .fetch_optional(c.pool())
+    .await?;
+    let left_on_victim = c.nodes_on(victim).await.len();
+
+    // Stop the nodes cleanly (what they buffered is sent first), then drain.
+    c.sim_stop.cancel();
+    if let Some(task) = c.sim_task.take() {
+        task.await??;
+    }
+    let text = recorder.render();
+    let generated = metric_sum(&text, node_sim::metrics::TELEMETRY_GENERATED) as i64;
+    let buffer_dropped = metric_sum(&text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED) as i64;
+    let repeated = metric_sum(&text, node_sim::metrics::TELEMETRY_REPEATED_KEYS) as i64;
+    let drain_start = Instant::now();
+    let mut last = -1;
+    let mut still_since = Instant::now();
+    let rows = loop {
+        let n = count(c.pool()).await?;
+        if n != last {
+            last = n;
+            still_since = Instant::now();
+        }
+        if still_since.elapsed() > Duration::from_secs(3)
+            || drain_start.elapsed() > Duration::from_secs(180)
+        {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let text = recorder.render();
+    let received = metric_sum(&text, "uplink_received_total{kind=\"telemetry\"}") as i64;
+    let ids: Vec<String> = commands.iter().filter_map(|(_, id)| id.clone()).collect();
+    let refused = commands.iter().filter(|(s, _)| *s != 200).count();
+    let statuses = c.final_statuses(&ids).await;
+    let failed_commands = refused + ids.len() - statuses.get("DONE").copied().unwrap_or(0);
+
+    let lost = (generated - rows).max(0);
+    let duplicated = (rows - generated).max(0);
+    println!();
+    println!("killed broker:           {victim}, {} nodes", victims.len());
+    match back {
+        Some(t) => println!(
+            "kill → last node publishing on a healthy broker: {:.2} s (target {} s)",
+            t.as_secs_f64(),
+            TARGET.as_secs()
+        ),
+        None => println!("kill → last node publishing on a healthy broker: NOT ALL BACK"),
+    }
+    if let Some(at) = offline_at {
+        println!(
+            "detected (OFFLINE):      {:.2} s after the kill",
+            (at - kill_wall).num_milliseconds() as f64 / 1000.0
+        );
+    }
+    if let Some((moved, finished, details)) = &event {
+        println!(
+            "failover event:          {moved} nodes moved, all confirmed {:.2} s after the kill; {details}",
+            finished.map_or(f64::NAN, |f| (f - kill_wall).num_milliseconds() as f64
+                / 1000.0)
+        );
+    }
+    println!("nodes left on {victim}:      {left_on_victim}");
+    println!(
+        "readings made:           {generated} ({buffer_dropped} dropped from full buffers, {repeated} with a repeated key)"
+    );
+    println!("rows stored:             {rows}");
+    println!("readings lost:           {lost}");
+    println!(
+        "readings duplicated:     {duplicated} (rows beyond readings made; the key makes a repeat a no-op)"
+    );
+    println!(
+        "delivered more than once to history-logger: {} (replayed after the cut, absorbed by the key)",
+        (received - rows).max(0)
+    );
+    println!(
+        "commands to moving nodes: {} sent, {refused} refused, final {statuses:?}; failed: {failed_commands}",
+        commands.len()
+    );
+    println!("load average after:      {}", load_average());
+
+    let mut redis = common::redis_pool::create_pool(&redis_url(), 1)?
+        .get()
+        .await?;
+    redis::cmd("DEL")
+        .arg(&c.history_keys)
+        .query_async::<()>(&mut redis)
+        .await?;
+    let ok =
+        back.is_some_and(|t| t <= TARGET) && lost == 0 && duplicated == 0 && left_on_victim == 0;
+    println!(
+        "acceptance (back within 10 s, 0 lost, 0 duplicated): {}",
+        if ok { "MET" } else { "NOT MET" }
+    );
+    // Stop the services before the database goes.
+    c.stop.cancel();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    anyhow::ensure!(ok, "bench-failover: acceptance not met");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! What the deciding instance does (the holder of the `failover.decider`
+//! lease, checked against the database before each act, so an instance that
+//! lost the lease a moment ago does not act on it):
+//!
+//! - **failover**: mark the broker OFFLINE, open a `failover_events` row
+//!   (or continue the open one), raise the `broker_offline` alert, give each
+//!   of its nodes a healthy broker by the active strategy, and publish their
+//!   retained config/updates on every broker still up — where the nodes'
+//!   fallback lists lead them;
+//! - **finish**: an event ends when no node is left on the broker and every
+//!   node it moved confirmed its new broker (`finished_at` = the last
+//!   confirmation), or after [`GIVE_UP`];
+//! - **recovery**: mark it GOOD, resolve the alert and publish every node's
+//!   config/update on it again (what it kept from before is stale). Its
+//!   former nodes stay where they are until a rebalance moves them.
+
+use std::time::Duration;
+
+use common::assignments::{self, snapshot};
+use common::balance::{self, Strategy};
+use common::broker_status::{self, BrokerStatus, Writer};
+use common::brokers::BrokerPool;
+use common::metrics as m;
+use serde_json::json;
+use sqlx::PgPool;
+use tracing::{error, info, warn};
+
+use crate::detector::Signal;
+
+/// The lease's name in the `leases` table.
+pub const LEASE_NAME: &str = "failover.decider";
+/// The alert a dead broker raises.
+pub const ALERT_TYPE: &str = "broker_offline";
+/// An event whose nodes have not all confirmed by then is closed anyway.
+pub const GIVE_UP: Duration = Duration::from_secs(120);
+
+pub struct Actor {
+    pub pool: PgPool,
+    pub brokers: BrokerPool,
+    pub strategy: Strategy,
+    pub holder: String,
+}
+
+impl Actor {
+    /// Whether the database still names this instance the holder.
+    async fn holds(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now())",
+        )
+        .bind(LEASE_NAME)
+        .bind(&self.holder)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The broker is dead: see the module doc.
+    pub async fn fail_over(
+        &self,
+        broker: &str,
+        cause: Signal,
+        failures: u32,
+    ) -> Result<(), sqlx::Error> {
+        if !self.holds().await? {
+            return Ok(());
+        }
+        let reason = format!("failover: {} then {failures} failed probes", cause.as_str());
+        if broker_status::set_status(
+            &self.pool,
+            broker,
+            BrokerStatus::Offline,
+            Writer::Failover,
+            &reason,
+        )
+        .await?
+        .is_some()
+        {
+            metrics::counter!(m::FAILOVERS, "broker" => broker.to_owned()).increment(1);
+            metrics::gauge!(m::BROKER_STATUS, "broker" => broker.to_owned())
+                .set(BrokerStatus::Offline.gauge());
+            error!(broker, %reason, "Broker is dead; moving its nodes.");
+        }
+        let details = json!({ "cause": cause.as_str(), "failed_probes": failures, "decided_by": self.holder });
+        sqlx::query(
+            "INSERT INTO failover_events (broker_id, kind, details) \
+             SELECT $1, 'failover', $2 WHERE NOT EXISTS \
+                 (SELECT 1 FROM failover_events WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL)",
+        )
+        .bind(broker)
+        .bind(&details)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO alerts (type, broker_id, details) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(ALERT_TYPE)
+        .bind(broker)
+        .bind(&details)
+        .execute(&self.pool)
+        .await?;
+        self.evacuate(broker).await
+    }
+
+    /// Moves every node still assigned to the dead `broker`.
+    pub async fn evacuate(&self, broker: &str) -> Result<(), sqlx::Error> {
+        if !self.holds().await? {
+            return Ok(());
+        }
+        let (brokers, nodes) = snapshot(&self.pool, Duration::ZERO).await?;
+        let moves = balance::evacuate(self.strategy, &brokers, &nodes, broker);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let written = assignments::record_moves(&self.pool, &moves, "failover").await?;
+        let published = assignments::announce(&self.pool, &self.brokers, &written, None).await?;
+        let mut targets = serde_json::Map::new();
+        for w in &written {
+            let n = targets.entry(w.broker_id.clone()).or_insert(json!(0));
+            *n = json!(n.as_i64().unwrap_or(0) + 1);
+        }
+        sqlx::query(
+            "UPDATE failover_events SET nodes_moved = nodes_moved + $2, \
+                 details = details || jsonb_build_object('moved_to', COALESCE(details->'moved_to', '{}'::jsonb) || $3) \
+             WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL",
+        )
+        .bind(broker)
+        .bind(written.len() as i32)
+        .bind(serde_json::Value::Object(targets))
+        .execute(&self.pool)
+        .await?;
+        info!(
+            broker,
+            nodes = written.len(),
+            configs = published,
+            "Nodes moved off the dead broker."
+        );
+        Ok(())
+    }
+
+    /// Closes the events whose moves are all confirmed (or given up on).
+    pub async fn finish_events(&self) -> Result<(), sqlx::Error> {
+        let done: Vec<(String, i32, f64, bool)> = sqlx::query_as(
+            "WITH open AS (SELECT f.id, f.broker_id, f.started_at, \
+                     (SELECT max(confirmed_at) FROM node_broker_assignments a \
+                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at) AS last_confirmed, \
+                     EXISTS (SELECT 1 FROM node_broker_assignments a \
+                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
+                        AND a.confirmed_at IS NULL) AS waiting \
+                 FROM failover_events f WHERE f.kind = 'failover' AND f.finished_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM node_broker_assignments a WHERE a.broker_id = f.broker_id)) \
+             UPDATE failover_events f \
+             SET finished_at = CASE WHEN open.waiting THEN now() ELSE COALESCE(open.last_confirmed, now()) END, \
+                 details = f.details || jsonb_build_object('all_confirmed', NOT open.waiting) \
+             FROM open WHERE f.id = open.id \
+               AND (NOT open.waiting OR open.started_at < now() - make_interval(secs => $1)) \
+             RETURNING f.broker_id, f.nodes_moved, \
+                 extract(epoch FROM f.finished_at - f.started_at)::float8, open.waiting",
+        )
+        .bind(GIVE_UP.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        for (broker, moved, secs, gave_up) in done {
+            if gave_up {
+                warn!(
+                    broker,
+                    nodes = moved,
+                    "Failover closed; some nodes never confirmed their new broker."
+                );
+            } else {
+                info!(
+                    broker,
+                    nodes = moved,
+                    seconds = secs,
+                    "Failover finished: every moved node confirmed."
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The dead broker answers again: see the module doc.
+    pub async fn recovered(&self, broker: &str, probes: u32) -> Result<(), sqlx::Error> {
+        if !self.holds().await? {
+            return Ok(());
+        }
+        let reason = format!("recovered: {probes} good probes in a row");
+        if broker_status::set_status(
+            &self.pool,
+            broker,
+            BrokerStatus::Good,
+            Writer::Failover,
+            &reason,
+        )
+        .await?
+        .is_none()
+        {
+            return Ok(());
+        }
+        metrics::gauge!(m::BROKER_STATUS, "broker" => broker.to_owned())
+            .set(BrokerStatus::Good.gauge());
+        sqlx::query(
+            "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
+             WHERE type = $1 AND broker_id = $2 AND status = 'ACTIVE'",
+        )
+        .bind(ALERT_TYPE)
+        .bind(broker)
+        .execute(&self.pool)
+        .await?;
+        let all = assignments::all(&self.pool).await?;
+        let published =
+            assignments::announce(&self.pool, &self.brokers, &all, Some(broker)).await?;
+        info!(
+            broker,
+            configs = published,
+            "Broker back: GOOD; node configs published there again."
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The slower signs of a dead broker, besides probes and dropped
+//! connections: its nodes falling silent, and commands on it going
+//! unanswered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::mqtt::Inbound;
+use common::topics::{NodeTopic, TopicKind};
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+/// When each broker last carried uplink from a node; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Uplink {
+    last: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Uplink {
+    /// Notes a telemetry or heartbeat message; false when it is neither.
+    pub fn on_message(&self, message: &Inbound) -> bool {
+        let Ok(topic) = NodeTopic::parse(&message.topic) else {
+            return false;
+        };
+        if !matches!(topic.kind, TopicKind::Telemetry | TopicKind::Heartbeat) {
+            return false;
+        }
+        self.lock()
+            .insert(message.broker_id.to_string(), Instant::now());
+        true
+    }
+
+    /// Brokers that carried uplink before but none for `silence`, among `with_nodes`.
+    pub fn silent(&self, with_nodes: &[String], silence: Duration) -> Vec<String> {
+        let last = self.lock();
+        with_nodes
+            .iter()
+            .filter(|b| last.get(*b).is_some_and(|at| at.elapsed() >= silence))
+            .cloned()
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Brokers with confirmed nodes on them.
+pub async fn brokers_with_nodes(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT broker_id FROM node_broker_assignments WHERE confirmed_at IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Brokers where at least 3 open commands of the last minute have waited
+/// `after` or longer for any answer while no open command there was
+/// acknowledged within `after` (one node that is merely slow or offline does
+/// not make its broker suspect). Reads only open commands (a partial index).
+pub async fn unanswered(pool: &PgPool, after: Duration) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT broker_id FROM commands \
+         WHERE finished_at IS NULL AND created_at > now() - interval '60 seconds' AND broker_id IS NOT NULL \
+         GROUP BY broker_id \
+         HAVING count(*) FILTER (WHERE status = 'SENT' AND sent_at < now() - make_interval(secs => $1)) >= 3 \
+            AND count(*) FILTER (WHERE ack_at > now() - make_interval(secs => $1)) = 0",
+    )
+    .bind(after.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,141 @@
+//! Wiring: database, connections to every broker of the registry (following
+//! it), the message dispatcher (probe echoes, uplink for the silence signal,
+//! node statuses confirming moves), the watcher with its lease, and the HTTP
+//! server (`/metrics`, `/health`).
+
+use std::time::Duration;
+
+use common::brokers::BrokerPool;
+use common::http::{Dependency, Health};
+use common::lease::Lease;
+use common::mqtt::Inbound;
+use common::probe::Prober;
+use common::service::Runner;
+use common::settings::Settings;
+use common::topics::TopicKind;
+use common::{QoS, assignments, db};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::actions::{self, Actor};
+use crate::settings::FailoverSettings;
+use crate::signals::Uplink;
+use crate::watcher::Watcher;
+use crate::{DEFAULT_PORT, SERVICE};
+
+/// How long the lease outlives its holder: a standby decides within ~8 s.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// A built failover instance, listening but not yet serving.
+pub struct App {
+    runner: Runner,
+    holder: String,
+}
+
+impl App {
+    pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {
+        let stop = CancellationToken::new();
+        let pool = db::connect_and_migrate(
+            settings.pg_options(),
+            settings.pg_max_connections,
+            Duration::from_secs(30),
+            &stop,
+        )
+        .await?;
+        let (inbox_tx, inbox_rx) = mpsc::channel(8192);
+        let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
+        let prober = Prober::new(SERVICE);
+        let uplink = Uplink::default();
+        let group = settings.share_group_or(SERVICE);
+        brokers.subscribe_all(&prober.filter(), QoS::AtLeastOnce)?;
+        for kind in [
+            TopicKind::Telemetry,
+            TopicKind::Heartbeat,
+            TopicKind::Status,
+        ] {
+            brokers.subscribe_all(&kind.shared_filter(group), QoS::AtMostOnce)?;
+        }
+
+        let tasks = TaskTracker::new();
+        tasks.spawn(dispatch(
+            inbox_rx,
+            prober.clone(),
+            uplink.clone(),
+            pool.clone(),
+            stop.clone(),
+        ));
+        let holder = Lease::holder_id(SERVICE);
+        let lease =
+            Lease::new(pool.clone(), actions::LEASE_NAME, &holder, LEASE_TTL).spawn(stop.clone());
+        let watcher = Watcher {
+            pool: pool.clone(),
+            brokers: brokers.clone(),
+            prober,
+            uplink,
+            actor: Actor {
+                pool: pool.clone(),
+                brokers: brokers.clone(),
+                strategy: failover.strategy()?,
+                holder: holder.clone(),
+            },
+            settings: failover,
+            lease,
+        };
+        tasks.spawn(watcher.run(stop.clone()));
+
+        let health = Health::new(SERVICE)
+            .require(Dependency::Postgres(pool.clone()))
+            .optional(Dependency::Brokers(brokers.clone()));
+        let router = common::http::ops_router(health)
+            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let runner = Runner::bind(
+            SERVICE,
+            settings.http_port_or(DEFAULT_PORT),
+            router,
+            tasks,
+            stop,
+            brokers,
+        )
+        .await?;
+        Ok(App { runner, holder })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.runner.port()
+    }
+
+    /// This instance's lease holder id (as `failover_events.details.decided_by` names it).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.runner.run_until_stopped(shutdown).await
+    }
+}
+
+/// Routes each message: a probe echo, uplink (for silence), or a node
+/// status that may confirm a move.
+async fn dispatch(
+    mut inbox: mpsc::Receiver<Inbound>,
+    prober: Prober,
+    uplink: Uplink,
+    pool: PgPool,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = inbox.recv() => match m { Some(m) => m, None => return },
+        };
+        if prober.on_message(&message) || uplink.on_message(&message) {
+            continue;
+        }
+        if let Err(e) = assignments::confirm_from_message(&pool, &message).await {
+            warn!(error = %e, "Could not confirm a move from a node status.");
+        }
+    }
+}

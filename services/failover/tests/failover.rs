@@ -1,0 +1,214 @@
+//! Failover on three private brokers with real node-sim nodes, the registry,
+//! the bridge and one or two failover instances.
+
+mod helpers;
+
+use std::time::Duration;
+
+use common::testing::eventually;
+use helpers::{Cluster, Options, WAIT};
+
+/// Waits until no assignment names `broker`, every node is confirmed on
+/// another broker and connected there, and the failover event is closed.
+async fn wait_failed_over(c: &Cluster, broker: &str) {
+    let done = eventually(WAIT, || async {
+        let rows = c.assignments().await;
+        let moved = rows.iter().all(|(_, b, confirmed)| b != broker && *confirmed);
+        let closed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM failover_events WHERE broker_id = $1 AND finished_at IS NOT NULL)",
+        )
+        .bind(broker)
+        .fetch_one(c.pool())
+        .await
+        .ok()?;
+        (moved && closed).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "failover of {broker} did not finish: {:?}",
+        c.assignments().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
+    let mut c = Cluster::start(Options::default())
+        .await
+        .expect("cluster starts");
+    c.wait_settled().await;
+    let victim = "mqtt2";
+    let moved = c.nodes_on(victim).await;
+    assert!(
+        !moved.is_empty(),
+        "static assignment gives every broker nodes"
+    );
+
+    c.broker_mut(victim).kill();
+    // Commands to the victim's nodes right after the kill: each waits for
+    // its node's move and goes out on the new broker.
+    let mut ids = Vec::new();
+    let sends = futures::future::join_all(moved.iter().map(|n| c.command(n))).await;
+    for (status, id) in sends {
+        assert_eq!(status, 200, "a command during the move is not refused");
+        ids.push(id.expect("command id"));
+    }
+    wait_failed_over(&c, victim).await;
+
+    assert_eq!(c.broker_status(victim).await, "OFFLINE");
+    let (nodes_moved, kind): (i32, String) =
+        sqlx::query_as("SELECT nodes_moved, kind FROM failover_events WHERE broker_id = $1")
+            .bind(victim)
+            .fetch_one(c.pool())
+            .await
+            .expect("one failover event");
+    assert_eq!(nodes_moved as usize, moved.len());
+    assert_eq!(kind, "failover");
+    let alert: String = sqlx::query_scalar(
+        "SELECT status FROM alerts WHERE type = 'broker_offline' AND broker_id = $1",
+    )
+    .bind(victim)
+    .fetch_one(c.pool())
+    .await
+    .expect("an alert");
+    assert_eq!(alert, "ACTIVE");
+    // Nothing points at the dead broker, and the nodes really are elsewhere.
+    assert!(c.nodes_on(victim).await.is_empty());
+    for uid in &moved {
+        let node = c.sim_nodes.iter().find(|n| n.uid() == uid).unwrap();
+        assert!(node.is_connected(), "{uid} reconnected");
+        assert_ne!(
+            node.link().broker_url(),
+            c.url_of(victim),
+            "{uid} left the dead broker"
+        );
+    }
+    // A command the dead broker acknowledged but never delivered (what a
+    // kill in the middle of a publish leaves): the bridge publishes it again
+    // on the node's new broker, and the node answers it.
+    let stranded = format!("stranded-{}", moved[0]);
+    sqlx::query(
+        "INSERT INTO commands (cmd_id, zone_id, node_id, channel, cmd, status, source, broker_id, sent_at) \
+         SELECT $1, n.zone_id, n.id, $3, 'ping', 'SENT', 'api', $4, now() FROM nodes n WHERE n.uid = $2",
+    )
+    .bind(&stranded)
+    .bind(&moved[0])
+    .bind(c.first_channel(&moved[0]))
+    .bind(victim)
+    .execute(c.pool())
+    .await
+    .unwrap();
+    ids.push(stranded);
+    // Commands after the move, to every node, flow as before.
+    for n in c.sim_nodes.iter() {
+        let (status, id) = c.command(n.uid()).await;
+        assert_eq!(status, 200);
+        ids.push(id.unwrap());
+    }
+    let statuses = c.final_statuses(&ids).await;
+    assert_eq!(statuses.get("DONE"), Some(&ids.len()), "{statuses:?}");
+    // And they went out on the nodes' new brokers.
+    let on_dead: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM commands WHERE cmd_id = ANY($1) AND broker_id = $2",
+    )
+    .bind(&ids)
+    .bind(victim)
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert_eq!(on_dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_that_recovers_is_not_flapped() {
+    let mut c = Cluster::start(Options::default())
+        .await
+        .expect("cluster starts");
+    c.wait_settled().await;
+    let victim = "mqtt3";
+    c.broker_mut(victim).kill();
+    wait_failed_over(&c, victim).await;
+    c.broker_mut(victim).resume().await;
+
+    let good = eventually(WAIT, || async {
+        (c.broker_status(victim).await == "GOOD").then_some(())
+    })
+    .await;
+    assert!(good.is_some(), "the broker is GOOD again once it answers");
+    // Some time at GOOD: no second failover, no node sent back in a hurry
+    // (only a rebalance returns them, and the registry here does not run one).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let changes: Vec<(Option<String>, String)> = sqlx::query_as(
+        "SELECT from_status, to_status FROM broker_status_changes WHERE broker_id = $1 \
+         AND (from_status = 'OFFLINE' OR to_status = 'OFFLINE') ORDER BY id",
+    )
+    .bind(victim)
+    .fetch_all(c.pool())
+    .await
+    .unwrap();
+    assert_eq!(changes.len(), 2, "down once, up once: {changes:?}");
+    assert_eq!(changes[0].1, "OFFLINE");
+    assert_eq!(changes[1], (Some("OFFLINE".into()), "GOOD".into()));
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM failover_events WHERE broker_id = $1")
+            .bind(victim)
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    assert_eq!(events, 1);
+    assert!(c.nodes_on(victim).await.is_empty());
+    let resolved: String = sqlx::query_scalar(
+        "SELECT status FROM alerts WHERE type = 'broker_offline' AND broker_id = $1",
+    )
+    .bind(victim)
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert_eq!(resolved, "RESOLVED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_failover_instances_never_both_act_and_a_standby_takes_over() {
+    let options = Options {
+        failovers: 2,
+        ..Options::default()
+    };
+    let mut c = Cluster::start(options).await.expect("cluster starts");
+    c.wait_settled().await;
+    c.broker_mut("mqtt2").kill();
+    wait_failed_over(&c, "mqtt2").await;
+
+    let first: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT details->>'decided_by', nodes_moved FROM failover_events WHERE broker_id = 'mqtt2'",
+    )
+    .fetch_all(c.pool())
+    .await
+    .unwrap();
+    assert_eq!(first.len(), 1, "one decision: {first:?}");
+    let holders: Vec<String> = c.failovers.iter().map(|(h, _)| h.clone()).collect();
+    let actor = first[0].0.clone();
+    assert!(holders.contains(&actor), "{actor} is one of {holders:?}");
+    // Every moved node was moved once: one move each, from mqtt2.
+    let moves: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM node_broker_assignments WHERE previous_broker_id = 'mqtt2' AND strategy = 'failover'",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert_eq!(moves, i64::from(first[0].1));
+
+    // The acting instance goes away; the standby decides the next failover.
+    let (_, token) = c.failovers.iter().find(|(h, _)| *h == actor).unwrap();
+    token.cancel();
+    c.broker_mut("mqtt3").kill();
+    wait_failed_over(&c, "mqtt3").await;
+    let second: String = sqlx::query_scalar(
+        "SELECT details->>'decided_by' FROM failover_events WHERE broker_id = 'mqtt3'",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert_ne!(second, actor, "the standby took over");
+    // Everything is on the one broker left.
+    assert!(c.assignments().await.iter().all(|(_, b, _)| b == "mqtt1"));
+}

@@ -1,0 +1,175 @@
+//! The firmware's broker behaviour: a config/update moves a node, which
+//! says ONLINE on its new broker; a stale one is ignored; cut off, a node
+//! falls back, buffers at most 50 readings and sends them afterwards with
+//! their original timestamps.
+
+mod support;
+
+use std::time::Duration;
+
+use common::payloads::{ConfigUpdate, NodeState, Status, Telemetry};
+use common::testing::{TestBroker, eventually};
+use node_sim::App;
+use node_sim::link::BUFFER_PACKETS;
+use support::{Recorder, WAIT, now_secs, settings, sim_settings};
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    nodes: std::sync::Arc<[node_sim::SimNode]>,
+    stop: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn run(sim: node_sim::SimSettings) -> Running {
+    let app = App::build(sim, settings(&[])).await.expect("app builds");
+    let nodes = app.nodes().clone();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    Running { nodes, stop }
+}
+
+#[tokio::test]
+async fn a_config_update_moves_the_node_and_a_stale_one_is_ignored() {
+    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
+    let mut sim = sim_settings(1, 1);
+    sim.broker_urls = Some(b1.url());
+    let gh = sim.greenhouse.clone();
+    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
+    let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
+    let r = run(sim).await;
+    let node = &r.nodes[0];
+    eventually(WAIT, || async { node.is_connected().then_some(()) })
+        .await
+        .unwrap();
+
+    let move_to = |url: &str, ts: i64| {
+        serde_json::to_vec(&ConfigUpdate {
+            mqtt_broker: url.to_owned(),
+            broker_id: "b".into(),
+            fallback: vec![],
+            ts,
+        })
+        .unwrap()
+    };
+    let topic = format!("nodes/{}/config/update", node.uid());
+    let ts = now_secs();
+    on_b1
+        .conn
+        .publish(&topic, move_to(&b2.url(), ts), true)
+        .await
+        .unwrap();
+
+    let online = eventually(WAIT, || async {
+        on_b2.with_suffix("/status").into_iter().find_map(|s| {
+            let status = Status::decode(&s.payload).ok()?;
+            (status.status == NodeState::Online && !s.retain).then_some(status)
+        })
+    })
+    .await
+    .expect("the node says ONLINE on its new broker");
+    assert!(online.ts >= ts);
+    eventually(WAIT, || async {
+        (!on_b2.with_suffix("/telemetry").is_empty()).then_some(())
+    })
+    .await
+    .expect("and sends its telemetry there");
+    assert_eq!(node.link().broker_url(), b2.url());
+
+    // A retained config/update older than the one applied (left on a
+    // broker by an earlier move) does not move it back.
+    let back = Recorder::start(&b2.url(), "nodes/#").await;
+    back.conn
+        .publish(&topic, move_to(&b1.url(), ts - 5), true)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(node.link().broker_url(), b2.url());
+    assert!(node.is_connected());
+}
+
+#[tokio::test]
+async fn a_node_cut_off_falls_back_and_sends_its_buffered_readings_with_their_timestamps() {
+    let (mut b1, b2) = (TestBroker::start().await, TestBroker::start().await);
+    let mut sim = sim_settings(1, 1);
+    sim.broker_urls = Some(format!("{},{}", b1.url(), b2.url()));
+    sim.telemetry_interval_ms = 1_000;
+    sim.fallback_after_ms = 2_500;
+    let gh = sim.greenhouse.clone();
+    let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
+    let r = run(sim).await;
+    let node = &r.nodes[0];
+    eventually(WAIT, || async { node.is_connected().then_some(()) })
+        .await
+        .unwrap();
+
+    b1.kill();
+    let cut_at = now_secs();
+    // Cut off: it keeps reading into its buffer, then finds the fallback.
+    let arrived = eventually(WAIT, || async {
+        on_b2
+            .with_suffix("/status")
+            .iter()
+            .any(|s| !s.retain)
+            .then_some(now_secs())
+    })
+    .await
+    .expect("the node reaches its fallback broker");
+    assert_eq!(node.link().broker_url(), b2.url());
+    let buffered = eventually(WAIT, || async {
+        let old: Vec<i64> = on_b2
+            .with_suffix("/telemetry")
+            .iter()
+            .filter_map(|s| Telemetry::decode(&s.payload, 0).ok())
+            .map(|t| t.ts)
+            .filter(|ts| *ts < arrived - 1)
+            .collect();
+        (!old.is_empty()).then_some(old)
+    })
+    .await
+    .expect("readings made while cut off arrive afterwards");
+    // With their original timestamps: from the cut, before the reconnect.
+    assert!(
+        buffered.iter().all(|ts| *ts >= cut_at - 2),
+        "{buffered:?} vs cut at {cut_at}"
+    );
+    eventually(WAIT, || async {
+        (node.link().buffered() == 0).then_some(())
+    })
+    .await
+    .expect("the buffer empties");
+}
+
+#[tokio::test]
+async fn the_offline_buffer_holds_at_most_50_readings() {
+    let mut b1 = TestBroker::start().await;
+    let mut sim = sim_settings(1, 1);
+    sim.broker_urls = Some(b1.url());
+    sim.telemetry_interval_ms = 20;
+    let r = run(sim).await;
+    let node = &r.nodes[0];
+    eventually(WAIT, || async { node.is_connected().then_some(()) })
+        .await
+        .unwrap();
+    b1.kill();
+    eventually(WAIT, || async {
+        (node.link().buffered() == BUFFER_PACKETS).then_some(())
+    })
+    .await
+    .expect("the buffer fills");
+    // Readings keep coming; the buffer never grows past its bound.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(node.link().buffered() <= BUFFER_PACKETS);
+    }
+    b1.resume().await;
+    eventually(WAIT, || async {
+        (node.is_connected() && node.link().buffered() == 0).then_some(())
+    })
+    .await
+    .expect("sent after the reconnect");
+}

@@ -1,0 +1,105 @@
+//! scheduler's own settings, read from the environment next to the shared
+//! [`common::settings::Settings`] and validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::settings::{SettingsError, de_from_str, from_env};
+use serde::Deserialize;
+
+const fn default_tick_sec() -> u64 {
+    60
+}
+const fn default_catch_up_sec() -> u64 {
+    900
+}
+
+/// How often the scheduler looks and how late a slot may still fire.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerSettings {
+    /// `SCHEDULER_TICK_SEC`: time between two ticks (the first is at start).
+    #[serde(default = "default_tick_sec", deserialize_with = "de_from_str")]
+    pub scheduler_tick_sec: u64,
+    /// `SCHEDULER_CATCHUP_MAX_AGE_SEC`: a slot found due later than this
+    /// (the service was down, or no instance held the lease) is not fired
+    /// but recorded as missed, with a zone event.
+    #[serde(default = "default_catch_up_sec", deserialize_with = "de_from_str")]
+    pub scheduler_catchup_max_age_sec: u64,
+}
+
+impl SchedulerSettings {
+    /// Reads and validates the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: SchedulerSettings = from_env(vars)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let fail = |m: &str| Err(SettingsError(m.to_owned()));
+        if !(1..=3_600).contains(&self.scheduler_tick_sec) {
+            return fail("SCHEDULER_TICK_SEC must be between 1 and 3600");
+        }
+        // Below a tick, a slot could be missed between two healthy ticks.
+        if self.scheduler_catchup_max_age_sec < self.scheduler_tick_sec
+            || self.scheduler_catchup_max_age_sec > 86_400
+        {
+            return fail(
+                "SCHEDULER_CATCHUP_MAX_AGE_SEC must be at least SCHEDULER_TICK_SEC and at most 86400",
+            );
+        }
+        Ok(())
+    }
+
+    pub fn tick(&self) -> Duration {
+        Duration::from_secs(self.scheduler_tick_sec)
+    }
+
+    pub fn catch_up_max_age(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.scheduler_catchup_max_age_sec as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::testing::env_vars;
+
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = SchedulerSettings::from_vars(env_vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.tick(), Duration::from_secs(60));
+        assert_eq!(s.catch_up_max_age(), chrono::Duration::minutes(15));
+    }
+
+    #[test]
+    fn overrides_and_refusals() {
+        let s = SchedulerSettings::from_vars(env_vars(&[
+            ("SCHEDULER_TICK_SEC", "1"),
+            ("SCHEDULER_CATCHUP_MAX_AGE_SEC", "60"),
+        ]))
+        .unwrap();
+        assert_eq!(s.tick(), Duration::from_secs(1));
+        assert_eq!(s.catch_up_max_age(), chrono::Duration::minutes(1));
+        for (vars, needle) in [
+            (vec![("SCHEDULER_TICK_SEC", "0")], "SCHEDULER_TICK_SEC"),
+            (vec![("SCHEDULER_TICK_SEC", "x")], "scheduler_tick_sec"),
+            (
+                vec![
+                    ("SCHEDULER_TICK_SEC", "120"),
+                    ("SCHEDULER_CATCHUP_MAX_AGE_SEC", "60"),
+                ],
+                "SCHEDULER_CATCHUP_MAX_AGE_SEC",
+            ),
+        ] {
+            let err = SchedulerSettings::from_vars(env_vars(&vars)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{vars:?}: {err}");
+        }
+    }
+}

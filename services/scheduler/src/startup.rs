@@ -1,0 +1,111 @@
+//! Wiring: database, broker connections and the shared command send path,
+//! the firing lease, the tick loop, and the HTTP server (`/metrics`,
+//! `/health`).
+
+use std::time::Duration;
+
+use common::brokers::BrokerPool;
+use common::commands::CommandSender;
+use common::db;
+use common::http::{Dependency, Health};
+use common::lease::{Lease, LeaseGuard};
+use common::service::Runner;
+use common::settings::Settings;
+use common::status_writer::StatusWriter;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::tick::{self, Scheduler};
+use crate::{DEFAULT_PORT, LEASE_NAME, SERVICE, SchedulerSettings};
+
+/// How long the lease outlives a dead holder: a standby fires within ~8 s.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// A built scheduler, listening but not yet serving.
+pub struct App {
+    runner: Runner,
+    pool: PgPool,
+    lease: LeaseGuard,
+}
+
+impl App {
+    /// Connects to PostgreSQL (migrating it) and the brokers, competes for
+    /// the lease, starts the tick loop and binds `HTTP_PORT` (0 picks a
+    /// free port).
+    pub async fn build(settings: Settings, scheduler: SchedulerSettings) -> anyhow::Result<App> {
+        let stop = CancellationToken::new();
+        if settings.uses_dev_node_secret() {
+            warn!(
+                "NODE_DEFAULT_SECRET is the development default; set a real secret in production."
+            );
+        }
+        let pool = db::connect_and_migrate(
+            settings.pg_options(),
+            settings.pg_max_connections,
+            Duration::from_secs(30),
+            &stop,
+        )
+        .await?;
+        let brokers = BrokerPool::connect(&settings, &pool, SERVICE, None, &stop).await?;
+        let sender = CommandSender::new(
+            pool.clone(),
+            brokers.clone(),
+            settings.node_default_secret.clone(),
+            StatusWriter::spawn(pool.clone()),
+        );
+        let lease = Lease::new(
+            pool.clone(),
+            LEASE_NAME,
+            &Lease::holder_id(SERVICE),
+            LEASE_TTL,
+        )
+        .spawn(stop.clone());
+        let lease_watch = lease.clone();
+        let worker = Scheduler::new(pool.clone(), sender, lease, scheduler.catch_up_max_age());
+        let tasks = TaskTracker::new();
+        tasks.spawn(tick::run(worker, scheduler.tick(), stop.clone()));
+
+        let health = Health::new(SERVICE)
+            .require(Dependency::Postgres(pool.clone()))
+            .require(Dependency::Brokers(brokers.clone()));
+        let router = common::http::ops_router(health)
+            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let runner = Runner::bind(
+            SERVICE,
+            settings.http_port_or(DEFAULT_PORT),
+            router,
+            tasks,
+            stop,
+            brokers,
+        )
+        .await?;
+        Ok(App {
+            runner,
+            pool,
+            lease: lease_watch,
+        })
+    }
+
+    /// The port `/metrics` and `/health` listen on.
+    pub fn port(&self) -> u16 {
+        self.runner.port()
+    }
+
+    /// Watches whether this instance holds the lease and so fires (for tests).
+    pub fn lease(&self) -> LeaseGuard {
+        self.lease.clone()
+    }
+
+    /// The database pool (for tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown`, then stops the tick loop (a tick in
+    /// progress may finish, for at most 10 s) and releases the lease.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.runner.run_until_stopped(shutdown).await
+    }
+}
