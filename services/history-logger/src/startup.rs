@@ -71,6 +71,8 @@ impl App {
         let brokers =
             BrokerPool::connect_with(&settings, &pool, SERVICE, Some(inbox_tx), &stop, |config| {
                 config.manual_acks = true;
+                // One PUBACK per message: let the kernel coalesce them.
+                config.nodelay = false;
                 config.session_expiry = session_expiry;
                 // A persistent session is found again by its client id.
                 config.client_id = format!("{SERVICE}-{instance}-{}", config.broker_id);
@@ -89,6 +91,7 @@ impl App {
         let stats = Arc::new(IngestStats::default());
         let ingest = Ingest {
             queue: queue.clone(),
+            max_pack: settings.telemetry_batch_size,
             brokers: brokers.clone(),
             stats: stats.clone(),
         };
@@ -101,6 +104,7 @@ impl App {
                 batch_size: settings.telemetry_batch_size,
                 flush: Duration::from_millis(settings.telemetry_flush_ms),
                 claim_idle: history.claim_idle(),
+                writers: history.history_writers,
             },
         );
         tasks.spawn(writer.run(stop.clone()));
