@@ -1,7 +1,7 @@
 # Multi-stage build of the hydro services. One image holds every binary; each
 # compose service picks its binary with `command:` (e.g. `command: ["mqtt-bridge"]`).
 #   docker build -t hydro .
-FROM rust:1.85-bookworm AS builder
+FROM rust:1.88-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY common common
@@ -9,9 +9,10 @@ COPY services services
 COPY migrations migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p mqtt-bridge -p node-sim \
+    cargo build --release --locked --bins \
  && mkdir -p /out \
- && cp target/release/mqtt-bridge target/release/node-sim /out/
+ && cd target/release \
+ && cp mqtt-bridge history-logger automation-engine scheduler broker-registry failover node-sim /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

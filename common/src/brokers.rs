@@ -102,38 +102,7 @@ impl BrokerPool {
 
     /// Connects like [`BrokerPool::connect`], with `configure` adjusting each
     /// broker's [`MqttConfig`] (manual acks, a persistent session, a stable
-    /// client id) before its connection starts — but the set of brokers
-    /// stays as it was at this call. [`BrokerPool::connect_following`] takes
-    /// the same `configure` (`'static`) and follows the table.
-    pub async fn connect_with(
-        settings: &Settings,
-        pool: &PgPool,
-        client_prefix: &str,
-        inbox: Option<mpsc::Sender<Inbound>>,
-        shutdown: &CancellationToken,
-        configure: impl Fn(&mut MqttConfig),
-    ) -> Result<Self, anyhow::Error> {
-        let desired = desired_brokers(settings, pool).await?;
-        let mut connections = BTreeMap::new();
-        for (id, url) in desired {
-            let stop = shutdown.child_token();
-            let mut config = MqttConfig::new(&id, &url, client_prefix).with_settings(settings);
-            configure(&mut config);
-            info!(broker = %id, url = %url, "Connecting to broker.");
-            let connection = MqttConnection::start(config, inbox.clone(), stop.clone())?;
-            connections.insert(
-                id,
-                Entry {
-                    url,
-                    connection,
-                    stop,
-                },
-            );
-        }
-        Ok(Self::new(&settings.mqtt_broker_id, connections, None))
-    }
-
-    /// Like [`BrokerPool::connect_with`], and then follows the `brokers`
+    /// client id) before its connection starts, and follows the `brokers`
     /// table until `shutdown`: brokers added, removed, enabled, disabled or
     /// moved to another URL are connected or disconnected within moments
     /// (LISTEN/NOTIFY on `hydro_brokers`, and a full comparison every 30 s

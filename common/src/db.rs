@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
+
+use crate::settings::Settings;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +31,21 @@ fn target(options: &PgConnectOptions) -> String {
         options.get_port(),
         options.get_database().unwrap_or("?")
     )
+}
+
+/// How long a service waits for PostgreSQL at start before giving up.
+pub const SERVICE_START_WAIT: Duration = Duration::from_secs(30);
+
+/// A service's pool: the settings' connection options and size, migrated,
+/// waiting up to [`SERVICE_START_WAIT`] for the database.
+pub async fn open(settings: &Settings, shutdown: &CancellationToken) -> Result<PgPool, DbError> {
+    connect_and_migrate(
+        settings.pg_options(),
+        settings.pg_max_connections,
+        SERVICE_START_WAIT,
+        shutdown,
+    )
+    .await
 }
 
 /// Connects, retrying for up to `wait` (PostgreSQL often starts after us in

@@ -4,7 +4,7 @@
 //! shutdown.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -21,16 +21,34 @@ use tokio_util::sync::CancellationToken;
 use crate::brokers::BrokerPool;
 use crate::metrics as m;
 
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder, installed on first use.
+///
+/// Histogram samples wait in a buffer until they are folded into their
+/// buckets, which a scrape does, or the upkeep this starts: without it a
+/// process nobody scrapes would keep every sample it ever recorded.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), m::LATENCY_BUCKETS)
                 .expect("buckets are not empty")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("a thread can be started");
+            handle
         })
         .clone()
 }

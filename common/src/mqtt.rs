@@ -122,6 +122,11 @@ pub struct MqttConfig {
     /// per connection at 65535), which thousands of simulated nodes cannot
     /// afford.
     pub max_inflight: Option<u16>,
+    /// TCP_NODELAY (the default): small packets leave at once. Off, the
+    /// kernel may coalesce writes made while earlier ones are unacknowledged
+    /// (Nagle): fewer, fuller segments for a connection whose latency does
+    /// not matter, such as history-logger's stream of PUBACKs.
+    pub nodelay: bool,
 }
 
 impl MqttConfig {
@@ -143,6 +148,7 @@ impl MqttConfig {
             max_pending: 4096,
             session_expiry: None,
             max_inflight: None,
+            nodelay: true,
         }
     }
 
@@ -176,7 +182,7 @@ impl MqttConfig {
         // TCP_NODELAY, Nagle's algorithm holds them for the peer's delayed
         // ACK and a publish round trip takes tens of milliseconds.
         let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
+        network.set_tcp_nodelay(self.nodelay);
         network.set_connection_timeout(5);
         o.set_network_options(network);
         if let Some(user) = &self.username {

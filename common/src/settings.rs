@@ -337,6 +337,16 @@ impl Settings {
     pub fn uses_dev_node_secret(&self) -> bool {
         self.node_default_secret.expose_secret() == DEV_NODE_SECRET
     }
+
+    /// Warns (once per call, at start) when commands would be signed with
+    /// the development secret.
+    pub fn warn_if_dev_node_secret(&self) {
+        if self.uses_dev_node_secret() {
+            tracing::warn!(
+                "NODE_DEFAULT_SECRET is the development default; set a real secret in production."
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ use common::status_writer::StatusWriter;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 use crate::cycle::{self, Engine};
 use crate::{AutomationSettings, DEFAULT_PORT, LEASE_NAME, SERVICE};
@@ -35,18 +34,8 @@ impl App {
     /// free port).
     pub async fn build(settings: Settings, automation: AutomationSettings) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
-        if settings.uses_dev_node_secret() {
-            warn!(
-                "NODE_DEFAULT_SECRET is the development default; set a real secret in production."
-            );
-        }
-        let pool = db::connect_and_migrate(
-            settings.pg_options(),
-            settings.pg_max_connections,
-            Duration::from_secs(30),
-            &stop,
-        )
-        .await?;
+        settings.warn_if_dev_node_secret();
+        let pool = db::open(&settings, &stop).await?;
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, None, &stop).await?;
         let sender = CommandSender::new(
             pool.clone(),

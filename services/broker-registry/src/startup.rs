@@ -45,13 +45,7 @@ impl App {
     /// the engine and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, registry: RegistrySettings) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
-        let pool = db::connect_and_migrate(
-            settings.pg_options(),
-            settings.pg_max_connections,
-            Duration::from_secs(30),
-            &stop,
-        )
-        .await?;
+        let pool = db::open(&settings, &stop).await?;
         let mut seeds = registry.seed_brokers()?;
         if seeds.is_empty() {
             seeds.push(SeedBroker {

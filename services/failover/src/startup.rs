@@ -38,13 +38,7 @@ pub struct App {
 impl App {
     pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
-        let pool = db::connect_and_migrate(
-            settings.pg_options(),
-            settings.pg_max_connections,
-            Duration::from_secs(30),
-            &stop,
-        )
-        .await?;
+        let pool = db::open(&settings, &stop).await?;
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
         let prober = Prober::new(SERVICE);

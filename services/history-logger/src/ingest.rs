@@ -1,6 +1,6 @@
 //! Ingest: messages from every broker are checked, appended to the uplink
-//! stream (or, when refused, to the dead-letter list) in one Redis round trip
-//! per burst, and only then acknowledged to their broker.
+//! stream as one [`Pack`] per burst (the refused ones to the dead-letter
+//! list) in one Redis round trip, and only then acknowledged to their broker.
 //!
 //! Redis down: nothing is acknowledged; the burst is retried with a backoff
 //! while the brokers hold the rest. Queue full: nothing is appended or
@@ -21,11 +21,12 @@ use tracing::{debug, warn};
 
 use crate::backpressure::{Pressure, RateLimit};
 use crate::dead_letter::DeadLetter;
-use crate::queue::{NewEntry, Queue};
+use crate::pack::{Message, Pack};
+use crate::queue::Queue;
 use crate::uplink;
 
-/// Messages appended per Redis round trip at most; also how far one
-/// instance may overshoot the queue's bound.
+/// Messages appended per Redis round trip (one pack) at most; also how far
+/// one instance may overshoot the queue's bound.
 pub const MAX_BURST: usize = 1024;
 
 /// Counters of one instance, shared with its tests and monitor.
@@ -55,6 +56,9 @@ fn kind_label(topic: &str) -> &'static str {
 
 pub struct Ingest {
     pub queue: Queue,
+    /// Messages per pack at most: `TELEMETRY_BATCH_SIZE` (capped at
+    /// [`MAX_BURST`]), so that one pack fits one write batch.
+    pub max_pack: usize,
     pub brokers: BrokerPool,
     pub stats: Arc<IngestStats>,
 }
@@ -63,11 +67,12 @@ impl Ingest {
     /// Runs until `stop` or until every broker connection is gone.
     pub async fn run(self, mut inbox: mpsc::Receiver<Inbound>, stop: CancellationToken) {
         let mut warn_limit = RateLimit::new(Duration::from_secs(10));
-        let mut burst: Vec<Inbound> = Vec::with_capacity(MAX_BURST);
+        let max_pack = self.max_pack.clamp(1, MAX_BURST);
+        let mut burst: Vec<Inbound> = Vec::with_capacity(max_pack);
         loop {
             let received = tokio::select! {
                 _ = stop.cancelled() => break,
-                n = inbox.recv_many(&mut burst, MAX_BURST) => n,
+                n = inbox.recv_many(&mut burst, max_pack) => n,
             };
             if received == 0 {
                 break;
@@ -96,18 +101,20 @@ impl Ingest {
     ) -> bool {
         let now = Utc::now();
         let received_ms = now.timestamp_millis();
-        let mut entries = Vec::with_capacity(burst.len());
+        let mut pack = Pack {
+            received_ms,
+            messages: Vec::with_capacity(burst.len()),
+        };
         let mut dead = Vec::new();
         let mut reasons = Vec::new();
         for message in burst {
             metrics::counter!(m::UPLINK_RECEIVED, "kind" => kind_label(&message.topic))
                 .increment(1);
             match uplink::decode(&message.topic, &message.payload, now.timestamp()) {
-                Ok(_) => entries.push(NewEntry {
+                Ok(_) => pack.messages.push(Message {
                     broker: message.broker_id.to_string(),
                     topic: message.topic.clone(),
                     payload: message.payload.to_vec(),
-                    received_ms,
                 }),
                 Err(r) => {
                     dead.push(
@@ -128,7 +135,7 @@ impl Ingest {
         let bound = self.queue.bound();
         let mut backoff_ms = 100u64;
         loop {
-            if !entries.is_empty()
+            if !pack.messages.is_empty()
                 && Pressure::of(self.stats.queue_len.load(Ordering::Relaxed), bound)
                     == Pressure::Full
             {
@@ -156,7 +163,7 @@ impl Ingest {
                     }
                 }
             }
-            match self.queue.push(&entries, &dead).await {
+            match self.queue.push(&pack, &dead).await {
                 Ok(len) => {
                     self.stats.queue_len.store(len, Ordering::Relaxed);
                     let pressure = Pressure::of(len, bound);
@@ -184,7 +191,7 @@ impl Ingest {
         }
         self.stats
             .accepted
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            .fetch_add(pack.messages.len() as u64, Ordering::Relaxed);
         self.stats
             .refused
             .fetch_add(reasons.len() as u64, Ordering::Relaxed);

@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod ingest;
 pub mod monitor;
 pub mod node_state;
+pub mod pack;
 pub mod queue;
 pub mod resolver;
 pub mod settings;

@@ -1,43 +1,82 @@
-//! The uplink queue: a Redis stream with a consumer group, and the bounded
-//! dead-letter list beside it.
+//! The uplink queue: a Redis stream with a consumer group, a counter of the
+//! messages in it, and the bounded dead-letter list beside it.
 //!
-//! Ingest appends (`XADD`) and only then acknowledges to the broker; the
-//! writer reads with `XREADGROUP`, and after PostgreSQL committed a batch
-//! removes it (`XACK` + `XDEL`, so `XLEN` is the backlog). Entries a crashed
-//! consumer had read but not written stay pending and are taken over with
-//! `XAUTOCLAIM`.
+//! Ingest appends a burst as one entry (a [`Pack`]) and only then
+//! acknowledges to the broker; the writer reads with `XREADGROUP`, and after
+//! PostgreSQL committed a batch removes its entries (`XACK` + `XDEL`, so the
+//! stream holds only what is unwritten). Entries a crashed consumer had read
+//! but not written stay pending and are taken over with `XAUTOCLAIM`.
+//!
+//! The queue's length is counted in messages, not entries: `{stream}:messages`
+//! goes up with each append and down with each entry deleted, in the same
+//! atomic step, so the bound means the same at any burst size.
 
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Value, cmd};
 
 use common::redis_pool::RedisError;
 
+use crate::pack::{Pack, Unreadable};
+
 // The stream is never trimmed (no `XADD … MAXLEN`): written entries are
 // deleted by the writer, so everything in the stream is unwritten and a trim
 // could only lose data. The bound is kept by ingest, which stops appending
 // (and acknowledging) once the queue is full; one burst may overshoot it by at
-// most `ingest::MAX_BURST` entries per instance.
+// most `ingest::MAX_BURST` messages per instance.
 
 /// Largest BLOCK of a read, below the Redis client's 500 ms response timeout.
 pub const MAX_BLOCK_MS: u64 = 200;
 
-/// A message on its way in.
+/// Appends one pack and counts its messages; returns the count after.
+/// KEYS: stream, counter. ARGV: message count, received ms, pack.
+const APPEND: &str = "\
+redis.call('XADD', KEYS[1], '*', 'n', ARGV[1], 'r', ARGV[2], 'm', ARGV[3])
+return redis.call('INCRBY', KEYS[2], ARGV[1])";
+
+/// Acknowledges and deletes entries, uncounting the messages of each entry
+/// this call deleted (an entry two consumers wrote is uncounted once).
+/// KEYS: stream, counter. ARGV: group, then id and message count pairs.
+const REMOVE: &str = "\
+local gone = 0
+for i = 2, #ARGV, 2 do
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then gone = gone + tonumber(ARGV[i + 1]) end
+end
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('SET', KEYS[2], 0)
+elseif gone > 0 then redis.call('DECRBY', KEYS[2], gone) end
+return gone";
+
+/// What a stream entry holds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewEntry {
-    pub broker: String,
-    pub topic: String,
-    pub payload: Vec<u8>,
-    /// Milliseconds since the epoch when it arrived.
-    pub received_ms: i64,
+pub enum Content {
+    Pack(Pack),
+    /// Deleted while pending (another consumer wrote it): ack it, nothing else.
+    Deleted,
+    /// Not a pack this code wrote: kept aside as a dead letter, then acked.
+    Unreadable {
+        raw: Vec<u8>,
+        why: Unreadable,
+    },
 }
 
-/// A message read back from the stream.
+/// An entry read back from the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// The stream id, `{ms}-{seq}`.
     pub id: String,
-    /// `None` when the entry was deleted while pending: ack it, nothing else.
-    pub message: Option<NewEntry>,
+    /// Messages the entry counts for in the queue's length.
+    pub count: u64,
+    pub content: Content,
+}
+
+impl Entry {
+    /// The messages of the entry (none unless it is a readable pack).
+    pub fn pack(&self) -> Option<&Pack> {
+        match &self.content {
+            Content::Pack(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// The stream, its group and the dead-letter list of one deployment.
@@ -45,6 +84,7 @@ pub struct Entry {
 pub struct Queue {
     pool: Pool,
     stream: String,
+    counter: String,
     group: String,
     dead_letter: String,
     dead_letter_max: u64,
@@ -63,6 +103,7 @@ impl Queue {
         Queue {
             pool,
             stream: stream.to_owned(),
+            counter: format!("{stream}:messages"),
             group: group.to_owned(),
             dead_letter: dead_letter.to_owned(),
             dead_letter_max,
@@ -70,6 +111,7 @@ impl Queue {
         }
     }
 
+    /// The most messages the queue should hold.
     pub fn bound(&self) -> u64 {
         self.bound
     }
@@ -100,24 +142,10 @@ impl Queue {
         }
     }
 
-    /// Appends `entries` and pushes `dead` records in one round trip, and
-    /// returns the stream's length after it.
-    pub async fn push(&self, entries: &[NewEntry], dead: &[String]) -> Result<u64, RedisError> {
+    /// Appends `pack` (when it has messages) and pushes `dead` records in one
+    /// round trip, and returns the number of messages queued after it.
+    pub async fn push(&self, pack: &Pack, dead: &[String]) -> Result<u64, RedisError> {
         let mut pipe = redis::pipe();
-        for e in entries {
-            pipe.cmd("XADD")
-                .arg(&self.stream)
-                .arg("*")
-                .arg("b")
-                .arg(&e.broker)
-                .arg("t")
-                .arg(&e.topic)
-                .arg("p")
-                .arg(&e.payload)
-                .arg("r")
-                .arg(e.received_ms)
-                .ignore();
-        }
         if !dead.is_empty() {
             pipe.cmd("LPUSH").arg(&self.dead_letter).arg(dead).ignore();
             pipe.cmd("LTRIM")
@@ -126,16 +154,27 @@ impl Queue {
                 .arg(self.dead_letter_max.saturating_sub(1))
                 .ignore();
         }
-        pipe.cmd("XLEN").arg(&self.stream);
+        if pack.messages.is_empty() {
+            pipe.cmd("GET").arg(&self.counter);
+        } else {
+            pipe.cmd("EVAL")
+                .arg(APPEND)
+                .arg(2)
+                .arg(&self.stream)
+                .arg(&self.counter)
+                .arg(pack.messages.len())
+                .arg(pack.received_ms)
+                .arg(pack.encode());
+        }
         let mut c = self.conn().await?;
-        let (len,): (u64,) = pipe.query_async(&mut c).await?;
-        Ok(len)
+        let (len,): (Option<i64>,) = pipe.query_async(&mut c).await?;
+        Ok(len.unwrap_or(0).max(0) as u64)
     }
 
     /// Pushes dead-letter records only.
     pub async fn push_dead(&self, dead: &[String]) -> Result<(), RedisError> {
         if !dead.is_empty() {
-            self.push(&[], dead).await?;
+            self.push(&Pack::default(), dead).await?;
         }
         Ok(())
     }
@@ -220,28 +259,32 @@ impl Queue {
     }
 
     /// Acknowledges and deletes written entries.
-    pub async fn ack(&self, ids: &[String]) -> Result<(), RedisError> {
-        if ids.is_empty() {
+    pub async fn ack(&self, entries: &[&Entry]) -> Result<(), RedisError> {
+        if entries.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("XACK")
+        let mut remove = cmd("EVAL");
+        remove
+            .arg(REMOVE)
+            .arg(2)
             .arg(&self.stream)
-            .arg(&self.group)
-            .arg(ids)
-            .ignore();
-        pipe.cmd("XDEL").arg(&self.stream).arg(ids).ignore();
+            .arg(&self.counter)
+            .arg(&self.group);
+        for e in entries {
+            remove.arg(&e.id).arg(e.count);
+        }
         let mut c = self.conn().await?;
-        let () = pipe.query_async(&mut c).await?;
+        let _gone: i64 = remove.query_async(&mut c).await?;
         Ok(())
     }
 
-    /// Entries waiting and the time of the oldest (ms since the epoch).
+    /// Messages waiting and the arrival time of the oldest entry (ms since
+    /// the epoch).
     pub async fn stats(&self) -> Result<(u64, Option<i64>), RedisError> {
         let mut c = self.conn().await?;
-        let (len, first): (u64, Value) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&self.stream)
+        let (len, first): (Option<i64>, Value) = redis::pipe()
+            .cmd("GET")
+            .arg(&self.counter)
             .cmd("XRANGE")
             .arg(&self.stream)
             .arg("-")
@@ -255,7 +298,13 @@ impl Queue {
             .next()
             .and_then(parse_entry)
             .and_then(|e| id_millis(&e.id));
-        Ok((len, oldest))
+        Ok((len.unwrap_or(0).max(0) as u64, oldest))
+    }
+
+    /// Entries in the stream (each a burst of messages).
+    pub async fn entry_count(&self) -> Result<u64, RedisError> {
+        let mut c = self.conn().await?;
+        Ok(cmd("XLEN").arg(&self.stream).query_async(&mut c).await?)
     }
 
     /// Entries read by some consumer and not yet acknowledged.
@@ -315,31 +364,38 @@ fn parse_entry(v: Value) -> Option<Entry> {
     let id = as_string(parts.next()?)?;
     let fields = into_array(parts.next().unwrap_or(Value::Nil));
     if fields.is_empty() {
-        return Some(Entry { id, message: None });
+        return Some(Entry {
+            id,
+            count: 0,
+            content: Content::Deleted,
+        });
     }
-    let mut message = NewEntry {
-        broker: String::new(),
-        topic: String::new(),
-        payload: Vec::new(),
-        received_ms: 0,
-    };
+    let (mut count, mut received_ms, mut raw) = (None, None, None);
     let mut fields = fields.into_iter();
     while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
         let (Some(k), Some(v)) = (as_bytes(k), as_bytes(v)) else {
             continue;
         };
+        let number = || std::str::from_utf8(&v).ok()?.parse::<i64>().ok();
         match k.as_slice() {
-            b"b" => message.broker = String::from_utf8_lossy(&v).into_owned(),
-            b"t" => message.topic = String::from_utf8_lossy(&v).into_owned(),
-            b"p" => message.payload = v,
-            b"r" => message.received_ms = String::from_utf8_lossy(&v).parse().unwrap_or(0),
+            b"n" => count = number(),
+            b"r" => received_ms = number(),
+            b"m" => raw = Some(v),
             _ => {}
         }
     }
-    Some(Entry {
-        id,
-        message: Some(message),
-    })
+    let count = count.map_or(0, |n| n.max(0) as u64);
+    let content = match (received_ms, raw) {
+        (Some(ms), Some(raw)) => match Pack::decode(ms, &raw) {
+            Ok(pack) => Content::Pack(pack),
+            Err(why) => Content::Unreadable { raw, why },
+        },
+        (_, raw) => Content::Unreadable {
+            raw: raw.unwrap_or_default(),
+            why: Unreadable("not a pack entry"),
+        },
+    };
+    Some(Entry { id, count, content })
 }
 
 #[cfg(test)]
@@ -352,32 +408,61 @@ mod tests {
 
     #[test]
     fn parses_a_read_reply() {
+        let pack = Pack {
+            received_ms: 1_700_000_000_001,
+            messages: vec![crate::pack::Message {
+                broker: "mqtt1".into(),
+                topic: "hydro/a/b/c/d/telemetry".into(),
+                payload: b"{}".to_vec(),
+            }],
+        };
+        let entry =
+            |id: &str, fields: Vec<Value>| Value::Array(vec![bulk(id), Value::Array(fields)]);
         let reply = Value::Array(vec![Value::Array(vec![
             bulk("s"),
             Value::Array(vec![
-                Value::Array(vec![
-                    bulk("1700000000000-0"),
-                    Value::Array(vec![
-                        bulk("b"),
-                        bulk("mqtt1"),
-                        bulk("t"),
-                        bulk("hydro/a/b/c/d/telemetry"),
-                        bulk("p"),
-                        bulk("{}"),
+                entry(
+                    "1700000000000-0",
+                    vec![
+                        bulk("n"),
+                        bulk("1"),
                         bulk("r"),
                         bulk("1700000000001"),
-                    ]),
-                ]),
+                        bulk("m"),
+                        Value::BulkString(pack.encode()),
+                    ],
+                ),
                 Value::Array(vec![bulk("1700000000000-1"), Value::Nil]),
+                entry("1700000000000-2", vec![bulk("b"), bulk("mqtt1")]),
+                entry(
+                    "1700000000000-3",
+                    vec![
+                        bulk("n"),
+                        bulk("1"),
+                        bulk("r"),
+                        bulk("1"),
+                        bulk("m"),
+                        bulk("xyz"),
+                    ],
+                ),
             ]),
         ])]);
         let entries = parse_read_reply(reply);
-        assert_eq!(entries.len(), 2);
-        let m = entries[0].message.as_ref().unwrap();
-        assert_eq!(m.broker, "mqtt1");
-        assert_eq!(m.payload, b"{}");
-        assert_eq!(m.received_ms, 1_700_000_000_001);
-        assert!(entries[1].message.is_none());
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0].pack(), Some(&pack));
+        assert_eq!(entries[0].count, 1);
+        assert_eq!(entries[1].content, Content::Deleted);
+        assert!(matches!(
+            entries[2].content,
+            Content::Unreadable {
+                why: Unreadable("not a pack entry"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &entries[3].content,
+            Content::Unreadable { raw, .. } if raw == b"xyz"
+        ));
         assert!(parse_read_reply(Value::Nil).is_empty());
         assert_eq!(id_millis("1700000000000-1"), Some(1_700_000_000_000));
     }

@@ -26,6 +26,9 @@ const fn default_dead_letter_max() -> u64 {
 const fn default_claim_idle_ms() -> u64 {
     30_000
 }
+const fn default_writers() -> usize {
+    4
+}
 const fn default_session_expiry_sec() -> u32 {
     3_600
 }
@@ -42,7 +45,7 @@ pub struct HistorySettings {
     /// `HISTORY_CONSUMER_GROUP`: the stream's consumer group.
     #[serde(default = "default_consumer_group")]
     pub history_consumer_group: String,
-    /// `HISTORY_QUEUE_MAX`: the queue's bound in entries. Past 90 % it warns;
+    /// `HISTORY_QUEUE_MAX`: the queue's bound in messages. Past 90 % it warns;
     /// at the bound it stops acknowledging to the brokers.
     #[serde(default = "default_queue_max", deserialize_with = "de_from_str")]
     pub history_queue_max: u64,
@@ -53,6 +56,9 @@ pub struct HistorySettings {
     /// dead consumer and is claimed by a live one.
     #[serde(default = "default_claim_idle_ms", deserialize_with = "de_from_str")]
     pub history_claim_idle_ms: u64,
+    /// `HISTORY_WRITERS`: batches written to PostgreSQL at once.
+    #[serde(default = "default_writers", deserialize_with = "de_from_str")]
+    pub history_writers: usize,
     /// `HISTORY_SESSION_EXPIRY_SEC`: how long a broker keeps this instance's
     /// MQTT session (and the messages it holds) after a disconnect; 0 = a
     /// clean session on every connect.
@@ -99,6 +105,9 @@ impl HistorySettings {
         }
         if !(1..=86_400_000).contains(&self.history_claim_idle_ms) {
             return fail("HISTORY_CLAIM_IDLE_MS must be between 1 and 86400000");
+        }
+        if !(1..=64).contains(&self.history_writers) {
+            return fail("HISTORY_WRITERS must be between 1 and 64");
         }
         if let Some(id) = &self.instance_id
             && (id.len() > 64
@@ -157,6 +166,7 @@ mod tests {
         assert_eq!(s.history_dead_letter_key, "history-logger:dead-letter");
         assert_eq!(s.history_queue_max, 1_000_000);
         assert_eq!(s.session_expiry(), Some(3600));
+        assert_eq!(s.history_writers, 4);
         assert!(!s.instance().is_empty());
     }
 
@@ -175,6 +185,7 @@ mod tests {
             ("HISTORY_QUEUE_MAX", "5"),
             ("INSTANCE_ID", "a/b"),
             ("HISTORY_STREAM", " "),
+            ("HISTORY_WRITERS", "0"),
         ] {
             let err = HistorySettings::from_vars(env_vars(&[(k, v)])).unwrap_err();
             assert!(err.to_string().contains(k), "{k}: {err}");

@@ -47,13 +47,7 @@ impl App {
     /// ingest, writer and monitor, and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, history: HistorySettings) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
-        let pool = db::connect_and_migrate(
-            settings.pg_options(),
-            settings.pg_max_connections,
-            Duration::from_secs(30),
-            &stop,
-        )
-        .await?;
+        let pool = db::open(&settings, &stop).await?;
         let redis = common::redis_pool::create_pool(&settings.redis_url, 8)?;
         let queue = Queue::new(
             redis.clone(),
@@ -68,14 +62,25 @@ impl App {
         let instance = history.instance();
         let (inbox_tx, inbox_rx) = mpsc::channel(4096);
         let session_expiry = history.session_expiry();
-        let brokers =
-            BrokerPool::connect_with(&settings, &pool, SERVICE, Some(inbox_tx), &stop, |config| {
+        // Follows the `brokers` table: a broker added later is connected and
+        // given the same subscriptions, without a restart.
+        let client_instance = instance.clone();
+        let brokers = BrokerPool::connect_following(
+            &settings,
+            &pool,
+            SERVICE,
+            Some(inbox_tx),
+            &stop,
+            move |config| {
                 config.manual_acks = true;
+                // One PUBACK per message: let the kernel coalesce them.
+                config.nodelay = false;
                 config.session_expiry = session_expiry;
                 // A persistent session is found again by its client id.
-                config.client_id = format!("{SERVICE}-{instance}-{}", config.broker_id);
-            })
-            .await?;
+                config.client_id = format!("{SERVICE}-{client_instance}-{}", config.broker_id);
+            },
+        )
+        .await?;
         let group = settings.share_group_or(SERVICE);
         for kind in KINDS {
             brokers.subscribe_all(&kind.shared_filter(group), QoS::AtLeastOnce)?;
@@ -89,6 +94,7 @@ impl App {
         let stats = Arc::new(IngestStats::default());
         let ingest = Ingest {
             queue: queue.clone(),
+            max_pack: settings.telemetry_batch_size,
             brokers: brokers.clone(),
             stats: stats.clone(),
         };
@@ -101,6 +107,7 @@ impl App {
                 batch_size: settings.telemetry_batch_size,
                 flush: Duration::from_millis(settings.telemetry_flush_ms),
                 claim_idle: history.claim_idle(),
+                writers: history.history_writers,
             },
         );
         tasks.spawn(writer.run(stop.clone()));

@@ -1,43 +1,62 @@
 //! The writer: reads the uplink stream in batches (`TELEMETRY_BATCH_SIZE`
-//! entries or `TELEMETRY_FLUSH_MS` after the first, whichever comes first),
+//! messages or `TELEMETRY_FLUSH_MS` after the first, whichever comes first),
 //! writes each batch to PostgreSQL in one transaction, and acknowledges its
 //! entries only after the commit.
+//!
+//! Up to `HISTORY_WRITERS` batches are written at once: one batch's commit
+//! (its WAL flush) no longer holds up the next, and PostgreSQL works on
+//! several. What must apply in arrival order — node status and last will —
+//! keeps it: a batch holding one takes the `states` lock before it is handed
+//! over (in reading order) and keeps it until it committed. Telemetry needs no
+//! order: its rows are keyed by their own `ts`, and `telemetry_last` never
+//! moves back in time.
 //!
 //! At start it first finishes what this consumer read before a crash, then
 //! claims what dead consumers left pending (and keeps doing so). PostgreSQL
 //! down: the batch is retried with a backoff while ingest keeps filling the
-//! stream. A batch PostgreSQL refuses (a constraint) is written entry by
-//! entry, so one bad entry is dead-lettered (`db_rejected`) instead of
+//! stream. A batch PostgreSQL refuses (a constraint) is written message by
+//! message, so one bad message is dead-lettered (`db_rejected`) instead of
 //! stalling the queue.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::metrics as m;
 use common::payloads::NodeState;
+use common::zone_events::{self, ZoneEvent};
 use sqlx::PgPool;
+use tokio::sync::OwnedMutexGuard;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backpressure::RateLimit;
 use crate::dead_letter::DeadLetter;
-use crate::node_state::{self, Target};
-use crate::queue::{Entry, NewEntry, Queue};
+use crate::node_state::{self, StatusChange, Target};
+use crate::pack::Message;
+use crate::queue::{Content, Entry, Queue};
 use crate::resolver::Resolver;
 use crate::telemetry::{self, Sample};
 use crate::uplink::{self, Body, Rejection, Uplink};
+
+/// How long a stopping writer still tries to write what it holds.
+const LAST_CHANCE: Duration = Duration::from_secs(5);
 
 /// How the writer batches and takes over pending entries.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// This instance's consumer name in the group.
     pub consumer: String,
+    /// Messages per batch.
     pub batch_size: usize,
     pub flush: Duration,
     /// Entries pending this long with another consumer are claimed.
     pub claim_idle: Duration,
+    /// Batches written at once.
+    pub writers: usize,
 }
 
 /// Retry delays: 100 ms doubling to 5 s.
@@ -73,67 +92,120 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
+/// One message of a batch, with where it came from.
+struct Item<'a> {
+    message: &'a Message,
+    received_ms: i64,
+}
+
 /// What a written batch leaves to do after the commit.
 #[derive(Default)]
 struct Written {
     inserted: u64,
     /// Telemetry `ts` of the batch, for the lag histogram.
     sample_ts: Vec<i64>,
+    /// Indexes (into the batch's items) of refused messages.
     rejected: Vec<(usize, Rejection)>,
 }
 
+/// Whether a message changes a node's status, which must apply in order.
+fn changes_status(topic: &str) -> bool {
+    topic.ends_with("/status") || topic.ends_with("/lwt")
+}
+
+/// Messages in `entries`.
+fn message_count(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|e| e.pack().map_or(0, |p| p.messages.len()))
+        .sum()
+}
+
 pub struct Writer {
+    config: WriterConfig,
+    shared: Arc<Shared>,
+}
+
+/// What every batch being written uses.
+struct Shared {
     pool: PgPool,
     queue: Queue,
-    config: WriterConfig,
-    resolver: Resolver,
-    warn_limit: RateLimit,
+    resolver: tokio::sync::Mutex<Resolver>,
+    /// Held by a batch with status or lwt messages until it committed.
+    states: Arc<tokio::sync::Mutex<()>>,
+    warn_limit: Mutex<RateLimit>,
+}
+
+impl Shared {
+    fn warn_now(&self) -> bool {
+        self.warn_limit
+            .lock()
+            .expect("rate limit lock")
+            .ready(Instant::now())
+    }
 }
 
 impl Writer {
     pub fn new(pool: PgPool, queue: Queue, config: WriterConfig) -> Self {
         Writer {
-            pool,
-            queue,
             config,
-            resolver: Resolver::default(),
-            warn_limit: RateLimit::new(Duration::from_secs(10)),
+            shared: Arc::new(Shared {
+                pool,
+                queue,
+                resolver: tokio::sync::Mutex::new(Resolver::default()),
+                states: Arc::new(tokio::sync::Mutex::new(())),
+                warn_limit: Mutex::new(RateLimit::new(Duration::from_secs(10))),
+            }),
         }
     }
 
-    /// Runs until `stop`; a partial batch is written before it returns.
-    pub async fn run(mut self, stop: CancellationToken) {
-        self.recover(&stop).await;
+    /// Runs until `stop`; what it holds is written (for at most
+    /// [`LAST_CHANCE`]) before it returns.
+    pub async fn run(self, stop: CancellationToken) {
+        // Writes go on for a moment after `stop`, so a batch in hand is not
+        // given up the instant the service is asked to stop.
+        let writes = CancellationToken::new();
+        let shared = &self.shared;
+        shared.recover(&self.config, &stop).await;
         let claim_every = self.config.claim_idle.max(Duration::from_secs(1));
         let mut last_claim = Instant::now();
-        let mut batch: Vec<Entry> = Vec::with_capacity(self.config.batch_size);
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut in_batch = 0usize;
+        // Messages per entry, to read about one batch's worth of entries.
+        let mut per_entry = 1usize;
         let mut deadline: Option<Instant> = None;
         let mut backoff = Backoff::default();
+        let mut in_flight = JoinSet::new();
         while !stop.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
             if last_claim.elapsed() >= claim_every {
                 last_claim = Instant::now();
-                self.claim_stale(&stop).await;
+                shared.claim_stale(&self.config, &stop).await;
             }
-            let room = self.config.batch_size - batch.len();
+            let room = self.config.batch_size.saturating_sub(in_batch);
+            let count = room.div_ceil(per_entry).max(1);
             let block = deadline.map_or(crate::queue::MAX_BLOCK_MS, |d| {
                 u64::try_from(d.saturating_duration_since(Instant::now()).as_millis())
                     .unwrap_or(u64::MAX)
             });
             let read = tokio::select! {
                 _ = stop.cancelled() => break,
-                r = self.queue.read_new(&self.config.consumer, room, block) => r,
+                r = shared.queue.read_new(&self.config.consumer, count, block) => r,
             };
             match read {
                 Ok(entries) => {
                     backoff = Backoff::default();
-                    if !entries.is_empty() && deadline.is_none() {
-                        deadline = Some(Instant::now() + self.config.flush);
+                    if !entries.is_empty() {
+                        deadline.get_or_insert_with(|| Instant::now() + self.config.flush);
+                        let messages = message_count(&entries);
+                        per_entry = (messages / entries.len()).max(1);
+                        in_batch += messages;
                     }
                     batch.extend(entries);
                 }
                 Err(e) => {
                     metrics::counter!(m::UPLINK_REDIS_ERRORS).increment(1);
-                    if self.warn_limit.ready(Instant::now()) {
+                    if shared.warn_now() {
                         warn!(error = %e, "Cannot read the uplink queue; retrying.");
                     }
                     tokio::select! {
@@ -142,34 +214,59 @@ impl Writer {
                     }
                 }
             }
-            if batch.len() >= self.config.batch_size
-                || deadline.is_some_and(|d| Instant::now() >= d)
+            if !batch.is_empty()
+                && (in_batch >= self.config.batch_size
+                    || deadline.is_some_and(|d| Instant::now() >= d))
             {
-                self.flush(std::mem::take(&mut batch), &stop).await;
+                while in_flight.len() >= self.config.writers.max(1) {
+                    in_flight.join_next().await;
+                }
+                let batch = std::mem::take(&mut batch);
+                let order = shared.order_guard(&batch).await;
+                in_flight.spawn(shared.clone().flush(batch, writes.clone(), order));
+                in_batch = 0;
                 deadline = None;
             }
         }
+        let last_chance = writes.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LAST_CHANCE).await;
+            last_chance.cancel();
+        });
         if !batch.is_empty() {
             // Best effort: what is not written stays pending for the next start.
-            let last_chance = CancellationToken::new();
-            let guard = last_chance.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                guard.cancel();
-            });
-            self.flush(batch, &last_chance).await;
+            let order = shared.order_guard(&batch).await;
+            in_flight.spawn(shared.clone().flush(batch, writes.clone(), order));
         }
+        in_flight.join_all().await;
         debug!("Uplink writer stopped.");
+    }
+}
+
+impl Shared {
+    /// The `states` lock when `batch` changes node statuses; taken in reading
+    /// order, before the batch is handed to its task.
+    async fn order_guard(&self, batch: &[Entry]) -> Option<OwnedMutexGuard<()>> {
+        let changes = batch
+            .iter()
+            .filter_map(Entry::pack)
+            .flat_map(|p| &p.messages)
+            .any(|m| changes_status(&m.topic));
+        if changes {
+            Some(self.states.clone().lock_owned().await)
+        } else {
+            None
+        }
     }
 
     /// Writes what this consumer read before a restart, then what dead
     /// consumers left behind.
-    async fn recover(&mut self, stop: &CancellationToken) {
+    async fn recover(self: &Arc<Self>, config: &WriterConfig, stop: &CancellationToken) {
         let mut after = "0".to_owned();
         loop {
             let read = self
                 .queue
-                .read_own_pending(&self.config.consumer, self.config.batch_size, &after)
+                .read_own_pending(&config.consumer, config.batch_size, &after)
                 .await;
             match read {
                 Ok(entries) if entries.is_empty() => break,
@@ -179,7 +276,7 @@ impl Writer {
                         entries = entries.len(),
                         "Writing entries left pending by this instance's last run."
                     );
-                    self.flush(entries, stop).await;
+                    self.clone().flush(entries, stop.clone(), None).await;
                 }
                 Err(e) => {
                     warn!(error = %e, "Cannot read this consumer's pending entries; the claim sweep will take them.");
@@ -190,17 +287,17 @@ impl Writer {
                 return;
             }
         }
-        self.claim_stale(stop).await;
+        self.claim_stale(config, stop).await;
     }
 
     /// Claims and writes entries other consumers have held too long.
-    async fn claim_stale(&mut self, stop: &CancellationToken) {
-        let idle = u64::try_from(self.config.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    async fn claim_stale(self: &Arc<Self>, config: &WriterConfig, stop: &CancellationToken) {
+        let idle = u64::try_from(config.claim_idle.as_millis()).unwrap_or(u64::MAX);
         let mut cursor = "0-0".to_owned();
         loop {
             let claimed = self
                 .queue
-                .autoclaim(&self.config.consumer, idle, &cursor, self.config.batch_size)
+                .autoclaim(&config.consumer, idle, &cursor, config.batch_size)
                 .await;
             match claimed {
                 Ok((next, entries)) => {
@@ -209,7 +306,8 @@ impl Writer {
                             entries = entries.len(),
                             "Claimed entries a stopped consumer left pending."
                         );
-                        self.flush(entries, stop).await;
+                        let order = self.order_guard(&entries).await;
+                        self.clone().flush(entries, stop.clone(), order).await;
                     }
                     if next == "0-0" || stop.is_cancelled() {
                         return;
@@ -227,22 +325,38 @@ impl Writer {
 
     /// Writes a batch (retrying while PostgreSQL is unavailable), dead-letters
     /// what it refused, then acknowledges every entry. Returns without
-    /// acknowledging when stopped first: the entries stay pending.
-    async fn flush(&mut self, mut batch: Vec<Entry>, stop: &CancellationToken) {
+    /// acknowledging when stopped first: the entries stay pending. `_order`
+    /// is released when it returns.
+    async fn flush(
+        self: Arc<Self>,
+        mut batch: Vec<Entry>,
+        stop: CancellationToken,
+        _order: Option<OwnedMutexGuard<()>>,
+    ) {
         let mut seen = HashSet::new();
         batch.retain(|e| seen.insert(e.id.clone()));
         if batch.is_empty() {
             return;
         }
         let started = Instant::now();
+        let items: Vec<Item> = batch
+            .iter()
+            .filter_map(Entry::pack)
+            .flat_map(|p| {
+                p.messages.iter().map(|message| Item {
+                    message,
+                    received_ms: p.received_ms,
+                })
+            })
+            .collect();
         let mut backoff = Backoff::default();
         let written = loop {
-            match self.write(&batch).await {
+            match self.write(&items).await {
                 Ok(w) => break w,
                 Err(e) => {
                     metrics::counter!(m::UPLINK_DB_ERRORS).increment(1);
-                    if self.warn_limit.ready(Instant::now()) {
-                        warn!(error = %e, entries = batch.len(), "Cannot write the batch to PostgreSQL; retrying.");
+                    if self.warn_now() {
+                        warn!(error = %e, messages = items.len(), "Cannot write the batch to PostgreSQL; retrying.");
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
@@ -252,36 +366,52 @@ impl Writer {
             }
         };
         let now = Utc::now();
-        let records: Vec<String> = written
+        let mut records: Vec<String> = written
             .rejected
             .iter()
-            .filter_map(|(i, r)| {
-                let msg = batch[*i].message.as_ref()?;
-                Some(
+            .map(|(i, r)| {
+                let m = items[*i].message;
+                DeadLetter {
+                    broker: &m.broker,
+                    topic: &m.topic,
+                    payload: &m.payload,
+                    reason: r.reason,
+                    detail: &r.detail,
+                    at: now,
+                }
+                .record()
+            })
+            .collect();
+        for entry in &batch {
+            if let Content::Unreadable { raw, why } = &entry.content {
+                let detail = format!("stream entry {}: {why}", entry.id);
+                records.push(
                     DeadLetter {
-                        broker: &msg.broker,
-                        topic: &msg.topic,
-                        payload: &msg.payload,
-                        reason: r.reason,
-                        detail: &r.detail,
+                        broker: "",
+                        topic: "",
+                        payload: raw,
+                        reason: "unreadable_queue_entry",
+                        detail: &detail,
                         at: now,
                     }
                     .record(),
-                )
-            })
-            .collect();
-        let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+                );
+                metrics::counter!(m::TELEMETRY_DROPPED, "reason" => "unreadable_queue_entry")
+                    .increment(1);
+            }
+        }
+        let entries: Vec<&Entry> = batch.iter().collect();
         let mut backoff = Backoff::default();
         loop {
             let done = async {
                 self.queue.push_dead(&records).await?;
-                self.queue.ack(&ids).await
+                self.queue.ack(&entries).await
             };
             match done.await {
                 Ok(()) => break,
                 Err(e) => {
                     metrics::counter!(m::UPLINK_REDIS_ERRORS).increment(1);
-                    if self.warn_limit.ready(Instant::now()) {
+                    if self.warn_now() {
                         warn!(error = %e, "Cannot acknowledge a written batch in Redis; retrying.");
                     }
                     tokio::select! {
@@ -295,24 +425,24 @@ impl Writer {
             metrics::counter!(m::TELEMETRY_DROPPED, "reason" => r.reason).increment(1);
         }
         metrics::counter!(m::TELEMETRY_INSERTED).increment(written.inserted);
-        metrics::histogram!(m::UPLINK_BATCH_SIZE).record(batch.len() as f64);
+        metrics::histogram!(m::UPLINK_BATCH_SIZE).record(items.len() as f64);
         metrics::histogram!(m::UPLINK_FLUSH_DURATION).record(started.elapsed().as_secs_f64());
         let now_ms = now.timestamp_millis();
+        let lag = metrics::histogram!(m::TELEMETRY_LAG);
         for ts in written.sample_ts {
-            metrics::histogram!(m::TELEMETRY_LAG)
-                .record((now_ms - ts * 1000).max(0) as f64 / 1000.0);
+            lag.record((now_ms - ts * 1000).max(0) as f64 / 1000.0);
         }
     }
 
     /// One transaction for the batch; if PostgreSQL refuses it, each entry in
     /// a transaction of its own, refused entries becoming `db_rejected`.
-    async fn write(&mut self, batch: &[Entry]) -> Result<Written, WriteError> {
-        match self.write_entries(batch, 0).await {
-            Err(WriteError::Refused(e)) if batch.len() > 1 => {
-                warn!(error = %e, entries = batch.len(), "PostgreSQL refused a batch; writing its entries one by one.");
+    async fn write(&self, items: &[Item<'_>]) -> Result<Written, WriteError> {
+        match self.write_items(items, 0).await {
+            Err(WriteError::Refused(e)) if items.len() > 1 => {
+                warn!(error = %e, messages = items.len(), "PostgreSQL refused a batch; writing its messages one by one.");
                 let mut all = Written::default();
-                for (i, entry) in batch.iter().enumerate() {
-                    match self.write_entries(std::slice::from_ref(entry), i).await {
+                for (i, item) in items.iter().enumerate() {
+                    match self.write_items(std::slice::from_ref(item), i).await {
                         Ok(w) => {
                             all.inserted += w.inserted;
                             all.sample_ts.extend(w.sample_ts);
@@ -335,30 +465,27 @@ impl Writer {
         }
     }
 
-    /// Decodes, resolves and writes `entries` (whose first is `offset` in the
+    /// Decodes, resolves and writes `items` (whose first is `offset` in the
     /// flushed batch) in one transaction.
-    async fn write_entries(
-        &mut self,
-        entries: &[Entry],
-        offset: usize,
-    ) -> Result<Written, WriteError> {
-        let decoded: Vec<(usize, &NewEntry, Result<Uplink, Rejection>)> = entries
+    async fn write_items(&self, items: &[Item<'_>], offset: usize) -> Result<Written, WriteError> {
+        let decoded: Vec<(usize, i64, Result<Uplink, Rejection>)> = items
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| {
-                let msg = e.message.as_ref()?;
-                let received = msg.received_ms.div_euclid(1000);
-                Some((
+            .map(|(i, item)| {
+                let received = item.received_ms.div_euclid(1000);
+                let m = item.message;
+                (
                     offset + i,
-                    msg,
-                    uplink::decode(&msg.topic, &msg.payload, received),
-                ))
+                    item.received_ms,
+                    uplink::decode(&m.topic, &m.payload, received),
+                )
             })
             .collect();
         let topics = decoded
             .iter()
             .filter_map(|(_, _, u)| u.as_ref().ok()?.topic.as_ref());
-        self.resolver
+        let mut resolver = self.resolver.lock().await;
+        resolver
             .resolve(
                 &self.pool,
                 topics.clone().map(|t| t.node.as_str()),
@@ -369,7 +496,7 @@ impl Writer {
         let mut written = Written::default();
         let mut samples = Vec::new();
         let mut others = Vec::new();
-        for (i, msg, uplink) in decoded {
+        for (i, received_ms, uplink) in decoded {
             let uplink = match uplink {
                 Ok(u) => u,
                 Err(r) => {
@@ -377,12 +504,12 @@ impl Writer {
                     continue;
                 }
             };
-            let at = DateTime::from_timestamp_millis(msg.received_ms).unwrap_or_else(Utc::now);
+            let at = DateTime::from_timestamp_millis(received_ms).unwrap_or_else(Utc::now);
             let Some(topic) = &uplink.topic else {
                 others.push((None, uplink, at));
                 continue;
             };
-            let node = self.resolver.node(&topic.node);
+            let node = resolver.node(&topic.node);
             if matches!(uplink.body, Body::Hello(_)) {
                 // A hello registers an unknown node (unassigned, whatever
                 // zone its topic names); a known node has nothing to register.
@@ -391,7 +518,7 @@ impl Writer {
                 }
                 continue;
             }
-            let Some(zone_id) = self.resolver.zone(&topic.zone) else {
+            let Some(zone_id) = resolver.zone(&topic.zone) else {
                 written.rejected.push((
                     i,
                     Rejection::new("zone_id_not_found", format!("no zone `{}`", topic.zone)),
@@ -425,8 +552,12 @@ impl Writer {
             }
         }
 
+        drop(resolver);
         let mut tx = self.pool.begin().await?;
         written.inserted = telemetry::write(&mut tx, &samples).await?;
+        let mut statuses = Vec::new();
+        let mut beats = Vec::new();
+        let mut events = Vec::new();
         for (target, uplink, at) in &others {
             let node_uid = uplink.topic.as_ref().map_or("", |t| t.node.as_str());
             let target = target.map(|(node_id, zone_id)| Target {
@@ -435,15 +566,19 @@ impl Writer {
                 node_uid,
             });
             match (&uplink.body, target) {
-                (Body::Status(s), Some(t)) => {
-                    node_state::set_status(&mut tx, t, s.status, "status", *at).await?
-                }
-                (Body::Lwt, Some(t)) => {
-                    node_state::set_status(&mut tx, t, NodeState::Offline, "lwt", *at).await?
-                }
-                (Body::Heartbeat(h), Some(t)) => {
-                    node_state::heartbeat(&mut tx, t.node_id, h, *at).await?
-                }
+                (Body::Status(s), Some(target)) => statuses.push(StatusChange {
+                    target,
+                    state: s.status,
+                    source: "status",
+                    at: *at,
+                }),
+                (Body::Lwt, Some(target)) => statuses.push(StatusChange {
+                    target,
+                    state: NodeState::Offline,
+                    source: "lwt",
+                    at: *at,
+                }),
+                (Body::Heartbeat(h), Some(t)) => beats.push((t.node_id, h, *at)),
                 (Body::Event(e), Some(t)) => {
                     let mut payload = serde_json::Value::Object(e.fields.clone());
                     payload["event_code"] = e.event_code.clone().into();
@@ -451,10 +586,14 @@ impl Writer {
                     if let Some(channel) = uplink.topic.as_ref().and_then(|t| t.channel.as_ref()) {
                         payload["channel"] = channel.clone().into();
                     }
-                    node_state::zone_event(&mut tx, t.zone_id, &e.zone_event_type(), &payload, *at)
-                        .await?
+                    events.push(ZoneEvent {
+                        zone_id: t.zone_id,
+                        kind: e.zone_event_type().into(),
+                        payload,
+                        at: Some(*at),
+                    });
                 }
-                (Body::Error(e), Some(t)) => node_state::node_error(&mut tx, t, e, *at).await?,
+                (Body::Error(e), Some(t)) => events.push(node_state::node_error(t, e, *at)),
                 (Body::Hello(h), None) => {
                     let added = node_state::register(&mut tx, h).await?;
                     if added {
@@ -465,6 +604,9 @@ impl Writer {
                 _ => {}
             }
         }
+        node_state::apply_statuses(&mut tx, &statuses, &mut events).await?;
+        node_state::heartbeats(&mut tx, &beats).await?;
+        zone_events::insert(&mut *tx, &events).await?;
         tx.commit().await?;
         Ok(written)
     }

@@ -391,3 +391,52 @@ async fn node_messages_update_nodes_alerts_and_zone_events() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(world.count("SELECT count(*) FROM nodes").await, 4);
 }
+
+#[tokio::test]
+async fn status_changes_apply_in_arrival_order_within_and_across_batches() {
+    let world = World::new().await;
+    // A long flush window: the flaps below most likely share one batch.
+    world
+        .start(
+            "hl-a",
+            &[("TELEMETRY_FLUSH_MS", "1500"), ("HISTORY_WRITERS", "4")],
+        )
+        .await;
+    let nodes = world.publisher().await;
+    let status = |s: &str, ts: i64| format!(r#"{{"status":"{s}","ts":{ts}}}"#);
+    let flaps = ["OFFLINE", "ONLINE", "OFFLINE", "ONLINE", "OFFLINE"];
+    for (i, s) in flaps.iter().enumerate() {
+        publish(
+            &nodes,
+            "hydro/gh-t/zn-a/nd-1/status",
+            status(s, 1_800_000_000 + i as i64),
+        )
+        .await;
+    }
+    // Every change is an event, in order; the last status stays, with its alert.
+    let events = "SELECT count(*) FROM zone_events WHERE type IN ('NODE_ONLINE', 'NODE_OFFLINE')";
+    assert_eq!(world.wait_count(events, flaps.len() as i64).await, 5);
+    let order: Vec<String> = sqlx::query_scalar(
+        "SELECT type FROM zone_events WHERE type IN ('NODE_ONLINE', 'NODE_OFFLINE') ORDER BY id",
+    )
+    .fetch_all(&world.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        order,
+        flaps.map(|s| format!("NODE_{s}")).to_vec(),
+        "events in arrival order"
+    );
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'")
+            .await,
+        1
+    );
+    assert_eq!(
+        world
+            .count("SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'ACTIVE'")
+            .await,
+        1
+    );
+}

@@ -46,18 +46,8 @@ impl App {
         if settings.bridge_api_token.is_none() {
             warn!("BRIDGE_API_TOKEN is not set: the command API accepts requests without a token.");
         }
-        if settings.uses_dev_node_secret() {
-            warn!(
-                "NODE_DEFAULT_SECRET is the development default; set a real secret in production."
-            );
-        }
-        let pool = db::connect_and_migrate(
-            settings.pg_options(),
-            settings.pg_max_connections,
-            Duration::from_secs(30),
-            &stop,
-        )
-        .await?;
+        settings.warn_if_dev_node_secret();
+        let pool = db::open(&settings, &stop).await?;
 
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;

@@ -11,7 +11,7 @@ use common::settings::Settings;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api::{self, ApiState};
 use crate::faults::Faults;
@@ -65,9 +65,7 @@ impl App {
         } else {
             None
         };
-        if settings.uses_dev_node_secret() {
-            warn!("NODE_DEFAULT_SECRET is the development default; set it outside development.");
-        }
+        settings.warn_if_dev_node_secret();
 
         let faults = Arc::new(Faults::from_settings(&sim));
         let broker_urls = sim.broker_urls_or(&settings);

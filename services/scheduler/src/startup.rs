@@ -15,7 +15,6 @@ use common::status_writer::StatusWriter;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 use crate::tick::{self, Scheduler};
 use crate::{DEFAULT_PORT, LEASE_NAME, SERVICE, SchedulerSettings};
@@ -36,18 +35,8 @@ impl App {
     /// free port).
     pub async fn build(settings: Settings, scheduler: SchedulerSettings) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
-        if settings.uses_dev_node_secret() {
-            warn!(
-                "NODE_DEFAULT_SECRET is the development default; set a real secret in production."
-            );
-        }
-        let pool = db::connect_and_migrate(
-            settings.pg_options(),
-            settings.pg_max_connections,
-            Duration::from_secs(30),
-            &stop,
-        )
-        .await?;
+        settings.warn_if_dev_node_secret();
+        let pool = db::open(&settings, &stop).await?;
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, None, &stop).await?;
         let sender = CommandSender::new(
             pool.clone(),
