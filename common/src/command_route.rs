@@ -9,7 +9,8 @@
 //!   did not take it (down, timed out), and
 //! - the node's assignment names another broker, or a move to it is not yet
 //!   confirmed, or the broker is down while another usable broker exists
-//!   (a failover is to be expected),
+//!   (a failover is to be expected), or the node has no assignment yet while
+//!   other brokers exist (the registry is about to place it),
 //!
 //! then the command waits — polling the assignment every 200 ms, at most
 //! [`MOVE_WAIT`] — for the move's confirmation and goes out on the node's new
@@ -64,7 +65,12 @@ pub(crate) async fn publish_following(
         let assignment = assignments::current(pool, node_id).await.ok().flatten();
         let moving = match &assignment {
             Some((assigned, confirmed)) => *assigned != broker_id || !confirmed,
-            None => false,
+            // Not assigned yet and not on this broker: with other brokers
+            // about, the registry is about to place it (a node just booted).
+            None => {
+                matches!(outcome, Ok(Delivery::NoSubscribers))
+                    && other_broker_usable(pool, &broker_id).await
+            }
         };
         let failover_expected =
             outcome.is_err() && !moving && other_broker_usable(pool, &broker_id).await;

@@ -127,6 +127,19 @@ pub async fn seed(
     .await?
     .rows_affected();
 
+    // Simulated nodes boot on their first broker of SIM_BROKER_URLS, not
+    // where an earlier run left them (a real node keeps its broker in NVS;
+    // these keep nothing). An assignment from an earlier run would route
+    // commands to a broker the node is not on, so it is forgotten, and the
+    // registry assigns the nodes again as they appear.
+    sqlx::query(
+        "DELETE FROM node_broker_assignments a USING nodes n
+          WHERE a.node_id = n.id AND n.uid = ANY($1)",
+    )
+    .bind(&uids)
+    .execute(&mut *tx)
+    .await?;
+
     tx.commit().await?;
     let summary = SeedSummary {
         greenhouse_id,
