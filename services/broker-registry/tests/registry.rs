@@ -15,28 +15,37 @@ use reqwest::Method;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Every retained config/update on the broker at `url`, by node uid.
+/// Every retained config/update on the broker at `url`, by node uid, as a
+/// fresh subscriber sees them. A config published while the reader was
+/// already subscribed arrives live (retain flag cleared), which proves
+/// nothing about what is kept: the reader then subscribes again.
 async fn retained_configs(url: &str, expect: usize) -> HashMap<String, ConfigUpdate> {
-    let stop = CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let c =
-        MqttConnection::start(MqttConfig::new("t", url, "reader"), Some(tx), stop.clone()).unwrap();
-    c.subscribe("nodes/+/config/update", QoS::AtLeastOnce)
-        .unwrap();
-    let mut seen = HashMap::new();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while seen.len() < expect && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-            assert!(m.retain, "config/update is retained");
-            let node = m.topic.split('/').nth(1).unwrap().to_owned();
-            seen.insert(
-                node,
-                ConfigUpdate::decode(&m.payload).expect("contract payload"),
-            );
+    loop {
+        let stop = CancellationToken::new();
+        let _guard = stop.clone().drop_guard();
+        let (tx, mut rx) = mpsc::channel(1024);
+        let c = MqttConnection::start(MqttConfig::new("t", url, "reader"), Some(tx), stop.clone())
+            .unwrap();
+        c.subscribe("nodes/+/config/update", QoS::AtLeastOnce)
+            .unwrap();
+        let mut seen = HashMap::new();
+        let mut live = false;
+        while seen.len() < expect && !live && tokio::time::Instant::now() < deadline {
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                live = !m.retain;
+                let node = m.topic.split('/').nth(1).unwrap().to_owned();
+                seen.insert(
+                    node,
+                    ConfigUpdate::decode(&m.payload).expect("contract payload"),
+                );
+            }
+        }
+        if !live || tokio::time::Instant::now() >= deadline {
+            assert!(!live, "config/update is retained");
+            return seen;
         }
     }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
