@@ -267,6 +267,29 @@ pub async fn confirm(
     Ok(done.rows_affected() == 1)
 }
 
+/// Reads a service's inbox until `stop`: each message goes first to
+/// `consume` (a probe echo, a `$SYS` figure, uplink it watches); what it
+/// does not take may be a node status that confirms a move.
+pub async fn confirm_moves_from(
+    mut inbox: tokio::sync::mpsc::Receiver<Inbound>,
+    pool: PgPool,
+    stop: tokio_util::sync::CancellationToken,
+    mut consume: impl FnMut(&Inbound) -> bool,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = inbox.recv() => match m { Some(m) => m, None => return },
+        };
+        if consume(&message) {
+            continue;
+        }
+        if let Err(e) = confirm_from_message(&pool, &message).await {
+            warn!(error = %e, "Could not confirm a move from a node status.");
+        }
+    }
+}
+
 /// Confirms a move from a status message, if it is one (any other message
 /// is ignored). True when a move was confirmed.
 pub async fn confirm_from_message(pool: &PgPool, message: &Inbound) -> Result<bool, sqlx::Error> {

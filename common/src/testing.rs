@@ -174,6 +174,41 @@ impl Drop for TestBroker {
     }
 }
 
+/// How long the database helpers below wait for a count.
+pub const COUNT_WAIT: Duration = Duration::from_secs(60);
+
+/// `SELECT count(*)` of a query.
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+/// Waits (up to [`COUNT_WAIT`]) until `sql`'s count reaches at least `n`;
+/// answers the last count.
+pub async fn wait_count(pool: &PgPool, sql: &str, n: i64) -> i64 {
+    let reached = eventually(COUNT_WAIT, || async {
+        let c = count(pool, sql).await;
+        (c >= n).then_some(c)
+    })
+    .await;
+    match reached {
+        Some(c) => c,
+        None => count(pool, sql).await,
+    }
+}
+
+/// The payloads of the zone events of type `kind` in zone `zone`, oldest first.
+pub async fn zone_event_payloads(pool: &PgPool, zone: &str, kind: &str) -> Vec<serde_json::Value> {
+    sqlx::query_scalar(
+        "SELECT e.payload_json FROM zone_events e JOIN zones z ON z.id = e.zone_id \
+         WHERE z.uid = $1 AND e.type = $2 ORDER BY e.id",
+    )
+    .bind(zone)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .expect("events")
+}
+
 /// Polls `check` until it returns `Some`, for at most `timeout`; a generous
 /// timeout keeps tests green on a slow, busy machine without fixed sleeps.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>

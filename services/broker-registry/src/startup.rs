@@ -10,17 +10,14 @@ use common::balance::RebalanceLimits;
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::lease::Lease;
-use common::mqtt::Inbound;
 use common::probe::Prober;
 use common::service::Runner;
 use common::settings::Settings;
 use common::topics::TopicKind;
 use common::{QoS, assignments, db};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 use crate::engine::{self, Engine, EngineConfig};
 use crate::error::ApiError;
@@ -66,13 +63,15 @@ impl App {
         brokers.subscribe_all(&TopicKind::Status.shared_filter(group), QoS::AtLeastOnce)?;
 
         let tasks = TaskTracker::new();
-        tasks.spawn(dispatch(
-            inbox_rx,
-            prober.clone(),
-            stats.clone(),
-            pool.clone(),
-            stop.clone(),
-        ));
+        {
+            let (prober, stats) = (prober.clone(), stats.clone());
+            tasks.spawn(assignments::confirm_moves_from(
+                inbox_rx,
+                pool.clone(),
+                stop.clone(),
+                move |m| prober.on_message(m) || stats.on_message(m),
+            ));
+        }
         let monitor = Monitor {
             pool: pool.clone(),
             brokers: brokers.clone(),
@@ -141,29 +140,6 @@ impl App {
     /// Serves until `shutdown`, then stops the background work.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.runner.run_until_stopped(shutdown).await
-    }
-}
-
-/// Routes each message: a probe echo, a `$SYS` figure, or a node status
-/// that may confirm a move.
-async fn dispatch(
-    mut inbox: mpsc::Receiver<Inbound>,
-    prober: Prober,
-    stats: SysStats,
-    pool: PgPool,
-    stop: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            _ = stop.cancelled() => return,
-            m = inbox.recv() => match m { Some(m) => m, None => return },
-        };
-        if prober.on_message(&message) || stats.on_message(&message) {
-            continue;
-        }
-        if let Err(e) = assignments::confirm_from_message(&pool, &message).await {
-            warn!(error = %e, "Could not confirm a move from a node status.");
-        }
     }
 }
 

@@ -8,17 +8,14 @@ use std::time::Duration;
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::lease::Lease;
-use common::mqtt::Inbound;
 use common::probe::Prober;
 use common::service::Runner;
 use common::settings::Settings;
 use common::topics::TopicKind;
 use common::{QoS, assignments, db};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
 
 use crate::actions::{self, Actor};
 use crate::settings::FailoverSettings;
@@ -54,13 +51,15 @@ impl App {
         }
 
         let tasks = TaskTracker::new();
-        tasks.spawn(dispatch(
-            inbox_rx,
-            prober.clone(),
-            uplink.clone(),
-            pool.clone(),
-            stop.clone(),
-        ));
+        {
+            let (prober, uplink) = (prober.clone(), uplink.clone());
+            tasks.spawn(assignments::confirm_moves_from(
+                inbox_rx,
+                pool.clone(),
+                stop.clone(),
+                move |m| prober.on_message(m) || uplink.on_message(m),
+            ));
+        }
         let holder = Lease::holder_id(SERVICE);
         let lease =
             Lease::new(pool.clone(), actions::LEASE_NAME, &holder, LEASE_TTL).spawn(stop.clone());
@@ -108,28 +107,5 @@ impl App {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.runner.run_until_stopped(shutdown).await
-    }
-}
-
-/// Routes each message: a probe echo, uplink (for silence), or a node
-/// status that may confirm a move.
-async fn dispatch(
-    mut inbox: mpsc::Receiver<Inbound>,
-    prober: Prober,
-    uplink: Uplink,
-    pool: PgPool,
-    stop: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            _ = stop.cancelled() => return,
-            m = inbox.recv() => match m { Some(m) => m, None => return },
-        };
-        if prober.on_message(&message) || uplink.on_message(&message) {
-            continue;
-        }
-        if let Err(e) = assignments::confirm_from_message(&pool, &message).await {
-            warn!(error = %e, "Could not confirm a move from a node status.");
-        }
     }
 }

@@ -6,7 +6,7 @@
 //! history-logger is not run: the tests write `telemetry_last` themselves,
 //! so a reading is exactly what the test needs.
 
-#![allow(dead_code)] // each test file uses its own part of the helpers
+#![allow(dead_code, unused_imports)] // each test file uses its own part of the helpers
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use automation_engine::{App, AutomationSettings};
 use chrono::Utc;
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, env_vars, eventually};
+use common::testing::{TestBroker, TestDb, env_vars};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -161,36 +161,7 @@ pub async fn ph(pool: &PgPool, node: &str, value: f64) {
     .await;
 }
 
-/// `SELECT count(*)` of a query.
-pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
-}
-
-/// Waits until `sql`'s count reaches at least `n`; answers the last count.
-pub async fn wait_count(pool: &PgPool, sql: &str, n: i64) -> i64 {
-    let reached = eventually(WAIT, || async {
-        let c = count(pool, sql).await;
-        (c >= n).then_some(c)
-    })
-    .await;
-    match reached {
-        Some(c) => c,
-        None => count(pool, sql).await,
-    }
-}
-
-/// The zone events of type `kind` in zone `zone`, oldest first.
-pub async fn events(pool: &PgPool, zone: &str, kind: &str) -> Vec<Value> {
-    sqlx::query_scalar(
-        "SELECT e.payload_json FROM zone_events e JOIN zones z ON z.id = e.zone_id \
-         WHERE z.uid = $1 AND e.type = $2 ORDER BY e.id",
-    )
-    .bind(zone)
-    .bind(kind)
-    .fetch_all(pool)
-    .await
-    .expect("events")
-}
+pub use common::testing::{count, wait_count, zone_event_payloads as events};
 
 /// What node-sim's node `uid` reads on each sensor channel now.
 pub async fn sim_values(sim_url: &str, uid: &str) -> HashMap<String, f64> {

@@ -3,7 +3,7 @@
 //! light nodes, and answers their commands), mqtt-bridge (records the
 //! answers), and scheduler instances the test starts and stops.
 
-#![allow(dead_code)] // each test file uses its own part of the helpers
+#![allow(dead_code, unused_imports)] // each test file uses its own part of the helpers
 
 use std::time::Duration;
 
@@ -112,36 +112,7 @@ pub fn slot_of(offset: chrono::Duration) -> DateTime<Utc> {
         .and_utc()
 }
 
-/// `SELECT count(*)` of a query.
-pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
-}
-
-/// Waits until `sql`'s count reaches at least `n`; answers the last count.
-pub async fn wait_count(pool: &PgPool, sql: &str, n: i64) -> i64 {
-    let reached = eventually(WAIT, || async {
-        let c = count(pool, sql).await;
-        (c >= n).then_some(c)
-    })
-    .await;
-    match reached {
-        Some(c) => c,
-        None => count(pool, sql).await,
-    }
-}
-
-/// The zone events of type `kind` in zone `zone`, oldest first.
-pub async fn events(pool: &PgPool, zone: &str, kind: &str) -> Vec<Value> {
-    sqlx::query_scalar(
-        "SELECT e.payload_json FROM zone_events e JOIN zones z ON z.id = e.zone_id \
-         WHERE z.uid = $1 AND e.type = $2 ORDER BY e.id",
-    )
-    .bind(zone)
-    .bind(kind)
-    .fetch_all(pool)
-    .await
-    .expect("events")
-}
+pub use common::testing::{count, wait_count, zone_event_payloads as events};
 
 /// Waits until zone `zone` has at least `n` events of type `kind`; answers them.
 pub async fn wait_events(pool: &PgPool, zone: &str, kind: &str, n: usize) -> Vec<Value> {
