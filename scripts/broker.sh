@@ -43,7 +43,10 @@ persistence_location $dir/
 autosave_interval 5
 # Nodes and services keep QoS 1 sessions; a benchmark burst must not be dropped.
 max_queued_messages 100000
-set_tcp_nodelay true
+# Nagle on: a stream of small packets to one client (the history-logger's
+# share of all telemetry) leaves in full segments, not one per message;
+# every client here answers QoS 1 at once, so nothing waits on a delayed ACK.
+set_tcp_nodelay false
 # \$SYS figures (clients, message rates) feed broker health; refresh them often.
 sys_interval 5
 log_dest file $dir/mosquitto.log

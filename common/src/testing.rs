@@ -106,7 +106,7 @@ impl TestBroker {
         ));
         std::fs::create_dir_all(&dir).expect("broker dir");
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay true\nsys_interval 1\nuser root\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay false\nsys_interval 1\nuser root\n",
             dir.display()
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).expect("broker config");

@@ -8,10 +8,12 @@
 //! rate, the logger's peak memory, CPU per process and the ratio to
 //! PostgreSQL's own `COPY` of the same rows.
 //!
-//! Knobs (environment): BENCH_RATE (20000 msg/s), BENCH_SECONDS (60),
-//! BENCH_INTERVAL_MS (1250, each node's telemetry period), BENCH_NODES
-//! (default: enough for BENCH_RATE), BENCH_WARMUP_SECONDS (5); the logger
-//! gets TELEMETRY_BATCH_SIZE / TELEMETRY_FLUSH_MS from the environment if set.
+//! Knobs (environment): BENCH_RATE (21000 msg/s offered), BENCH_SECONDS (60),
+//! BENCH_INTERVAL_MS (1250, each node's telemetry period), BENCH_PROBES (8 soil
+//! probes per node besides its kind's sensors), BENCH_NODES (default: enough
+//! for BENCH_RATE), BENCH_WARMUP_SECONDS (10), BENCH_LOGGER_LOG (the logger's
+//! RUST_LOG, `warn`); the logger gets TELEMETRY_BATCH_SIZE /
+//! TELEMETRY_FLUSH_MS / PG_MAX_CONNECTIONS from the environment if set.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,14 +29,18 @@ use node_sim::layout::layout;
 use tokio_util::sync::CancellationToken;
 
 const ZONES: usize = 30;
+/// The end-to-end rate the logger must sustain (issue 3's acceptance).
+const GOAL_RATE: u64 = 20_000;
 /// How long the queue may take to drain after publishing stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
 
-/// Sensor channels (telemetry messages per period) of the first `nodes` nodes.
-fn sensors_of(nodes: usize) -> usize {
+/// Sensor channels (telemetry messages per period) of the first `nodes`
+/// nodes with `probes` soil probes each.
+fn sensors_of(nodes: usize, probes: usize) -> usize {
     let sim = SimSettings {
         zones: ZONES,
         nodes,
+        probes,
         ..SimSettings::default()
     };
     layout(&sim)
@@ -154,7 +160,10 @@ impl Logger {
             // Clean sessions: a run leaves no session behind that the brokers
             // would keep filling with the next run's telemetry.
             .env("HISTORY_SESSION_EXPIRY_SEC", "0")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_LOGGER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(log.try_clone()?)
             .stderr(log);
         for knob in [
@@ -237,24 +246,27 @@ async fn main() -> anyhow::Result<()> {
     common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
     // node-sim's counters are read from this process's recorder.
     let recorder = common::http::metrics_handle();
-    let rate = env_u64("BENCH_RATE", 20_000) as usize;
+    // Offered: 5 % above the 20,000 msg/s the logger must sustain (issue 3),
+    // since a node's timer only ever runs late, never early.
+    let rate = env_u64("BENCH_RATE", 21_000) as usize;
     let seconds = env_u64("BENCH_SECONDS", 60);
     let warmup = env_u64("BENCH_WARMUP_SECONDS", 10);
     // A (node, channel) may speak at most once per second of `ts` (whole
     // seconds, part of the primary key): a period above 1 s with room for
     // timer jitter keeps every reading's key distinct.
     let interval_ms = env_u64("BENCH_INTERVAL_MS", 1_250).max(1_010);
+    let probes = env_u64("BENCH_PROBES", 8) as usize;
     let nodes = match env_u64("BENCH_NODES", 0) as usize {
         0 => {
-            let mut n = rate * interval_ms as usize / 1000 / 2;
-            while sensors_of(n) * 1000 / (interval_ms as usize) < rate {
-                n += 50;
+            let mut n = rate * interval_ms as usize / 1000 / (2 + probes);
+            while sensors_of(n, probes) * 1000 / (interval_ms as usize) < rate {
+                n += 10;
             }
             n
         }
         n => n,
     };
-    let per_period = sensors_of(nodes);
+    let per_period = sensors_of(nodes, probes);
     let nominal = per_period as f64 * 1000.0 / interval_ms as f64;
     println!(
         "bench-ingest: {nodes} nodes × {:.2} sensor channels every {interval_ms} ms = {nominal:.0} msg/s nominal \
@@ -288,6 +300,10 @@ async fn main() -> anyhow::Result<()> {
         // Heartbeats are not what is measured; one per node per 10 minutes.
         heartbeat_interval_ms: 600_000,
         broker_urls: Some(urls.join(",")),
+        probes,
+        // A node's readings leave together, in as few segments as the
+        // kernel can gather them (Nagle, as on the ESP32's lwIP stack).
+        tcp_nodelay: false,
         ..SimSettings::default()
     };
     sim.validate()?;
@@ -396,7 +412,8 @@ async fn main() -> anyhow::Result<()> {
     // the whole second the node read the value in (truncated). So the figure
     // overstates the true lag by up to 1 s (0.5 s on average) and understates
     // it by the transaction's own time (see the flush duration below).
-    let (p50, p99, max): (f64, f64, f64) = sqlx::query_as(
+    // NULLs when no row of the window landed.
+    let (p50, p99, max): (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
                 max(lag)
@@ -500,10 +517,21 @@ async fn main() -> anyhow::Result<()> {
         "measured window:         {elapsed:.1} s: published {window_published} ({:.0} msg/s), landed {window_landed} ({sustained:.0} rows/s)",
         window_published as f64 / elapsed
     );
-    println!("sustained end to end:    {sustained:.0} msg/s");
-    println!("drain after stop:        {drain:.1} s; peak queue length {peak_queue:.0}");
     println!(
-        "publish→commit (window): p50 {p50:.3} s, p99 {p99:.3} s, max {max:.3} s (ts in whole seconds: upper bound, see source)"
+        "sustained end to end:    {sustained:.0} msg/s (goal ≥ {GOAL_RATE}: {})",
+        if sustained >= GOAL_RATE as f64 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!("drain after stop:        {drain:.1} s; peak queue length {peak_queue:.0}");
+    let secs = |v: Option<f64>| v.map_or("none landed".to_owned(), |v| format!("{v:.3} s"));
+    println!(
+        "publish→commit (window): p50 {}, p99 {}, max {} (ts in whole seconds: upper bound, see source)",
+        secs(p50),
+        secs(p99),
+        secs(max)
     );
     let flushes = metric(&logger_metrics, "uplink_flush_duration_seconds_count");
     if flushes > 0.0 {

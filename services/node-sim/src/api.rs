@@ -66,7 +66,7 @@ pub struct NodeView {
     pub uid: String,
     pub zone: String,
     pub kind: NodeKind,
-    pub channels: &'static [ChannelSpec],
+    pub channels: Vec<ChannelSpec>,
     pub connected: bool,
     /// Current reading per sensor channel.
     pub values: BTreeMap<&'static str, f64>,
@@ -82,7 +82,7 @@ async fn list_nodes(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
                 uid: n.spec().uid.clone(),
                 zone: n.spec().zone.clone(),
                 kind: n.spec().kind,
-                channels: n.spec().channels(),
+                channels: n.spec().channels().to_vec(),
                 connected: n.is_connected(),
                 values: n.readings(),
                 commands_executed: n.commands_executed(),

@@ -6,6 +6,11 @@
 //! `zn-{(i % zones) + 1}`, has kind `KINDS[(i / zones) % 5]` and uid
 //! `nd-{kind}-{i + 1}`: with 3 zones, `nd-ph-1`, `nd-ph-2`, `nd-ph-3` (one per
 //! zone), then `nd-ec-4`, …, and `nd-ph-16` starts the cycle again.
+//!
+//! With `SIM_PROBES` = N every node also carries N soil-moisture probes,
+//! `soil_1`..`soil_N`, read and published with its other sensors: a bed
+//! monitored by one multi-probe node, and the way a benchmark gets many
+//! readings per connection.
 
 use common::payloads::MetricType;
 use serde::Serialize;
@@ -104,6 +109,26 @@ const LIGHT_CHANNELS: &[ChannelSpec] = &[
     sensor("light_sensor", MetricType::LightIntensity, "lux"),
 ];
 
+/// The soil-moisture probes a node may carry besides its kind's channels.
+pub const PROBE_CHANNELS: [ChannelSpec; 16] = [
+    sensor("soil_1", MetricType::SoilMoisture, "%"),
+    sensor("soil_2", MetricType::SoilMoisture, "%"),
+    sensor("soil_3", MetricType::SoilMoisture, "%"),
+    sensor("soil_4", MetricType::SoilMoisture, "%"),
+    sensor("soil_5", MetricType::SoilMoisture, "%"),
+    sensor("soil_6", MetricType::SoilMoisture, "%"),
+    sensor("soil_7", MetricType::SoilMoisture, "%"),
+    sensor("soil_8", MetricType::SoilMoisture, "%"),
+    sensor("soil_9", MetricType::SoilMoisture, "%"),
+    sensor("soil_10", MetricType::SoilMoisture, "%"),
+    sensor("soil_11", MetricType::SoilMoisture, "%"),
+    sensor("soil_12", MetricType::SoilMoisture, "%"),
+    sensor("soil_13", MetricType::SoilMoisture, "%"),
+    sensor("soil_14", MetricType::SoilMoisture, "%"),
+    sensor("soil_15", MetricType::SoilMoisture, "%"),
+    sensor("soil_16", MetricType::SoilMoisture, "%"),
+];
+
 impl NodeKind {
     /// The name in uids and `nodes.type`.
     pub fn as_str(self) -> &'static str {
@@ -136,16 +161,18 @@ pub struct NodeSpec {
     pub uid: String,
     pub zone: String,
     pub kind: NodeKind,
+    /// The kind's channels, then the node's soil probes.
+    channels: Vec<ChannelSpec>,
 }
 
 impl NodeSpec {
-    pub fn channels(&self) -> &'static [ChannelSpec] {
-        self.kind.channels()
+    pub fn channels(&self) -> &[ChannelSpec] {
+        &self.channels
     }
 
     /// The channel called `name`, if this node has it.
-    pub fn channel(&self, name: &str) -> Option<&'static ChannelSpec> {
-        self.channels().iter().find(|c| c.channel == name)
+    pub fn channel(&self, name: &str) -> Option<&ChannelSpec> {
+        self.channels.iter().find(|c| c.channel == name)
     }
 }
 
@@ -159,10 +186,11 @@ pub struct Layout {
 
 /// The layout for the settings' zone and node counts.
 pub fn layout(sim: &SimSettings) -> Layout {
-    build(sim.zones, sim.nodes)
+    build(sim.zones, sim.nodes, sim.probes)
 }
 
-fn build(zones: usize, nodes: usize) -> Layout {
+fn build(zones: usize, nodes: usize, probes: usize) -> Layout {
+    let probes = &PROBE_CHANNELS[..probes.min(PROBE_CHANNELS.len())];
     let zones = zones.max(1);
     Layout {
         zones: (1..=zones).map(|z| format!("zn-{z}")).collect(),
@@ -174,6 +202,7 @@ fn build(zones: usize, nodes: usize) -> Layout {
                     uid: format!("nd-{}-{}", kind.as_str(), i + 1),
                     zone: format!("zn-{}", i % zones + 1),
                     kind,
+                    channels: [kind.channels(), probes].concat(),
                 }
             })
             .collect(),
@@ -186,7 +215,7 @@ mod tests {
 
     #[test]
     fn default_layout_matches_the_documented_uids() {
-        let l = build(3, 20);
+        let l = build(3, 20, 0);
         assert_eq!(l.zones, ["zn-1", "zn-2", "zn-3"]);
         assert_eq!(l.nodes.len(), 20);
         let pairs: Vec<(&str, &str)> = l
@@ -214,7 +243,7 @@ mod tests {
 
     #[test]
     fn every_zone_gets_every_kind_when_there_are_enough_nodes() {
-        let l = build(3, 15);
+        let l = build(3, 15, 0);
         for zone in &l.zones {
             for kind in KINDS {
                 assert_eq!(
@@ -231,11 +260,11 @@ mod tests {
 
     #[test]
     fn small_and_odd_layouts() {
-        let l = build(1, 3);
+        let l = build(1, 3, 0);
         assert_eq!(l.zones, ["zn-1"]);
         let uids: Vec<&str> = l.nodes.iter().map(|n| n.uid.as_str()).collect();
         assert_eq!(uids, ["nd-ph-1", "nd-ec-2", "nd-climate-3"]);
-        let l = build(3, 5);
+        let l = build(3, 5, 0);
         let uids: Vec<&str> = l.nodes.iter().map(|n| n.uid.as_str()).collect();
         assert_eq!(
             uids,
@@ -268,6 +297,29 @@ mod tests {
                 );
             }
         }
+        let probed = build(1, 1, 3);
+        let names: Vec<&str> = probed.nodes[0]
+            .channels()
+            .iter()
+            .map(|c| c.channel)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ph_sensor",
+                "pump_acid",
+                "pump_base",
+                "soil_1",
+                "soil_2",
+                "soil_3"
+            ]
+        );
+        assert_eq!(
+            probed.nodes[0]
+                .channel("soil_2")
+                .and_then(|c| c.metric_type),
+            Some(MetricType::SoilMoisture)
+        );
         let ph = NodeKind::Ph.channels()[0];
         assert_eq!(
             (ph.metric_type, ph.unit),

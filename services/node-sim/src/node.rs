@@ -61,6 +61,8 @@ pub struct NodeContext {
     pub faults: Arc<Faults>,
     pub telemetry_interval: Duration,
     pub heartbeat_interval: Duration,
+    /// `SIM_TCP_NODELAY`.
+    pub tcp_nodelay: bool,
 }
 
 /// A running simulated node; cheap to clone.
@@ -125,6 +127,7 @@ impl SimNode {
         // A node has a few readings and responses in flight at most; the
         // default window would cost megabytes per node (see the field).
         config.max_inflight = Some(NODE_MAX_INFLIGHT);
+        config.nodelay = ctx.tcp_nodelay;
         config.last_will = Some(LastWill::new(
             lwt_topic,
             LWT_PAYLOAD,
@@ -223,7 +226,7 @@ impl SimNode {
 }
 
 /// The sensor channels of a node with their metric.
-fn sensors(spec: &NodeSpec) -> impl Iterator<Item = (&'static ChannelSpec, MetricType)> {
+fn sensors(spec: &NodeSpec) -> impl Iterator<Item = (&ChannelSpec, MetricType)> {
     spec.channels()
         .iter()
         .filter_map(|c| c.metric_type.map(|m| (c, m)))

@@ -38,6 +38,9 @@ const SUN_LUX: f64 = 40_000.0;
 const LAMP_LUX: f64 = 20_000.0;
 /// `set_relay` on the irrigation pump runs it until `stop`, at most this long.
 const RELAY_RUN_SECS: f64 = 3_600.0;
+/// Soil moisture, %, of a bed left alone and of one being irrigated.
+const SOIL_DRY: f64 = 30.0;
+const SOIL_WET: f64 = 45.0;
 /// A longer gap between steps (a paused process) counts as this much.
 const MAX_STEP_SECS: f64 = 60.0;
 
@@ -55,6 +58,8 @@ pub struct Physics {
     /// Seconds the irrigation pump still runs.
     pump_remaining: f64,
     flow: f64,
+    /// Soil moisture of the bed, % (every soil probe of the node reads it).
+    soil: f64,
     clouds: f64,
     lamp_on: bool,
     lamp_level: u8,
@@ -85,6 +90,7 @@ impl Physics {
             refilling: false,
             pump_remaining: 0.0,
             flow: 0.0,
+            soil: SOIL_DRY,
             clouds: 0.85,
             lamp_on: false,
             lamp_level: 255,
@@ -107,6 +113,7 @@ impl Physics {
     pub fn step(&mut self, dt: f64, hour: f64) {
         let dt = dt.clamp(0.0, MAX_STEP_SECS);
         let n = [
+            self.noise(),
             self.noise(),
             self.noise(),
             self.noise(),
@@ -144,6 +151,9 @@ impl Physics {
         } else {
             0.0
         };
+        // Soil: wetted towards SOIL_WET while irrigating, drying back slowly.
+        let soil_target = if pumping { SOIL_WET } else { SOIL_DRY };
+        self.soil = relax(self.soil, soil_target, 900.0, 0.05, dt, n[7]).clamp(0.0, 100.0);
         // Light: the sun between 06:00 and 18:00 through passing clouds, plus lamps.
         self.clouds = relax(self.clouds, 0.85, 300.0, 0.01, dt, n[6]).clamp(0.3, 1.0);
         let sun = ((hour - 6.0) * std::f64::consts::PI / 12.0).sin().max(0.0);
@@ -170,6 +180,7 @@ impl Physics {
             MetricType::WaterLevel => round(self.water_level, 2),
             MetricType::FlowRate => round(self.flow, 2),
             MetricType::LightIntensity => round(self.light, 0),
+            MetricType::SoilMoisture => round(self.soil, 1),
             _ => 0.0,
         }
     }
@@ -331,6 +342,24 @@ mod tests {
         assert!(p.pumping());
         p.apply(NodeKind::Irrigation, "pump_irrigation", Action::Stop);
         assert!(!p.pumping());
+    }
+
+    #[test]
+    fn irrigation_wets_the_soil_and_it_dries_back() {
+        let mut p = Physics::new(5, 12.0);
+        let dry = p.reading(MetricType::SoilMoisture);
+        assert!((25.0..35.0).contains(&dry), "{dry}");
+        p.apply(NodeKind::Irrigation, "pump_irrigation", run(1_800_000));
+        for _ in 0..30 {
+            p.step(60.0, 12.0);
+        }
+        let wet = p.reading(MetricType::SoilMoisture);
+        assert!(wet > dry + 5.0, "{dry} -> {wet}");
+        p.apply(NodeKind::Irrigation, "pump_irrigation", Action::Stop);
+        for _ in 0..60 {
+            p.step(60.0, 12.0);
+        }
+        assert!(p.reading(MetricType::SoilMoisture) < wet - 5.0);
     }
 
     #[test]

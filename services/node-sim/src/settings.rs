@@ -25,6 +25,12 @@ const fn default_heartbeat_interval_ms() -> u64 {
 const fn default_fallback_after_ms() -> u64 {
     2_000
 }
+const fn default_tcp_nodelay() -> bool {
+    true
+}
+
+/// The most soil probes a node carries (`SIM_PROBES`).
+pub const MAX_PROBES: usize = crate::layout::PROBE_CHANNELS.len();
 
 /// The shortest telemetry or heartbeat interval: below this a few hundred
 /// nodes would saturate a broker for no realism gained.
@@ -119,6 +125,19 @@ pub struct SimSettings {
         deserialize_with = "de_from_str"
     )]
     pub fallback_after_ms: u64,
+    /// `SIM_PROBES`: soil-moisture probes every node carries besides its
+    /// kind's channels, 0 to [`MAX_PROBES`] (see [`crate::layout`]).
+    #[serde(rename = "sim_probes", default, deserialize_with = "de_from_str")]
+    pub probes: usize,
+    /// `SIM_TCP_NODELAY`: send each packet at once (true) or let the kernel
+    /// gather a node's back-to-back readings into one segment (false: Nagle,
+    /// as the lwIP stack of the ESP32 firmware does; a benchmark's setting).
+    #[serde(
+        rename = "sim_tcp_nodelay",
+        default = "default_tcp_nodelay",
+        deserialize_with = "de_bool"
+    )]
+    pub tcp_nodelay: bool,
 }
 
 impl Default for SimSettings {
@@ -137,6 +156,8 @@ impl Default for SimSettings {
             broker_url: None,
             broker_urls: None,
             fallback_after_ms: default_fallback_after_ms(),
+            probes: 0,
+            tcp_nodelay: default_tcp_nodelay(),
         }
     }
 }
@@ -206,6 +227,10 @@ impl SimSettings {
             (
                 self.fallback_after_ms >= 100,
                 "SIM_FALLBACK_AFTER_MS must be at least 100".to_owned(),
+            ),
+            (
+                self.probes <= MAX_PROBES,
+                format!("SIM_PROBES must be at most {MAX_PROBES}"),
             ),
             (
                 self.heartbeat_interval_ms >= MIN_INTERVAL_MS,
@@ -306,6 +331,8 @@ mod tests {
         assert_eq!(s.telemetry_interval_ms, 5_000);
         assert_eq!(s.heartbeat_interval_ms, 15_000);
         assert!(!s.seed_db);
+        assert_eq!(s.probes, 0);
+        assert!(s.tcp_nodelay);
         assert_eq!(s.drop_responses, 0.0);
         assert!(s.broker_url.is_none());
         let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
@@ -352,8 +379,12 @@ mod tests {
             ("SIM_DROP_RESPONSES", "0.25"),
             ("SIM_RESPONSE_DELAY_MS", "100"),
             ("SIM_BROKER_URL", "mqtt://127.0.0.1:1884"),
+            ("SIM_PROBES", "8"),
+            ("SIM_TCP_NODELAY", "false"),
         ]))
         .unwrap();
+        assert_eq!(s.probes, 8);
+        assert!(!s.tcp_nodelay);
         assert_eq!(s.greenhouse, "gh-test");
         assert_eq!((s.zones, s.nodes), (2, 7));
         assert!(s.seed_db);
@@ -377,6 +408,8 @@ mod tests {
             ("SIM_BROKER_URLS", "mqtt://127.0.0.1:1883,tcp://x:1"),
             ("SIM_BROKER_URLS", " , "),
             ("SIM_GREENHOUSE", "gh/1"),
+            ("SIM_PROBES", "17"),
+            ("SIM_TCP_NODELAY", "maybe"),
         ] {
             let err = SimSettings::from_vars(vars(&[(k, v)])).unwrap_err();
             let text = err.to_string().to_lowercase();

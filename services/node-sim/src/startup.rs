@@ -78,6 +78,7 @@ impl App {
             telemetry_interval: sim.telemetry_interval(),
             heartbeat_interval: sim.heartbeat_interval(),
             fallback_after: sim.fallback_after(),
+            tcp_nodelay: sim.tcp_nodelay,
         });
         let nodes: Arc<[SimNode]> = layout
             .nodes
