@@ -16,6 +16,7 @@ pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod mqtt;
+pub mod node_config;
 pub mod payloads;
 pub mod probe;
 pub mod publish_tracker;

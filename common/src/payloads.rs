@@ -123,6 +123,12 @@ pub struct Telemetry {
     pub flow_active: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrections_allowed: Option<bool>,
+    /// TDS derived by an EC node (firmware §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tds: Option<f64>,
+    /// Sensor-side health context (`status`, `error_count`), as the node sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Map<String, Value>>,
 }
 
 impl Telemetry {
@@ -236,12 +242,24 @@ impl CommandResponse {
     }
 }
 
-/// ONLINE or OFFLINE.
+/// ONLINE, OFFLINE, or RESTARTING (announced by a node about to reboot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NodeState {
     Online,
     Offline,
+    Restarting,
+}
+
+impl NodeState {
+    /// The value stored in `nodes.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "ONLINE",
+            NodeState::Offline => "OFFLINE",
+            NodeState::Restarting => "RESTARTING",
+        }
+    }
 }
 
 /// `…/status`, retained: the node's own word on its state.
@@ -270,6 +288,9 @@ pub struct Heartbeat {
     pub free_heap: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rssi: Option<i32>,
+    /// The application firmware version the node reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fw_version: Option<String>,
 }
 
 impl Heartbeat {
@@ -298,6 +319,11 @@ pub struct NodeError {
     pub component: String,
     pub error_code: String,
     pub message: String,
+    /// Milliseconds since the epoch, when the node has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Map<String, Value>>,
 }
 
 impl NodeError {
@@ -355,9 +381,18 @@ pub struct NodeHello {
     pub node_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fw_version: Option<String>,
+    /// What the node can do: sensor kinds, and [`CAPABILITY_CONFIG_UPDATE`]
+    /// when it follows `nodes/{node}/config/update` with fallbacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+/// The capability a node declares (hello `capabilities`, or NodeConfig
+/// `capabilities`) when it can be moved with `nodes/{node}/config/update`.
+/// The hydro2.0 firmware does not declare it: it is moved by a NodeConfig push.
+pub const CAPABILITY_CONFIG_UPDATE: &str = "config_update";
 
 impl NodeHello {
     pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
@@ -392,6 +427,128 @@ impl ConfigUpdate {
             ));
         }
         Ok(c)
+    }
+}
+
+/// `hydro/time/response`: the backend's clock, answering a time request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeResponse {
+    /// Always `time_response`.
+    pub message_type: String,
+    /// Seconds since the epoch.
+    pub unix_ts: i64,
+    /// The same instant (the firmware reads either).
+    pub server_time: i64,
+}
+
+impl TimeResponse {
+    /// The answer for `unix_ts` (seconds).
+    pub fn at(unix_ts: i64) -> Self {
+        TimeResponse {
+            message_type: "time_response".into(),
+            unix_ts,
+            server_time: unix_ts,
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
+        decode(bytes)
+    }
+}
+
+/// The MQTT section of a NodeConfig: where the node connects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfigMqtt {
+    pub host: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+}
+
+/// One channel of a NodeConfig (`SENSOR` with a `metric`, or `ACTUATOR` with
+/// an `actuator_type`); other fields (limits, GPIOs) are kept as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfigChannel {
+    pub name: String,
+    /// `SENSOR` or `ACTUATOR`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actuator_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The NodeConfig document, format version 3: pushed on `…/config` (with
+/// `node_secret`) and reported on `…/config_report` (without it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    pub node_id: String,
+    pub version: u32,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    pub gh_uid: String,
+    pub zone_uid: String,
+    pub channels: Vec<NodeConfigChannel>,
+    /// A full object, or `{"configured": true}` to keep what the node has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi: Option<Value>,
+    /// A full object (a push always sends one), or `{"configured": true}`.
+    pub mqtt: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fw_version: Option<String>,
+    /// The HMAC key for commands (≥ 32 characters); only ever pushed down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_secret: Option<String>,
+    /// Limits, calibration, fail-safe guards, ...: kept as the node sent them.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl NodeConfig {
+    /// Decodes a `config_report` (or a pushed config) and checks the fields
+    /// the firmware requires.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
+        let c: NodeConfig = decode(bytes)?;
+        for (field, value) in [
+            ("node_id", &c.node_id),
+            ("type", &c.node_type),
+            ("gh_uid", &c.gh_uid),
+            ("zone_uid", &c.zone_uid),
+        ] {
+            if value.trim().is_empty() || value.len() > 64 {
+                return Err(PayloadError::field(field, "must be 1 to 64 characters"));
+            }
+        }
+        if !c.mqtt.is_object() {
+            return Err(PayloadError::field("mqtt", "must be an object"));
+        }
+        Ok(c)
+    }
+
+    /// The broker section, when it is a full one (not `{"configured":true}`).
+    pub fn mqtt_target(&self) -> Option<NodeConfigMqtt> {
+        serde_json::from_value(self.mqtt.clone()).ok()
+    }
+
+    /// Whether the node declares it follows `config/update` moves.
+    pub fn declares_config_update(&self) -> bool {
+        self.extra
+            .get("capabilities")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|v| v == CAPABILITY_CONFIG_UPDATE))
     }
 }
 
@@ -529,7 +686,7 @@ mod tests {
             br#"{"hardware_id":"esp32-aa","node_type":"ph","capabilities":["ph"]}"#,
         )
         .unwrap();
-        assert!(h.extra.contains_key("capabilities"));
+        assert_eq!(h.capabilities, ["ph"]);
         assert!(
             ConfigUpdate::decode(
                 br#"{"mqtt_broker":"tcp://x","broker_id":"m","fallback":[],"ts":1}"#

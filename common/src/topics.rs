@@ -1,7 +1,10 @@
 //! Building and parsing the MQTT topics of the contract (section 2).
 //!
 //! Node topics are `hydro/{gh}/{zone}/{node}[/{channel}]/{kind}`; the broker
-//! move topic is `nodes/{node}/config/update`. Parsing never allocates more
+//! move topic is `nodes/{node}/config/update`; the clock topics are
+//! `hydro/time/request` and `hydro/time/response`. An unbound node lives in
+//! the temp namespace `hydro/gh-temp/zn-temp/{hardware_id}/…` (see
+//! [`NodeTopic::is_temp`]) until it is bound. Parsing never allocates more
 //! than the uids it returns and refuses anything that is not exactly one of
 //! these shapes, so a stray topic cannot be written against the wrong node.
 
@@ -19,6 +22,10 @@ pub enum TopicKind {
     Heartbeat,
     Error,
     NodeHello,
+    /// Node → backend: the NodeConfig the node runs.
+    ConfigReport,
+    /// Backend → node: a NodeConfig push (bind, rebind, change, move).
+    Config,
 }
 
 impl TopicKind {
@@ -34,6 +41,8 @@ impl TopicKind {
             TopicKind::Heartbeat => "heartbeat",
             TopicKind::Error => "error",
             TopicKind::NodeHello => "node_hello",
+            TopicKind::ConfigReport => "config_report",
+            TopicKind::Config => "config",
         }
     }
 
@@ -59,6 +68,8 @@ impl TopicKind {
             "heartbeat" => TopicKind::Heartbeat,
             "error" => TopicKind::Error,
             "node_hello" => TopicKind::NodeHello,
+            "config_report" => TopicKind::ConfigReport,
+            "config" => TopicKind::Config,
             _ => return None,
         })
     }
@@ -94,6 +105,16 @@ pub struct NodeTopic {
 /// The short hello topic a node without a zone publishes to.
 pub const GLOBAL_NODE_HELLO: &str = "hydro/node_hello";
 
+/// A node asks for the time here after every connect (QoS 1).
+pub const TIME_REQUEST: &str = "hydro/time/request";
+/// The backend answers every time request here, for every node (QoS 1).
+pub const TIME_RESPONSE: &str = "hydro/time/response";
+
+/// The greenhouse level of an unbound node's topics.
+pub const TEMP_GREENHOUSE: &str = "gh-temp";
+/// The zone level of an unbound node's topics.
+pub const TEMP_ZONE: &str = "zn-temp";
+
 /// Any topic of the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic {
@@ -104,6 +125,10 @@ pub enum Topic {
     ConfigUpdate {
         node: String,
     },
+    /// `hydro/time/request`: a node asks for the time.
+    TimeRequest,
+    /// `hydro/time/response`: the backend's answer.
+    TimeResponse,
 }
 
 /// Why a topic did not parse.
@@ -125,8 +150,11 @@ impl Topic {
             topic: topic.to_owned(),
             problem,
         };
-        if topic == GLOBAL_NODE_HELLO {
-            return Ok(Topic::GlobalNodeHello);
+        match topic {
+            GLOBAL_NODE_HELLO => return Ok(Topic::GlobalNodeHello),
+            TIME_REQUEST => return Ok(Topic::TimeRequest),
+            TIME_RESPONSE => return Ok(Topic::TimeResponse),
+            _ => {}
         }
         let levels: Vec<&str> = topic.split('/').collect();
         if !levels.iter().all(|l| valid_level(l)) {
@@ -175,6 +203,13 @@ impl NodeTopic {
         }
     }
 
+    /// Whether this is the temp namespace of an unbound node
+    /// (`hydro/gh-temp/zn-temp/{hardware_id}/…`): its `node` level is then
+    /// the hardware id, not a node uid.
+    pub fn is_temp(&self) -> bool {
+        self.greenhouse == TEMP_GREENHOUSE && self.zone == TEMP_ZONE
+    }
+
     /// Parses a node topic; the global hello and config topics are refused.
     pub fn parse(topic: &str) -> Result<NodeTopic, TopicError> {
         match Topic::parse(topic)? {
@@ -209,6 +244,11 @@ pub fn node_topic(gh: &str, zone: &str, node: &str, kind: TopicKind) -> String {
     format!("hydro/{gh}/{zone}/{node}/{}", kind.as_str())
 }
 
+/// `hydro/gh-temp/zn-temp/{hardware_id}/{kind}`: an unbound node's topic.
+pub fn temp_node_topic(hardware_id: &str, kind: TopicKind) -> String {
+    node_topic(TEMP_GREENHOUSE, TEMP_ZONE, hardware_id, kind)
+}
+
 /// `nodes/{node}/config/update`.
 pub fn config_update_topic(node: &str) -> String {
     format!("nodes/{node}/config/update")
@@ -230,6 +270,8 @@ mod tests {
             TopicKind::Heartbeat,
             TopicKind::Error,
             TopicKind::NodeHello,
+            TopicKind::ConfigReport,
+            TopicKind::Config,
         ] {
             let s = if kind.has_channel() {
                 channel_topic("gh-1", "zn-1", "nd-ph-1", "ph_sensor", kind)
@@ -259,6 +301,23 @@ mod tests {
             }
         );
         assert_eq!(config_update_topic("nd-1"), "nodes/nd-1/config/update");
+        assert_eq!(Topic::parse("hydro/time/request").unwrap(), Topic::TimeRequest);
+        assert_eq!(Topic::parse("hydro/time/response").unwrap(), Topic::TimeResponse);
+    }
+
+    #[test]
+    fn temp_namespace() {
+        let t = NodeTopic::parse("hydro/gh-temp/zn-temp/esp32-a1b2c3d4e5f6/ph_sensor/telemetry")
+            .unwrap();
+        assert!(t.is_temp());
+        assert_eq!(t.node, "esp32-a1b2c3d4e5f6");
+        assert_eq!(
+            temp_node_topic("esp32-a1b2c3d4e5f6", TopicKind::Config),
+            "hydro/gh-temp/zn-temp/esp32-a1b2c3d4e5f6/config"
+        );
+        assert!(!NodeTopic::parse("hydro/gh-1/zn-temp/nd-1/status").unwrap().is_temp());
+        let r = NodeTopic::parse("hydro/gh-1/zn-1/nd-ph-1/config_report").unwrap();
+        assert_eq!(r.kind, TopicKind::ConfigReport);
     }
 
     #[test]

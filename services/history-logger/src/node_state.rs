@@ -32,10 +32,7 @@ pub struct Target<'a> {
 }
 
 fn state_str(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Online => "ONLINE",
-        NodeState::Offline => "OFFLINE",
-    }
+    state.as_str()
 }
 
 /// ONLINE or OFFLINE from a status message (`source` = `status`) or the
@@ -90,6 +87,7 @@ pub async fn apply_statuses(
                 kind: match change.state {
                     NodeState::Online => "NODE_ONLINE",
                     NodeState::Offline => "NODE_OFFLINE",
+                    NodeState::Restarting => "NODE_RESTARTING",
                 }
                 .into(),
                 payload: json!({ "node_uid": change.target.node_uid, "source": change.source }),
@@ -167,6 +165,7 @@ fn state_label(status: &str) -> &'static str {
     match status {
         "ONLINE" => "ONLINE",
         "OFFLINE" => "OFFLINE",
+        "RESTARTING" => "RESTARTING",
         _ => "UNKNOWN",
     }
 }

@@ -73,7 +73,7 @@ pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, R
                 body: Body::Hello(hello),
             });
         }
-        Topic::ConfigUpdate { .. } => {
+        Topic::ConfigUpdate { .. } | Topic::TimeRequest | Topic::TimeResponse => {
             return Err(Rejection::new("bad_topic", "not an uplink topic"));
         }
         Topic::Node(t) => t,
@@ -113,7 +113,10 @@ pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, R
             check_hello(&hello)?;
             Body::Hello(hello)
         }
-        TopicKind::Command | TopicKind::CommandResponse => {
+        TopicKind::Command
+        | TopicKind::CommandResponse
+        | TopicKind::Config
+        | TopicKind::ConfigReport => {
             return Err(Rejection::new("bad_topic", "not an uplink kind"));
         }
     };

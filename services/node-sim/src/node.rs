@@ -357,6 +357,8 @@ impl Inner {
                         stable: matches!(metric, MetricType::Ph | MetricType::Ec).then_some(true),
                         flow_active: (metric == MetricType::FlowRate).then(|| physics.pumping()),
                         corrections_allowed: None,
+                        tds: None,
+                        health: None,
                     };
                     let payload = serde_json::to_vec(&t).expect("telemetry serialises");
                     (
@@ -408,6 +410,7 @@ impl Inner {
             uptime: self.started.elapsed().as_secs(),
             free_heap: rand::random_range(96_000..=104_000),
             rssi: Some(rand::random_range(-80..=-40)),
+            fw_version: Some(env!("CARGO_PKG_VERSION").into()),
         };
         let payload = serde_json::to_vec(&heartbeat).expect("heartbeat serialises");
         self.publish("heartbeat", &topic, payload, false).await;
