@@ -186,7 +186,8 @@ def clear_retained_moves(settle: float = 1.5) -> int:
 
 @pytest.fixture(scope="session")
 def services(request, database_url, log_dir):
-    """node-sim (seeds the greenhouse, then simulates the nodes) and mqtt-bridge."""
+    """node-sim (seeds the greenhouse, then simulates the nodes), history-logger,
+    mqtt-bridge and device-registry."""
     started: list[Service] = []
     clear_retained_moves()
     try:
@@ -212,7 +213,13 @@ def services(request, database_url, log_dir):
             "COMMAND_TIMEOUT_SEC": str(COMMAND_TIMEOUT_SEC),
         })
         started.append(bridge)
-        yield {"node-sim": sim, "history-logger": logger, "mqtt-bridge": bridge}
+        registry = start_service("device-registry", log_dir, {
+            **_common_env(database_url),
+            "BRIDGE_API_TOKEN": API_TOKEN,
+        })
+        started.append(registry)
+        yield {"node-sim": sim, "history-logger": logger, "mqtt-bridge": bridge,
+               "device-registry": registry}
     finally:
         for svc in reversed(started):
             svc.stop()
