@@ -55,20 +55,24 @@ pub async fn handle(
     payload: &[u8],
 ) -> Result<ReportOutcome, ReportError> {
     let mut report = NodeConfig::decode(payload)?;
+    // Only a report from a real namespace can complete a bind: the target
+    // uid is the topic's node level.
+    let pending = match topic.is_temp() {
+        true => None,
+        false => binds::pending_for_uid(pool, &topic.node).await?,
+    };
     let mut bind_completed = false;
-    if !topic.is_temp() {
-        if let Some(bind) = binds::pending_for_uid(pool, &topic.node).await? {
-            if completes(&bind.target(), topic, &report) {
-                bind_completed = binds::complete(pool, &bind).await?;
-                if bind_completed {
-                    metrics::counter!(m::DEVICE_BINDS, "outcome" => "completed").increment(1);
-                    info!(node = %bind.node_uid, greenhouse = %bind.gh_uid, zone = %bind.zone_uid, broker = broker_id,
-                        "Bind completed: the node reported its config from the target namespace.");
-                }
-            } else {
-                info!(node = %topic.node, topic_zone = %topic.zone, report_zone = %report.zone_uid, target_zone = %bind.zone_uid,
-                    "A config_report does not match the node's pending bind; the bind stays pending.");
+    if let Some(bind) = pending {
+        if completes(&bind.target(), topic, &report) {
+            bind_completed = binds::complete(pool, &bind).await?;
+            if bind_completed {
+                metrics::counter!(m::DEVICE_BINDS, "outcome" => "completed").increment(1);
+                info!(node = %bind.node_uid, greenhouse = %bind.gh_uid, zone = %bind.zone_uid, broker = broker_id,
+                    "Bind completed: the node reported its config from the target namespace.");
             }
+        } else {
+            info!(node = %topic.node, topic_zone = %topic.zone, report_zone = %report.zone_uid, target_zone = %bind.zone_uid,
+                "A config_report does not match the node's pending bind; the bind stays pending.");
         }
     }
     let (node_id, node_uid) = match store::resolve(pool, &topic.node).await? {

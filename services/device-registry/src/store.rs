@@ -134,10 +134,10 @@ pub async fn register(pool: &PgPool, s: &Sighting) -> Result<Registered, sqlx::E
                 .bind(&s.hardware_id)
                 .fetch_optional(pool)
                 .await?;
-        if let Some((_, uid, lifecycle)) = &known {
-            if lifecycle == Lifecycle::Decommissioned.as_str() {
-                return Ok(Registered::Decommissioned { uid: uid.clone() });
-            }
+        if let Some((_, uid, lifecycle)) = &known
+            && lifecycle == Lifecycle::Decommissioned.as_str()
+        {
+            return Ok(Registered::Decommissioned { uid: uid.clone() });
         }
         let target = match (&known, &s.uid_hint) {
             (Some(_), _) => Some(("hardware_id = $1", s.hardware_id.as_str())),
@@ -176,14 +176,14 @@ pub async fn register(pool: &PgPool, s: &Sighting) -> Result<Registered, sqlx::E
         let kind = node_type.unwrap_or("unknown");
         for attempt in 0..50 {
             let uid = lifecycle::generated_uid(kind, &s.hardware_id, attempt);
-            let inserted: Option<(i64,)> = sqlx::query_as(&format!(
+            let inserted: Option<(i64,)> = sqlx::query_as(
                 "INSERT INTO nodes (uid, hardware_id, type, fw_version, capabilities, move_via, \
                     lifecycle, last_seen_at, observed_broker_id, observed_at) \
                  VALUES ($1, $2, $3, $4, COALESCE($5, '[]'::jsonb), COALESCE($6, 'node_config'), \
                     'REGISTERED', now(), (SELECT id FROM brokers WHERE id = $7), \
                     CASE WHEN EXISTS (SELECT 1 FROM brokers WHERE id = $7) THEN now() END) \
-                 ON CONFLICT DO NOTHING RETURNING id"
-            ))
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
             .bind(&uid)
             .bind(&s.hardware_id)
             .bind(kind)

@@ -26,10 +26,10 @@ impl Throttle {
 
     /// True when `key` may go now (and records that it went).
     pub fn allow(&mut self, key: &str, now: Instant) -> bool {
-        if let Some(last) = self.last.get(key) {
-            if now.saturating_duration_since(*last) < self.every {
-                return false;
-            }
+        if let Some(last) = self.last.get(key)
+            && now.saturating_duration_since(*last) < self.every
+        {
+            return false;
         }
         if self.last.len() >= MAX_KEYS {
             let every = self.every;

@@ -171,11 +171,11 @@ impl Uplink {
                 return self.drop_message("db_error", message, &e);
             }
         };
-        if let (Some(reading), Some(channel)) = (reading, &topic.channel) {
-            if let Err(e) = store::store_reading(&self.pool, node_id, channel, &reading).await {
-                self.writes.forget(&key);
-                self.drop_message("db_error", message, &e);
-            }
+        if let (Some(reading), Some(channel)) = (reading, &topic.channel)
+            && let Err(e) = store::store_reading(&self.pool, node_id, channel, &reading).await
+        {
+            self.writes.forget(&key);
+            self.drop_message("db_error", message, &e);
         }
     }
 }

@@ -14,7 +14,8 @@ use helpers::{FakeNode, TOKEN, TestRegistry, WAIT, spawn_registry};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const BIND: &str = r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-1","node_uid":"nd-ph-tank1","name":"PH Tank A"}"#;
+const BIND: &str =
+    r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-1","node_uid":"nd-ph-tank1","name":"PH Tank A"}"#;
 
 /// The config_report a firmware node sends after applying `config`, from
 /// the namespace the config names.
@@ -55,17 +56,26 @@ async fn hello_and_temp_uplink_register_an_unbound_node() {
     assert!(bound["data"].as_array().unwrap().is_empty());
 
     // Temp-namespace telemetry: counted, its latest reading kept.
-    let before = registry.metric(r#"device_registry_unbound_messages_total{kind="telemetry"}"#).await;
+    let before = registry
+        .metric(r#"device_registry_unbound_messages_total{kind="telemetry"}"#)
+        .await;
     node.publish(
         "hydro/gh-temp/zn-temp/esp32-AABBCC112233/ph_sensor/telemetry",
         r#"{"metric_type":"PH","value":6.5,"ts":1737979200}"#,
     )
     .await;
     let seen = registry
-        .wait_node("nd-ph-112233", "reading visible", |n| n["readings"]["ph_sensor"]["value"] == 6.5)
+        .wait_node("nd-ph-112233", "reading visible", |n| {
+            n["readings"]["ph_sensor"]["value"] == 6.5
+        })
         .await;
     assert_eq!(seen["readings"]["ph_sensor"]["metric"], "PH");
-    assert!(registry.metric(r#"device_registry_unbound_messages_total{kind="telemetry"}"#).await > before);
+    assert!(
+        registry
+            .metric(r#"device_registry_unbound_messages_total{kind="telemetry"}"#)
+            .await
+            > before
+    );
 
     // A node never seen before that only sends temp uplink is registered too.
     node.publish(
@@ -73,29 +83,46 @@ async fn hello_and_temp_uplink_register_an_unbound_node() {
         r#"{"uptime":10,"free_heap":100000}"#,
     )
     .await;
-    let other = registry.wait_node("esp32-DDEEFF445566", "registered from uplink", |_| true).await;
+    let other = registry
+        .wait_node("esp32-DDEEFF445566", "registered from uplink", |_| true)
+        .await;
     assert_eq!(other["type"], "unknown");
     assert_eq!(other["state"], "unbound");
 
     // A bad payload is counted and changes nothing.
-    let dropped = registry.metric("device_registry_messages_dropped_total").await;
+    let dropped = registry
+        .metric("device_registry_messages_dropped_total")
+        .await;
     node.publish("hydro/node_hello", "not json").await;
     eventually(WAIT, || async {
-        (registry.metric("device_registry_messages_dropped_total").await > dropped).then_some(())
+        (registry
+            .metric("device_registry_messages_dropped_total")
+            .await
+            > dropped)
+            .then_some(())
     })
     .await
     .expect("the bad hello is counted");
-    assert_eq!(count(registry.pool(), "SELECT count(*) FROM nodes").await, 2);
+    assert_eq!(
+        count(registry.pool(), "SELECT count(*) FROM nodes").await,
+        2
+    );
 }
 
 /// Registers a node, binds it to zn-1 and returns the config it received.
 async fn bind_and_receive(registry: &TestRegistry, node: &mut FakeNode) -> Value {
     node.register(registry, "ph").await;
-    let (status, body) = registry.post(&format!("/api/nodes/{}/bind", node.hardware_id), BIND).await;
+    let (status, body) = registry
+        .post(&format!("/api/nodes/{}/bind", node.hardware_id), BIND)
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["state"], "pending");
     assert_eq!(body["data"]["bind"]["zone_uid"], "zn-1");
-    node.next_on(&format!("hydro/gh-temp/zn-temp/{}/config", node.hardware_id)).await
+    node.next_on(&format!(
+        "hydro/gh-temp/zn-temp/{}/config",
+        node.hardware_id
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +131,10 @@ async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() 
     let mut node = FakeNode::connect(&registry.brokers[0], "esp32-00000000A1B2").await;
     // Where the node will listen once bound (for the unbind at the end).
     node.connection
-        .subscribe("hydro/gh-1/zn-1/nd-ph-tank1/config", common::QoS::AtLeastOnce)
+        .subscribe(
+            "hydro/gh-1/zn-1/nd-ph-tank1/config",
+            common::QoS::AtLeastOnce,
+        )
         .unwrap();
     let config = bind_and_receive(&registry, &mut node).await;
     assert_eq!(config["gh_uid"], "gh-1");
@@ -115,15 +145,22 @@ async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() 
     assert_eq!(config["mqtt"]["port"], registry.brokers[0].port);
     let secret = config["node_secret"].as_str().expect("a secret").to_owned();
     assert!(secret.len() >= 32, "{secret}");
-    assert_eq!(config["channels"].as_array().unwrap().len(), 3, "the ph type's defaults");
+    assert_eq!(
+        config["channels"].as_array().unwrap().len(),
+        3,
+        "the ph type's defaults"
+    );
 
     // Pending: no zone yet, the secret not yet the node's.
-    let pending = registry.wait_node("esp32-00000000A1B2", "pending", |n| n["state"] == "pending").await;
+    let pending = registry
+        .wait_node("esp32-00000000A1B2", "pending", |n| n["state"] == "pending")
+        .await;
     assert!(pending["zone_uid"].is_null());
-    let zone: Option<i64> = sqlx::query_scalar("SELECT zone_id FROM nodes WHERE hardware_id = 'esp32-00000000A1B2'")
-        .fetch_one(registry.pool())
-        .await
-        .unwrap();
+    let zone: Option<i64> =
+        sqlx::query_scalar("SELECT zone_id FROM nodes WHERE hardware_id = 'esp32-00000000A1B2'")
+            .fetch_one(registry.pool())
+            .await
+            .unwrap();
     assert!(zone.is_none());
 
     // A report from another zone does not complete it.
@@ -134,16 +171,22 @@ async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() 
     assert_eq!(still["data"]["state"], "pending");
 
     // A retry of the same bind publishes the same config again.
-    let (status, _) = registry.post("/api/nodes/esp32-00000000A1B2/bind", BIND).await;
+    let (status, _) = registry
+        .post("/api/nodes/esp32-00000000A1B2/bind", BIND)
+        .await;
     assert_eq!(status, 202);
-    let again = node.next_on("hydro/gh-temp/zn-temp/esp32-00000000A1B2/config").await;
+    let again = node
+        .next_on("hydro/gh-temp/zn-temp/esp32-00000000A1B2/config")
+        .await;
     assert_eq!(again["node_secret"], secret.as_str());
 
     // The right one does.
     let (topic, report) = report_for(&config, "zn-1");
     assert_eq!(topic, "hydro/gh-1/zn-1/nd-ph-tank1/config_report");
     node.publish(&topic, &report).await;
-    let bound = registry.wait_node("esp32-00000000A1B2", "bound", |n| n["state"] == "bound").await;
+    let bound = registry
+        .wait_node("esp32-00000000A1B2", "bound", |n| n["state"] == "bound")
+        .await;
     assert_eq!(bound["uid"], "nd-ph-tank1");
     assert_eq!(bound["zone_uid"], "zn-1");
     assert_eq!(bound["greenhouse_uid"], "gh-1");
@@ -151,12 +194,16 @@ async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() 
     assert_eq!(bound["lifecycle"], "ASSIGNED");
     assert_eq!(bound["fw_version"], "2.0.1");
     assert_eq!(bound["bind"]["state"], "DONE");
-    assert!(bound["config"].get("node_secret").is_none(), "no secret stored in config");
-    let (stored_secret, config_secret): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT secret, config->>'node_secret' FROM nodes WHERE uid = 'nd-ph-tank1'")
-            .fetch_one(registry.pool())
-            .await
-            .unwrap();
+    assert!(
+        bound["config"].get("node_secret").is_none(),
+        "no secret stored in config"
+    );
+    let (stored_secret, config_secret): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT secret, config->>'node_secret' FROM nodes WHERE uid = 'nd-ph-tank1'",
+    )
+    .fetch_one(registry.pool())
+    .await
+    .unwrap();
     assert_eq!(stored_secret.as_deref(), Some(secret.as_str()));
     assert!(config_secret.is_none());
     let channels: Vec<(String, String, Option<String>)> =
@@ -196,7 +243,9 @@ async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() 
     // Its config again, now on the temp topic.
     let (status, _) = registry.post("/api/nodes/nd-ph-tank1/config", "").await;
     assert_eq!(status, 200);
-    let pushed = node.next_on("hydro/gh-temp/zn-temp/esp32-00000000A1B2/config").await;
+    let pushed = node
+        .next_on("hydro/gh-temp/zn-temp/esp32-00000000A1B2/config")
+        .await;
     assert_eq!(pushed["zone_uid"], "zn-temp");
 }
 
@@ -206,17 +255,24 @@ async fn a_bind_without_report_expires() {
     let mut node = FakeNode::connect(&registry.brokers[0], "esp32-EXPIRE000001").await;
     bind_and_receive(&registry, &mut node).await;
     let expired = registry
-        .wait_node("esp32-EXPIRE000001", "bind expired", |n| n["bind"]["state"] == "EXPIRED")
+        .wait_node("esp32-EXPIRE000001", "bind expired", |n| {
+            n["bind"]["state"] == "EXPIRED"
+        })
         .await;
     assert_eq!(expired["state"], "unbound");
     assert!(expired["zone_uid"].is_null());
     assert_eq!(expired["uid"], "nd-ph-000001");
     // A late report from the target namespace binds nothing.
-    let config = json!({"gh_uid": "gh-1", "node_id": "nd-ph-tank1", "version": 3, "type": "ph", "mqtt": {}});
+    let config =
+        json!({"gh_uid": "gh-1", "node_id": "nd-ph-tank1", "version": 3, "type": "ph", "mqtt": {}});
     let (topic, report) = report_for(&config, "zn-1");
     node.publish(&topic, &report).await;
     node.barrier(&registry, "marker-2").await;
-    let bound = count(registry.pool(), "SELECT count(*) FROM nodes WHERE zone_id IS NOT NULL").await;
+    let bound = count(
+        registry.pool(),
+        "SELECT count(*) FROM nodes WHERE zone_id IS NOT NULL",
+    )
+    .await;
     assert_eq!(bound, 0);
 }
 
@@ -234,31 +290,49 @@ async fn the_api_demands_its_token_and_names_bad_fields() {
         let (status, _) = registry.call(Method::GET, "/api/nodes", None, token).await;
         assert_eq!(status, 401);
     }
-    assert_eq!(count(registry.pool(), "SELECT count(*) FROM node_binds").await, 0);
+    assert_eq!(
+        count(registry.pool(), "SELECT count(*) FROM node_binds").await,
+        0
+    );
     let (_, n) = registry.get("/api/nodes/esp32-AUTH00000001").await;
     assert_eq!(n["data"]["state"], "unbound");
 
     let (status, body) = registry.post(path, r#"{"greenhouse_uid":"gh-1"}"#).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "invalid_field");
-    assert!(body["message"].as_str().unwrap().contains("zone_uid"), "{body}");
-    let (status, body) = registry.post(path, r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-9"}"#).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("zone_uid"),
+        "{body}"
+    );
+    let (status, body) = registry
+        .post(path, r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-9"}"#)
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["code"], "zone_not_found");
     let (status, body) = registry.post("/api/nodes/nd-nobody/bind", BIND).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "node_not_found");
-    assert_eq!(count(registry.pool(), "SELECT count(*) FROM node_binds").await, 0);
+    assert_eq!(
+        count(registry.pool(), "SELECT count(*) FROM node_binds").await,
+        0
+    );
 
     // Decommissioned: a bind is a conflict.
-    let (status, _) = registry.post("/api/nodes/esp32-AUTH00000001/decommission", "").await;
+    let (status, _) = registry
+        .post("/api/nodes/esp32-AUTH00000001/decommission", "")
+        .await;
     assert_eq!(status, 200);
     let (status, body) = registry.post(path, BIND).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["code"], "node_decommissioned");
 
     // Health and metrics need no token.
-    let health = registry.http.get(format!("{}/health", registry.base)).send().await.unwrap();
+    let health = registry
+        .http
+        .get(format!("{}/health", registry.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status().as_u16(), 200);
     let _ = TOKEN;
 }
@@ -270,17 +344,26 @@ async fn the_config_goes_out_on_the_broker_the_node_is_on() {
     let mut on_a = FakeNode::connect(&registry.brokers[0], "esp32-BROKERB00001").await;
     let listed = on_b.register(&registry, "ph").await;
     assert_eq!(listed["observed_broker_id"], "mqtt2");
-    let (status, body) = registry.post("/api/nodes/esp32-BROKERB00001/bind", BIND).await;
+    let (status, body) = registry
+        .post("/api/nodes/esp32-BROKERB00001/bind", BIND)
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["bind"]["broker_id"], "mqtt2");
-    let config = on_b.next_on("hydro/gh-temp/zn-temp/esp32-BROKERB00001/config").await;
+    let config = on_b
+        .next_on("hydro/gh-temp/zn-temp/esp32-BROKERB00001/config")
+        .await;
     assert_eq!(config["mqtt"]["port"], registry.brokers[1].port);
-    assert!(!on_a.anything_within(Duration::from_secs(2)).await, "nothing on broker A");
+    assert!(
+        !on_a.anything_within(Duration::from_secs(2)).await,
+        "nothing on broker A"
+    );
 
     // The node answers from broker B: bound, observed there.
     let (topic, report) = report_for(&config, "zn-1");
     on_b.publish(&topic, &report).await;
-    let bound = registry.wait_node("nd-ph-tank1", "bound", |n| n["state"] == "bound").await;
+    let bound = registry
+        .wait_node("nd-ph-tank1", "bound", |n| n["state"] == "bound")
+        .await;
     assert_eq!(bound["observed_broker_id"], "mqtt2");
 
     // A pending move of the node to broker B is confirmed by its report there.

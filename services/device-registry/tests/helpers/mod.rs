@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use common::settings::Settings;
 use common::testing::{TestBroker, TestDb, eventually};
-use common::QoS;
 use device_registry::{App, DeviceSettings};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -103,7 +103,9 @@ impl TestRegistry {
             r = r.bearer_auth(t);
         }
         if let Some(b) = body {
-            r = r.header("content-type", "application/json").body(b.to_owned());
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_owned());
         }
         let r = r.send().await.expect("request");
         let status = r.status().as_u16();
@@ -111,11 +113,13 @@ impl TestRegistry {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None, Some(TOKEN)).await
+        self.call(reqwest::Method::GET, path, None, Some(TOKEN))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body), Some(TOKEN)).await
+        self.call(reqwest::Method::POST, path, Some(body), Some(TOKEN))
+            .await
     }
 
     /// The node's JSON once `check` holds for it.
@@ -173,7 +177,10 @@ impl FakeNode {
             .await
             .expect("node connects");
         connection
-            .subscribe(&format!("hydro/gh-temp/zn-temp/{hardware_id}/config"), QoS::AtLeastOnce)
+            .subscribe(
+                &format!("hydro/gh-temp/zn-temp/{hardware_id}/config"),
+                QoS::AtLeastOnce,
+            )
             .expect("subscribe");
         FakeNode {
             hardware_id: hardware_id.to_owned(),
@@ -205,7 +212,9 @@ impl FakeNode {
         eventually(WAIT, || async {
             self.publish("hydro/node_hello", &hello).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let (status, body) = registry.get(&format!("/api/nodes/{}", self.hardware_id)).await;
+            let (status, body) = registry
+                .get(&format!("/api/nodes/{}", self.hardware_id))
+                .await;
             (status == 200).then(|| body["data"].clone())
         })
         .await
@@ -236,7 +245,9 @@ impl FakeNode {
             r#"{"uptime":1,"free_heap":1}"#,
         )
         .await;
-        registry.wait_node(marker, "marker registered", |_| true).await;
+        registry
+            .wait_node(marker, "marker registered", |_| true)
+            .await;
     }
 
     /// Whether anything arrived within `wait`.
