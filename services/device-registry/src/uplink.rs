@@ -128,14 +128,16 @@ impl Uplink {
     }
 
     async fn temp(&mut self, message: &Inbound, topic: &NodeTopic) {
+        if matches!(topic.kind, TopicKind::Config | TopicKind::Command) {
+            return; // downlink (our own config pushes): not the node's traffic
+        }
         let kind = topic.kind.as_str();
         metrics::counter!(m::DEVICE_UNBOUND_MESSAGES, "kind" => kind).increment(1);
         let hardware_id = topic.node.as_str();
-        if hardware_id == NO_HARDWARE_ID
-            || topic.kind == TopicKind::Config
-            || topic.kind == TopicKind::Command
-        {
-            return; // no identity to register, or our own downlink
+        // No identity to register; and a last will is the broker speaking
+        // for a node that is gone, not a sighting.
+        if hardware_id == NO_HARDWARE_ID || topic.kind == TopicKind::Lwt {
+            return;
         }
         let reading = if topic.kind == TopicKind::Telemetry {
             let now = chrono::Utc::now().timestamp();

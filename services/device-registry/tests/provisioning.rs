@@ -384,3 +384,50 @@ async fn the_config_goes_out_on_the_broker_the_node_is_on() {
     assert_eq!(confirmed, 1);
     let _ = WAIT;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebind_goes_through_pending_from_the_current_namespace() {
+    let registry = spawn_registry(1, &[]).await;
+    let mut node = FakeNode::connect(&registry.brokers[0], "esp32-REBIND000001").await;
+    node.connection
+        .subscribe(
+            "hydro/gh-1/zn-1/nd-ph-tank1/config",
+            common::QoS::AtLeastOnce,
+        )
+        .unwrap();
+    let config = bind_and_receive(&registry, &mut node).await;
+    let (topic, report) = report_for(&config, "zn-1");
+    node.publish(&topic, &report).await;
+    registry
+        .wait_node("nd-ph-tank1", "bound", |n| n["state"] == "bound")
+        .await;
+
+    let rebind = r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-2"}"#;
+    let (status, body) = registry.post("/api/nodes/nd-ph-tank1/bind", rebind).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["state"], "pending");
+    assert!(
+        body["data"]["zone_uid"].is_null(),
+        "out of its old zone while pending"
+    );
+    let moved = node.next_on("hydro/gh-1/zn-1/nd-ph-tank1/config").await;
+    assert_eq!(moved["zone_uid"], "zn-2");
+    assert_eq!(moved["node_id"], "nd-ph-tank1");
+    assert_ne!(
+        moved["node_secret"], config["node_secret"],
+        "a fresh secret"
+    );
+
+    let (topic, report) = report_for(&moved, "zn-2");
+    node.publish(&topic, &report).await;
+    let bound = registry
+        .wait_node("nd-ph-tank1", "bound in zn-2", |n| n["zone_uid"] == "zn-2")
+        .await;
+    assert_eq!(bound["state"], "bound");
+    let secret: Option<String> =
+        sqlx::query_scalar("SELECT secret FROM nodes WHERE uid = 'nd-ph-tank1'")
+            .fetch_one(registry.pool())
+            .await
+            .unwrap();
+    assert_eq!(secret.as_deref(), moved["node_secret"].as_str());
+}
