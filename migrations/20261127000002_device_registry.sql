@@ -11,17 +11,20 @@ ALTER TABLE nodes ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'REGISTERED'
     CHECK (lifecycle IN ('REGISTERED', 'ASSIGNED', 'DECOMMISSIONED'));
 UPDATE nodes SET lifecycle = 'ASSIGNED' WHERE zone_id IS NOT NULL;
 
--- A node inserted straight into a zone (seeds, node-sim, tests) is assigned.
-CREATE FUNCTION nodes_lifecycle_on_insert() RETURNS trigger AS $$
+-- The lifecycle follows the zone, whoever writes it (seeds, node-sim, tests,
+-- device-registry): a node placed in a zone is ASSIGNED, one taken out of its
+-- zone REGISTERED; a decommissioned node stays so. Fires only on writes
+-- that name zone_id, never on the hot status/heartbeat updates.
+CREATE FUNCTION nodes_lifecycle_follows_zone() RETURNS trigger AS $$
 BEGIN
-    IF NEW.zone_id IS NOT NULL AND NEW.lifecycle = 'REGISTERED' THEN
-        NEW.lifecycle := 'ASSIGNED';
+    IF NEW.lifecycle <> 'DECOMMISSIONED' THEN
+        NEW.lifecycle := CASE WHEN NEW.zone_id IS NULL THEN 'REGISTERED' ELSE 'ASSIGNED' END;
     END IF;
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER nodes_lifecycle_on_insert BEFORE INSERT ON nodes
-    FOR EACH ROW EXECUTE FUNCTION nodes_lifecycle_on_insert();
+CREATE TRIGGER nodes_lifecycle_follows_zone BEFORE INSERT OR UPDATE OF zone_id ON nodes
+    FOR EACH ROW EXECUTE FUNCTION nodes_lifecycle_follows_zone();
 
 -- The operator's name for the node ("PH Tank A").
 ALTER TABLE nodes ADD COLUMN name TEXT CHECK (name IS NULL OR length(name) <= 128);
