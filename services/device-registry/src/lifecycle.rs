@@ -129,6 +129,15 @@ pub fn valid_uid(uid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// Whether `hardware_id` can name a node: 1 to 128 visible characters that
+/// fit in a topic level (it is the node level of the temp namespace).
+pub fn valid_hardware_id(hardware_id: &str) -> bool {
+    (1..=128).contains(&hardware_id.len())
+        && hardware_id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '+' | '#'))
+}
+
 /// The uid an unknown node is registered under: `nd-{type}-{last 6
 /// alphanumerics of its hardware id}`, lower case; `attempt` > 0 adds
 /// `-{attempt + 1}` when that uid is taken.
@@ -246,6 +255,10 @@ mod tests {
             assert!(valid_uid(&uid), "{uid}");
         }
         assert!(!valid_uid("a b"));
+        assert!(valid_hardware_id("esp32-AABBCC:11:22"));
+        for bad in ["", "a/b", "a+", "#", "a b", &"x".repeat(129)] {
+            assert!(!valid_hardware_id(bad), "{bad}");
+        }
         assert!(!valid_uid(""));
     }
 

@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::reports;
 use crate::store::{self, Registered, Sighting};
 use crate::throttle::Throttle;
+use crate::{lifecycle, reports};
 
 /// One log line per reason and node at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -100,8 +100,13 @@ impl Uplink {
             Ok(h) => h,
             Err(e) => return self.drop_message(e.reason(), message, &e),
         };
+        let hardware_id = hello.hardware_id.trim();
+        if !lifecycle::valid_hardware_id(hardware_id) {
+            let e = "hardware_id must be 1 to 128 visible characters without / + #";
+            return self.drop_message("invalid_field", message, &e);
+        }
         let sighting = Sighting {
-            hardware_id: hello.hardware_id.trim().to_owned(),
+            hardware_id: hardware_id.to_owned(),
             node_type: hello.node_type.clone(),
             fw_version: hello.fw_version.clone(),
             capabilities: Some(hello.capabilities.clone()),
