@@ -12,7 +12,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bins \
  && mkdir -p /out \
  && cd target/release \
- && cp mqtt-bridge history-logger automation-engine scheduler broker-registry failover node-sim /out/
+ && cp mqtt-bridge history-logger automation-engine scheduler broker-registry failover node-sim device-registry /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -36,7 +36,7 @@ pytest-compat: ## Run only pytest-compat/ (needs target/debug/{mqtt-bridge,node-
 	scripts/pytest-compat.sh
 
 up: services ## Build release binaries and run the services on brokers 1883-1885 in the foreground
-	$(CARGO) build --release -p mqtt-bridge -p node-sim -p history-logger -p broker-registry -p failover -p automation-engine -p scheduler
+	$(CARGO) build --release -p mqtt-bridge -p node-sim -p history-logger -p broker-registry -p failover -p automation-engine -p scheduler -p device-registry
 	scripts/up.sh
 
 down: ## Stop what `make up` started (if Ctrl-C did not)

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 any=0
-for name in scheduler automation-engine mqtt-bridge history-logger node-sim failover broker-registry; do
+for name in device-registry scheduler automation-engine mqtt-bridge history-logger node-sim failover broker-registry; do
     if [ -f "$RUN_DIR/pids/$name.pid" ]; then
         any=1
         stop_pidfile "$RUN_DIR/pids/$name.pid" "$name"

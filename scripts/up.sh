@@ -4,7 +4,8 @@
 # failover (moves the nodes of a dead broker), node-sim (seeds the database,
 # then simulates the greenhouse nodes), history-logger (stores their uplink)
 # and mqtt-bridge, then automation-engine (pH/EC correction) and scheduler
-# (irrigation, lighting) following node-sim's demo recipe, from target/release.
+# (irrigation, lighting) following node-sim's demo recipe, and device-registry
+# (unbound nodes, binds by NodeConfig push), from target/release.
 # Logs go to .run/logs/<service>.log, pid files to .run/pids/<service>.pid.
 # Ctrl-C (or SIGTERM) stops both. PostgreSQL, Redis and the brokers are the
 # machine's services (scripts/local-services.sh) and keep running.
@@ -25,6 +26,7 @@ REGISTRY_PORT=9403
 FAILOVER_PORT=9404
 AUTOMATION_PORT=9401
 SCHEDULER_PORT=9402
+DEVICE_PORT=9406
 BROKERS=mqtt1=mqtt://127.0.0.1:1883,mqtt2=mqtt://127.0.0.1:1884,mqtt3=mqtt://127.0.0.1:1885
 TOKEN=${BRIDGE_API_TOKEN:-dev-token}
 
@@ -34,7 +36,7 @@ export MQTT_HOST=${MQTT_HOST:-127.0.0.1}
 export MQTT_PORT=${MQTT_PORT:-1883}
 export RUST_LOG=${RUST_LOG:-info}
 
-SERVICES=(broker-registry failover node-sim history-logger mqtt-bridge automation-engine scheduler)
+SERVICES=(broker-registry failover node-sim history-logger mqtt-bridge automation-engine scheduler device-registry)
 for bin in "${SERVICES[@]}"; do
     [ -x "$BIN_DIR/$bin" ] || { echo "missing $BIN_DIR/$bin: run 'make up' (it builds them)" >&2; exit 1; }
 done
@@ -109,6 +111,7 @@ start history-logger "$LOGGER_PORT"
 start mqtt-bridge "$BRIDGE_PORT" BRIDGE_API_TOKEN="$TOKEN"
 start automation-engine "$AUTOMATION_PORT"
 start scheduler "$SCHEDULER_PORT"
+start device-registry "$DEVICE_PORT" BRIDGE_API_TOKEN="$TOKEN"
 
 cat <<EOF
 
@@ -117,6 +120,7 @@ cat <<EOF
   metrics      http://127.0.0.1:$BRIDGE_PORT/metrics   http://127.0.0.1:$SIM_PORT/metrics   http://127.0.0.1:$LOGGER_PORT/metrics
   health       http://127.0.0.1:$BRIDGE_PORT/health    http://127.0.0.1:$SIM_PORT/health    http://127.0.0.1:$LOGGER_PORT/health
   node-sim     http://127.0.0.1:$SIM_PORT/sim/nodes
+  nodes        http://127.0.0.1:$DEVICE_PORT/api/nodes?state=unbound   (device-registry, token: $TOKEN)
   automation   http://127.0.0.1:$AUTOMATION_PORT/metrics   scheduler http://127.0.0.1:$SCHEDULER_PORT/metrics
   decisions    psql $DATABASE_URL -c 'select created_at, type, payload_json from zone_events order by id desc limit 20'
   failover     http://127.0.0.1:$FAILOVER_PORT/health   (try: scripts/broker.sh stop 1884, then watch the dashboard)

@@ -1,6 +1,7 @@
 //! What two or more hydro services need, written once.
 
 pub mod assignments;
+pub mod auth;
 pub mod balance;
 pub mod batcher;
 pub mod broker_status;

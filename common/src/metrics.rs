@@ -115,3 +115,25 @@ pub const ACTIVE_SCHEDULES: &str = "active_schedules";
 pub const SCHEDULE_MISSED_SLOTS: &str = "schedule_missed_slots_total";
 /// Histogram: time one scheduler tick takes.
 pub const SCHEDULE_TICK_DURATION: &str = "schedule_tick_duration_seconds";
+
+// ---------------------------------------------------------------- device-registry
+
+/// Counter, `outcome` (`registered`, `known`, `decommissioned`): node hellos.
+pub const DEVICE_HELLOS: &str = "device_registry_hellos_total";
+/// Counter, `kind` (topic kind): uplink from unbound nodes in the temp
+/// namespace (counted, never dead-lettered).
+pub const DEVICE_UNBOUND_MESSAGES: &str = "device_registry_unbound_messages_total";
+/// Counter, `reason` (`bad_topic`, `invalid_json`, `invalid_field`,
+/// `oversized`, `unknown_node`, `decommissioned`, `db_error`): messages the
+/// registry could not use.
+pub const DEVICE_MESSAGES_DROPPED: &str = "device_registry_messages_dropped_total";
+/// Counter, `outcome` (`stored`, `bind_completed`): config reports used.
+pub const DEVICE_CONFIG_REPORTS: &str = "device_registry_config_reports_total";
+/// Counter, `outcome` (`requested`, `retried`, `already_bound`, `completed`,
+/// `expired`, `cancelled`, `publish_failed`): binds of nodes to zones.
+pub const DEVICE_BINDS: &str = "device_registry_binds_total";
+/// Counter, `reason` (`bind`, `unbind`, `push`), `outcome` (`ok`, `failed`):
+/// NodeConfig publications.
+pub const DEVICE_CONFIG_PUSHES: &str = "device_registry_config_pushes_total";
+/// Gauge: binds waiting for the node's config_report.
+pub const DEVICE_PENDING_BINDS: &str = "device_registry_pending_binds";

@@ -1,0 +1,130 @@
+//! `config_report`, from every broker: the NodeConfig a node runs. It may
+//! complete the node's pending bind (when it comes from the target
+//! namespace and names the same greenhouse, zone and uid); it is stored
+//! (without any secret) with the node's fw_version and the broker it came
+//! from; `node_channels` follow its channels; a pending move of the node to
+//! that broker is confirmed (a firmware node's move is confirmed this way).
+
+use common::metrics as m;
+use common::payloads::{NodeConfig, PayloadError};
+use common::topics::NodeTopic;
+use sqlx::PgPool;
+use tracing::{debug, info};
+
+use crate::binds;
+use crate::lifecycle::completes;
+use crate::store::{self, Registered, Sighting};
+
+/// Why a report was not used; `reason()` is the metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("no node `{0}`")]
+    UnknownNode(String),
+    #[error("node `{0}` is decommissioned")]
+    Decommissioned(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl ReportError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReportError::Payload(e) => e.reason(),
+            ReportError::UnknownNode(_) => "unknown_node",
+            ReportError::Decommissioned(_) => "decommissioned",
+            ReportError::Db(_) => "db_error",
+        }
+    }
+}
+
+/// What a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOutcome {
+    pub node_uid: String,
+    pub bind_completed: bool,
+    pub move_confirmed: bool,
+}
+
+/// Handles one `config_report` that arrived on `broker_id`.
+pub async fn handle(
+    pool: &PgPool,
+    topic: &NodeTopic,
+    broker_id: &str,
+    payload: &[u8],
+) -> Result<ReportOutcome, ReportError> {
+    let mut report = NodeConfig::decode(payload)?;
+    // Only a report from a real namespace can complete a bind: the target
+    // uid is the topic's node level.
+    let pending = match topic.is_temp() {
+        true => None,
+        false => binds::pending_for_uid(pool, &topic.node).await?,
+    };
+    let mut bind_completed = false;
+    if let Some(bind) = pending {
+        if completes(&bind.target(), topic, &report) {
+            bind_completed = binds::complete(pool, &bind).await?;
+            if bind_completed {
+                metrics::counter!(m::DEVICE_BINDS, "outcome" => "completed").increment(1);
+                info!(node = %bind.node_uid, greenhouse = %bind.gh_uid, zone = %bind.zone_uid, broker = broker_id,
+                    "Bind completed: the node reported its config from the target namespace.");
+            }
+        } else {
+            info!(node = %topic.node, topic_zone = %topic.zone, report_zone = %report.zone_uid, target_zone = %bind.zone_uid,
+                "A config_report does not match the node's pending bind; the bind stays pending.");
+        }
+    }
+    let (node_id, node_uid) = match store::resolve(pool, &topic.node).await? {
+        Some(found) => found,
+        None if topic.is_temp() => {
+            let sighting = Sighting {
+                hardware_id: topic.node.clone(),
+                node_type: Some(report.node_type.clone()),
+                fw_version: report.fw_version.clone(),
+                broker_id: broker_id.to_owned(),
+                ..Sighting::default()
+            };
+            match store::register(pool, &sighting).await? {
+                Registered::New { id, uid } => {
+                    info!(hardware_id = %topic.node, uid = %uid, "Registered an unbound node from its config_report.");
+                    (id, uid)
+                }
+                Registered::Known { id, uid } => (id, uid),
+                Registered::Decommissioned { uid } => return Err(ReportError::Decommissioned(uid)),
+            }
+        }
+        None => return Err(ReportError::UnknownNode(topic.node.clone())),
+    };
+    report.node_secret = None;
+    let stored = serde_json::to_value(&report).expect("a NodeConfig always serialises");
+    let skipped = store::store_report(
+        pool,
+        node_id,
+        &stored,
+        report.fw_version.as_deref(),
+        &report.channels,
+        broker_id,
+    )
+    .await?;
+    if !skipped.is_empty() {
+        info!(node = %node_uid, channels = ?skipped, "Reported channels with a bad name or type were not stored.");
+    }
+    let move_confirmed = store::confirm_move(pool, node_id, broker_id).await?;
+    if move_confirmed {
+        metrics::counter!(m::NODE_MOVES_CONFIRMED).increment(1);
+        info!(node = %node_uid, broker = broker_id, "Move confirmed by the node's config_report from its new broker.");
+    }
+    let outcome = if bind_completed {
+        "bind_completed"
+    } else {
+        "stored"
+    };
+    metrics::counter!(m::DEVICE_CONFIG_REPORTS, "outcome" => outcome).increment(1);
+    debug!(node = %node_uid, broker = broker_id, "config_report stored.");
+    Ok(ReportOutcome {
+        node_uid,
+        bind_completed,
+        move_confirmed,
+    })
+}

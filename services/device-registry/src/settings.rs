@@ -1,0 +1,129 @@
+//! device-registry's own settings, read from the environment next to the
+//! shared [`common::settings::Settings`] and validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::settings::{SettingsError, de_from_str, from_env};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+const fn default_bind_ttl_sec() -> u64 {
+    1800
+}
+const fn default_unbound_write_ms() -> u64 {
+    1000
+}
+
+fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.trim().is_empty())
+        .map(SecretString::from))
+}
+
+/// How binds expire and how often unbound nodes are written.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceSettings {
+    /// `DEVICE_REGISTRY_API_TOKEN`: bearer token every route of the API
+    /// demands; unset = `BRIDGE_API_TOKEN`; both unset = no auth (warned).
+    #[serde(default, deserialize_with = "de_opt_secret")]
+    pub device_registry_api_token: Option<SecretString>,
+    /// `DEVICE_BIND_TTL_SEC`: a bind with no confirming `config_report` after
+    /// this long is EXPIRED (the node stays unbound).
+    #[serde(default = "default_bind_ttl_sec", deserialize_with = "de_from_str")]
+    pub device_bind_ttl_sec: u64,
+    /// `DEVICE_UNBOUND_WRITE_MS`: the shortest interval between two database
+    /// writes for one unbound node and channel; a chatty node's readings in
+    /// between are counted, not written.
+    #[serde(default = "default_unbound_write_ms", deserialize_with = "de_from_str")]
+    pub device_unbound_write_ms: u64,
+}
+
+impl DeviceSettings {
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: DeviceSettings = from_env(vars)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(1..=7 * 86_400).contains(&self.device_bind_ttl_sec) {
+            return Err(SettingsError(
+                "DEVICE_BIND_TTL_SEC must be between 1 and 604800".into(),
+            ));
+        }
+        if self.device_unbound_write_ms > 600_000 {
+            return Err(SettingsError(
+                "DEVICE_UNBOUND_WRITE_MS must be between 0 and 600000".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn bind_ttl(&self) -> Duration {
+        Duration::from_secs(self.device_bind_ttl_sec)
+    }
+
+    pub fn unbound_write_interval(&self) -> Duration {
+        Duration::from_millis(self.device_unbound_write_ms)
+    }
+
+    /// How often expired binds are looked for: half the TTL, 0.2 to 5 s.
+    pub fn expiry_interval(&self) -> Duration {
+        Duration::from_millis((self.device_bind_ttl_sec * 500).clamp(200, 5_000))
+    }
+
+    /// The API token: `DEVICE_REGISTRY_API_TOKEN`, else `BRIDGE_API_TOKEN`.
+    pub fn api_token<'a>(&'a self, bridge: Option<&'a SecretString>) -> Option<&'a SecretString> {
+        self.device_registry_api_token.as_ref().or(bridge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::testing::env_vars as vars;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults() {
+        let s = DeviceSettings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.bind_ttl(), Duration::from_secs(1800));
+        assert_eq!(s.unbound_write_interval(), Duration::from_secs(1));
+        assert_eq!(s.expiry_interval(), Duration::from_secs(5));
+        assert!(s.api_token(None).is_none());
+    }
+
+    #[test]
+    fn token_falls_back_to_the_bridge_token() {
+        let bridge = SecretString::from("bridge");
+        let s = DeviceSettings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(
+            s.api_token(Some(&bridge)).unwrap().expose_secret(),
+            "bridge"
+        );
+        let s = DeviceSettings::from_vars(vars(&[("DEVICE_REGISTRY_API_TOKEN", "own")])).unwrap();
+        assert_eq!(s.api_token(Some(&bridge)).unwrap().expose_secret(), "own");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("DEVICE_BIND_TTL_SEC", "0"),
+            ("DEVICE_BIND_TTL_SEC", "x"),
+            ("DEVICE_UNBOUND_WRITE_MS", "9999999"),
+        ] {
+            let err = DeviceSettings::from_vars(vars(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.to_lowercase().contains(&k.to_lowercase()),
+                "{k}={v}: {err}"
+            );
+        }
+    }
+}

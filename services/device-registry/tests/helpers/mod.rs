@@ -1,0 +1,257 @@
+//! `spawn_registry()`: device-registry on port 0 against a fresh database
+//! and private brokers (registered in `brokers` as mqtt1, mqtt2, …), with a
+//! greenhouse `gh-1` and zones `zn-1`, `zn-2`; and [`FakeNode`], a plain MQTT
+//! client that acts like the firmware.
+
+#![allow(dead_code)] // each test file uses its own part of the helpers
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::QoS;
+use common::mqtt::{Inbound, MqttConfig, MqttConnection};
+use common::settings::Settings;
+use common::testing::{TestBroker, TestDb, eventually};
+use device_registry::{App, DeviceSettings};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const TOKEN: &str = "test-device-token";
+
+pub struct TestRegistry {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    pub brokers: Vec<TestBroker>,
+    pub stop: CancellationToken,
+}
+
+/// `brokers` private brokers; `extra` more variables.
+pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegistry {
+    common::logging::init_for_tests();
+    let db = TestDb::new().await;
+    let mut started = Vec::new();
+    for i in 0..brokers {
+        let b = TestBroker::start().await;
+        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
+            .bind(format!("mqtt{}", i + 1))
+            .bind(b.url())
+            .execute(&db.pool)
+            .await
+            .expect("register broker");
+        started.push(b);
+    }
+    sqlx::raw_sql(
+        "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');
+         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-1', id, 'Z1' FROM greenhouses;
+         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-2', id, 'Z2' FROM greenhouses;",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("seed zones");
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", db.url.clone()),
+        ("MQTT_HOST", "127.0.0.1".to_owned()),
+        ("MQTT_PORT", started[0].port.to_string()),
+        ("MQTT_BROKER_ID", "mqtt1".to_owned()),
+        ("HTTP_PORT", "0".to_owned()),
+        ("DEVICE_REGISTRY_API_TOKEN", TOKEN.to_owned()),
+        ("DEVICE_UNBOUND_WRITE_MS", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let app = App::build(
+        Settings::from_vars(Some(vars.clone())).expect("settings"),
+        DeviceSettings::from_vars(Some(vars)).expect("device settings"),
+    )
+    .await
+    .expect("registry builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    TestRegistry {
+        base,
+        http: reqwest::Client::new(),
+        db,
+        brokers: started,
+        stop,
+    }
+}
+
+impl TestRegistry {
+    pub fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+
+    /// A request with `token` (None: no Authorization header).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let r = r.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None, Some(TOKEN))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body), Some(TOKEN))
+            .await
+    }
+
+    /// The node's JSON once `check` holds for it.
+    pub async fn wait_node(&self, key: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(WAIT, || async {
+            let (status, body) = self.get(&format!("/api/nodes/{key}")).await;
+            (status == 200 && check(&body["data"])).then(|| body["data"].clone())
+        })
+        .await
+        .unwrap_or_else(|| panic!("node {key}: {what}"))
+    }
+
+    /// The sum of a metric's series (labels allowed) on /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        common::testing::metric_sum(&text, name)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A node's side of MQTT, as the firmware does it.
+pub struct FakeNode {
+    pub hardware_id: String,
+    pub connection: MqttConnection,
+    inbox: mpsc::Receiver<Inbound>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl FakeNode {
+    /// Connects to `broker` and listens on its temp config topic.
+    pub async fn connect(broker: &TestBroker, hardware_id: &str) -> FakeNode {
+        let (tx, inbox) = mpsc::channel(256);
+        let stop = CancellationToken::new();
+        let connection = MqttConnection::start(
+            MqttConfig::new("node", &broker.url(), "fake-node"),
+            Some(tx),
+            stop.clone(),
+        )
+        .expect("node connection");
+        connection
+            .wait_connected(WAIT)
+            .await
+            .expect("node connects");
+        connection
+            .subscribe(
+                &format!("hydro/gh-temp/zn-temp/{hardware_id}/config"),
+                QoS::AtLeastOnce,
+            )
+            .expect("subscribe");
+        FakeNode {
+            hardware_id: hardware_id.to_owned(),
+            connection,
+            inbox,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: &str) {
+        self.connection
+            .publish(topic, payload.as_bytes().to_vec(), false)
+            .await
+            .expect("node publishes");
+    }
+
+    pub fn hello(&self, node_type: &str) -> String {
+        format!(
+            r#"{{"message_type":"node_hello","hardware_id":"{}","node_type":"{node_type}","fw_version":"2.0.1","capabilities":["ph","temperature"],"provisioning_meta":{{"node_name":null}}}}"#,
+            self.hardware_id
+        )
+    }
+
+    /// Says hello (again and again, as a rebooting node would, until the
+    /// registry's subscription is up) until the registry lists the node;
+    /// returns its JSON.
+    pub async fn register(&self, registry: &TestRegistry, node_type: &str) -> Value {
+        let hello = self.hello(node_type);
+        eventually(WAIT, || async {
+            self.publish("hydro/node_hello", &hello).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (status, body) = registry
+                .get(&format!("/api/nodes/{}", self.hardware_id))
+                .await;
+            (status == 200).then(|| body["data"].clone())
+        })
+        .await
+        .expect("the registry lists the node after its hello")
+    }
+
+    /// The next message on `topic`, parsed as JSON.
+    pub async fn next_on(&mut self, topic: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.inbox.recv())
+                .await
+                .unwrap_or_else(|_| panic!("nothing arrived on {topic}"))
+                .expect("inbox open");
+            if m.topic == topic {
+                return serde_json::from_slice(&m.payload).expect("JSON payload");
+            }
+        }
+    }
+
+    /// Returns once the registry has handled everything this node published
+    /// before: the registry reads one broker's messages in order, so when a
+    /// marker node (temp heartbeat from `marker`) is listed, what came
+    /// before it has been handled.
+    pub async fn barrier(&self, registry: &TestRegistry, marker: &str) {
+        self.publish(
+            &format!("hydro/gh-temp/zn-temp/{marker}/heartbeat"),
+            r#"{"uptime":1,"free_heap":1}"#,
+        )
+        .await;
+        registry
+            .wait_node(marker, "marker registered", |_| true)
+            .await;
+    }
+
+    /// Whether anything arrived within `wait`.
+    pub async fn anything_within(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.inbox.recv()).await.is_ok()
+    }
+}
