@@ -1,0 +1,41 @@
+//! Firmware mode (`SIM_MODE=firmware`): nodes that behave as the hydro2.0
+//! ESP32 firmware does, from an unbound first boot to signed commands (see
+//! [`node`]). Classic mode ([`crate::node`]) stays the default.
+
+pub mod canonical;
+pub mod clock;
+pub mod config;
+pub mod node;
+pub mod signature;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::settings::Settings;
+
+use crate::faults::Faults;
+
+pub use node::{FW_VERSION, FirmwareNode};
+
+/// What every firmware-mode node shares.
+#[derive(Debug)]
+pub struct FirmwareContext {
+    /// Where an unbound node connects: node `i` takes entry `i % n`. Never empty.
+    pub broker_urls: Vec<String>,
+    /// Credentials, publish timeout and the default node secret (the key
+    /// before a NodeConfig gives the node its own).
+    pub settings: Settings,
+    pub faults: Arc<Faults>,
+    pub telemetry_interval: Duration,
+    pub heartbeat_interval: Duration,
+    /// How often an unanswered time request is repeated.
+    pub time_retry: Duration,
+    /// `SIM_HARDWARE_SEED`: hardware ids derive from it and the node index.
+    pub hardware_seed: String,
+    /// `SIM_STATE_DIR`: where configs are saved between runs (none: not saved).
+    pub state_dir: Option<PathBuf>,
+    /// `SIM_FW_APPLY_MQTT_ONLY`.
+    pub apply_connectivity_only: bool,
+    pub tcp_nodelay: bool,
+}
