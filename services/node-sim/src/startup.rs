@@ -157,6 +157,7 @@ impl App {
         }
         let router = api::router(ApiState {
             nodes: nodes.clone(),
+            firmware: firmware.clone(),
             faults: faults.clone(),
         })
         .merge(ops_router(health))

@@ -25,6 +25,8 @@ use support::{Recorder, Seen, WAIT, new_cmd_id, now_secs, settings};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use common::topics::GLOBAL_NODE_HELLO;
+
 const NEW_SECRET: &str = "nd-x-secret-of-at-least-32-characters!!";
 
 /// The backend's time service on one broker: answers every
@@ -69,11 +71,37 @@ impl TimeResponder {
 
 struct Running {
     node: FirmwareNode,
-    _stop: DropGuard,
+    port: u16,
+    stop: CancellationToken,
+    app: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// One pH firmware node on `url`.
+impl Running {
+    /// Stops the simulator cleanly and waits for it.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(app) = self.app.take() {
+            tokio::time::timeout(WAIT, app)
+                .await
+                .expect("stops in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// One pH firmware node on `url`, with a hardware seed of the test's own.
 async fn boot(url: &str) -> Running {
+    boot_with(url, &format!("t-{}", uuid::Uuid::new_v4().simple()), None).await
+}
+
+async fn boot_with(url: &str, seed: &str, state_dir: Option<&std::path::Path>) -> Running {
     let sim = SimSettings {
         mode: SimMode::Firmware,
         zones: 1,
@@ -81,18 +109,22 @@ async fn boot(url: &str) -> Running {
         telemetry_interval_ms: 200,
         heartbeat_interval_ms: 300,
         time_retry_ms: 300,
-        hardware_seed: format!("t-{}", uuid::Uuid::new_v4().simple()),
+        hardware_seed: seed.to_owned(),
+        state_dir: state_dir.map(ToOwned::to_owned),
         broker_url: Some(url.to_owned()),
         ..SimSettings::default()
     };
     let app = App::build(sim, settings(&[])).await.expect("app builds");
     assert!(app.nodes().is_empty(), "no classic node in firmware mode");
     let node = app.firmware_nodes()[0].clone();
+    let port = app.port();
     let stop = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
+    let app = tokio::spawn(app.run_until_stopped(stop.clone()));
     Running {
         node,
-        _stop: stop.drop_guard(),
+        port,
+        stop,
+        app: Some(app),
     }
 }
 
@@ -358,4 +390,98 @@ async fn a_pushed_config_binds_and_moves_the_node_to_another_broker() {
     assert_eq!(refused.error_code.as_deref(), Some("timestamp_expired"));
     assert_eq!(r.node.commands_executed(), 1);
     assert_eq!(r.node.broker_url().as_deref(), Some(b2.url().as_str()));
+}
+
+#[tokio::test]
+async fn a_restarted_node_keeps_its_binding_and_an_unbind_sends_it_back() {
+    let broker = TestBroker::start().await;
+    let _backend = TimeResponder::start(&broker.url(), true).await;
+    let dir =
+        std::env::temp_dir().join(format!("node-sim-state-{}", uuid::Uuid::new_v4().simple()));
+    let seed = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let first = Recorder::start(&broker.url(), "hydro/#").await;
+    let r = boot_with(&broker.url(), &seed, Some(&dir)).await;
+    let hw = r.node.hardware_id().to_owned();
+    let temp = format!("hydro/gh-temp/zn-temp/{hw}");
+    wait_seen(&first, "ONLINE", |s| s.topic == format!("{temp}/status")).await;
+
+    // Bound in place (same broker): the report comes from the new namespace.
+    let ns = "hydro/gh-1/zn-2/nd-y";
+    let config = |gh: &str, zone: &str, node: &str| {
+        json!({
+            "node_id": node, "version": 3, "type": "ph", "gh_uid": gh, "zone_uid": zone,
+            "channels": [{"name": "ph_sensor", "type": "SENSOR", "metric": "PH", "unit": "pH"}],
+            "wifi": {"configured": true},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive": 30},
+            "node_secret": NEW_SECRET
+        })
+        .to_string()
+    };
+    first
+        .conn
+        .publish(
+            &format!("{temp}/config"),
+            config("gh-1", "zn-2", "nd-y"),
+            false,
+        )
+        .await
+        .unwrap();
+    wait_seen(&first, "config_report", |s| {
+        s.topic == format!("{ns}/config_report")
+    })
+    .await;
+    let saved = std::fs::read_to_string(dir.join(format!("{hw}.json"))).expect("config saved");
+    assert!(
+        saved.contains(NEW_SECRET) && saved.contains("nd-y"),
+        "{saved}"
+    );
+    let listed: Vec<Value> =
+        reqwest::get(format!("http://127.0.0.1:{}/sim/firmware-nodes", r.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(listed[0]["hardware_id"], hw);
+    assert_eq!(listed[0]["bound"], true);
+    assert_eq!(listed[0]["node"], "nd-y");
+    r.stop().await;
+
+    // Restarted with the same seed and state: bound at once, no hello.
+    let second = Recorder::start(&broker.url(), "hydro/#").await;
+    let r = boot_with(&broker.url(), &seed, Some(&dir)).await;
+    assert_eq!(r.node.hardware_id(), hw);
+    assert_eq!(r.node.namespace().node, "nd-y");
+    let live = |s: &Seen, topic: &str| !s.retain && s.topic == topic;
+    wait_seen(&second, "ONLINE after restart", |s| {
+        live(s, &format!("{ns}/status"))
+    })
+    .await;
+    assert!(
+        second.with_suffix(GLOBAL_NODE_HELLO).is_empty(),
+        "a bound node says no hello"
+    );
+
+    // An unbind (a temp config while bound): back to the temp namespace.
+    second
+        .conn
+        .publish(
+            &format!("{ns}/config"),
+            config("gh-temp", "zn-temp", &hw),
+            false,
+        )
+        .await
+        .unwrap();
+    wait_seen(&second, "ONLINE in the temp namespace", |s| {
+        live(s, &format!("{temp}/status"))
+    })
+    .await;
+    let hello = wait_seen(&second, "hello after the unbind", |s| {
+        s.topic == GLOBAL_NODE_HELLO
+    })
+    .await;
+    assert_eq!(NodeHello::decode(&hello.payload).unwrap().hardware_id, hw);
+    assert!(r.node.namespace().is_temp());
+    r.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -127,10 +127,10 @@ fn validate(raw: &Value) -> Result<(), &'static str> {
     if mqtt.get("configured") == Some(&Value::Bool(true)) {
         return Ok(());
     }
-    if !mqtt
+    if mqtt
         .get("host")
         .and_then(Value::as_str)
-        .is_some_and(|h| !h.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err("Missing or invalid mqtt.host");
     }

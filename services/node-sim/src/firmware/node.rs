@@ -789,7 +789,7 @@ impl Inner {
         let config = lock(&self.config).clone();
         let reported = match config {
             Some(c) if !super::config::is_temp(&c) => report(&c, FW_VERSION),
-            _ => self.unbound_config(connection),
+            _ => self.unbound_config(),
         };
         let payload = serde_json::to_vec(&reported).expect("config serialises");
         self.publish(
@@ -804,8 +804,7 @@ impl Inner {
 
     /// What an unbound node reports: its hardware, named by its hardware id,
     /// on the broker it is on.
-    fn unbound_config(&self, connection: &MqttConnection) -> NodeConfig {
-        let _ = connection;
+    fn unbound_config(&self) -> NodeConfig {
         let url = lock(&self.current)
             .as_ref()
             .map(|c| c.url.clone())
