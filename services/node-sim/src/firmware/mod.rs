@@ -4,9 +4,11 @@
 
 pub mod canonical;
 pub mod clock;
+mod commands;
 pub mod config;
 pub mod node;
 pub mod signature;
+mod uplink;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use common::settings::Settings;
 use crate::faults::Faults;
 
 pub use node::{FW_VERSION, FirmwareNode};
+pub use uplink::node_type;
 
 /// What every firmware-mode node shares.
 #[derive(Debug)]

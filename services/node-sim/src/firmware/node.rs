@@ -18,23 +18,18 @@
 //!   disconnect and a connect there (a bind, an unbind, a move), after
 //!   which the connect sequence reports from the new place.
 //! - Commands are checked with [`super::signature`] and then run on the same
-//!   physics and command rules as a classic node.
+//!   physics and command rules as a classic node ([`super::commands`]);
+//!   what it publishes, and when, is in [`super::uplink`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
-use common::payloads::{
-    CommandResponse, Heartbeat, LWT_PAYLOAD, MetricType, NodeConfig, NodeConfigChannel, NodeHello,
-    NodeState, ResponseStatus, Status, TimeResponse,
-};
-use common::topics::{
-    GLOBAL_NODE_HELLO, NodeTopic, TIME_REQUEST, TIME_RESPONSE, TopicKind, channel_topic, node_topic,
-};
+use common::payloads::{LWT_PAYLOAD, NodeConfig, NodeState, TimeResponse};
+use common::topics::{NodeTopic, TIME_RESPONSE, TopicKind, channel_topic, node_topic};
 use common::{LastWill, QoS};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -44,20 +39,16 @@ use tracing::{debug, info, warn};
 use super::FirmwareContext;
 use super::clock::Clock;
 use super::config::{
-    ConfigStore, Decision, Namespace, broker_url, decide, hardware_id, namespace_of, report,
+    ConfigStore, Decision, Namespace, broker_url, decide, hardware_id, namespace_of,
 };
-use super::signature::{self, HmacRejection};
-use crate::command::{Action, Rejection, parse_action};
-use crate::layout::{ChannelSpec, ChannelType, NodeKind, NodeSpec};
-use crate::metrics as m;
-use crate::node::{MAX_DONE_WAIT, reading};
+use crate::layout::NodeSpec;
 use crate::physics::{Physics, current_hour};
-use crate::recent::{RECENT_CAPACITY, RecentCommands, Seen};
+use crate::recent::{RECENT_CAPACITY, RecentCommands};
 
 /// The `fw_version` a firmware-mode node reports (hello, heartbeat, config_report).
 pub const FW_VERSION: &str = "sim-fw-1.0";
-/// The NodeConfig format a node without a pushed config reports.
-const CONFIG_VERSION: u32 = 3;
+/// Messages waiting for the node's session loop.
+const INBOX_CAPACITY: usize = 1024;
 /// QoS 1 publishes one node keeps in flight.
 const NODE_MAX_INFLIGHT: u16 = 32;
 /// How long a clean stop waits for each of its steps.
@@ -94,38 +85,27 @@ enum Next {
     Reconnect(String),
 }
 
-struct Inner {
-    hardware: NodeSpec,
-    hardware_id: String,
-    ctx: Arc<FirmwareContext>,
-    store: ConfigStore,
+pub(super) struct Inner {
+    pub(super) hardware: NodeSpec,
+    pub(super) hardware_id: String,
+    pub(super) ctx: Arc<FirmwareContext>,
+    pub(super) store: ConfigStore,
     /// The config it runs; `None` until one is pushed (or loaded).
-    config: Mutex<Option<NodeConfig>>,
-    clock: Mutex<Clock>,
-    physics: Mutex<Physics>,
-    recent: Mutex<RecentCommands>,
+    pub(super) config: Mutex<Option<NodeConfig>>,
+    pub(super) clock: Mutex<Clock>,
+    pub(super) physics: Mutex<Physics>,
+    pub(super) recent: Mutex<RecentCommands>,
     current: Mutex<Option<Current>>,
-    online: watch::Sender<bool>,
-    executed: AtomicU64,
-    started: Instant,
-    loops: CancellationToken,
-    tasks: TaskTracker,
+    pub(super) online: watch::Sender<bool>,
+    pub(super) executed: AtomicU64,
+    pub(super) started: Instant,
+    pub(super) loops: CancellationToken,
+    pub(super) tasks: TaskTracker,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Critical sections are a few field updates; a panic leaves them whole.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The node type as the firmware names it in `node_hello` (canonical list).
-pub fn node_type(kind: NodeKind) -> &'static str {
-    match kind {
-        NodeKind::Ph => "ph",
-        NodeKind::Ec => "ec",
-        NodeKind::Climate => "climate",
-        NodeKind::Irrigation => "irrig",
-        NodeKind::Light => "light",
-    }
 }
 
 impl FirmwareNode {
@@ -188,7 +168,7 @@ impl FirmwareNode {
 
     /// The broker it is connected (or connecting) to.
     pub fn broker_url(&self) -> Option<String> {
-        lock(&self.inner.current).as_ref().map(|c| c.url.clone())
+        self.inner.current_url()
     }
 
     /// Commands run (not counting refused ones and redeliveries).
@@ -229,11 +209,16 @@ impl FirmwareNode {
 }
 
 impl Inner {
-    fn namespace(&self) -> Namespace {
+    /// The broker of the connection in use.
+    pub(super) fn current_url(&self) -> Option<String> {
+        lock(&self.current).as_ref().map(|c| c.url.clone())
+    }
+
+    pub(super) fn namespace(&self) -> Namespace {
         namespace_of(lock(&self.config).as_ref(), &self.hardware_id)
     }
 
-    fn secret(&self) -> String {
+    pub(super) fn secret(&self) -> String {
         lock(&self.config)
             .as_ref()
             .and_then(|c| c.node_secret.clone())
@@ -246,12 +231,12 @@ impl Inner {
             })
     }
 
-    fn topic(&self, kind: TopicKind) -> String {
+    pub(super) fn topic(&self, kind: TopicKind) -> String {
         let ns = self.namespace();
         node_topic(&ns.gh, &ns.zone, &ns.node, kind)
     }
 
-    fn channel_topic(&self, channel: &str, kind: TopicKind) -> String {
+    pub(super) fn channel_topic(&self, channel: &str, kind: TopicKind) -> String {
         let ns = self.namespace();
         channel_topic(&ns.gh, &ns.zone, &ns.node, channel, kind)
     }
@@ -321,7 +306,9 @@ impl Inner {
             true,
             None,
         ));
-        let (tx, rx) = mpsc::channel(256);
+        // Room for a burst of commands: a full inbox holds up the
+        // connection's reads, PUBACKs included.
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let stop = CancellationToken::new();
         let connection = MqttConnection::start(config, Some(tx), stop.clone())?;
         let temp = Namespace::temp(&self.hardware_id);
@@ -378,7 +365,8 @@ impl Inner {
                 _ = self.loops.cancelled() => return Next::Stop,
                 changed = connected.changed() => {
                     if changed.is_err() {
-                        return Next::Stop;
+                        // The connection ended under us: start a new one.
+                        return Next::Reconnect(self.current_url().unwrap_or_else(|| self.boot_url()));
                     }
                     let up = *connected.borrow_and_update();
                     if up {
@@ -389,7 +377,9 @@ impl Inner {
                     }
                 }
                 message = inbox.recv() => {
-                    let Some(message) = message else { return Next::Stop };
+                    let Some(message) = message else {
+                        return Next::Reconnect(self.current_url().unwrap_or_else(|| self.boot_url()));
+                    };
                     if let Some(next) = self.on_message(connection, message).await {
                         return next;
                     }
@@ -507,10 +497,7 @@ impl Inner {
         if let Err(e) = self.store.save(&config) {
             warn!(hardware_id = %self.hardware_id, error = %e, "Config not saved; applied for this run only.");
         }
-        let here = lock(&self.current)
-            .as_ref()
-            .map(|c| c.url.clone())
-            .unwrap_or_default();
+        let here = self.current_url().unwrap_or_default();
         let old_ns = self.namespace();
         let old_login = current
             .as_ref()
@@ -531,397 +518,8 @@ impl Inner {
         None
     }
 
-    fn on_command(self: &Arc<Self>, channel: String, payload: &[u8]) {
-        let Ok(Value::Object(command)) = serde_json::from_slice::<Value>(payload) else {
-            metrics::counter!(m::COMMANDS_RECEIVED, "result" => "undecodable").increment(1);
-            return;
-        };
-        let text = |k: &str| {
-            command
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        let Some(cmd_id) = text("cmd_id").map(str::to_owned) else {
-            // Nothing to answer with.
-            metrics::counter!(m::COMMANDS_RECEIVED, "result" => "undecodable").increment(1);
-            return;
-        };
-        let Some(cmd) = text("cmd").map(str::to_owned) else {
-            return self.reply_error(
-                channel,
-                cmd_id,
-                "invalid_command_format",
-                "Command must include non-empty cmd and cmd_id",
-            );
-        };
-        let now = lock(&self.clock).now_secs();
-        if let Err(r) = signature::check(&command, self.secret().as_bytes(), now) {
-            debug!(hardware_id = %self.hardware_id, %cmd_id, code = r.error_code(), "Command refused.");
-            return self.refuse(channel, cmd_id, r);
-        }
-        match lock(&self.recent).check_in(&cmd_id) {
-            Seen::New => {}
-            Seen::Again(last) => {
-                metrics::counter!(m::COMMANDS_RECEIVED, "result" => "duplicate").increment(1);
-                if let Some(last) = last {
-                    self.spawn(channel, vec![(Duration::ZERO, last)], false);
-                }
-                return;
-            }
-        }
-        let params = match command.get("params") {
-            None => Map::new(),
-            Some(Value::Object(p)) => p.clone(),
-            Some(_) => {
-                return self.reply_error(
-                    channel,
-                    cmd_id,
-                    "invalid_params_format",
-                    "params must be a JSON object",
-                );
-            }
-        };
-        let Some(spec) = self.channel(&channel) else {
-            let r = Rejection::new(
-                "unknown_channel",
-                format!("node has no channel `{channel}`"),
-            );
-            return self.reply_invalid(channel, cmd_id, r);
-        };
-        match parse_action(&spec, &cmd, &params) {
-            Err(r) => self.reply_invalid(channel, cmd_id, r),
-            Ok(action) => self.execute(channel, cmd_id, spec, action),
-        }
-    }
-
-    /// A channel the node runs: in its config when it has one, and on its hardware.
-    fn channel(&self, name: &str) -> Option<ChannelSpec> {
-        let configured = lock(&self.config)
-            .as_ref()
-            .is_none_or(|c| c.channels.iter().any(|ch| ch.name == name));
-        configured
-            .then(|| self.hardware.channel(name).copied())
-            .flatten()
-    }
-
-    fn execute(
-        self: &Arc<Self>,
-        channel: String,
-        cmd_id: String,
-        spec: ChannelSpec,
-        action: Action,
-    ) {
-        self.executed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::COMMANDS_RECEIVED, "result" => "done").increment(1);
-        let mut physics = lock(&self.physics);
-        physics.apply(self.hardware.kind, spec.channel, action);
-        let wait = match action {
-            Action::RunPump { duration_ms } => {
-                Duration::from_millis(duration_ms).min(MAX_DONE_WAIT)
-            }
-            _ => Duration::ZERO,
-        };
-        let details = match (action, spec.channel_type, spec.metric_type) {
-            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => {
-                let mut d = Map::new();
-                d.insert("value".into(), json!(physics.reading(metric)));
-                Some(d)
-            }
-            _ => None,
-        };
-        drop(physics);
-        let ack = response(&cmd_id, ResponseStatus::Ack);
-        let mut done = response(&cmd_id, ResponseStatus::Done);
-        done.details = details;
-        self.spawn(
-            channel,
-            vec![(Duration::ZERO, ack), (wait, done)],
-            matches!(action, Action::ReadNow | Action::Calibrate),
-        );
-    }
-
-    fn refuse(self: &Arc<Self>, channel: String, cmd_id: String, r: HmacRejection) {
-        self.reply_error(channel, cmd_id, r.error_code(), r.error_message());
-    }
-
-    fn reply_error(self: &Arc<Self>, channel: String, cmd_id: String, code: &str, message: &str) {
-        metrics::counter!(m::COMMANDS_RECEIVED, "result" => "error").increment(1);
-        let mut r = response(&cmd_id, ResponseStatus::Error);
-        r.error_code = Some(code.to_owned());
-        r.error_message = Some(message.to_owned());
-        self.spawn(channel, vec![(Duration::ZERO, r)], false);
-    }
-
-    fn reply_invalid(self: &Arc<Self>, channel: String, cmd_id: String, rejection: Rejection) {
-        metrics::counter!(m::COMMANDS_RECEIVED, "result" => "invalid").increment(1);
-        let mut r = response(&cmd_id, ResponseStatus::Invalid);
-        r.error_code = Some(rejection.code.to_owned());
-        r.error_message = Some(rejection.message);
-        self.spawn(channel, vec![(Duration::ZERO, r)], false);
-    }
-
-    /// Sends `responses` in order (each after its wait) on the connection in
-    /// use at that moment; with `read_first`, a fresh reading of the
-    /// channel goes out before the last one.
-    fn spawn(
-        self: &Arc<Self>,
-        channel: String,
-        responses: Vec<(Duration, CommandResponse)>,
-        read_first: bool,
-    ) {
-        if self.ctx.faults.drop_command() {
-            metrics::counter!(m::RESPONSES_DROPPED).increment(1);
-            return;
-        }
-        let node = self.clone();
-        self.tasks.spawn(async move {
-            let last = responses.len().saturating_sub(1);
-            let run = async {
-                for (i, (wait, mut r)) in responses.into_iter().enumerate() {
-                    tokio::time::sleep(wait + node.ctx.faults.delay()).await;
-                    let Some(connection) = node.connection() else {
-                        return;
-                    };
-                    if read_first && i == last {
-                        node.publish_telemetry(&connection, Some(&channel)).await;
-                    }
-                    r.ts = lock(&node.clock).stamp_ms();
-                    let topic = node.channel_topic(&channel, TopicKind::CommandResponse);
-                    let payload = serde_json::to_vec(&r).expect("response serialises");
-                    for _ in 0..node.ctx.faults.copies() {
-                        node.publish(
-                            &connection,
-                            "command_response",
-                            &topic,
-                            payload.clone(),
-                            false,
-                        )
-                        .await;
-                    }
-                    lock(&node.recent).record(&r);
-                }
-            };
-            tokio::select! {
-                _ = node.loops.cancelled() => {}
-                _ = run => {}
-            }
-        });
-    }
-
-    fn connection(&self) -> Option<MqttConnection> {
+    pub(super) fn connection(&self) -> Option<MqttConnection> {
         lock(&self.current).as_ref().map(|c| c.connection.clone())
-    }
-
-    async fn publish(
-        &self,
-        connection: &MqttConnection,
-        kind: &'static str,
-        topic: &str,
-        payload: Vec<u8>,
-        retain: bool,
-    ) -> bool {
-        match connection.publish(topic, payload, retain).await {
-            Ok(()) => true,
-            Err(e) => {
-                metrics::counter!(m::PUBLISH_ERRORS, "kind" => kind).increment(1);
-                debug!(hardware_id = %self.hardware_id, kind, error = %e, "Publish failed.");
-                false
-            }
-        }
-    }
-
-    async fn request_time(&self, connection: &MqttConnection) {
-        let uptime = lock(&self.clock).uptime_ms() / 1000;
-        let payload = json!({"message_type": "time_request", "uptime": uptime});
-        self.publish(
-            connection,
-            "time_request",
-            TIME_REQUEST,
-            payload.to_string().into_bytes(),
-            false,
-        )
-        .await;
-    }
-
-    async fn publish_hello(&self, connection: &MqttConnection) {
-        let mut capabilities: Vec<String> = Vec::new();
-        for c in self.hardware.channels() {
-            let name = match c.metric_type {
-                Some(metric) => metric.as_str().to_ascii_lowercase(),
-                None => c.channel.to_owned(),
-            };
-            if !capabilities.contains(&name) {
-                capabilities.push(name);
-            }
-        }
-        let mut extra = Map::new();
-        extra.insert("message_type".into(), json!("node_hello"));
-        let hello = NodeHello {
-            hardware_id: self.hardware_id.clone(),
-            node_uid: None,
-            node_type: Some(node_type(self.hardware.kind).into()),
-            fw_version: Some(FW_VERSION.into()),
-            capabilities,
-            extra,
-        };
-        let payload = serde_json::to_vec(&hello).expect("hello serialises");
-        self.publish(connection, "node_hello", GLOBAL_NODE_HELLO, payload, false)
-            .await;
-    }
-
-    async fn publish_status(&self, connection: &MqttConnection, state: NodeState) {
-        let Some(ts) = lock(&self.clock).now_secs() else {
-            return; // never before the time response
-        };
-        let payload = serde_json::to_vec(&Status { status: state, ts }).expect("status serialises");
-        self.publish(
-            connection,
-            "status",
-            &self.topic(TopicKind::Status),
-            payload,
-            true,
-        )
-        .await;
-    }
-
-    async fn publish_config_report(&self, connection: &MqttConnection) {
-        let config = lock(&self.config).clone();
-        let reported = match config {
-            Some(c) if !super::config::is_temp(&c) => report(&c, FW_VERSION),
-            _ => self.unbound_config(),
-        };
-        let payload = serde_json::to_vec(&reported).expect("config serialises");
-        self.publish(
-            connection,
-            "config_report",
-            &self.topic(TopicKind::ConfigReport),
-            payload,
-            false,
-        )
-        .await;
-    }
-
-    /// What an unbound node reports: its hardware, named by its hardware id,
-    /// on the broker it is on.
-    fn unbound_config(&self) -> NodeConfig {
-        let url = lock(&self.current)
-            .as_ref()
-            .map(|c| c.url.clone())
-            .unwrap_or_default();
-        let mqtt = common::node_config::broker_section(&url)
-            .unwrap_or_else(|_| json!({"configured": true}));
-        let poll_ms = u64::try_from(self.ctx.telemetry_interval.as_millis()).unwrap_or(u64::MAX);
-        let channels = self
-            .hardware
-            .channels()
-            .iter()
-            .map(|c| {
-                let mut extra = Map::new();
-                if c.metric_type.is_some() {
-                    extra.insert("poll_interval_ms".into(), json!(poll_ms));
-                }
-                NodeConfigChannel {
-                    name: c.channel.to_owned(),
-                    kind: if c.channel_type == ChannelType::Sensor {
-                        "SENSOR"
-                    } else {
-                        "ACTUATOR"
-                    }
-                    .into(),
-                    metric: c.metric_type.map(|m| m.as_str().to_owned()),
-                    actuator_type: (c.channel_type == ChannelType::Actuator)
-                        .then(|| actuator_type(c.channel).to_owned()),
-                    unit: c.unit.map(str::to_owned),
-                    extra,
-                }
-            })
-            .collect();
-        NodeConfig {
-            node_id: self.hardware_id.clone(),
-            version: CONFIG_VERSION,
-            node_type: node_type(self.hardware.kind).into(),
-            gh_uid: common::topics::TEMP_GREENHOUSE.into(),
-            zone_uid: common::topics::TEMP_ZONE.into(),
-            channels,
-            wifi: Some(json!({"configured": true})),
-            mqtt,
-            fw_version: Some(FW_VERSION.into()),
-            node_secret: None,
-            extra: Map::new(),
-        }
-    }
-
-    async fn publish_heartbeat(&self, connection: &MqttConnection) {
-        let heartbeat = Heartbeat {
-            uptime: self.started.elapsed().as_secs(),
-            free_heap: rand::random_range(96_000..=104_000),
-            rssi: Some(rand::random_range(-80..=-40)),
-            fw_version: Some(FW_VERSION.into()),
-        };
-        let payload = serde_json::to_vec(&heartbeat).expect("heartbeat serialises");
-        self.publish(
-            connection,
-            "heartbeat",
-            &self.topic(TopicKind::Heartbeat),
-            payload,
-            false,
-        )
-        .await;
-    }
-
-    /// The sensor channels it reports: its config's when it has one, else its hardware's.
-    fn sensors(&self) -> Vec<(String, MetricType, Option<String>)> {
-        match lock(&self.config).as_ref() {
-            Some(c) => c
-                .channels
-                .iter()
-                .filter(|ch| ch.kind.eq_ignore_ascii_case("SENSOR"))
-                .filter_map(|ch| {
-                    let metric = serde_json::from_value(json!(ch.metric.as_deref()?)).ok()?;
-                    Some((ch.name.clone(), metric, ch.unit.clone()))
-                })
-                .collect(),
-            None => self
-                .hardware
-                .channels()
-                .iter()
-                .filter_map(|c| {
-                    Some((
-                        c.channel.to_owned(),
-                        c.metric_type?,
-                        c.unit.map(str::to_owned),
-                    ))
-                })
-                .collect(),
-        }
-    }
-
-    /// One reading per sensor (or only `only`), once the clock is set.
-    async fn publish_telemetry(&self, connection: &MqttConnection, only: Option<&str>) {
-        let Some(ts) = lock(&self.clock).now_secs() else {
-            return;
-        };
-        let messages: Vec<(String, Vec<u8>)> = {
-            let physics = lock(&self.physics);
-            self.sensors()
-                .into_iter()
-                .filter(|(name, _, _)| only.is_none_or(|o| o == name))
-                .map(|(name, metric, unit)| {
-                    let t = reading(&physics, metric, unit.as_deref(), ts);
-                    let payload = serde_json::to_vec(&t).expect("telemetry serialises");
-                    (self.channel_topic(&name, TopicKind::Telemetry), payload)
-                })
-                .collect()
-        };
-        let sent =
-            futures::future::join_all(messages.into_iter().map(|(topic, payload)| async move {
-                self.publish(connection, "telemetry", &topic, payload, false)
-                    .await
-            }))
-            .await;
-        let ok = sent.into_iter().filter(|s| *s).count();
-        metrics::counter!(m::TELEMETRY_PUBLISHED).increment(ok as u64);
     }
 }
 
@@ -939,27 +537,4 @@ async fn leave(current: Current) {
         let _ = tokio::time::timeout(STOP_GRACE, watch.wait_for(|c| !*c)).await;
     }
     current.stop.cancel();
-}
-
-fn response(cmd_id: &str, status: ResponseStatus) -> CommandResponse {
-    CommandResponse {
-        cmd_id: cmd_id.to_owned(),
-        status,
-        ts: 0,
-        details: None,
-        error_code: None,
-        error_message: None,
-        message: None,
-    }
-}
-
-/// The actuator type the firmware would declare for a channel.
-fn actuator_type(channel: &str) -> &'static str {
-    if channel.contains("pump") {
-        "PUMP"
-    } else if channel.contains("light") {
-        "LED"
-    } else {
-        "RELAY"
-    }
 }
