@@ -14,7 +14,7 @@ use common::payloads::{
     TimeResponse,
 };
 use common::settings::DEV_NODE_SECRET;
-use common::testing::{TestBroker, eventually};
+use common::testing::{TestBroker, TestDb, eventually};
 use common::topics::{TIME_REQUEST, TIME_RESPONSE};
 use hmac::{Hmac, Mac};
 use node_sim::settings::SimMode;
@@ -102,7 +102,17 @@ async fn boot(url: &str) -> Running {
 }
 
 async fn boot_with(url: &str, seed: &str, state_dir: Option<&std::path::Path>) -> Running {
-    let sim = SimSettings {
+    boot_custom(url, seed, state_dir, |_| {}, settings(&[])).await
+}
+
+async fn boot_custom(
+    url: &str,
+    seed: &str,
+    state_dir: Option<&std::path::Path>,
+    adjust: impl FnOnce(&mut SimSettings),
+    shared: common::settings::Settings,
+) -> Running {
+    let mut sim = SimSettings {
         mode: SimMode::Firmware,
         zones: 1,
         nodes: 1,
@@ -114,7 +124,8 @@ async fn boot_with(url: &str, seed: &str, state_dir: Option<&std::path::Path>) -
         broker_url: Some(url.to_owned()),
         ..SimSettings::default()
     };
-    let app = App::build(sim, settings(&[])).await.expect("app builds");
+    adjust(&mut sim);
+    let app = App::build(sim, shared).await.expect("app builds");
     assert!(app.nodes().is_empty(), "no classic node in firmware mode");
     let node = app.firmware_nodes()[0].clone();
     let port = app.port();
@@ -430,6 +441,30 @@ async fn a_restarted_node_keeps_its_binding_and_an_unbind_sends_it_back() {
         s.topic == format!("{ns}/config_report")
     })
     .await;
+    // The same config naming another broker is "unchanged" to the firmware
+    // (it compares without wifi/mqtt): reported again from here, not applied.
+    let elsewhere =
+        config("gh-1", "zn-2", "nd-y").replace(&format!("\"port\":{}", broker.port), "\"port\":1");
+    assert!(
+        elsewhere.contains("\"port\":1,") || elsewhere.contains("\"port\":1}"),
+        "{elsewhere}"
+    );
+    first
+        .conn
+        .publish(&format!("{ns}/config"), elsewhere, false)
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        (first.with_suffix(&format!("{ns}/config_report")).len() >= 2).then_some(())
+    })
+    .await
+    .expect("a second config_report");
+    for report in first.with_suffix(&format!("{ns}/config_report")) {
+        let report = NodeConfig::decode(&report.payload).unwrap();
+        assert_eq!(report.mqtt["port"], broker.port);
+    }
+    assert_eq!(r.node.broker_url(), Some(broker.url()));
+
     let saved = std::fs::read_to_string(dir.join(format!("{hw}.json"))).expect("config saved");
     assert!(
         saved.contains(NEW_SECRET) && saved.contains("nd-y"),
@@ -484,4 +519,42 @@ async fn a_restarted_node_keeps_its_binding_and_an_unbind_sends_it_back() {
     assert!(r.node.namespace().is_temp());
     r.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn seeding_in_firmware_mode_writes_the_zones_but_no_node() {
+    let db = TestDb::new().await;
+    let broker = TestBroker::start().await;
+    let greenhouse = format!("gh-t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let gh = greenhouse.clone();
+    let r = boot_custom(
+        &broker.url(),
+        "seeded",
+        None,
+        move |sim| {
+            sim.seed_db = true;
+            sim.greenhouse = gh;
+            sim.zones = 2;
+            sim.nodes = 3;
+        },
+        settings(&[("DATABASE_URL", &db.url)]),
+    )
+    .await;
+    let count = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            n
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM zones").await, 2);
+    assert_eq!(count("SELECT count(*) FROM greenhouses").await, 1);
+    assert_eq!(count("SELECT count(*) FROM nodes").await, 0);
+    let (uid,): (String,) = sqlx::query_as("SELECT uid FROM greenhouses")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(uid, greenhouse);
+    assert!(!r.node.namespace().node.is_empty());
+    r.stop().await;
 }
