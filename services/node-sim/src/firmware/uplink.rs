@@ -194,7 +194,9 @@ impl Inner {
                 .iter()
                 .filter(|ch| ch.kind.eq_ignore_ascii_case("SENSOR"))
                 .filter_map(|ch| {
-                    let metric = serde_json::from_value(json!(ch.metric.as_deref()?)).ok()?;
+                    // The wire names are upper case; a config may not be.
+                    let metric = ch.metric.as_deref()?.to_ascii_uppercase();
+                    let metric = serde_json::from_value(json!(metric)).ok()?;
                     Some((ch.name.clone(), metric, ch.unit.clone()))
                 })
                 .collect(),
