@@ -59,10 +59,13 @@ impl Clock {
         self.now_ms().map(|ms| ms.div_euclid(1000))
     }
 
-    /// What the firmware stamps a command response with: Unix milliseconds,
-    /// or uptime before a sync.
+    /// What the firmware stamps a command response with: its clock in
+    /// whole seconds times 1000 (uptime before a sync).
     pub fn stamp_ms(&self) -> i64 {
-        self.now_ms().unwrap_or_else(|| self.uptime_ms())
+        self.now_ms()
+            .unwrap_or_else(|| self.uptime_ms())
+            .div_euclid(1000)
+            * 1000
     }
 }
 
@@ -78,7 +81,7 @@ mod tests {
         assert_eq!(clock.now_secs(), None);
         assert!(!clock.set(12_345), "uptime-like values are refused");
         assert!(!clock.is_synced());
-        tokio::time::advance(Duration::from_secs(3)).await;
+        tokio::time::advance(Duration::from_millis(3_400)).await;
         assert_eq!(clock.stamp_ms(), 3_000);
 
         assert!(clock.set(1_800_000_000));
@@ -86,7 +89,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(2_500)).await;
         assert_eq!(clock.now_ms(), Some(1_800_000_002_500));
         assert_eq!(clock.now_secs(), Some(1_800_000_002));
-        assert_eq!(clock.stamp_ms(), 1_800_000_002_500);
+        assert_eq!(clock.stamp_ms(), 1_800_000_002_000);
         // A later response moves the clock (either way).
         assert!(clock.set(1_700_000_000));
         assert_eq!(clock.now_secs(), Some(1_700_000_000));
