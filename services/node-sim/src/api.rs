@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use crate::faults::{FaultConfig, Faults};
+use crate::firmware::FirmwareNode;
 use crate::layout::{ChannelSpec, NodeKind};
 use crate::node::SimNode;
 use crate::settings::{check_delay, check_probability};
@@ -23,13 +24,16 @@ use crate::settings::{check_delay, check_probability};
 #[derive(Clone)]
 pub struct ApiState {
     pub nodes: Arc<[SimNode]>,
+    /// Firmware-mode nodes (empty in classic mode).
+    pub firmware: Arc<[FirmwareNode]>,
     pub faults: Arc<Faults>,
 }
 
-/// `/sim/nodes` and `/sim/faults`.
+/// `/sim/nodes`, `/sim/firmware-nodes` and `/sim/faults`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/sim/nodes", get(list_nodes))
+        .route("/sim/firmware-nodes", get(list_firmware_nodes))
         .route("/sim/faults", get(get_faults).put(put_faults))
         .with_state(state)
 }
@@ -86,6 +90,46 @@ async fn list_nodes(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
                 connected: n.is_connected(),
                 values: n.readings(),
                 commands_executed: n.commands_executed(),
+            })
+            .collect(),
+    )
+}
+
+/// One firmware-mode node as `GET /sim/firmware-nodes` shows it.
+#[derive(Debug, Serialize)]
+pub struct FirmwareNodeView {
+    pub hardware_id: String,
+    pub kind: NodeKind,
+    /// Where it publishes now: `gh-temp`/`zn-temp`/hardware id until bound.
+    pub gh: String,
+    pub zone: String,
+    pub node: String,
+    pub bound: bool,
+    pub connected: bool,
+    pub time_synced: bool,
+    pub broker_url: Option<String>,
+    pub commands_executed: u64,
+}
+
+async fn list_firmware_nodes(State(state): State<ApiState>) -> Json<Vec<FirmwareNodeView>> {
+    Json(
+        state
+            .firmware
+            .iter()
+            .map(|n| {
+                let ns = n.namespace();
+                FirmwareNodeView {
+                    hardware_id: n.hardware_id().to_owned(),
+                    kind: n.spec().kind,
+                    bound: !ns.is_temp(),
+                    gh: ns.gh,
+                    zone: ns.zone,
+                    node: ns.node,
+                    connected: n.is_connected(),
+                    time_synced: n.is_time_synced(),
+                    broker_url: n.broker_url(),
+                    commands_executed: n.commands_executed(),
+                }
             })
             .collect(),
     )

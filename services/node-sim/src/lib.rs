@@ -5,6 +5,7 @@ pub mod api;
 pub mod command;
 pub mod demo_recipe;
 pub mod faults;
+pub mod firmware;
 pub mod layout;
 pub mod link;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod seed;
 pub mod settings;
 pub mod startup;
 
+pub use firmware::FirmwareNode;
 pub use node::SimNode;
 pub use settings::SimSettings;
 pub use startup::App;

@@ -13,8 +13,9 @@ pub const TELEMETRY_BUFFER_DROPPED: &str = "sim_telemetry_buffer_dropped_total";
 /// of `ts`); the store keeps only the first of them.
 pub const TELEMETRY_REPEATED_KEYS: &str = "sim_telemetry_repeated_keys_total";
 /// Counter, `result`: commands received, by what was answered (`done`,
-/// `invalid`, `duplicate` for a redelivery, `undecodable` for one without a
-/// usable `cmd_id`).
+/// `invalid`, `error` for one a firmware-mode node refused before running
+/// it, `duplicate` for a redelivery, `undecodable` for one without a usable
+/// `cmd_id`).
 pub const COMMANDS_RECEIVED: &str = "sim_commands_received_total";
 /// Counter: commands whose responses a fault dropped.
 pub const RESPONSES_DROPPED: &str = "sim_responses_dropped_total";

@@ -232,6 +232,29 @@ fn sensors(spec: &NodeSpec) -> impl Iterator<Item = (&ChannelSpec, MetricType)> 
         .filter_map(|c| c.metric_type.map(|m| (c, m)))
 }
 
+/// One reading of `metric` at `ts`, as every simulated node reports it
+/// (classic and firmware mode alike).
+pub(crate) fn reading(
+    physics: &Physics,
+    metric: MetricType,
+    unit: Option<&str>,
+    ts: i64,
+) -> Telemetry {
+    Telemetry {
+        metric_type: metric,
+        value: physics.reading(metric),
+        ts,
+        unit: unit.map(str::to_owned),
+        raw: None,
+        stub: None,
+        stable: matches!(metric, MetricType::Ph | MetricType::Ec).then_some(true),
+        flow_active: (metric == MetricType::FlowRate).then(|| physics.pumping()),
+        corrections_allowed: None,
+        tds: None,
+        health: None,
+    }
+}
+
 /// What a command comes to, decided before anything is sent.
 enum Plan {
     /// Answer INVALID with this reason.
@@ -347,19 +370,7 @@ impl Inner {
             sensors(&self.spec)
                 .filter(|(c, _)| only.is_none_or(|o| o == c.channel))
                 .map(|(c, metric)| {
-                    let t = Telemetry {
-                        metric_type: metric,
-                        value: physics.reading(metric),
-                        ts,
-                        unit: c.unit.map(str::to_owned),
-                        raw: None,
-                        stub: None,
-                        stable: matches!(metric, MetricType::Ph | MetricType::Ec).then_some(true),
-                        flow_active: (metric == MetricType::FlowRate).then(|| physics.pumping()),
-                        corrections_allowed: None,
-                        tds: None,
-                        health: None,
-                    };
+                    let t = reading(&physics, metric, c.unit, ts);
                     let payload = serde_json::to_vec(&t).expect("telemetry serialises");
                     (
                         c.channel,

@@ -13,6 +13,9 @@ use crate::layout::Layout;
 
 /// `nodes.fw_version` of every simulated node.
 pub const FW_VERSION: &str = "sim-1.0";
+/// `nodes.move_via` of every seeded (classic) node: it follows
+/// `nodes/{node}/config/update` with fallbacks (contract section 7).
+pub const MOVE_VIA: &str = "config_update";
 /// `greenhouses.name` of a seeded greenhouse (when it is created).
 pub const GREENHOUSE_NAME: &str = "Simulated greenhouse";
 
@@ -30,7 +33,9 @@ pub struct SeedSummary {
 ///
 /// Names an operator may have changed (greenhouse, zones) are left alone;
 /// what the simulator depends on (a node's zone, type, channels) is put back.
-/// `nodes.secret` is never written, so `NODE_DEFAULT_SECRET` applies.
+/// `nodes.secret` is never written, so `NODE_DEFAULT_SECRET` applies;
+/// `nodes.move_via` is [`MOVE_VIA`]. Firmware-mode nodes are never seeded:
+/// device-registry registers them from their hello.
 #[instrument(skip_all, fields(greenhouse = %greenhouse, nodes = layout.nodes.len()), err)]
 pub async fn seed(
     pool: &PgPool,
@@ -75,20 +80,21 @@ pub async fn seed(
     let node_zones: Vec<&str> = layout.nodes.iter().map(|n| n.zone.as_str()).collect();
     let kinds: Vec<&str> = layout.nodes.iter().map(|n| n.kind.as_str()).collect();
     let nodes = sqlx::query(
-        "INSERT INTO nodes (uid, zone_id, type, fw_version)
-         SELECT t.uid, z.id, t.kind, $4
+        "INSERT INTO nodes (uid, zone_id, type, fw_version, move_via)
+         SELECT t.uid, z.id, t.kind, $4, $5
          FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, zone, kind)
          JOIN zones z ON z.uid = t.zone
          ON CONFLICT (uid) DO UPDATE
          SET zone_id = EXCLUDED.zone_id, type = EXCLUDED.type,
-             fw_version = EXCLUDED.fw_version, updated_at = now()
-         WHERE (nodes.zone_id, nodes.type, nodes.fw_version)
-               IS DISTINCT FROM (EXCLUDED.zone_id, EXCLUDED.type, EXCLUDED.fw_version)",
+             fw_version = EXCLUDED.fw_version, move_via = EXCLUDED.move_via, updated_at = now()
+         WHERE (nodes.zone_id, nodes.type, nodes.fw_version, nodes.move_via)
+               IS DISTINCT FROM (EXCLUDED.zone_id, EXCLUDED.type, EXCLUDED.fw_version, EXCLUDED.move_via)",
     )
     .bind(&uids)
     .bind(&node_zones)
     .bind(&kinds)
     .bind(FW_VERSION)
+    .bind(MOVE_VIA)
     .execute(&mut *tx)
     .await?
     .rows_affected();

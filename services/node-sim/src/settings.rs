@@ -28,6 +28,37 @@ const fn default_fallback_after_ms() -> u64 {
 const fn default_tcp_nodelay() -> bool {
     true
 }
+fn default_hardware_seed() -> String {
+    "node-sim".into()
+}
+const fn default_time_retry_ms() -> u64 {
+    5_000
+}
+
+/// How the simulated nodes behave (`SIM_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimMode {
+    /// Seeded in the database, placed in `SIM_GREENHOUSE`'s zones from the
+    /// start, moved with `config/update`, signed as `common::signing` signs:
+    /// the fleet of the failover benchmarks and most tests.
+    #[default]
+    Classic,
+    /// The hydro2.0 firmware: unbound first boot, time sync, hello,
+    /// NodeConfig binding and moves, cJSON-exact HMAC (see [`crate::firmware`]).
+    Firmware,
+}
+
+impl std::str::FromStr for SimMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "classic" => Ok(SimMode::Classic),
+            "firmware" => Ok(SimMode::Firmware),
+            other => Err(format!("`{other}` is not a mode (classic or firmware)")),
+        }
+    }
+}
 
 /// The most soil probes a node carries (`SIM_PROBES`).
 pub const MAX_PROBES: usize = crate::layout::PROBE_CHANNELS.len();
@@ -138,6 +169,44 @@ pub struct SimSettings {
         deserialize_with = "de_bool"
     )]
     pub tcp_nodelay: bool,
+    /// `SIM_MODE`: `classic` (default) or `firmware` (see [`SimMode`]). In
+    /// firmware mode `SIM_SEED_DB` seeds the greenhouse and zones only: the
+    /// nodes register themselves with their hello.
+    #[serde(rename = "sim_mode", default, deserialize_with = "de_from_str")]
+    pub mode: SimMode,
+    /// `SIM_HARDWARE_SEED` (firmware mode): node `i`'s hardware id is
+    /// `esp32-` + the first 12 hex digits of SHA-256(`{seed}:{i}`); the
+    /// same seed gives the same ids on every run. Default `node-sim`.
+    #[serde(rename = "sim_hardware_seed", default = "default_hardware_seed")]
+    pub hardware_seed: String,
+    /// `SIM_STATE_DIR` (firmware mode): a directory where each node saves
+    /// the NodeConfig it runs (`{hardware_id}.json`, secret included, as
+    /// NVS holds it), so a restarted simulator keeps its bindings. Unset:
+    /// every run boots unbound.
+    #[serde(
+        rename = "sim_state_dir",
+        default,
+        deserialize_with = "de_opt_from_str"
+    )]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// `SIM_TIME_RETRY_MS` (firmware mode): how often a node repeats its
+    /// `hydro/time/request` while unanswered. Default 5000.
+    #[serde(
+        rename = "sim_time_retry_ms",
+        default = "default_time_retry_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub time_retry_ms: u64,
+    /// `SIM_FW_APPLY_MQTT_ONLY` (firmware mode): apply a pushed NodeConfig
+    /// that differs from the running one only in `mqtt`/`wifi`. The
+    /// firmware does not (node_config_handler.c skips it as unchanged and
+    /// just reports), so a move by NodeConfig alone is ignored; default false.
+    #[serde(
+        rename = "sim_fw_apply_mqtt_only",
+        default,
+        deserialize_with = "de_bool"
+    )]
+    pub fw_apply_mqtt_only: bool,
 }
 
 impl Default for SimSettings {
@@ -158,6 +227,11 @@ impl Default for SimSettings {
             fallback_after_ms: default_fallback_after_ms(),
             probes: 0,
             tcp_nodelay: default_tcp_nodelay(),
+            mode: SimMode::Classic,
+            hardware_seed: default_hardware_seed(),
+            state_dir: None,
+            time_retry_ms: default_time_retry_ms(),
+            fw_apply_mqtt_only: false,
         }
     }
 }
@@ -233,6 +307,18 @@ impl SimSettings {
                 format!("SIM_PROBES must be at most {MAX_PROBES}"),
             ),
             (
+                !self.hardware_seed.is_empty(),
+                "SIM_HARDWARE_SEED must not be empty".to_owned(),
+            ),
+            (
+                self.time_retry_ms >= 100,
+                "SIM_TIME_RETRY_MS must be at least 100".to_owned(),
+            ),
+            (
+                self.mode == SimMode::Classic || !self.seed_recipe,
+                "SIM_SEED_RECIPE needs SIM_MODE=classic (firmware nodes are not seeded)".to_owned(),
+            ),
+            (
                 self.heartbeat_interval_ms >= MIN_INTERVAL_MS,
                 format!("SIM_HEARTBEAT_INTERVAL_MS must be at least {MIN_INTERVAL_MS}"),
             ),
@@ -292,6 +378,10 @@ impl SimSettings {
     pub fn fallback_after(&self) -> Duration {
         Duration::from_millis(self.fallback_after_ms)
     }
+
+    pub fn time_retry(&self) -> Duration {
+        Duration::from_millis(self.time_retry_ms)
+    }
 }
 
 /// The non-empty entries of a comma-separated list, trimmed.
@@ -335,6 +425,11 @@ mod tests {
         assert!(s.tcp_nodelay);
         assert_eq!(s.drop_responses, 0.0);
         assert!(s.broker_url.is_none());
+        assert_eq!(s.mode, SimMode::Classic);
+        assert_eq!(s.hardware_seed, "node-sim");
+        assert!(s.state_dir.is_none());
+        assert_eq!(s.time_retry_ms, 5_000);
+        assert!(!s.fw_apply_mqtt_only);
         let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.broker_url_or(&shared), "mqtt://127.0.0.1:1883");
         assert_eq!(s.broker_urls_or(&shared), ["mqtt://127.0.0.1:1883"]);
@@ -381,8 +476,21 @@ mod tests {
             ("SIM_BROKER_URL", "mqtt://127.0.0.1:1884"),
             ("SIM_PROBES", "8"),
             ("SIM_TCP_NODELAY", "false"),
+            ("SIM_MODE", "Firmware"),
+            ("SIM_HARDWARE_SEED", "bench-a"),
+            ("SIM_STATE_DIR", "/tmp/sim-state"),
+            ("SIM_TIME_RETRY_MS", "1000"),
+            ("SIM_FW_APPLY_MQTT_ONLY", "true"),
         ]))
         .unwrap();
+        assert_eq!(s.mode, SimMode::Firmware);
+        assert_eq!(s.hardware_seed, "bench-a");
+        assert_eq!(
+            s.state_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/sim-state"))
+        );
+        assert_eq!(s.time_retry_ms, 1_000);
+        assert!(s.fw_apply_mqtt_only);
         assert_eq!(s.probes, 8);
         assert!(!s.tcp_nodelay);
         assert_eq!(s.greenhouse, "gh-test");
@@ -410,6 +518,9 @@ mod tests {
             ("SIM_GREENHOUSE", "gh/1"),
             ("SIM_PROBES", "17"),
             ("SIM_TCP_NODELAY", "maybe"),
+            ("SIM_MODE", "legacy"),
+            ("SIM_TIME_RETRY_MS", "5"),
+            ("SIM_FW_APPLY_MQTT_ONLY", "perhaps"),
         ] {
             let err = SimSettings::from_vars(vars(&[(k, v)])).unwrap_err();
             let text = err.to_string().to_lowercase();

@@ -15,10 +15,11 @@ use tracing::info;
 
 use crate::api::{self, ApiState};
 use crate::faults::Faults;
+use crate::firmware::{FirmwareContext, FirmwareNode};
 use crate::layout::{Layout, layout};
 use crate::node::{NodeContext, SimNode};
 use crate::seed::seed;
-use crate::settings::SimSettings;
+use crate::settings::{SimMode, SimSettings};
 
 /// node-sim's port when `HTTP_PORT` is not set (contract section 1).
 pub const DEFAULT_HTTP_PORT: u16 = 9405;
@@ -32,6 +33,7 @@ pub struct App {
     router: Router,
     layout: Layout,
     nodes: Arc<[SimNode]>,
+    firmware: Arc<[FirmwareNode]>,
     faults: Arc<Faults>,
     pool: Option<PgPool>,
 }
@@ -39,7 +41,8 @@ pub struct App {
 impl App {
     /// Seeds the database when `SIM_SEED_DB` asks for it, starts the nodes
     /// (they connect in the background) and binds `HTTP_PORT` (default 9405;
-    /// 0 picks a free port, see [`App::port`]).
+    /// 0 picks a free port, see [`App::port`]). In firmware mode the nodes
+    /// are [`FirmwareNode`]s and only the greenhouse and zones are seeded.
     pub async fn build(sim: SimSettings, settings: Settings) -> anyhow::Result<App> {
         sim.validate()?;
         let layout = layout(&sim);
@@ -53,7 +56,15 @@ impl App {
             )
             .await
             .context("could not prepare PostgreSQL for seeding")?;
-            seed(&pool, &layout, &sim.greenhouse)
+            // Firmware nodes register themselves (hello) and are bound later.
+            let seeded = match sim.mode {
+                SimMode::Classic => layout.clone(),
+                SimMode::Firmware => Layout {
+                    zones: layout.zones.clone(),
+                    nodes: Vec::new(),
+                },
+            };
+            seed(&pool, &seeded, &sim.greenhouse)
                 .await
                 .context("could not seed the database")?;
             if sim.seed_recipe {
@@ -70,27 +81,59 @@ impl App {
         let faults = Arc::new(Faults::from_settings(&sim));
         let broker_urls = sim.broker_urls_or(&settings);
         let http_port = settings.http_port_or(DEFAULT_HTTP_PORT);
-        let ctx = Arc::new(NodeContext {
-            greenhouse: sim.greenhouse.clone(),
-            broker_urls: broker_urls.clone(),
-            settings,
-            faults: faults.clone(),
-            telemetry_interval: sim.telemetry_interval(),
-            heartbeat_interval: sim.heartbeat_interval(),
-            fallback_after: sim.fallback_after(),
-            tcp_nodelay: sim.tcp_nodelay,
-        });
-        let nodes: Arc<[SimNode]> = layout
-            .nodes
-            .iter()
-            .map(|spec| SimNode::start(spec.clone(), ctx.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .context("could not start the simulated nodes")?
-            .into();
+        let (nodes, firmware): (Arc<[SimNode]>, Arc<[FirmwareNode]>) = match sim.mode {
+            SimMode::Classic => {
+                let ctx = Arc::new(NodeContext {
+                    greenhouse: sim.greenhouse.clone(),
+                    broker_urls: broker_urls.clone(),
+                    settings,
+                    faults: faults.clone(),
+                    telemetry_interval: sim.telemetry_interval(),
+                    heartbeat_interval: sim.heartbeat_interval(),
+                    fallback_after: sim.fallback_after(),
+                    tcp_nodelay: sim.tcp_nodelay,
+                });
+                let nodes = layout
+                    .nodes
+                    .iter()
+                    .map(|spec| SimNode::start(spec.clone(), ctx.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("could not start the simulated nodes")?;
+                (nodes.into(), Arc::from([]))
+            }
+            SimMode::Firmware => {
+                let ctx = Arc::new(FirmwareContext {
+                    broker_urls: broker_urls.clone(),
+                    settings,
+                    faults: faults.clone(),
+                    telemetry_interval: sim.telemetry_interval(),
+                    heartbeat_interval: sim.heartbeat_interval(),
+                    time_retry: sim.time_retry(),
+                    hardware_seed: sim.hardware_seed.clone(),
+                    state_dir: sim.state_dir.clone(),
+                    apply_connectivity_only: sim.fw_apply_mqtt_only,
+                    tcp_nodelay: sim.tcp_nodelay,
+                });
+                let nodes: Vec<FirmwareNode> = layout
+                    .nodes
+                    .iter()
+                    .map(|spec| FirmwareNode::start(spec.clone(), ctx.clone()))
+                    .collect();
+                for n in &nodes {
+                    info!(
+                        hardware_id = n.hardware_id(),
+                        kind = n.spec().kind.as_str(),
+                        "Firmware node booted."
+                    );
+                }
+                (Arc::from([]), nodes.into())
+            }
+        };
         info!(
             greenhouse = %sim.greenhouse,
+            mode = ?sim.mode,
             zones = layout.zones.len(),
-            nodes = nodes.len(),
+            nodes = nodes.len() + firmware.len(),
             brokers = %broker_urls.join(","),
             "Nodes started."
         );
@@ -98,11 +141,14 @@ impl App {
         // Up while any node is connected; a node's connection changes when
         // it moves to another broker, so the check asks the nodes each time.
         let fleet = nodes.clone();
+        let fw_fleet = firmware.clone();
         let mut health = Health::new("node-sim").require(Dependency::Custom {
             name: "mqtt",
             check: Arc::new(move || {
-                let connected = fleet.iter().filter(|n| n.is_connected()).count();
-                let detail = serde_json::json!({ "nodes": fleet.len(), "connected": connected });
+                let connected = fleet.iter().filter(|n| n.is_connected()).count()
+                    + fw_fleet.iter().filter(|n| n.is_connected()).count();
+                let total = fleet.len() + fw_fleet.len();
+                let detail = serde_json::json!({ "nodes": total, "connected": connected });
                 (detail, connected > 0)
             }),
         });
@@ -111,6 +157,7 @@ impl App {
         }
         let router = api::router(ApiState {
             nodes: nodes.clone(),
+            firmware: firmware.clone(),
             faults: faults.clone(),
         })
         .merge(ops_router(health))
@@ -127,6 +174,7 @@ impl App {
             router,
             layout,
             nodes,
+            firmware,
             faults,
             pool,
         })
@@ -141,9 +189,14 @@ impl App {
         &self.layout
     }
 
-    /// Every running node, in layout order.
+    /// Every running classic node, in layout order (none in firmware mode).
     pub fn nodes(&self) -> &Arc<[SimNode]> {
         &self.nodes
+    }
+
+    /// Every running firmware-mode node, in layout order (none in classic mode).
+    pub fn firmware_nodes(&self) -> &Arc<[FirmwareNode]> {
+        &self.firmware
     }
 
     /// The node called `uid`.
@@ -162,6 +215,7 @@ impl App {
         // If serving failed on its own, the nodes must still go.
         shutdown.cancel();
         futures::future::join_all(self.nodes.iter().map(SimNode::stop)).await;
+        futures::future::join_all(self.firmware.iter().map(FirmwareNode::stop)).await;
         if let Some(pool) = self.pool {
             pool.close().await;
         }

@@ -526,6 +526,14 @@ async fn seeding_writes_the_layout_once() {
         None
     )));
 
+    // Classic nodes follow config/update, and say so.
+    let (others,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM nodes WHERE move_via <> 'config_update'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(others, 0);
+
     let second = seed(&db.pool, &l, &sim.greenhouse).await.unwrap();
     assert_eq!(second.greenhouse_id, first.greenhouse_id);
     assert_eq!(
