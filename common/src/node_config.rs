@@ -11,6 +11,12 @@
 //! from the node's last `config_report` when there is one, so a push never
 //! tells a node about hardware it does not have; only the identity, the
 //! broker and the secret are ours to set.
+//!
+//! The firmware skips a pushed config that equals the one it runs once
+//! `mqtt` and `wifi` are left out of the comparison (it only answers "config
+//! unchanged"). So the broker is also named outside `mqtt`, in the top-level
+//! [`BROKER_URL_FIELD`]: a move is then a change the node applies, and the
+//! node reports it back, which is how we see where it is meant to be.
 
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -23,6 +29,9 @@ use crate::topics::{TopicKind, node_topic};
 pub const FORMAT_VERSION: u32 = 3;
 /// MQTT keepalive sent to nodes, in seconds (the firmware's default).
 pub const NODE_KEEPALIVE_SEC: u32 = 30;
+/// The top-level NodeConfig field naming the broker the config is for (see
+/// the module doc). The firmware stores and reports unknown fields as sent.
+pub const BROKER_URL_FIELD: &str = "broker_url";
 
 /// Why a NodeConfig could not be built or sent.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +187,7 @@ pub async fn build(
         .unwrap_or_default();
     // Ours to decide, never echoed back from a report.
     extra.remove("capabilities");
+    extra.insert(BROKER_URL_FIELD.into(), Value::String(broker_url.to_owned()));
     Ok(NodeConfig {
         node_id: place.node_uid,
         version: FORMAT_VERSION,
