@@ -1,0 +1,2 @@
+//! The scenarios that span several services live in `tests/`; this crate has
+//! no code of its own.
