@@ -201,8 +201,8 @@ pub fn plan<'a>(known: &HashMap<i64, Known>, happenings: &[Happening<'a>]) -> Pl
                 state: NodeState::Online,
                 ts,
             } => {
-                let stale = ts >= MIN_CLOCK_TS
-                    && node.now.observed_at.is_some_and(|o| ts < o.timestamp());
+                let stale =
+                    ts >= MIN_CLOCK_TS && node.now.observed_at.is_some_and(|o| ts < o.timestamp());
                 if stale {
                     plan.ignored.push((*h, Ignored::Stale));
                     continue;
@@ -305,7 +305,10 @@ fn observe(now: &mut Known, h: &Happening<'_>, dirty: &mut bool, stored: &Known)
 
 /// Locks the rows of `ids` (sorted), in id order, and reads what [`plan`]
 /// needs. One statement for the whole batch.
-pub async fn lock(conn: &mut PgConnection, ids: &[i64]) -> Result<HashMap<i64, Known>, sqlx::Error> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Known>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -509,7 +512,11 @@ mod tests {
         }
     }
 
-    fn known(status: NodeStatus, broker: Option<&str>, observed_s: Option<i64>) -> HashMap<i64, Known> {
+    fn known(
+        status: NodeStatus,
+        broker: Option<&str>,
+        observed_s: Option<i64>,
+    ) -> HashMap<i64, Known> {
         HashMap::from([(
             1,
             Known {
@@ -527,7 +534,13 @@ mod tests {
     #[test]
     fn a_last_will_from_another_broker_changes_nothing() {
         let k = known(NodeStatus::Online, Some("b2"), Some(10));
-        let p = plan(&k, &[h("b1", 20, What::Lwt), h("b1", 21, status(NodeState::Offline, 21))]);
+        let p = plan(
+            &k,
+            &[
+                h("b1", 20, What::Lwt),
+                h("b1", 21, status(NodeState::Offline, 21)),
+            ],
+        );
         assert!(p.rows.is_empty() && p.events.is_empty() && p.raise.is_empty());
         assert_eq!(
             p.ignored.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
@@ -556,7 +569,10 @@ mod tests {
         // Now a last will on the old broker is ignored within the same batch.
         let p = plan(
             &k,
-            &[h("b2", 30, What::Uplink("heartbeat")), h("b1", 31, What::Lwt)],
+            &[
+                h("b2", 30, What::Uplink("heartbeat")),
+                h("b1", 31, What::Lwt),
+            ],
         );
         assert_eq!(p.rows[0].status, NodeStatus::Online);
         assert_eq!(p.ignored.len(), 1);
@@ -609,14 +625,24 @@ mod tests {
                 h("b1", 3, status(NodeState::Restarting, 3)),
             ],
         );
-        assert_eq!(kinds(&p), vec!["NODE_OFFLINE", "NODE_ONLINE", "NODE_RESTARTING"]);
+        assert_eq!(
+            kinds(&p),
+            vec!["NODE_OFFLINE", "NODE_ONLINE", "NODE_RESTARTING"]
+        );
         assert_eq!(p.rows[0].status, NodeStatus::Restarting);
         assert!(p.raise.is_empty());
         assert_eq!(p.resolve, Vec::<i64>::new());
         // Repeating a status is no event; a deleted node is skipped.
-        let p = plan(&known(NodeStatus::Offline, None, None), &[h("b1", 1, What::Lwt)]);
+        let p = plan(
+            &known(NodeStatus::Offline, None, None),
+            &[h("b1", 1, What::Lwt)],
+        );
         assert!(p.events.is_empty());
         assert_eq!(p.raise.len(), 1);
-        assert!(plan(&HashMap::new(), &[h("b1", 1, What::Lwt)]).rows.is_empty());
+        assert!(
+            plan(&HashMap::new(), &[h("b1", 1, What::Lwt)])
+                .rows
+                .is_empty()
+        );
     }
 }

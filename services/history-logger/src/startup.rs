@@ -20,8 +20,8 @@ use tracing::{info, warn};
 
 use crate::drop_log::DropLog;
 use crate::ingest::{Ingest, IngestStats};
-use crate::time_sync::TimeSync;
 use crate::queue::Queue;
+use crate::time_sync::TimeSync;
 use crate::writer::{Writer, WriterConfig};
 use crate::{DEFAULT_PORT, HistorySettings, SERVICE, monitor};
 

@@ -44,7 +44,11 @@ impl TimeSync {
         let broker = request.broker_id.to_string();
         metrics::counter!(m::TIME_REQUESTS, "broker" => broker.clone()).increment(1);
         let Some(connection) = self.brokers.get(&broker) else {
-            self.failed(broker, "no_connection", "this instance has no connection to it");
+            self.failed(
+                broker,
+                "no_connection",
+                "this instance has no connection to it",
+            );
             return;
         };
         let started = Instant::now();
@@ -71,7 +75,10 @@ impl TimeSync {
             .unwrap_or_else(|p| p.into_inner())
             .ready(now)
         {
-            warn!(broker, reason, detail, "Could not answer a node's time request; it will ask again.");
+            warn!(
+                broker,
+                reason, detail, "Could not answer a node's time request; it will ask again."
+            );
         }
         metrics::counter!(m::TIME_RESPONSE_FAILURES, "broker" => broker, "reason" => reason)
             .increment(1);

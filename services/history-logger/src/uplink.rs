@@ -8,8 +8,7 @@
 //! message decodes to [`Body::Unbound`] whatever its payload.
 
 use common::payloads::{
-    Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, PayloadError, Status,
-    Telemetry,
+    Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, PayloadError, Status, Telemetry,
 };
 use common::topics::{NodeTopic, Topic, TopicKind};
 use serde_json::Value;
@@ -212,7 +211,10 @@ mod tests {
                 "hydro/gh-temp/zn-temp/esp32-aa/ph_sensor/telemetry",
                 &b"not even json"[..],
             ),
-            ("hydro/gh-temp/zn-temp/esp32-aa/status", br#"{"status":"ONLINE","ts":1}"#),
+            (
+                "hydro/gh-temp/zn-temp/esp32-aa/status",
+                br#"{"status":"ONLINE","ts":1}"#,
+            ),
             ("hydro/gh-temp/zn-temp/esp32-aa/lwt", b"offline"),
         ] {
             let u = decode(topic, payload, 0).unwrap();
@@ -249,12 +251,21 @@ mod tests {
         assert_eq!(reason("hydro/gh/zn/nd/ch/command", b"{}"), "bad_topic");
         assert_eq!(reason("nodes/nd/config/update", b"{}"), "bad_topic");
         // Hellos, config reports and time requests are not this service's uplink.
-        assert_eq!(reason("hydro/node_hello", br#"{"hardware_id":"aa"}"#), "bad_topic");
         assert_eq!(
-            reason("hydro/gh-1/zn-1/nd-1/node_hello", br#"{"hardware_id":"aa"}"#),
+            reason("hydro/node_hello", br#"{"hardware_id":"aa"}"#),
             "bad_topic"
         );
-        assert_eq!(reason("hydro/gh-1/zn-1/nd-1/config_report", b"{}"), "bad_topic");
+        assert_eq!(
+            reason(
+                "hydro/gh-1/zn-1/nd-1/node_hello",
+                br#"{"hardware_id":"aa"}"#
+            ),
+            "bad_topic"
+        );
+        assert_eq!(
+            reason("hydro/gh-1/zn-1/nd-1/config_report", b"{}"),
+            "bad_topic"
+        );
         assert_eq!(reason("hydro/time/request", b"{}"), "bad_topic");
         let long = format!(r#"{{"event_code":"{}"}}"#, "a".repeat(65));
         assert_eq!(

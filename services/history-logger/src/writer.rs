@@ -379,7 +379,8 @@ impl Shared {
             .iter()
             .map(|(i, r)| {
                 let m = items[*i].message;
-                self.drops.note("dead-lettered", r.reason, &m.topic, &r.detail);
+                self.drops
+                    .note("dead-lettered", r.reason, &m.topic, &r.detail);
                 DeadLetter {
                     broker: &m.broker,
                     topic: &m.topic,
@@ -647,7 +648,8 @@ impl Shared {
                 "node `{}` is observed on another broker than `{}`, or this status is older than what is known of it",
                 h.target.node_uid, h.broker
             );
-            self.drops.note("status ignored", why.reason(), h.target.node_uid, &detail);
+            self.drops
+                .note("status ignored", why.reason(), h.target.node_uid, &detail);
         }
         Ok(written)
     }
