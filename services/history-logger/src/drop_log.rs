@@ -23,14 +23,15 @@ pub struct DropLog {
 impl DropLog {
     /// Notes one dropped message; writes a line when its reason had none for
     /// [`EVERY`]. `what` says what happened (`dead-lettered`, `status ignored`),
-    /// `reason` is the bounded label also used by the metrics.
-    pub fn note(&self, what: &'static str, reason: &'static str, topic: &str, detail: &str) {
+    /// `reason` is the bounded label also used by the metrics, `example` the
+    /// message's topic (or node) and `detail` what was wrong with it.
+    pub fn note(&self, what: &'static str, reason: &'static str, example: &str, detail: &str) {
         if let Some(count) = self.due(reason, Instant::now()) {
             warn!(
                 what,
                 reason,
                 count,
-                topic,
+                example,
                 detail,
                 "Uplink dropped or ignored ({count} with this reason since the last line; one line per reason every 10 s)."
             );

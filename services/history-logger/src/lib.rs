@@ -13,6 +13,7 @@ pub mod drop_log;
 pub mod ingest;
 pub mod monitor;
 pub mod node_state;
+pub mod observed;
 pub mod pack;
 pub mod queue;
 pub mod resolver;

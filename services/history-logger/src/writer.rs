@@ -9,7 +9,9 @@
 //! keeps it: a batch holding one takes the `states` lock before it is handed
 //! over (in reading order) and keeps it until it committed. Telemetry needs no
 //! order: its rows are keyed by their own `ts`, and `telemetry_last` never
-//! moves back in time.
+//! moves back in time. Every stored message of a bound node also tells where
+//! the node is ([`node_state`]); [`ObservedCache`] keeps that from costing a
+//! row update per message.
 //!
 //! At start it first finishes what this consumer read before a crash, then
 //! claims what dead consumers left pending (and keeps doing so). PostgreSQL
@@ -18,7 +20,7 @@
 //! message, so one bad message is dead-lettered (`db_rejected`) instead of
 //! stalling the queue.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +37,8 @@ use tracing::{debug, info, warn};
 use crate::backpressure::RateLimit;
 use crate::dead_letter::DeadLetter;
 use crate::drop_log::DropLog;
-use crate::node_state::{self, Happening, Known, NodeStatus, Target, What};
+use crate::node_state::{self, Happening, Ignored, Target, What};
+use crate::observed::ObservedCache;
 use crate::pack::Message;
 use crate::queue::{Content, Entry, Queue};
 use crate::resolver::Resolver;
@@ -134,11 +137,8 @@ struct Shared {
     /// Held by a batch with status or lwt messages until it committed.
     states: Arc<tokio::sync::Mutex<()>>,
     warn_limit: Mutex<RateLimit>,
-    /// Each node's status and observation as this writer last planned them:
-    /// an uplink that would change neither skips the lock and the update.
-    /// Another instance may have changed the row since, so an entry vouches
-    /// for at most [`node_state::OBSERVED_RESOLUTION`] of a node's uplink.
-    observed: Mutex<HashMap<i64, Known>>,
+    /// Which nodes of a batch may need their row changed.
+    observed: ObservedCache,
     drops: Arc<DropLog>,
 }
 
@@ -161,7 +161,7 @@ impl Writer {
                 resolver: tokio::sync::Mutex::new(Resolver::default()),
                 states: Arc::new(tokio::sync::Mutex::new(())),
                 warn_limit: Mutex::new(RateLimit::new(Duration::from_secs(10))),
-                observed: Mutex::new(HashMap::new()),
+                observed: ObservedCache::default(),
                 drops,
             }),
         }
@@ -606,27 +606,9 @@ impl Shared {
                 what,
             });
         }
-        // Only nodes whose row may change are locked and planned: a status,
-        // a last will or a heartbeat, or an uplink the cache cannot vouch for.
-        let due: HashSet<i64> = {
-            let cache = self.observed.lock().expect("observed cache lock");
-            happenings
-                .iter()
-                .filter(|h| match h.what {
-                    What::Uplink("heartbeat") | What::Status { .. } | What::Lwt => true,
-                    What::Uplink(_) => cache.get(&h.target.node_id).is_none_or(|k| {
-                        k.status == NodeStatus::Offline
-                            || k.observed_broker.as_deref() != Some(h.broker)
-                            || k.observed_at
-                                .is_none_or(|o| h.at - o >= node_state::OBSERVED_RESOLUTION)
-                    }),
-                })
-                .map(|h| h.target.node_id)
-                .collect()
-        };
-        happenings.retain(|h| due.contains(&h.target.node_id));
-        let mut ids: Vec<i64> = due.into_iter().collect();
-        ids.sort_unstable();
+        // Only nodes whose row may change are locked and planned.
+        let ids = self.observed.due(&happenings);
+        happenings.retain(|h| ids.binary_search(&h.target.node_id).is_ok());
 
         let mut tx = self.pool.begin().await?;
         written.inserted = telemetry::write(&mut tx, &samples).await?;
@@ -638,16 +620,19 @@ impl Shared {
         zone_events::insert(&mut *tx, &events).await?;
         tx.commit().await?;
 
-        self.observed
-            .lock()
-            .expect("observed cache lock")
-            .extend(plan.after);
+        self.observed.remember(plan.after);
         for (h, why) in &plan.ignored {
             metrics::counter!(m::NODE_STATUS_IGNORED, "reason" => why.reason()).increment(1);
-            let detail = format!(
-                "node `{}` is observed on another broker than `{}`, or this status is older than what is known of it",
-                h.target.node_uid, h.broker
-            );
+            let detail = match why {
+                Ignored::OtherBroker => format!(
+                    "a status or last will of node `{}` from broker `{}`, which is not the broker the node is observed on",
+                    h.target.node_uid, h.broker
+                ),
+                Ignored::Stale => format!(
+                    "an ONLINE of node `{}` on broker `{}` older than its last observed uplink (a retained replay)",
+                    h.target.node_uid, h.broker
+                ),
+            };
             self.drops
                 .note("status ignored", why.reason(), h.target.node_uid, &detail);
         }
