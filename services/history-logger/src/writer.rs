@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use crate::backpressure::RateLimit;
 use crate::dead_letter::DeadLetter;
 use crate::drop_log::DropLog;
+use crate::node_rows;
 use crate::node_state::{self, Happening, Ignored, Target, What};
 use crate::observed::ObservedCache;
 use crate::pack::Message;
@@ -594,7 +595,7 @@ impl Shared {
                     What::Uplink("event")
                 }
                 Body::Error(e) => {
-                    events.push(node_state::node_error(target, e, *at));
+                    events.push(node_rows::node_error(target, e, *at));
                     What::Uplink("error")
                 }
                 Body::Unbound => continue,
@@ -612,10 +613,10 @@ impl Shared {
 
         let mut tx = self.pool.begin().await?;
         written.inserted = telemetry::write(&mut tx, &samples).await?;
-        let known = node_state::lock(&mut tx, &ids).await?;
+        let known = node_rows::lock(&mut tx, &ids).await?;
         let plan = node_state::plan(&known, &happenings);
-        node_state::apply(&mut tx, &plan).await?;
-        node_state::heartbeats(&mut tx, &beats).await?;
+        node_rows::apply(&mut tx, &plan).await?;
+        node_rows::heartbeats(&mut tx, &beats).await?;
         events.extend(plan.events.iter().cloned());
         zone_events::insert(&mut *tx, &events).await?;
         tx.commit().await?;
