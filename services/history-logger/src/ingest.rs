@@ -64,6 +64,7 @@ fn kind_label(topic: &str) -> &'static str {
     }
 }
 
+/// The ingest loop and what it uses.
 pub struct Ingest {
     pub queue: Queue,
     /// Messages per pack at most: `TELEMETRY_BATCH_SIZE` (capped at
@@ -71,7 +72,9 @@ pub struct Ingest {
     pub max_pack: usize,
     pub brokers: BrokerPool,
     pub stats: Arc<IngestStats>,
+    /// Answers time requests on the spot.
     pub time_sync: TimeSync,
+    /// Rate-limited log lines for dead letters.
     pub drops: Arc<DropLog>,
 }
 

@@ -86,6 +86,7 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
+    /// The value stored in `nodes.status`.
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Online => "ONLINE",
@@ -126,6 +127,7 @@ pub enum Ignored {
 }
 
 impl Ignored {
+    /// The bounded label of `node_status_ignored_total{reason}`.
     pub fn reason(self) -> &'static str {
         match self {
             Ignored::OtherBroker => "other_broker",
@@ -148,12 +150,15 @@ pub struct Row {
 /// What a batch changes.
 #[derive(Debug, Default)]
 pub struct Plan<'a> {
+    /// Rows to write, sorted by node id.
     pub rows: Vec<Row>,
+    /// `NODE_ONLINE` / `NODE_OFFLINE` / `NODE_RESTARTING`, in arrival order.
     pub events: Vec<ZoneEvent>,
     /// Nodes that ended ONLINE after coming (back) online: their alert resolves.
     pub resolve: Vec<i64>,
     /// Nodes that ended OFFLINE after going offline: their alert is raised.
     pub raise: Vec<(Target<'a>, &'static str)>,
+    /// Statuses and last wills that changed nothing, and why.
     pub ignored: Vec<(Happening<'a>, Ignored)>,
     /// Every node's state after the batch (for the writer's cache).
     pub after: HashMap<i64, Known>,

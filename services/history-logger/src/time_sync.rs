@@ -31,6 +31,7 @@ pub struct TimeSync {
 }
 
 impl TimeSync {
+    /// Answers on the connections of `brokers` (those added later too).
     pub fn new(brokers: BrokerPool) -> Self {
         TimeSync {
             brokers,
