@@ -89,6 +89,22 @@ pub const UPLINK_REDIS_ERRORS: &str = "uplink_redis_errors_total";
 /// Histogram: from a reading's `ts` to the commit of its row, in seconds.
 pub const TELEMETRY_LAG: &str = "telemetry_end_to_end_lag_seconds";
 
+// history-logger, issue 10 (real nodes): time sync, unbound nodes, status trust.
+
+/// Counter, `broker`: `hydro/time/request` messages received (each answered once).
+pub const TIME_REQUESTS: &str = "time_requests_total";
+/// Counter, `broker`, `reason` (`no_connection` or the MQTT error): time
+/// requests left unanswered.
+pub const TIME_RESPONSE_FAILURES: &str = "time_response_failures_total";
+/// Histogram: from a time request leaving the inbox to its answer's PUBACK.
+pub const TIME_RESPONSE_DURATION: &str = "time_response_duration_seconds";
+/// Counter, `kind` (topic kind): uplink of unbound nodes (temp namespace),
+/// acknowledged and left to device-registry.
+pub const UPLINK_UNBOUND: &str = "uplink_unbound_total";
+/// Counter, `reason` (`other_broker`, `stale`): statuses and last wills that
+/// changed nothing because they did not come from where the node is.
+pub const NODE_STATUS_IGNORED: &str = "node_status_ignored_total";
+
 // ---------------------------------------------------------------- automation-engine
 
 /// Histogram: time one automation cycle takes (every zone with a recipe).

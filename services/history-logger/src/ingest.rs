@@ -2,6 +2,10 @@
 //! stream as one [`Pack`] per burst (the refused ones to the dead-letter
 //! list) in one Redis round trip, and only then acknowledged to their broker.
 //!
+//! Two kinds never reach the stream: a time request is answered at once
+//! ([`TimeSync`]), and the uplink of an unbound node (temp namespace) is only
+//! counted, for device-registry owns it.
+//!
 //! Redis down: nothing is acknowledged; the burst is retried with a backoff
 //! while the brokers hold the rest. Queue full: nothing is appended or
 //! acknowledged until the writer has made room.
@@ -14,6 +18,7 @@ use chrono::Utc;
 use common::brokers::BrokerPool;
 use common::metrics as m;
 use common::mqtt::Inbound;
+use common::topics::TIME_REQUEST;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +26,11 @@ use tracing::{debug, warn};
 
 use crate::backpressure::{Pressure, RateLimit};
 use crate::dead_letter::DeadLetter;
+use crate::drop_log::DropLog;
 use crate::pack::{Message, Pack};
 use crate::queue::Queue;
-use crate::uplink;
+use crate::time_sync::TimeSync;
+use crate::uplink::{self, Body};
 
 /// Messages appended per Redis round trip (one pack) at most; also how far
 /// one instance may overshoot the queue's bound.
@@ -36,6 +43,10 @@ pub struct IngestStats {
     pub accepted: AtomicU64,
     /// Messages refused (dead-lettered) by this instance.
     pub refused: AtomicU64,
+    /// Messages of unbound nodes acknowledged without storing.
+    pub unbound: AtomicU64,
+    /// Time requests this instance answered (or tried to).
+    pub time_requests: AtomicU64,
     /// The stream length last seen.
     pub queue_len: AtomicU64,
 }
@@ -49,11 +60,11 @@ fn kind_label(topic: &str) -> &'static str {
         Some("heartbeat") => "heartbeat",
         Some("event") => "event",
         Some("error") => "error",
-        Some("node_hello") => "node_hello",
         _ => "other",
     }
 }
 
+/// The ingest loop and what it uses.
 pub struct Ingest {
     pub queue: Queue,
     /// Messages per pack at most: `TELEMETRY_BATCH_SIZE` (capped at
@@ -61,6 +72,10 @@ pub struct Ingest {
     pub max_pack: usize,
     pub brokers: BrokerPool,
     pub stats: Arc<IngestStats>,
+    /// Answers time requests on the spot.
+    pub time_sync: TimeSync,
+    /// Rate-limited log lines for dead letters.
+    pub drops: Arc<DropLog>,
 }
 
 impl Ingest {
@@ -107,16 +122,28 @@ impl Ingest {
         };
         let mut dead = Vec::new();
         let mut reasons = Vec::new();
+        let mut unbound = 0u64;
         for message in burst {
-            metrics::counter!(m::UPLINK_RECEIVED, "kind" => kind_label(&message.topic))
-                .increment(1);
+            if message.topic == TIME_REQUEST {
+                self.stats.time_requests.fetch_add(1, Ordering::Relaxed);
+                self.time_sync.answer(message);
+                continue;
+            }
+            let kind = kind_label(&message.topic);
+            metrics::counter!(m::UPLINK_RECEIVED, "kind" => kind).increment(1);
             match uplink::decode(&message.topic, &message.payload, now.timestamp()) {
+                Ok(u) if u.body == Body::Unbound => {
+                    metrics::counter!(m::UPLINK_UNBOUND, "kind" => kind).increment(1);
+                    unbound += 1;
+                }
                 Ok(_) => pack.messages.push(Message {
                     broker: message.broker_id.to_string(),
                     topic: message.topic.clone(),
                     payload: message.payload.to_vec(),
                 }),
                 Err(r) => {
+                    self.drops
+                        .note("dead-lettered", r.reason, &message.topic, &r.detail);
                     dead.push(
                         DeadLetter {
                             broker: &message.broker_id,
@@ -131,6 +158,10 @@ impl Ingest {
                     reasons.push(r.reason);
                 }
             }
+        }
+        self.stats.unbound.fetch_add(unbound, Ordering::Relaxed);
+        if pack.messages.is_empty() && dead.is_empty() {
+            return true;
         }
         let bound = self.queue.bound();
         let mut backoff_ms = 100u64;
@@ -209,7 +240,7 @@ mod tests {
     #[test]
     fn kind_labels_are_bounded() {
         assert_eq!(kind_label("hydro/g/z/n/c/telemetry"), "telemetry");
-        assert_eq!(kind_label("hydro/node_hello"), "node_hello");
+        assert_eq!(kind_label("hydro/node_hello"), "other");
         assert_eq!(kind_label("anything/else"), "other");
     }
 }

@@ -5,19 +5,23 @@
 //! appends to a Redis stream, then acknowledges to the broker → [`writer`]
 //! reads the stream with a consumer group in batches, writes PostgreSQL
 //! ([`telemetry`], [`node_state`]) and acknowledges the entries only after the
-//! commit.
+//! commit. Time requests are answered straight from ingest ([`time_sync`]).
 
 pub mod backpressure;
 pub mod dead_letter;
+pub mod drop_log;
 pub mod ingest;
 pub mod monitor;
+pub mod node_rows;
 pub mod node_state;
+pub mod observed;
 pub mod pack;
 pub mod queue;
 pub mod resolver;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod time_sync;
 pub mod uplink;
 pub mod writer;
 

@@ -1,261 +1,473 @@
-//! What status, lwt, heartbeat, event, error and hello messages change:
-//! `nodes`, the `node_offline` alert, `zone_events`, and unassigned nodes
-//! registered from a hello.
+//! What a batch's node messages change: `nodes` (status, where the node is
+//! observed, heartbeat figures), the `node_offline` alert and the
+//! `NODE_ONLINE` / `NODE_OFFLINE` / `NODE_RESTARTING` zone events.
 //!
-//! A change of a node's status (not every repeated status) adds a zone event,
-//! `NODE_OFFLINE` or `NODE_ONLINE`; OFFLINE raises the alert (a no-op when it
-//! is already active) and ONLINE resolves it.
+//! Rules, applied per node in arrival order ([`plan`]):
+//! - every uplink the node itself sent (telemetry, heartbeat, event, error,
+//!   status) on broker B records that the node is on B
+//!   (`observed_broker_id = B`, `observed_at` moves forward), and one from a
+//!   node marked OFFLINE makes it ONLINE again;
+//! - a status OFFLINE or RESTARTING, or the broker's last will, from a
+//!   broker that is not the node's observed one changes nothing
+//!   (`other_broker`): a broker restarted with old retained last wills cannot
+//!   take down nodes that moved away from it;
+//! - a status ONLINE whose `ts` is older than the node's `observed_at` is a
+//!   retained replay (`stale`) and changes nothing, so it cannot pull the
+//!   observation back to a broker the node left.
+//! - a node with no observation yet (or on a broker missing from the
+//!   `brokers` table, which cannot be recorded) is taken at its word.
 //!
-//! Each kind is written for a whole batch in a statement or a few, not per
-//! message: a broker failover or a restart brings a status from every node
-//! at once, and telemetry must not wait behind them.
+//! The rules are pure ([`plan`]); [`crate::node_rows`] reads and writes the
+//! rows, for a whole batch in a statement or a few, not per message.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use common::payloads::{Heartbeat, NodeError, NodeHello, NodeState};
+use common::payloads::NodeState;
 use common::zone_events::ZoneEvent;
-use serde_json::{Value, json};
-use sqlx::PgConnection;
-
-use crate::uplink::hello_uid;
+use serde_json::json;
 
 /// The alert type a vanished node raises.
 pub const NODE_OFFLINE_ALERT: &str = "node_offline";
 
+/// `observed_at` is written again only once it is this far behind: a node
+/// sending every second costs one row update per 5 s, not one per batch.
+pub const OBSERVED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// A status `ts` below this is a node whose clock is not set: it says
+/// nothing about how old the status is.
+const MIN_CLOCK_TS: i64 = 1_000_000_000;
+
 /// A node as the message names it, resolved.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Target<'a> {
     pub node_id: i64,
     pub zone_id: Option<i64>,
     pub node_uid: &'a str,
 }
 
-fn state_str(state: NodeState) -> &'static str {
-    state.as_str()
+/// What one message says about its node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum What {
+    /// Telemetry, heartbeat, event or error (`kind`): the node is alive there.
+    Uplink(&'static str),
+    /// A status the node published; `ts` by its clock, in seconds.
+    Status { state: NodeState, ts: i64 },
+    /// The broker's last will for the node.
+    Lwt,
 }
 
-/// ONLINE or OFFLINE from a status message (`source` = `status`) or the
-/// broker's last will (`source` = `lwt`).
+/// One message of a batch about a bound node, in arrival order.
 #[derive(Debug, Clone, Copy)]
-pub struct StatusChange<'a> {
+pub struct Happening<'a> {
     pub target: Target<'a>,
-    pub state: NodeState,
-    pub source: &'static str,
+    /// The broker it arrived on.
+    pub broker: &'a str,
+    /// When it arrived.
     pub at: DateTime<Utc>,
+    pub what: What,
 }
 
-/// Applies a batch's status changes, in their order, with a few statements
-/// whatever their number (a broker failover brings thousands at once).
-///
-/// Every change of a node's status becomes a `NODE_ONLINE`/`NODE_OFFLINE`
-/// zone event (pushed to `events`); the node keeps its last status, which
-/// decides the alert: OFFLINE raises `node_offline` (a no-op when it is
-/// active), ONLINE resolves it. ONLINE also counts as the node being seen.
-pub async fn apply_statuses(
-    conn: &mut PgConnection,
-    changes: &[StatusChange<'_>],
-    events: &mut Vec<ZoneEvent>,
-) -> Result<(), sqlx::Error> {
-    if changes.is_empty() {
-        return Ok(());
+/// A node's row as read under lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Known {
+    pub status: NodeStatus,
+    pub observed_broker: Option<String>,
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+/// `nodes.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeStatus {
+    Online,
+    Offline,
+    Restarting,
+    Unknown,
+}
+
+impl NodeStatus {
+    /// The value stored in `nodes.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Online => "ONLINE",
+            NodeStatus::Offline => "OFFLINE",
+            NodeStatus::Restarting => "RESTARTING",
+            NodeStatus::Unknown => "UNKNOWN",
+        }
     }
-    let mut ids: Vec<i64> = changes.iter().map(|c| c.target.node_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Locked in id order, so concurrent writers cannot deadlock.
-    let old: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, status FROM nodes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut current: HashMap<i64, &'static str> = HashMap::new();
-    for (id, status) in &old {
-        current.insert(*id, state_label(status));
+
+    /// A `nodes.status` value; anything else is UNKNOWN.
+    pub fn parse(s: &str) -> NodeStatus {
+        match s {
+            "ONLINE" => NodeStatus::Online,
+            "OFFLINE" => NodeStatus::Offline,
+            "RESTARTING" => NodeStatus::Restarting,
+            _ => NodeStatus::Unknown,
+        }
     }
-    // Per node: its last change and the latest time it was seen ONLINE.
-    let mut last: HashMap<i64, (StatusChange<'_>, Option<DateTime<Utc>>)> = HashMap::new();
-    for change in changes {
-        let id = change.target.node_id;
-        let Some(now) = current.get_mut(&id) else {
+}
+
+impl From<NodeState> for NodeStatus {
+    fn from(s: NodeState) -> Self {
+        match s {
+            NodeState::Online => NodeStatus::Online,
+            NodeState::Offline => NodeStatus::Offline,
+            NodeState::Restarting => NodeStatus::Restarting,
+        }
+    }
+}
+
+/// Why a status or last will changed nothing (`node_status_ignored_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// From a broker that is not the node's observed one.
+    OtherBroker,
+    /// An ONLINE older than what is known of the node: a retained replay.
+    Stale,
+}
+
+impl Ignored {
+    /// The bounded label of `node_status_ignored_total{reason}`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ignored::OtherBroker => "other_broker",
+            Ignored::Stale => "stale",
+        }
+    }
+}
+
+/// A node's row after the batch, when it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub node_id: i64,
+    pub status: NodeStatus,
+    pub observed_broker: Option<String>,
+    pub observed_at: Option<DateTime<Utc>>,
+    /// The latest ONLINE, for `last_seen_at`.
+    pub seen: Option<DateTime<Utc>>,
+}
+
+/// What a batch changes.
+#[derive(Debug, Default)]
+pub struct Plan<'a> {
+    /// Rows to write, sorted by node id.
+    pub rows: Vec<Row>,
+    /// `NODE_ONLINE` / `NODE_OFFLINE` / `NODE_RESTARTING`, in arrival order.
+    pub events: Vec<ZoneEvent>,
+    /// Nodes that ended ONLINE after coming (back) online: their alert resolves.
+    pub resolve: Vec<i64>,
+    /// Nodes that ended OFFLINE after going offline: their alert is raised.
+    pub raise: Vec<(Target<'a>, &'static str)>,
+    /// Statuses and last wills that changed nothing, and why.
+    pub ignored: Vec<(Happening<'a>, Ignored)>,
+    /// Every node's state after the batch (for the writer's cache).
+    pub after: HashMap<i64, Known>,
+}
+
+/// Applies the rules of this module to `known` rows, one happening at a time.
+pub fn plan<'a>(known: &HashMap<i64, Known>, happenings: &[Happening<'a>]) -> Plan<'a> {
+    struct Node<'a> {
+        now: Known,
+        dirty: bool,
+        seen: Option<DateTime<Utc>>,
+        came_online: bool,
+        went_offline: Option<(Target<'a>, &'static str)>,
+    }
+    let mut plan = Plan::default();
+    let mut nodes: HashMap<i64, Node<'a>> = HashMap::new();
+    let mut order = Vec::new();
+    for h in happenings {
+        let id = h.target.node_id;
+        let Some(before) = known.get(&id) else {
             continue; // deleted meanwhile
         };
-        let new = state_str(change.state);
-        if *now != new {
-            events.push(ZoneEvent {
-                zone_id: change.target.zone_id,
-                kind: match change.state {
-                    NodeState::Online => "NODE_ONLINE",
-                    NodeState::Offline => "NODE_OFFLINE",
-                    NodeState::Restarting => "NODE_RESTARTING",
+        let node = nodes.entry(id).or_insert_with(|| {
+            order.push(id);
+            Node {
+                now: before.clone(),
+                dirty: false,
+                seen: None,
+                came_online: false,
+                went_offline: None,
+            }
+        });
+        let other_broker = node
+            .now
+            .observed_broker
+            .as_deref()
+            .is_some_and(|b| b != h.broker);
+        let (new, source) = match h.what {
+            What::Uplink(kind) => {
+                let back = (node.now.status == NodeStatus::Offline).then_some(NodeStatus::Online);
+                (back, kind)
+            }
+            What::Status {
+                state: NodeState::Online,
+                ts,
+            } => {
+                let stale =
+                    ts >= MIN_CLOCK_TS && node.now.observed_at.is_some_and(|o| ts < o.timestamp());
+                if stale {
+                    plan.ignored.push((*h, Ignored::Stale));
+                    continue;
                 }
-                .into(),
-                payload: json!({ "node_uid": change.target.node_uid, "source": change.source }),
-                at: Some(change.at),
-            });
-            *now = new;
+                node.seen = node.seen.max(Some(h.at));
+                (Some(NodeStatus::Online), "status")
+            }
+            What::Status { state, .. } => {
+                if other_broker {
+                    plan.ignored.push((*h, Ignored::OtherBroker));
+                    continue;
+                }
+                (Some(state.into()), "status")
+            }
+            What::Lwt => {
+                if other_broker {
+                    plan.ignored.push((*h, Ignored::OtherBroker));
+                    continue;
+                }
+                (Some(NodeStatus::Offline), "lwt")
+            }
+        };
+        if h.what != What::Lwt {
+            observe(&mut node.now, h, &mut node.dirty, before);
         }
-        let seen = (change.state == NodeState::Online).then_some(change.at);
-        last.entry(id)
-            .and_modify(|(kept, kept_seen)| {
-                *kept = *change;
-                *kept_seen = (*kept_seen).max(seen);
-            })
-            .or_insert((*change, seen));
-    }
-    let mut rows: Vec<&(StatusChange<'_>, Option<DateTime<Utc>>)> = last.values().collect();
-    rows.sort_by_key(|(c, _)| c.target.node_id);
-    let id: Vec<i64> = rows.iter().map(|(c, _)| c.target.node_id).collect();
-    let status: Vec<&str> = rows.iter().map(|(c, _)| state_str(c.state)).collect();
-    let seen: Vec<Option<DateTime<Utc>>> = rows.iter().map(|(_, s)| *s).collect();
-    sqlx::query(
-        "UPDATE nodes n
-            SET status = u.status,
-                last_seen_at = CASE WHEN u.seen IS NULL THEN n.last_seen_at
-                                    ELSE GREATEST(n.last_seen_at, u.seen) END,
-                updated_at = now()
-           FROM UNNEST($1::int8[], $2::text[], $3::timestamptz[]) AS u(id, status, seen)
-          WHERE n.id = u.id",
-    )
-    .bind(&id)
-    .bind(&status)
-    .bind(&seen)
-    .execute(&mut *conn)
-    .await?;
-
-    let (online, offline): (Vec<&StatusChange<'_>>, Vec<&StatusChange<'_>>) = rows
-        .iter()
-        .map(|(c, _)| c)
-        .partition(|c| c.state == NodeState::Online);
-    if !online.is_empty() {
-        let ids: Vec<i64> = online.iter().map(|c| c.target.node_id).collect();
-        sqlx::query(
-            "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now()
-              WHERE type = $1 AND node_id = ANY($2) AND status = 'ACTIVE'",
-        )
-        .bind(NODE_OFFLINE_ALERT)
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !offline.is_empty() {
-        let zone: Vec<Option<i64>> = offline.iter().map(|c| c.target.zone_id).collect();
-        let node: Vec<i64> = offline.iter().map(|c| c.target.node_id).collect();
-        let details: Vec<Value> = offline
-            .iter()
-            .map(|c| json!({ "node_uid": c.target.node_uid, "source": c.source }))
-            .collect();
-        sqlx::query(
-            "INSERT INTO alerts (type, zone_id, node_id, details)
-             SELECT $1, * FROM UNNEST($2::int8[], $3::int8[], $4::jsonb[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(NODE_OFFLINE_ALERT)
-        .bind(&zone)
-        .bind(&node)
-        .bind(&details)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// The static label of a status read from `nodes.status`.
-fn state_label(status: &str) -> &'static str {
-    match status {
-        "ONLINE" => "ONLINE",
-        "OFFLINE" => "OFFLINE",
-        "RESTARTING" => "RESTARTING",
-        _ => "UNKNOWN",
-    }
-}
-
-/// Records a batch's heartbeats (uptime, free heap, rssi, and when), the
-/// latest of each node, in one statement.
-pub async fn heartbeats(
-    conn: &mut PgConnection,
-    beats: &[(i64, &Heartbeat, DateTime<Utc>)],
-) -> Result<(), sqlx::Error> {
-    let mut latest: HashMap<i64, (&Heartbeat, DateTime<Utc>)> = HashMap::new();
-    for (node_id, h, at) in beats {
-        latest
-            .entry(*node_id)
-            .and_modify(|kept| {
-                if *at >= kept.1 {
-                    *kept = (h, *at);
+        if let Some(new) = new {
+            if new != node.now.status {
+                plan.events.push(ZoneEvent {
+                    zone_id: h.target.zone_id,
+                    kind: match new {
+                        NodeStatus::Online => "NODE_ONLINE",
+                        NodeStatus::Offline => "NODE_OFFLINE",
+                        _ => "NODE_RESTARTING",
+                    }
+                    .into(),
+                    payload: json!({ "node_uid": h.target.node_uid, "source": source, "broker": h.broker }),
+                    at: Some(h.at),
+                });
+                node.now.status = new;
+                node.dirty = true;
+            }
+            match new {
+                NodeStatus::Online => {
+                    node.came_online = true;
+                    node.went_offline = None;
                 }
-            })
-            .or_insert((h, *at));
+                NodeStatus::Offline => {
+                    node.came_online = false;
+                    node.went_offline = Some((h.target, source));
+                }
+                _ => {}
+            }
+        }
+        if node.seen.is_some() {
+            node.dirty = true;
+        }
     }
-    if latest.is_empty() {
-        return Ok(());
+    for id in order {
+        let node = nodes.remove(&id).expect("every id in order has a node");
+        if node.dirty {
+            plan.rows.push(Row {
+                node_id: id,
+                status: node.now.status,
+                observed_broker: node.now.observed_broker.clone(),
+                observed_at: node.now.observed_at,
+                seen: node.seen,
+            });
+        }
+        match node.now.status {
+            NodeStatus::Online if node.came_online => plan.resolve.push(id),
+            NodeStatus::Offline => plan.raise.extend(node.went_offline),
+            _ => {}
+        }
+        plan.after.insert(id, node.now);
     }
-    let mut rows: Vec<(i64, &Heartbeat, DateTime<Utc>)> = latest
-        .into_iter()
-        .map(|(id, (h, at))| (id, h, at))
-        .collect();
-    rows.sort_by_key(|(id, _, _)| *id);
-    let id: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
-    let uptime: Vec<i64> = rows
-        .iter()
-        .map(|r| i64::try_from(r.1.uptime).unwrap_or(i64::MAX))
-        .collect();
-    let heap: Vec<i64> = rows
-        .iter()
-        .map(|r| i64::try_from(r.1.free_heap).unwrap_or(i64::MAX))
-        .collect();
-    let rssi: Vec<Option<i16>> = rows
-        .iter()
-        .map(|r| r.1.rssi.and_then(|v| i16::try_from(v).ok()))
-        .collect();
-    sqlx::query(
-        "UPDATE nodes n
-            SET last_heartbeat_at = GREATEST(n.last_heartbeat_at, u.at),
-                last_seen_at = GREATEST(n.last_seen_at, u.at),
-                uptime_seconds = u.uptime, free_heap_bytes = u.heap,
-                rssi = COALESCE(u.rssi, n.rssi), updated_at = now()
-           FROM UNNEST($1::int8[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int2[])
-                AS u(id, at, uptime, heap, rssi)
-          WHERE n.id = u.id",
-    )
-    .bind(&id)
-    .bind(&at)
-    .bind(&uptime)
-    .bind(&heap)
-    .bind(&rssi)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    plan.rows.sort_by_key(|r| r.node_id);
+    plan
 }
 
-/// A node's own error report, kept as a `NODE_ERROR` zone event.
-pub fn node_error(target: Target<'_>, e: &NodeError, at: DateTime<Utc>) -> ZoneEvent {
-    let mut payload = serde_json::to_value(e).unwrap_or_default();
-    payload["node_uid"] = json!(target.node_uid);
-    ZoneEvent {
-        zone_id: target.zone_id,
-        kind: "NODE_ERROR".into(),
-        payload,
-        at: Some(at),
+/// Records that the node is on `h.broker` since `h.at`; marks the row to be
+/// written when the broker changed or `observed_at` fell
+/// [`OBSERVED_RESOLUTION`] behind what was stored.
+fn observe(now: &mut Known, h: &Happening<'_>, dirty: &mut bool, stored: &Known) {
+    if now.observed_broker.as_deref() != Some(h.broker) {
+        now.observed_broker = Some(h.broker.to_owned());
+        now.observed_at = Some(h.at);
+    } else {
+        now.observed_at = now.observed_at.max(Some(h.at));
+    }
+    let moved = now.observed_broker != stored.observed_broker;
+    let behind = match (stored.observed_at, now.observed_at) {
+        (Some(old), Some(new)) => new - old >= OBSERVED_RESOLUTION,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    if moved || behind {
+        *dirty = true;
     }
 }
 
-/// Registers the node of a hello when neither its uid nor its hardware id is
-/// known: unassigned (no zone), for an operator to place. Returns whether a
-/// node was added.
-pub async fn register(conn: &mut PgConnection, hello: &NodeHello) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO nodes (uid, zone_id, hardware_id, type, fw_version)
-         SELECT $1, NULL, $2, COALESCE($3, 'unknown'), $4
-          WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE uid = $1 OR hardware_id = $2)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(hello_uid(hello))
-    .bind(&hello.hardware_id)
-    .bind(&hello.node_type)
-    .bind(&hello.fw_version)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Target<'static> = Target {
+        node_id: 1,
+        zone_id: Some(9),
+        node_uid: "nd-1",
+    };
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn h(broker: &'static str, s: i64, what: What) -> Happening<'static> {
+        Happening {
+            target: T,
+            broker,
+            at: at(s),
+            what,
+        }
+    }
+
+    fn status(state: NodeState, ts_s: i64) -> What {
+        What::Status {
+            state,
+            ts: 1_800_000_000 + ts_s,
+        }
+    }
+
+    fn known(
+        status: NodeStatus,
+        broker: Option<&str>,
+        observed_s: Option<i64>,
+    ) -> HashMap<i64, Known> {
+        HashMap::from([(
+            1,
+            Known {
+                status,
+                observed_broker: broker.map(str::to_owned),
+                observed_at: observed_s.map(at),
+            },
+        )])
+    }
+
+    fn kinds(p: &Plan<'_>) -> Vec<String> {
+        p.events.iter().map(|e| e.kind.to_string()).collect()
+    }
+
+    #[test]
+    fn a_last_will_from_another_broker_changes_nothing() {
+        let k = known(NodeStatus::Online, Some("b2"), Some(10));
+        let p = plan(
+            &k,
+            &[
+                h("b1", 20, What::Lwt),
+                h("b1", 21, status(NodeState::Offline, 21)),
+            ],
+        );
+        assert!(p.rows.is_empty() && p.events.is_empty() && p.raise.is_empty());
+        assert_eq!(
+            p.ignored.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+            vec![Ignored::OtherBroker, Ignored::OtherBroker]
+        );
+        // From its own broker it takes the node down.
+        let p = plan(&k, &[h("b2", 20, What::Lwt)]);
+        assert_eq!(kinds(&p), vec!["NODE_OFFLINE"]);
+        assert_eq!(p.raise.len(), 1);
+        assert_eq!(p.rows[0].status, NodeStatus::Offline);
+        assert_eq!(p.rows[0].observed_broker.as_deref(), Some("b2"));
+    }
+
+    #[test]
+    fn uplink_brings_an_offline_node_back_and_moves_the_observation() {
+        let k = known(NodeStatus::Offline, Some("b1"), Some(0));
+        let p = plan(&k, &[h("b2", 30, What::Uplink("telemetry"))]);
+        assert_eq!(kinds(&p), vec!["NODE_ONLINE"]);
+        assert_eq!(p.events[0].payload["source"], "telemetry");
+        assert_eq!(p.resolve, vec![1]);
+        let row = &p.rows[0];
+        assert_eq!(
+            (row.status, row.observed_broker.as_deref(), row.observed_at),
+            (NodeStatus::Online, Some("b2"), Some(at(30)))
+        );
+        // Now a last will on the old broker is ignored within the same batch.
+        let p = plan(
+            &k,
+            &[
+                h("b2", 30, What::Uplink("heartbeat")),
+                h("b1", 31, What::Lwt),
+            ],
+        );
+        assert_eq!(p.rows[0].status, NodeStatus::Online);
+        assert_eq!(p.ignored.len(), 1);
+    }
+
+    #[test]
+    fn a_stale_online_does_not_move_the_observation() {
+        let k = known(NodeStatus::Online, Some("b2"), Some(100));
+        let p = plan(&k, &[h("b1", 101, status(NodeState::Online, 50))]);
+        assert!(p.rows.is_empty());
+        assert_eq!(p.ignored[0].1, Ignored::Stale);
+        // A fresh one does (the node moved back).
+        let p = plan(&k, &[h("b1", 101, status(NodeState::Online, 101))]);
+        assert_eq!(p.rows[0].observed_broker.as_deref(), Some("b1"));
+        assert_eq!(p.rows[0].seen, Some(at(101)));
+        // A node without a set clock is taken at its word.
+        let p = plan(
+            &k,
+            &[h(
+                "b1",
+                101,
+                What::Status {
+                    state: NodeState::Online,
+                    ts: 5,
+                },
+            )],
+        );
+        assert!(p.ignored.is_empty());
+    }
+
+    #[test]
+    fn observed_at_is_written_only_when_it_fell_behind() {
+        let k = known(NodeStatus::Online, Some("b1"), Some(0));
+        let p = plan(&k, &[h("b1", 2, What::Uplink("telemetry"))]);
+        assert!(p.rows.is_empty(), "2 s newer: not worth a write");
+        assert_eq!(p.after[&1].observed_at, Some(at(2)));
+        let p = plan(&k, &[h("b1", 5, What::Uplink("telemetry"))]);
+        assert_eq!(p.rows.len(), 1);
+        assert!(p.events.is_empty());
+    }
+
+    #[test]
+    fn unobserved_nodes_follow_every_status_in_order_and_restarting_is_kept() {
+        let k = known(NodeStatus::Unknown, None, None);
+        let p = plan(
+            &k,
+            &[
+                h("b1", 1, status(NodeState::Offline, 1)),
+                h("b1", 2, status(NodeState::Online, 2)),
+                h("b1", 3, status(NodeState::Restarting, 3)),
+            ],
+        );
+        assert_eq!(
+            kinds(&p),
+            vec!["NODE_OFFLINE", "NODE_ONLINE", "NODE_RESTARTING"]
+        );
+        assert_eq!(p.rows[0].status, NodeStatus::Restarting);
+        assert!(p.raise.is_empty());
+        assert_eq!(p.resolve, Vec::<i64>::new());
+        // Repeating a status is no event; a deleted node is skipped.
+        let p = plan(
+            &known(NodeStatus::Offline, None, None),
+            &[h("b1", 1, What::Lwt)],
+        );
+        assert!(p.events.is_empty());
+        assert_eq!(p.raise.len(), 1);
+        assert!(
+            plan(&HashMap::new(), &[h("b1", 1, What::Lwt)])
+                .rows
+                .is_empty()
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Wiring: PostgreSQL, Redis (stream and consumer group), the broker
 //! connections with manual acks and persistent sessions, the shared
-//! subscriptions, ingest, writer, monitor and the HTTP server.
+//! subscriptions (uplink kinds and time requests), ingest, writer, monitor
+//! and the HTTP server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::service::Runner;
 use common::settings::Settings;
-use common::topics::{GLOBAL_NODE_HELLO, TopicKind};
+use common::topics::{TIME_REQUEST, TopicKind};
 use common::{QoS, db};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -17,20 +18,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::drop_log::DropLog;
 use crate::ingest::{Ingest, IngestStats};
 use crate::queue::Queue;
+use crate::time_sync::TimeSync;
 use crate::writer::{Writer, WriterConfig};
 use crate::{DEFAULT_PORT, HistorySettings, SERVICE, monitor};
 
-/// The uplink kinds this service stores.
-pub const KINDS: [TopicKind; 7] = [
+/// The uplink kinds this service stores. Hellos and config reports are
+/// device-registry's.
+pub const KINDS: [TopicKind; 6] = [
     TopicKind::Telemetry,
     TopicKind::Status,
     TopicKind::Lwt,
     TopicKind::Heartbeat,
     TopicKind::Event,
     TopicKind::Error,
-    TopicKind::NodeHello,
 ];
 
 /// A built history-logger, listening but not yet serving.
@@ -85,18 +88,19 @@ impl App {
         for kind in KINDS {
             brokers.subscribe_all(&kind.shared_filter(group), QoS::AtLeastOnce)?;
         }
-        brokers.subscribe_all(
-            &format!("$share/{group}/{GLOBAL_NODE_HELLO}"),
-            QoS::AtLeastOnce,
-        )?;
+        // Shared too: N instances answer each request once.
+        brokers.subscribe_all(&format!("$share/{group}/{TIME_REQUEST}"), QoS::AtLeastOnce)?;
 
         let tasks = TaskTracker::new();
         let stats = Arc::new(IngestStats::default());
+        let drops = Arc::new(DropLog::default());
         let ingest = Ingest {
             queue: queue.clone(),
             max_pack: settings.telemetry_batch_size,
             brokers: brokers.clone(),
             stats: stats.clone(),
+            time_sync: TimeSync::new(brokers.clone()),
+            drops: drops.clone(),
         };
         tasks.spawn(ingest.run(inbox_rx, stop.clone()));
         let writer = Writer::new(
@@ -109,6 +113,7 @@ impl App {
                 claim_idle: history.claim_idle(),
                 writers: history.history_writers,
             },
+            drops,
         );
         tasks.spawn(writer.run(stop.clone()));
         tasks.spawn(monitor::run(queue.clone(), stats.clone(), stop.clone()));

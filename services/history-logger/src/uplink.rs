@@ -2,10 +2,13 @@
 //! is and whose it is, its payload is decoded by that kind. A refusal carries
 //! a bounded reason label (for `telemetry_dropped_total{reason}` and the
 //! dead-letter record) and a detail for humans.
+//!
+//! Hellos and the uplink of unbound nodes (the temp namespace) belong to
+//! device-registry: a hello is not an uplink topic here, and a temp-namespace
+//! message decodes to [`Body::Unbound`] whatever its payload.
 
 use common::payloads::{
-    Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, NodeHello, PayloadError,
-    Status, Telemetry,
+    Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, PayloadError, Status, Telemetry,
 };
 use common::topics::{NodeTopic, Topic, TopicKind};
 use serde_json::Value;
@@ -26,14 +29,15 @@ pub enum Body {
     Heartbeat(Heartbeat),
     Event(NodeEvent),
     Error(NodeError),
-    Hello(NodeHello),
+    /// A message of a node not bound yet (temp namespace): device-registry's,
+    /// acknowledged and counted here, never stored nor dead-lettered.
+    Unbound,
 }
 
 /// A decoded uplink message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Uplink {
-    /// `None` for the global `hydro/node_hello`.
-    pub topic: Option<NodeTopic>,
+    pub topic: NodeTopic,
     pub body: Body,
 }
 
@@ -65,19 +69,20 @@ pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, R
         return Err(refusal(&PayloadError::TooLarge(payload.len()), payload));
     }
     let node_topic = match parsed {
-        Topic::GlobalNodeHello => {
-            let hello = NodeHello::decode(payload).map_err(|e| refusal(&e, payload))?;
-            check_hello(&hello)?;
-            return Ok(Uplink {
-                topic: None,
-                body: Body::Hello(hello),
-            });
-        }
-        Topic::ConfigUpdate { .. } | Topic::TimeRequest | Topic::TimeResponse => {
+        Topic::Node(t) => t,
+        Topic::GlobalNodeHello
+        | Topic::ConfigUpdate { .. }
+        | Topic::TimeRequest
+        | Topic::TimeResponse => {
             return Err(Rejection::new("bad_topic", "not an uplink topic"));
         }
-        Topic::Node(t) => t,
     };
+    if node_topic.is_temp() {
+        return Ok(Uplink {
+            topic: node_topic,
+            body: Body::Unbound,
+        });
+    }
     let body = match node_topic.kind {
         TopicKind::Telemetry => {
             let t = Telemetry::decode(payload, received_at).map_err(|e| refusal(&e, payload))?;
@@ -108,12 +113,8 @@ pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, R
         TopicKind::Error => {
             Body::Error(NodeError::decode(payload).map_err(|e| refusal(&e, payload))?)
         }
-        TopicKind::NodeHello => {
-            let hello = NodeHello::decode(payload).map_err(|e| refusal(&e, payload))?;
-            check_hello(&hello)?;
-            Body::Hello(hello)
-        }
-        TopicKind::Command
+        TopicKind::NodeHello
+        | TopicKind::Command
         | TopicKind::CommandResponse
         | TopicKind::Config
         | TopicKind::ConfigReport => {
@@ -121,36 +122,9 @@ pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, R
         }
     };
     Ok(Uplink {
-        topic: Some(node_topic),
+        topic: node_topic,
         body,
     })
-}
-
-/// A uid as the schema accepts it: 1–64 of `A-Za-z0-9_.-`.
-pub fn valid_uid(uid: &str) -> bool {
-    (1..=64).contains(&uid.len())
-        && uid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// The uid a hello registers an unknown node under: `node_uid` if given,
-/// else `hw-{hardware_id}`.
-pub fn hello_uid(hello: &NodeHello) -> String {
-    hello
-        .node_uid
-        .clone()
-        .unwrap_or_else(|| format!("hw-{}", hello.hardware_id))
-}
-
-fn check_hello(hello: &NodeHello) -> Result<(), Rejection> {
-    if !valid_uid(&hello_uid(hello)) {
-        return Err(Rejection::new(
-            "invalid_field",
-            "node_uid (or hw-{hardware_id}) must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`",
-        ));
-    }
-    Ok(())
 }
 
 /// A finer label than [`PayloadError::reason`]: JSON that is not JSON at all,
@@ -192,6 +166,10 @@ mod tests {
         let cases: &[(&str, &[u8])] = &[
             (T, br#"{"metric_type":"PH","value":6.5,"ts":1737979200}"#),
             (
+                "hydro/gh-1/zn-1/nd-ec-1/ec_sensor/telemetry",
+                br#"{"metric_type":"EC","value":1.2,"ts":1737979200,"tds":600,"health":{"status":"ok","error_count":0}}"#,
+            ),
+            (
                 "hydro/gh-1/zn-1/nd-ph-1/status",
                 br#"{"status":"OFFLINE","ts":1}"#,
             ),
@@ -209,20 +187,40 @@ mod tests {
                 br#"{"level":"ERROR","component":"ph","error_code":"E1","message":"m"}"#,
             ),
             (
-                "hydro/gh-1/zn-1/nd-ph-1/node_hello",
-                br#"{"hardware_id":"aa"}"#,
+                "hydro/gh-1/zn-1/nd-ph-1/error",
+                br#"{"level":"ERROR","component":"ph","error_code":"E1","message":"m","ts":1800000000123,"details":{"raw":7}}"#,
             ),
-            ("hydro/node_hello", br#"{"hardware_id":"aa"}"#),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/status",
+                br#"{"status":"RESTARTING","ts":1}"#,
+            ),
+            (
+                "hydro/gh-1/zn-1/nd-ph-1/heartbeat",
+                br#"{"uptime":1,"free_heap":2,"fw_version":"2.0.1"}"#,
+            ),
         ];
         for (topic, payload) in cases {
             decode(topic, payload, 0).unwrap_or_else(|e| panic!("{topic}: {e}"));
         }
-        assert!(
-            decode("hydro/node_hello", br#"{"hardware_id":"aa"}"#, 0)
-                .unwrap()
-                .topic
-                .is_none()
-        );
+    }
+
+    #[test]
+    fn unbound_nodes_are_not_refused_whatever_they_send() {
+        for (topic, payload) in [
+            (
+                "hydro/gh-temp/zn-temp/esp32-aa/ph_sensor/telemetry",
+                &b"not even json"[..],
+            ),
+            (
+                "hydro/gh-temp/zn-temp/esp32-aa/status",
+                br#"{"status":"ONLINE","ts":1}"#,
+            ),
+            ("hydro/gh-temp/zn-temp/esp32-aa/lwt", b"offline"),
+        ] {
+            let u = decode(topic, payload, 0).unwrap();
+            assert_eq!(u.body, Body::Unbound, "{topic}");
+            assert_eq!(u.topic.node, "esp32-aa");
+        }
     }
 
     #[test]
@@ -252,10 +250,23 @@ mod tests {
         assert_eq!(reason("hydro/gh/zn/nd/telemetry", b"{}"), "bad_topic");
         assert_eq!(reason("hydro/gh/zn/nd/ch/command", b"{}"), "bad_topic");
         assert_eq!(reason("nodes/nd/config/update", b"{}"), "bad_topic");
+        // Hellos, config reports and time requests are not this service's uplink.
         assert_eq!(
-            reason("hydro/node_hello", br#"{"hardware_id":"a b"}"#),
-            "invalid_field"
+            reason("hydro/node_hello", br#"{"hardware_id":"aa"}"#),
+            "bad_topic"
         );
+        assert_eq!(
+            reason(
+                "hydro/gh-1/zn-1/nd-1/node_hello",
+                br#"{"hardware_id":"aa"}"#
+            ),
+            "bad_topic"
+        );
+        assert_eq!(
+            reason("hydro/gh-1/zn-1/nd-1/config_report", b"{}"),
+            "bad_topic"
+        );
+        assert_eq!(reason("hydro/time/request", b"{}"), "bad_topic");
         let long = format!(r#"{{"event_code":"{}"}}"#, "a".repeat(65));
         assert_eq!(
             reason("hydro/g/z/n/c/event", long.as_bytes()),
@@ -275,15 +286,5 @@ mod tests {
             Body::Telemetry(t) => assert_eq!(t.ts, 1_800_000_000),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn hello_uids() {
-        let h = NodeHello::decode(br#"{"hardware_id":"esp-1"}"#).unwrap();
-        assert_eq!(hello_uid(&h), "hw-esp-1");
-        let h = NodeHello::decode(br#"{"hardware_id":"esp-1","node_uid":"nd-x"}"#).unwrap();
-        assert_eq!(hello_uid(&h), "nd-x");
-        assert!(!valid_uid(""));
-        assert!(!valid_uid(&"a".repeat(65)));
     }
 }

@@ -9,7 +9,9 @@
 //! keeps it: a batch holding one takes the `states` lock before it is handed
 //! over (in reading order) and keeps it until it committed. Telemetry needs no
 //! order: its rows are keyed by their own `ts`, and `telemetry_last` never
-//! moves back in time.
+//! moves back in time. Every stored message of a bound node also tells where
+//! the node is ([`node_state`]); [`ObservedCache`] keeps that from costing a
+//! row update per message.
 //!
 //! At start it first finishes what this consumer read before a crash, then
 //! claims what dead consumers left pending (and keeps doing so). PostgreSQL
@@ -24,7 +26,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::metrics as m;
-use common::payloads::NodeState;
 use common::zone_events::{self, ZoneEvent};
 use sqlx::PgPool;
 use tokio::sync::OwnedMutexGuard;
@@ -35,7 +36,10 @@ use tracing::{debug, info, warn};
 
 use crate::backpressure::RateLimit;
 use crate::dead_letter::DeadLetter;
-use crate::node_state::{self, StatusChange, Target};
+use crate::drop_log::DropLog;
+use crate::node_rows;
+use crate::node_state::{self, Happening, Ignored, Target, What};
+use crate::observed::ObservedCache;
 use crate::pack::Message;
 use crate::queue::{Content, Entry, Queue};
 use crate::resolver::Resolver;
@@ -134,6 +138,9 @@ struct Shared {
     /// Held by a batch with status or lwt messages until it committed.
     states: Arc<tokio::sync::Mutex<()>>,
     warn_limit: Mutex<RateLimit>,
+    /// Which nodes of a batch may need their row changed.
+    observed: ObservedCache,
+    drops: Arc<DropLog>,
 }
 
 impl Shared {
@@ -146,7 +153,7 @@ impl Shared {
 }
 
 impl Writer {
-    pub fn new(pool: PgPool, queue: Queue, config: WriterConfig) -> Self {
+    pub fn new(pool: PgPool, queue: Queue, config: WriterConfig, drops: Arc<DropLog>) -> Self {
         Writer {
             config,
             shared: Arc::new(Shared {
@@ -155,6 +162,8 @@ impl Writer {
                 resolver: tokio::sync::Mutex::new(Resolver::default()),
                 states: Arc::new(tokio::sync::Mutex::new(())),
                 warn_limit: Mutex::new(RateLimit::new(Duration::from_secs(10))),
+                observed: ObservedCache::default(),
+                drops,
             }),
         }
     }
@@ -371,6 +380,8 @@ impl Shared {
             .iter()
             .map(|(i, r)| {
                 let m = items[*i].message;
+                self.drops
+                    .note("dead-lettered", r.reason, &m.topic, &r.detail);
                 DeadLetter {
                     broker: &m.broker,
                     topic: &m.topic,
@@ -385,6 +396,8 @@ impl Shared {
         for entry in &batch {
             if let Content::Unreadable { raw, why } = &entry.content {
                 let detail = format!("stream entry {}: {why}", entry.id);
+                self.drops
+                    .note("dead-lettered", "unreadable_queue_entry", "", &detail);
                 records.push(
                     DeadLetter {
                         broker: "",
@@ -475,15 +488,18 @@ impl Shared {
                 let received = item.received_ms.div_euclid(1000);
                 let m = item.message;
                 (
-                    offset + i,
+                    i,
                     item.received_ms,
                     uplink::decode(&m.topic, &m.payload, received),
                 )
             })
             .collect();
-        let topics = decoded
-            .iter()
-            .filter_map(|(_, _, u)| u.as_ref().ok()?.topic.as_ref());
+        let topics = decoded.iter().filter_map(|(_, _, u)| {
+            u.as_ref()
+                .ok()
+                .filter(|u| u.body != Body::Unbound)
+                .map(|u| &u.topic)
+        });
         let mut resolver = self.resolver.lock().await;
         resolver
             .resolve(
@@ -495,119 +511,132 @@ impl Shared {
 
         let mut written = Written::default();
         let mut samples = Vec::new();
-        let mut others = Vec::new();
+        // Messages of bound nodes, in arrival order: (item, uplink, at, node, zone).
+        let mut accepted = Vec::new();
         for (i, received_ms, uplink) in decoded {
             let uplink = match uplink {
                 Ok(u) => u,
                 Err(r) => {
-                    written.rejected.push((i, r));
+                    written.rejected.push((offset + i, r));
                     continue;
                 }
             };
-            let at = DateTime::from_timestamp_millis(received_ms).unwrap_or_else(Utc::now);
-            let Some(topic) = &uplink.topic else {
-                others.push((None, uplink, at));
-                continue;
-            };
-            let node = resolver.node(&topic.node);
-            if matches!(uplink.body, Body::Hello(_)) {
-                // A hello registers an unknown node (unassigned, whatever
-                // zone its topic names); a known node has nothing to register.
-                if node.is_none() {
-                    others.push((None, uplink, at));
-                }
+            // Ingest never stores these; one from an older version is skipped.
+            if uplink.body == Body::Unbound {
                 continue;
             }
+            let at = DateTime::from_timestamp_millis(received_ms).unwrap_or_else(Utc::now);
+            let topic = &uplink.topic;
             let Some(zone_id) = resolver.zone(&topic.zone) else {
                 written.rejected.push((
-                    i,
+                    offset + i,
                     Rejection::new("zone_id_not_found", format!("no zone `{}`", topic.zone)),
                 ));
                 continue;
             };
-            if node.is_none() {
+            let Some(node) = resolver.node(&topic.node) else {
                 written.rejected.push((
-                    i,
+                    offset + i,
                     Rejection::new("node_id_not_found", format!("no node `{}`", topic.node)),
                 ));
                 continue;
+            };
+            if let Body::Telemetry(t) = &uplink.body {
+                written.sample_ts.push(t.ts);
+                samples.push(Sample {
+                    node_id: node.id,
+                    zone_id: Some(zone_id),
+                    channel: topic.channel.clone().unwrap_or_default(),
+                    metric_type: t.metric_type.as_str(),
+                    value: t.value,
+                    raw: t.raw,
+                    stable: t.stable,
+                    ts: t.ts,
+                });
             }
-            let target = node.map(|n| (n.id, Some(zone_id)));
-            match &uplink.body {
-                Body::Telemetry(t) => {
-                    let (node_id, zone_id) = target.expect("checked above");
-                    written.sample_ts.push(t.ts);
-                    samples.push(Sample {
-                        node_id,
-                        zone_id,
-                        channel: topic.channel.clone().unwrap_or_default(),
-                        metric_type: t.metric_type.as_str(),
-                        value: t.value,
-                        raw: t.raw,
-                        stable: t.stable,
-                        ts: t.ts,
-                    });
-                }
-                _ => others.push((target, uplink, at)),
-            }
+            accepted.push((i, uplink, at, node.id, zone_id));
         }
-
         drop(resolver);
-        let mut tx = self.pool.begin().await?;
-        written.inserted = telemetry::write(&mut tx, &samples).await?;
-        let mut statuses = Vec::new();
+
+        let mut happenings = Vec::with_capacity(accepted.len());
         let mut beats = Vec::new();
         let mut events = Vec::new();
-        for (target, uplink, at) in &others {
-            let node_uid = uplink.topic.as_ref().map_or("", |t| t.node.as_str());
-            let target = target.map(|(node_id, zone_id)| Target {
-                node_id,
-                zone_id,
-                node_uid,
-            });
-            match (&uplink.body, target) {
-                (Body::Status(s), Some(target)) => statuses.push(StatusChange {
-                    target,
+        for (i, uplink, at, node_id, zone_id) in &accepted {
+            let topic = &uplink.topic;
+            let target = Target {
+                node_id: *node_id,
+                zone_id: Some(*zone_id),
+                node_uid: &topic.node,
+            };
+            let what = match &uplink.body {
+                Body::Telemetry(_) => What::Uplink("telemetry"),
+                Body::Status(s) => What::Status {
                     state: s.status,
-                    source: "status",
-                    at: *at,
-                }),
-                (Body::Lwt, Some(target)) => statuses.push(StatusChange {
-                    target,
-                    state: NodeState::Offline,
-                    source: "lwt",
-                    at: *at,
-                }),
-                (Body::Heartbeat(h), Some(t)) => beats.push((t.node_id, h, *at)),
-                (Body::Event(e), Some(t)) => {
+                    ts: s.ts,
+                },
+                Body::Lwt => What::Lwt,
+                Body::Heartbeat(h) => {
+                    beats.push((*node_id, h, *at));
+                    What::Uplink("heartbeat")
+                }
+                Body::Event(e) => {
                     let mut payload = serde_json::Value::Object(e.fields.clone());
                     payload["event_code"] = e.event_code.clone().into();
-                    payload["node_uid"] = node_uid.into();
-                    if let Some(channel) = uplink.topic.as_ref().and_then(|t| t.channel.as_ref()) {
+                    payload["node_uid"] = topic.node.clone().into();
+                    if let Some(channel) = &topic.channel {
                         payload["channel"] = channel.clone().into();
                     }
                     events.push(ZoneEvent {
-                        zone_id: t.zone_id,
+                        zone_id: Some(*zone_id),
                         kind: e.zone_event_type().into(),
                         payload,
                         at: Some(*at),
                     });
+                    What::Uplink("event")
                 }
-                (Body::Error(e), Some(t)) => events.push(node_state::node_error(t, e, *at)),
-                (Body::Hello(h), None) => {
-                    let added = node_state::register(&mut tx, h).await?;
-                    if added {
-                        info!(uid = %uplink::hello_uid(h), hardware_id = %h.hardware_id, "Registered an unassigned node from its hello.");
-                    }
+                Body::Error(e) => {
+                    events.push(node_rows::node_error(target, e, *at));
+                    What::Uplink("error")
                 }
-                // Telemetry went into `samples`; a node message always has a target.
-                _ => {}
-            }
+                Body::Unbound => continue,
+            };
+            happenings.push(Happening {
+                target,
+                broker: &items[*i].message.broker,
+                at: *at,
+                what,
+            });
         }
-        node_state::apply_statuses(&mut tx, &statuses, &mut events).await?;
-        node_state::heartbeats(&mut tx, &beats).await?;
+        // Only nodes whose row may change are locked and planned.
+        let ids = self.observed.due(&happenings);
+        happenings.retain(|h| ids.binary_search(&h.target.node_id).is_ok());
+
+        let mut tx = self.pool.begin().await?;
+        written.inserted = telemetry::write(&mut tx, &samples).await?;
+        let known = node_rows::lock(&mut tx, &ids).await?;
+        let plan = node_state::plan(&known, &happenings);
+        node_rows::apply(&mut tx, &plan).await?;
+        node_rows::heartbeats(&mut tx, &beats).await?;
+        events.extend(plan.events.iter().cloned());
         zone_events::insert(&mut *tx, &events).await?;
         tx.commit().await?;
+
+        self.observed.remember(plan.after);
+        for (h, why) in &plan.ignored {
+            metrics::counter!(m::NODE_STATUS_IGNORED, "reason" => why.reason()).increment(1);
+            let detail = match why {
+                Ignored::OtherBroker => format!(
+                    "a status or last will of node `{}` from broker `{}`, which is not the broker the node is observed on",
+                    h.target.node_uid, h.broker
+                ),
+                Ignored::Stale => format!(
+                    "an ONLINE of node `{}` on broker `{}` older than its last observed uplink (a retained replay)",
+                    h.target.node_uid, h.broker
+                ),
+            };
+            self.drops
+                .note("status ignored", why.reason(), h.target.node_uid, &detail);
+        }
         Ok(written)
     }
 }

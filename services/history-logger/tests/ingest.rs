@@ -289,6 +289,18 @@ async fn node_messages_update_nodes_alerts_and_zone_events() {
 
     publish(
         &nodes,
+        &format!("{node}/heartbeat"),
+        r#"{"uptime":3600,"free_heap":102000,"rssi":-62,"fw_version":"2.3.1"}"#,
+    )
+    .await;
+    assert_eq!(
+        world
+            .wait_count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND uptime_seconds = 3600 AND free_heap_bytes = 102000 AND rssi = -62 AND fw_version = '2.3.1' AND last_heartbeat_at IS NOT NULL", 1)
+            .await,
+        1
+    );
+    publish(
+        &nodes,
         &format!("{node}/status"),
         r#"{"status":"OFFLINE","ts":1800000000}"#,
     )
@@ -301,16 +313,20 @@ async fn node_messages_update_nodes_alerts_and_zone_events() {
         1
     );
     // The last will while already offline: still one alert, no second event.
+    // (A status of another node, applied in order after it, marks when it is done.)
     publish(&nodes, &format!("{node}/lwt"), "offline").await;
     publish(
         &nodes,
-        &format!("{node}/heartbeat"),
-        r#"{"uptime":3600,"free_heap":102000,"rssi":-62}"#,
+        "hydro/gh-t/zn-a/nd-2/status",
+        r#"{"status":"ONLINE","ts":1800000000}"#,
     )
     .await;
     assert_eq!(
         world
-            .wait_count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND uptime_seconds = 3600 AND free_heap_bytes = 102000 AND rssi = -62 AND last_heartbeat_at IS NOT NULL", 1)
+            .wait_count(
+                "SELECT count(*) FROM nodes WHERE uid = 'nd-2' AND status = 'ONLINE'",
+                1
+            )
             .await,
         1
     );
@@ -338,7 +354,7 @@ async fn node_messages_update_nodes_alerts_and_zone_events() {
     assert_eq!(
         world
             .wait_count(
-                "SELECT count(*) FROM zone_events WHERE type = 'NODE_ONLINE'",
+                "SELECT count(*) FROM zone_events WHERE type = 'NODE_ONLINE' AND payload_json->>'node_uid' = 'nd-1'",
                 1
             )
             .await,
@@ -358,7 +374,7 @@ async fn node_messages_update_nodes_alerts_and_zone_events() {
     publish(
         &nodes,
         &format!("{node}/error"),
-        r#"{"level":"ERROR","component":"ph","error_code":"E7","message":"probe"}"#,
+        r#"{"level":"ERROR","component":"ph","error_code":"E7","message":"probe","ts":1800000000123,"details":{"raw":7}}"#,
     )
     .await;
     assert_eq!(
@@ -367,29 +383,16 @@ async fn node_messages_update_nodes_alerts_and_zone_events() {
             .await,
         1
     );
-    assert_eq!(world.wait_count("SELECT count(*) FROM zone_events WHERE type = 'NODE_ERROR' AND payload_json->>'error_code' = 'E7'", 1).await, 1);
+    assert_eq!(world.wait_count("SELECT count(*) FROM zone_events WHERE type = 'NODE_ERROR' AND payload_json->>'error_code' = 'E7' AND payload_json->>'ts' = '1800000000123' AND payload_json->'details'->>'raw' = '7'", 1).await, 1);
 
-    // A hello from an unknown node registers it unassigned; a known one changes nothing.
-    publish(
-        &nodes,
-        "hydro/node_hello",
-        r#"{"hardware_id":"esp-77","node_type":"ph","fw_version":"2.1"}"#,
-    )
-    .await;
-    publish(
-        &nodes,
-        "hydro/gh-t/zn-a/nd-1/node_hello",
-        r#"{"hardware_id":"esp-1","node_uid":"nd-1"}"#,
-    )
-    .await;
+    // The event brought the node back (it was OFFLINE after the lwt).
+    assert_eq!(world.wait_count(active, 0).await, 0);
     assert_eq!(
         world
-            .wait_count("SELECT count(*) FROM nodes WHERE uid = 'hw-esp-77' AND zone_id IS NULL AND hardware_id = 'esp-77' AND type = 'ph' AND fw_version = '2.1'", 1)
+            .count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'ONLINE'")
             .await,
         1
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(world.count("SELECT count(*) FROM nodes").await, 4);
 }
 
 #[tokio::test]

@@ -111,6 +111,21 @@ impl World {
         running
     }
 
+    /// Adds `brokers` (id, broker) to the `brokers` table, with this world's
+    /// own broker as `mqtt1`, so an instance started after connects to all.
+    pub async fn register(&self, brokers: &[(&str, &TestBroker)]) {
+        let mut all = vec![("mqtt1".to_owned(), self.broker.url())];
+        all.extend(brokers.iter().map(|(id, b)| ((*id).to_owned(), b.url())));
+        for (id, url) in all {
+            sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
+                .bind(id)
+                .bind(url)
+                .execute(&self.db.pool)
+                .await
+                .expect("broker row");
+        }
+    }
+
     /// A client that plays the nodes.
     pub async fn publisher(&self) -> MqttConnection {
         let c = MqttConnection::start(
@@ -159,16 +174,17 @@ impl World {
     }
 }
 
-/// Waits until the app's broker connection is up and its subscriptions are
-/// in place (a publish after them is answered after them).
+/// Waits until the app's broker connections are up and their subscriptions
+/// are in place (a publish after them is answered after them).
 pub async fn settle(app: &App) -> Running {
-    let conn = app.brokers().default_broker().clone();
-    conn.wait_connected(Duration::from_secs(10))
-        .await
-        .expect("logger connects");
-    conn.publish("settle", "x", false)
-        .await
-        .expect("settle publish");
+    for conn in app.brokers().all() {
+        conn.wait_connected(Duration::from_secs(10))
+            .await
+            .expect("logger connects");
+        conn.publish("settle", "x", false)
+            .await
+            .expect("settle publish");
+    }
     Running {
         port: app.port(),
         stats: app.stats(),
@@ -188,6 +204,26 @@ impl Drop for World {
         })
         .join();
     }
+}
+
+/// A connected client of `broker` (called `id`), passing what it receives to
+/// `inbox`.
+pub async fn client(
+    id: &str,
+    broker: &TestBroker,
+    inbox: Option<tokio::sync::mpsc::Sender<common::mqtt::Inbound>>,
+    stop: &CancellationToken,
+) -> MqttConnection {
+    let c = MqttConnection::start(
+        MqttConfig::new(id, &broker.url(), "test-client"),
+        inbox,
+        stop.clone(),
+    )
+    .expect("client");
+    c.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("client connects");
+    c
 }
 
 /// A telemetry payload.
