@@ -9,6 +9,12 @@
 //! - **priority**: nodes of `critical` zones on `dedicated` brokers (least
 //!   projected load among them), every other node dynamic.
 //!
+//! Only a node that can be moved is ever planned a move ([`NodeView::movable`]:
+//! a `config_update` node always, a `node_config` node while it is observed
+//! on a live broker, through which its NodeConfig goes; a `none` node never),
+//! and an empty broker is seen from where nodes really are (observed), not
+//! only from the assignments.
+//!
 //! Usable: enabled, not draining, not OFFLINE. General brokers have the role
 //! `primary` or `optional`; a `standby` broker joins them only while a general
 //! broker is OFFLINE (hot standby). When no general broker is usable, any
@@ -108,6 +114,33 @@ impl BrokerView {
     }
 }
 
+/// How a node can be moved (`nodes.move_via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveVia {
+    /// A retained `config/update` with fallbacks (node-sim's classic nodes).
+    ConfigUpdate,
+    /// A NodeConfig push naming the new broker (the firmware).
+    NodeConfig,
+    /// Not at all.
+    None,
+}
+
+impl std::str::FromStr for MoveVia {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "config_update" => Ok(MoveVia::ConfigUpdate),
+            "node_config" => Ok(MoveVia::NodeConfig),
+            "none" => Ok(MoveVia::None),
+            other => Err(format!(
+                "`{other}` is not a move means: use config_update, node_config or none"
+            )),
+        }
+    }
+}
+
 /// A node as the planner sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -118,6 +151,28 @@ pub struct NodeView {
     pub current: Option<String>,
     /// Moved recently: a rebalance leaves it where it is (no flapping).
     pub cooling: bool,
+    /// How it can be moved.
+    pub via: MoveVia,
+    /// The broker it is observed on, if any.
+    pub observed: Option<String>,
+    /// Observed on a broker that is up (a NodeConfig can reach it there).
+    pub reachable: bool,
+}
+
+impl NodeView {
+    /// Whether a move can reach this node (see the module doc).
+    pub fn movable(&self) -> bool {
+        match self.via {
+            MoveVia::ConfigUpdate => true,
+            MoveVia::NodeConfig => self.reachable,
+            MoveVia::None => false,
+        }
+    }
+
+    /// Where it really is: observed, else assigned.
+    fn placed(&self) -> Option<&str> {
+        self.observed.as_deref().or(self.current.as_deref())
+    }
 }
 
 /// One node to a broker.
@@ -230,12 +285,13 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Brokers for nodes that have none yet.
+/// Brokers for `config_update` nodes that have none yet (any other node is
+/// assigned where it is observed; see `common::observed`).
 pub fn assign_new(strategy: Strategy, brokers: &[BrokerView], nodes: &[NodeView]) -> Vec<Move> {
     let mut planner = Planner::new(strategy, brokers);
     nodes
         .iter()
-        .filter(|n| n.current.is_none())
+        .filter(|n| n.current.is_none() && n.via == MoveVia::ConfigUpdate)
         .filter_map(|n| {
             planner.place(n).map(|to| Move {
                 node_id: n.node_id,
@@ -246,7 +302,8 @@ pub fn assign_new(strategy: Strategy, brokers: &[BrokerView], nodes: &[NodeView]
         .collect()
 }
 
-/// Every node of `dead` to another broker (failover): no limit, no cooldown.
+/// Every movable node of `dead` to another broker (failover): no limit, no
+/// cooldown. The others stay: they are stranded until they reappear.
 pub fn evacuate(
     strategy: Strategy,
     brokers: &[BrokerView],
@@ -256,7 +313,7 @@ pub fn evacuate(
     let mut planner = Planner::new(strategy, brokers);
     nodes
         .iter()
-        .filter(|n| n.current.as_deref() == Some(dead))
+        .filter(|n| n.current.as_deref() == Some(dead) && n.movable())
         .filter_map(|n| {
             let to = planner.place(n)?;
             (to != dead).then(|| Move {
@@ -276,6 +333,10 @@ pub struct RebalanceLimits {
     pub threshold: f64,
     /// At most this many moves per plan.
     pub max_moves: usize,
+    /// Give a usable general broker that has no node at all (a recovered
+    /// one) nodes from the fullest one, up to half its fair share, whatever
+    /// the load figures say (dynamic and priority; static places by id).
+    pub fill_empty: bool,
 }
 
 /// A rebalance: first the nodes that must move (their broker is no longer
@@ -283,8 +344,10 @@ pub struct RebalanceLimits {
 /// or the wrong kind for their zone under priority; for static, any node not
 /// on its `node_id % n` broker), then — for dynamic and priority — nodes from
 /// the most to the least loaded general broker while the spread is above the
-/// threshold. Nodes that moved recently stay unless their broker is no
-/// longer usable for them; never more than `max_moves`.
+/// threshold; with `fill_empty`, a general broker that holds no node
+/// (observed or assigned) first gets nodes of the fullest one. Nodes that
+/// moved recently stay unless their broker is no longer usable for them; a
+/// node that cannot be moved always stays; never more than `max_moves`.
 pub fn rebalance(
     strategy: Strategy,
     brokers: &[BrokerView],
@@ -312,6 +375,9 @@ pub fn rebalance(
         if moves.len() >= limits.max_moves {
             return moves;
         }
+        if !node.movable() {
+            continue;
+        }
         let unusable = !planner.fits(node, current);
         let off_static = strategy == Strategy::Static
             && !node.cooling
@@ -334,8 +400,19 @@ pub fn rebalance(
     if strategy == Strategy::Static {
         return moves;
     }
-    // Spread the load of the general brokers.
     let general: Vec<String> = planner.pools.general.iter().map(|b| b.id.clone()).collect();
+    if limits.fill_empty {
+        fill_empty(
+            &mut planner,
+            &general,
+            nodes,
+            limits.max_moves,
+            &per_node,
+            &mut moved,
+            &mut moves,
+        );
+    }
+    // Spread the load of the general brokers.
     while moves.len() < limits.max_moves {
         let load = |id: &String| planner.projected[id.as_str()];
         let (Some(max), Some(min)) = (
@@ -351,6 +428,7 @@ pub fn rebalance(
         }
         let Some(node) = nodes.iter().find(|n| {
             n.current.as_deref() == Some(max.as_str())
+                && n.movable()
                 && !n.cooling
                 && !moved.contains(&n.node_id)
                 && planner.fits(n, min)
@@ -371,6 +449,69 @@ pub fn rebalance(
         });
     }
     moves
+}
+
+/// Gives each general broker that holds no node nodes of the fullest one
+/// (by where nodes really are), up to half a fair share each (at least one),
+/// while the fullest keeps more than the receiver will have.
+fn fill_empty(
+    planner: &mut Planner<'_>,
+    general: &[String],
+    nodes: &[NodeView],
+    max_moves: usize,
+    per_node: &dyn Fn(&str) -> f64,
+    moved: &mut BTreeSet<i64>,
+    moves: &mut Vec<Move>,
+) {
+    let mut held: BTreeMap<&str, usize> = general.iter().map(|b| (b.as_str(), 0)).collect();
+    for n in nodes {
+        if let Some(b) = n.placed().and_then(|b| held.get_mut(b)) {
+            *b += 1;
+        }
+    }
+    let total: usize = held.values().sum();
+    let share = (total / general.len().max(1) / 2).max(1);
+    let empty: Vec<&str> = held
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(b, _)| *b)
+        .collect();
+    for to in empty {
+        while held[to] < share && moves.len() < max_moves {
+            let Some((&from, &count)) = held
+                .iter()
+                .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
+            else {
+                return;
+            };
+            if count <= held[to] + 1 {
+                break;
+            }
+            let Some(node) = nodes.iter().find(|n| {
+                n.placed() == Some(from)
+                    && n.current.as_deref() == Some(from)
+                    && n.movable()
+                    && !n.cooling
+                    && !moved.contains(&n.node_id)
+                    && planner.fits(n, to)
+            }) else {
+                break;
+            };
+            let unit = per_node(from);
+            planner.release(from, unit);
+            if let Some(l) = planner.projected.get_mut(to) {
+                *l += unit;
+            }
+            *held.get_mut(from).expect("general broker") -= 1;
+            *held.get_mut(to).expect("general broker") += 1;
+            moved.insert(node.node_id);
+            moves.push(Move {
+                node_id: node.node_id,
+                from: Some(from.to_owned()),
+                to: to.to_owned(),
+            });
+        }
+    }
 }
 
 fn count_by_broker(nodes: &[NodeView]) -> BTreeMap<&str, usize> {
@@ -412,6 +553,9 @@ mod tests {
             critical: false,
             current: current.map(Into::into),
             cooling: false,
+            via: MoveVia::ConfigUpdate,
+            observed: None,
+            reachable: true,
         }
     }
 
@@ -536,6 +680,7 @@ mod tests {
         let limits = RebalanceLimits {
             threshold: 0.05,
             max_moves: 100,
+            fill_empty: false,
         };
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
         assert!(!moves.is_empty());
@@ -584,6 +729,7 @@ mod tests {
         let limits = RebalanceLimits {
             threshold: 1.0,
             max_moves: 10,
+            fill_empty: false,
         };
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
         assert_eq!(moves.len(), 1);

@@ -157,9 +157,7 @@ pub(crate) async fn publish_following(
             continue;
         };
         broker_id = to;
-        outcome = connection
-            .publish_delivery(topic, payload(), false)
-            .await;
+        outcome = connection.publish_delivery(topic, payload(), false).await;
     }
 }
 

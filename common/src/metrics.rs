@@ -115,3 +115,15 @@ pub const ACTIVE_SCHEDULES: &str = "active_schedules";
 pub const SCHEDULE_MISSED_SLOTS: &str = "schedule_missed_slots_total";
 /// Histogram: time one scheduler tick takes.
 pub const SCHEDULE_TICK_DURATION: &str = "schedule_tick_duration_seconds";
+
+// ---------------------------------------------------------------- placement (issue 10: balancing that follows the node)
+
+/// Counter: NodeConfig pushes naming a new broker (moves of firmware nodes).
+pub const NODE_CONFIG_MOVES: &str = "node_config_moves_total";
+/// Gauge: nodes stranded on an OFFLINE broker (they cannot be moved; shown
+/// until they are observed on a broker again).
+pub const NODES_STRANDED: &str = "nodes_stranded";
+/// Counter: assignments that followed where a node was observed (a node that
+/// cannot follow config/update seen on another broker, or a move not made in
+/// time taken back).
+pub const ASSIGNMENTS_FOLLOWED: &str = "assignments_followed_observation_total";

@@ -146,8 +146,14 @@ pub async fn build(
     .await?
     .ok_or(NodeConfigError::NodeNotFound(node_id))?;
     let place = place.unwrap_or_else(|| Place {
-        gh_uid: row.gh_uid.clone().unwrap_or_else(|| crate::topics::TEMP_GREENHOUSE.into()),
-        zone_uid: row.zone_uid.clone().unwrap_or_else(|| crate::topics::TEMP_ZONE.into()),
+        gh_uid: row
+            .gh_uid
+            .clone()
+            .unwrap_or_else(|| crate::topics::TEMP_GREENHOUSE.into()),
+        zone_uid: row
+            .zone_uid
+            .clone()
+            .unwrap_or_else(|| crate::topics::TEMP_ZONE.into()),
         node_uid: row.uid.clone(),
     });
     let reported = row
@@ -166,7 +172,10 @@ pub async fn build(
         .map(channel_from_row)
         .collect(),
     };
-    let mut extra = reported.as_ref().map(|r| r.extra.clone()).unwrap_or_default();
+    let mut extra = reported
+        .as_ref()
+        .map(|r| r.extra.clone())
+        .unwrap_or_default();
     // Ours to decide, never echoed back from a report.
     extra.remove("capabilities");
     Ok(NodeConfig {

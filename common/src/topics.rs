@@ -301,8 +301,14 @@ mod tests {
             }
         );
         assert_eq!(config_update_topic("nd-1"), "nodes/nd-1/config/update");
-        assert_eq!(Topic::parse("hydro/time/request").unwrap(), Topic::TimeRequest);
-        assert_eq!(Topic::parse("hydro/time/response").unwrap(), Topic::TimeResponse);
+        assert_eq!(
+            Topic::parse("hydro/time/request").unwrap(),
+            Topic::TimeRequest
+        );
+        assert_eq!(
+            Topic::parse("hydro/time/response").unwrap(),
+            Topic::TimeResponse
+        );
     }
 
     #[test]
@@ -315,7 +321,11 @@ mod tests {
             temp_node_topic("esp32-a1b2c3d4e5f6", TopicKind::Config),
             "hydro/gh-temp/zn-temp/esp32-a1b2c3d4e5f6/config"
         );
-        assert!(!NodeTopic::parse("hydro/gh-1/zn-temp/nd-1/status").unwrap().is_temp());
+        assert!(
+            !NodeTopic::parse("hydro/gh-1/zn-temp/nd-1/status")
+                .unwrap()
+                .is_temp()
+        );
         let r = NodeTopic::parse("hydro/gh-1/zn-1/nd-ph-1/config_report").unwrap();
         assert_eq!(r.kind, TopicKind::ConfigReport);
     }
