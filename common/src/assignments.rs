@@ -466,6 +466,9 @@ mod tests {
             confirmed_at: None,
             previous_broker_id: None,
             config_ts: 1_737_979_200,
+            move_via: VIA_CONFIG_UPDATE.into(),
+            observed_broker_id: None,
+            observed_at: None,
         }
     }
 

@@ -742,6 +742,75 @@ mod tests {
     }
 
     #[test]
+    fn only_nodes_a_move_can_reach_are_planned_moves() {
+        let mut brokers = three();
+        brokers[0].status = BrokerStatus::Offline;
+        let mut nodes = vec![
+            node(1, Some("mqtt1")),
+            node(2, Some("mqtt1")),
+            node(3, Some("mqtt1")),
+            node(4, None),
+        ];
+        // 2: firmware, observed on the dead broker (unreachable); 3: cannot move.
+        nodes[1].via = MoveVia::NodeConfig;
+        nodes[1].observed = Some("mqtt1".into());
+        nodes[1].reachable = false;
+        nodes[2].via = MoveVia::None;
+        nodes[3].via = MoveVia::NodeConfig;
+        let moves = evacuate(Strategy::Dynamic, &brokers, &nodes, "mqtt1");
+        assert_eq!(moves.iter().map(|m| m.node_id).collect::<Vec<_>>(), [1]);
+        // A firmware node is never placed by strategy: it is assigned where seen.
+        assert!(assign_new(Strategy::Static, &three(), &nodes).is_empty());
+        let limits = RebalanceLimits {
+            threshold: 0.01,
+            max_moves: 10,
+            fill_empty: true,
+        };
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
+        assert!(moves.iter().all(|m| m.node_id == 1), "{moves:?}");
+        // Reachable where it is observed, a firmware node may be moved.
+        nodes[1].reachable = true;
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
+        assert!(moves.iter().any(|m| m.node_id == 2), "{moves:?}");
+        assert!(moves.iter().all(|m| m.node_id != 3), "{moves:?}");
+    }
+
+    #[test]
+    fn an_empty_broker_gets_nodes_back_gradually_from_where_nodes_really_are() {
+        // mqtt3 just recovered: nodes are on mqtt1/mqtt2, load figures calm.
+        let brokers = three();
+        let mut nodes: Vec<_> = (1..=12)
+            .map(|i| node(i, Some(if i <= 8 { "mqtt1" } else { "mqtt2" })))
+            .collect();
+        let limits = RebalanceLimits {
+            threshold: 1.0,
+            max_moves: 1,
+            fill_empty: true,
+        };
+        // One move per round, from the fullest broker.
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
+        assert_eq!(moves.len(), 1);
+        assert_eq!((moves[0].from.as_deref(), moves[0].to.as_str()), (Some("mqtt1"), "mqtt3"));
+        // Up to half a fair share (12 / 3 / 2 = 2).
+        let more = RebalanceLimits { max_moves: 10, ..limits };
+        let moves = rebalance(Strategy::Priority, &brokers, &nodes, more);
+        assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
+        // Assigned there but really still elsewhere: still empty.
+        nodes[8].current = Some("mqtt3".into());
+        nodes[8].observed = Some("mqtt2".into());
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, more);
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        // Configured off: the load figures alone decide (calm: nothing).
+        let off = RebalanceLimits { fill_empty: false, ..more };
+        nodes[8].current = Some("mqtt2".into());
+        assert!(rebalance(Strategy::Dynamic, &brokers, &nodes, off).is_empty());
+        // A standby broker is not general: it stays empty.
+        let mut with_standby = three();
+        with_standby[2].role = Role::Standby;
+        assert!(rebalance(Strategy::Dynamic, &with_standby, &nodes, more).is_empty());
+    }
+
+    #[test]
     fn strategy_names() {
         assert_eq!("Static".parse::<Strategy>(), Ok(Strategy::Static));
         assert_eq!("priority".parse::<Strategy>(), Ok(Strategy::Priority));

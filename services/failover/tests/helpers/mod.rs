@@ -196,6 +196,11 @@ impl Cluster {
             Settings::from_vars(sim_vars)?,
         )
         .await?;
+        // node-sim's classic nodes follow config/update with fallbacks (its
+        // own seed says so once it declares it; idempotent here).
+        sqlx::query("UPDATE nodes SET move_via = 'config_update'")
+            .execute(&db.pool)
+            .await?;
         let sim_nodes = sim.nodes().clone();
         let sim_stop = stop.child_token();
         let sim_task = Some(tokio::spawn(sim.run_until_stopped(sim_stop.clone())));
