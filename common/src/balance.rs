@@ -333,9 +333,10 @@ pub struct RebalanceLimits {
     pub threshold: f64,
     /// At most this many moves per plan.
     pub max_moves: usize,
-    /// Give a usable general broker that has no node at all (a recovered
-    /// one) nodes from the fullest one, up to half its fair share, whatever
-    /// the load figures say (dynamic and priority; static places by id).
+    /// Give a usable general broker holding less than half a fair share of
+    /// the nodes (a recovered one) nodes from the fullest one, up to that
+    /// half, whatever the load figures say (dynamic and priority; static
+    /// places by id).
     pub fill_empty: bool,
 }
 
@@ -344,8 +345,8 @@ pub struct RebalanceLimits {
 /// or the wrong kind for their zone under priority; for static, any node not
 /// on its `node_id % n` broker), then — for dynamic and priority — nodes from
 /// the most to the least loaded general broker while the spread is above the
-/// threshold; with `fill_empty`, a general broker that holds no node
-/// (observed or assigned) first gets nodes of the fullest one. Nodes that
+/// threshold; with `fill_empty`, a general broker that holds (observed, else
+/// assigned) less than half a fair share first gets nodes of the fullest one. Nodes that
 /// moved recently stay unless their broker is no longer usable for them; a
 /// node that cannot be moved always stays; never more than `max_moves`.
 pub fn rebalance(
@@ -451,9 +452,11 @@ pub fn rebalance(
     moves
 }
 
-/// Gives each general broker that holds no node nodes of the fullest one
-/// (by where nodes really are), up to half a fair share each (at least one),
-/// while the fullest keeps more than the receiver will have.
+/// Gives each general broker that holds less than half a fair share of the
+/// nodes (at least one; counted where nodes really are) nodes of the fullest
+/// one until it holds that much, while the fullest keeps more than the
+/// receiver will have. Bounded by `max_moves`, so a recovered broker is
+/// refilled over several rounds; beyond half a share the load spread decides.
 fn fill_empty(
     planner: &mut Planner<'_>,
     general: &[String],
@@ -473,7 +476,7 @@ fn fill_empty(
     let share = (total / general.len().max(1) / 2).max(1);
     let empty: Vec<&str> = held
         .iter()
-        .filter(|(_, n)| **n == 0)
+        .filter(|(_, n)| **n < share)
         .map(|(b, _)| *b)
         .collect();
     for to in empty {
@@ -790,9 +793,15 @@ mod tests {
         // One move per round, from the fullest broker.
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
         assert_eq!(moves.len(), 1);
-        assert_eq!((moves[0].from.as_deref(), moves[0].to.as_str()), (Some("mqtt1"), "mqtt3"));
+        assert_eq!(
+            (moves[0].from.as_deref(), moves[0].to.as_str()),
+            (Some("mqtt1"), "mqtt3")
+        );
         // Up to half a fair share (12 / 3 / 2 = 2).
-        let more = RebalanceLimits { max_moves: 10, ..limits };
+        let more = RebalanceLimits {
+            max_moves: 10,
+            ..limits
+        };
         let moves = rebalance(Strategy::Priority, &brokers, &nodes, more);
         assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
         // Assigned there but really still elsewhere: still empty.
@@ -801,7 +810,10 @@ mod tests {
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, more);
         assert_eq!(moves.len(), 2, "{moves:?}");
         // Configured off: the load figures alone decide (calm: nothing).
-        let off = RebalanceLimits { fill_empty: false, ..more };
+        let off = RebalanceLimits {
+            fill_empty: false,
+            ..more
+        };
         nodes[8].current = Some("mqtt2".into());
         assert!(rebalance(Strategy::Dynamic, &brokers, &nodes, off).is_empty());
         // A standby broker is not general: it stays empty.
