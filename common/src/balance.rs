@@ -302,8 +302,10 @@ pub fn assign_new(strategy: Strategy, brokers: &[BrokerView], nodes: &[NodeView]
         .collect()
 }
 
-/// Every movable node of `dead` to another broker (failover): no limit, no
-/// cooldown. The others stay: they are stranded until they reappear.
+/// Every node of `dead` that has fallbacks (`config_update`) to another
+/// broker (failover): no limit, no cooldown. The others stay: a firmware
+/// node listens only to its dead broker (stranded until it reappears), and
+/// one already seen elsewhere is followed there by `common::observed`.
 pub fn evacuate(
     strategy: Strategy,
     brokers: &[BrokerView],
@@ -313,7 +315,7 @@ pub fn evacuate(
     let mut planner = Planner::new(strategy, brokers);
     nodes
         .iter()
-        .filter(|n| n.current.as_deref() == Some(dead) && n.movable())
+        .filter(|n| n.current.as_deref() == Some(dead) && n.via == MoveVia::ConfigUpdate)
         .filter_map(|n| {
             let to = planner.place(n)?;
             (to != dead).then(|| Move {
