@@ -121,6 +121,20 @@ async fn a_node_that_cannot_follow_config_update_is_assigned_where_observed_and_
             "no move announced to a node that cannot follow it"
         );
     }
+    // A broker that joins gets every node's config/update — but only theirs.
+    let joined = common::testing::TestBroker::start().await;
+    let add = format!(r#"{{"id":"mqtt3","url":"{}"}}"#, joined.url());
+    assert_eq!(r.send(Method::POST, "/api/brokers", &add).await.0, 201);
+    let retained = eventually(WAIT, || async {
+        let seen = retained_update_nodes(&joined.url()).await;
+        seen.is_superset(&classic).then_some(seen)
+    })
+    .await
+    .expect("a joining broker gets the config/updates");
+    assert_eq!(
+        retained, classic,
+        "none for the nodes that cannot follow them"
+    );
     // The API shows how each node moves and where it is seen.
     let (code, body) = r.get("/api/assignments").await;
     assert_eq!(code, 200);
