@@ -6,13 +6,26 @@
 //!    `config_ts` strictly above the node's previous one, in one statement
 //!    (a move whose node is no longer on the broker it was planned from is
 //!    skipped, so two writers never undo each other);
-//! 2. [`announce`] publishes the retained `nodes/{node}/config/update` on
-//!    every broker this process is connected to — wherever the node is now
-//!    and wherever its fallback list will lead it;
-//! 3. the node reconnects and publishes its status ONLINE on the new broker;
-//!    [`confirm_from_message`] (run by every consumer of status messages)
-//!    sets `confirmed_at` when that status arrives there live (or, replayed
-//!    from the retained store, with a `ts` no older than the config).
+//! 2. [`carry_out`] tells each moved node by the means it supports
+//!    (`nodes.move_via`): a `config_update` node gets the retained
+//!    `nodes/{node}/config/update` ([`announce`]) on every broker this
+//!    process is connected to — wherever the node is now and wherever its
+//!    fallback list will lead it; a `node_config` node (the firmware) gets
+//!    a NodeConfig naming the new broker's host/port on its config topic,
+//!    through the broker it is observed on ([`push_node_configs`]); a node
+//!    that cannot be moved (`none`) is never planned a move (see
+//!    [`snapshot`]) and never announced one;
+//! 3. the node reconnects and publishes its status ONLINE (or, firmware, its
+//!    `config_report`) on the new broker; [`confirm_from_message`] (run by
+//!    every consumer of status messages) sets `confirmed_at` when that status
+//!    arrives there live (or, replayed from the retained store, with a `ts`
+//!    no older than the config), and [`follow_observations`] when the node is
+//!    observed there (`nodes.observed_broker_id`, written from its uplink).
+//!
+//! Where a node that cannot follow a `config/update` is, is where it is
+//! observed: [`follow_observations`] gives such a node an assignment to the
+//! broker it is seen on (confirmed), follows it when it reappears elsewhere,
+//! and takes back a NodeConfig move the node did not make in time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,11 +35,12 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tracing::{debug, warn};
 
-use crate::balance::{BrokerView, Move, NodeView, Role};
+use crate::balance::{BrokerView, Move, MoveVia, NodeView, Role};
 use crate::broker_status::BrokerStatus;
 use crate::brokers::BrokerPool;
 use crate::metrics as m;
 use crate::mqtt::Inbound;
+use crate::node_config;
 use crate::payloads::{ConfigUpdate, NodeState, Status};
 use crate::topics::{NodeTopic, TopicKind, config_update_topic};
 
@@ -44,12 +58,23 @@ pub struct Assignment {
     pub confirmed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub previous_broker_id: Option<String>,
     pub config_ts: i64,
+    /// How the node can be moved: `config_update`, `node_config` or `none`.
+    pub move_via: String,
+    /// The broker its uplink last arrived on, and when.
+    pub observed_broker_id: Option<String>,
+    pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// `nodes.move_via` of a node that follows a retained config/update.
+pub const VIA_CONFIG_UPDATE: &str = "config_update";
+/// `nodes.move_via` of a node moved by a NodeConfig push (the firmware).
+pub const VIA_NODE_CONFIG: &str = "node_config";
 
 /// The select list of [`Assignment`]; callers add `WHERE`/`ORDER BY`.
 pub const ASSIGNMENT_QUERY: &str = "\
     SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at, \
-           a.confirmed_at, a.previous_broker_id, a.config_ts \
+           a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via, \
+           n.observed_broker_id, n.observed_at \
     FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id ";
 
 /// Writes `moves` (see the module doc) with `strategy` as the reason; returns
@@ -144,10 +169,11 @@ pub async fn broker_urls(pool: &PgPool) -> Result<BTreeMap<String, String>, sqlx
     Ok(rows.into_iter().collect())
 }
 
-/// Publishes the retained config/update of each assignment on every broker
-/// of `brokers` that is connected (a dead one is skipped, not waited for).
-/// `only` limits it to one broker (a broker that came back, or joined).
-/// Returns how many publishes the brokers acknowledged.
+/// Publishes the retained config/update of each assignment of a
+/// `config_update` node on every broker of `brokers` that is connected (a
+/// dead one is skipped, not waited for); any other node is skipped: it
+/// would not follow it. `only` limits it to one broker (a broker that came
+/// back, or joined). Returns how many publishes the brokers acknowledged.
 pub async fn announce(
     pool: &PgPool,
     brokers: &BrokerPool,
@@ -162,7 +188,10 @@ pub async fn announce(
         .filter(|c| c.is_connected() && only.is_none_or(|o| c.broker_id() == o))
         .collect();
     let mut publishes = Vec::new();
-    for a in assignments {
+    for a in assignments
+        .iter()
+        .filter(|a| a.move_via == VIA_CONFIG_UPDATE)
+    {
         let Some(config) = config_for(a, &reachable, &urls) else {
             warn!(node = %a.node_uid, broker = %a.broker_id, "Assignment to an unknown broker; not announced.");
             continue;
@@ -190,8 +219,77 @@ pub async fn announce(
     Ok(acknowledged)
 }
 
-/// The brokers and nodes as the planner sees them; nodes moved within
-/// `cooldown` are marked cooling.
+/// Tells each node of `written` (rows [`record_moves`] just wrote) of its
+/// move by the means it supports: config/updates for `config_update` nodes
+/// ([`announce`]), NodeConfig pushes for `node_config` nodes
+/// ([`push_node_configs`]). Returns (config/updates acknowledged, NodeConfigs
+/// published).
+pub async fn carry_out(
+    pool: &PgPool,
+    brokers: &BrokerPool,
+    written: &[Assignment],
+    default_secret: &str,
+) -> Result<(usize, usize), sqlx::Error> {
+    let announced = announce(pool, brokers, written, None).await?;
+    let pushed = push_node_configs(pool, brokers, written, default_secret).await?;
+    Ok((announced, pushed))
+}
+
+/// Publishes, for each assignment of a `node_config` node, a NodeConfig
+/// naming its assigned broker's host/port on the node's current config topic,
+/// through the broker the node is observed on (the only one it listens to).
+/// A node not observed on a connected broker is skipped: the move is taken
+/// back by [`crate::observed::follow_observations`] when it is not made in
+/// time. Returns how many were published.
+pub async fn push_node_configs(
+    pool: &PgPool,
+    brokers: &BrokerPool,
+    assignments: &[Assignment],
+    default_secret: &str,
+) -> Result<usize, sqlx::Error> {
+    let urls = broker_urls(pool).await?;
+    let mut pushed = 0;
+    for a in assignments.iter().filter(|a| a.move_via == VIA_NODE_CONFIG) {
+        let Some(url) = urls.get(&a.broker_id) else {
+            warn!(node = %a.node_uid, broker = %a.broker_id, "Move to an unknown broker; no NodeConfig pushed.");
+            continue;
+        };
+        let Some(connection) = a
+            .observed_broker_id
+            .as_deref()
+            .and_then(|b| brokers.get(b))
+            .filter(|c| c.is_connected())
+        else {
+            warn!(node = %a.node_uid, observed = ?a.observed_broker_id, "Node not reachable where it is observed; its NodeConfig move waits to be taken back.");
+            continue;
+        };
+        let config = match node_config::build(pool, a.node_id, None, url, default_secret).await {
+            Ok(c) => c,
+            Err(node_config::NodeConfigError::Db(e)) => return Err(e),
+            Err(e) => {
+                warn!(node = %a.node_uid, error = %e, "Could not build the node's NodeConfig.");
+                continue;
+            }
+        };
+        let topic = node_config::config_topic(&config.gh_uid, &config.zone_uid, &config.node_id);
+        match node_config::publish(&connection, &topic, &config).await {
+            Ok(()) => {
+                pushed += 1;
+                metrics::counter!(m::NODE_CONFIG_MOVES).increment(1);
+                debug!(node = %a.node_uid, to = %a.broker_id, via = %connection.broker_id(), "NodeConfig naming the new broker pushed.");
+            }
+            Err(e) => {
+                warn!(node = %a.node_uid, error = %e, "NodeConfig move not published; it is taken back if the node does not move.")
+            }
+        }
+    }
+    Ok(pushed)
+}
+
+/// The brokers and nodes as the planner sees them; nodes a rebalance or an
+/// assignment moved within `cooldown` are marked cooling (a node a failover
+/// forced off its broker, or that moved by itself, may be moved back as soon
+/// as the spread calls for it: that is recovery, not flapping).
 pub async fn snapshot(
     pool: &PgPool,
     cooldown: Duration,
@@ -214,23 +312,41 @@ pub async fn snapshot(
             },
         )
         .collect();
-    let rows: Vec<(i64, bool, Option<String>, bool)> = sqlx::query_as(
+    type Row = (
+        i64,
+        bool,
+        Option<String>,
+        bool,
+        String,
+        Option<String>,
+        bool,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT n.id, COALESCE(z.priority = 'critical', false), a.broker_id, \
-                COALESCE(a.assigned_at > now() - make_interval(secs => $1), false) \
+                COALESCE(a.assigned_at > now() - make_interval(secs => $1) \
+                         AND a.strategy NOT IN ('failover', 'observed'), false), \
+                n.move_via, n.observed_broker_id, \
+                COALESCE(o.enabled AND o.status <> 'OFFLINE', false) \
          FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id \
-         LEFT JOIN node_broker_assignments a ON a.node_id = n.id ORDER BY n.id",
+         LEFT JOIN node_broker_assignments a ON a.node_id = n.id \
+         LEFT JOIN brokers o ON o.id = n.observed_broker_id ORDER BY n.id",
     )
     .bind(cooldown.as_secs_f64())
     .fetch_all(pool)
     .await?;
     let nodes = rows
         .into_iter()
-        .map(|(node_id, critical, current, cooling)| NodeView {
-            node_id,
-            critical,
-            current,
-            cooling,
-        })
+        .map(
+            |(node_id, critical, current, cooling, via, observed, reachable)| NodeView {
+                node_id,
+                critical,
+                current,
+                cooling,
+                via: via.parse().unwrap_or(MoveVia::None),
+                observed,
+                reachable,
+            },
+        )
         .collect();
     Ok((brokers, nodes))
 }
@@ -290,12 +406,22 @@ pub async fn confirm_moves_from(
     }
 }
 
-/// Confirms a move from a status message, if it is one (any other message
-/// is ignored). True when a move was confirmed.
+/// Confirms a move from a status ONLINE or a live `config_report`, if the
+/// message is one (any other message is ignored). True when a move was
+/// confirmed.
 pub async fn confirm_from_message(pool: &PgPool, message: &Inbound) -> Result<bool, sqlx::Error> {
     let Ok(topic) = NodeTopic::parse(&message.topic) else {
         return Ok(false);
     };
+    // A firmware node answers a NodeConfig with its config_report from the
+    // new broker: arriving there live, it confirms the move.
+    if topic.kind == TopicKind::ConfigReport && !message.retain {
+        let confirmed = confirm(pool, &topic.node, &message.broker_id, true, 0).await?;
+        if confirmed {
+            metrics::counter!(m::NODE_MOVES_CONFIRMED).increment(1);
+        }
+        return Ok(confirmed);
+    }
     if topic.kind != TopicKind::Status {
         return Ok(false);
     }
@@ -340,6 +466,9 @@ mod tests {
             confirmed_at: None,
             previous_broker_id: None,
             config_ts: 1_737_979_200,
+            move_via: VIA_CONFIG_UPDATE.into(),
+            observed_broker_id: None,
+            observed_at: None,
         }
     }
 

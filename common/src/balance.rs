@@ -9,6 +9,12 @@
 //! - **priority**: nodes of `critical` zones on `dedicated` brokers (least
 //!   projected load among them), every other node dynamic.
 //!
+//! Only a node that can be moved is ever planned a move ([`NodeView::movable`]:
+//! a `config_update` node always, a `node_config` node while it is observed
+//! on a live broker, through which its NodeConfig goes; a `none` node never),
+//! and an empty broker is seen from where nodes really are (observed), not
+//! only from the assignments.
+//!
 //! Usable: enabled, not draining, not OFFLINE. General brokers have the role
 //! `primary` or `optional`; a `standby` broker joins them only while a general
 //! broker is OFFLINE (hot standby). When no general broker is usable, any
@@ -108,6 +114,33 @@ impl BrokerView {
     }
 }
 
+/// How a node can be moved (`nodes.move_via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveVia {
+    /// A retained `config/update` with fallbacks (node-sim's classic nodes).
+    ConfigUpdate,
+    /// A NodeConfig push naming the new broker (the firmware).
+    NodeConfig,
+    /// Not at all.
+    None,
+}
+
+impl std::str::FromStr for MoveVia {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "config_update" => Ok(MoveVia::ConfigUpdate),
+            "node_config" => Ok(MoveVia::NodeConfig),
+            "none" => Ok(MoveVia::None),
+            other => Err(format!(
+                "`{other}` is not a move means: use config_update, node_config or none"
+            )),
+        }
+    }
+}
+
 /// A node as the planner sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -118,6 +151,28 @@ pub struct NodeView {
     pub current: Option<String>,
     /// Moved recently: a rebalance leaves it where it is (no flapping).
     pub cooling: bool,
+    /// How it can be moved.
+    pub via: MoveVia,
+    /// The broker it is observed on, if any.
+    pub observed: Option<String>,
+    /// Observed on a broker that is up (a NodeConfig can reach it there).
+    pub reachable: bool,
+}
+
+impl NodeView {
+    /// Whether a move can reach this node (see the module doc).
+    pub fn movable(&self) -> bool {
+        match self.via {
+            MoveVia::ConfigUpdate => true,
+            MoveVia::NodeConfig => self.reachable,
+            MoveVia::None => false,
+        }
+    }
+
+    /// Where it really is: observed, else assigned.
+    fn placed(&self) -> Option<&str> {
+        self.observed.as_deref().or(self.current.as_deref())
+    }
 }
 
 /// One node to a broker.
@@ -230,12 +285,13 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Brokers for nodes that have none yet.
+/// Brokers for `config_update` nodes that have none yet (any other node is
+/// assigned where it is observed; see `common::observed`).
 pub fn assign_new(strategy: Strategy, brokers: &[BrokerView], nodes: &[NodeView]) -> Vec<Move> {
     let mut planner = Planner::new(strategy, brokers);
     nodes
         .iter()
-        .filter(|n| n.current.is_none())
+        .filter(|n| n.current.is_none() && n.via == MoveVia::ConfigUpdate)
         .filter_map(|n| {
             planner.place(n).map(|to| Move {
                 node_id: n.node_id,
@@ -246,7 +302,10 @@ pub fn assign_new(strategy: Strategy, brokers: &[BrokerView], nodes: &[NodeView]
         .collect()
 }
 
-/// Every node of `dead` to another broker (failover): no limit, no cooldown.
+/// Every node of `dead` that has fallbacks (`config_update`) to another
+/// broker (failover): no limit, no cooldown. The others stay: a firmware
+/// node listens only to its dead broker (stranded until it reappears), and
+/// one already seen elsewhere is followed there by `common::observed`.
 pub fn evacuate(
     strategy: Strategy,
     brokers: &[BrokerView],
@@ -256,7 +315,7 @@ pub fn evacuate(
     let mut planner = Planner::new(strategy, brokers);
     nodes
         .iter()
-        .filter(|n| n.current.as_deref() == Some(dead))
+        .filter(|n| n.current.as_deref() == Some(dead) && n.via == MoveVia::ConfigUpdate)
         .filter_map(|n| {
             let to = planner.place(n)?;
             (to != dead).then(|| Move {
@@ -276,6 +335,11 @@ pub struct RebalanceLimits {
     pub threshold: f64,
     /// At most this many moves per plan.
     pub max_moves: usize,
+    /// Give a usable general broker holding less than half a fair share of
+    /// the nodes (a recovered one) nodes from the fullest one, up to that
+    /// half, whatever the load figures say (dynamic and priority; static
+    /// places by id).
+    pub fill_empty: bool,
 }
 
 /// A rebalance: first the nodes that must move (their broker is no longer
@@ -283,8 +347,10 @@ pub struct RebalanceLimits {
 /// or the wrong kind for their zone under priority; for static, any node not
 /// on its `node_id % n` broker), then — for dynamic and priority — nodes from
 /// the most to the least loaded general broker while the spread is above the
-/// threshold. Nodes that moved recently stay unless their broker is no
-/// longer usable for them; never more than `max_moves`.
+/// threshold; with `fill_empty`, a general broker that holds (observed, else
+/// assigned) less than half a fair share first gets nodes of the fullest one. Nodes that
+/// moved recently stay unless their broker is no longer usable for them; a
+/// node that cannot be moved always stays; never more than `max_moves`.
 pub fn rebalance(
     strategy: Strategy,
     brokers: &[BrokerView],
@@ -312,6 +378,9 @@ pub fn rebalance(
         if moves.len() >= limits.max_moves {
             return moves;
         }
+        if !node.movable() {
+            continue;
+        }
         let unusable = !planner.fits(node, current);
         let off_static = strategy == Strategy::Static
             && !node.cooling
@@ -334,8 +403,19 @@ pub fn rebalance(
     if strategy == Strategy::Static {
         return moves;
     }
-    // Spread the load of the general brokers.
     let general: Vec<String> = planner.pools.general.iter().map(|b| b.id.clone()).collect();
+    if limits.fill_empty {
+        fill_empty(
+            &mut planner,
+            &general,
+            nodes,
+            limits.max_moves,
+            &per_node,
+            &mut moved,
+            &mut moves,
+        );
+    }
+    // Spread the load of the general brokers.
     while moves.len() < limits.max_moves {
         let load = |id: &String| planner.projected[id.as_str()];
         let (Some(max), Some(min)) = (
@@ -351,6 +431,7 @@ pub fn rebalance(
         }
         let Some(node) = nodes.iter().find(|n| {
             n.current.as_deref() == Some(max.as_str())
+                && n.movable()
                 && !n.cooling
                 && !moved.contains(&n.node_id)
                 && planner.fits(n, min)
@@ -371,6 +452,71 @@ pub fn rebalance(
         });
     }
     moves
+}
+
+/// Gives each general broker that holds less than half a fair share of the
+/// nodes (at least one; counted where nodes really are) nodes of the fullest
+/// one until it holds that much, while the fullest keeps more than the
+/// receiver will have. Bounded by `max_moves`, so a recovered broker is
+/// refilled over several rounds; beyond half a share the load spread decides.
+fn fill_empty(
+    planner: &mut Planner<'_>,
+    general: &[String],
+    nodes: &[NodeView],
+    max_moves: usize,
+    per_node: &dyn Fn(&str) -> f64,
+    moved: &mut BTreeSet<i64>,
+    moves: &mut Vec<Move>,
+) {
+    let mut held: BTreeMap<&str, usize> = general.iter().map(|b| (b.as_str(), 0)).collect();
+    for n in nodes {
+        if let Some(b) = n.placed().and_then(|b| held.get_mut(b)) {
+            *b += 1;
+        }
+    }
+    let total: usize = held.values().sum();
+    let share = (total / general.len().max(1) / 2).max(1);
+    let empty: Vec<&str> = held
+        .iter()
+        .filter(|(_, n)| **n < share)
+        .map(|(b, _)| *b)
+        .collect();
+    for to in empty {
+        while held[to] < share && moves.len() < max_moves {
+            let Some((&from, &count)) = held
+                .iter()
+                .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
+            else {
+                return;
+            };
+            if count <= held[to] + 1 {
+                break;
+            }
+            let Some(node) = nodes.iter().find(|n| {
+                n.placed() == Some(from)
+                    && n.current.as_deref() == Some(from)
+                    && n.movable()
+                    && !n.cooling
+                    && !moved.contains(&n.node_id)
+                    && planner.fits(n, to)
+            }) else {
+                break;
+            };
+            let unit = per_node(from);
+            planner.release(from, unit);
+            if let Some(l) = planner.projected.get_mut(to) {
+                *l += unit;
+            }
+            *held.get_mut(from).expect("general broker") -= 1;
+            *held.get_mut(to).expect("general broker") += 1;
+            moved.insert(node.node_id);
+            moves.push(Move {
+                node_id: node.node_id,
+                from: Some(from.to_owned()),
+                to: to.to_owned(),
+            });
+        }
+    }
 }
 
 fn count_by_broker(nodes: &[NodeView]) -> BTreeMap<&str, usize> {
@@ -412,6 +558,9 @@ mod tests {
             critical: false,
             current: current.map(Into::into),
             cooling: false,
+            via: MoveVia::ConfigUpdate,
+            observed: None,
+            reachable: true,
         }
     }
 
@@ -536,6 +685,7 @@ mod tests {
         let limits = RebalanceLimits {
             threshold: 0.05,
             max_moves: 100,
+            fill_empty: false,
         };
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
         assert!(!moves.is_empty());
@@ -584,6 +734,7 @@ mod tests {
         let limits = RebalanceLimits {
             threshold: 1.0,
             max_moves: 10,
+            fill_empty: false,
         };
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
         assert_eq!(moves.len(), 1);
@@ -593,6 +744,84 @@ mod tests {
         let nodes = vec![node(1, Some("mqtt1")), node(2, Some("mqtt3"))];
         let moves = rebalance(Strategy::Static, &three(), &nodes, limits);
         assert_eq!(targets(&moves), [(1, "mqtt2")]);
+    }
+
+    #[test]
+    fn only_nodes_a_move_can_reach_are_planned_moves() {
+        let mut brokers = three();
+        brokers[0].status = BrokerStatus::Offline;
+        let mut nodes = vec![
+            node(1, Some("mqtt1")),
+            node(2, Some("mqtt1")),
+            node(3, Some("mqtt1")),
+            node(4, None),
+        ];
+        // 2: firmware, observed on the dead broker (unreachable); 3: cannot move.
+        nodes[1].via = MoveVia::NodeConfig;
+        nodes[1].observed = Some("mqtt1".into());
+        nodes[1].reachable = false;
+        nodes[2].via = MoveVia::None;
+        nodes[3].via = MoveVia::NodeConfig;
+        let moves = evacuate(Strategy::Dynamic, &brokers, &nodes, "mqtt1");
+        assert_eq!(moves.iter().map(|m| m.node_id).collect::<Vec<_>>(), [1]);
+        // A firmware node is never placed by strategy: it is assigned where seen.
+        assert!(assign_new(Strategy::Static, &three(), &nodes).is_empty());
+        let limits = RebalanceLimits {
+            threshold: 0.01,
+            max_moves: 10,
+            fill_empty: true,
+        };
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
+        assert!(moves.iter().all(|m| m.node_id == 1), "{moves:?}");
+        // Reachable where it is observed, a firmware node may be moved.
+        nodes[1].reachable = true;
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
+        assert!(moves.iter().any(|m| m.node_id == 2), "{moves:?}");
+        assert!(moves.iter().all(|m| m.node_id != 3), "{moves:?}");
+    }
+
+    #[test]
+    fn an_empty_broker_gets_nodes_back_gradually_from_where_nodes_really_are() {
+        // mqtt3 just recovered: nodes are on mqtt1/mqtt2, load figures calm.
+        let brokers = three();
+        let mut nodes: Vec<_> = (1..=12)
+            .map(|i| node(i, Some(if i <= 8 { "mqtt1" } else { "mqtt2" })))
+            .collect();
+        let limits = RebalanceLimits {
+            threshold: 1.0,
+            max_moves: 1,
+            fill_empty: true,
+        };
+        // One move per round, from the fullest broker.
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
+        assert_eq!(moves.len(), 1);
+        assert_eq!(
+            (moves[0].from.as_deref(), moves[0].to.as_str()),
+            (Some("mqtt1"), "mqtt3")
+        );
+        // Up to half a fair share (12 / 3 / 2 = 2).
+        let more = RebalanceLimits {
+            max_moves: 10,
+            ..limits
+        };
+        let moves = rebalance(Strategy::Priority, &brokers, &nodes, more);
+        assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
+        // Assigned there but really still elsewhere: still empty.
+        nodes[8].current = Some("mqtt3".into());
+        nodes[8].observed = Some("mqtt2".into());
+        let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, more);
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        // Configured off: the load figures alone decide (calm: nothing).
+        let off = RebalanceLimits {
+            fill_empty: false,
+            ..more
+        };
+        nodes[8].current = Some("mqtt2".into());
+        assert!(rebalance(Strategy::Dynamic, &brokers, &nodes, off).is_empty());
+        // A standby broker is not general: it stays empty.
+        let mut with_standby = three();
+        with_standby[2].role = Role::Standby;
+        assert!(rebalance(Strategy::Dynamic, &with_standby, &nodes, more).is_empty());
     }
 
     #[test]

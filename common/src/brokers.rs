@@ -1,6 +1,7 @@
-//! The broker connections of a process, one per broker, and the routing rule
-//! for commands: the node's assigned broker when this process knows it, else
-//! the default broker (`MQTT_HOST`:`MQTT_PORT`, id `MQTT_BROKER_ID`).
+//! The broker connections of a process, one per broker, and the connection a
+//! command goes out on: its node's route (where the node is observed, else
+//! its assignment — decided by [`crate::command_route`]), else the default
+//! broker (`MQTT_HOST`:`MQTT_PORT`, id `MQTT_BROKER_ID`).
 //!
 //! A pool made by [`BrokerPool::connect_following`] follows the `brokers`
 //! table while it runs (see [`crate::broker_watch`]): a broker added or
@@ -263,16 +264,17 @@ impl BrokerPool {
             .expect("the default broker is never removed")
     }
 
-    /// The connection a command for a node goes out on: its assigned broker,
-    /// or the default one when it has no assignment. An assignment to a broker
-    /// this process has no connection to is an error, not a silent detour.
-    pub fn route(&self, assigned: Option<&str>) -> Result<MqttConnection, MqttError> {
-        match assigned {
+    /// The connection a command for a node goes out on: its route broker
+    /// (`Target::broker_id`, see [`crate::command_route`]), or the default
+    /// one when it has none. A route to a broker this process has no
+    /// connection to is an error, not a silent detour.
+    pub fn route(&self, routed: Option<&str>) -> Result<MqttConnection, MqttError> {
+        match routed {
             None => Ok(self.default_broker()),
             Some(id) => self.get(id).ok_or_else(|| {
                 warn!(
                     broker = id,
-                    "Node is assigned to a broker this process has no connection to."
+                    "Node is routed to a broker this process has no connection to."
                 );
                 MqttError::NotConnected
             }),

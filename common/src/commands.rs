@@ -61,7 +61,9 @@ pub struct Target {
     pub channel: String,
     /// The node's own HMAC key, if it has one.
     pub secret: Option<String>,
-    /// The broker the node is assigned to, if any.
+    /// The broker commands to the node go to (see
+    /// [`crate::command_route`]: where it is observed, else its assignment);
+    /// `None`: the default broker.
     pub broker_id: Option<String>,
 }
 
@@ -78,15 +80,19 @@ impl Target {
 }
 
 /// The select list and joins that build a [`Target`]; callers add `WHERE`.
-/// A node without a zone has no topic, so it is never a target.
-pub const TARGET_QUERY: &str = "\
-    SELECT n.id AS node_id, n.uid AS node_uid, z.id AS zone_id, z.uid AS zone_uid, \
-           g.uid AS greenhouse_uid, c.channel, n.secret, a.broker_id \
+/// A node without a zone has no topic, so it is never a target. Its broker
+/// is the route of [`crate::route_broker_sql!`], decided here once.
+pub const TARGET_QUERY: &str = concat!(
+    "SELECT n.id AS node_id, n.uid AS node_uid, z.id AS zone_id, z.uid AS zone_uid, \
+            g.uid AS greenhouse_uid, c.channel, n.secret, ",
+    crate::route_broker_sql!(),
+    " AS broker_id \
     FROM nodes n \
     JOIN zones z ON z.id = n.zone_id \
     JOIN greenhouses g ON g.id = z.greenhouse_id \
     JOIN node_channels c ON c.node_id = n.id \
-    LEFT JOIN node_broker_assignments a ON a.node_id = n.id ";
+    LEFT JOIN node_broker_assignments a ON a.node_id = n.id "
+);
 
 /// The target for `channel` of the node `node_uid`, if both exist.
 pub async fn find_target(
@@ -286,10 +292,11 @@ impl CommandSender {
         }
     }
 
-    /// Signs the command with the node's secret and `ts` = now, publishes it
-    /// on its broker following a move (see [`crate::command_route`]) and, if
-    /// it went to another broker than `broker_id`, records that broker in
-    /// the row. Returns the broker it went to and the publish outcome.
+    /// Publishes the command on its broker following a move (see
+    /// [`crate::command_route`]), signed with the node's secret at each
+    /// attempt (`ts` = the moment of that publish) and, if it went to
+    /// another broker than `broker_id`, records that broker in the row.
+    /// Returns the broker it went to and the publish outcome.
     async fn sign_and_publish(
         &self,
         target: &Target,
@@ -303,15 +310,17 @@ impl CommandSender {
             .secret
             .as_deref()
             .unwrap_or(self.default_secret.expose_secret());
-        let ts = chrono::Utc::now().timestamp();
-        let signed = signing::sign(secret.as_bytes(), cmd_id, cmd, params, ts);
-        let payload = serde_json::to_vec(&signed).expect("a command always serialises");
+        let payload = || {
+            let ts = chrono::Utc::now().timestamp();
+            let signed = signing::sign(secret.as_bytes(), cmd_id, cmd, params.clone(), ts);
+            bytes::Bytes::from(serde_json::to_vec(&signed).expect("a command always serialises"))
+        };
         let (routed_to, published) = crate::command_route::publish_following(
             &self.pool,
             &self.brokers,
             target.node_id,
             &target.command_topic(),
-            payload.into(),
+            payload,
             connection,
             broker_id.clone(),
         )
@@ -329,7 +338,7 @@ impl CommandSender {
     }
 
     /// Publishes a command already SENT once more, on the node's broker now
-    /// (signed anew, same `cmd_id`: a node executes a `cmd_id` once and
+    /// (signed anew with a fresh `ts`, same `cmd_id`: a node executes a `cmd_id` once and
     /// answers a repeat with its last response). For a command that went
     /// out on a broker that died before delivering it. Returns the broker it
     /// went to.

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod node_config;
+pub mod observed;
 pub mod payloads;
 pub mod probe;
 pub mod publish_tracker;

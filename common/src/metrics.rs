@@ -153,3 +153,15 @@ pub const DEVICE_BINDS: &str = "device_registry_binds_total";
 pub const DEVICE_CONFIG_PUSHES: &str = "device_registry_config_pushes_total";
 /// Gauge: binds waiting for the node's config_report.
 pub const DEVICE_PENDING_BINDS: &str = "device_registry_pending_binds";
+
+// ---------------------------------------------------------------- placement (issue 10: balancing that follows the node)
+
+/// Counter: NodeConfig pushes naming a new broker (moves of firmware nodes).
+pub const NODE_CONFIG_MOVES: &str = "node_config_moves_total";
+/// Gauge: nodes stranded on an OFFLINE broker (they cannot be moved; shown
+/// until they are observed on a broker again).
+pub const NODES_STRANDED: &str = "nodes_stranded";
+/// Counter: assignments that followed where a node was observed (a node that
+/// cannot follow config/update seen on another broker, or a move not made in
+/// time taken back).
+pub const ASSIGNMENTS_FOLLOWED: &str = "assignments_followed_observation_total";

@@ -1,7 +1,11 @@
 //! The node assignment engine. The holder of the `broker-registry.assignment`
-//! lease, every `ASSIGN_INTERVAL_MS`, gives each node without an assignment
-//! a broker by the configured strategy (`common::balance`), records it and
-//! publishes the retained config/update (`common::assignments`); every
+//! lease, every `ASSIGN_INTERVAL_MS`, first brings the assignments in line
+//! with where nodes are observed (`common::observed`: moves confirmed by an
+//! observation, nodes that cannot follow a config/update assigned where they
+//! are, NodeConfig moves not made in time taken back, the stranded gauge),
+//! then gives each `config_update` node without an assignment a broker by
+//! the configured strategy (`common::balance`), records it and tells the
+//! node by the means it supports (`common::assignments::carry_out`); every
 //! `REBALANCE_INTERVAL_SEC` it runs a rebalance bounded by the threshold,
 //! the move limit and the cooldown, so the system never flaps; and when a
 //! broker joins, it publishes every node's config/update there too, so a
@@ -14,6 +18,8 @@ use common::assignments::{self, Assignment, snapshot};
 use common::balance::{self, Move, RebalanceLimits, Strategy};
 use common::brokers::BrokerPool;
 use common::lease::LeaseGuard;
+use common::observed;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,16 +30,19 @@ pub const LEASE_NAME: &str = "broker-registry.assignment";
 /// How long a joining broker may take to accept our connection.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
 
-/// Records `moves` and announces them; returns the rows written.
+/// Records `moves` and tells each moved node (a config/update or a
+/// NodeConfig naming its new broker, keyed with `default_secret` when it has
+/// no secret of its own); returns the rows written.
 pub async fn apply(
     pool: &PgPool,
     brokers: &BrokerPool,
     moves: &[Move],
     strategy: Strategy,
+    default_secret: &str,
 ) -> Result<Vec<Assignment>, sqlx::Error> {
     let written = assignments::record_moves(pool, moves, strategy.as_str()).await?;
     if !written.is_empty() {
-        assignments::announce(pool, brokers, &written, None).await?;
+        assignments::carry_out(pool, brokers, &written, default_secret).await?;
     }
     Ok(written)
 }
@@ -47,6 +56,10 @@ pub struct EngineConfig {
     pub rebalance_interval: Option<Duration>,
     pub limits: RebalanceLimits,
     pub cooldown: Duration,
+    /// How long a NodeConfig move may take before it is taken back.
+    pub move_timeout: Duration,
+    /// `NODE_DEFAULT_SECRET`, for NodeConfigs of nodes without a secret.
+    pub default_secret: SecretString,
 }
 
 pub struct Engine {
@@ -80,6 +93,14 @@ impl Engine {
             if !self.lease.is_held() {
                 continue;
             }
+            if let Err(e) =
+                observed::follow_observations(&self.pool, self.config.move_timeout).await
+            {
+                warn!(error = %e, "Could not follow where nodes are observed; will retry.");
+            }
+            if let Err(e) = observed::stranded(&self.pool, None).await {
+                warn!(error = %e, "Could not count the stranded nodes; will retry.");
+            }
             if let Err(e) = self.assign_new().await {
                 warn!(error = %e, "Assigning new nodes failed; will retry.");
             }
@@ -100,7 +121,14 @@ impl Engine {
         if moves.is_empty() {
             return Ok(());
         }
-        let written = apply(&self.pool, &self.brokers, &moves, self.config.strategy).await?;
+        let written = apply(
+            &self.pool,
+            &self.brokers,
+            &moves,
+            self.config.strategy,
+            self.config.default_secret.expose_secret(),
+        )
+        .await?;
         info!(
             nodes = written.len(),
             strategy = self.config.strategy.as_str(),
@@ -115,7 +143,14 @@ impl Engine {
         if moves.is_empty() {
             return Ok(());
         }
-        let written = apply(&self.pool, &self.brokers, &moves, self.config.strategy).await?;
+        let written = apply(
+            &self.pool,
+            &self.brokers,
+            &moves,
+            self.config.strategy,
+            self.config.default_secret.expose_secret(),
+        )
+        .await?;
         info!(nodes = written.len(), "Rebalanced.");
         Ok(())
     }

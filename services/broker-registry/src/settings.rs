@@ -26,6 +26,12 @@ const fn default_rebalance_max_moves() -> usize {
 const fn default_move_cooldown_sec() -> u64 {
     600
 }
+const fn default_move_confirm_timeout_sec() -> u64 {
+    60
+}
+const fn default_true() -> bool {
+    true
+}
 fn default_strategy() -> String {
     "priority".into()
 }
@@ -79,6 +85,20 @@ pub struct RegistrySettings {
         deserialize_with = "de_from_str"
     )]
     pub move_cooldown_sec: u64,
+    /// `MOVE_CONFIRM_TIMEOUT_SEC`: a NodeConfig move the node has not made
+    /// (not observed on its new broker) after this long is taken back: its
+    /// assignment returns to where the node is observed.
+    #[serde(
+        default = "default_move_confirm_timeout_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub move_confirm_timeout_sec: u64,
+    /// `REBALANCE_FILL_EMPTY`: whether a rebalance gives a usable general
+    /// broker holding no node (a recovered one) nodes of the fullest one,
+    /// whatever the load figures say. `false` leaves it empty until the load
+    /// spread calls for it.
+    #[serde(default = "default_true", deserialize_with = "de_from_str")]
+    pub rebalance_fill_empty: bool,
 }
 
 /// One broker of `MQTT_BROKERS`.
@@ -116,6 +136,9 @@ impl RegistrySettings {
         if self.rebalance_max_moves == 0 {
             return fail("REBALANCE_MAX_MOVES must be at least 1");
         }
+        if self.move_confirm_timeout_sec == 0 {
+            return fail("MOVE_CONFIRM_TIMEOUT_SEC must be at least 1");
+        }
         Ok(())
     }
 
@@ -147,6 +170,10 @@ impl RegistrySettings {
 
     pub fn move_cooldown(&self) -> Duration {
         Duration::from_secs(self.move_cooldown_sec)
+    }
+
+    pub fn move_confirm_timeout(&self) -> Duration {
+        Duration::from_secs(self.move_confirm_timeout_sec)
     }
 }
 

@@ -61,6 +61,10 @@ impl App {
         brokers.subscribe_all(SYS_FILTER, QoS::AtMostOnce)?;
         let group = settings.share_group_or(SERVICE);
         brokers.subscribe_all(&TopicKind::Status.shared_filter(group), QoS::AtLeastOnce)?;
+        brokers.subscribe_all(
+            &TopicKind::ConfigReport.shared_filter(group),
+            QoS::AtLeastOnce,
+        )?;
 
         let tasks = TaskTracker::new();
         {
@@ -84,6 +88,7 @@ impl App {
         let limits = RebalanceLimits {
             threshold: registry.rebalance_threshold,
             max_moves: registry.rebalance_max_moves,
+            fill_empty: registry.rebalance_fill_empty,
         };
         let lease = Lease::new(
             pool.clone(),
@@ -102,6 +107,8 @@ impl App {
                     .then(|| Duration::from_secs(registry.rebalance_interval_sec)),
                 limits,
                 cooldown: registry.move_cooldown(),
+                move_timeout: registry.move_confirm_timeout(),
+                default_secret: settings.node_default_secret.clone(),
             },
             lease,
         };
@@ -113,6 +120,7 @@ impl App {
             strategy,
             limits,
             cooldown: registry.move_cooldown(),
+            default_secret: settings.node_default_secret.clone(),
         };
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))

@@ -4,12 +4,18 @@
 //!
 //! - **failover**: mark the broker OFFLINE, open a `failover_events` row
 //!   (or continue the open one), raise the `broker_offline` alert, give each
-//!   of its nodes a healthy broker by the active strategy, and publish their
+//!   of its nodes that can be moved a healthy broker by the active strategy,
+//!   and tell them by the means they support (`common::assignments::carry_out`:
 //!   retained config/updates on every broker still up — where the nodes'
-//!   fallback lists lead them;
-//! - **finish**: an event ends when no node is left on the broker and every
-//!   node it moved confirmed its new broker (`finished_at` = the last
-//!   confirmation), or after [`GIVE_UP`];
+//!   fallback lists lead them). A node that cannot be moved (a firmware
+//!   node, whose only broker is the dead one) is stranded: it stays
+//!   assigned there, shown as stranded (`common::observed`), until it is
+//!   observed on a broker again and broker-registry follows it;
+//! - **finish**: an event ends when every movable node left the broker and
+//!   confirmed its new one and none is stranded (`finished_at` = the last
+//!   confirmation), or at its deadline (`FAILOVER_EVENT_DEADLINE_SEC`)
+//!   whatever is left; either way with its counts: `nodes_moved` and
+//!   `details` `{moved, confirmed, stranded, all_confirmed}`;
 //! - **recovery**: mark it GOOD, resolve the alert and publish every node's
 //!   config/update on it again (what it kept from before is stale). Its
 //!   former nodes stay where they are until a rebalance moves them.
@@ -21,6 +27,7 @@ use common::balance::{self, Strategy};
 use common::broker_status::{self, BrokerStatus, Writer};
 use common::brokers::BrokerPool;
 use common::metrics as m;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
 use tracing::{error, info, warn};
@@ -31,14 +38,15 @@ use crate::detector::Signal;
 pub const LEASE_NAME: &str = "failover.decider";
 /// The alert a dead broker raises.
 pub const ALERT_TYPE: &str = "broker_offline";
-/// An event whose nodes have not all confirmed by then is closed anyway.
-pub const GIVE_UP: Duration = Duration::from_secs(120);
-
 pub struct Actor {
     pub pool: PgPool,
     pub brokers: BrokerPool,
     pub strategy: Strategy,
     pub holder: String,
+    /// An event not settled by then is closed with what it has.
+    pub event_deadline: Duration,
+    /// `NODE_DEFAULT_SECRET`, for NodeConfig moves of nodes without a secret.
+    pub default_secret: SecretString,
 }
 
 impl Actor {
@@ -111,7 +119,13 @@ impl Actor {
             return Ok(());
         }
         let written = assignments::record_moves(&self.pool, &moves, "failover").await?;
-        let published = assignments::announce(&self.pool, &self.brokers, &written, None).await?;
+        let (published, pushed) = assignments::carry_out(
+            &self.pool,
+            &self.brokers,
+            &written,
+            self.default_secret.expose_secret(),
+        )
+        .await?;
         let mut targets = serde_json::Map::new();
         for w in &written {
             let n = targets.entry(w.broker_id.clone()).or_insert(json!(0));
@@ -131,46 +145,64 @@ impl Actor {
             broker,
             nodes = written.len(),
             configs = published,
+            node_configs = pushed,
             "Nodes moved off the dead broker."
         );
         Ok(())
     }
 
-    /// Closes the events whose moves are all confirmed (or given up on).
+    /// Closes the events that settled or reached their deadline, with their
+    /// counts (see the module doc).
     pub async fn finish_events(&self) -> Result<(), sqlx::Error> {
-        let done: Vec<(String, i32, f64, bool)> = sqlx::query_as(
+        type Done = (String, i64, i64, i64, f64, bool);
+        let done: Vec<Done> = sqlx::query_as(concat!(
             "WITH open AS (SELECT f.id, f.broker_id, f.started_at, \
-                     (SELECT max(confirmed_at) FROM node_broker_assignments a \
-                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at) AS last_confirmed, \
-                     EXISTS (SELECT 1 FROM node_broker_assignments a \
+                     (SELECT count(*) FROM node_broker_assignments a \
                       WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
-                        AND a.confirmed_at IS NULL) AS waiting \
-                 FROM failover_events f WHERE f.kind = 'failover' AND f.finished_at IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM node_broker_assignments a WHERE a.broker_id = f.broker_id)) \
+                        AND a.strategy = 'failover') AS moved, \
+                     (SELECT count(*) FROM node_broker_assignments a \
+                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
+                        AND a.strategy = 'failover' AND a.confirmed_at IS NOT NULL) AS confirmed, \
+                     (SELECT max(a.confirmed_at) FROM node_broker_assignments a \
+                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
+                        AND a.strategy = 'failover') AS last_confirmed, \
+                     (SELECT count(*) FROM nodes n LEFT JOIN node_broker_assignments a ON a.node_id = n.id \
+                      WHERE n.move_via <> 'config_update' AND ",
+            common::route_broker_sql!(),
+            " = f.broker_id) AS stranded, \
+                     EXISTS (SELECT 1 FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id \
+                      WHERE a.broker_id = f.broker_id AND n.move_via = 'config_update') AS left_behind \
+                 FROM failover_events f WHERE f.kind = 'failover' AND f.finished_at IS NULL), \
+             judged AS (SELECT *, (moved = confirmed AND stranded = 0 AND NOT left_behind) AS settled FROM open) \
              UPDATE failover_events f \
-             SET finished_at = CASE WHEN open.waiting THEN now() ELSE COALESCE(open.last_confirmed, now()) END, \
-                 details = f.details || jsonb_build_object('all_confirmed', NOT open.waiting) \
-             FROM open WHERE f.id = open.id \
-               AND (NOT open.waiting OR open.started_at < now() - make_interval(secs => $1)) \
-             RETURNING f.broker_id, f.nodes_moved, \
-                 extract(epoch FROM f.finished_at - f.started_at)::float8, open.waiting",
-        )
-        .bind(GIVE_UP.as_secs_f64())
+             SET finished_at = CASE WHEN j.settled THEN COALESCE(j.last_confirmed, now()) ELSE now() END, \
+                 nodes_moved = GREATEST(f.nodes_moved, j.moved::int4), \
+                 details = f.details || jsonb_build_object('moved', j.moved, 'confirmed', j.confirmed, \
+                     'stranded', j.stranded, 'all_confirmed', j.moved = j.confirmed) \
+             FROM judged j WHERE f.id = j.id \
+               AND (j.settled OR j.started_at < now() - make_interval(secs => $1)) \
+             RETURNING f.broker_id, j.moved, j.confirmed, j.stranded, \
+                 extract(epoch FROM f.finished_at - f.started_at)::float8, j.settled"
+        ))
+        .bind(self.event_deadline.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
-        for (broker, moved, secs, gave_up) in done {
-            if gave_up {
-                warn!(
-                    broker,
-                    nodes = moved,
-                    "Failover closed; some nodes never confirmed their new broker."
-                );
-            } else {
+        for (broker, moved, confirmed, stranded, secs, settled) in done {
+            if settled {
                 info!(
                     broker,
-                    nodes = moved,
+                    moved,
+                    confirmed,
                     seconds = secs,
                     "Failover finished: every moved node confirmed."
+                );
+            } else {
+                warn!(
+                    broker,
+                    moved,
+                    confirmed,
+                    stranded,
+                    "Failover closed at its deadline; stranded nodes wait to reappear, unconfirmed moves may still land."
                 );
             }
         }

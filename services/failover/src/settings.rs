@@ -28,6 +28,9 @@ const fn default_silence_sec() -> u64 {
 const fn default_unanswered_sec() -> u64 {
     5
 }
+const fn default_event_deadline_sec() -> u64 {
+    120
+}
 fn default_strategy() -> String {
     "priority".into()
 }
@@ -62,6 +65,14 @@ pub struct FailoverSettings {
     /// without an answer make it suspect.
     #[serde(default = "default_unanswered_sec", deserialize_with = "de_from_str")]
     pub failover_unanswered_sec: u64,
+    /// `FAILOVER_EVENT_DEADLINE_SEC`: a failover event not settled (moves
+    /// unconfirmed, or nodes stranded) this long after it started is closed
+    /// with its counts.
+    #[serde(
+        default = "default_event_deadline_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub failover_event_deadline_sec: u64,
 }
 
 impl FailoverSettings {
@@ -84,6 +95,9 @@ impl FailoverSettings {
         }
         if s.failover_silence_sec == 0 || s.failover_unanswered_sec == 0 {
             return fail("FAILOVER_SILENCE_SEC and FAILOVER_UNANSWERED_SEC must be at least 1");
+        }
+        if s.failover_event_deadline_sec == 0 {
+            return fail("FAILOVER_EVENT_DEADLINE_SEC must be at least 1");
         }
         Ok(s)
     }
@@ -111,6 +125,10 @@ impl FailoverSettings {
 
     pub fn silence(&self) -> Duration {
         Duration::from_secs(self.failover_silence_sec)
+    }
+
+    pub fn event_deadline(&self) -> Duration {
+        Duration::from_secs(self.failover_event_deadline_sec)
     }
 
     pub fn unanswered(&self) -> Duration {

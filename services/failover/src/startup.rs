@@ -73,6 +73,8 @@ impl App {
                 brokers: brokers.clone(),
                 strategy: failover.strategy()?,
                 holder: holder.clone(),
+                event_deadline: failover.event_deadline(),
+                default_secret: settings.node_default_secret.clone(),
             },
             settings: failover,
             lease,

@@ -212,3 +212,112 @@ async fn two_failover_instances_never_both_act_and_a_standby_takes_over() {
     // Everything is on the one broker left.
     assert!(c.assignments().await.iter().all(|(_, b, _)| b == "mqtt1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_moves_nodes_with_fallbacks_strands_the_others_and_closes_at_its_deadline() {
+    let c = Cluster::start(Options {
+        extra: vec![("FAILOVER_EVENT_DEADLINE_SEC".into(), "15".into())],
+        ..Options::default()
+    })
+    .await
+    .expect("cluster starts");
+    c.wait_settled().await;
+    let victim = "mqtt2";
+    let moved = c.nodes_on(victim).await;
+    assert!(!moved.is_empty());
+    // Two firmware nodes on the victim: no fallbacks, only it to listen on.
+    sqlx::raw_sql(
+        "INSERT INTO nodes (uid, zone_id, type, move_via, observed_broker_id, observed_at) \
+           SELECT 'nd-fw-' || i, (SELECT min(id) FROM zones), 'ph', 'node_config', 'mqtt2', now() \
+           FROM generate_series(1, 2) i;",
+    )
+    .execute(c.pool())
+    .await
+    .unwrap();
+    let adopted = eventually(WAIT, || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id \
+             WHERE n.uid LIKE 'nd-fw-%' AND a.broker_id = 'mqtt2' AND a.confirmed_at IS NOT NULL",
+        )
+        .fetch_one(c.pool())
+        .await
+        .ok()?;
+        (n == 2).then_some(())
+    })
+    .await;
+    assert!(
+        adopted.is_some(),
+        "firmware nodes are assigned where they are seen"
+    );
+
+    let mut c = c;
+    c.broker_mut(victim).kill();
+    // The event closes at its deadline (its firmware nodes never settle it).
+    let event = eventually(WAIT, || async {
+        sqlx::query_as::<_, (i32, serde_json::Value, f64)>(
+            "SELECT nodes_moved, details, extract(epoch FROM finished_at - started_at)::float8 \
+             FROM failover_events WHERE broker_id = $1 AND finished_at IS NOT NULL",
+        )
+        .bind(victim)
+        .fetch_optional(c.pool())
+        .await
+        .ok()
+        .flatten()
+    })
+    .await
+    .expect("the failover event finishes");
+    let (nodes_moved, details, seconds) = event;
+    assert_eq!(nodes_moved as usize, moved.len(), "{details}");
+    assert_eq!(details["moved"], moved.len(), "{details}");
+    assert_eq!(details["confirmed"], moved.len(), "{details}");
+    assert_eq!(details["stranded"], 2, "{details}");
+    assert!(
+        seconds >= 15.0,
+        "closed at its deadline, not before: {seconds}"
+    );
+    // The nodes with fallbacks are elsewhere and confirmed; none was told to
+    // move the firmware nodes, which stay stranded on the dead broker.
+    for uid in &moved {
+        let node = c.sim_nodes.iter().find(|n| n.uid() == uid).unwrap();
+        assert_ne!(node.link().broker_url(), c.url_of(victim), "{uid} moved");
+    }
+    let stranded = |c: &Cluster| {
+        let (http, url) = (c.http.clone(), format!("{}/api/nodes/stranded", c.registry));
+        async move {
+            let body: serde_json::Value = http.get(url).send().await.ok()?.json().await.ok()?;
+            let mut uids: Vec<String> = body["data"]
+                .as_array()?
+                .iter()
+                .map(|n| n["node_uid"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            uids.sort();
+            Some(uids)
+        }
+    };
+    assert_eq!(
+        stranded(&c).await.unwrap(),
+        ["nd-fw-1", "nd-fw-2"],
+        "shown as stranded"
+    );
+    // One reappears on another broker: followed there, no longer stranded.
+    sqlx::query(
+        "UPDATE nodes SET observed_broker_id = 'mqtt1', observed_at = now() + interval '1 second' \
+         WHERE uid = 'nd-fw-1'",
+    )
+    .execute(c.pool())
+    .await
+    .unwrap();
+    let back = eventually(WAIT, || async {
+        let on: String = sqlx::query_scalar(
+            "SELECT a.broker_id FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id \
+             WHERE n.uid = 'nd-fw-1'",
+        )
+        .fetch_one(c.pool())
+        .await
+        .ok()?;
+        let left = stranded(&c).await?;
+        (on == "mqtt1" && left == ["nd-fw-2"]).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "a stranded node that reappears is followed");
+}

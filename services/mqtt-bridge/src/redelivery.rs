@@ -22,17 +22,22 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// A stranded command: (cmd_id, cmd, params, node uid, channel).
 type Stranded = (String, String, Value, String, String);
 
-/// Open SENT commands on an OFFLINE broker whose node is confirmed elsewhere.
+/// Open SENT commands on an OFFLINE broker whose node is now routed to
+/// another broker where it really is (observed there, or its move there
+/// confirmed).
 pub async fn stranded(pool: &PgPool) -> Result<Vec<Stranded>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "SELECT c.cmd_id, c.cmd, c.params, n.uid, c.channel FROM commands c \
          JOIN brokers b ON b.id = c.broker_id AND b.status = 'OFFLINE' \
-         JOIN node_broker_assignments a ON a.node_id = c.node_id \
-              AND a.broker_id <> c.broker_id AND a.confirmed_at IS NOT NULL \
          JOIN nodes n ON n.id = c.node_id \
-         WHERE c.finished_at IS NULL AND c.status = 'SENT' \
-         ORDER BY c.cmd_id LIMIT 500",
-    )
+         LEFT JOIN node_broker_assignments a ON a.node_id = c.node_id \
+         WHERE c.finished_at IS NULL AND c.status = 'SENT' AND ",
+        common::route_broker_sql!(),
+        " <> c.broker_id \
+           AND (a.confirmed_at IS NOT NULL OR n.observed_broker_id = ",
+        common::route_broker_sql!(),
+        ") ORDER BY c.cmd_id LIMIT 500"
+    ))
     .fetch_all(pool)
     .await
 }

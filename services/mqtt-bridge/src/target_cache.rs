@@ -1,9 +1,12 @@
 //! A short-lived cache of resolved command targets (node, channel, zone,
-//! greenhouse, secret, assigned broker), so a burst of commands to the same
+//! greenhouse, secret, and the route broker of `common::command_route`:
+//! where the node is observed, else its assignment), so a burst of commands to the same
 //! nodes does not repeat the same lookup for each.
 //!
-//! Entries live one second: a node moved to another zone or broker is
-//! followed within that second. Only successful lookups are cached, so an
+//! Entries live one second: a node moved to another zone, or seen on
+//! another broker, is followed within that second (and a command sent in
+//! that second still follows it: the send path reads the route again when
+//! the cached broker does not deliver). Only successful lookups are cached, so an
 //! unknown node or channel is always looked up again (and explained).
 
 use std::collections::HashMap;

@@ -1,4 +1,7 @@
-//! `GET /api/assignments` (the node → broker mapping), and the operator's
+//! `GET /api/assignments` (the node → broker mapping, with how each node
+//! can be moved and where it is observed), `GET /api/nodes/stranded` (nodes
+//! that cannot be moved, on an OFFLINE broker, until they reappear), and
+//! the operator's
 //! rebalance: `GET /api/rebalance/plan` shows what a rebalance would move,
 //! `POST /api/rebalance` applies one (`{"strategy"?, "max_moves"?}`).
 
@@ -18,6 +21,7 @@ use crate::error::ApiError;
 pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/api/assignments", get(list))
+        .route("/api/nodes/stranded", get(stranded))
         .route("/api/rebalance/plan", get(plan))
         .route("/api/rebalance", post(rebalance))
 }
@@ -34,6 +38,11 @@ async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json
     .bind(&f.broker)
     .fetch_all(&s.pool)
     .await?;
+    Ok(Json(json!({ "status": "ok", "data": rows })))
+}
+
+async fn stranded(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let rows = common::observed::stranded(&s.pool, None).await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))
 }
 
@@ -102,7 +111,14 @@ async fn rebalance(State(s): State<ApiState>, body: Bytes) -> Result<Json<Value>
         parse_body(&body)?
     };
     let (strategy, moves) = make_plan(&s, &request).await?;
-    let written = engine::apply(&s.pool, &s.brokers, &moves, strategy).await?;
+    let written = engine::apply(
+        &s.pool,
+        &s.brokers,
+        &moves,
+        strategy,
+        secrecy::ExposeSecret::expose_secret(&s.default_secret),
+    )
+    .await?;
     let applied: Vec<Move> = moves
         .into_iter()
         .filter(|m| written.iter().any(|w| w.node_id == m.node_id))

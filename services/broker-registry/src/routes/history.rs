@@ -59,9 +59,31 @@ async fn advisor(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let (views, nodes) = common::assignments::snapshot(&s.pool, s.cooldown).await?;
     let moves = balance::rebalance(s.strategy, &views, &nodes, s.limits);
     if !moves.is_empty() {
+        // The exact call that applies this plan (the same strategy and bound).
+        let body = json!({ "strategy": s.strategy.as_str(), "max_moves": s.limits.max_moves });
+        let plan: Vec<Value> = moves
+            .iter()
+            .map(|m| json!({ "node_id": m.node_id, "from": m.from, "to": m.to }))
+            .collect();
         suggestions.push(json!({
             "kind": "rebalance",
-            "message": format!("a {} rebalance would move {} nodes now (GET /api/rebalance/plan, POST /api/rebalance)", s.strategy.as_str(), moves.len()),
+            "message": format!(
+                "a {} rebalance would move {} nodes now: POST /api/rebalance {body} (the plan: GET /api/rebalance/plan)",
+                s.strategy.as_str(), moves.len()
+            ),
+            "request": { "method": "POST", "path": "/api/rebalance", "body": body },
+            "plan": plan,
+        }));
+    }
+    let stranded = common::observed::stranded(&s.pool, None).await?;
+    if !stranded.is_empty() {
+        let uids: Vec<&str> = stranded.iter().map(|n| n.node_uid.as_str()).collect();
+        suggestions.push(json!({
+            "kind": "stranded",
+            "message": format!(
+                "{} nodes are stranded on a dead broker and cannot be moved by us: {} (bring the broker back, or reconfigure the nodes; they are followed as soon as they reappear)",
+                stranded.len(), uids.join(", ")
+            ),
         }));
     }
     Ok(Json(json!({ "status": "ok", "data": suggestions })))

@@ -23,6 +23,8 @@ pub struct ApiState {
     pub strategy: Strategy,
     pub limits: RebalanceLimits,
     pub cooldown: Duration,
+    /// `NODE_DEFAULT_SECRET`, for NodeConfig moves of nodes without a secret.
+    pub default_secret: secrecy::SecretString,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -74,7 +74,8 @@ pub async fn spawn_registry(roles: &[&str], extra: &[(&str, &str)]) -> TestRegis
 }
 
 /// Greenhouse `gh-r`, zones `zn-normal` and `zn-critical` (priority
-/// critical), and `normal` + `critical` nodes `nd-n-{i}` / `nd-c-{i}`;
+/// critical), and `normal` + `critical` nodes `nd-n-{i}` / `nd-c-{i}`
+/// that follow config/update (`move_via` = `config_update`, as node-sim's);
 /// returns every node's id by uid.
 pub async fn seed_nodes(pool: &PgPool, normal: usize, critical: usize) -> HashMap<String, i64> {
     sqlx::raw_sql(
@@ -91,7 +92,8 @@ pub async fn seed_nodes(pool: &PgPool, normal: usize, critical: usize) -> HashMa
     ] {
         for i in 1..=n {
             sqlx::query(
-                "INSERT INTO nodes (uid, zone_id, type) SELECT $1, id, 'ph' FROM zones WHERE uid = $2",
+                "INSERT INTO nodes (uid, zone_id, type, move_via) \
+                 SELECT $1, id, 'ph', 'config_update' FROM zones WHERE uid = $2",
             )
             .bind(format!("{prefix}-{i}"))
             .bind(zone)

@@ -1,0 +1,239 @@
+//! Where commands go (issue 10): to the broker the node is observed on,
+//! never to one it was only assigned to; a command that waits for a move is
+//! signed at the moment it is published, and a command published again is
+//! signed again.
+
+mod helpers;
+
+use std::time::Duration;
+
+use common::QoS;
+use common::mqtt::{Inbound, MqttConfig, MqttConnection};
+use common::payloads::Command;
+use common::signing;
+use common::testing::{TestBroker, TestDb, eventually};
+use helpers::{SECRET, TOKEN, seed, settings_for};
+use mqtt_bridge::App;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+const COMMANDS: &str = "hydro/+/+/+/+/command";
+
+/// A bridge connected to two brokers (`mqtt1` the default, `mqtt2`).
+struct TwoBrokers {
+    base: String,
+    db: TestDb,
+    brokers: [TestBroker; 2],
+    stop: CancellationToken,
+    http: reqwest::Client,
+}
+
+impl Drop for TwoBrokers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn spawn_two() -> TwoBrokers {
+    common::logging::init_for_tests();
+    let db = TestDb::new().await;
+    seed(&db.pool).await;
+    let brokers = [TestBroker::start().await, TestBroker::start().await];
+    for (id, b) in ["mqtt1", "mqtt2"].iter().zip(&brokers) {
+        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
+            .bind(id)
+            .bind(b.url())
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let app = App::build(settings_for(&db, brokers[0].port, &[]))
+        .await
+        .expect("app builds");
+    for id in ["mqtt1", "mqtt2"] {
+        app.brokers()
+            .get(id)
+            .expect("connected to every broker of the table")
+            .wait_connected(WAIT)
+            .await
+            .expect("bridge connects");
+    }
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    TwoBrokers {
+        base,
+        db,
+        brokers,
+        stop,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TwoBrokers {
+    /// A node-side client on broker `i` subscribed to `filter`.
+    async fn node_on(&self, i: usize, filter: &str) -> (MqttConnection, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(64);
+        let c = MqttConnection::start(
+            MqttConfig::new("n", &self.brokers[i].url(), &format!("node-{i}")),
+            Some(tx),
+            self.stop.clone(),
+        )
+        .unwrap();
+        c.subscribe(filter, QoS::AtLeastOnce).unwrap();
+        c.wait_connected(WAIT).await.unwrap();
+        c.publish("settle", "x", false).await.unwrap();
+        (c, rx)
+    }
+
+    async fn command(&self, node: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/bridge/nodes/{node}/commands", self.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"cmd": "run_pump", "channel": "pump_acid", "params": {"ml": 2.5}}))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn sql(&self, sql: &str) {
+        sqlx::raw_sql(sql).execute(&self.db.pool).await.unwrap();
+    }
+}
+
+async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Command {
+    let m = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a command arrives")
+        .unwrap();
+    Command::decode(&m.payload).expect("a contract command")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_go_where_the_node_is_observed_not_where_it_is_assigned() {
+    let t = spawn_two().await;
+    // nd-ph-1: assigned (and once confirmed) on mqtt1, seen on mqtt2 since;
+    // nd-ph-2: no assignment (the default would be mqtt1), seen on mqtt2.
+    t.sql(
+        "UPDATE nodes SET move_via = 'node_config', observed_broker_id = 'mqtt2', observed_at = now() \
+           WHERE uid IN ('nd-ph-1', 'nd-ph-2');
+         INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts, assigned_at, confirmed_at) \
+           SELECT id, 'mqtt1', 'static', 1, now() - interval '1 hour', now() - interval '1 hour' FROM nodes WHERE uid = 'nd-ph-1';",
+    )
+    .await;
+    let (_n1, mut on_1) = t.node_on(0, COMMANDS).await;
+    let (_n2, mut on_2) = t.node_on(1, COMMANDS).await;
+    for node in ["nd-ph-1", "nd-ph-2"] {
+        let (code, body) = t.command(node).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["data"]["broker_id"], "mqtt2", "{body}");
+        let command = next(&mut on_2).await;
+        assert_eq!(command.cmd_id, body["data"]["command_id"]);
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), on_1.recv())
+            .await
+            .is_err(),
+        "nothing went to the broker the node has not joined"
+    );
+    // A confirmation newer than the observation is where it is now.
+    t.sql(
+        "UPDATE node_broker_assignments SET confirmed_at = now() + interval '1 second' \
+           WHERE node_id = (SELECT id FROM nodes WHERE uid = 'nd-ph-1')",
+    )
+    .await;
+    tokio::time::sleep(mqtt_bridge_cache_ttl()).await;
+    let (code, body) = t.command("nd-ph-1").await;
+    assert_eq!(
+        (code, &body["data"]["broker_id"]),
+        (200, &json!("mqtt1")),
+        "{body}"
+    );
+    next(&mut on_1).await;
+}
+
+/// Longer than the bridge's target cache keeps a lookup.
+fn mqtt_bridge_cache_ttl() -> Duration {
+    Duration::from_millis(1_200)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_waiting_for_a_move_is_signed_when_published_and_signed_again_when_resent() {
+    let t = spawn_two().await;
+    // nd-ph-1 is moving to mqtt1 (not confirmed); it is on mqtt2 in truth,
+    // where nobody has seen it yet. Nobody listens on mqtt1.
+    t.sql(
+        "UPDATE nodes SET move_via = 'config_update' WHERE uid = 'nd-ph-1';
+         INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts) \
+           SELECT id, 'mqtt1', 'dynamic', 1 FROM nodes WHERE uid = 'nd-ph-1';",
+    )
+    .await;
+    let topic = "hydro/gh-t/zn-a/nd-ph-1/pump_acid/command";
+    let (_n2, mut on_2) = t.node_on(1, topic).await;
+    let requested = chrono::Utc::now().timestamp();
+    let request = {
+        let (http, base) = (t.http.clone(), t.base.clone());
+        tokio::spawn(async move {
+            let r = http
+                .post(format!("{base}/bridge/nodes/nd-ph-1/commands"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"cmd": "run_pump", "channel": "pump_acid", "params": {"ml": 2.5}}))
+                .send()
+                .await
+                .expect("request");
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    };
+    // The command waits; 6 s later the node's move is confirmed on mqtt2.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    t.sql(
+        "UPDATE node_broker_assignments SET broker_id = 'mqtt2', previous_broker_id = 'mqtt1', confirmed_at = now() \
+           WHERE node_id = (SELECT id FROM nodes WHERE uid = 'nd-ph-1')",
+    )
+    .await;
+    let first = next(&mut on_2).await;
+    let received = chrono::Utc::now().timestamp();
+    let (code, body) = request.await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["broker_id"], "mqtt2");
+    assert!(
+        first.ts >= requested + 5,
+        "ts {} is the publish moment, not the request's ({requested})",
+        first.ts
+    );
+    assert!(first.ts <= received + 1);
+    assert!(signing::verify(SECRET.as_bytes(), &first));
+
+    // mqtt2 dies before the node answered; the node shows up on mqtt1: the
+    // command goes out again there, signed anew.
+    let (_n1, mut on_1) = t.node_on(0, topic).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    t.sql(
+        "UPDATE brokers SET status = 'OFFLINE' WHERE id = 'mqtt2';
+         UPDATE nodes SET observed_broker_id = 'mqtt1', observed_at = now() + interval '1 second' WHERE uid = 'nd-ph-1';",
+    )
+    .await;
+    let again = next(&mut on_1).await;
+    assert_eq!(again.cmd_id, first.cmd_id);
+    assert!(again.ts > first.ts, "re-signed with a fresh ts");
+    assert_ne!(again.sig, first.sig);
+    assert!(signing::verify(SECRET.as_bytes(), &again));
+    let moved = eventually(WAIT, || async {
+        let broker: String = sqlx::query_scalar("SELECT broker_id FROM commands WHERE cmd_id = $1")
+            .bind(&first.cmd_id)
+            .fetch_one(&t.db.pool)
+            .await
+            .ok()?;
+        (broker == "mqtt1").then_some(())
+    })
+    .await;
+    assert!(moved.is_some(), "the row names the broker it went out on");
+}
