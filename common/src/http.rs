@@ -175,6 +175,44 @@ pub fn ops_router(health: Health) -> Router {
         .with_state(health)
 }
 
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "status": "error", "code": code, "message": message })),
+    )
+        .into_response()
+}
+
+async fn route_not_found() -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such endpoint; see the README for the API",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// A service with an API: `api` behind the bearer `token`, `/metrics` and
+/// `/health` beside it, JSON errors for unknown routes and methods, and every
+/// request counted ([`track_requests`]).
+pub fn api_router(api: Router, token: crate::auth::ApiToken, health: Health) -> Router {
+    api.layer(axum::middleware::from_fn_with_state(
+        token,
+        crate::auth::require_token,
+    ))
+    .merge(ops_router(health))
+    .fallback(route_not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(axum::middleware::from_fn(track_requests))
+}
+
 /// Middleware: counts requests by matched route, method and status, and
 /// times them. Unmatched paths are labelled `unmatched`, keeping labels bounded.
 pub async fn track_requests(request: Request, next: Next) -> Response {

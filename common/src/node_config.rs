@@ -187,7 +187,10 @@ pub async fn build(
         .unwrap_or_default();
     // Ours to decide, never echoed back from a report.
     extra.remove("capabilities");
-    extra.insert(BROKER_URL_FIELD.into(), Value::String(broker_url.to_owned()));
+    extra.insert(
+        BROKER_URL_FIELD.into(),
+        Value::String(broker_url.to_owned()),
+    );
     Ok(NodeConfig {
         node_id: place.node_uid,
         version: FORMAT_VERSION,

@@ -3,9 +3,7 @@
 //! config_report), the inbox consumer, the bind expiry, and the HTTP server
 //! with its bearer-token API.
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use common::auth::{ApiToken, require_token};
+use common::auth::ApiToken;
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::service::Runner;
@@ -18,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::error::ApiError;
 use crate::pushes::Registry;
 use crate::settings::DeviceSettings;
 use crate::uplink::Uplink;
@@ -81,16 +78,10 @@ impl App {
             default_broker_url: settings.default_broker_url(),
             bind_ttl: device.bind_ttl(),
         };
-        let api = routes::router(registry)
-            .layer(axum::middleware::from_fn_with_state(token, require_token));
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = api
-            .merge(common::http::ops_router(health))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
-            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let router = common::http::api_router(routes::router(registry), token, health);
         let runner = Runner::bind(
             SERVICE,
             settings.http_port_or(DEFAULT_PORT),
@@ -125,37 +116,5 @@ impl App {
     /// Serves until `shutdown`, then stops the background work.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.runner.run_until_stopped(shutdown).await
-    }
-}
-
-async fn not_found() -> impl IntoResponse {
-    ApiError::not_found(
-        "route_not_found",
-        "no such endpoint; see the README for the API",
-    )
-}
-
-async fn method_not_allowed() -> impl IntoResponse {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(
-            serde_json::json!({"status":"error","code":"method_not_allowed","message":"this endpoint does not take that method"}),
-        ),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn filters_cover_both_hellos_the_temp_namespace_and_reports() {
-        assert_eq!(
-            super::filters("device-registry"),
-            [
-                "$share/device-registry/hydro/node_hello",
-                "$share/device-registry/hydro/+/+/+/node_hello",
-                "$share/device-registry/hydro/gh-temp/zn-temp/#",
-                "$share/device-registry/hydro/+/+/+/config_report",
-            ]
-        );
     }
 }

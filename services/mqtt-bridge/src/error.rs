@@ -16,9 +16,6 @@ pub enum ApiError {
     /// 422: well-formed, but a value is not acceptable.
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
-    /// 401: bearer token missing or wrong.
-    #[error("{0}")]
-    Unauthorized(&'static str),
     /// 404: zone, node, channel, command or route unknown.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -64,11 +61,6 @@ impl ApiError {
             ApiError::Unprocessable { code, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone())
             }
-            ApiError::Unauthorized(message) => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                (*message).to_owned(),
-            ),
             ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message.clone()),
             ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
             ApiError::Unavailable { code, message } => {

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use common::brokers::BrokerPool;
 use common::commands::CommandSender;
 use common::http::{Dependency, Health};
@@ -23,8 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::auth::{ApiToken, require_token};
-use crate::error::ApiError;
+use crate::auth::ApiToken;
 use crate::routes::commands::{self, CommandsState};
 use crate::{DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
 
@@ -98,16 +95,10 @@ impl App {
                 .as_ref()
                 .map(|t| Arc::from(t.expose_secret())),
         );
-        let api = commands::router(state)
-            .layer(axum::middleware::from_fn_with_state(token, require_token));
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = api
-            .merge(common::http::ops_router(health))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
-            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let router = common::http::api_router(commands::router(state), token, health);
 
         let runner = Runner::bind(
             SERVICE,
@@ -145,20 +136,4 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.runner.run_until_stopped(shutdown).await
     }
-}
-
-async fn not_found() -> impl IntoResponse {
-    ApiError::not_found(
-        "route_not_found",
-        "no such endpoint; see the README for the API",
-    )
-}
-
-async fn method_not_allowed() -> impl IntoResponse {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(
-            serde_json::json!({"status":"error","code":"method_not_allowed","message":"this endpoint does not take that method"}),
-        ),
-    )
 }

@@ -128,7 +128,12 @@ async fn stack() -> Stack {
 }
 
 impl Stack {
-    async fn call(&self, method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self.http.request(method, url).bearer_auth(TOKEN);
         if let Some(b) = body {
             r = r.json(&b);
