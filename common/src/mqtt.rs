@@ -4,7 +4,7 @@
 //! - one connection per broker per process, never one per publish;
 //! - the event loop runs in its own task, is never blocked by publishers, and
 //!   keeps being polled after an error, with a capped exponential backoff;
-//! - subscriptions are made again after every reconnect without a session;
+//! - subscriptions are made again after every reconnect (see `on_connected`);
 //! - `publish` resolves only when the broker acknowledged a QoS 1 message, and
 //!   reports failure (not connected in time, refused, timed out) instead of
 //!   swallowing it;
@@ -516,8 +516,15 @@ async fn run_event_loop(
     debug!(broker, "MQTT event loop stopped.");
 }
 
-/// After CONNACK: restore subscriptions and, without a session, re-send every
-/// publish still waiting for its PUBACK, oldest first, before any new one.
+/// After CONNACK: make the subscriptions again and, without a session,
+/// re-send every publish still waiting for its PUBACK, oldest first, before
+/// any new one.
+///
+/// Subscriptions are made again even when the broker says it kept the
+/// session: Mosquitto restores a persistent session from its persistence file
+/// after a restart without its shared subscriptions, and still answers
+/// `session_present`, so a client trusting it would receive nothing for good.
+/// Subscribing again to a filter the session has is harmless.
 fn on_connected(shared: &Shared, session_present: bool) {
     let mut state = shared.lock();
     if !session_present {
@@ -534,10 +541,10 @@ fn on_connected(shared: &Shared, session_present: bool) {
                 }
             }
         }
-        for (filter, qos) in &state.subscriptions {
-            if shared.client.try_subscribe(filter.clone(), *qos).is_err() {
-                error!(broker = %shared.broker_id, filter, "Could not restore a subscription.");
-            }
+    }
+    for (filter, qos) in &state.subscriptions {
+        if shared.client.try_subscribe(filter.clone(), *qos).is_err() {
+            error!(broker = %shared.broker_id, filter, "Could not restore a subscription.");
         }
     }
     state.connected = true;

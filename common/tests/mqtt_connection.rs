@@ -252,3 +252,38 @@ async fn broker_crash_in_flight_publishes_are_resent() {
     assert_eq!(publisher.pending_publishes(), 0);
     stop.cancel();
 }
+
+/// A persistent session (as history-logger's) with a shared subscription
+/// survives a broker restart: Mosquitto hands back the session from its
+/// persistence file without the shared subscription (and says the session is
+/// present), so the subscriptions are made again after every connect. Seen on
+/// `make up`: after 1884 came back, history-logger stored nothing from it.
+#[tokio::test]
+async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart() {
+    let mut broker = TestBroker::start().await;
+    let stop = CancellationToken::new();
+    let (tx, mut rx) = mpsc::channel(100);
+    let mut c = config(&broker, "persistent");
+    c.client_id = format!("persistent-{}", uuid::Uuid::new_v4().simple());
+    c.session_expiry = Some(3600);
+    let sub = MqttConnection::start(c, Some(tx), stop.clone()).unwrap();
+    sub.subscribe("$share/g/s/#", QoS::AtLeastOnce).unwrap();
+    sub.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
+    publish_until_received(&publisher, "s/1", "before", &mut rx)
+        .await
+        .expect("subscribed before the crash");
+    // A clean stop: the broker saves the session to its persistence file.
+    broker.stop();
+    eventually(Duration::from_secs(30), || async {
+        (!sub.is_connected()).then_some(())
+    })
+    .await
+    .unwrap();
+    broker.resume().await;
+    sub.wait_connected(Duration::from_secs(15)).await.unwrap();
+    while rx.try_recv().is_ok() {}
+    let got = publish_until_received(&publisher, "s/2", "after", &mut rx).await;
+    assert_eq!(got.expect("message after the restart").topic, "s/2");
+    stop.cancel();
+}
