@@ -43,6 +43,8 @@ class FirmwareNode:
         self.commands: list[dict] = []
         self.time_responses = 0
         self.connected = threading.Event()
+        # Namespaces it left a retained status or will in (cleared by stop()).
+        self.namespaces: set[str] = set()
         self.client = self._client()
 
     # ------------------------------------------------------------ clock
@@ -72,8 +74,13 @@ class FirmwareNode:
         assert self.connected.wait(15), f"{self.hardware_id}: no CONNACK from {self.port}"
 
     def stop(self) -> None:
-        self.client.loop_stop()
+        """Disconnects, clearing the retained status and will it left, so a
+        later run on the same broker does not meet this test's node."""
+        for ns in sorted(self.namespaces | {self._ns()}):
+            for kind in ("status", "lwt"):
+                self.client.publish(f"{ns}/{kind}", b"", qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
+        self.client.loop_stop()
 
     def _on_connect(self, c, userdata, flags, reason_code, properties):
         # The firmware's order: config topics, commands, time; then ask the time.
@@ -107,6 +114,8 @@ class FirmwareNode:
 
     # ------------------------------------------------------------ uplink
     def publish(self, suffix: str, body: dict, retain: bool = False) -> None:
+        if retain:
+            self.namespaces.add(self._ns())
         info = self.client.publish(f"{self._ns()}/{suffix}", json.dumps(body), qos=1,
                                    retain=retain)
         info.wait_for_publish(10)
