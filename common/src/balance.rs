@@ -348,9 +348,10 @@ pub struct RebalanceLimits {
 /// on its `node_id % n` broker), then — for dynamic and priority — nodes from
 /// the most to the least loaded general broker while the spread is above the
 /// threshold; with `fill_empty`, a general broker that holds (observed, else
-/// assigned) less than half a fair share first gets nodes of the fullest one. Nodes that
-/// moved recently stay unless their broker is no longer usable for them; a
-/// node that cannot be moved always stays; never more than `max_moves`.
+/// assigned) less than half a fair share first gets nodes of the fullest one,
+/// whatever their cooldown. Otherwise nodes that moved recently stay unless
+/// their broker is no longer usable for them; a node that cannot be moved
+/// always stays; never more than `max_moves`.
 pub fn rebalance(
     strategy: Strategy,
     brokers: &[BrokerView],
@@ -457,8 +458,9 @@ pub fn rebalance(
 /// Gives each general broker that holds less than half a fair share of the
 /// nodes (at least one; counted where nodes really are) nodes of the fullest
 /// one until it holds that much, while the fullest keeps more than the
-/// receiver will have. Bounded by `max_moves`, so a recovered broker is
-/// refilled over several rounds; beyond half a share the load spread decides.
+/// receiver will have, moved recently or not. Bounded by `max_moves`, so a
+/// recovered broker is refilled over several rounds; beyond half a share the
+/// load spread decides.
 fn fill_empty(
     planner: &mut Planner<'_>,
     general: &[String],
@@ -492,11 +494,15 @@ fn fill_empty(
             if count <= held[to] + 1 {
                 break;
             }
+            // The move cooldown does not hold here: a broker under half a
+            // share (empty after its recovery, or left out by the first
+            // placement) is refilled now, and the fill cannot swing back —
+            // it stops at half a share, and the spread step below keeps the
+            // cooldown.
             let Some(node) = nodes.iter().find(|n| {
                 n.placed() == Some(from)
                     && n.current.as_deref() == Some(from)
                     && n.movable()
-                    && !n.cooling
                     && !moved.contains(&n.node_id)
                     && planner.fits(n, to)
             }) else {
@@ -805,6 +811,12 @@ mod tests {
             ..limits
         };
         let moves = rebalance(Strategy::Priority, &brokers, &nodes, more);
+        assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
+        // Even when every node was just placed (all cooling down): an empty
+        // GOOD broker is not left empty while the others carry the load.
+        let mut cooling = nodes.clone();
+        cooling.iter_mut().for_each(|n| n.cooling = true);
+        let moves = rebalance(Strategy::Dynamic, &brokers, &cooling, more);
         assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
         // Assigned there but really still elsewhere: still empty.
         nodes[8].current = Some("mqtt3".into());
