@@ -129,6 +129,10 @@ pub struct MqttConfig {
     pub nodelay: bool,
 }
 
+/// The longest [`MqttConnection::disconnect`] waits for its DISCONNECT to
+/// leave.
+pub const DISCONNECT_WAIT: Duration = Duration::from_secs(2);
+
 impl MqttConfig {
     /// Sensible defaults for one broker; `client_id` gets a random suffix.
     pub fn new(broker_id: &str, url: &str, client_prefix: &str) -> Self {
@@ -418,9 +422,20 @@ impl MqttConnection {
             .map_err(|_| MqttError::Closed)
     }
 
-    /// Sends DISCONNECT, so the broker does not publish the last will.
+    /// Sends DISCONNECT, so the broker does not publish the last will, and
+    /// waits (at most [`DISCONNECT_WAIT`]) until it is out.
+    ///
+    /// The request only queues the packet; the event loop writes it, then
+    /// stops and reports the connection down. A caller that stopped the loop
+    /// right after queueing could cut the connection before the packet left,
+    /// and the broker would publish the last will of a node that is alive
+    /// elsewhere (seen when node-sim switched brokers).
     pub async fn disconnect(&self) {
-        let _ = self.shared.client.disconnect().await;
+        let mut connected = self.shared.connected_tx.subscribe();
+        if self.shared.client.disconnect().await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(DISCONNECT_WAIT, connected.wait_for(|up| !up)).await;
     }
 }
 

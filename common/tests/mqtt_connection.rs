@@ -287,3 +287,52 @@ async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart()
     assert_eq!(got.expect("message after the restart").topic, "s/2");
     stop.cancel();
 }
+
+/// A connection stopped right after `disconnect()` has sent its DISCONNECT:
+/// the broker publishes no last will (a node switching brokers must not be
+/// declared gone by the one it leaves).
+#[tokio::test]
+async fn disconnect_then_stop_leaves_no_last_will() {
+    let broker = TestBroker::start().await;
+    let stop = CancellationToken::new();
+    let (tx, mut rx) = mpsc::channel(100);
+    let watcher =
+        MqttConnection::start(config(&broker, "watcher"), Some(tx), stop.clone()).unwrap();
+    watcher.subscribe("will/#", QoS::AtLeastOnce).unwrap();
+    watcher
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
+    publish_until_received(&publisher, "will/probe", "probe", &mut rx)
+        .await
+        .expect("watcher subscribed");
+    for i in 0..10 {
+        let own_stop = CancellationToken::new();
+        let mut c = config(&broker, "leaving");
+        c.last_will = Some(common::LastWill::new(
+            format!("will/{i}"),
+            "offline",
+            QoS::AtLeastOnce,
+            false,
+            None,
+        ));
+        let leaving = MqttConnection::start(c, None, own_stop.clone()).unwrap();
+        leaving
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+        leaving.disconnect().await;
+        own_stop.cancel();
+    }
+    // Any will would arrive within this; a probe after it proves delivery.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut wills = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        if m.topic != "will/probe" {
+            wills.push(m.topic);
+        }
+    }
+    assert!(wills.is_empty(), "last wills published: {wills:?}");
+    stop.cancel();
+}
