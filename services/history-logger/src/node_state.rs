@@ -11,9 +11,11 @@
 //!   broker that is not the node's observed one changes nothing
 //!   (`other_broker`): a broker restarted with old retained last wills cannot
 //!   take down nodes that moved away from it;
-//! - a status ONLINE whose `ts` is older than the node's `observed_at` is a
-//!   retained replay (`stale`) and changes nothing, so it cannot pull the
-//!   observation back to a broker the node left.
+//! - a status ONLINE from another broker whose `ts` is more than
+//!   [`STALE_SLACK_SEC`] older than the node's `observed_at` is a retained
+//!   replay (`stale`) and changes nothing, so it cannot pull the observation
+//!   back to a broker the node left. From the node's own broker an ONLINE
+//!   always counts: it moves nothing.
 //! - a node with no observation yet (or on a broker missing from the
 //!   `brokers` table, which cannot be recorded) is taken at its word.
 //!
@@ -26,6 +28,13 @@ use chrono::{DateTime, Utc};
 use common::payloads::NodeState;
 use common::zone_events::ZoneEvent;
 use serde_json::json;
+
+/// How much older than the node's last observation (seconds) an ONLINE from
+/// another broker must be to count as a retained replay. The node's `ts` is
+/// whole seconds from a clock synced to ours, and `observed_at` is rewritten
+/// at most every 5 s: a fresh ONLINE can look a few seconds old, a replay
+/// left behind by a failover is older than that.
+pub const STALE_SLACK_SEC: i64 = 10;
 
 /// The alert type a vanished node raises.
 pub const NODE_OFFLINE_ALERT: &str = "node_offline";
@@ -205,8 +214,12 @@ pub fn plan<'a>(known: &HashMap<i64, Known>, happenings: &[Happening<'a>]) -> Pl
                 state: NodeState::Online,
                 ts,
             } => {
-                let stale =
-                    ts >= MIN_CLOCK_TS && node.now.observed_at.is_some_and(|o| ts < o.timestamp());
+                let stale = other_broker
+                    && ts >= MIN_CLOCK_TS
+                    && node
+                        .now
+                        .observed_at
+                        .is_some_and(|o| ts < o.timestamp() - STALE_SLACK_SEC);
                 if stale {
                     plan.ignored.push((*h, Ignored::Stale));
                     continue;
@@ -409,6 +422,12 @@ mod tests {
         let p = plan(&k, &[h("b1", 101, status(NodeState::Online, 50))]);
         assert!(p.rows.is_empty());
         assert_eq!(p.ignored[0].1, Ignored::Stale);
+        // Within the slack (whole-second ts, a lagging observation) it counts.
+        let p = plan(&k, &[h("b1", 101, status(NodeState::Online, 95))]);
+        assert!(p.ignored.is_empty());
+        // From the node's own broker an ONLINE always counts.
+        let p = plan(&k, &[h("b2", 101, status(NodeState::Online, 50))]);
+        assert!(p.ignored.is_empty());
         // A fresh one does (the node moved back).
         let p = plan(&k, &[h("b1", 101, status(NodeState::Online, 101))]);
         assert_eq!(p.rows[0].observed_broker.as_deref(), Some("b1"));
