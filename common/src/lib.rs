@@ -1,5 +1,6 @@
 //! What two or more hydro services need, written once.
 
+pub mod api_error;
 pub mod assignments;
 pub mod auth;
 pub mod balance;

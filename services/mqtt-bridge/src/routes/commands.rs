@@ -325,7 +325,7 @@ async fn send(
         .sender
         .send(&target, command)
         .await
-        .map_err(ApiError::Store)?
+        .map_err(ApiError::from)?
     {
         SendOutcome::Sent { broker_id } => Ok(sent_answer(&cmd_id, &target.node_uid, &broker_id)),
         SendOutcome::Failed { broker_id, error } => {
