@@ -35,7 +35,21 @@ class FirmwareNode:
         self.host, self.port = host, port
         self.gh, self.zone, self.node = TEMP_GH, TEMP_ZONE, self.hardware_id
         self.secret = default_secret
+        # What the backend pushed and the node applied (None before a bind).
         self.config: dict | None = None
+        # The factory NodeConfig (NVS defaults): what it reports until bound.
+        self.own_config = {
+            "node_id": self.hardware_id, "version": 3, "type": node_type,
+            "fw_version": fw_version, "gh_uid": TEMP_GH, "zone_uid": TEMP_ZONE,
+            "channels": [
+                {"name": "ph_sensor", "type": "SENSOR", "metric": "PH", "poll_interval_ms": 3000},
+                {"name": "pump_acid", "type": "ACTUATOR", "actuator_type": "PUMP",
+                 "safe_limits": {"max_duration_ms": 5000, "min_off_ms": 3000}},
+                {"name": "pump_base", "type": "ACTUATOR", "actuator_type": "PUMP",
+                 "safe_limits": {"max_duration_ms": 5000, "min_off_ms": 3000}},
+            ],
+            "wifi": {"configured": True}, "mqtt": {"host": host, "port": port, "keepalive": 30},
+        }
         self.clock_offset: float | None = None  # set by the time response
         self.lock = threading.Lock()
         self.configs: list[dict] = []
@@ -98,8 +112,13 @@ class FirmwareNode:
             return
         if msg.topic == "hydro/time/response":
             with self.lock:
+                first = self.clock_offset is None
                 self.clock_offset = float(body["unix_ts"]) - time.time()
                 self.time_responses += 1
+            if first:
+                # As the firmware on connect, once the clock is set: the
+                # NodeConfig it runs.
+                threading.Thread(target=self.report_config, daemon=True).start()
             return
         if msg.topic.endswith("/config"):
             with self.lock:
@@ -127,6 +146,12 @@ class FirmwareNode:
             "hardware_revision": "v1.0", "capabilities": ["ph", "temperature"],
             "provisioning_meta": {"node_name": None, "greenhouse_token": None, "zone_id": None},
         }), qos=1).wait_for_publish(10)
+
+    def report_config(self) -> None:
+        running = self.config or self.own_config
+        report = {k: v for k, v in running.items() if k != "node_secret"}
+        report["fw_version"] = self.fw_version
+        self.publish("config_report", report)
 
     def online(self) -> None:
         self.publish("status", {"status": "ONLINE", "ts": self.now()}, retain=True)
@@ -168,11 +193,9 @@ class FirmwareNode:
             self.client.unsubscribe([f"{old_ns}/config", f"{old_ns}/+/command"])
             self.client.subscribe(f"{self._ns()}/config", qos=1)
             self.client.subscribe(f"{self._ns()}/+/command", qos=1)
-        report = {k: v for k, v in config.items() if k != "node_secret"}
-        report["fw_version"] = self.fw_version
         if not self.synced:
             return
-        self.publish("config_report", report)
+        self.report_config()
         self.online()
 
     # ------------------------------------------------------------ commands

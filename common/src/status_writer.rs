@@ -6,8 +6,10 @@
 //! same rows (a node often answers ACK before its SENT mark is written): a
 //! SENT mark and the node's ACK usually fold into the same statement. The
 //! rules of [`crate::command_status`] hold in SQL: a status only moves to a
-//! higher rank; a late SENT mark still fills in `sent_at`; the first final
-//! status wins with its details.
+//! higher rank; a late SENT mark still fills in `sent_at`, never later than
+//! the node's answer (the mark's clock is read after the broker's PUBACK,
+//! which can come after the node's ACK); the first final status wins with
+//! its details.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -106,7 +108,8 @@ static APPLY_SQL: LazyLock<String> = LazyLock::new(|| {
               locked AS (SELECT c.cmd_id FROM commands c JOIN v ON v.cmd_id = c.cmd_id ORDER BY c.cmd_id FOR UPDATE OF c) \
          UPDATE commands c SET \
              status = CASE WHEN {moves} THEN v.status ELSE c.status END, \
-             sent_at = COALESCE(c.sent_at, v.sent_at), \
+             sent_at = COALESCE(c.sent_at, CASE WHEN v.sent_at IS NOT NULL THEN \
+                 LEAST(v.sent_at, COALESCE(c.ack_at, v.ack_at), COALESCE(c.finished_at, v.finished_at)) END), \
              ack_at = COALESCE(c.ack_at, v.ack_at), \
              finished_at = CASE WHEN {finishes} THEN v.finished_at ELSE c.finished_at END, \
              error_code = CASE WHEN {finishes} THEN v.error_code ELSE c.error_code END, \

@@ -135,15 +135,17 @@ pub fn from_readings(readings: &Value) -> Vec<NodeConfigChannel> {
 }
 
 /// The channels of a bind's NodeConfig when the request names none and the
-/// node never reported its config: what it sent while unbound, else the
-/// defaults of its type.
+/// node never reported its config: the defaults of its type (its pumps and
+/// relays send no readings), and every sensor it sent readings of while
+/// unbound that the defaults do not name.
 pub fn for_bind(node_type: &str, readings: &Value) -> Vec<NodeConfigChannel> {
-    let seen = from_readings(readings);
-    if seen.is_empty() {
-        type_defaults(node_type)
-    } else {
-        seen
+    let mut channels = type_defaults(node_type);
+    for seen in from_readings(readings) {
+        if !channels.iter().any(|c| c.name == seen.name) {
+            channels.push(seen);
+        }
     }
+    channels
 }
 
 /// Checks channels given in a bind request; the message names the problem.
@@ -209,13 +211,18 @@ mod tests {
     }
 
     #[test]
-    fn bind_channels_prefer_what_the_node_sent() {
+    fn bind_channels_are_the_type_defaults_and_what_the_node_sent() {
         let readings = json!({"ph_sensor": {"metric": "PH", "value": 6.5, "ts": 1}, "bad name": {"metric": "EC"}});
         let c = for_bind("ph", &readings);
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].metric.as_deref(), Some("PH"));
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ph_sensor", "pump_acid", "pump_base"]);
+        let extra = json!({"soil_1": {"metric": "SOIL_MOISTURE"}});
+        let c = for_bind("ph", &extra);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[3].metric.as_deref(), Some("SOIL_MOISTURE"));
         assert_eq!(for_bind("ph", &json!({})).len(), 3);
         assert!(for_bind("unknown", &json!({})).is_empty());
+        assert_eq!(for_bind("unknown", &extra).len(), 1);
     }
 
     #[test]
