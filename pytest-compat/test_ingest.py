@@ -96,9 +96,14 @@ def test_malformed_and_unknown_messages_are_kept_aside(logger, seeded, db, uniqu
 
 
 def test_offline_raises_and_online_resolves_the_node_alert(logger, seeded, db):
-    node = "nd-light-13"
-    zone = sql_rows(db, "select z.uid from nodes n join zones z on z.id = n.zone_id where n.uid = %s", node)[0][0]
-    topic = f"hydro/{seeded}/{zone}/{node}/status"
+    # A node of our own that sends nothing else: any uplink of a simulated
+    # node would bring it back ONLINE at once (and resolve the alert) after
+    # the OFFLINE this test publishes for it.
+    node = "nd-compat-quiet"
+    sql_rows(db, """insert into nodes (uid, zone_id, type)
+                    select %s, id, 'ph' from zones where uid = 'zn-1'
+                    on conflict (uid) do nothing returning id""", node)
+    topic = f"hydro/{seeded}/zn-1/{node}/status"
 
     def alert_status():
         rows = sql_rows(db, """
