@@ -335,10 +335,10 @@ pub struct RebalanceLimits {
     pub threshold: f64,
     /// At most this many moves per plan.
     pub max_moves: usize,
-    /// Give a usable general broker holding less than half a fair share of
-    /// the nodes (a recovered one) nodes from the fullest one, up to that
-    /// half, whatever the load figures say (dynamic and priority; static
-    /// places by id).
+    /// Give a usable general broker holding less than a fair share of the
+    /// nodes (a recovered one) nodes from the fullest one, up to that share,
+    /// whatever the load figures say (dynamic and priority; static places by
+    /// id).
     pub fill_empty: bool,
 }
 
@@ -348,7 +348,7 @@ pub struct RebalanceLimits {
 /// on its `node_id % n` broker), then — for dynamic and priority — nodes from
 /// the most to the least loaded general broker while the spread is above the
 /// threshold; with `fill_empty`, a general broker that holds (observed, else
-/// assigned) less than half a fair share first gets nodes of the fullest one,
+/// assigned) less than a fair share first gets nodes of the fullest one,
 /// whatever their cooldown. Otherwise nodes that moved recently stay unless
 /// their broker is no longer usable for them; a node that cannot be moved
 /// always stays; never more than `max_moves`.
@@ -455,12 +455,12 @@ pub fn rebalance(
     moves
 }
 
-/// Gives each general broker that holds less than half a fair share of the
-/// nodes (at least one; counted where nodes really are) nodes of the fullest
-/// one until it holds that much, while the fullest keeps more than the
-/// receiver will have, moved recently or not. Bounded by `max_moves`, so a
-/// recovered broker is refilled over several rounds; beyond half a share the
-/// load spread decides.
+/// Gives each general broker that holds less than a fair share of the nodes
+/// (their number over the general brokers', at least one; counted where
+/// nodes really are) nodes of the fullest one until it holds that much,
+/// while the fullest keeps more than the receiver will have, moved recently
+/// or not. Bounded by `max_moves`, so a recovered broker is refilled over
+/// several rounds; beyond the share the load spread decides.
 fn fill_empty(
     planner: &mut Planner<'_>,
     general: &[String],
@@ -477,7 +477,7 @@ fn fill_empty(
         }
     }
     let total: usize = held.values().sum();
-    let share = (total / general.len().max(1) / 2).max(1);
+    let share = (total / general.len().max(1)).max(1);
     let empty: Vec<&str> = held
         .iter()
         .filter(|(_, n)| **n < share)
@@ -494,11 +494,11 @@ fn fill_empty(
             if count <= held[to] + 1 {
                 break;
             }
-            // The move cooldown does not hold here: a broker under half a
-            // share (empty after its recovery, or left out by the first
-            // placement) is refilled now, and the fill cannot swing back —
-            // it stops at half a share, and the spread step below keeps the
-            // cooldown.
+            // The move cooldown does not hold here: a broker under its share
+            // (empty after its recovery, or left out by the first placement)
+            // is refilled now, and the fill cannot swing back — it takes only
+            // from the fullest broker, stops at the share, and the spread
+            // step below keeps the cooldown.
             let Some(node) = nodes.iter().find(|n| {
                 n.placed() == Some(from)
                     && n.current.as_deref() == Some(from)
@@ -805,24 +805,25 @@ mod tests {
             (moves[0].from.as_deref(), moves[0].to.as_str()),
             (Some("mqtt1"), "mqtt3")
         );
-        // Up to half a fair share (12 / 3 / 2 = 2).
+        // Up to a fair share (12 / 3 = 4), the fullest giving.
         let more = RebalanceLimits {
             max_moves: 10,
             ..limits
         };
+        let refill = [(1, "mqtt3"), (2, "mqtt3"), (3, "mqtt3"), (4, "mqtt3")];
         let moves = rebalance(Strategy::Priority, &brokers, &nodes, more);
-        assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
+        assert_eq!(targets(&moves), refill);
         // Even when every node was just placed (all cooling down): an empty
         // GOOD broker is not left empty while the others carry the load.
         let mut cooling = nodes.clone();
         cooling.iter_mut().for_each(|n| n.cooling = true);
         let moves = rebalance(Strategy::Dynamic, &brokers, &cooling, more);
-        assert_eq!(targets(&moves), [(1, "mqtt3"), (2, "mqtt3")]);
+        assert_eq!(targets(&moves), refill);
         // Assigned there but really still elsewhere: still empty.
         nodes[8].current = Some("mqtt3".into());
         nodes[8].observed = Some("mqtt2".into());
         let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, more);
-        assert_eq!(moves.len(), 2, "{moves:?}");
+        assert_eq!(moves.len(), 4, "{moves:?}");
         // Configured off: the load figures alone decide (calm: nothing).
         let off = RebalanceLimits {
             fill_empty: false,
@@ -833,7 +834,10 @@ mod tests {
         // A standby broker is not general: it stays empty.
         let mut with_standby = three();
         with_standby[2].role = Role::Standby;
-        assert!(rebalance(Strategy::Dynamic, &with_standby, &nodes, more).is_empty());
+        let moves = rebalance(Strategy::Dynamic, &with_standby, &nodes, more);
+        assert!(moves.iter().all(|m| m.to != "mqtt3"), "{moves:?}");
+        // (the two general ones even out: 8/4 → 6/6)
+        assert_eq!(targets(&moves), [(1, "mqtt2"), (2, "mqtt2")]);
     }
 
     #[test]
