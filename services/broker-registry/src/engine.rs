@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::assignments::{self, Assignment, snapshot};
-use common::balance::{self, Move, RebalanceLimits, Strategy};
+use common::balance::{self, BrokerView, Move, NodeView, RebalanceLimits, Strategy};
 use common::brokers::BrokerPool;
 use common::lease::LeaseGuard;
 use common::observed;
@@ -116,32 +116,41 @@ impl Engine {
     }
 
     async fn assign_new(&self) -> Result<(), sqlx::Error> {
-        let (brokers, nodes) = snapshot(&self.pool, self.config.cooldown).await?;
-        let moves = balance::assign_new(self.config.strategy, &brokers, &nodes);
-        if moves.is_empty() {
-            return Ok(());
+        let strategy = self.config.strategy;
+        let written = self
+            .plan_and_apply(|brokers, nodes| balance::assign_new(strategy, brokers, nodes))
+            .await?;
+        if let Some(written) = written {
+            info!(
+                nodes = written,
+                strategy = strategy.as_str(),
+                "New nodes assigned."
+            );
         }
-        let written = apply(
-            &self.pool,
-            &self.brokers,
-            &moves,
-            self.config.strategy,
-            self.config.default_secret.expose_secret(),
-        )
-        .await?;
-        info!(
-            nodes = written.len(),
-            strategy = self.config.strategy.as_str(),
-            "New nodes assigned."
-        );
         Ok(())
     }
 
     async fn rebalance(&self) -> Result<(), sqlx::Error> {
+        let (strategy, limits) = (self.config.strategy, self.config.limits);
+        let written = self
+            .plan_and_apply(|brokers, nodes| balance::rebalance(strategy, brokers, nodes, limits))
+            .await?;
+        if let Some(written) = written {
+            info!(nodes = written, "Rebalanced.");
+        }
+        Ok(())
+    }
+
+    /// Reads the brokers and nodes, plans moves with `plan` and carries them
+    /// out; returns how many assignments were written (`None`: no move planned).
+    async fn plan_and_apply(
+        &self,
+        plan: impl FnOnce(&[BrokerView], &[NodeView]) -> Vec<Move>,
+    ) -> Result<Option<usize>, sqlx::Error> {
         let (brokers, nodes) = snapshot(&self.pool, self.config.cooldown).await?;
-        let moves = balance::rebalance(self.config.strategy, &brokers, &nodes, self.config.limits);
+        let moves = plan(&brokers, &nodes);
         if moves.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let written = apply(
             &self.pool,
@@ -151,8 +160,7 @@ impl Engine {
             self.config.default_secret.expose_secret(),
         )
         .await?;
-        info!(nodes = written.len(), "Rebalanced.");
-        Ok(())
+        Ok(Some(written.len()))
     }
 
     /// Publishes every node's config/update on a broker that just joined,

@@ -316,20 +316,8 @@ impl Inner {
     /// a fleet does not publish in lockstep.
     async fn run_uplink(self: Arc<Self>) {
         let mut connected = self.link.connected_watch();
-        let stagger = |period: Duration| {
-            let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
-            Instant::now() + Duration::from_millis(rand::random_range(0..ms))
-        };
-        let mut telemetry = tokio::time::interval_at(
-            stagger(self.ctx.telemetry_interval),
-            self.ctx.telemetry_interval,
-        );
-        telemetry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval_at(
-            stagger(self.ctx.heartbeat_interval),
-            self.ctx.heartbeat_interval,
-        );
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut telemetry = staggered_interval(self.ctx.telemetry_interval);
+        let mut heartbeat = staggered_interval(self.ctx.heartbeat_interval);
         let mut last_step = Instant::now();
         if *connected.borrow_and_update() {
             self.publish_status(NodeState::Online).await;
@@ -623,4 +611,15 @@ impl Inner {
             warn!(node = %self.spec.uid, topic = %message.topic, problem, "Undecodable command ignored.");
         }
     }
+}
+
+/// A ticker of `period` whose first tick falls at a random point of its
+/// first period, so that a fleet of nodes does not publish in lockstep; a
+/// late tick is not made up for.
+pub(crate) fn staggered_interval(period: Duration) -> tokio::time::Interval {
+    let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+    let first = Instant::now() + Duration::from_millis(rand::random_range(0..ms));
+    let mut ticker = tokio::time::interval_at(first, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
 }

@@ -339,20 +339,8 @@ impl Inner {
         mut inbox: mpsc::Receiver<Inbound>,
     ) -> Next {
         let mut connected = connection.connected_watch();
-        let stagger = |period: Duration| {
-            let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
-            Instant::now() + Duration::from_millis(rand::random_range(0..ms))
-        };
-        let mut telemetry = tokio::time::interval_at(
-            stagger(self.ctx.telemetry_interval),
-            self.ctx.telemetry_interval,
-        );
-        telemetry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval_at(
-            stagger(self.ctx.heartbeat_interval),
-            self.ctx.heartbeat_interval,
-        );
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut telemetry = crate::node::staggered_interval(self.ctx.telemetry_interval);
+        let mut heartbeat = crate::node::staggered_interval(self.ctx.heartbeat_interval);
         let mut time_retry =
             tokio::time::interval_at(Instant::now() + self.ctx.time_retry, self.ctx.time_retry);
         time_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
