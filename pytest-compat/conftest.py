@@ -162,6 +162,21 @@ def _common_env(database_url: str) -> dict[str, str]:
     }
 
 
+
+def mqtt_client(prefix: str = "compat", *, user: str | None = None,
+                password: str | None = None) -> "mqtt.Client":
+    """A paho MQTT v5 client for the suite's broker, not yet connected.
+
+    Every MQTT client a test makes comes from here, so the broker login lives in
+    one place: `user`/`password` default to the suite's backend account."""
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"{prefix}-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    if user is not None:
+        client.username_pw_set(user, password)
+    return client
+
+
 def clear_retained_moves(settle: float = 1.5) -> int:
     """Clears retained nodes/+/config/update messages on the suite's broker.
 
@@ -169,9 +184,7 @@ def clear_retained_moves(settle: float = 1.5) -> int:
     (nd-ph-1, ...); node-sim's nodes would follow them to other brokers, which
     this suite's services (one broker, no registry) do not use."""
     topics: set[str] = set()
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"compat-clear-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt_client("compat-clear")
     client.on_connect = lambda c, *a: c.subscribe("nodes/+/config/update", qos=1)
     client.on_message = lambda c, u, msg: topics.add(msg.topic) if msg.retain else None
     client.connect(MQTT_HOST, MQTT_PORT, keepalive=30)
@@ -330,9 +343,7 @@ def commands_on_mqtt(seeded):
     subscribed = threading.Event()
     topic = f"hydro/{seeded}/+/+/+/command"
 
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"compat-listener-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt_client("compat-listener")
 
     def on_connect(c, userdata, flags, reason_code, properties):
         c.subscribe(topic, qos=1)

@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 import redis
 import requests
 
-from conftest import (HISTORY_DEAD_LETTER_KEY, MQTT_HOST, MQTT_PORT, REDIS_URL, sql_rows,
-                      wait_until)
+from conftest import (HISTORY_DEAD_LETTER_KEY, MQTT_HOST, MQTT_PORT, REDIS_URL, mqtt_client,
+                      sql_rows, wait_until)
 
 
 def publish(topic: str, payload: bytes | str, qos: int = 1) -> None:
     """Publishes one message with QoS 1 and waits for the broker's PUBACK."""
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"compat-pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+    client = mqtt_client("compat-pub")
     client.connect(MQTT_HOST, MQTT_PORT)
     client.loop_start()
     try:
