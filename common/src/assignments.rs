@@ -8,7 +8,8 @@
 //!    skipped, so two writers never undo each other);
 //! 2. [`carry_out`] tells each moved node by the means it supports
 //!    (`nodes.move_via`): a `config_update` node gets the retained
-//!    `nodes/{node}/config/update` ([`announce`]) on every broker this
+//!    `nodes/{node}/config/update` ([`announce`], signed with the node's
+//!    secret like its commands) on every broker this
 //!    process is connected to — wherever the node is now and wherever its
 //!    fallback list will lead it; a `node_config` node (the firmware) gets
 //!    a NodeConfig naming the new broker's host/port on its config topic,
@@ -27,7 +28,7 @@
 //! broker it is seen on (confirmed), follows it when it reappears elsewhere,
 //! and takes back a NodeConfig move the node did not make in time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -42,6 +43,7 @@ use crate::metrics as m;
 use crate::mqtt::Inbound;
 use crate::node_config;
 use crate::payloads::{ConfigUpdate, NodeState, Status};
+use crate::signing;
 use crate::topics::{NodeTopic, TopicKind, config_update_topic};
 
 /// Concurrent retained publishes while announcing a batch of moves.
@@ -158,6 +160,7 @@ pub fn config_for(
         broker_id: assignment.broker_id.clone(),
         fallback,
         ts: assignment.config_ts,
+        sig: String::new(),
     })
 }
 
@@ -173,15 +176,31 @@ pub async fn broker_urls(pool: &PgPool) -> Result<BTreeMap<String, String>, sqlx
 /// `config_update` node on every broker of `brokers` that is connected (a
 /// dead one is skipped, not waited for); any other node is skipped: it
 /// would not follow it. `only` limits it to one broker (a broker that came
-/// back, or joined). Returns how many publishes the brokers acknowledged.
+/// back, or joined). Each is signed with the node's secret, or
+/// `default_secret` when it has none (the key its commands are signed with).
+/// Returns how many publishes the brokers acknowledged.
 pub async fn announce(
     pool: &PgPool,
     brokers: &BrokerPool,
     assignments: &[Assignment],
     only: Option<&str>,
+    default_secret: &str,
 ) -> Result<usize, sqlx::Error> {
     let reachable = reachable_brokers(pool).await?;
     let urls = broker_urls(pool).await?;
+    let ids: Vec<i64> = assignments
+        .iter()
+        .filter(|a| a.move_via == VIA_CONFIG_UPDATE)
+        .map(|a| a.node_id)
+        .collect();
+    let secrets: HashMap<i64, Option<String>> = sqlx::query_as::<_, (i64, Option<String>)>(
+        "SELECT id, secret FROM nodes WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
     let connections: Vec<_> = brokers
         .all()
         .into_iter()
@@ -196,6 +215,11 @@ pub async fn announce(
             warn!(node = %a.node_uid, broker = %a.broker_id, "Assignment to an unknown broker; not announced.");
             continue;
         };
+        let secret = secrets
+            .get(&a.node_id)
+            .and_then(Option::as_deref)
+            .unwrap_or(default_secret);
+        let config = signing::sign_config_update(secret.as_bytes(), config);
         let payload = bytes::Bytes::from(serde_json::to_vec(&config).expect("config serialises"));
         let topic = config_update_topic(&a.node_uid);
         for c in &connections {
@@ -230,7 +254,7 @@ pub async fn carry_out(
     written: &[Assignment],
     default_secret: &str,
 ) -> Result<(usize, usize), sqlx::Error> {
-    let announced = announce(pool, brokers, written, None).await?;
+    let announced = announce(pool, brokers, written, None, default_secret).await?;
     let pushed = push_node_configs(pool, brokers, written, default_secret).await?;
     Ok((announced, pushed))
 }

@@ -404,7 +404,9 @@ impl NodeHello {
     }
 }
 
-/// `nodes/{node}/config/update`, retained: move to another broker.
+/// `nodes/{node}/config/update`, retained: move to another broker. Signed
+/// like a command (see [`crate::signing::sign_config_update`]); an unsigned
+/// one decodes (with an empty `sig`) so the node can refuse it by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigUpdate {
     /// `mqtt://host:port` of the broker to use from now on.
@@ -413,8 +415,13 @@ pub struct ConfigUpdate {
     /// Brokers to try in order when `mqtt_broker` is unreachable.
     #[serde(default)]
     pub fallback: Vec<String>,
-    /// Seconds since the epoch.
+    /// Seconds since the epoch; also orders moves (a node takes only a
+    /// higher one than it has).
     pub ts: i64,
+    /// HMAC-SHA256 (hex) of the canonical form of the other fields, keyed
+    /// with the node's secret; empty when unsigned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sig: String,
 }
 
 impl ConfigUpdate {

@@ -13,12 +13,16 @@
 //!   equal to its `int` (cJSON saturates to ±2³¹) prints as that integer
 //!   (`2.0` → `2`, `-0.0` → `0`); anything else prints `%1.15g`, or `%1.17g`
 //!   when 15 digits do not give the same double back (`1e21` → `1e+21`).
+//!
+//! A move (`nodes/{node}/config/update`) is signed the same way: the
+//! canonical form of its object without `sig` (`broker_id`, `fallback`,
+//! `mqtt_broker`, `ts`), keyed with the same secret as the node's commands.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::payloads::Command;
+use crate::payloads::{Command, ConfigUpdate};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -165,6 +169,38 @@ pub fn verify(secret: &[u8], command: &Command) -> bool {
     .is_ok()
 }
 
+/// The canonical bytes of a move: its object without `sig`.
+pub fn config_update_bytes(config: &ConfigUpdate) -> Vec<u8> {
+    let mut value = serde_json::to_value(config).expect("a config update always serialises");
+    if let Value::Object(map) = &mut value {
+        map.remove("sig");
+    }
+    let mut out = String::new();
+    write_canonical(&value, &mut out);
+    out.into_bytes()
+}
+
+/// Signs a move with the node's secret (replacing any `sig` it had).
+pub fn sign_config_update(secret: &[u8], mut config: ConfigUpdate) -> ConfigUpdate {
+    config.sig = hex::encode(
+        mac(secret, &config_update_bytes(&config))
+            .finalize()
+            .into_bytes(),
+    );
+    config
+}
+
+/// Checks a move's signature in constant time; an unsigned one fails.
+pub fn verify_config_update(secret: &[u8], config: &ConfigUpdate) -> bool {
+    let Ok(expected) = hex::decode(&config.sig) else {
+        return false;
+    };
+    !expected.is_empty()
+        && mac(secret, &config_update_bytes(config))
+            .verify_slice(&expected)
+            .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +287,36 @@ mod tests {
         let mut t = c;
         t.sig = "zz".into();
         assert!(!verify(b"k", &t));
+    }
+
+    #[test]
+    fn config_updates_are_signed_over_their_canonical_form() {
+        let config = ConfigUpdate {
+            mqtt_broker: "mqtt://127.0.0.1:1884".into(),
+            broker_id: "mqtt2".into(),
+            fallback: vec!["mqtt://127.0.0.1:1885".into()],
+            ts: 1_737_979_200,
+            sig: String::new(),
+        };
+        assert_eq!(
+            String::from_utf8(config_update_bytes(&config)).unwrap(),
+            r#"{"broker_id":"mqtt2","fallback":["mqtt://127.0.0.1:1885"],"mqtt_broker":"mqtt://127.0.0.1:1884","ts":1737979200}"#
+        );
+        assert!(!verify_config_update(b"k", &config), "unsigned");
+        let signed = sign_config_update(b"k", config);
+        assert_eq!(signed.sig.len(), 64);
+        assert!(verify_config_update(b"k", &signed));
+        assert!(!verify_config_update(b"other", &signed));
+        let mut t = signed.clone();
+        t.mqtt_broker = "mqtt://127.0.0.1:1".into();
+        assert!(!verify_config_update(b"k", &t));
+        let mut t = signed.clone();
+        t.ts += 1;
+        assert!(!verify_config_update(b"k", &t));
+        let mut t = signed.clone();
+        t.fallback.push("mqtt://evil:1883".into());
+        assert!(!verify_config_update(b"k", &t));
+        // Re-signing replaces the old signature rather than covering it.
+        assert_eq!(sign_config_update(b"k", signed.clone()), signed);
     }
 }

@@ -167,6 +167,7 @@ impl Engine {
     /// once our connection to it is up.
     fn spawn_sync(&self, broker: String) {
         let (pool, brokers, lease) = (self.pool.clone(), self.brokers.clone(), self.lease.clone());
+        let secret = self.config.default_secret.clone();
         tokio::spawn(async move {
             let Some(connection) = brokers.get(&broker) else {
                 return;
@@ -176,7 +177,15 @@ impl Engine {
             }
             match assignments::all(&pool).await {
                 Ok(all) => {
-                    match assignments::announce(&pool, &brokers, &all, Some(&broker)).await {
+                    match assignments::announce(
+                        &pool,
+                        &brokers,
+                        &all,
+                        Some(&broker),
+                        secret.expose_secret(),
+                    )
+                    .await
+                    {
                         Ok(n) => {
                             info!(broker = %broker, configs = n, "Broker joined; node configs published there.")
                         }

@@ -238,8 +238,14 @@ impl Actor {
         .execute(&self.pool)
         .await?;
         let all = assignments::all(&self.pool).await?;
-        let published =
-            assignments::announce(&self.pool, &self.brokers, &all, Some(broker)).await?;
+        let published = assignments::announce(
+            &self.pool,
+            &self.brokers,
+            &all,
+            Some(broker),
+            self.default_secret.expose_secret(),
+        )
+        .await?;
         info!(
             broker,
             configs = published,

@@ -3,7 +3,14 @@
 //!
 //! - a **stored broker** with a **fallback list** (NVS on real hardware),
 //!   first from `SIM_BROKER_URLS`, then from each `config/update`;
-//! - on a `nodes/{node}/config/update` newer than the stored one (its `ts`
+//! - a `nodes/{node}/config/update` must be signed with the node's secret
+//!   (as its commands are) and, delivered live, carry a `ts` within the
+//!   commands' window of the node's clock; a retained copy the broker replays
+//!   on subscribe may be older (it is the broker's last word on where the node
+//!   belongs), never from the future. Anything else is refused
+//!   ([`check_move`]), counted in `sim_moves_refused_total{reason}` and not
+//!   applied;
+//! - on a move newer than the stored one (its `ts`
 //!   is strictly higher: a stale retained copy left on some broker is
 //!   ignored) the node stores it and switches: it connects to the new
 //!   broker, and only once that one answers (or after a few seconds) leaves
@@ -23,6 +30,7 @@
 //!   buffer too: the store's key makes a repeat a no-op, a loss would be final.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,12 +38,14 @@ use bytes::Bytes;
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
 use common::payloads::{ConfigUpdate, NodeState, Status};
+use common::signing;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics as m;
+use crate::node::MAX_CLOCK_SKEW_SECS;
 
 /// Telemetry packets a node keeps while cut off (the firmware's offline queue).
 pub const BUFFER_PACKETS: usize = 50;
@@ -46,6 +56,9 @@ pub const REPLAY_WINDOW: Duration = Duration::from_secs(2);
 const SWITCH_WAIT: Duration = Duration::from_secs(5);
 /// The longest the old connection may take to finish its publishes.
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
+/// A node logs a refused move at most this often (a flood of forged moves
+/// is counted in full, not logged in full).
+const REFUSAL_LOG_EVERY_SECS: i64 = 10;
 
 /// What does not change between connections.
 pub struct LinkConfig {
@@ -60,6 +73,35 @@ pub struct LinkConfig {
     pub status_topic: String,
     /// How long the node keeps trying its broker before the fallbacks.
     pub fallback_after: Duration,
+    /// The key a move must be signed with: the node's secret, the one its
+    /// commands are checked against.
+    pub secret: Vec<u8>,
+}
+
+/// Checks a move before it is applied (see the module doc): signed with
+/// `secret`, and its `ts` within [`MAX_CLOCK_SKEW_SECS`] of `now` — or, for
+/// a retained copy the broker `replayed` on subscribe, not from the future.
+/// The error is the refusal's reason (`unsigned`, `bad_signature`, `stale`,
+/// `future`).
+pub fn check_move(
+    config: &ConfigUpdate,
+    secret: &[u8],
+    replayed: bool,
+    now: i64,
+) -> Result<(), &'static str> {
+    if config.sig.is_empty() {
+        return Err("unsigned");
+    }
+    if !signing::verify_config_update(secret, config) {
+        return Err("bad_signature");
+    }
+    if config.ts - now >= MAX_CLOCK_SKEW_SECS {
+        return Err("future");
+    }
+    if !replayed && now - config.ts >= MAX_CLOCK_SKEW_SECS {
+        return Err("stale");
+    }
+    Ok(())
 }
 
 /// A reading waiting to be sent.
@@ -126,6 +168,8 @@ pub struct NodeLink {
     /// Ends the link (and, cancelled without a DISCONNECT, makes the broker
     /// publish the last will).
     stop: CancellationToken,
+    /// When (seconds) a refused move was last logged.
+    refusal_logged_at: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,6 +207,7 @@ impl NodeLink {
             commands,
             switched: Notify::new(),
             stop,
+            refusal_logged_at: AtomicI64::new(i64::MIN),
         });
         tokio::spawn(link.clone().dispatch(events_rx));
         tokio::spawn(link.clone().supervise());
@@ -321,10 +366,21 @@ impl NodeLink {
         let config = match ConfigUpdate::decode(&message.payload) {
             Ok(c) => c,
             Err(e) => {
-                warn!(node = %self.uid, error = %e, "Invalid config/update ignored.");
+                self.refuse_move("invalid", &e.to_string());
                 return;
             }
         };
+        // The broker flags a retained message only when it replays it on
+        // subscribe; one published while the node listens arrives unflagged.
+        if let Err(reason) = check_move(
+            &config,
+            &self.config.secret,
+            message.retain,
+            chrono::Utc::now().timestamp(),
+        ) {
+            self.refuse_move(reason, &format!("ts {}", config.ts));
+            return;
+        }
         let target = {
             let mut state = lock(&self.state);
             if config.ts <= state.stored.ts {
@@ -347,6 +403,21 @@ impl NodeLink {
                 info!(node = %self.uid, broker = %config.broker_id, url = %url, "Config update: switching broker.");
                 self.switch_to(&url).await;
             }
+        }
+    }
+
+    /// Counts a refused move, and logs it unless one was logged lately.
+    fn refuse_move(&self, reason: &'static str, detail: &str) {
+        metrics::counter!(m::MOVES_REFUSED, "reason" => reason).increment(1);
+        let now = chrono::Utc::now().timestamp();
+        let last = self.refusal_logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFUSAL_LOG_EVERY_SECS
+            && self
+                .refusal_logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(node = %self.uid, reason, detail, "Config/update refused; not applied.");
         }
     }
 
@@ -519,5 +590,46 @@ mod tests {
             ts: 5,
         };
         assert_eq!(s.candidates(), ["mqtt://b:1", "mqtt://c:1", "mqtt://a:1"]);
+    }
+
+    #[test]
+    fn a_move_must_be_signed_and_fresh_unless_replayed() {
+        let now = 1_800_000_000;
+        let config = |ts| ConfigUpdate {
+            mqtt_broker: "mqtt://b:1".into(),
+            broker_id: "b".into(),
+            fallback: vec![],
+            ts,
+            sig: String::new(),
+        };
+        let signed = |ts| signing::sign_config_update(b"k", config(ts));
+        assert_eq!(check_move(&config(now), b"k", false, now), Err("unsigned"));
+        assert_eq!(
+            check_move(&signed(now), b"other", false, now),
+            Err("bad_signature")
+        );
+        let mut forged = signed(now);
+        forged.mqtt_broker = "mqtt://127.0.0.1:1".into();
+        assert_eq!(check_move(&forged, b"k", false, now), Err("bad_signature"));
+        assert_eq!(check_move(&signed(now), b"k", false, now), Ok(()));
+        assert_eq!(check_move(&signed(now - 9), b"k", false, now), Ok(()));
+        assert_eq!(
+            check_move(&signed(now - 10), b"k", false, now),
+            Err("stale")
+        );
+        assert_eq!(
+            check_move(&signed(now + 10), b"k", false, now),
+            Err("future")
+        );
+        // A retained copy replayed on subscribe may be old, not from the future.
+        assert_eq!(check_move(&signed(now - 86_400), b"k", true, now), Ok(()));
+        assert_eq!(
+            check_move(&signed(now + 10), b"k", true, now),
+            Err("future")
+        );
+        assert_eq!(
+            check_move(&config(now - 5), b"k", true, now),
+            Err("unsigned")
+        );
     }
 }

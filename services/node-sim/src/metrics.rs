@@ -17,6 +17,9 @@ pub const TELEMETRY_REPEATED_KEYS: &str = "sim_telemetry_repeated_keys_total";
 /// it, `duplicate` for a redelivery, `undecodable` for one without a usable
 /// `cmd_id`).
 pub const COMMANDS_RECEIVED: &str = "sim_commands_received_total";
+/// Counter, `reason`: config/updates (moves) a node refused and did not
+/// apply (`unsigned`, `bad_signature`, `stale`, `future`, `invalid`).
+pub const MOVES_REFUSED: &str = "sim_moves_refused_total";
 /// Counter: commands whose responses a fault dropped.
 pub const RESPONSES_DROPPED: &str = "sim_responses_dropped_total";
 /// Counter, `kind`: publishes that failed (telemetry, heartbeat, status, response).

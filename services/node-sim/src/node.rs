@@ -148,6 +148,13 @@ impl SimNode {
                 config_topic: config_update_topic(&spec.uid),
                 status_topic: node_topic(&ctx.greenhouse, &spec.zone, &spec.uid, TopicKind::Status),
                 fallback_after: ctx.fallback_after,
+                // The key its commands are checked with (see `on_command`).
+                secret: ctx
+                    .settings
+                    .node_default_secret
+                    .expose_secret()
+                    .as_bytes()
+                    .to_vec(),
             },
             url,
             fallback,

@@ -8,6 +8,8 @@ mod support;
 use std::time::Duration;
 
 use common::payloads::{ConfigUpdate, NodeState, Status, Telemetry};
+use common::settings::DEV_NODE_SECRET;
+use common::signing;
 use common::testing::{TestBroker, eventually};
 use node_sim::App;
 use node_sim::link::BUFFER_PACKETS;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 struct Running {
     nodes: std::sync::Arc<[node_sim::SimNode]>,
+    port: u16,
     stop: CancellationToken,
 }
 
@@ -28,9 +31,41 @@ impl Drop for Running {
 async fn run(sim: node_sim::SimSettings) -> Running {
     let app = App::build(sim, settings(&[])).await.expect("app builds");
     let nodes = app.nodes().clone();
+    let port = app.port();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
-    Running { nodes, stop }
+    Running { nodes, port, stop }
+}
+
+/// A move to `url`, signed with `secret` (unsigned when `None`).
+fn signed_move(url: &str, ts: i64, secret: Option<&str>) -> Vec<u8> {
+    let config = ConfigUpdate {
+        mqtt_broker: url.to_owned(),
+        broker_id: "b".into(),
+        fallback: vec![],
+        ts,
+        sig: String::new(),
+    };
+    let config = match secret {
+        Some(s) => signing::sign_config_update(s.as_bytes(), config),
+        None => config,
+    };
+    serde_json::to_vec(&config).unwrap()
+}
+
+/// `sim_moves_refused_total{reason}` as node-sim's /metrics shows it (0 when
+/// absent). The recorder is the process's, so tests compare before/after.
+async fn refused(port: u16, reason: &str) -> u64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("sim_moves_refused_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }
 
 #[tokio::test]
@@ -47,15 +82,7 @@ async fn a_config_update_moves_the_node_and_a_stale_one_is_ignored() {
         .await
         .unwrap();
 
-    let move_to = |url: &str, ts: i64| {
-        serde_json::to_vec(&ConfigUpdate {
-            mqtt_broker: url.to_owned(),
-            broker_id: "b".into(),
-            fallback: vec![],
-            ts,
-        })
-        .unwrap()
-    };
+    let move_to = |url: &str, ts: i64| signed_move(url, ts, Some(DEV_NODE_SECRET));
     let topic = format!("nodes/{}/config/update", node.uid());
     let ts = now_secs();
     on_b1
@@ -90,6 +117,110 @@ async fn a_config_update_moves_the_node_and_a_stale_one_is_ignored() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(node.link().broker_url(), b2.url());
     assert!(node.is_connected());
+}
+
+#[tokio::test]
+async fn unsigned_forged_stale_and_future_moves_are_refused_and_counted() {
+    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
+    let mut sim = sim_settings(1, 1);
+    sim.broker_urls = Some(b1.url());
+    let gh = sim.greenhouse.clone();
+    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
+    let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
+    let r = run(sim).await;
+    let node = &r.nodes[0];
+    eventually(WAIT, || async { node.is_connected().then_some(()) })
+        .await
+        .unwrap();
+    let topic = format!("nodes/{}/config/update", node.uid());
+    let now = now_secs();
+    let forged_key = "not-the-node-secret";
+    let cases = [
+        ("unsigned", signed_move(&b2.url(), now, None)),
+        (
+            "bad_signature",
+            signed_move(&b2.url(), now, Some(forged_key)),
+        ),
+        (
+            "stale",
+            signed_move(&b2.url(), now - 60, Some(DEV_NODE_SECRET)),
+        ),
+        (
+            "future",
+            signed_move(&b2.url(), now + 3_600, Some(DEV_NODE_SECRET)),
+        ),
+    ];
+    let mut before = Vec::new();
+    for (reason, _) in &cases {
+        before.push(refused(r.port, reason).await);
+    }
+    for (_, payload) in &cases {
+        on_b1
+            .conn
+            .publish(&topic, payload.clone(), true)
+            .await
+            .unwrap();
+    }
+    for ((reason, _), before) in cases.iter().zip(before) {
+        eventually(WAIT, || async {
+            (refused(r.port, reason).await > before).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("a {reason} move is counted"));
+    }
+    // None of them moved it; it is still connected to its broker.
+    assert_eq!(node.link().broker_url(), b1.url());
+    assert!(node.is_connected());
+    assert!(on_b2.with_suffix("/status").is_empty(), "never went to b2");
+
+    // The test can fail: a genuine move, right after, is followed.
+    on_b1
+        .conn
+        .publish(
+            &topic,
+            signed_move(&b2.url(), now_secs(), Some(DEV_NODE_SECRET)),
+            true,
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        (node.link().broker_url() == b2.url() && node.is_connected()).then_some(())
+    })
+    .await
+    .expect("a signed, fresh move is applied");
+}
+
+#[tokio::test]
+async fn a_retained_move_older_than_the_window_is_still_followed_on_subscribe() {
+    // The broker's retained copy is the last word on where a node belongs,
+    // however long ago it was written (a node falling back reads it there).
+    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
+    let mut sim = sim_settings(1, 1);
+    sim.broker_urls = Some(b1.url());
+    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
+    let r = run(sim).await;
+    let node = &r.nodes[0];
+    eventually(WAIT, || async { node.is_connected().then_some(()) })
+        .await
+        .unwrap();
+    let topic = format!("nodes/{}/config/update", node.uid());
+    // Written an hour ago; the node learns it by subscribing again (on its
+    // fallback broker it would be the first thing it reads).
+    let old = signed_move(&b2.url(), now_secs() - 3_600, Some(DEV_NODE_SECRET));
+    on_b1.conn.publish(&topic, old, true).await.unwrap();
+    // Delivered live it is stale, and refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node.link().broker_url(), b1.url());
+    // Subscribing again makes the broker replay its retained copy, flagged.
+    node.link()
+        .connection()
+        .subscribe(&topic, common::QoS::AtLeastOnce)
+        .unwrap();
+    eventually(WAIT, || async {
+        (node.link().broker_url() == b2.url()).then_some(())
+    })
+    .await
+    .expect("the replayed retained move is applied");
 }
 
 #[tokio::test]
