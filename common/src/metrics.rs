@@ -27,6 +27,10 @@ pub const COMMAND_STAGE_DURATION: &str = "command_stage_duration_seconds";
 pub const COMMAND_RESPONSES: &str = "command_responses_total";
 /// Counter, `reason`: command responses that could not be used.
 pub const COMMAND_RESPONSES_DROPPED: &str = "command_responses_dropped_total";
+/// Counter, `reason`: command responses mqtt-bridge dropped without
+/// touching a command (`unknown_command`, `wrong_node`, `wrong_channel`,
+/// `wrong_zone`, and every reason of [`COMMAND_RESPONSES_DROPPED`]).
+pub const BRIDGE_RESPONSES_DROPPED: &str = "bridge_responses_dropped_total";
 /// Histogram: command status changes applied per database statement.
 pub const COMMAND_STATUS_BATCH_SIZE: &str = "command_status_batch_size";
 

@@ -2,11 +2,22 @@
 //! the status writer (`common::status_writer`), for every command whoever
 //! sent it.
 //!
+//! A response counts only from where its command was sent: the topic's
+//! greenhouse, zone, node and channel must be the command row's
+//! ([`check_origin`]). Anything else — an unknown `cmd_id`, another node's
+//! topic, another channel — is dropped without touching any command, counted
+//! in `bridge_responses_dropped_total{reason}` and logged (at most once per
+//! [`DROP_LOG_EVERY`]), so a forged answer cannot end a command and the
+//! node's real one still counts.
+//!
 //! Everything waiting in the inbox is submitted at once, so under load the
-//! writer folds hundreds of responses into one statement. A status only moves
-//! forward, so order does not matter and a duplicate changes nothing.
+//! writer folds hundreds of responses into one statement (after one lookup
+//! of their commands). A status only moves forward, so order does not matter
+//! and a duplicate changes nothing.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::command_status::CommandStatus;
@@ -16,30 +27,51 @@ use common::payloads::CommandResponse;
 use common::status_writer::{StatusUpdate, StatusWriter};
 use common::topics::{NodeTopic, TopicKind};
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// The most responses taken from the inbox at once.
 pub const MAX_TAKE: usize = 4096;
+/// A dropped response is logged at most this often (a flood of forged ones
+/// is counted in full).
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Turns one message into a status update; `None` (counted, logged at debug)
-/// when it is not a valid response.
-pub fn decode(message: &Inbound) -> Option<StatusUpdate> {
+/// A valid response and the topic it came on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub topic: NodeTopic,
+    pub update: StatusUpdate,
+}
+
+/// Where a command was sent: its row's node, channel, zone and greenhouse.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Origin {
+    pub cmd_id: String,
+    pub node_uid: Option<String>,
+    pub channel: String,
+    pub zone_uid: Option<String>,
+    pub greenhouse_uid: Option<String>,
+}
+
+/// Turns one message into a response; `None` (counted, logged at debug)
+/// when it is not a valid one.
+pub fn decode(message: &Inbound) -> Option<Response> {
     let reason = match NodeTopic::parse(&message.topic) {
-        Ok(t) if t.kind == TopicKind::CommandResponse => {
+        Ok(topic) if topic.kind == TopicKind::CommandResponse => {
             match CommandResponse::decode(&message.payload) {
                 Ok(r) => {
-                    let status = CommandStatus::from(r.status);
-                    metrics::counter!(m::COMMAND_RESPONSES, "status" => status.as_str())
-                        .increment(1);
-                    return Some(StatusUpdate {
-                        cmd_id: r.cmd_id,
-                        status,
-                        at: Utc::now(),
-                        error_code: r.error_code,
-                        error_message: r.error_message.or(r.message),
-                        result: r.details.map(Value::Object),
+                    return Some(Response {
+                        topic,
+                        update: StatusUpdate {
+                            cmd_id: r.cmd_id,
+                            status: CommandStatus::from(r.status),
+                            at: Utc::now(),
+                            error_code: r.error_code,
+                            error_message: r.error_message.or(r.message),
+                            result: r.details.map(Value::Object),
+                        },
                     });
                 }
                 Err(e) => {
@@ -51,15 +83,90 @@ pub fn decode(message: &Inbound) -> Option<StatusUpdate> {
         _ => "bad_topic",
     };
     metrics::counter!(m::COMMAND_RESPONSES_DROPPED, "reason" => reason).increment(1);
+    metrics::counter!(m::BRIDGE_RESPONSES_DROPPED, "reason" => reason).increment(1);
     None
+}
+
+/// Whether a response on `topic` may answer the command sent to `origin`;
+/// the error is the reason to drop it.
+pub fn check_origin(topic: &NodeTopic, origin: Option<&Origin>) -> Result<(), &'static str> {
+    let Some(origin) = origin else {
+        return Err("unknown_command");
+    };
+    if origin.node_uid.as_deref() != Some(topic.node.as_str()) {
+        return Err("wrong_node");
+    }
+    if topic.channel.as_deref() != Some(origin.channel.as_str()) {
+        return Err("wrong_channel");
+    }
+    if origin.zone_uid.as_deref() != Some(topic.zone.as_str())
+        || origin.greenhouse_uid.as_deref() != Some(topic.greenhouse.as_str())
+    {
+        return Err("wrong_zone");
+    }
+    Ok(())
+}
+
+/// Where each of `cmd_ids` was sent (commands that do not exist are absent).
+pub async fn origins(
+    pool: &PgPool,
+    cmd_ids: &[&str],
+) -> Result<HashMap<String, Origin>, sqlx::Error> {
+    let rows: Vec<Origin> = sqlx::query_as(
+        "SELECT c.cmd_id, n.uid AS node_uid, c.channel, z.uid AS zone_uid, g.uid AS greenhouse_uid \
+         FROM commands c LEFT JOIN nodes n ON n.id = c.node_id \
+         LEFT JOIN zones z ON z.id = c.zone_id LEFT JOIN greenhouses g ON g.id = z.greenhouse_id \
+         WHERE c.cmd_id = ANY($1)",
+    )
+    .bind(cmd_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|o| (o.cmd_id.clone(), o)).collect())
+}
+
+/// Keeps the responses that come from where their command was sent; counts
+/// and logs the others.
+fn keep_matching(
+    responses: Vec<Response>,
+    origins: &HashMap<String, Origin>,
+    logged: &Mutex<Option<Instant>>,
+) -> Vec<StatusUpdate> {
+    let mut kept = Vec::with_capacity(responses.len());
+    for r in responses {
+        let origin = origins.get(&r.update.cmd_id);
+        match check_origin(&r.topic, origin) {
+            Ok(()) => {
+                metrics::counter!(m::COMMAND_RESPONSES, "status" => r.update.status.as_str())
+                    .increment(1);
+                kept.push(r.update);
+            }
+            Err(reason) => {
+                metrics::counter!(m::BRIDGE_RESPONSES_DROPPED, "reason" => reason).increment(1);
+                let mut last = logged.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|at| at.elapsed() >= DROP_LOG_EVERY) {
+                    *last = Some(Instant::now());
+                    warn!(
+                        reason,
+                        cmd_id = %r.update.cmd_id,
+                        node = %r.topic.node,
+                        channel = ?r.topic.channel,
+                        "Command response dropped: not from where the command was sent."
+                    );
+                }
+            }
+        }
+    }
+    kept
 }
 
 /// Consumes responses until `shutdown`.
 pub async fn run(
+    pool: PgPool,
     writer: StatusWriter,
     mut inbox: mpsc::Receiver<Inbound>,
     shutdown: CancellationToken,
 ) {
+    let logged = Mutex::new(None);
     let mut taken = Vec::with_capacity(MAX_TAKE);
     loop {
         let first = tokio::select! {
@@ -74,8 +181,39 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        let updates: Vec<StatusUpdate> = taken.drain(..).filter_map(|m| decode(&m)).collect();
+        let responses: Vec<Response> = taken.drain(..).filter_map(|m| decode(&m)).collect();
+        if responses.is_empty() {
+            continue;
+        }
+        let Some(origins) = lookup_with_retry(&pool, &responses, &shutdown).await else {
+            return;
+        };
+        let updates = keep_matching(responses, &origins, &logged);
         write_with_retry(&writer, updates, &shutdown).await;
+    }
+}
+
+/// [`origins`] of the responses' commands, retried while the database is
+/// unreachable; `None` only at shutdown.
+async fn lookup_with_retry(
+    pool: &PgPool,
+    responses: &[Response],
+    shutdown: &CancellationToken,
+) -> Option<HashMap<String, Origin>> {
+    let ids: Vec<&str> = responses.iter().map(|r| r.update.cmd_id.as_str()).collect();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match origins(pool, &ids).await {
+            Ok(o) => return Some(o),
+            Err(e) => {
+                warn!(error = %e, responses = ids.len(), "Could not look up the commands of responses; retrying.");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -108,5 +246,65 @@ async fn write_with_retry(
             }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(gh: &str, zone: &str, node: &str, channel: &str) -> NodeTopic {
+        NodeTopic::parse(&format!(
+            "hydro/{gh}/{zone}/{node}/{channel}/command_response"
+        ))
+        .unwrap()
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            cmd_id: "c1".into(),
+            node_uid: Some("nd-1".into()),
+            channel: "pump_acid".into(),
+            zone_uid: Some("zn-a".into()),
+            greenhouse_uid: Some("gh-1".into()),
+        }
+    }
+
+    #[test]
+    fn a_response_counts_only_from_the_node_and_channel_the_command_went_to() {
+        let o = origin();
+        assert_eq!(
+            check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_acid"), Some(&o)),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_acid"), None),
+            Err("unknown_command")
+        );
+        assert_eq!(
+            check_origin(&topic("gh-1", "zn-a", "nd-2", "pump_acid"), Some(&o)),
+            Err("wrong_node")
+        );
+        assert_eq!(
+            check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_base"), Some(&o)),
+            Err("wrong_channel")
+        );
+        assert_eq!(
+            check_origin(&topic("gh-1", "zn-b", "nd-1", "pump_acid"), Some(&o)),
+            Err("wrong_zone")
+        );
+        assert_eq!(
+            check_origin(&topic("gh-2", "zn-a", "nd-1", "pump_acid"), Some(&o)),
+            Err("wrong_zone")
+        );
+        // A command whose node was deleted has no origin to answer from.
+        let gone = Origin {
+            node_uid: None,
+            ..origin()
+        };
+        assert_eq!(
+            check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_acid"), Some(&gone)),
+            Err("wrong_node")
+        );
     }
 }

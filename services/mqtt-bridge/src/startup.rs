@@ -56,7 +56,12 @@ impl App {
 
         let tasks = TaskTracker::new();
         let status = StatusWriter::spawn(pool.clone());
-        tasks.spawn(responses::run(status.clone(), inbox_rx, stop.clone()));
+        tasks.spawn(responses::run(
+            pool.clone(),
+            status.clone(),
+            inbox_rx,
+            stop.clone(),
+        ));
         let lease = Lease::new(
             pool.clone(),
             sweeper::LEASE_NAME,
