@@ -149,9 +149,38 @@ struct Insert {
     request_hash: Option<String>,
 }
 
-/// Inserts a batch of QUEUED rows in one statement; answers whether each row
-/// was new: `false` where the `cmd_id` exists already (also within the batch).
-async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<bool>, sqlx::Error> {
+/// Inserts a batch of QUEUED rows; answers whether each row was new:
+/// `false` where the `cmd_id` exists already (also within the batch). One
+/// statement for all; if the database refuses it (a value it cannot store),
+/// each row is tried on its own, so one bad row fails only its own request
+/// (callers check their input first; this is the second line). A failure
+/// to reach the database fails the whole batch.
+async fn insert_batch(
+    pool: PgPool,
+    rows: Vec<Insert>,
+) -> Result<Vec<Result<bool, BatchError>>, sqlx::Error> {
+    match insert_rows(&pool, &rows).await {
+        Ok(new) => Ok(new.into_iter().map(Ok).collect()),
+        Err(e) if rows.len() > 1 && e.as_database_error().is_some() => {
+            warn!(rows = rows.len(), error = %e, "A batch of commands was refused; inserting its rows one by one.");
+            metrics::counter!(m::COMMAND_INSERT_BATCH_SPLITS).increment(1);
+            let mut answers = Vec::with_capacity(rows.len());
+            for row in rows.chunks(1) {
+                answers.push(
+                    insert_rows(&pool, row)
+                        .await
+                        .map(|new| new[0])
+                        .map_err(|e| -> BatchError { std::sync::Arc::new(e) }),
+                );
+            }
+            Ok(answers)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One INSERT of `rows` (see [`insert_batch`]).
+async fn insert_rows(pool: &PgPool, rows: &[Insert]) -> Result<Vec<bool>, sqlx::Error> {
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO commands (cmd_id, zone_id, node_id, channel, cmd, params, source, broker_id, request_hash) \
          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::text[]) \
@@ -166,7 +195,7 @@ async fn insert_batch(pool: PgPool, rows: Vec<Insert>) -> Result<Vec<bool>, sqlx
     .bind(rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.broker_id.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.request_hash.as_deref()).collect::<Vec<_>>())
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await?;
     let mut new: HashSet<String> = inserted.into_iter().collect();
     // The first request of a cmd_id gets the row; any later one is a duplicate.
@@ -191,7 +220,7 @@ pub struct CommandSender {
     pool: PgPool,
     brokers: BrokerPool,
     default_secret: SecretString,
-    inserts: Batcher<Insert, bool>,
+    inserts: Batcher<Insert, Result<bool, BatchError>>,
     status: StatusWriter,
 }
 
@@ -243,7 +272,7 @@ impl CommandSender {
             source: command.source,
             request_hash: command.request_hash,
         };
-        let inserted = self.inserts.call(insert).await?;
+        let inserted = self.inserts.call(insert).await??;
         let stage = stage_timer("insert", started);
         if !inserted {
             return Ok(SendOutcome::Duplicate);

@@ -23,6 +23,9 @@ pub const COMMAND_PUBLISH_ERRORS: &str = "command_publish_errors_total";
 /// Histogram, `stage` (`insert`, `publish`, `mark_sent`): time each stage of
 /// the send path takes.
 pub const COMMAND_STAGE_DURATION: &str = "command_stage_duration_seconds";
+/// Counter: group-committed command inserts the database refused, retried
+/// row by row so only the bad row fails.
+pub const COMMAND_INSERT_BATCH_SPLITS: &str = "command_insert_batch_splits_total";
 /// Counter, `status`: command responses received from nodes.
 pub const COMMAND_RESPONSES: &str = "command_responses_total";
 /// Counter, `reason`: command responses that could not be used.
