@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod input;
 pub mod redelivery;
 pub mod responses;
 pub mod routes;

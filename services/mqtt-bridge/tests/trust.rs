@@ -114,3 +114,138 @@ async fn a_response_from_another_node_or_channel_is_dropped_and_the_real_done_co
             .unwrap();
     assert_eq!(error_code, None, "the forged ERROR left nothing behind");
 }
+
+/// POSTs a raw body (it may hold what `json!` would not build) to `path`.
+async fn post_raw(app: &TestApp, path: &str, body: String) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn nul_and_over_long_strings_are_400s_naming_the_field_and_fail_no_other_request() {
+    let app = spawn_app().await;
+    // (path, body, the field the 400 must name)
+    let bad: Vec<(&str, String, &str)> = vec![
+        (
+            "/bridge/zones/zn%00a/commands",
+            r#"{"cmd":"stop","channel":"pump_acid","node_uid":"nd-ph-1"}"#.into(),
+            "zone_id",
+        ),
+        (
+            "/bridge/nodes/nd-ph%001/commands",
+            r#"{"cmd":"stop","channel":"pump_acid"}"#.into(),
+            "node_uid",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            r#"{"cmd":"stop","channel":"pump\u0000acid","node_uid":"nd-ph-1"}"#.into(),
+            "channel",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            r#"{"cmd":"st\u0000op","channel":"pump_acid","node_uid":"nd-ph-1"}"#.into(),
+            "cmd",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            r#"{"cmd":"stop","channel":"pump_acid","node_uid":"nd-ph-1\u0000"}"#.into(),
+            "node_uid",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            r#"{"cmd":"stop","channel":"pump_acid","node_uid":"nd-ph-1","cmd_id":"a\u0000b"}"#.into(),
+            "cmd_id",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            r#"{"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1","params":{"a":[1,{"b":"x\u0000"}]}}"#.into(),
+            "params.a[1].b",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            r#"{"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1","params":{"k\u0000":1}}"#.into(),
+            "params",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            format!(
+                r#"{{"cmd":"stop","channel":"{}","node_uid":"nd-ph-1"}}"#,
+                "c".repeat(65)
+            ),
+            "channel",
+        ),
+        (
+            "/bridge/zones/zn-a/commands",
+            format!(
+                r#"{{"cmd":"{}","channel":"pump_acid","node_uid":"nd-ph-1"}}"#,
+                "x".repeat(65)
+            ),
+            "cmd",
+        ),
+    ];
+    let valid = (0..40).map(|i| {
+        let (path, channel) = if i % 2 == 0 {
+            ("/bridge/zones/zn-a/commands", "pump_acid")
+        } else {
+            ("/bridge/nodes/nd-ec-1/commands", "pump_nutrients")
+        };
+        let body = if i % 2 == 0 {
+            json!({"cmd":"stop","channel":channel,"node_uid":"nd-ph-1","cmd_id":format!("ok-{i:02}")})
+        } else {
+            json!({"cmd":"stop","channel":channel,"cmd_id":format!("ok-{i:02}")})
+        };
+        (path.to_owned(), body.to_string())
+    });
+    // Interleaved, all at once: they share the group commit.
+    let mut requests: Vec<(String, String, Option<&str>)> = Vec::new();
+    let mut bad_iter = bad.iter();
+    for (i, (path, body)) in valid.enumerate() {
+        requests.push((path, body, None));
+        if i % 4 == 0
+            && let Some((p, b, field)) = bad_iter.next()
+        {
+            requests.push(((*p).to_owned(), b.clone(), Some(field)));
+        }
+    }
+    for (p, b, field) in bad_iter {
+        requests.push(((*p).to_owned(), b.clone(), Some(field)));
+    }
+    let answers = futures::future::join_all(
+        requests
+            .iter()
+            .map(|(path, body, _)| post_raw(&app, path, body.clone())),
+    )
+    .await;
+    for ((path, body, field), (status, answer)) in requests.iter().zip(&answers) {
+        match field {
+            Some(field) => {
+                assert_eq!(*status, 400, "{path} {body}: {answer}");
+                assert_eq!(answer["status"], "error", "{answer}");
+                assert_eq!(answer["code"], "invalid_field", "{answer}");
+                let message = answer["message"].as_str().unwrap();
+                assert!(message.contains(&format!("`{field}")), "{field}: {message}");
+            }
+            None => assert_eq!(*status, 200, "{path} {body}: {answer}"),
+        }
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT cmd_id FROM commands ORDER BY cmd_id")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..40).map(|i| format!("ok-{i:02}")).collect();
+    assert_eq!(stored, expected, "every valid request stored exactly once");
+
+    // Reads too: a NUL in the path is a 400, not a database error.
+    let (status, answer) = app.get("/bridge/commands/ok%0000").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("`cmd_id`"));
+}

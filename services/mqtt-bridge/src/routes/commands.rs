@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
+use crate::input::{MAX_CMD_CHARS, MAX_CMD_ID_CHARS, MAX_UID_CHARS, check_json, check_text};
 use crate::target_cache::{Scope, TargetCache};
 
 /// What the command routes need.
@@ -85,6 +86,18 @@ fn parse_body(bytes: &[u8]) -> Result<CommandRequest, ApiError> {
     }
     let body: CommandBody = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    // What PostgreSQL could not store is a 400 naming the field, first.
+    check_text("cmd", &body.cmd, MAX_CMD_CHARS)?;
+    check_text("channel", &body.channel, MAX_UID_CHARS)?;
+    if let Some(node_uid) = &body.node_uid {
+        check_text("node_uid", node_uid, MAX_UID_CHARS)?;
+    }
+    if let Some(cmd_id) = &body.cmd_id {
+        check_text("cmd_id", cmd_id, MAX_CMD_ID_CHARS)?;
+    }
+    if let Some(params) = &body.params {
+        check_json("params", params)?;
+    }
     validate_cmd_name(&body.cmd)
         .map_err(|e| ApiError::unprocessable("invalid_cmd", e.to_string()))?;
     if let Some(id) = &body.cmd_id {
@@ -132,6 +145,7 @@ async fn post_zone_command(
     Path(zone): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    check_text("zone_id", &zone, MAX_UID_CHARS)?;
     let request = parse_body(&body)?;
     let target = resolve_in_zone(&state, &zone, &request).await?;
     send(&state, request, target).await
@@ -142,6 +156,7 @@ async fn post_node_command(
     Path(node_uid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    check_text("node_uid", &node_uid, MAX_UID_CHARS)?;
     let mut request = parse_body(&body)?;
     match &request.node_uid {
         Some(n) if *n != node_uid => {
@@ -427,6 +442,7 @@ async fn get_command(
     State(state): State<CommandsState>,
     Path(cmd_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    check_text("cmd_id", &cmd_id, MAX_CMD_ID_CHARS)?;
     let row: Option<CommandRow> = sqlx::query_as(
         "SELECT c.cmd_id, c.zone_id, z.uid AS zone_uid, c.node_id, n.uid AS node_uid, c.channel, c.cmd, c.params, \
                 c.status, c.source, c.broker_id, c.error_code, c.error_message, c.result, \
