@@ -165,6 +165,18 @@ impl TestBroker {
         }
         panic!("mosquitto did not start on port {}", self.port);
     }
+
+    /// Freezes (`true`, SIGSTOP) or thaws (`false`, SIGCONT) the broker:
+    /// connections stay open, nothing is answered meanwhile (a stalled
+    /// broker, a slow network).
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(if frozen { "-STOP" } else { "-CONT" })
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
 }
 
 impl Drop for TestBroker {

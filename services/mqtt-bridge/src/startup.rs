@@ -93,6 +93,7 @@ impl App {
             sender,
             replay_wait: settings.publish_timeout() + Duration::from_secs(1),
             targets: Default::default(),
+            tasks: tasks.clone(),
         };
         let token = ApiToken(
             settings

@@ -249,3 +249,75 @@ async fn nul_and_over_long_strings_are_400s_naming_the_field_and_fail_no_other_r
     assert_eq!(status, 400, "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("`cmd_id`"));
 }
+
+#[tokio::test]
+async fn a_send_runs_to_its_end_when_the_client_hangs_up() {
+    let app = spawn_app().await;
+    let impatient = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    // A stalled broker holds every publish (no PUBACK) while the clients,
+    // many at once, give up after 0.2 to 1 s: their rows are written and
+    // their sends wait for the broker when they hang up.
+    app.broker.freeze(true);
+    let requests = (0..160).map(|i| {
+        let (path, body) = if i % 2 == 0 {
+            (
+                "/bridge/zones/zn-a/commands",
+                json!({"cmd":"stop","channel":"pump_acid","node_uid":"nd-ph-1","cmd_id":format!("hang-{i:03}")}),
+            )
+        } else {
+            (
+                "/bridge/nodes/nd-ec-1/commands",
+                json!({"cmd":"stop","channel":"pump_nutrients","cmd_id":format!("hang-{i:03}")}),
+            )
+        };
+        let request = impatient
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .timeout(Duration::from_millis(200 + (i * 37) % 800));
+        async move { request.send().await.is_ok() }
+    });
+    let thaw = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        app.broker.freeze(false);
+    };
+    let (answers, ()) = tokio::join!(futures::future::join_all(requests), thaw);
+    let answered = answers.into_iter().filter(|ok| *ok).count();
+    assert_eq!(answered, 0, "every client hung up before its answer");
+
+    // Every row written reaches SENT (with sent_at) or SEND_FAILED; none is
+    // left QUEUED.
+    let rows = common::testing::eventually(Duration::from_secs(15), || async {
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT cmd_id, status, sent_at IS NOT NULL FROM commands ORDER BY cmd_id",
+        )
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+        rows.iter()
+            .all(|(_, status, _)| status != "QUEUED")
+            .then_some(rows)
+    })
+    .await;
+    let Some(rows) = rows else {
+        let queued: Vec<String> = sqlx::query_scalar(
+            "SELECT cmd_id FROM commands WHERE status = 'QUEUED' ORDER BY cmd_id",
+        )
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+        panic!("{} rows left QUEUED: {queued:?}", queued.len());
+    };
+    // A client that hung up before its row was written left nothing; every
+    // row here is one whose client hung up after.
+    assert!(!rows.is_empty(), "rows were written before the hang-ups");
+    for (cmd_id, status, sent) in &rows {
+        assert!(
+            status == "SEND_FAILED" || *sent,
+            "{cmd_id}: {status} without sent_at"
+        );
+    }
+}

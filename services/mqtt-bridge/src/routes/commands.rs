@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::input::{MAX_CMD_CHARS, MAX_CMD_ID_CHARS, MAX_UID_CHARS, check_json, check_text};
@@ -35,6 +36,8 @@ pub struct CommandsState {
     /// How long a repeated request waits for the first one to finish publishing.
     pub replay_wait: Duration,
     pub targets: Arc<TargetCache>,
+    /// The sends in flight, awaited at shutdown (see [`send`]).
+    pub tasks: TaskTracker,
 }
 
 pub fn router(state: CommandsState) -> Router {
@@ -322,6 +325,10 @@ fn send_failed(message: &str) -> ApiError {
     }
 }
 
+/// Hands the command to the send path in a task of its own, tracked for
+/// shutdown, and waits for it: once its row is written, the publish and the
+/// SENT or SEND_FAILED mark complete even if this request is dropped (the
+/// client hung up or timed out), so no delivered command stays QUEUED.
 async fn send(
     state: &CommandsState,
     request: CommandRequest,
@@ -336,13 +343,15 @@ async fn send(
         source: Source::Api,
         request_hash: Some(hash.clone()),
     };
-    match state
-        .sender
-        .send(&target, command)
+    let node_uid = target.node_uid.clone();
+    let sender = state.sender.clone();
+    let outcome = state
+        .tasks
+        .spawn(async move { sender.send(&target, command).await })
         .await
-        .map_err(ApiError::from)?
-    {
-        SendOutcome::Sent { broker_id } => Ok(sent_answer(&cmd_id, &target.node_uid, &broker_id)),
+        .map_err(|e| ApiError::Internal(format!("send task failed: {e}")))?;
+    match outcome.map_err(ApiError::from)? {
+        SendOutcome::Sent { broker_id } => Ok(sent_answer(&cmd_id, &node_uid, &broker_id)),
         SendOutcome::Failed { broker_id, error } => {
             Err(send_failed(&format!("broker {broker_id}: {error}")))
         }
