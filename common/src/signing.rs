@@ -318,5 +318,17 @@ mod tests {
         assert!(!verify_config_update(b"k", &t));
         // Re-signing replaces the old signature rather than covering it.
         assert_eq!(sign_config_update(b"k", signed.clone()), signed);
+        // Computed independently with Python's hmac over json.dumps(sort_keys).
+        let known = sign_config_update(
+            b"0123456789abcdef0123456789abcdef-node-secret",
+            ConfigUpdate {
+                sig: String::new(),
+                ..signed
+            },
+        );
+        assert_eq!(
+            known.sig,
+            "834a98dfe9636c34d41da89568cd2ce2a19596f1ebf6bc4ede2f3b9286e042e1"
+        );
     }
 }
