@@ -72,6 +72,8 @@ pub struct NodeView {
     pub kind: NodeKind,
     pub channels: Vec<ChannelSpec>,
     pub connected: bool,
+    /// The broker it is on now (a move it followed changes it).
+    pub broker_url: String,
     /// Current reading per sensor channel.
     pub values: BTreeMap<&'static str, f64>,
     pub commands_executed: u64,
@@ -88,6 +90,7 @@ async fn list_nodes(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
                 kind: n.spec().kind,
                 channels: n.spec().channels().to_vec(),
                 connected: n.is_connected(),
+                broker_url: n.link().broker_url(),
                 values: n.readings(),
                 commands_executed: n.commands_executed(),
             })
