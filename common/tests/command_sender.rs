@@ -77,7 +77,7 @@ async fn a_row_the_database_refuses_fails_only_its_own_send() {
     }))
     .await;
     for (i, result) in &results {
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             assert!(result.is_err(), "c{i:03} with a NUL must fail: {result:?}");
         } else {
             assert!(
@@ -94,6 +94,6 @@ async fn a_row_the_database_refuses_fails_only_its_own_send() {
     assert_eq!(stored.len(), 40, "every valid command once, no bad one");
     assert!(stored.iter().all(|(id, status)| {
         let i: usize = id[1..].parse().unwrap();
-        i % 11 != 0 && status == "SENT"
+        !i.is_multiple_of(11) && status == "SENT"
     }));
 }
