@@ -64,7 +64,8 @@ pub struct Outcome {
     /// Rows inserted (redeliveries not counted).
     pub inserted: u64,
     /// Indexes (into the samples given) of readings refused because another,
-    /// different reading of the same key and second is stored (`same_second`).
+    /// different reading of the same key and second is stored (`same_second`);
+    /// sorted.
     pub refused: Vec<usize>,
 }
 

@@ -702,7 +702,7 @@ impl Shared {
         let outcome = telemetry::write(&mut tx, &samples).await?;
         written.inserted = outcome.inserted;
         for (k, s) in samples.iter().enumerate() {
-            if !outcome.refused.contains(&k) {
+            if outcome.refused.binary_search(&k).is_err() {
                 written.sample_ts.push(s.ts);
             }
         }
