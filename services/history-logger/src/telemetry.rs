@@ -3,6 +3,12 @@
 //! stamped after the database's clock, which any reading replaces (so one
 //! reading from a clock that ran ahead cannot freeze the key).
 //!
+//! The future: decoding refused a `ts` more than the configured skew ahead.
+//! A reading within the skew (a node clock running ahead) is history and is
+//! stored in `telemetry_samples`, but `telemetry_last` — the current value
+//! automation and dashboards read — takes no reading more than
+//! [`LAST_MAX_AHEAD_SEC`] after this service's clock.
+//!
 //! Same second: the wire `ts` has whole seconds and a sample's key is
 //! (node, channel, metric, `ts`). The first reading of a key and second is
 //! kept; a later one with the same value and raw is a redelivery and a
@@ -21,6 +27,11 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+
+/// How far (seconds) a reading's `ts` may be after our clock and still
+/// become `telemetry_last`: node clocks are synced in whole seconds, so a
+/// current reading can look a second or two ahead.
+pub const LAST_MAX_AHEAD_SEC: i64 = 5;
 
 /// One reading, resolved to ids.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +155,7 @@ fn timestamp(ts: i64) -> DateTime<Utc> {
 
 /// Inserts the samples (redeliveries are no-ops, a different reading of a
 /// stored key and second is refused) and moves `telemetry_last` forward with
-/// the kept ones.
+/// the kept ones that are not from the future.
 pub async fn write(conn: &mut PgConnection, samples: &[Sample]) -> Result<Outcome, sqlx::Error> {
     if samples.is_empty() {
         return Ok(Outcome::default());
@@ -158,13 +169,15 @@ pub async fn write(conn: &mut PgConnection, samples: &[Sample]) -> Result<Outcom
         .map(|(r, reading)| (leaders[r], reading))
         .collect();
     let refused = refusals(samples, &leaders, &followers, &stored);
+    let not_after = Utc::now().timestamp() + LAST_MAX_AHEAD_SEC;
     upsert_last(
         conn,
         &latest_per_key(
             leaders
                 .iter()
                 .filter(|k| refused.binary_search(k).is_err())
-                .map(|k| &samples[*k]),
+                .map(|k| &samples[*k])
+                .filter(|s| s.ts <= not_after),
         ),
     )
     .await?;

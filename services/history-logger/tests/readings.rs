@@ -191,15 +191,21 @@ async fn a_future_reading_never_freezes_telemetry_last() {
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 2).await, 2);
     assert_eq!(last().await, Some((6.1, t - 1)));
 
-    // A row already in the future (from before this rule, or a clock ahead
-    // within the allowed skew) gives way to the next current reading.
+    // Ahead of our clock but within the skew: history, not the current value.
+    let ahead = now() + 120;
+    publish(&nodes, PH, reading("PH", 6.15, ahead)).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 3).await, 3);
+    assert_eq!(last().await, Some((6.1, t - 1)));
+
+    // A row already in the future (left from before these rules) gives way
+    // to the next current reading.
     sqlx::query("UPDATE telemetry_last SET ts = '9999-01-01', value = 9.9")
         .execute(&world.db.pool)
         .await
         .unwrap();
     let t = now();
     publish(&nodes, PH, reading("PH", 6.2, t)).await;
-    assert_eq!(world.wait_count(TELEMETRY_ROWS, 3).await, 3);
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 4).await, 4);
     let replaced = eventually(Duration::from_secs(10), || async {
         last().await.filter(|l| *l == (6.2, t))
     })
@@ -207,7 +213,7 @@ async fn a_future_reading_never_freezes_telemetry_last() {
     assert_eq!(replaced, Some((6.2, t)));
     // And from there on it moves forward only.
     publish(&nodes, PH, reading("PH", 5.0, t - 30)).await;
-    assert_eq!(world.wait_count(TELEMETRY_ROWS, 4).await, 4);
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, 5).await, 5);
     assert_eq!(last().await, Some((6.2, t)));
 }
 
