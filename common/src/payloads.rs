@@ -103,6 +103,65 @@ impl MetricType {
     }
 }
 
+// ---------------------------------------------------------------- physical ranges
+// (helper "readings", issue 11: one table, documented in docs/protocol.md §
+// "Readings the logger refuses"; keep it in step with that table.)
+
+impl MetricType {
+    /// The values a working sensor of this metric can report, bounds
+    /// included, in the contract's unit. A reading outside is a broken probe
+    /// or a forgery, never a measurement: history-logger refuses it
+    /// (`out_of_range`).
+    pub fn physical_range(self) -> std::ops::RangeInclusive<f64> {
+        match self {
+            // pH scale.
+            MetricType::Ph => 0.0..=14.0,
+            // mS/cm; sea water is about 55, nutrient solutions stay below 5.
+            MetricType::Ec => 0.0..=20.0,
+            // °C, the span of the usual probes (DS18B20, SHT3x, DHT22).
+            MetricType::Temperature | MetricType::SoilTemp => -40.0..=125.0,
+            // °C, outdoors anywhere plants are grown.
+            MetricType::OutsideTemp => -60.0..=70.0,
+            // % relative humidity, % volumetric water content.
+            MetricType::Humidity | MetricType::SoilMoisture => 0.0..=100.0,
+            // ppm, the span of NDIR sensors (SCD30, MH-Z19 up to 40 000).
+            MetricType::Co2 => 0.0..=40_000.0,
+            // lux; full sunlight is about 120 000.
+            MetricType::LightIntensity => 0.0..=200_000.0,
+            // cm of a tank (or % full): 10 m at most.
+            MetricType::WaterLevel => 0.0..=1_000.0,
+            // A float switch: 0 or 1.
+            MetricType::WaterLevelSwitch => 0.0..=1.0,
+            // m/s; the strongest gust ever measured is 113.
+            MetricType::WindSpeed => 0.0..=120.0,
+            // l/min.
+            MetricType::FlowRate => 0.0..=1_000.0,
+            // mA (the firmware's pump driver reports milliamps).
+            MetricType::PumpCurrent => 0.0..=10_000.0,
+        }
+    }
+
+    /// Every metric, for tables and tests.
+    pub const ALL: [MetricType; 14] = [
+        MetricType::Ph,
+        MetricType::Ec,
+        MetricType::Temperature,
+        MetricType::Humidity,
+        MetricType::Co2,
+        MetricType::LightIntensity,
+        MetricType::WaterLevel,
+        MetricType::WaterLevelSwitch,
+        MetricType::SoilMoisture,
+        MetricType::SoilTemp,
+        MetricType::WindSpeed,
+        MetricType::OutsideTemp,
+        MetricType::FlowRate,
+        MetricType::PumpCurrent,
+    ];
+}
+
+// ---------------------------------------------------------------- end of physical ranges
+
 /// `…/{channel}/telemetry`: one reading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -700,5 +759,21 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn physical_ranges_hold_the_specified_bounds() {
+        assert_eq!(MetricType::Ph.physical_range(), 0.0..=14.0);
+        assert_eq!(MetricType::Ec.physical_range(), 0.0..=20.0);
+        assert_eq!(MetricType::Temperature.physical_range(), -40.0..=125.0);
+        assert_eq!(MetricType::Humidity.physical_range(), 0.0..=100.0);
+        for m in MetricType::ALL {
+            let r = m.physical_range();
+            assert!(r.start() < r.end(), "{m:?}");
+            assert!(
+                !r.contains(&f64::NAN) && !r.contains(&f64::INFINITY),
+                "{m:?}"
+            );
+        }
     }
 }

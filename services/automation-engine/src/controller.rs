@@ -3,6 +3,10 @@
 //! by a minimum and a maximum, sent only on a fresh, stable reading, once
 //! the previous dose has a final status and the minimum interval has passed.
 //!
+//! A reading from the future (its `ts` more than [`FUTURE_TOLERANCE_SEC`]
+//! after `now`) is never acted on: a node clock that ran ahead, or a forged
+//! `ts`, would otherwise look fresh for as long as it stays ahead.
+//!
 //! Pure: the caller gives the time (`now`), so every rule is unit-tested.
 
 use chrono::{DateTime, Utc};
@@ -10,6 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::limits::Limits;
+
+/// How far (seconds) a reading's `ts` may be after `now` and still count:
+/// node clocks are synced to ours in whole seconds, so a current reading can
+/// look a second or two ahead; anything further is a clock or a `ts` not to
+/// be trusted.
+pub const FUTURE_TOLERANCE_SEC: i64 = 5;
 
 /// What the engine corrects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -111,11 +121,24 @@ pub struct Dose {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Skip {
     NoReading,
-    StaleReading { age_sec: i64 },
+    /// The reading is dated after now, beyond [`FUTURE_TOLERANCE_SEC`].
+    FutureReading {
+        ahead_sec: i64,
+    },
+    StaleReading {
+        age_sec: i64,
+    },
     UnstableReading,
-    InDeadBand { low: f64, high: f64 },
-    PreviousDosePending { cmd_id: String },
-    MinInterval { wait_sec: i64 },
+    InDeadBand {
+        low: f64,
+        high: f64,
+    },
+    PreviousDosePending {
+        cmd_id: String,
+    },
+    MinInterval {
+        wait_sec: i64,
+    },
 }
 
 impl Skip {
@@ -123,6 +146,7 @@ impl Skip {
     pub fn reason(&self) -> &'static str {
         match self {
             Skip::NoReading => "no_reading",
+            Skip::FutureReading { .. } => "future_reading",
             Skip::StaleReading { .. } => "stale_reading",
             Skip::UnstableReading => "unstable_reading",
             Skip::InDeadBand { .. } => "in_dead_band",
@@ -136,6 +160,7 @@ impl Skip {
         match self {
             Skip::NoReading | Skip::UnstableReading => json!({}),
             Skip::StaleReading { age_sec } => json!({ "age_sec": age_sec }),
+            Skip::FutureReading { ahead_sec } => json!({ "ahead_sec": ahead_sec }),
             Skip::InDeadBand { low, high } => json!({ "band": [low, high] }),
             Skip::PreviousDosePending { cmd_id } => json!({ "pending_cmd_id": cmd_id }),
             Skip::MinInterval { wait_sec } => json!({ "next_dose_in_sec": wait_sec }),
@@ -162,7 +187,11 @@ pub fn decide(
     let Some(reading) = reading else {
         return Decision::Skip(Skip::NoReading);
     };
-    // A node clock ahead of ours makes a reading look younger than zero: fresh.
+    let ahead_sec = (reading.ts - now).num_seconds();
+    if ahead_sec > FUTURE_TOLERANCE_SEC {
+        return Decision::Skip(Skip::FutureReading { ahead_sec });
+    }
+    // Within the tolerance a reading ahead of our clock is as fresh as can be.
     let age_sec = (now - reading.ts).num_seconds().max(0);
     if age_sec > limits.max_reading_age_sec {
         return Decision::Skip(Skip::StaleReading { age_sec });
@@ -368,11 +397,24 @@ mod tests {
             skip(decide(&s, &l, Some(&settling), None, now())),
             Skip::UnstableReading
         );
-        // Not saying is not unstable; a node clock ahead is not stale.
+        // Not saying is not unstable; a node clock a little ahead is not stale.
         let mut unsaid = reading(6.8);
         unsaid.stable = None;
-        unsaid.ts = now() + Duration::seconds(30);
+        unsaid.ts = now() + Duration::seconds(FUTURE_TOLERANCE_SEC);
         dose(decide(&s, &l, Some(&unsaid), None, now()));
+    }
+
+    #[test]
+    fn a_reading_from_the_future_is_never_acted_on() {
+        let (s, l) = ph();
+        for ahead in [FUTURE_TOLERANCE_SEC + 1, 600, 86_400 * 365 * 7000] {
+            let mut r = reading(6.8);
+            r.ts = now() + Duration::seconds(ahead);
+            let skipped = skip(decide(&s, &l, Some(&r), None, now()));
+            assert_eq!(skipped, Skip::FutureReading { ahead_sec: ahead });
+            assert_eq!(skipped.reason(), "future_reading");
+            assert_eq!(skipped.details(), json!({ "ahead_sec": ahead }));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use common::recipe_phases::{self, ActivePhase};
 use common::zone_channels::ZoneChannels;
 use sqlx::PgPool;
 
-use crate::controller::{LastDose, Quantity, Reading};
+use crate::controller::{FUTURE_TOLERANCE_SEC, LastDose, Quantity, Reading};
 use crate::limits::Limits;
 
 /// The inputs of one cycle.
@@ -93,7 +93,10 @@ struct ReadingRow {
     ts: DateTime<Utc>,
 }
 
-/// The newest pH and EC reading of each zone, whichever of its nodes gave it.
+/// The newest pH and EC reading of each zone, whichever of its nodes gave it;
+/// a reading from the future (see [`FUTURE_TOLERANCE_SEC`]) only when the zone
+/// has no other, so one node's clock running ahead cannot hide the others'
+/// current readings (and is still seen, and skipped, when it is all there is).
 async fn load_readings(
     pool: &PgPool,
     zone_ids: &[i64],
@@ -101,9 +104,10 @@ async fn load_readings(
     let rows: Vec<ReadingRow> = sqlx::query_as(
         "SELECT DISTINCT ON (zone_id, metric_type) zone_id, metric_type, node_id, value, stable, ts \
          FROM telemetry_last WHERE zone_id = ANY($1) AND metric_type IN ('PH', 'EC') \
-         ORDER BY zone_id, metric_type, ts DESC",
+         ORDER BY zone_id, metric_type, ts > now() + make_interval(secs => $2), ts DESC",
     )
     .bind(zone_ids)
+    .bind(FUTURE_TOLERANCE_SEC as f64)
     .fetch_all(pool)
     .await?;
     Ok(rows

@@ -164,6 +164,67 @@ async fn on_target_stale_unstable_and_missing_readings_get_no_dose() {
     assert!(events(pool, "zn-1", "AUTOMATION_DOSE").await.is_empty());
 }
 
+/// A reading dated in the future is never acted on: alone in its zone it is
+/// a `future_reading` skip (counted, an event) and no dose; beside a current
+/// reading of the zone it does not hide that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_from_the_future_is_never_dosed_against() {
+    // zn-1: nd-ph-1; zn-2: nd-ph-2.
+    let w = world(2, 2, &[]).await;
+    let pool = &w.db.pool;
+    let ahead = Duration::minutes(-10);
+    reading(pool, "nd-ph-1", "ph_sensor", "PH", 6.8, ahead, Some(true)).await;
+    ph(pool, "nd-ph-2", 6.8).await;
+    // Low enough to ask for base, were it believed.
+    reading(pool, "nd-ph-2", "ph_probe", "PH", 4.0, ahead, Some(true)).await;
+    for zone in ["zn-1", "zn-2"] {
+        start_recipe(
+            pool,
+            zone,
+            &[(48.0, json!({"ph": setpoint(5.8)}))],
+            Duration::zero(),
+        )
+        .await;
+    }
+    let skipped = eventually(WAIT, || async {
+        events(pool, "zn-1", "AUTOMATION_SKIP")
+            .await
+            .into_iter()
+            .find(|e| e["reason"] == "future_reading")
+    })
+    .await
+    .expect("zn-1: a future_reading skip");
+    assert!(skipped["ahead_sec"].as_i64().unwrap() >= 590, "{skipped}");
+    let acid = wait_count(
+        pool,
+        "SELECT count(*) FROM commands c JOIN zones z ON z.id = c.zone_id \
+          WHERE c.source = 'automation' AND z.uid = 'zn-2' AND c.channel = 'pump_acid'",
+        1,
+    )
+    .await;
+    assert_eq!(acid, 1, "zn-2 dosed against its current reading");
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM commands c JOIN zones z ON z.id = c.zone_id \
+              WHERE c.source = 'automation' AND (z.uid = 'zn-1' OR c.channel <> 'pump_acid')"
+        )
+        .await,
+        0,
+        "nothing dosed against a future reading"
+    );
+    let metrics = common::http::metrics_handle().render();
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with(common::metrics::AUTOMATION_DECISIONS)
+                && l.contains(r#"decision="future_reading""#)
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(counted >= 1.0, "future_reading counted:\n{metrics}");
+}
+
 /// The node never answers: the first dose stays SENT and nothing more is
 /// dosed until the bridge times it out; then the next dose goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

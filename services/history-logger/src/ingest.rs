@@ -30,7 +30,7 @@ use crate::drop_log::DropLog;
 use crate::pack::{Message, Pack};
 use crate::queue::Queue;
 use crate::time_sync::TimeSync;
-use crate::uplink::{self, Body};
+use crate::uplink::{self, Body, Checks};
 
 /// Messages appended per Redis round trip (one pack) at most; also how far
 /// one instance may overshoot the queue's bound.
@@ -76,6 +76,8 @@ pub struct Ingest {
     pub time_sync: TimeSync,
     /// Rate-limited log lines for dead letters.
     pub drops: Arc<DropLog>,
+    /// What decoding checks (the writer checks the same).
+    pub checks: Checks,
 }
 
 impl Ingest {
@@ -131,7 +133,12 @@ impl Ingest {
             }
             let kind = kind_label(&message.topic);
             metrics::counter!(m::UPLINK_RECEIVED, "kind" => kind).increment(1);
-            match uplink::decode(&message.topic, &message.payload, now.timestamp()) {
+            match uplink::decode(
+                &message.topic,
+                &message.payload,
+                now.timestamp(),
+                self.checks,
+            ) {
                 Ok(u) if u.body == Body::Unbound => {
                     metrics::counter!(m::UPLINK_UNBOUND, "kind" => kind).increment(1);
                     unbound += 1;

@@ -32,6 +32,12 @@ const fn default_writers() -> usize {
 const fn default_session_expiry_sec() -> u32 {
     3_600
 }
+/// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
+/// node clock drifts, far less than a clock that was never set.
+pub const DEFAULT_MAX_FUTURE_SKEW_SEC: i64 = 300;
+const fn default_max_future_skew_sec() -> i64 {
+    DEFAULT_MAX_FUTURE_SKEW_SEC
+}
 
 /// Where the uplink queue lives and how this instance takes part in it.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +73,13 @@ pub struct HistorySettings {
         deserialize_with = "de_from_str"
     )]
     pub history_session_expiry_sec: u32,
+    /// `HISTORY_MAX_FUTURE_SKEW_SEC`: a reading whose `ts` is more than this
+    /// many seconds after it arrived is refused (`future_ts`); 0..=86400.
+    #[serde(
+        default = "default_max_future_skew_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub history_max_future_skew_sec: i64,
     /// `INSTANCE_ID`: this instance's stable name (MQTT client ids, stream
     /// consumer); default the host name. Must differ between instances.
     #[serde(default, deserialize_with = "de_opt_from_str")]
@@ -109,6 +122,9 @@ impl HistorySettings {
         if !(1..=64).contains(&self.history_writers) {
             return fail("HISTORY_WRITERS must be between 1 and 64");
         }
+        if !(0..=86_400).contains(&self.history_max_future_skew_sec) {
+            return fail("HISTORY_MAX_FUTURE_SKEW_SEC must be between 0 and 86400");
+        }
         if let Some(id) = &self.instance_id
             && (id.len() > 64
                 || !id
@@ -149,6 +165,13 @@ impl HistorySettings {
         (self.history_session_expiry_sec > 0).then_some(self.history_session_expiry_sec)
     }
 
+    /// What decoding checks besides the payload's shape.
+    pub fn checks(&self) -> crate::uplink::Checks {
+        crate::uplink::Checks {
+            max_future_skew_sec: self.history_max_future_skew_sec,
+        }
+    }
+
     pub fn claim_idle(&self) -> Duration {
         Duration::from_millis(self.history_claim_idle_ms)
     }
@@ -167,6 +190,7 @@ mod tests {
         assert_eq!(s.history_queue_max, 1_000_000);
         assert_eq!(s.session_expiry(), Some(3600));
         assert_eq!(s.history_writers, 4);
+        assert_eq!(s.checks().max_future_skew_sec, 300);
         assert!(!s.instance().is_empty());
     }
 
@@ -186,6 +210,8 @@ mod tests {
             ("INSTANCE_ID", "a/b"),
             ("HISTORY_STREAM", " "),
             ("HISTORY_WRITERS", "0"),
+            ("HISTORY_MAX_FUTURE_SKEW_SEC", "-1"),
+            ("HISTORY_MAX_FUTURE_SKEW_SEC", "86401"),
         ] {
             let err = HistorySettings::from_vars(env_vars(&[(k, v)])).unwrap_err();
             assert!(err.to_string().contains(k), "{k}: {err}");

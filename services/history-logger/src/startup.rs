@@ -101,6 +101,7 @@ impl App {
             stats: stats.clone(),
             time_sync: TimeSync::new(brokers.clone()),
             drops: drops.clone(),
+            checks: history.checks(),
         };
         tasks.spawn(ingest.run(inbox_rx, stop.clone()));
         let writer = Writer::new(
@@ -112,6 +113,7 @@ impl App {
                 flush: Duration::from_millis(settings.telemetry_flush_ms),
                 claim_idle: history.claim_idle(),
                 writers: history.history_writers,
+                checks: history.checks(),
             },
             drops,
         );

@@ -19,6 +19,27 @@ const MAX_EVENT_TYPE: usize = 64;
 /// 9999-12-31T23:59:59Z: a later `ts` is a corrupt clock, not a reading.
 const MAX_TS: i64 = 253_402_300_799;
 
+/// The one last will the firmware sets (`mqtt_manager.c`:
+/// `last_will.msg = "offline"`), byte for byte. Anything else on an `lwt`
+/// topic is not the broker speaking for a vanished node.
+pub const LWT_PAYLOAD: &[u8] = b"offline";
+
+/// What decoding checks beyond the shape of a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// A reading whose `ts` is more than this many seconds after it was
+    /// received is refused (`future_ts`): `HISTORY_MAX_FUTURE_SKEW_SEC`.
+    pub max_future_skew_sec: i64,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            max_future_skew_sec: crate::settings::DEFAULT_MAX_FUTURE_SKEW_SEC,
+        }
+    }
+}
+
 /// What a message says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
@@ -46,8 +67,11 @@ pub struct Uplink {
 #[error("{reason}: {detail}")]
 pub struct Rejection {
     /// Bounded label: `bad_topic`, `oversized`, `invalid_json`,
-    /// `invalid_field`, `unknown_metric`, `non_finite_value`,
-    /// `node_id_not_found`, `zone_id_not_found`, `db_rejected`.
+    /// `invalid_field`, `unknown_metric`, `non_finite_value`, `future_ts`,
+    /// `out_of_range`, `invalid_lwt` (decoding); `node_id_not_found`,
+    /// `zone_id_not_found`, `greenhouse_mismatch`, `zone_mismatch`,
+    /// `unknown_channel`, `metric_mismatch`, `same_second`, `db_rejected`
+    /// (writing, against the database).
     pub reason: &'static str,
     pub detail: String,
 }
@@ -62,8 +86,14 @@ impl Rejection {
 }
 
 /// Decodes a message received at `received_at` (seconds; replaces the `ts` of
-/// a node whose clock is not set, so a redelivery decodes the same).
-pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, Rejection> {
+/// a node whose clock is not set, and is what a future `ts` is measured
+/// from, so a redelivery decodes the same).
+pub fn decode(
+    topic: &str,
+    payload: &[u8],
+    received_at: i64,
+    checks: Checks,
+) -> Result<Uplink, Rejection> {
     let parsed = Topic::parse(topic).map_err(|e| Rejection::new("bad_topic", e.problem))?;
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(refusal(&PayloadError::TooLarge(payload.len()), payload));
@@ -89,14 +119,43 @@ pub fn decode(topic: &str, payload: &[u8], received_at: i64) -> Result<Uplink, R
             if t.ts > MAX_TS {
                 return Err(Rejection::new("invalid_field", "ts is after the year 9999"));
             }
+            let ahead = t.ts.saturating_sub(received_at);
+            if ahead > checks.max_future_skew_sec {
+                return Err(Rejection::new(
+                    "future_ts",
+                    format!(
+                        "ts is {ahead} s after the message arrived (at most {} s allowed)",
+                        checks.max_future_skew_sec
+                    ),
+                ));
+            }
+            let range = t.metric_type.physical_range();
+            if !range.contains(&t.value) {
+                return Err(Rejection::new(
+                    "out_of_range",
+                    format!(
+                        "{} {} is outside {}..={}",
+                        t.metric_type.as_str(),
+                        t.value,
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
             Body::Telemetry(t)
         }
         TopicKind::Status => {
             Body::Status(Status::decode(payload).map_err(|e| refusal(&e, payload))?)
         }
-        // The broker publishes `offline`; whatever the payload, a last will
-        // means the node is gone.
-        TopicKind::Lwt => Body::Lwt,
+        // Only the firmware's own will marks a node gone: an empty retained
+        // message (someone clearing the topic) or any other text is not one.
+        TopicKind::Lwt if payload == LWT_PAYLOAD => Body::Lwt,
+        TopicKind::Lwt => {
+            return Err(Rejection::new(
+                "invalid_lwt",
+                format!("a last will must be `offline`, got {} bytes", payload.len()),
+            ));
+        }
         TopicKind::Heartbeat => {
             Body::Heartbeat(Heartbeat::decode(payload).map_err(|e| refusal(&e, payload))?)
         }
@@ -135,8 +194,11 @@ fn refusal(e: &PayloadError, payload: &[u8]) -> Rejection {
         PayloadError::Field { field: "value", .. } => "non_finite_value",
         PayloadError::Field { .. } => "invalid_field",
         PayloadError::Json(message) => match serde_json::from_slice::<Value>(payload) {
-            // serde_json refuses a number beyond f64 (`1e400`) outright.
-            Err(_) if message.contains("number out of range") => "non_finite_value",
+            // serde_json refuses a number beyond f64 (`1e400`) outright, and
+            // `NaN` / `Infinity` (what some JSON writers emit) are not JSON.
+            Err(_) if message.contains("number out of range") || non_finite_literal(payload) => {
+                "non_finite_value"
+            }
             Err(_) => "invalid_json",
             Ok(v) => match v.get("metric_type") {
                 Some(m @ Value::String(_))
@@ -151,6 +213,27 @@ fn refusal(e: &PayloadError, payload: &[u8]) -> Rejection {
     Rejection::new(reason, e.to_string())
 }
 
+/// Whether `value` is given as `NaN`, `Infinity` or `-Infinity`, which JSON
+/// has no room for.
+fn non_finite_literal(payload: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(payload);
+    let Some(at) = text.find("\"value\"") else {
+        return false;
+    };
+    let rest = text[at + "\"value\"".len()..].trim_start();
+    let Some(rest) = rest.strip_prefix(':') else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix('-')
+        .or_else(|| rest.strip_prefix('+'))
+        .unwrap_or(rest);
+    ["NaN", "nan", "Infinity", "inf"]
+        .iter()
+        .any(|word| rest.starts_with(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +241,9 @@ mod tests {
     const T: &str = "hydro/gh-1/zn-1/nd-ph-1/ph_sensor/telemetry";
 
     fn reason(topic: &str, payload: &[u8]) -> &'static str {
-        decode(topic, payload, 1_800_000_000).unwrap_err().reason
+        decode(topic, payload, 1_800_000_000, Checks::default())
+            .unwrap_err()
+            .reason
     }
 
     #[test]
@@ -200,7 +285,8 @@ mod tests {
             ),
         ];
         for (topic, payload) in cases {
-            decode(topic, payload, 0).unwrap_or_else(|e| panic!("{topic}: {e}"));
+            decode(topic, payload, 1_800_000_000, Checks::default())
+                .unwrap_or_else(|e| panic!("{topic}: {e}"));
         }
     }
 
@@ -217,7 +303,7 @@ mod tests {
             ),
             ("hydro/gh-temp/zn-temp/esp32-aa/lwt", b"offline"),
         ] {
-            let u = decode(topic, payload, 0).unwrap();
+            let u = decode(topic, payload, 0, Checks::default()).unwrap();
             assert_eq!(u.body, Body::Unbound, "{topic}");
             assert_eq!(u.topic.node, "esp32-aa");
         }
@@ -280,11 +366,77 @@ mod tests {
             T,
             br#"{"metric_type":"PH","value":6.5,"ts":5}"#,
             1_800_000_000,
+            Checks::default(),
         )
         .unwrap();
         match u.body {
             Body::Telemetry(t) => assert_eq!(t.ts, 1_800_000_000),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reading_too_far_in_the_future_is_refused() {
+        let now = 1_800_000_000;
+        let at = |ts: i64| format!(r#"{{"metric_type":"PH","value":6.5,"ts":{ts}}}"#);
+        let checks = Checks {
+            max_future_skew_sec: 300,
+        };
+        for ok in [now - 3600, now, now + 300] {
+            decode(T, at(ok).as_bytes(), now, checks).unwrap();
+        }
+        let e = decode(T, at(now + 301).as_bytes(), now, checks).unwrap_err();
+        assert_eq!(e.reason, "future_ts", "{e}");
+        // The year 9999 is still refused as a corrupt field.
+        assert_eq!(reason(T, at(253_402_300_800).as_bytes()), "invalid_field");
+        // Measured from the receive time, so a redelivery decodes the same.
+        decode(T, at(now + 301).as_bytes(), now + 1, checks).unwrap();
+    }
+
+    #[test]
+    fn values_outside_the_physical_range_are_refused() {
+        let ph = |v: &str| format!(r#"{{"metric_type":"PH","value":{v},"ts":1800000000}}"#);
+        for bad in ["-5", "14.01", "1e308", "-0.0001"] {
+            assert_eq!(reason(T, ph(bad).as_bytes()), "out_of_range", "{bad}");
+        }
+        for good in ["0", "14", "6.5", "-0.0"] {
+            decode(T, ph(good).as_bytes(), 1_800_000_000, Checks::default())
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let ec = br#"{"metric_type":"EC","value":20.5,"ts":1800000000}"#;
+        assert_eq!(reason(T, ec), "out_of_range");
+        let hot = br#"{"metric_type":"TEMPERATURE","value":126,"ts":1800000000}"#;
+        assert_eq!(reason(T, hot), "out_of_range");
+        let wet = br#"{"metric_type":"HUMIDITY","value":100.5,"ts":1800000000}"#;
+        assert_eq!(reason(T, wet), "out_of_range");
+    }
+
+    #[test]
+    fn non_finite_values_are_told_apart_from_bad_json() {
+        for bad in ["NaN", "-NaN", "Infinity", "-Infinity", "1e400", "-1e400"] {
+            let p = format!(r#"{{"metric_type":"PH","value": {bad},"ts":1800000000}}"#);
+            assert_eq!(reason(T, p.as_bytes()), "non_finite_value", "{bad}");
+        }
+        assert_eq!(
+            reason(T, br#"{"metric_type":"PH","value":Nope,"ts":1}"#),
+            "invalid_json"
+        );
+    }
+
+    #[test]
+    fn only_the_firmwares_last_will_marks_a_node_gone() {
+        let lwt = "hydro/gh-1/zn-1/nd-ph-1/lwt";
+        let u = decode(lwt, b"offline", 0, Checks::default()).unwrap();
+        assert_eq!(u.body, Body::Lwt);
+        for bad in [
+            &b""[..],
+            b"OFFLINE",
+            b"offline\0",
+            b" offline",
+            br#"{"status":"OFFLINE"}"#,
+            b"online",
+        ] {
+            assert_eq!(reason(lwt, bad), "invalid_lwt", "{bad:?}");
         }
     }
 }

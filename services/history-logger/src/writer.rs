@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::metrics as m;
+use common::topics::NodeTopic;
 use common::zone_events::{self, ZoneEvent};
 use sqlx::PgPool;
 use tokio::sync::OwnedMutexGuard;
@@ -42,9 +43,9 @@ use crate::node_state::{self, Happening, Ignored, Target, What};
 use crate::observed::ObservedCache;
 use crate::pack::Message;
 use crate::queue::{Content, Entry, Queue};
-use crate::resolver::Resolver;
+use crate::resolver::{Misfit, NodeInfo, Resolver};
 use crate::telemetry::{self, Sample};
-use crate::uplink::{self, Body, Rejection, Uplink};
+use crate::uplink::{self, Body, Checks, Rejection, Uplink};
 
 /// How long a stopping writer still tries to write what it holds.
 const LAST_CHANCE: Duration = Duration::from_secs(5);
@@ -61,6 +62,8 @@ pub struct WriterConfig {
     pub claim_idle: Duration,
     /// Batches written at once.
     pub writers: usize,
+    /// What decoding checks (as ingest did).
+    pub checks: Checks,
 }
 
 /// Retry delays: 100 ms doubling to 5 s.
@@ -125,6 +128,59 @@ fn message_count(entries: &[Entry]) -> usize {
         .sum()
 }
 
+/// Whether a message fits where its node is placed (greenhouse and zone),
+/// and a reading its node's channel and metric. A last will is exempt: its
+/// topic was fixed when the node connected, and may outlive a move.
+fn placement_check(node: &NodeInfo, uplink: &Uplink) -> Result<(), Misfit> {
+    let topic = &uplink.topic;
+    let reading = match &uplink.body {
+        Body::Lwt => return Ok(()),
+        Body::Telemetry(t) => Some((
+            topic.channel.as_deref().unwrap_or_default(),
+            t.metric_type.as_str(),
+        )),
+        _ => None,
+    };
+    node.check(&topic.greenhouse, &topic.zone, reading)
+}
+
+/// The dead-letter reason and detail of a misfit.
+fn misfit_rejection(misfit: Misfit, node: &NodeInfo, uplink: &Uplink) -> Rejection {
+    let topic = &uplink.topic;
+    let detail = match misfit {
+        Misfit::Greenhouse | Misfit::Zone => format!(
+            "node `{}` is in {}, not {}/{}",
+            topic.node,
+            node.placement(),
+            topic.greenhouse,
+            topic.zone
+        ),
+        Misfit::Channel => format!(
+            "node `{}` has no channel `{}`",
+            topic.node,
+            topic.channel.as_deref().unwrap_or_default()
+        ),
+        Misfit::Metric => {
+            let channel = topic.channel.as_deref().unwrap_or_default();
+            let declared = node
+                .channels
+                .get(channel)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "no metric".into());
+            let sent = match &uplink.body {
+                Body::Telemetry(t) => t.metric_type.as_str(),
+                _ => "",
+            };
+            format!(
+                "channel `{channel}` of node `{}` measures {declared}, not {sent}",
+                topic.node
+            )
+        }
+    };
+    Rejection::new(misfit.reason(), detail)
+}
+
 pub struct Writer {
     config: WriterConfig,
     shared: Arc<Shared>,
@@ -141,6 +197,7 @@ struct Shared {
     /// Which nodes of a batch may need their row changed.
     observed: ObservedCache,
     drops: Arc<DropLog>,
+    checks: Checks,
 }
 
 impl Shared {
@@ -154,6 +211,7 @@ impl Shared {
 
 impl Writer {
     pub fn new(pool: PgPool, queue: Queue, config: WriterConfig, drops: Arc<DropLog>) -> Self {
+        let checks = config.checks;
         Writer {
             config,
             shared: Arc::new(Shared {
@@ -164,6 +222,7 @@ impl Writer {
                 warn_limit: Mutex::new(RateLimit::new(Duration::from_secs(10))),
                 observed: ObservedCache::default(),
                 drops,
+                checks,
             }),
         }
     }
@@ -490,27 +549,49 @@ impl Shared {
                 (
                     i,
                     item.received_ms,
-                    uplink::decode(&m.topic, &m.payload, received),
+                    uplink::decode(&m.topic, &m.payload, received, self.checks),
                 )
             })
             .collect();
-        let topics = decoded.iter().filter_map(|(_, _, u)| {
-            u.as_ref()
-                .ok()
-                .filter(|u| u.body != Body::Unbound)
-                .map(|u| &u.topic)
-        });
+        let topics: Vec<&NodeTopic> = decoded
+            .iter()
+            .filter_map(|(_, _, u)| {
+                u.as_ref()
+                    .ok()
+                    .filter(|u| u.body != Body::Unbound)
+                    .map(|u| &u.topic)
+            })
+            .collect();
         let mut resolver = self.resolver.lock().await;
         resolver
             .resolve(
                 &self.pool,
-                topics.clone().map(|t| t.node.as_str()),
-                topics.map(|t| t.zone.as_str()),
+                topics.iter().map(|t| t.node.as_str()),
+                topics.iter().map(|t| t.zone.as_str()),
             )
             .await?;
+        // A node that disagrees with its cached entry may just have moved:
+        // look it up again before refusing (at most once a second per node).
+        let misfits: Vec<&str> = decoded
+            .iter()
+            .filter_map(|(_, _, u)| u.as_ref().ok())
+            .filter(|u| {
+                resolver
+                    .node(&u.topic.node)
+                    .is_some_and(|n| placement_check(n, u).is_err())
+            })
+            .map(|u| u.topic.node.as_str())
+            .collect();
+        if resolver.forget_stale(misfits.iter().copied()) {
+            resolver
+                .resolve(&self.pool, misfits.iter().copied(), std::iter::empty())
+                .await?;
+        }
 
         let mut written = Written::default();
         let mut samples = Vec::new();
+        // Item index of each sample, to refuse a same-second duplicate.
+        let mut sample_items = Vec::new();
         // Messages of bound nodes, in arrival order: (item, uplink, at, node, zone).
         let mut accepted = Vec::new();
         for (i, received_ms, uplink) in decoded {
@@ -541,8 +622,13 @@ impl Shared {
                 ));
                 continue;
             };
+            if let Err(misfit) = placement_check(node, &uplink) {
+                written
+                    .rejected
+                    .push((offset + i, misfit_rejection(misfit, node, &uplink)));
+                continue;
+            }
             if let Body::Telemetry(t) = &uplink.body {
-                written.sample_ts.push(t.ts);
                 samples.push(Sample {
                     node_id: node.id,
                     zone_id: Some(zone_id),
@@ -553,6 +639,7 @@ impl Shared {
                     stable: t.stable,
                     ts: t.ts,
                 });
+                sample_items.push(offset + i);
             }
             accepted.push((i, uplink, at, node.id, zone_id));
         }
@@ -612,7 +699,26 @@ impl Shared {
         happenings.retain(|h| ids.binary_search(&h.target.node_id).is_ok());
 
         let mut tx = self.pool.begin().await?;
-        written.inserted = telemetry::write(&mut tx, &samples).await?;
+        let outcome = telemetry::write(&mut tx, &samples).await?;
+        written.inserted = outcome.inserted;
+        for (k, s) in samples.iter().enumerate() {
+            if outcome.refused.binary_search(&k).is_err() {
+                written.sample_ts.push(s.ts);
+            }
+        }
+        for k in outcome.refused {
+            let s = &samples[k];
+            written.rejected.push((
+                sample_items[k],
+                Rejection::new(
+                    "same_second",
+                    format!(
+                        "another {} reading of channel `{}` at ts {} is stored; this one ({}) is not",
+                        s.metric_type, s.channel, s.ts, s.value
+                    ),
+                ),
+            ));
+        }
         let known = node_rows::lock(&mut tx, &ids).await?;
         let plan = node_state::plan(&known, &happenings);
         node_rows::apply(&mut tx, &plan).await?;

@@ -10,7 +10,8 @@ use common::testing::eventually;
 use helpers::{TELEMETRY_ROWS, World, publish, reading, settle};
 use history_logger::App;
 
-const T0: i64 = 1_800_000_000;
+// In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
+const T0: i64 = 1_700_000_000;
 const PH: &str = "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry";
 
 async fn killed_mid_batch_then(restart_as: &str) {

@@ -135,7 +135,7 @@ async fn unbound_nodes_are_counted_not_stored_nor_dead_lettered() {
     publish(
         &nodes,
         &format!("{temp}/ph_sensor/telemetry"),
-        reading("PH", 6.5, 1_800_000_000),
+        reading("PH", 6.5, 1_700_000_000),
     )
     .await;
     publish(&nodes, &format!("{temp}/ph_sensor/telemetry"), "not json").await;
@@ -149,7 +149,7 @@ async fn unbound_nodes_are_counted_not_stored_nor_dead_lettered() {
     publish(
         &nodes,
         "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry",
-        reading("PH", 6.1, 1_800_000_000),
+        reading("PH", 6.1, 1_700_000_000),
     )
     .await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 1).await, 1);

@@ -41,7 +41,9 @@ pub struct Running {
 
 impl World {
     /// Seeds greenhouse `gh-t` with zone `zn-a` (nodes `nd-1`, `nd-2`) and
-    /// zone `zn-b` (node `nd-3`).
+    /// zone `zn-b` (node `nd-3`), and their channels: `nd-1` `ph_sensor` (PH)
+    /// and `pump_acid`, `nd-2` `ec_sensor` (EC), `nd-3` `temp_air`
+    /// (TEMPERATURE) and `humidity` (HUMIDITY).
     pub async fn new() -> World {
         common::logging::init_for_tests();
         let db = TestDb::new().await;
@@ -51,7 +53,15 @@ impl World {
              INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-b', id, 'B' FROM greenhouses;
              INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
              INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-2', id, 'ec' FROM zones WHERE uid = 'zn-a';
-             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-3', id, 'climate' FROM zones WHERE uid = 'zn-b';",
+             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-3', id, 'climate' FROM zones WHERE uid = 'zn-b';
+             INSERT INTO node_channels (node_id, channel, type, metric_type)
+             SELECT n.id, c.channel, c.type, c.metric_type FROM nodes n
+               JOIN (VALUES ('nd-1', 'ph_sensor', 'sensor', 'PH'),
+                            ('nd-1', 'pump_acid', 'actuator', NULL),
+                            ('nd-2', 'ec_sensor', 'sensor', 'EC'),
+                            ('nd-3', 'temp_air', 'sensor', 'TEMPERATURE'),
+                            ('nd-3', 'humidity', 'sensor', 'HUMIDITY'))
+                    AS c(node, channel, type, metric_type) ON c.node = n.uid;",
         )
         .execute(&db.pool)
         .await
