@@ -308,6 +308,27 @@ fn test_accounts() -> &'static [Credentials; 3] {
     })
 }
 
+/// The backend account every [`TestBroker`] of this process knows.
+pub fn backend_login() -> Credentials {
+    test_accounts()[1].clone()
+}
+
+/// `config` logged in as [`backend_login`]: for a test that has a broker's
+/// URL rather than its [`TestBroker`].
+pub fn login(mut config: crate::mqtt::MqttConfig) -> crate::mqtt::MqttConfig {
+    backend_login().apply(&mut config);
+    config
+}
+
+/// `MQTT_USER` and `MQTT_PASS` of [`backend_login`], for a service's settings.
+pub fn login_vars() -> [(String, String); 2] {
+    let who = backend_login();
+    [
+        ("MQTT_USER".into(), who.user),
+        ("MQTT_PASS".into(), who.pass),
+    ]
+}
+
 /// 32 random letters and digits.
 fn random_password() -> String {
     use rand::distr::{Alphanumeric, SampleString};

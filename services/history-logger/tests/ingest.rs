@@ -51,7 +51,7 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     let (tx, mut seen_rx) = mpsc::channel(100_000);
     let watch_stop = CancellationToken::new();
     let watcher = MqttConnection::start(
-        MqttConfig::new("mqtt1", &world.broker.url(), "test-watch"),
+        common::testing::login(MqttConfig::new("mqtt1", &world.broker.url(), "test-watch")),
         Some(tx),
         watch_stop.clone(),
     )
@@ -69,6 +69,8 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
         ("DATABASE_URL", world.db.url.as_str()),
         ("MQTT_HOST", "127.0.0.1"),
         ("MQTT_PORT", &world.broker.port.to_string()),
+        ("MQTT_USER", &common::testing::backend_login().user),
+        ("MQTT_PASS", &common::testing::backend_login().pass),
         ("HTTP_PORT", "0"),
         ("SIM_SEED_DB", "true"),
         ("SIM_ZONES", "2"),

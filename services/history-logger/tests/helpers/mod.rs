@@ -74,6 +74,8 @@ impl World {
             ("REDIS_URL", &redis_url()),
             ("MQTT_HOST", "127.0.0.1"),
             ("MQTT_PORT", &self.broker.port.to_string()),
+            ("MQTT_USER", &common::testing::backend_login().user),
+            ("MQTT_PASS", &common::testing::backend_login().pass),
             ("HTTP_PORT", "0"),
             ("TELEMETRY_FLUSH_MS", "100"),
             ("HISTORY_STREAM", &self.stream),
@@ -129,7 +131,7 @@ impl World {
     /// A client that plays the nodes.
     pub async fn publisher(&self) -> MqttConnection {
         let c = MqttConnection::start(
-            MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes"),
+            common::testing::login(MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes")),
             None,
             self.stop.clone(),
         )
@@ -215,7 +217,7 @@ pub async fn client(
     stop: &CancellationToken,
 ) -> MqttConnection {
     let c = MqttConnection::start(
-        MqttConfig::new(id, &broker.url(), "test-client"),
+        common::testing::login(MqttConfig::new(id, &broker.url(), "test-client")),
         inbox,
         stop.clone(),
     )

@@ -43,7 +43,7 @@ impl Recorder {
         let shutdown = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(4096);
         let conn = MqttConnection::start(
-            MqttConfig::new("test", url, "node-sim-test"),
+            common::testing::login(MqttConfig::new("test", url, "node-sim-test")),
             Some(tx),
             shutdown.clone(),
         )
