@@ -59,6 +59,7 @@ with_secrets() { (set -a; source "$MQTT_SECRETS"; set +a; "$@"); }
 # take_over — stop a broker on PORT that this script did not start.
 take_over() {
     local pid comm
+    command -v ss >/dev/null || apt_install iproute2
     pid=$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true)
     comm=$([ -n "$pid" ] && cat "/proc/$pid/comm" 2>/dev/null || true)
     if [ "$comm" != mosquitto ]; then

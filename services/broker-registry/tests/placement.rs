@@ -194,7 +194,9 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
     node.subscribe("hydro/gh-r/zn-normal/nd-n-1/config", QoS::AtLeastOnce)
         .unwrap();
     node.wait_connected(WAIT).await.unwrap();
-    node.publish("settle", "x", false).await.unwrap();
+    node.publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     // Draining its broker makes the rebalance move it.
     let (code, _) = r

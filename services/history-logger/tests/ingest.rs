@@ -63,7 +63,10 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
         .wait_connected(Duration::from_secs(10))
         .await
         .unwrap();
-    watcher.publish("settle", "x", false).await.unwrap();
+    watcher
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     let sim_vars = common::testing::env_vars(&[
         ("DATABASE_URL", world.db.url.as_str()),

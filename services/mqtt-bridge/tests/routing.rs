@@ -88,7 +88,7 @@ impl TwoBrokers {
         .unwrap();
         c.subscribe(filter, QoS::AtLeastOnce).unwrap();
         c.wait_connected(WAIT).await.unwrap();
-        c.publish("settle", "x", false).await.unwrap();
+        c.publish("hydro-probe/settle", "x", false).await.unwrap();
         (c, rx)
     }
 

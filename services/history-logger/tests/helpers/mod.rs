@@ -183,7 +183,7 @@ pub async fn settle(app: &App) -> Running {
         conn.wait_connected(Duration::from_secs(10))
             .await
             .expect("logger connects");
-        conn.publish("settle", "x", false)
+        conn.publish("hydro-probe/settle", "x", false)
             .await
             .expect("settle publish");
     }

@@ -109,8 +109,14 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .expect("bridge connects");
     // The subscriptions are made right after CONNACK; a round trip through
     // the broker (subscribe and publish are handled in order) settles them.
-    nodes.publish("settle", "x", false).await.unwrap();
-    bridge_mqtt.publish("settle", "x", false).await.unwrap();
+    nodes
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
+    bridge_mqtt
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     TestApp {
         base,
