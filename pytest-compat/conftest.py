@@ -34,6 +34,35 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 MQTT_HOST = os.environ.get("MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("MQTT_PORT", "1883"))
 
+
+def _read_mqtt_secrets() -> dict[str, str]:
+    """The checkout's MQTT passwords (.run/secrets/mqtt.env, written once by
+    scripts/local-services.sh; every broker it starts knows these accounts)."""
+    run_dir = Path(os.environ.get("HYDRO_RUN_DIR", REPO / ".run"))
+    path = run_dir / "secrets" / "mqtt.env"
+    if not path.exists():
+        pytest.exit(f"{path} is missing: run `make services` first", returncode=1)
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+MQTT_SECRETS = _read_mqtt_secrets()
+
+
+def mqtt_login(service: str) -> tuple[str, str]:
+    """(user, password) of hydro-<service>: a service's own account, or `ops`
+    (the suite's own clients, role hydro-backend)."""
+    return f"hydro-{service}", MQTT_SECRETS["MQTT_PASS_" + service.upper().replace("-", "_")]
+
+
+BACKEND_LOGIN = mqtt_login("ops")
+PROVISION_LOGIN = (MQTT_SECRETS.get("MQTT_PROVISION_USER", "hydro-provision"),
+                   MQTT_SECRETS["MQTT_PROVISION_PASS"])
+
 API_TOKEN = "compat-token"
 NODE_DEFAULT_SECRET = "compat-secret"
 COMMAND_TIMEOUT_SEC = 5
@@ -105,7 +134,14 @@ def start_service(name: str, log_dir: Path, env: dict[str, str]) -> Service:
     if not binary.exists():
         pytest.exit(f"{binary} is missing: build it first (cargo build --workspace)", returncode=1)
     port = free_port()
-    full_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **env,
+    # Each service logs in with its own account, as `make up` starts them.
+    user, password = mqtt_login(name)
+    login = {"MQTT_USER": user, "MQTT_PASS": password}
+    if name == "device-registry":
+        # It creates the node accounts on the broker (dynsec admin).
+        login["MQTT_ADMIN_USER"] = MQTT_SECRETS["MQTT_ADMIN_USER"]
+        login["MQTT_ADMIN_PASS"] = MQTT_SECRETS["MQTT_ADMIN_PASS"]
+    full_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **login, **env,
                 "HTTP_PORT": str(port)}
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "wb")
@@ -163,15 +199,21 @@ def _common_env(database_url: str) -> dict[str, str]:
 
 
 
-def mqtt_client(prefix: str = "compat", *, user: str | None = None,
-                password: str | None = None) -> "mqtt.Client":
+_BACKEND = object()
+
+
+def mqtt_client(prefix: str = "compat", *, user=_BACKEND, password: str | None = None,
+                client_id: str | None = None) -> "mqtt.Client":
     """A paho MQTT v5 client for the suite's broker, not yet connected.
 
     Every MQTT client a test makes comes from here, so the broker login lives in
-    one place: `user`/`password` default to the suite's backend account."""
+    one place: `user`/`password` default to the suite's backend account
+    (hydro-ops); `user=None` makes an anonymous client."""
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"{prefix}-{uuid.uuid4().hex[:8]}",
+                         client_id=client_id or f"{prefix}-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
+    if user is _BACKEND:
+        user, password = BACKEND_LOGIN
     if user is not None:
         client.username_pw_set(user, password)
     return client

@@ -28,8 +28,10 @@ HMAC_WINDOW_SEC = 10
 
 class FirmwareNode:
     def __init__(self, host: str, port: int, node_type: str = "ph",
-                 default_secret: str = "", fw_version: str = "2.0.1"):
+                 default_secret: str = "", fw_version: str = "2.0.1",
+                 login: tuple[str, str] = ("", "")):
         self.hardware_id = "esp32-" + uuid.uuid4().hex[:12]
+        self.login = login
         self.node_type = node_type
         self.fw_version = fw_version
         self.host, self.port = host, port
@@ -77,6 +79,10 @@ class FirmwareNode:
     def _client(self) -> mqtt.Client:
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                         client_id=self.hardware_id, protocol=mqtt.MQTTv311)
+        # Unbound: the shared provisioning login (the broker holds it to the
+        # temp namespace of its client id, the hardware id); bound: the
+        # login its NodeConfig carries.
+        c.username_pw_set(*self.login)
         c.will_set(f"{self._ns()}/lwt", b"offline", qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
@@ -175,6 +181,12 @@ class FirmwareNode:
         mqtt_section = config["mqtt"]
         moving = ("host" in mqtt_section and
                   (mqtt_section["host"], int(mqtt_section["port"])) != (self.host, self.port))
+        user = mqtt_section.get("username", mqtt_section.get("user"))
+        password = mqtt_section.get("password", mqtt_section.get("pass"))
+        if user and (user, password) != self.login:
+            # Its own account now: reconnect with it, as the firmware does.
+            self.login = (user, password)
+            moving = True
         with self.lock:
             self.config = config
             if config.get("node_secret"):

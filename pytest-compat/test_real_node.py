@@ -10,13 +10,15 @@ import uuid
 
 import pytest
 
-from conftest import MQTT_HOST, MQTT_PORT, NODE_DEFAULT_SECRET, Api, sql_rows, wait_until
+from conftest import (MQTT_HOST, MQTT_PORT, NODE_DEFAULT_SECRET, PROVISION_LOGIN, Api, sql_rows,
+                      wait_until)
 from firmware_node import FirmwareNode
 
 
 @pytest.fixture
 def node():
-    n = FirmwareNode(MQTT_HOST, MQTT_PORT, default_secret=NODE_DEFAULT_SECRET)
+    n = FirmwareNode(MQTT_HOST, MQTT_PORT, default_secret=NODE_DEFAULT_SECRET,
+                     login=PROVISION_LOGIN)
     n.start()
     yield n
     n.stop()

@@ -2,7 +2,11 @@
 # Make sure the services the hydro binaries and their tests need run on this machine:
 #   PostgreSQL 127.0.0.1:5432 (role hydro / password hydro, database hydro_dev)
 #   Redis      127.0.0.1:6379
-#   Mosquitto  127.0.0.1:1883, 1884, 1885 (MQTT 5)
+#   Mosquitto  127.0.0.1:1883, 1884, 1885 (MQTT 5, login required: scripts/broker.sh;
+#              a broker on those ports that is not ours, e.g. the machine's
+#              anonymous one on 1883, is stopped and replaced)
+# MQTT passwords are generated once into .run/secrets/mqtt.env (mode 600,
+# gitignored); nothing here prints or exports them.
 # Installs missing packages with apt-get and starts what is down. Idempotent:
 # what already runs is left as it is. One line per service on stdout.
 set -euo pipefail
@@ -104,6 +108,7 @@ ensure_mosquitto() {
         apt_install mosquitto mosquitto-clients
     fi
     local port
+    ensure_mqtt_secrets
     for port in 1883 1884 1885; do
         "$ROOT/scripts/broker.sh" start "$port"
     done

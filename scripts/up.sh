@@ -6,6 +6,9 @@
 # and mqtt-bridge, then automation-engine (pH/EC correction) and scheduler
 # (irrigation, lighting) following node-sim's demo recipe, and device-registry
 # (unbound nodes, binds by NodeConfig push), from target/release.
+# Each service logs in to the brokers with its own account (MQTT_USER /
+# MQTT_PASS from .run/secrets/mqtt.env, which scripts/broker.sh provisions);
+# device-registry also gets the dynsec admin login to create node accounts.
 # Logs go to .run/logs/<service>.log, pid files to .run/pids/<service>.pid.
 # Ctrl-C (or SIGTERM) stops both. PostgreSQL, Redis and the brokers are the
 # machine's services (scripts/local-services.sh) and keep running.
@@ -41,6 +44,8 @@ for bin in "${SERVICES[@]}"; do
     [ -x "$BIN_DIR/$bin" ] || { echo "missing $BIN_DIR/$bin: run 'make up' (it builds them)" >&2; exit 1; }
 done
 command -v curl >/dev/null || apt_install curl ca-certificates
+[ -s "$MQTT_SECRETS" ] || { echo "missing $MQTT_SECRETS: run 'make services' first" >&2; exit 1; }
+OPS_LOGIN=(-u hydro-ops -P "$(mqtt_secret MQTT_PASS_OPS)")
 
 mkdir -p "$LOG_DIR" "$PID_DIR"
 for name in "${SERVICES[@]}"; do
@@ -56,9 +61,9 @@ done
 clear_retained_moves() {
     local port topic
     for port in 1883 1884 1885; do
-        { mosquitto_sub -h 127.0.0.1 -p "$port" -t 'nodes/+/config/update' --retained-only \
+        { mosquitto_sub -h 127.0.0.1 -p "$port" "${OPS_LOGIN[@]}" -t 'nodes/+/config/update' --retained-only \
             -W 1 -F '%t' 2>/dev/null || true; } | while read -r topic; do
-            mosquitto_pub -h 127.0.0.1 -p "$port" -r -n -q 1 -t "$topic" 2>/dev/null || true
+            mosquitto_pub -h 127.0.0.1 -p "$port" "${OPS_LOGIN[@]}" -r -n -q 1 -t "$topic" 2>/dev/null || true
         done
     done
 }
@@ -82,7 +87,18 @@ trap 'stop_all' EXIT
 start() {
     local name=$1 port=$2 pid; shift 2
     : >"$LOG_DIR/$name.log"
-    env "$@" HTTP_PORT="$port" "$BIN_DIR/$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    # The login goes in through the environment, never argv (ps shows argv).
+    (
+        export MQTT_USER="hydro-$name"
+        MQTT_PASS=$(mqtt_secret "$(mqtt_pass_var "$name")")
+        export MQTT_PASS
+        if [ "$name" = device-registry ]; then
+            # It creates the node accounts on every broker (dynsec admin).
+            MQTT_ADMIN_USER=$(mqtt_secret MQTT_ADMIN_USER) MQTT_ADMIN_PASS=$(mqtt_secret MQTT_ADMIN_PASS)
+            export MQTT_ADMIN_USER MQTT_ADMIN_PASS
+        fi
+        exec env "$@" HTTP_PORT="$port" "$BIN_DIR/$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null
+    ) &
     pid=$!
     echo "$pid" >"$PID_DIR/$name.pid"
     STARTED+=("$name")
@@ -105,6 +121,8 @@ start() {
 # The registry first: it registers the three brokers every other service follows.
 start broker-registry "$REGISTRY_PORT" MQTT_BROKERS="$BROKERS"
 start failover "$FAILOVER_PORT"
+# TODO(node-creds): node-sim logs in as hydro-node-sim (backend role) until
+# each simulated node logs in with its own node account.
 start node-sim "$SIM_PORT" SIM_SEED_DB=true SIM_SEED_RECIPE=true SIM_ZONES=3 SIM_NODES=20 \
     SIM_BROKER_URLS=mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884,mqtt://127.0.0.1:1885
 start history-logger "$LOGGER_PORT"
@@ -125,6 +143,8 @@ cat <<EOF
   decisions    psql $DATABASE_URL -c 'select created_at, type, payload_json from zone_events order by id desc limit 20'
   failover     http://127.0.0.1:$FAILOVER_PORT/health   (try: scripts/broker.sh stop 1884, then watch the dashboard)
   logs         $LOG_DIR/
+  mqtt         every broker needs a login; accounts and passwords: $MQTT_SECRETS
+               e.g. mosquitto_sub -p 1883 -u hydro-ops -P \$(sed -n 's/^MQTT_PASS_OPS=//p' $MQTT_SECRETS) -t 'hydro/#' -v
 
   Send a command to the pH node's acid pump, then read its status:
     curl -s -X POST http://127.0.0.1:$BRIDGE_PORT/bridge/zones/zn-1/commands \\

@@ -1,6 +1,6 @@
 //! Helpers for tests against the real services: a fresh database per test and
-//! a private Mosquitto broker that a test may stop and start. Not used by any
-//! production path.
+//! a private Mosquitto broker that a test may stop and start, authenticated
+//! like the project's own brokers. Not used by any production path.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -89,12 +89,71 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A broker login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub pass: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("pass", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    fn random(user: &str) -> Credentials {
+        Credentials {
+            user: user.to_owned(),
+            pass: random_password(),
+        }
+    }
+
+    /// Logs `config` in with these credentials.
+    pub fn apply(&self, config: &mut crate::mqtt::MqttConfig) {
+        config.username = Some(self.user.clone());
+        config.password = Some(self.pass.clone().into());
+    }
+}
+
+/// The dynamic-security plugin Debian's and the eclipse-mosquitto image's
+/// Mosquitto ship.
+const DYNSEC_PLUGINS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+];
+
+/// The roles and the client-id patterns every broker of the project runs
+/// with (scripts/broker.sh and the compose files use the same files).
+const ROLES_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/mosquitto/roles.json"
+);
+const ACL_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/mosquitto/acl");
+
 /// A Mosquitto broker of the test's own, on a free port, with persistence
 /// in a temporary directory. Killed when dropped.
+///
+/// It is authenticated like the project's brokers: no anonymous clients, the
+/// dynamic-security plugin with the roles of `deploy/mosquitto/roles.json`,
+/// the acl_file of `deploy/mosquitto/acl`, and random passwords of its own
+/// for the dynsec admin, one backend account and the unbound nodes'
+/// `hydro-provision` (drawn once per test process: every broker of a test
+/// knows the same logins, as a service's one login works on each broker). The accounts live in the broker's directory, so
+/// [`TestBroker::stop`]/[`TestBroker::kill`] and [`TestBroker::resume`]
+/// keep them (and any account a test created through the admin).
 pub struct TestBroker {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    admin: Credentials,
+    backend: Credentials,
+    provision: Credentials,
 }
 
 impl TestBroker {
@@ -105,8 +164,21 @@ impl TestBroker {
             uuid::Uuid::new_v4().simple()
         ));
         std::fs::create_dir_all(&dir).expect("broker dir");
+        let [admin, backend, provision] = test_accounts().clone();
+        let dynsec = dir.join("dynamic-security.json");
+        std::fs::write(&dynsec, dynsec_file(&admin, &backend, &provision))
+            .expect("dynamic-security.json");
+        let acl = dir.join("acl");
+        std::fs::copy(ACL_FILE, &acl).expect("tests need deploy/mosquitto/acl");
+        let plugin = DYNSEC_PLUGINS
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("tests need mosquitto_dynamic_security.so (run `make services`)");
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay false\nsys_interval 1\nuser root\n",
+            "listener {port} 127.0.0.1\nallow_anonymous false\nplugin {plugin}\nplugin_opt_config_file {}\nacl_file {}\nmessage_size_limit {}\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay false\nsys_interval 1\nuser root\n",
+            dynsec.display(),
+            acl.display(),
+            crate::payloads::MAX_PAYLOAD_BYTES,
             dir.display()
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).expect("broker config");
@@ -114,6 +186,9 @@ impl TestBroker {
             port,
             dir,
             child: None,
+            admin,
+            backend,
+            provision,
         };
         broker.resume().await;
         broker
@@ -121,6 +196,51 @@ impl TestBroker {
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The dynamic-security admin (creates node accounts, as device-registry does).
+    pub fn admin(&self) -> Credentials {
+        self.admin.clone()
+    }
+
+    /// An account with the services' role `hydro-backend`.
+    pub fn backend(&self) -> Credentials {
+        self.backend.clone()
+    }
+
+    /// `hydro-provision`, the login of unbound nodes.
+    pub fn provision(&self) -> Credentials {
+        self.provision.clone()
+    }
+
+    /// A connection config for this broker, logged in as [`TestBroker::backend`];
+    /// broker id `test`, client ids `test-…`.
+    pub fn backend_config(&self) -> crate::mqtt::MqttConfig {
+        self.config_as(&self.backend, "test", "test")
+    }
+
+    /// A connection config for this broker with `broker_id` and a client id
+    /// prefix, logged in as `who`.
+    pub fn config_as(
+        &self,
+        who: &Credentials,
+        broker_id: &str,
+        client_prefix: &str,
+    ) -> crate::mqtt::MqttConfig {
+        let mut config = crate::mqtt::MqttConfig::new(broker_id, &self.url(), client_prefix);
+        who.apply(&mut config);
+        config
+    }
+
+    /// `MQTT_HOST`, `MQTT_PORT`, `MQTT_USER`, `MQTT_PASS` for a service's
+    /// settings: this broker, logged in as the backend account.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("MQTT_HOST".into(), "127.0.0.1".into()),
+            ("MQTT_PORT".into(), self.port.to_string()),
+            ("MQTT_USER".into(), self.backend.user.clone()),
+            ("MQTT_PASS".into(), self.backend.pass.clone()),
+        ]
     }
 
     /// Kills the broker abruptly (SIGKILL), as a crash would.
@@ -184,6 +304,152 @@ impl Drop for TestBroker {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The accounts of every [`TestBroker`] of this test process: random, and the
+/// same on each broker, as the services' logins are the same on every broker
+/// they use (one `MQTT_USER`/`MQTT_PASS` for a whole pool).
+fn test_accounts() -> &'static [Credentials; 3] {
+    static ACCOUNTS: std::sync::OnceLock<[Credentials; 3]> = std::sync::OnceLock::new();
+    ACCOUNTS.get_or_init(|| {
+        [
+            Credentials::random("hydro-admin"),
+            Credentials::random("hydro-test-backend"),
+            Credentials::random("hydro-provision"),
+        ]
+    })
+}
+
+/// The backend account every [`TestBroker`] of this process knows.
+pub fn backend_login() -> Credentials {
+    test_accounts()[1].clone()
+}
+
+/// `config` logged in as [`backend_login`]: for a test that has a broker's
+/// URL rather than its [`TestBroker`].
+pub fn login(mut config: crate::mqtt::MqttConfig) -> crate::mqtt::MqttConfig {
+    backend_login().apply(&mut config);
+    config
+}
+
+/// `MQTT_USER` and `MQTT_PASS` of [`backend_login`], for a service's settings.
+pub fn login_vars() -> [(String, String); 2] {
+    let who = backend_login();
+    [
+        ("MQTT_USER".into(), who.user),
+        ("MQTT_PASS".into(), who.pass),
+    ]
+}
+
+/// 32 random letters and digits.
+fn random_password() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
+/// The dynamic-security plugin's JSON file, written before the broker starts
+/// (quicker than `mosquitto_ctrl` against a running broker): the `admin` role
+/// `mosquitto_ctrl dynsec init` creates, the project's roles and default
+/// access from `deploy/mosquitto/roles.json` (a `$CONTROL` command list),
+/// and the three accounts.
+fn dynsec_file(admin: &Credentials, backend: &Credentials, provision: &Credentials) -> String {
+    use serde_json::{Value, json};
+    let text = std::fs::read_to_string(ROLES_FILE).expect("tests need deploy/mosquitto/roles.json");
+    let doc: Value = serde_json::from_str(&text).expect("roles.json is JSON");
+    let mut roles = vec![json!({
+        "rolename": "admin",
+        "acls": [
+            {"acltype": "publishClientSend", "topic": "$CONTROL/dynamic-security/#", "allow": true},
+            {"acltype": "publishClientReceive", "topic": "$CONTROL/dynamic-security/#", "allow": true},
+            {"acltype": "subscribePattern", "topic": "$CONTROL/dynamic-security/#", "allow": true},
+            {"acltype": "publishClientReceive", "topic": "$SYS/#", "allow": true},
+            {"acltype": "subscribePattern", "topic": "$SYS/#", "allow": true},
+            {"acltype": "publishClientReceive", "topic": "#", "allow": true},
+            {"acltype": "subscribePattern", "topic": "#", "allow": true},
+            {"acltype": "unsubscribePattern", "topic": "#", "allow": true}
+        ]
+    })];
+    let mut default_access = serde_json::Map::new();
+    for command in doc["commands"].as_array().expect("roles.json: commands") {
+        match command["command"].as_str() {
+            Some("createRole") => roles.push(json!({
+                "rolename": command["rolename"],
+                "acls": command["acls"],
+            })),
+            Some("setDefaultACLAccess") => {
+                for acl in command["acls"].as_array().expect("acls") {
+                    let kind = acl["acltype"].as_str().expect("acltype").to_owned();
+                    default_access.insert(kind, acl["allow"].clone());
+                }
+            }
+            other => panic!("roles.json: unexpected command {other:?}"),
+        }
+    }
+    let client = |who: &Credentials, roles: &[(&str, i32)]| {
+        let salt: [u8; 12] = rand::random();
+        json!({
+            "username": who.user,
+            "password": base64(&pbkdf2_sha512(who.pass.as_bytes(), &salt, DYNSEC_ITERATIONS)),
+            "salt": base64(&salt),
+            "iterations": DYNSEC_ITERATIONS,
+            "roles": roles
+                .iter()
+                .map(|(name, priority)| json!({"rolename": name, "priority": priority}))
+                .collect::<Vec<_>>(),
+        })
+    };
+    let file = json!({
+        "clients": [
+            client(admin, &[("admin", 0)]),
+            client(backend, &[("hydro-backend", 0), ("hydro-floor", -100)]),
+            client(provision, &[("hydro-provision", 0), ("hydro-floor", -100)]),
+        ],
+        "roles": roles,
+        "defaultACLAccess": default_access,
+    });
+    serde_json::to_string_pretty(&file).expect("json")
+}
+
+/// What `mosquitto_ctrl` uses on 2.0 (the plugin accepts any count it is given).
+const DYNSEC_ITERATIONS: u32 = 101;
+
+/// PBKDF2-HMAC-SHA512 with one 64-byte block: how the dynamic-security
+/// plugin hashes a password (over the raw salt bytes).
+fn pbkdf2_sha512(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 64] {
+    use hmac::{Hmac, Mac};
+    let key = Hmac::<sha2::Sha512>::new_from_slice(password).expect("HMAC takes any key");
+    let mut block = key.clone();
+    block.update(salt);
+    block.update(&1u32.to_be_bytes());
+    let mut u: [u8; 64] = block.finalize().into_bytes().into();
+    let mut out = u;
+    for _ in 1..iterations {
+        let mut round = key.clone();
+        round.update(&u);
+        u = round.finalize().into_bytes().into();
+        out.iter_mut().zip(u).for_each(|(o, x)| *o ^= x);
+    }
+    out
+}
+
+/// Standard base64 with padding (the plugin's encoding of salt and hash).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// How long the database helpers below wait for a count.
@@ -342,4 +608,29 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_matches_a_file_mosquitto_ctrl_wrote() {
+        // `mosquitto_ctrl dynsec init f hydro-admin secretpw` on 2.0.11 wrote
+        // salt "ieuiBCgXwoynwQQe" and this password hash.
+        let salt = hex::decode("89eba2042817c28ca7c1041e").unwrap();
+        assert_eq!(base64(&salt), "ieuiBCgXwoynwQQe");
+        assert_eq!(
+            base64(&pbkdf2_sha512(b"secretpw", &salt, 101)),
+            "7rLRbr/3JY39e8o58swfHZ/H7KjFc8mnNiAL+7zZISYB4vakycADMLEvCDD7j/B7emXLIdbUC2NWJwakeHnrTw=="
+        );
+    }
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b""), "");
+    }
 }

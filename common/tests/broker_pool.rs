@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::QoS;
 use common::brokers::BrokerPool;
-use common::mqtt::{MqttConfig, MqttConnection};
+use common::mqtt::MqttConnection;
 use common::settings::Settings;
 use common::testing::{TestBroker, TestDb, env_vars, eventually};
 use tokio::sync::mpsc;
@@ -19,11 +19,7 @@ async fn a_following_pool_connects_added_brokers_subscribes_them_and_lets_remove
     let db = TestDb::new().await;
     let first = TestBroker::start().await;
     let second = TestBroker::start().await;
-    let settings = Settings::from_vars(env_vars(&[
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", first.port.to_string()),
-    ]))
-    .unwrap();
+    let settings = Settings::from_vars(env_vars(&first.env())).unwrap();
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
     let (tx, mut inbox) = mpsc::channel(64);
@@ -32,7 +28,8 @@ async fn a_following_pool_connects_added_brokers_subscribes_them_and_lets_remove
     })
     .await
     .unwrap();
-    pool.subscribe_all("probe/#", QoS::AtLeastOnce).unwrap();
+    pool.subscribe_all("hydro/test/probe/#", QoS::AtLeastOnce)
+        .unwrap();
     assert_eq!(pool.ids(), ["mqtt1"]);
 
     // A broker registered later is connected and subscribed, with no call.
@@ -48,7 +45,7 @@ async fn a_following_pool_connects_added_brokers_subscribes_them_and_lets_remove
     .expect("the new broker is connected");
     assert_eq!(added.broker_id(), "b2");
     let publisher = MqttConnection::start(
-        MqttConfig::new("b2", &second.url(), "publisher"),
+        second.config_as(&second.backend(), "b2", "publisher"),
         None,
         stop.clone(),
     )
@@ -57,7 +54,10 @@ async fn a_following_pool_connects_added_brokers_subscribes_them_and_lets_remove
     // The subscription is made right after CONNACK; retry until it is in place.
     let mut message = None;
     for _ in 0..100 {
-        publisher.publish("probe/x", "hello", false).await.unwrap();
+        publisher
+            .publish("hydro/test/probe/x", "hello", false)
+            .await
+            .unwrap();
         if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), inbox.recv()).await {
             message = Some(m);
             break;
@@ -65,7 +65,7 @@ async fn a_following_pool_connects_added_brokers_subscribes_them_and_lets_remove
     }
     let message = message.expect("a message on the new broker reaches the pool's inbox");
     assert_eq!(&*message.broker_id, "b2");
-    assert_eq!(message.topic, "probe/x");
+    assert_eq!(message.topic, "hydro/test/probe/x");
 
     // Disabled: the connection goes; the default broker never does.
     sqlx::query("UPDATE brokers SET enabled = false WHERE id = 'b2'")

@@ -34,7 +34,7 @@ async fn publish_until_received<T>(
 }
 
 fn config(broker: &TestBroker, prefix: &str) -> MqttConfig {
-    let mut c = MqttConfig::new("test", &broker.url(), prefix);
+    let mut c = broker.config_as(&broker.backend(), "test", prefix);
     c.publish_timeout = Duration::from_secs(10);
     c
 }
@@ -45,15 +45,15 @@ async fn publish_reaches_a_subscriber_and_reports_success() {
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(100);
     let sub = MqttConnection::start(config(&broker, "sub"), Some(tx), stop.clone()).unwrap();
-    sub.subscribe("t/#", QoS::AtLeastOnce).unwrap();
+    sub.subscribe("hydro/test/t/#", QoS::AtLeastOnce).unwrap();
     sub.wait_connected(Duration::from_secs(10)).await.unwrap();
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
     // The subscription is made right after CONNACK; give it a moment by
     // publishing until the first message arrives.
-    let got = publish_until_received(&publisher, "t/1", "hello", &mut rx)
+    let got = publish_until_received(&publisher, "hydro/test/t/1", "hello", &mut rx)
         .await
         .expect("subscriber receives");
-    assert_eq!(got.topic, "t/1");
+    assert_eq!(got.topic, "hydro/test/t/1");
     assert_eq!(&got.payload[..], b"hello");
     assert_eq!(publisher.pending_publishes(), 0);
     stop.cancel();
@@ -62,14 +62,16 @@ async fn publish_reaches_a_subscriber_and_reports_success() {
 #[tokio::test]
 async fn publish_without_a_broker_fails_within_the_timeout() {
     let broker = TestBroker::start().await;
-    let url = broker.url();
+    let mut c = broker.config_as(&broker.backend(), "gone", "pub");
     drop(broker); // nothing listens on that port any more
-    let mut c = MqttConfig::new("gone", &url, "pub");
     c.publish_timeout = Duration::from_millis(500);
     let stop = CancellationToken::new();
     let publisher = MqttConnection::start(c, None, stop.clone()).unwrap();
     let started = std::time::Instant::now();
-    let err = publisher.publish("t/1", "x", false).await.unwrap_err();
+    let err = publisher
+        .publish("hydro/test/t/1", "x", false)
+        .await
+        .unwrap_err();
     assert_eq!(err, MqttError::NotConnected);
     assert!(started.elapsed() < Duration::from_secs(5));
     stop.cancel();
@@ -91,8 +93,12 @@ async fn broker_restart_loses_no_acknowledged_publish() {
         .set_clean_start(false)
         .set_session_expiry_interval(Some(3600))
         .set_keep_alive(Duration::from_secs(5));
+    let login = broker.backend();
+    options.set_credentials(login.user, login.pass);
     let (sub, mut events) = rumqttc::v5::AsyncClient::new(options, 1000);
-    sub.subscribe("stream/#", QoS::AtLeastOnce).await.unwrap();
+    sub.subscribe("hydro/test/stream/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let (seen_tx, mut seen_rx) = mpsc::channel::<u32>(10_000);
     let sub_stop = stop.clone();
     tokio::spawn(async move {
@@ -117,7 +123,7 @@ async fn broker_restart_loses_no_acknowledged_publish() {
         .await
         .unwrap();
     // Wait until the subscription is in place before counting.
-    publish_until_received(&publisher, "stream/probe", "0", &mut seen_rx)
+    publish_until_received(&publisher, "hydro/test/stream/probe", "0", &mut seen_rx)
         .await
         .expect("subscriber ready");
 
@@ -130,7 +136,10 @@ async fn broker_restart_loses_no_acknowledged_publish() {
                 let mut results = Vec::new();
                 for i in 0..100u32 {
                     let n = 1 + k * 100 + i;
-                    results.push((n, p.publish("stream/n", n.to_string(), false).await));
+                    results.push((
+                        n,
+                        p.publish("hydro/test/stream/n", n.to_string(), false).await,
+                    ));
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 results
@@ -157,7 +166,7 @@ async fn broker_restart_loses_no_acknowledged_publish() {
         .await
         .unwrap();
     publisher
-        .publish("stream/n", "1000", false)
+        .publish("hydro/test/stream/n", "1000", false)
         .await
         .expect("publish after restart");
 
@@ -190,7 +199,7 @@ async fn subscriptions_are_restored_after_reconnect() {
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(100);
     let sub = MqttConnection::start(config(&broker, "sub"), Some(tx), stop.clone()).unwrap();
-    sub.subscribe("r/#", QoS::AtLeastOnce).unwrap();
+    sub.subscribe("hydro/test/r/#", QoS::AtLeastOnce).unwrap();
     sub.wait_connected(Duration::from_secs(10)).await.unwrap();
     broker.kill();
     // Wait until the subscriber noticed, then bring the broker back (its
@@ -203,8 +212,11 @@ async fn subscriptions_are_restored_after_reconnect() {
     broker.resume().await;
     sub.wait_connected(Duration::from_secs(15)).await.unwrap();
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
-    let got = publish_until_received(&publisher, "r/1", "again", &mut rx).await;
-    assert_eq!(got.expect("message after reconnect").topic, "r/1");
+    let got = publish_until_received(&publisher, "hydro/test/r/1", "again", &mut rx).await;
+    assert_eq!(
+        got.expect("message after reconnect").topic,
+        "hydro/test/r/1"
+    );
     stop.cancel();
 }
 
@@ -226,7 +238,10 @@ async fn broker_crash_in_flight_publishes_are_resent() {
             tokio::spawn(async move {
                 let mut failures = Vec::new();
                 for i in 0..300u32 {
-                    if let Err(e) = p.publish("crash/n", format!("{k}-{i}"), false).await {
+                    if let Err(e) = p
+                        .publish("hydro/test/crash/n", format!("{k}-{i}"), false)
+                        .await
+                    {
                         failures.push(format!("{k}-{i}: {e}"));
                     }
                     tokio::time::sleep(Duration::from_millis(3)).await;
@@ -267,10 +282,11 @@ async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart()
     c.client_id = format!("persistent-{}", uuid::Uuid::new_v4().simple());
     c.session_expiry = Some(3600);
     let sub = MqttConnection::start(c, Some(tx), stop.clone()).unwrap();
-    sub.subscribe("$share/g/s/#", QoS::AtLeastOnce).unwrap();
+    sub.subscribe("$share/g/hydro/test/s/#", QoS::AtLeastOnce)
+        .unwrap();
     sub.wait_connected(Duration::from_secs(10)).await.unwrap();
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
-    publish_until_received(&publisher, "s/1", "before", &mut rx)
+    publish_until_received(&publisher, "hydro/test/s/1", "before", &mut rx)
         .await
         .expect("subscribed before the crash");
     // A clean stop: the broker saves the session to its persistence file.
@@ -283,8 +299,11 @@ async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart()
     broker.resume().await;
     sub.wait_connected(Duration::from_secs(15)).await.unwrap();
     while rx.try_recv().is_ok() {}
-    let got = publish_until_received(&publisher, "s/2", "after", &mut rx).await;
-    assert_eq!(got.expect("message after the restart").topic, "s/2");
+    let got = publish_until_received(&publisher, "hydro/test/s/2", "after", &mut rx).await;
+    assert_eq!(
+        got.expect("message after the restart").topic,
+        "hydro/test/s/2"
+    );
     stop.cancel();
 }
 
@@ -298,20 +317,22 @@ async fn disconnect_then_stop_leaves_no_last_will() {
     let (tx, mut rx) = mpsc::channel(100);
     let watcher =
         MqttConnection::start(config(&broker, "watcher"), Some(tx), stop.clone()).unwrap();
-    watcher.subscribe("will/#", QoS::AtLeastOnce).unwrap();
+    watcher
+        .subscribe("hydro/test/will/#", QoS::AtLeastOnce)
+        .unwrap();
     watcher
         .wait_connected(Duration::from_secs(10))
         .await
         .unwrap();
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
-    publish_until_received(&publisher, "will/probe", "probe", &mut rx)
+    publish_until_received(&publisher, "hydro/test/will/probe", "probe", &mut rx)
         .await
         .expect("watcher subscribed");
     for i in 0..10 {
         let own_stop = CancellationToken::new();
         let mut c = config(&broker, "leaving");
         c.last_will = Some(common::LastWill::new(
-            format!("will/{i}"),
+            format!("hydro/test/will/{i}"),
             "offline",
             QoS::AtLeastOnce,
             false,
@@ -329,7 +350,7 @@ async fn disconnect_then_stop_leaves_no_last_will() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut wills = Vec::new();
     while let Ok(m) = rx.try_recv() {
-        if m.topic != "will/probe" {
+        if m.topic != "hydro/test/will/probe" {
             wills.push(m.topic);
         }
     }

@@ -77,6 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let vars = env_vars(&[
         ("DATABASE_URL", db.url.as_str()),
         ("MQTT_PORT", &broker.port.to_string()),
+        ("MQTT_USER", &common::testing::backend_login().user),
+        ("MQTT_PASS", &common::testing::backend_login().pass),
     ]);
     let settings = Settings::from_vars(vars)?;
     let stop = CancellationToken::new();

@@ -25,8 +25,12 @@ async fn retained_update_nodes(url: &str) -> BTreeSet<String> {
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
     let (tx, mut rx) = mpsc::channel(1024);
-    let c =
-        MqttConnection::start(MqttConfig::new("t", url, "reader"), Some(tx), stop.clone()).unwrap();
+    let c = MqttConnection::start(
+        common::testing::login(MqttConfig::new("t", url, "reader")),
+        Some(tx),
+        stop.clone(),
+    )
+    .unwrap();
     c.subscribe("nodes/+/config/update", QoS::AtLeastOnce)
         .unwrap();
     let mut seen = BTreeSet::new();
@@ -182,7 +186,7 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
     let _guard = stop.clone().drop_guard();
     let (tx, mut configs) = mpsc::channel(16);
     let node = MqttConnection::start(
-        MqttConfig::new("mqtt1", &r.brokers[0].url(), "fw-node"),
+        common::testing::login(MqttConfig::new("mqtt1", &r.brokers[0].url(), "fw-node")),
         Some(tx),
         stop.clone(),
     )
@@ -190,7 +194,9 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
     node.subscribe("hydro/gh-r/zn-normal/nd-n-1/config", QoS::AtLeastOnce)
         .unwrap();
     node.wait_connected(WAIT).await.unwrap();
-    node.publish("settle", "x", false).await.unwrap();
+    node.publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     // Draining its broker makes the rebalance move it.
     let (code, _) = r

@@ -25,8 +25,12 @@ async fn retained_configs(url: &str, expect: usize) -> HashMap<String, ConfigUpd
         let stop = CancellationToken::new();
         let _guard = stop.clone().drop_guard();
         let (tx, mut rx) = mpsc::channel(1024);
-        let c = MqttConnection::start(MqttConfig::new("t", url, "reader"), Some(tx), stop.clone())
-            .unwrap();
+        let c = MqttConnection::start(
+            common::testing::login(MqttConfig::new("t", url, "reader")),
+            Some(tx),
+            stop.clone(),
+        )
+        .unwrap();
         c.subscribe("nodes/+/config/update", QoS::AtLeastOnce)
             .unwrap();
         let mut seen = HashMap::new();
@@ -96,7 +100,7 @@ async fn dynamic_assignment_keeps_new_nodes_off_the_busy_broker() {
     let clients: Vec<MqttConnection> = (0..300)
         .map(|_| {
             MqttConnection::start(
-                MqttConfig::new("load", &r.brokers[0].url(), "load"),
+                common::testing::login(MqttConfig::new("load", &r.brokers[0].url(), "load")),
                 None,
                 load.clone(),
             )

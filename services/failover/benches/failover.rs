@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     for id in BROKER_IDS.iter().filter(|b| **b != victim) {
         let (tx, mut rx) = mpsc::channel(65_536);
         let conn = MqttConnection::start(
-            MqttConfig::new(id, &c.url_of(id), "bench-watch"),
+            common::testing::login(MqttConfig::new(id, &c.url_of(id), "bench-watch")),
             Some(tx),
             watch_stop.clone(),
         )?;

@@ -149,6 +149,8 @@ impl Logger {
             .env("REDIS_URL", redis_url())
             .env("MQTT_HOST", "127.0.0.1")
             .env("MQTT_PORT", broker.port.to_string())
+            .env("MQTT_USER", common::testing::backend_login().user)
+            .env("MQTT_PASS", common::testing::backend_login().pass)
             .env("MQTT_BROKER_ID", "mqtt1")
             .env("HTTP_PORT", port.to_string())
             .env("HISTORY_STREAM", stream)
@@ -331,6 +333,8 @@ async fn main() -> anyhow::Result<()> {
         ("HTTP_PORT", "0"),
         ("MQTT_HOST", "127.0.0.1"),
         ("MQTT_PORT", &brokers[0].port.to_string()),
+        ("MQTT_USER", &common::testing::backend_login().user),
+        ("MQTT_PASS", &common::testing::backend_login().pass),
     ]))?;
     sim.seed_db = false;
     let started = Instant::now();

@@ -84,7 +84,7 @@ async fn a_broker_back_with_old_last_wills_takes_no_live_node_offline() {
     let stop = CancellationToken::new();
     let (tx, mut answers) = mpsc::channel(64);
     let on_victim = MqttConnection::start(
-        MqttConfig::new(victim, &c.url_of(victim), "test-replay"),
+        common::testing::login(MqttConfig::new(victim, &c.url_of(victim), "test-replay")),
         Some(tx),
         stop.clone(),
     )

@@ -52,7 +52,7 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     let (tx, mut seen_rx) = mpsc::channel(100_000);
     let watch_stop = CancellationToken::new();
     let watcher = MqttConnection::start(
-        MqttConfig::new("mqtt1", &world.broker.url(), "test-watch"),
+        common::testing::login(MqttConfig::new("mqtt1", &world.broker.url(), "test-watch")),
         Some(tx),
         watch_stop.clone(),
     )
@@ -64,12 +64,17 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
         .wait_connected(Duration::from_secs(10))
         .await
         .unwrap();
-    watcher.publish("settle", "x", false).await.unwrap();
+    watcher
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     let sim_vars = common::testing::env_vars(&[
         ("DATABASE_URL", world.db.url.as_str()),
         ("MQTT_HOST", "127.0.0.1"),
         ("MQTT_PORT", &world.broker.port.to_string()),
+        ("MQTT_USER", &common::testing::backend_login().user),
+        ("MQTT_PASS", &common::testing::backend_login().pass),
         ("HTTP_PORT", "0"),
         ("SIM_SEED_DB", "true"),
         ("SIM_ZONES", "2"),
@@ -197,7 +202,6 @@ async fn every_bad_input_class_is_dropped_with_its_reason_and_good_ones_land() {
             r#"{"metric_type":"PH","value":1e400,"ts":1800000000}"#.into(),
             "non_finite_value",
         ),
-        (PH, oversized, "oversized"),
         (&bad_topic, reading("PH", 6.5, T0), "bad_topic"),
         (
             "hydro/gh-t/zn-a/nd-ghost/ph_sensor/telemetry",
@@ -236,7 +240,23 @@ async fn every_bad_input_class_is_dropped_with_its_reason_and_good_ones_land() {
     );
     assert_eq!(ghost["payload"], reading("PH", 6.5, T0));
     assert!(ghost["at"].is_string());
-    assert_eq!(running.stats.refused.load(Ordering::Relaxed), 6);
+    assert_eq!(running.stats.refused.load(Ordering::Relaxed), 5);
+
+    // An oversized message never reaches the logger: the broker refuses it at
+    // publish time (message_size_limit = MAX_PAYLOAD_BYTES, PUBACK 0x95).
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let big = helpers::client("big", &world.broker, None, &stop).await;
+    assert!(
+        big.publish(PH, oversized.into_bytes(), false)
+            .await
+            .is_err(),
+        "the broker refuses an oversized publish"
+    );
+    publish(&nodes, PH, reading("PH", 7.0, T0 + 201)).await;
+    assert_eq!(world.wait_count(TELEMETRY_ROWS, good + 1).await, good + 1);
+    assert_eq!(running.stats.refused.load(Ordering::Relaxed), 5);
+    assert_eq!(world.dead_letters().await.len(), cases.len());
     // Nothing was written against another node or zone.
     assert_eq!(
         world

@@ -81,7 +81,7 @@ async fn time_requests_are_answered_once_on_the_broker_they_came_from() {
             .subscribe(TIME_RESPONSE, QoS::AtLeastOnce)
             .expect("subscribe");
         // Its PUBACK comes after the SUBACK: the watcher is listening.
-        publish(&watcher, "settle", "x").await;
+        publish(&watcher, "hydro-probe/settle", "x").await;
         watchers.push((watcher, rx));
         nodes.push(client(id, broker, None, &stop).await);
     }

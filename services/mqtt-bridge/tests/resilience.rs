@@ -131,6 +131,8 @@ fn start_bridge(db: &TestDb, broker: &TestBroker) -> Bridge {
         .env_clear()
         .env("DATABASE_URL", &db.url)
         .env("MQTT_PORT", broker.port.to_string())
+        .env("MQTT_USER", common::testing::backend_login().user)
+        .env("MQTT_PASS", common::testing::backend_login().pass)
         .env("HTTP_PORT", free_port().to_string())
         .env("COMMAND_TIMEOUT_SEC", "1")
         .env("RUST_LOG", "warn")

@@ -77,14 +77,18 @@ impl TwoBrokers {
     async fn node_on(&self, i: usize, filter: &str) -> (MqttConnection, mpsc::Receiver<Inbound>) {
         let (tx, rx) = mpsc::channel(64);
         let c = MqttConnection::start(
-            MqttConfig::new("n", &self.brokers[i].url(), &format!("node-{i}")),
+            common::testing::login(MqttConfig::new(
+                "n",
+                &self.brokers[i].url(),
+                &format!("node-{i}"),
+            )),
             Some(tx),
             self.stop.clone(),
         )
         .unwrap();
         c.subscribe(filter, QoS::AtLeastOnce).unwrap();
         c.wait_connected(WAIT).await.unwrap();
-        c.publish("settle", "x", false).await.unwrap();
+        c.publish("hydro-probe/settle", "x", false).await.unwrap();
         (c, rx)
     }
 

@@ -41,7 +41,7 @@ impl TimeResponder {
         let stop = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(256);
         let conn = MqttConnection::start(
-            MqttConfig::new("time", url, "time-responder"),
+            common::testing::login(MqttConfig::new("time", url, "time-responder")),
             Some(tx),
             stop.clone(),
         )

@@ -35,6 +35,8 @@ fn vars(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> HashMap<Str
         ("REDIS_URL", redis_url()),
         ("MQTT_HOST", "127.0.0.1".into()),
         ("MQTT_PORT", broker.port.to_string()),
+        ("MQTT_USER", common::testing::backend_login().user),
+        ("MQTT_PASS", common::testing::backend_login().pass),
         ("MQTT_BROKER_ID", "mqtt1".into()),
         ("HTTP_PORT", "0".into()),
         ("BRIDGE_API_TOKEN", TOKEN.into()),

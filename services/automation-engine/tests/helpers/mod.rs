@@ -46,6 +46,8 @@ pub fn base_vars(db: &TestDb, broker: &TestBroker) -> Vec<(String, String)> {
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", broker.port.to_string()),
+        ("MQTT_USER", common::testing::backend_login().user),
+        ("MQTT_PASS", common::testing::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
         // Above the longest dose (5 s): node-sim answers DONE when its pump stops.

@@ -43,6 +43,8 @@ pub async fn spawn_registry(roles: &[&str], extra: &[(&str, &str)]) -> TestRegis
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", brokers[0].port.to_string()),
+        ("MQTT_USER", common::testing::backend_login().user),
+        ("MQTT_PASS", common::testing::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("MQTT_BROKERS", list),
         ("ASSIGN_INTERVAL_MS", "200".to_owned()),

@@ -56,6 +56,8 @@ pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegis
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", started[0].port.to_string()),
+        ("MQTT_USER", common::testing::backend_login().user),
+        ("MQTT_PASS", common::testing::backend_login().pass),
         ("MQTT_BROKER_ID", "mqtt1".to_owned()),
         ("HTTP_PORT", "0".to_owned()),
         ("DEVICE_REGISTRY_API_TOKEN", TOKEN.to_owned()),
@@ -167,7 +169,7 @@ impl FakeNode {
         let (tx, inbox) = mpsc::channel(256);
         let stop = CancellationToken::new();
         let connection = MqttConnection::start(
-            MqttConfig::new("node", &broker.url(), "fake-node"),
+            common::testing::login(MqttConfig::new("node", &broker.url(), "fake-node")),
             Some(tx),
             stop.clone(),
         )

@@ -90,6 +90,8 @@ impl Cluster {
             ("DATABASE_URL".into(), db.url.clone()),
             ("MQTT_HOST".into(), "127.0.0.1".into()),
             ("MQTT_PORT".into(), brokers[0].port.to_string()),
+            ("MQTT_USER".into(), common::testing::backend_login().user),
+            ("MQTT_PASS".into(), common::testing::backend_login().pass),
             ("MQTT_BROKER_ID".into(), "mqtt1".into()),
             ("HTTP_PORT".into(), "0".into()),
             ("MQTT_PUBLISH_TIMEOUT_MS".into(), "3000".into()),

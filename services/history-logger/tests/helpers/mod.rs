@@ -84,6 +84,8 @@ impl World {
             ("REDIS_URL", &redis_url()),
             ("MQTT_HOST", "127.0.0.1"),
             ("MQTT_PORT", &self.broker.port.to_string()),
+            ("MQTT_USER", &common::testing::backend_login().user),
+            ("MQTT_PASS", &common::testing::backend_login().pass),
             ("HTTP_PORT", "0"),
             ("TELEMETRY_FLUSH_MS", "100"),
             ("HISTORY_STREAM", &self.stream),
@@ -139,7 +141,7 @@ impl World {
     /// A client that plays the nodes.
     pub async fn publisher(&self) -> MqttConnection {
         let c = MqttConnection::start(
-            MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes"),
+            common::testing::login(MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes")),
             None,
             self.stop.clone(),
         )
@@ -191,7 +193,7 @@ pub async fn settle(app: &App) -> Running {
         conn.wait_connected(Duration::from_secs(10))
             .await
             .expect("logger connects");
-        conn.publish("settle", "x", false)
+        conn.publish("hydro-probe/settle", "x", false)
             .await
             .expect("settle publish");
     }
@@ -225,7 +227,7 @@ pub async fn client(
     stop: &CancellationToken,
 ) -> MqttConnection {
     let c = MqttConnection::start(
-        MqttConfig::new(id, &broker.url(), "test-client"),
+        common::testing::login(MqttConfig::new(id, &broker.url(), "test-client")),
         inbox,
         stop.clone(),
     )

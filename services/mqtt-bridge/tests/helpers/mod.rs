@@ -66,6 +66,7 @@ pub fn settings_for(db: &TestDb, broker_port: u16, extra: &[(&str, &str)]) -> Se
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.insert("MQTT_PORT".into(), broker_port.to_string());
+    vars.extend(common::testing::login_vars());
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -90,7 +91,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
     let (tx, commands) = mpsc::channel(10_000);
     let nodes = MqttConnection::start(
-        MqttConfig::new("mqtt1", &broker.url(), "test-nodes"),
+        common::testing::login(MqttConfig::new("mqtt1", &broker.url(), "test-nodes")),
         Some(tx),
         stop.clone(),
     )
@@ -108,8 +109,14 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .expect("bridge connects");
     // The subscriptions are made right after CONNACK; a round trip through
     // the broker (subscribe and publish are handled in order) settles them.
-    nodes.publish("settle", "x", false).await.unwrap();
-    bridge_mqtt.publish("settle", "x", false).await.unwrap();
+    nodes
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
+    bridge_mqtt
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     TestApp {
         base,
@@ -245,6 +252,8 @@ pub async fn spawn_with_sim(
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", broker.port.to_string()),
+        ("MQTT_USER", common::testing::backend_login().user),
+        ("MQTT_PASS", common::testing::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
     ]

@@ -43,7 +43,7 @@ impl Recorder {
         let shutdown = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(4096);
         let conn = MqttConnection::start(
-            MqttConfig::new("test", url, "node-sim-test"),
+            common::testing::login(MqttConfig::new("test", url, "node-sim-test")),
             Some(tx),
             shutdown.clone(),
         )
@@ -121,6 +121,9 @@ pub struct TestSim {
 /// Shared settings for a test: HTTP on port 0, plus `extra` variables.
 pub fn settings(extra: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = HashMap::from([("HTTP_PORT".into(), "0".into())]);
+    // TODO(node-creds): the simulated nodes log in as the test backend
+    // account until they have accounts of their own.
+    vars.extend(common::testing::login_vars());
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Settings::from_vars(Some(vars)).expect("test settings")
 }

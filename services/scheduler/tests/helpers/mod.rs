@@ -48,6 +48,8 @@ pub async fn world(zones: usize, nodes: usize) -> World {
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", broker.port.to_string()),
+        ("MQTT_USER", common::testing::backend_login().user),
+        ("MQTT_PASS", common::testing::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("NODE_DEFAULT_SECRET", "test-secret".to_owned()),
         ("SCHEDULER_TICK_SEC", "1".to_owned()),
