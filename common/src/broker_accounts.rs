@@ -568,7 +568,7 @@ pub async fn sync_nodes(
     admin: &Admin,
     accounts: &[NodeAccount],
 ) -> Result<SyncReport, AccountsError> {
-    sync(admin, accounts, true).await
+    sync(admin, accounts, Mode::Full).await
 }
 
 /// Like [`sync_nodes`] for `accounts` only: nothing is deleted. A bind
@@ -577,7 +577,29 @@ pub async fn ensure_nodes(
     admin: &Admin,
     accounts: &[NodeAccount],
 ) -> Result<SyncReport, AccountsError> {
-    sync(admin, accounts, false).await
+    sync(admin, accounts, Mode::Ensure).await
+}
+
+/// Creates those of `accounts` the broker lacks and touches no existing
+/// account, so no connected client is disconnected: what a bind does
+/// before its NodeConfig goes out (an existing account is brought in line
+/// afterwards, when its node has the config).
+pub async fn create_missing_nodes(
+    admin: &Admin,
+    accounts: &[NodeAccount],
+) -> Result<SyncReport, AccountsError> {
+    sync(admin, accounts, Mode::CreateOnly).await
+}
+
+/// How far a sync goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create, fix and delete.
+    Full,
+    /// Create and fix.
+    Ensure,
+    /// Create only.
+    CreateOnly,
 }
 
 /// Deletes the accounts and roles of nodes `uids` (those that exist).
@@ -614,7 +636,7 @@ fn failures(errors: Vec<AccountsError>) -> Vec<String> {
 async fn sync(
     admin: &Admin,
     accounts: &[NodeAccount],
-    delete: bool,
+    mode: Mode,
 ) -> Result<SyncReport, AccountsError> {
     let clients = admin.list_clients().await?;
     let roles = admin.list_roles().await?;
@@ -642,6 +664,7 @@ async fn sync(
                 }));
                 report.created += 1;
             }
+            Plan::Update { .. } if mode == Mode::CreateOnly => report.unchanged += 1,
             Plan::Update {
                 password,
                 acls: acls_changed,
@@ -682,7 +705,7 @@ async fn sync(
             }
         }
     }
-    if delete {
+    if mode == Mode::Full {
         let wanted: BTreeSet<&str> = accounts.iter().map(|a| a.uid.as_str()).collect();
         for (username, c) in &clients {
             if c.textname.starts_with(NODE_TEXTNAME_PREFIX) && !wanted.contains(username.as_str()) {
