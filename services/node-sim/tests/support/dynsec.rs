@@ -66,7 +66,7 @@ impl DynsecBroker {
         };
         // The backend's role (simplified: everything under hydro/ and
         // nodes/, any subscription) and the provision login's (the temp
-        // namespace and the global hello).
+        // namespace, the global hello and the time topics).
         for args in [
             vec!["createRole", "test-backend"],
             vec![
@@ -115,6 +115,20 @@ impl DynsecBroker {
                 "allow",
             ],
             vec!["createClient", PROVISION_USER, "-p", PROVISION_PASS],
+            vec![
+                "addRoleACL",
+                "test-provision",
+                "publishClientSend",
+                "hydro/time/request",
+                "allow",
+            ],
+            vec![
+                "addRoleACL",
+                "test-provision",
+                "subscribePattern",
+                "hydro/time/response",
+                "allow",
+            ],
             vec!["addClientRole", PROVISION_USER, "test-provision"],
         ] {
             broker.ctrl(&args);
