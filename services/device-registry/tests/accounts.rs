@@ -169,3 +169,80 @@ async fn the_periodic_sync_restores_an_account_the_broker_lost() {
     .await
     .expect("the sync restores the account");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbound_node_goes_back_to_the_provision_login() {
+    let registry = spawn_secured_registry(&[]).await;
+    let url = registry.secured.as_ref().unwrap().url();
+    let mut node = FakeNode::connect_as(&url, HW, Some((PROVISION_USER, PROVISION_PASS))).await;
+    node.register(&registry, "ph").await;
+    let (status, _) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
+    assert_eq!(status, 202);
+    let config = node
+        .next_on(&format!("hydro/gh-temp/zn-temp/{HW}/config"))
+        .await;
+    let password = config["mqtt"]["password"].as_str().unwrap().to_owned();
+
+    // Bound: it runs on its own account and listens in its namespace.
+    let (tx, mut inbox) = tokio::sync::mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let mut c = MqttConfig::new("node", &url, "bound-node");
+    c.username = Some("nd-ph-acct".into());
+    c.password = Some(password.clone().into());
+    let bound = MqttConnection::start(c, Some(tx), stop.clone()).unwrap();
+    bound
+        .subscribe(
+            "hydro/gh-1/zn-1/nd-ph-acct/config",
+            common::QoS::AtLeastOnce,
+        )
+        .unwrap();
+    bound.wait_connected(WAIT).await.unwrap();
+    let mut report = config.clone();
+    report.as_object_mut().unwrap().remove("node_secret");
+    bound
+        .publish(
+            "hydro/gh-1/zn-1/nd-ph-acct/config_report",
+            report.to_string(),
+            false,
+        )
+        .await
+        .unwrap();
+    registry
+        .wait_node(HW, "bound", |n| n["state"] == "bound")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Unbind: the temp config carries the provision login; the account goes.
+    let (status, body) = registry.post("/api/nodes/nd-ph-acct/unbind", "{}").await;
+    assert!(status < 300, "{status} {body}");
+    let temp = tokio::time::timeout(WAIT, async {
+        loop {
+            let m = inbox.recv().await.expect("inbox open");
+            if m.topic == "hydro/gh-1/zn-1/nd-ph-acct/config" {
+                return serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the temp config reaches the bound node");
+    assert_eq!(temp["gh_uid"], "gh-temp");
+    assert_eq!(temp["mqtt"]["username"], PROVISION_USER);
+    assert_eq!(temp["mqtt"]["password"], PROVISION_PASS);
+    eventually(WAIT, || async {
+        logs_in(&url, "nd-ph-acct", &password, Duration::from_secs(2))
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("an unbound node's account is removed");
+    // Its password is kept for a later bind.
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT mqtt_password FROM nodes WHERE hardware_id = $1")
+            .bind(HW)
+            .fetch_one(registry.pool())
+            .await
+            .unwrap();
+    assert_eq!(kept.as_deref(), Some(password.as_str()));
+    stop.cancel();
+}
