@@ -4,6 +4,11 @@ like the ESP32's esp-mqtt, unbound at first boot (temp namespace + hello),
 nothing with a `ts` before `hydro/time/response`, no `config/update`, NodeConfig
 applied from the `config` topic and confirmed with `config_report`, commands
 checked with the firmware's HMAC algorithm (cJSON canonical form) and window.
+
+Broker login (issue 11): unbound, it logs in as the provision account
+(`MQTT_PROVISION_USER` / `MQTT_PROVISION_PASS`, client id = hardware id); a
+NodeConfig whose `mqtt` section carries a login (`username`/`password`, or
+`user`/`pass`) makes it reconnect with that login, as the firmware does.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import sys
 import threading
 import time
@@ -29,14 +35,19 @@ HMAC_WINDOW_SEC = 10
 class FirmwareNode:
     def __init__(self, host: str, port: int, node_type: str = "ph",
                  default_secret: str = "", fw_version: str = "2.0.1",
-                 login: tuple[str, str] = ("", "")):
+                 login: tuple[str, str] | None = None):
         self.hardware_id = "esp32-" + uuid.uuid4().hex[:12]
-        self.login = login
         self.node_type = node_type
         self.fw_version = fw_version
         self.host, self.port = host, port
         self.gh, self.zone, self.node = TEMP_GH, TEMP_ZONE, self.hardware_id
         self.secret = default_secret
+        # The broker login: given, else the provision account from the
+        # environment, else none (a broker without authentication).
+        if login is None and os.environ.get("MQTT_PROVISION_PASS"):
+            login = (os.environ.get("MQTT_PROVISION_USER", "hydro-provision"),
+                     os.environ["MQTT_PROVISION_PASS"])
+        self.login = login
         # What the backend pushed and the node applied (None before a bind).
         self.config: dict | None = None
         # The factory NodeConfig (NVS defaults): what it reports until bound.
@@ -79,11 +90,12 @@ class FirmwareNode:
     def _client(self) -> mqtt.Client:
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                         client_id=self.hardware_id, protocol=mqtt.MQTTv311)
-        # Unbound: the shared provisioning login (the broker holds it to the
-        # temp namespace of its client id, the hardware id); bound: the
-        # login its NodeConfig carries.
-        c.username_pw_set(*self.login)
         c.will_set(f"{self._ns()}/lwt", b"offline", qos=1, retain=True)
+        # Unbound: the shared provisioning login (the broker holds it to the
+        # temp namespace of its client id, the hardware id); bound: the login
+        # its NodeConfig carries.
+        if self.login is not None:
+            c.username_pw_set(*self.login)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         return c
@@ -156,6 +168,9 @@ class FirmwareNode:
     def report_config(self) -> None:
         running = self.config or self.own_config
         report = {k: v for k, v in running.items() if k != "node_secret"}
+        # The broker password never goes back up.
+        report["mqtt"] = {k: v for k, v in running.get("mqtt", {}).items()
+                          if k not in ("password", "pass")}
         report["fw_version"] = self.fw_version
         self.publish("config_report", report)
 
@@ -181,22 +196,23 @@ class FirmwareNode:
         mqtt_section = config["mqtt"]
         moving = ("host" in mqtt_section and
                   (mqtt_section["host"], int(mqtt_section["port"])) != (self.host, self.port))
-        user = mqtt_section.get("username", mqtt_section.get("user"))
-        password = mqtt_section.get("password", mqtt_section.get("pass"))
-        if user and (user, password) != self.login:
-            # Its own account now: reconnect with it, as the firmware does.
-            self.login = (user, password)
-            moving = True
+        user = mqtt_section.get("username") or mqtt_section.get("user")
+        password = mqtt_section.get("password") or mqtt_section.get("pass")
+        login = (user, password) if user and password else None
+        relogin = login is not None and login != self.login
         with self.lock:
             self.config = config
             if config.get("node_secret"):
                 self.secret = config["node_secret"]
             old_ns = self._ns()
             self.gh, self.zone, self.node = config["gh_uid"], config["zone_uid"], config["node_id"]
-        if moving:
+        if moving or relogin:
             self.client.loop_stop()
             self.client.disconnect()
-            self.host, self.port = mqtt_section["host"], int(mqtt_section["port"])
+            if moving:
+                self.host, self.port = mqtt_section["host"], int(mqtt_section["port"])
+            if relogin:
+                self.login = login
             self.connected.clear()
             self.client = self._client()
             self.start()

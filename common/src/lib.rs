@@ -5,6 +5,7 @@ pub mod assignments;
 pub mod auth;
 pub mod balance;
 pub mod batcher;
+pub mod broker_accounts;
 pub mod broker_status;
 pub mod broker_watch;
 pub mod brokers;

@@ -160,6 +160,12 @@ pub const DEVICE_BINDS: &str = "device_registry_binds_total";
 pub const DEVICE_CONFIG_PUSHES: &str = "device_registry_config_pushes_total";
 /// Gauge: binds waiting for the node's config_report.
 pub const DEVICE_PENDING_BINDS: &str = "device_registry_pending_binds";
+/// Counter, `broker`, `outcome` (`created`, `updated`, `deleted`,
+/// `unchanged`): node broker accounts brought in line by a sync.
+pub const DEVICE_ACCOUNTS_SYNCED: &str = "device_registry_accounts_synced_total";
+/// Counter, `broker`, `reason` (`not_connected`, `timeout`, `refused`,
+/// `command`, `db_error`): account syncs (or commands in one) that failed.
+pub const DEVICE_ACCOUNT_SYNC_ERRORS: &str = "device_registry_account_sync_errors_total";
 
 // ---------------------------------------------------------------- placement (issue 10: balancing that follows the node)
 

@@ -12,6 +12,12 @@
 //! tells a node about hardware it does not have; only the identity, the
 //! broker and the secret are ours to set.
 //!
+//! The `mqtt` section also carries the login the node is to use
+//! ([`set_login`]): its own broker account (username = uid, password =
+//! `nodes.mqtt_password`, see [`crate::broker_accounts`]) once it has one
+//! and is placed outside the temp namespace; the caller sets the provision
+//! login of unbound nodes.
+//!
 //! The firmware skips a pushed config that equals the one it runs once
 //! `mqtt` and `wifi` are left out of the comparison (it only answers "config
 //! unchanged"). So the broker is also named outside `mqtt`, in the top-level
@@ -72,6 +78,35 @@ pub fn broker_section(url: &str) -> Result<Value, NodeConfigError> {
     Ok(section)
 }
 
+/// Puts a broker login in a NodeConfig's `mqtt` section: `username` and
+/// `password` (what the firmware reads, config_storage.c), and the `user` /
+/// `pass` aliases issue 11 names (older firmware reads `pass`).
+pub fn set_login(mqtt: &mut Value, username: &str, password: &str) {
+    if let Some(section) = mqtt.as_object_mut() {
+        for (key, value) in [
+            ("username", username),
+            ("user", username),
+            ("password", password),
+            ("pass", password),
+        ] {
+            section.insert(key.into(), Value::String(value.to_owned()));
+        }
+    }
+}
+
+/// The login in a NodeConfig's `mqtt` section (`username`/`user`,
+/// `password`/`pass`), if any.
+pub fn login(mqtt: &Value) -> Option<(String, String)> {
+    let field = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| mqtt.get(*n).and_then(Value::as_str))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    Some((field(["username", "user"])?, field(["password", "pass"])?))
+}
+
 /// Where the node is to live: its greenhouse, zone and uid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
@@ -89,6 +124,7 @@ struct NodeRow {
     zone_uid: Option<String>,
     secret: Option<String>,
     config: Option<Value>,
+    mqtt_password: Option<String>,
 }
 
 /// A channel from `node_channels`, for a node that never reported its config.
@@ -137,7 +173,8 @@ fn channel_from_row(row: ChannelRow) -> NodeConfigChannel {
 
 /// Builds the NodeConfig for node `node_id`: placed at `place` (default: where
 /// the database has it), connecting to the broker at `broker_url`, keyed with
-/// its own secret (or `default_secret` when it has none).
+/// its own secret (or `default_secret` when it has none), logging in with its
+/// own broker account when it has one and `place` is not the temp namespace.
 pub async fn build(
     pool: &PgPool,
     node_id: i64,
@@ -146,7 +183,8 @@ pub async fn build(
     default_secret: &str,
 ) -> Result<NodeConfig, NodeConfigError> {
     let row: NodeRow = sqlx::query_as(
-        "SELECT n.uid, n.type AS node_type, g.uid AS gh_uid, z.uid AS zone_uid, n.secret, n.config \
+        "SELECT n.uid, n.type AS node_type, g.uid AS gh_uid, z.uid AS zone_uid, n.secret, n.config, \
+                n.mqtt_password \
            FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id \
            LEFT JOIN greenhouses g ON g.id = z.greenhouse_id WHERE n.id = $1",
     )
@@ -191,6 +229,12 @@ pub async fn build(
         BROKER_URL_FIELD.into(),
         Value::String(broker_url.to_owned()),
     );
+    let mut mqtt = broker_section(broker_url)?;
+    if let Some(password) = &row.mqtt_password
+        && place.gh_uid != crate::topics::TEMP_GREENHOUSE
+    {
+        set_login(&mut mqtt, &place.node_uid, password);
+    }
     Ok(NodeConfig {
         node_id: place.node_uid,
         version: FORMAT_VERSION,
@@ -199,7 +243,7 @@ pub async fn build(
         zone_uid: place.zone_uid,
         channels,
         wifi: Some(json!({ "configured": true })),
-        mqtt: broker_section(broker_url)?,
+        mqtt,
         fw_version: None,
         node_secret: Some(row.secret.unwrap_or_else(|| default_secret.to_owned())),
         extra,
@@ -242,6 +286,22 @@ mod tests {
         for bad in ["http://x:1", "mqtt://:1883", "mqtt://h:99999", "mqtt://h:x"] {
             assert!(broker_section(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn logins_carry_every_name_the_firmware_reads() {
+        let mut mqtt = broker_section("mqtt://h:1883").unwrap();
+        assert_eq!(login(&mqtt), None);
+        set_login(&mut mqtt, "nd-ph-1", "pw");
+        assert_eq!(mqtt["username"], "nd-ph-1");
+        assert_eq!(mqtt["user"], "nd-ph-1");
+        assert_eq!(mqtt["password"], "pw");
+        assert_eq!(mqtt["pass"], "pw");
+        assert_eq!(login(&mqtt), Some(("nd-ph-1".into(), "pw".into())));
+        assert_eq!(
+            login(&json!({"user": "u", "pass": "p"})),
+            Some(("u".into(), "p".into()))
+        );
     }
 
     #[test]

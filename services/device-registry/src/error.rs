@@ -16,6 +16,7 @@ impl From<OpError> for ApiError {
             OpError::Decommissioned(_) => ApiError::conflict("node_decommissioned", message),
             OpError::NotBound(_) => ApiError::conflict("node_not_bound", message),
             OpError::Unreachable(..) => ApiError::unavailable("broker_unavailable", message),
+            OpError::Accounts(_) => ApiError::unavailable("broker_account_failed", message),
             OpError::BadConfig(_) => ApiError::internal(message),
             OpError::Db(e) => ApiError::from(e),
         }

@@ -6,6 +6,7 @@
 //! every `config_report` (config, channels, observed broker, move
 //! confirmation), and unbinds and decommissions nodes on request.
 
+pub mod accounts;
 pub mod binds;
 pub mod channels;
 pub mod error;

@@ -1,7 +1,9 @@
-//! What the API asks of a node, carried out: bind (a fresh secret, the
-//! target NodeConfig pushed where the node listens, a pending bind), unbind
-//! (a temp-namespace NodeConfig), a config push again, and decommission.
-//! Routes stay thin: each is one call here.
+//! What the API asks of a node, carried out: bind (a fresh secret, its
+//! broker password issued or kept, its broker account created, the target
+//! NodeConfig pushed where the node listens, a pending bind), unbind (a
+//! temp-namespace NodeConfig with the provision login), a config push
+//! again, and decommission (its broker account removed). Routes stay thin:
+//! each is one call here.
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tracing::{info, warn};
 
+use crate::accounts::{self, Accounts};
 use crate::binds::{self, NewBind};
 use crate::lifecycle::{self, BindPlan, BindView, Lifecycle};
 use crate::store::{self, NodeRow, ZoneLookup};
@@ -39,6 +42,8 @@ pub enum OpError {
     NotBound(String),
     #[error("no broker took the NodeConfig for `{0}`: {1}")]
     Unreachable(String, String),
+    #[error("the node's broker account could not be created: {0}")]
+    Accounts(String),
     #[error("the NodeConfig could not be built: {0}")]
     BadConfig(String),
     #[error(transparent)]
@@ -72,6 +77,11 @@ pub struct Registry {
     pub default_secret: SecretString,
     pub default_broker_url: String,
     pub bind_ttl: Duration,
+    /// The node accounts on the brokers; `None`: not managed.
+    pub accounts: Option<Accounts>,
+    /// The login of unbound nodes (`MQTT_PROVISION_USER` / `_PASS`), put in
+    /// an unbind's NodeConfig.
+    pub provision_login: Option<(String, SecretString)>,
 }
 
 impl From<NodeConfigError> for OpError {
@@ -97,6 +107,25 @@ fn current_config_topic(node: &NodeRow) -> String {
 }
 
 impl Registry {
+    /// Creates the broker accounts node `node_id` lacks (before its
+    /// NodeConfig goes out).
+    async fn create_accounts(&self, node: &NodeRow) -> Result<(), OpError> {
+        let Some(accounts) = &self.accounts else {
+            return Ok(());
+        };
+        accounts.create_missing(node.id).await.map_err(|e| {
+            warn!(node = %node.uid, error = %e, "Could not create the node's broker account.");
+            OpError::Accounts(e)
+        })
+    }
+
+    /// Brings the node's broker accounts in line once it has its config.
+    fn settle_accounts(&self, node_id: i64) {
+        if let Some(accounts) = &self.accounts {
+            accounts.settle_later(node_id);
+        }
+    }
+
     async fn node(&self, key: &str) -> Result<NodeRow, OpError> {
         store::find(&self.pool, key)
             .await?
@@ -197,8 +226,10 @@ impl Registry {
                 let bind = pending.expect("a retry has a pending bind");
                 let config: NodeConfig = serde_json::from_value(bind.config.clone())
                     .map_err(|e| OpError::BadConfig(e.to_string()))?;
+                self.create_accounts(&node).await?;
                 self.publish(&node, &connections, &bind.config_topic, &config, "bind")
                     .await?;
+                self.settle_accounts(node.id);
                 binds::extend(&self.pool, id, self.bind_ttl).await?;
                 metrics::counter!(m::DEVICE_BINDS, "outcome" => "retried").increment(1);
                 info!(node = %node.uid, zone = %req.zone_uid, "Bind retried: NodeConfig published again.");
@@ -214,6 +245,8 @@ impl Registry {
                     node_uid: uid.clone(),
                 };
                 let secret = lifecycle::new_secret();
+                // Kept across rebinds: the node's account stays the same.
+                store::issue_mqtt_password(&self.pool, node.id, &accounts::new_password()).await?;
                 let mut config = node_config::build(
                     &self.pool,
                     node.id,
@@ -250,6 +283,11 @@ impl Registry {
                     },
                 )
                 .await?;
+                if let Err(e) = self.create_accounts(&node).await {
+                    binds::cancel(&self.pool, id).await?;
+                    metrics::counter!(m::DEVICE_BINDS, "outcome" => "account_failed").increment(1);
+                    return Err(e);
+                }
                 if let Err(e) = self
                     .publish(&node, &connections, &topic, &config, "bind")
                     .await
@@ -259,6 +297,7 @@ impl Registry {
                     return Err(e);
                 }
                 binds::started(&self.pool, id, node.id).await?;
+                self.settle_accounts(node.id);
                 metrics::counter!(m::DEVICE_BINDS, "outcome" => "requested").increment(1);
                 info!(node = %node.uid, target_uid = %uid, greenhouse = %req.greenhouse_uid, zone = %req.zone_uid, topic = %topic,
                     "Bind requested: NodeConfig published; waiting for the node's config_report from the target namespace.");
@@ -293,7 +332,7 @@ impl Registry {
             zone_uid: TEMP_ZONE.into(),
             node_uid: node.uid.clone(),
         };
-        let config = node_config::build(
+        let mut config = node_config::build(
             &self.pool,
             node.id,
             Some(place),
@@ -301,6 +340,14 @@ impl Registry {
             self.default_secret.expose_secret(),
         )
         .await?;
+        match &self.provision_login {
+            Some((user, pass)) => {
+                node_config::set_login(&mut config.mqtt, user, pass.expose_secret())
+            }
+            None => {
+                warn!(node = %node.uid, "MQTT_PROVISION_PASS is not set: the unbind's NodeConfig carries no broker login.")
+            }
+        }
         let topic = current_config_topic(&node);
         self.publish(&node, &connections, &topic, &config, "unbind")
             .await?;
@@ -308,6 +355,7 @@ impl Registry {
         binds::finish_pending(&mut tx, node.id, "CANCELLED").await?;
         store::clear_zone(&mut tx, node.id).await?;
         tx.commit().await?;
+        self.settle_accounts(node.id);
         info!(node = %node.uid, topic = %topic, "Node unbound: temp-namespace NodeConfig published, zone cleared.");
         self.node(&node.uid).await
     }
@@ -342,6 +390,9 @@ impl Registry {
             binds::finish_pending(&mut tx, node.id, "CANCELLED").await?;
             store::decommission(&mut tx, node.id).await?;
             tx.commit().await?;
+            if let Some(accounts) = &self.accounts {
+                accounts.settle(node.id).await;
+            }
             info!(node = %node.uid, hardware_id = ?node.hardware_id, "Node decommissioned.");
         }
         self.node(&node.uid).await

@@ -97,6 +97,12 @@ pub async fn handle(
         None => return Err(ReportError::UnknownNode(topic.node.clone())),
     };
     report.node_secret = None;
+    // A node that echoes its broker login back never gets it stored.
+    if let Some(mqtt) = report.mqtt.as_object_mut() {
+        for key in ["password", "pass"] {
+            mqtt.remove(key);
+        }
+    }
     let stored = serde_json::to_value(&report).expect("a NodeConfig always serialises");
     let skipped = store::store_report(
         pool,

@@ -14,6 +14,16 @@ const fn default_bind_ttl_sec() -> u64 {
 const fn default_unbound_write_ms() -> u64 {
     1000
 }
+const fn default_account_sync_sec() -> u64 {
+    30
+}
+fn default_provision_user() -> String {
+    "hydro-provision".into()
+}
+
+fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.trim().is_empty()))
+}
 
 fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
     Ok(Option::<String>::deserialize(d)?
@@ -37,6 +47,26 @@ pub struct DeviceSettings {
     /// between are counted, not written.
     #[serde(default = "default_unbound_write_ms", deserialize_with = "de_from_str")]
     pub device_unbound_write_ms: u64,
+    /// `MQTT_ADMIN_USER`: the dynamic-security admin account the registry
+    /// manages node accounts with, on every broker. Unset: node accounts are
+    /// not managed (warned; brokers without authentication only).
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub mqtt_admin_user: Option<String>,
+    /// `MQTT_ADMIN_PASS`: its password.
+    #[serde(default, deserialize_with = "de_opt_secret")]
+    pub mqtt_admin_pass: Option<SecretString>,
+    /// `MQTT_PROVISION_USER`: the login of unbound nodes, put in the
+    /// temp-namespace NodeConfig of an unbind.
+    #[serde(default = "default_provision_user")]
+    pub mqtt_provision_user: String,
+    /// `MQTT_PROVISION_PASS`: its password. Unset: an unbind's NodeConfig
+    /// carries no login (warned).
+    #[serde(default, deserialize_with = "de_opt_secret")]
+    pub mqtt_provision_pass: Option<SecretString>,
+    /// `DEVICE_ACCOUNT_SYNC_SEC`: how often every broker's node accounts are
+    /// brought in line with the database (also on every (re)connect).
+    #[serde(default = "default_account_sync_sec", deserialize_with = "de_from_str")]
+    pub device_account_sync_sec: u64,
 }
 
 impl DeviceSettings {
@@ -61,7 +91,29 @@ impl DeviceSettings {
                 "DEVICE_UNBOUND_WRITE_MS must be between 0 and 600000".into(),
             ));
         }
+        if !(1..=3600).contains(&self.device_account_sync_sec) {
+            return Err(SettingsError(
+                "DEVICE_ACCOUNT_SYNC_SEC must be between 1 and 3600".into(),
+            ));
+        }
+        if self.mqtt_admin_user.is_some() != self.mqtt_admin_pass.is_some() {
+            return Err(SettingsError(
+                "MQTT_ADMIN_USER and MQTT_ADMIN_PASS go together: set both or neither".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The dynsec admin login, when node accounts are managed.
+    pub fn admin_login(&self) -> Option<(&str, &SecretString)> {
+        Some((
+            self.mqtt_admin_user.as_deref()?,
+            self.mqtt_admin_pass.as_ref()?,
+        ))
+    }
+
+    pub fn account_sync_interval(&self) -> Duration {
+        Duration::from_secs(self.device_account_sync_sec)
     }
 
     pub fn bind_ttl(&self) -> Duration {
@@ -96,6 +148,23 @@ mod tests {
         assert_eq!(s.unbound_write_interval(), Duration::from_secs(1));
         assert_eq!(s.expiry_interval(), Duration::from_secs(5));
         assert!(s.api_token(None).is_none());
+        assert!(s.admin_login().is_none());
+        assert_eq!(s.mqtt_provision_user, "hydro-provision");
+        assert_eq!(s.account_sync_interval(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_admin_login_needs_both_halves() {
+        let s = DeviceSettings::from_vars(vars(&[
+            ("MQTT_ADMIN_USER", "hydro-admin"),
+            ("MQTT_ADMIN_PASS", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(s.admin_login().unwrap().0, "hydro-admin");
+        let err = DeviceSettings::from_vars(vars(&[("MQTT_ADMIN_USER", "hydro-admin")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MQTT_ADMIN_PASS"), "{err}");
     }
 
     #[test]
@@ -116,6 +185,7 @@ mod tests {
             ("DEVICE_BIND_TTL_SEC", "0"),
             ("DEVICE_BIND_TTL_SEC", "x"),
             ("DEVICE_UNBOUND_WRITE_MS", "9999999"),
+            ("DEVICE_ACCOUNT_SYNC_SEC", "0"),
         ] {
             let err = DeviceSettings::from_vars(vars(&[(k, v)]))
                 .unwrap_err()

@@ -1,9 +1,11 @@
 //! Wiring: database, connections to every broker of the `brokers` table
 //! (following it), the shared subscriptions (hello, temp namespace,
-//! config_report), the inbox consumer, the bind expiry, and the HTTP server
-//! with its bearer-token API.
+//! config_report), the inbox consumer, the bind expiry, the dynsec admin
+//! connections and the node-account sync (when `MQTT_ADMIN_USER` is set),
+//! and the HTTP server with its bearer-token API.
 
 use common::auth::ApiToken;
+use common::broker_accounts::{RESPONSE_TOPIC, Responses};
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::service::Runner;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::accounts::Accounts;
 use crate::pushes::Registry;
 use crate::settings::DeviceSettings;
 use crate::uplink::Uplink;
@@ -71,12 +74,54 @@ impl App {
             stop.clone(),
         ));
 
+        let accounts = match device.admin_login() {
+            Some((user, pass)) => {
+                let (responses, admin_inbox) = Responses::start(stop.clone());
+                let (user, pass) = (user.to_owned(), pass.clone());
+                let admins = BrokerPool::connect_following(
+                    &settings,
+                    &pool,
+                    &format!("{SERVICE}-admin"),
+                    Some(admin_inbox),
+                    &stop,
+                    move |c| {
+                        c.username = Some(user.clone());
+                        c.password = Some(pass.clone());
+                    },
+                )
+                .await?;
+                admins.subscribe_all(RESPONSE_TOPIC, QoS::AtLeastOnce)?;
+                let accounts = Accounts::new(pool.clone(), admins, responses);
+                tasks.spawn(
+                    accounts
+                        .clone()
+                        .reconcile_loop(device.account_sync_interval(), stop.clone()),
+                );
+                Some(accounts)
+            }
+            None => {
+                warn!(
+                    "MQTT_ADMIN_USER is not set: node broker accounts are not managed (brokers without authentication only)."
+                );
+                None
+            }
+        };
+        if device.mqtt_provision_pass.is_none() {
+            warn!(
+                "MQTT_PROVISION_PASS is not set: an unbind's NodeConfig carries no broker login."
+            );
+        }
         let registry = Registry {
             pool: pool.clone(),
             brokers: brokers.clone(),
             default_secret: settings.node_default_secret.clone(),
             default_broker_url: settings.default_broker_url(),
             bind_ttl: device.bind_ttl(),
+            accounts,
+            provision_login: device
+                .mqtt_provision_pass
+                .clone()
+                .map(|pass| (device.mqtt_provision_user.clone(), pass)),
         };
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))

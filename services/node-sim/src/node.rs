@@ -4,7 +4,7 @@
 //! their intervals, and the signed commands it receives, answered the way the
 //! hydro2.0 firmware answers them (contract section 3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use common::payloads::{
 use common::settings::Settings;
 use common::topics::{NodeTopic, TopicKind, channel_topic, config_update_topic, node_topic};
 use common::{LastWill, signing};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -33,6 +33,7 @@ use crate::link::{LinkConfig, NodeLink};
 use crate::metrics as m;
 use crate::physics::{Physics, current_hour};
 use crate::recent::{RecentCommands, Seen};
+use crate::seed::NodeCredentials;
 
 /// A node refuses a command whose `ts` is this far from its clock (contract).
 pub const MAX_CLOCK_SKEW_SECS: i64 = 10;
@@ -63,6 +64,11 @@ pub struct NodeContext {
     pub heartbeat_interval: Duration,
     /// `SIM_TCP_NODELAY`.
     pub tcp_nodelay: bool,
+    /// Each seeded node's own secret and broker password, by uid. A node
+    /// found here logs in as itself (username = uid) and checks commands
+    /// with its own secret; any other uses `MQTT_USER` / `MQTT_PASS` and
+    /// `NODE_DEFAULT_SECRET` (a simulator without a database).
+    pub credentials: HashMap<String, NodeCredentials>,
 }
 
 /// A running simulated node; cheap to clone.
@@ -110,7 +116,24 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+impl Inner {
+    /// The key the node's commands are signed with: its own secret, else
+    /// `NODE_DEFAULT_SECRET`.
+    fn secret(&self) -> &SecretString {
+        self.ctx
+            .credentials
+            .get(&self.spec.uid)
+            .map(|c| &c.secret)
+            .unwrap_or(&self.ctx.settings.node_default_secret)
+    }
+}
+
 impl SimNode {
+    /// The key the node's commands (and moves) are signed with.
+    pub fn secret(&self) -> &SecretString {
+        self.inner.secret()
+    }
+
     /// Connects the node and starts its loops. It keeps reconnecting on its
     /// own until [`SimNode::stop`] or [`SimNode::abort`].
     pub fn start(spec: NodeSpec, ctx: Arc<NodeContext>) -> Result<SimNode, MqttError> {
@@ -124,6 +147,14 @@ impl SimNode {
             &format!("node-sim-{}", spec.uid),
         )
         .with_settings(&ctx.settings);
+        if let Some(password) = ctx
+            .credentials
+            .get(&spec.uid)
+            .and_then(|c| c.mqtt_password.clone())
+        {
+            config.username = Some(spec.uid.clone());
+            config.password = Some(password);
+        }
         // A node has a few readings and responses in flight at most; the
         // default window would cost megabytes per node (see the field).
         config.max_inflight = Some(NODE_MAX_INFLIGHT);
@@ -461,13 +492,7 @@ impl Inner {
                 return self.answer(channel, cmd_id, plan);
             }
         };
-        let secret = self
-            .ctx
-            .settings
-            .node_default_secret
-            .expose_secret()
-            .as_bytes();
-        if !signing::verify(secret, &command) {
+        if !signing::verify(self.secret().expose_secret().as_bytes(), &command) {
             let plan = Plan::Invalid(Rejection::new(
                 "bad_signature",
                 "sig does not match the command signed with the node secret",

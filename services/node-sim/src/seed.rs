@@ -6,6 +6,10 @@
 //! holds one simulated layout; seeding another greenhouse with the same
 //! layout moves the zones to it.
 
+use std::collections::HashMap;
+
+use rand::RngCore;
+use secrecy::SecretString;
 use sqlx::PgPool;
 use tracing::{info, instrument};
 
@@ -33,7 +37,9 @@ pub struct SeedSummary {
 ///
 /// Names an operator may have changed (greenhouse, zones) are left alone;
 /// what the simulator depends on (a node's zone, type, channels) is put back.
-/// `nodes.secret` is never written, so `NODE_DEFAULT_SECRET` applies;
+/// Each node gets its own command secret (`nodes.secret`) and broker
+/// password (`nodes.mqtt_password`, for the account device-registry creates)
+/// when it has none; existing ones are kept (see [`credentials`]).
 /// `nodes.move_via` is [`MOVE_VIA`]. Firmware-mode nodes are never seeded:
 /// device-registry registers them from their hello.
 #[instrument(skip_all, fields(greenhouse = %greenhouse, nodes = layout.nodes.len()), err)]
@@ -99,6 +105,22 @@ pub async fn seed(
     .await?
     .rows_affected();
 
+    // A secret and a broker password of its own for every node lacking one
+    // (issue 11: no simulated node runs on the public default secret).
+    let secrets: Vec<String> = uids.iter().map(|_| random_hex(32)).collect();
+    let passwords: Vec<String> = uids.iter().map(|_| random_hex(24)).collect();
+    sqlx::query(
+        "UPDATE nodes n SET secret = COALESCE(n.secret, t.secret),
+                mqtt_password = COALESCE(n.mqtt_password, t.password), updated_at = now()
+           FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, secret, password)
+          WHERE n.uid = t.uid AND (n.secret IS NULL OR n.mqtt_password IS NULL)",
+    )
+    .bind(&uids)
+    .bind(&secrets)
+    .bind(&passwords)
+    .execute(&mut *tx)
+    .await?;
+
     let mut channel_nodes = Vec::new();
     let mut channels = Vec::new();
     let mut types = Vec::new();
@@ -162,4 +184,43 @@ pub async fn seed(
         "Database seeded."
     );
     Ok(summary)
+}
+
+/// `bytes` random bytes from the thread's CSPRNG, as lowercase hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// What one simulated node signs and logs in with.
+#[derive(Debug, Clone)]
+pub struct NodeCredentials {
+    /// `nodes.secret`: the key its commands are signed with.
+    pub secret: SecretString,
+    /// `nodes.mqtt_password`: its broker account's password (username = uid).
+    pub mqtt_password: Option<SecretString>,
+}
+
+/// The credentials the database holds for `uids` (those with a secret).
+pub async fn credentials(
+    pool: &PgPool,
+    uids: &[&str],
+) -> Result<HashMap<String, NodeCredentials>, sqlx::Error> {
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT uid, secret, mqtt_password FROM nodes WHERE uid = ANY($1) AND secret IS NOT NULL",
+    )
+    .bind(uids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(uid, secret, password)| {
+            let credentials = NodeCredentials {
+                secret: SecretString::from(secret),
+                mqtt_password: password.map(SecretString::from),
+            };
+            (uid, credentials)
+        })
+        .collect())
 }

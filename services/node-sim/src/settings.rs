@@ -207,6 +207,35 @@ pub struct SimSettings {
         deserialize_with = "de_bool"
     )]
     pub fw_apply_mqtt_only: bool,
+    /// `MQTT_PROVISION_USER` (firmware mode): the login of unbound nodes;
+    /// default `hydro-provision`.
+    #[serde(default = "default_provision_user")]
+    pub mqtt_provision_user: String,
+    /// `MQTT_PROVISION_PASS` (firmware mode): its password. Unset: unbound
+    /// nodes log in with `MQTT_USER` / `MQTT_PASS`.
+    #[serde(default, deserialize_with = "de_opt_secret")]
+    pub mqtt_provision_pass: Option<secrecy::SecretString>,
+}
+
+fn default_provision_user() -> String {
+    "hydro-provision".into()
+}
+
+fn de_opt_secret<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<secrecy::SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.trim().is_empty())
+        .map(secrecy::SecretString::from))
+}
+
+impl SimSettings {
+    /// The provision login, when its password is set.
+    pub fn provision_login(&self) -> Option<(String, secrecy::SecretString)> {
+        self.mqtt_provision_pass
+            .clone()
+            .map(|pass| (self.mqtt_provision_user.clone(), pass))
+    }
 }
 
 impl Default for SimSettings {
@@ -232,6 +261,8 @@ impl Default for SimSettings {
             state_dir: None,
             time_retry_ms: default_time_retry_ms(),
             fw_apply_mqtt_only: false,
+            mqtt_provision_user: default_provision_user(),
+            mqtt_provision_pass: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Building and running the simulator: seed the database (if asked), start
 //! every node, bind HTTP; then serve until shutdown and stop the nodes cleanly.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ impl App {
     pub async fn build(sim: SimSettings, settings: Settings) -> anyhow::Result<App> {
         sim.validate()?;
         let layout = layout(&sim);
+        // Each seeded node's own secret and broker password.
+        let mut credentials = HashMap::new();
         let pool = if sim.seed_db {
             // Start-up has no shutdown token yet; a stuck database fails after DB_WAIT.
             let pool = common::db::connect_and_migrate(
@@ -67,6 +70,10 @@ impl App {
             seed(&pool, &seeded, &sim.greenhouse)
                 .await
                 .context("could not seed the database")?;
+            let uids: Vec<&str> = seeded.nodes.iter().map(|n| n.uid.as_str()).collect();
+            credentials = crate::seed::credentials(&pool, &uids)
+                .await
+                .context("could not read the nodes' credentials")?;
             if sim.seed_recipe {
                 crate::demo_recipe::seed(&pool, &layout, &sim.greenhouse)
                     .await
@@ -92,6 +99,7 @@ impl App {
                     heartbeat_interval: sim.heartbeat_interval(),
                     fallback_after: sim.fallback_after(),
                     tcp_nodelay: sim.tcp_nodelay,
+                    credentials,
                 });
                 let nodes = layout
                     .nodes
@@ -113,6 +121,7 @@ impl App {
                     state_dir: sim.state_dir.clone(),
                     apply_connectivity_only: sim.fw_apply_mqtt_only,
                     tcp_nodelay: sim.tcp_nodelay,
+                    provision_login: sim.provision_login(),
                 });
                 let nodes: Vec<FirmwareNode> = layout
                     .nodes

@@ -518,13 +518,26 @@ async fn seeding_writes_the_layout_once() {
         }
     };
     let rows = snapshot().await;
-    assert!(rows.contains(&(
-        "nd-ec-4".into(),
-        Some("zn-1".into()),
-        "ec".into(),
-        Some("sim-1.0".into()),
-        None
-    )));
+    let ec4 = rows.iter().find(|r| r.0 == "nd-ec-4").expect("nd-ec-4");
+    assert_eq!(
+        (ec4.1.as_deref(), ec4.2.as_str(), ec4.3.as_deref()),
+        (Some("zn-1"), "ec", Some("sim-1.0"))
+    );
+    // Every node has a secret of its own (never the default), and a broker
+    // password.
+    let secrets: std::collections::HashSet<_> = rows.iter().map(|r| r.4.clone()).collect();
+    assert_eq!(secrets.len(), 5, "one secret per node");
+    assert!(
+        rows.iter()
+            .all(|r| r.4.as_ref().is_some_and(|s| s.len() == 64))
+    );
+    let (passwords,): (i64,) = sqlx::query_as(
+        "SELECT count(DISTINCT mqtt_password) FROM nodes WHERE length(mqtt_password) >= 32",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(passwords, 5);
 
     // Classic nodes follow config/update, and say so.
     let (others,): (i64,) =
@@ -552,7 +565,28 @@ async fn seeding_writes_the_layout_once() {
         count("node_channels").await,
     );
     assert_eq!(again, counts);
-    assert_eq!(snapshot().await, rows);
+    assert_eq!(snapshot().await, rows, "secrets are kept");
+
+    // A row without credentials (seeded by an older simulator) gets them;
+    // the others keep theirs.
+    sqlx::query("UPDATE nodes SET secret = NULL, mqtt_password = NULL WHERE uid = 'nd-ph-1'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    seed(&db.pool, &l, &sim.greenhouse).await.unwrap();
+    let third = snapshot().await;
+    for (before, after) in rows.iter().zip(&third) {
+        if before.0 == "nd-ph-1" {
+            assert!(after.4.is_some() && after.4 != before.4);
+        } else {
+            assert_eq!(before, after);
+        }
+    }
+    let creds = node_sim::seed::credentials(&db.pool, &["nd-ph-1", "nd-ec-4"])
+        .await
+        .unwrap();
+    assert_eq!(creds.len(), 2);
+    assert!(creds["nd-ph-1"].mqtt_password.is_some());
 
     let (ty, metric, unit): (String, Option<String>, Option<String>) = sqlx::query_as(
         "SELECT c.type, c.metric_type, c.unit FROM node_channels c JOIN nodes n ON n.id = c.node_id

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
+pub mod dynsec;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -26,24 +28,54 @@ pub struct TestRegistry {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub brokers: Vec<TestBroker>,
+    /// The broker with authentication of [`spawn_secured_registry`].
+    pub secured: Option<dynsec::DynsecBroker>,
     pub stop: CancellationToken,
 }
 
 /// `brokers` private brokers; `extra` more variables.
 pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegistry {
+    let mut started = Vec::new();
+    for _ in 0..brokers {
+        started.push(TestBroker::start().await);
+    }
+    let urls: Vec<String> = started.iter().map(TestBroker::url).collect();
+    let mut registry = spawn_on(&urls, extra).await;
+    registry.brokers = started;
+    registry
+}
+
+/// The registry on one broker with authentication (dynsec), logged in as a
+/// backend account, managing node accounts as `hydro-admin`, with the
+/// provision login set.
+pub async fn spawn_secured_registry(extra: &[(&str, &str)]) -> TestRegistry {
+    let broker = dynsec::DynsecBroker::start().await;
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("MQTT_USER", dynsec::BACKEND_USER),
+        ("MQTT_PASS", dynsec::BACKEND_PASS),
+        ("MQTT_ADMIN_USER", dynsec::ADMIN),
+        ("MQTT_ADMIN_PASS", &broker.admin_pass),
+        ("MQTT_PROVISION_USER", dynsec::PROVISION_USER),
+        ("MQTT_PROVISION_PASS", dynsec::PROVISION_PASS),
+    ];
+    vars.extend_from_slice(extra);
+    let mut registry = spawn_on(&[broker.url()], &vars).await;
+    registry.secured = Some(broker);
+    registry
+}
+
+async fn spawn_on(urls: &[String], extra: &[(&str, &str)]) -> TestRegistry {
     common::logging::init_for_tests();
     let db = TestDb::new().await;
-    let mut started = Vec::new();
-    for i in 0..brokers {
-        let b = TestBroker::start().await;
+    for (i, url) in urls.iter().enumerate() {
         sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
             .bind(format!("mqtt{}", i + 1))
-            .bind(b.url())
+            .bind(url)
             .execute(&db.pool)
             .await
             .expect("register broker");
-        started.push(b);
     }
+    let port = common::mqtt::parse_broker_url(&urls[0]).expect("url").1;
     sqlx::raw_sql(
         "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');
          INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-1', id, 'Z1' FROM greenhouses;
@@ -55,7 +87,7 @@ pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegis
     let mut vars: HashMap<String, String> = [
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", started[0].port.to_string()),
+        ("MQTT_PORT", port.to_string()),
         ("MQTT_USER", common::testing::backend_login().user),
         ("MQTT_PASS", common::testing::backend_login().pass),
         ("MQTT_BROKER_ID", "mqtt1".to_owned()),
@@ -82,7 +114,8 @@ pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegis
         base,
         http: reqwest::Client::new(),
         db,
-        brokers: started,
+        brokers: Vec::new(),
+        secured: None,
         stop,
     }
 }
@@ -166,14 +199,22 @@ pub struct FakeNode {
 impl FakeNode {
     /// Connects to `broker` and listens on its temp config topic.
     pub async fn connect(broker: &TestBroker, hardware_id: &str) -> FakeNode {
+        Self::connect_as(&broker.url(), hardware_id, None).await
+    }
+
+    /// Connects to `url` with `login` (username, password), client id =
+    /// hardware id, and listens on its temp config topic.
+    pub async fn connect_as(url: &str, hardware_id: &str, login: Option<(&str, &str)>) -> FakeNode {
         let (tx, inbox) = mpsc::channel(256);
         let stop = CancellationToken::new();
-        let connection = MqttConnection::start(
-            common::testing::login(MqttConfig::new("node", &broker.url(), "fake-node")),
-            Some(tx),
-            stop.clone(),
-        )
-        .expect("node connection");
+        let mut config = common::testing::login(MqttConfig::new("node", url, "fake-node"));
+        if let Some((user, pass)) = login {
+            config.client_id = hardware_id.to_owned();
+            config.username = Some(user.to_owned());
+            config.password = Some(pass.to_owned().into());
+        }
+        let connection =
+            MqttConnection::start(config, Some(tx), stop.clone()).expect("node connection");
         connection
             .wait_connected(WAIT)
             .await

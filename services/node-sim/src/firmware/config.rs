@@ -164,11 +164,15 @@ pub fn broker_url(config: &NodeConfig) -> Option<String> {
     Some(format!("{scheme}://{}:{}", m.host, m.port))
 }
 
-/// The config as reported upward: without `node_secret`, with the
-/// firmware's version.
+/// The config as reported upward: without `node_secret` or the broker
+/// password, with the firmware's version.
 pub fn report(config: &NodeConfig, fw_version: &str) -> NodeConfig {
     let mut report = config.clone();
     report.node_secret = None;
+    if let Some(mqtt) = report.mqtt.as_object_mut() {
+        mqtt.remove("password");
+        mqtt.remove("pass");
+    }
     report.fw_version = Some(fw_version.to_owned());
     report
 }

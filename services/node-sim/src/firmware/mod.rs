@@ -68,4 +68,8 @@ pub struct FirmwareContext {
     /// `SIM_FW_APPLY_MQTT_ONLY`.
     pub apply_connectivity_only: bool,
     pub tcp_nodelay: bool,
+    /// `MQTT_PROVISION_USER` / `MQTT_PROVISION_PASS`: the login of an
+    /// unbound node (one whose saved config carries no login of its own).
+    /// `None`: `MQTT_USER` / `MQTT_PASS` as for everything else.
+    pub provision_login: Option<(String, secrecy::SecretString)>,
 }

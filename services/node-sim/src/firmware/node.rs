@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
+use common::node_config;
 use common::payloads::{LWT_PAYLOAD, NodeConfig, NodeState, TimeResponse};
 use common::topics::{NodeTopic, TIME_RESPONSE, TopicKind, channel_topic, node_topic};
 use common::{LastWill, QoS};
@@ -284,18 +285,32 @@ impl Inner {
         let ns = self.namespace();
         let mut config = MqttConfig::new(&self.hardware_id, url, &self.hardware_id)
             .with_settings(&self.ctx.settings);
-        if let Some(mqtt) = lock(&self.config)
+        let saved = lock(&self.config).clone();
+        // A config's own login wins, as the node stores it (`username` /
+        // `password`, or `user` / `pass`); an unbound node without one logs
+        // in as the provision account, its client id = its hardware id (the
+        // brokers' ACL holds it to its own temp namespace by that id).
+        match saved.as_ref().and_then(|c| node_config::login(&c.mqtt)) {
+            Some((user, pass)) => {
+                config.username = Some(user);
+                config.password = Some(SecretString::from(pass));
+            }
+            None if ns.is_temp() => {
+                if let Some((user, pass)) = &self.ctx.provision_login {
+                    config.username = Some(user.clone());
+                    config.password = Some(pass.clone());
+                    config.client_id = self.hardware_id.clone();
+                }
+            }
+            None => {}
+        }
+        if let Some(k) = saved
             .as_ref()
             .and_then(NodeConfig::mqtt_target)
+            .and_then(|m| m.keepalive)
+            .filter(|k| *k > 0)
         {
-            // A config's own credentials win, as the node stores them.
-            if let Some(user) = mqtt.user {
-                config.username = Some(user);
-                config.password = mqtt.pass.map(SecretString::from);
-            }
-            if let Some(k) = mqtt.keepalive.filter(|k| *k > 0) {
-                config.keep_alive = Duration::from_secs(u64::from(k));
-            }
+            config.keep_alive = Duration::from_secs(u64::from(k));
         }
         config.max_inflight = Some(NODE_MAX_INFLIGHT);
         config.nodelay = self.ctx.tcp_nodelay;
@@ -487,12 +502,9 @@ impl Inner {
         }
         let here = self.current_url().unwrap_or_default();
         let old_ns = self.namespace();
-        let old_login = current
-            .as_ref()
-            .and_then(NodeConfig::mqtt_target)
-            .map(|m| (m.user, m.pass));
+        let old_login = current.as_ref().and_then(|c| node_config::login(&c.mqtt));
         let target = broker_url(&config).unwrap_or_else(|| here.clone());
-        let login = config.mqtt_target().map(|m| (m.user, m.pass));
+        let login = node_config::login(&config.mqtt);
         *lock(&self.config) = Some(config);
         let ns = self.namespace();
         info!(hardware_id = %self.hardware_id, node = %ns.node, gh = %ns.gh, zone = %ns.zone, broker = %target, "Config applied.");

@@ -1,0 +1,326 @@
+//! Node accounts on a real Mosquitto with the dynamic-security plugin: a node
+//! account publishes its own uplink and nothing else, reads its own downlink
+//! and nothing else; a changed password takes effect; a re-sync leaves an
+//! unchanged account connected; a removed account is refused.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::QoS;
+use common::broker_accounts::{
+    Admin, Namespace, NodeAccount, RESPONSE_TOPIC, Responses, remove_nodes, sync_nodes,
+};
+use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
+use common::testing::free_port;
+use secrecy::SecretString;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const ADMIN: &str = "hydro-admin";
+
+/// A Mosquitto of the test's own with the dynsec plugin, anonymous access
+/// off, and `hydro-admin` as its dynsec admin. Killed when dropped.
+/// (Until `common::testing::TestBroker` speaks dynsec.)
+struct DynsecBroker {
+    port: u16,
+    admin_pass: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl DynsecBroker {
+    async fn start() -> DynsecBroker {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "hydro-dynsec-{port}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let admin_pass = uuid::Uuid::new_v4().simple().to_string();
+        let dynsec = dir.join("dynsec.json");
+        let status = Command::new("mosquitto_ctrl")
+            .args(["dynsec", "init"])
+            .arg(&dynsec)
+            .args([ADMIN, &admin_pass])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tests need mosquitto_ctrl");
+        assert!(status.success(), "mosquitto_ctrl dynsec init");
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\nuser root\n\
+             plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n\
+             plugin_opt_config_file {}\nmessage_size_limit 16384\n",
+            dynsec.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tests need mosquitto");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        DynsecBroker {
+            port,
+            admin_pass,
+            dir,
+            child,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DynsecBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn login(
+    broker: &DynsecBroker,
+    user: &str,
+    pass: &str,
+    inbox: Option<mpsc::Sender<Inbound>>,
+    stop: &CancellationToken,
+) -> MqttConnection {
+    let mut c = MqttConfig::new("test", &broker.url(), user);
+    c.username = Some(user.to_owned());
+    c.password = Some(SecretString::from(pass));
+    c.publish_timeout = Duration::from_secs(5);
+    MqttConnection::start(c, inbox, stop.clone()).unwrap()
+}
+
+async fn admin(broker: &DynsecBroker, stop: &CancellationToken) -> Admin {
+    let (responses, inbox) = Responses::start(stop.clone());
+    let connection = login(broker, ADMIN, &broker.admin_pass, Some(inbox), stop);
+    connection
+        .subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce)
+        .unwrap();
+    connection
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    Admin {
+        connection,
+        responses,
+    }
+}
+
+fn account(uid: &str, zone: &str, password: &str) -> NodeAccount {
+    NodeAccount {
+        uid: uid.into(),
+        namespaces: vec![Namespace {
+            gh_uid: "gh-1".into(),
+            zone_uid: zone.into(),
+        }],
+        password: SecretString::from(password),
+    }
+}
+
+/// Messages arriving within `wait`, by topic.
+async fn drain(rx: &mut mpsc::Receiver<Inbound>, wait: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        got.push(m.topic);
+    }
+    got
+}
+
+const BACKEND_PW: &str = "backend-0123456789abcdef0123456789";
+
+/// A backend account (role with `hydro/#` both ways), logged in.
+async fn backend(admin: &Admin, broker: &DynsecBroker, stop: &CancellationToken) -> MqttConnection {
+    let acls: Vec<_> = ["publishClientSend", "subscribePattern"]
+        .iter()
+        .map(|t| serde_json::json!({"acltype": t, "topic": "hydro/#", "allow": true}))
+        .collect();
+    let results = admin
+        .responses
+        .execute(
+            &admin.connection,
+            vec![
+                serde_json::json!({"command": "createRole", "rolename": "test-backend", "acls": acls}),
+                serde_json::json!({"command": "createClient", "username": "backend", "password": BACKEND_PW,
+                    "roles": [{"rolename": "test-backend"}]}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    let connection = login(broker, "backend", BACKEND_PW, None, stop);
+    connection
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    connection
+}
+
+const PW_A: &str = "pa-0123456789abcdef0123456789abcdef";
+const PW_A2: &str = "pa-fedcba9876543210fedcba9876543210";
+const PW_B: &str = "pb-0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn a_node_account_uses_its_own_topics_only() {
+    let broker = DynsecBroker::start().await;
+    let stop = CancellationToken::new();
+    let admin = admin(&broker, &stop).await;
+    let report = sync_nodes(
+        &admin,
+        &[account("nd-a", "zn-1", PW_A), account("nd-b", "zn-2", PW_B)],
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.created, report.failed.len()), (2, 0), "{report:?}");
+
+    // A backend account sends commands and watches everything that gets through.
+    let backend = backend(&admin, &broker, &stop).await;
+    let (watch_tx, mut watched) = mpsc::channel(100);
+    let watcher = login(&broker, "backend", BACKEND_PW, Some(watch_tx), &stop);
+    watcher.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
+    watcher
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    let (a_tx, mut a_rx) = mpsc::channel(100);
+    let a = login(&broker, "nd-a", PW_A, Some(a_tx), &stop);
+    a.subscribe("hydro/gh-1/zn-1/nd-a/+/command", QoS::AtLeastOnce)
+        .unwrap();
+    a.subscribe("hydro/gh-1/zn-2/nd-b/+/command", QoS::AtLeastOnce)
+        .unwrap();
+    a.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
+    a.wait_connected(Duration::from_secs(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    a.publish("hydro/gh-1/zn-1/nd-a/ph_sensor/telemetry", "{}", false)
+        .await
+        .expect("own telemetry");
+    for forged in [
+        "hydro/gh-1/zn-2/nd-b/ph_sensor/telemetry",
+        "hydro/gh-1/zn-2/nd-a/ph_sensor/telemetry",
+        "hydro/gh-1/zn-1/nd-a/ph_sensor/command",
+        "nodes/nd-a/config/update",
+        "hydro/time/response",
+    ] {
+        let refused = a.publish(forged, "{}", false).await;
+        assert!(
+            matches!(refused, Err(MqttError::Refused(_))),
+            "{forged}: {refused:?}"
+        );
+    }
+    a.publish("hydro/node_hello", "{}", false)
+        .await
+        .expect("global hello");
+    let seen = drain(&mut watched, Duration::from_millis(500)).await;
+    assert!(seen.contains(&"hydro/gh-1/zn-1/nd-a/ph_sensor/telemetry".to_owned()));
+    assert!(seen.iter().all(|t| !t.contains("zn-2")), "{seen:?}");
+
+    // Commands: its own arrive; another node's never do (subscription refused).
+    backend
+        .publish("hydro/gh-1/zn-1/nd-a/pump/command", "{}", false)
+        .await
+        .unwrap();
+    backend
+        .publish("hydro/gh-1/zn-2/nd-b/pump/command", "{}", false)
+        .await
+        .unwrap();
+    let got = drain(&mut a_rx, Duration::from_millis(800)).await;
+    assert_eq!(got, vec!["hydro/gh-1/zn-1/nd-a/pump/command".to_owned()]);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
+    let broker = DynsecBroker::start().await;
+    let stop = CancellationToken::new();
+    let admin = admin(&broker, &stop).await;
+    let accounts = [account("nd-a", "zn-1", PW_A), account("nd-b", "zn-1", PW_B)];
+    sync_nodes(&admin, &accounts).await.unwrap();
+
+    let a = login(&broker, "nd-a", PW_A, None, &stop);
+    let b = login(&broker, "nd-b", PW_B, None, &stop);
+    a.wait_connected(Duration::from_secs(10)).await.unwrap();
+    b.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let mut a_state = a.connected_watch();
+    a_state.mark_unchanged();
+
+    // The same accounts again: no command, nobody kicked.
+    let again = sync_nodes(&admin, &accounts).await.unwrap();
+    assert_eq!((again.unchanged, again.created, again.updated), (2, 0, 0));
+    // A change to b only: a stays connected.
+    let moved = sync_nodes(
+        &admin,
+        &[account("nd-a", "zn-1", PW_A), account("nd-b", "zn-2", PW_B)],
+    )
+    .await
+    .unwrap();
+    assert_eq!((moved.unchanged, moved.updated), (1, 1), "{moved:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !a_state.has_changed().unwrap(),
+        "an unchanged account was disconnected"
+    );
+    // b's new namespace works once it is back.
+    b.publish("hydro/gh-1/zn-2/nd-b/ph_sensor/telemetry", "{}", false)
+        .await
+        .expect("moved node publishes in its new zone");
+    assert!(
+        b.publish("hydro/gh-1/zn-1/nd-b/ph_sensor/telemetry", "{}", false)
+            .await
+            .is_err()
+    );
+
+    // A new password: the old one is refused, the new one works.
+    let changed = sync_nodes(
+        &admin,
+        &[
+            account("nd-a", "zn-1", PW_A2),
+            account("nd-b", "zn-2", PW_B),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.updated, 1, "{changed:?}");
+    let old = login(&broker, "nd-a", PW_A, None, &stop);
+    assert!(old.wait_connected(Duration::from_secs(2)).await.is_err());
+    let new = login(&broker, "nd-a", PW_A2, None, &stop);
+    new.wait_connected(Duration::from_secs(10)).await.unwrap();
+
+    // a no longer listed: its account is gone.
+    let removed = sync_nodes(&admin, &[account("nd-b", "zn-2", PW_B)])
+        .await
+        .unwrap();
+    assert_eq!(removed.deleted, 1, "{removed:?}");
+    let gone = login(&broker, "nd-a", PW_A2, None, &stop);
+    assert!(gone.wait_connected(Duration::from_secs(2)).await.is_err());
+    // And the admin's own account is never a node account.
+    let admin_again = login(&broker, ADMIN, &broker.admin_pass, None, &stop);
+    admin_again
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // remove_nodes deletes exactly the named node.
+    let r = remove_nodes(&admin, &["nd-b".into()]).await.unwrap();
+    assert_eq!(r.deleted, 1);
+    let b_gone = login(&broker, "nd-b", PW_B, None, &stop);
+    assert!(b_gone.wait_connected(Duration::from_secs(2)).await.is_err());
+    stop.cancel();
+}
