@@ -93,9 +93,10 @@ pub fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+/// An optional secret; empty or blank is `None`.
+pub fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
     Ok(Option::<String>::deserialize(d)?
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.trim().is_empty())
         .map(SecretString::from))
 }
 

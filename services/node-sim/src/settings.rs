@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_bool, de_from_str, de_opt_from_str, from_env};
+use common::settings::{
+    SettingsError, de_bool, de_from_str, de_opt_from_str, de_opt_secret, from_env,
+};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 fn default_greenhouse() -> String {
@@ -207,6 +210,11 @@ pub struct SimSettings {
         deserialize_with = "de_bool"
     )]
     pub fw_apply_mqtt_only: bool,
+    /// `SIM_API_TOKEN`: the bearer token the simulator's writes (`PUT
+    /// /sim/faults`) demand, and its reads too when `HTTP_READS_REQUIRE_TOKEN`
+    /// is true. Unset = no auth (warned; refused with `HYDRO_ENV=production`).
+    #[serde(rename = "sim_api_token", default, deserialize_with = "de_opt_secret")]
+    pub api_token: Option<SecretString>,
 }
 
 impl Default for SimSettings {
@@ -232,6 +240,7 @@ impl Default for SimSettings {
             state_dir: None,
             time_retry_ms: default_time_retry_ms(),
             fw_apply_mqtt_only: false,
+            api_token: None,
         }
     }
 }
@@ -429,6 +438,7 @@ mod tests {
         assert_eq!(s.hardware_seed, "node-sim");
         assert!(s.state_dir.is_none());
         assert_eq!(s.time_retry_ms, 5_000);
+        assert!(s.api_token.is_none());
         assert!(!s.fw_apply_mqtt_only);
         let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.broker_url_or(&shared), "mqtt://127.0.0.1:1883");
