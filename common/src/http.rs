@@ -372,6 +372,32 @@ pub fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiE
     Ok(())
 }
 
+/// [`check_text`] on every string of a JSON document, keys included, each
+/// named by its path from `field` (`channels[0].unit`; `field` empty for a
+/// whole body): PostgreSQL refuses a NUL in `jsonb` as in text.
+pub fn check_json_text(field: &str, value: &Value, max_chars: usize) -> Result<(), ApiError> {
+    let join = |key: &str| {
+        if field.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{field}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => check_text(field, s, max_chars),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_json_text(&format!("{field}[{i}]"), v, max_chars)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            let path = join(&k.escape_debug().to_string());
+            check_text(&path, k, max_chars)?;
+            check_json_text(&path, v, max_chars)
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// [`check_text`] for an optional value.
 pub fn check_opt_text(field: &str, value: Option<&str>, max_chars: usize) -> Result<(), ApiError> {
     value.map_or(Ok(()), |v| check_text(field, v, max_chars))
@@ -632,6 +658,18 @@ mod tests {
             );
         }
         check_opt_text("name", None, 1).unwrap();
+        check_json_text("", &serde_json::json!({"a": ["x", {"b": "y"}], "n": 1}), 8).unwrap();
+        for (doc, path) in [
+            (serde_json::json!({"a": ["x", {"b": "y\u{0}"}]}), "`a[1].b`"),
+            (
+                serde_json::json!({"channels": [{"unit": "m".repeat(9)}]}),
+                "`channels[0].unit`",
+            ),
+            (serde_json::json!({"k\u{0}": 1}), "`k\\0`"),
+        ] {
+            let message = check_json_text("", &doc, 8).unwrap_err().to_string();
+            assert!(message.contains(path), "{doc}: {message}");
+        }
         assert!(check_opt_text("name", Some("\0"), 1).is_err());
     }
 }
