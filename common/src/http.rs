@@ -183,10 +183,10 @@ pub fn ops_router(health: Health) -> Router {
 /// JSON object (a command, a bind, a broker). Larger bodies get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The longest request target (path and query) any service takes: 414
-/// beyond it. hyper itself cuts at 64 KiB and answers that with an empty
-/// 414 of its own, before any of this code runs; below that, the limit is
-/// ours and the answer JSON.
+/// The longest request target (path and query) any service takes: a JSON
+/// 414 beyond it. hyper refuses a target of 64 KiB or more itself, with an
+/// empty 414 (and a request head over about 400 KiB with an empty 431),
+/// before any service code runs; only that far-off limit is not JSON.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
