@@ -86,6 +86,17 @@ async fn reads_can_be_guarded_too() {
     assert_eq!(r.get("/health").await.0, 200, "probes stay open");
 }
 
+/// A request (method, path, body) and its answer (status, code, a text the
+/// message must contain).
+type Case = (
+    Method,
+    String,
+    Option<String>,
+    u16,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json_and_names_what_was_wrong() {
     let r = spawn_registry(&["primary"], &[("BROKER_REGISTRY_API_TOKEN", TOKEN)]).await;
@@ -98,7 +109,7 @@ async fn every_error_is_json_and_names_what_was_wrong() {
         r#"{{"id":"mqtt7","url":"mqtt://h:1","pad":"{}"}}"#,
         "x".repeat(70_000)
     );
-    let cases: Vec<(Method, String, Option<String>, u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Method::GET,
             "/api/nowhere".into(),
