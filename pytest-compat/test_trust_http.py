@@ -255,6 +255,11 @@ def test_registry_query_errors_are_json(broker_registry, device_registry):
                       400, "invalid_query")
     assert_json_error(requests.get(base + "/api/rebalance/plan?strategy=bogus", timeout=TIMEOUT),
                       400)
+    assert_json_error(requests.get(base + "/api/failovers?limit=abc", timeout=TIMEOUT),
+                      400, "invalid_query", "limit")
+    assert_json_error(requests.get(base + "/api/status-changes?limit=0", timeout=TIMEOUT),
+                      400, "invalid_query", "limit")
+    assert requests.get(base + "/api/failovers?limit=5", timeout=TIMEOUT).status_code == 200
     assert_json_error(requests.get(base + "/api/assignments?broker=a%00b", timeout=TIMEOUT),
                       400, "invalid_text", "`broker`")
     assert_json_error(requests.get(base + "/api/nowhere?x=%FF", timeout=TIMEOUT), 404)

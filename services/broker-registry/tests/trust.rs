@@ -153,6 +153,22 @@ async fn every_error_is_json_and_names_what_was_wrong() {
         ),
         (
             Method::GET,
+            "/api/failovers?limit=abc".into(),
+            None,
+            400,
+            "invalid_query",
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/api/status-changes?limit=0".into(),
+            None,
+            400,
+            "invalid_query",
+            "`limit`",
+        ),
+        (
+            Method::GET,
             "/api/brokers/mq%00tt1".into(),
             None,
             400,
@@ -243,6 +259,10 @@ async fn every_error_is_json_and_names_what_was_wrong() {
     assert_eq!(answer["code"], "unsupported_media_type");
     let ids: Vec<String> = brokers(&r).await.into_iter().map(|b| b.0).collect();
     assert_eq!(ids, ["mqtt1"], "nothing refused was stored");
+    for path in ["/api/failovers?limit=5", "/api/status-changes?limit=1000"] {
+        let (status, answer) = r.get(path).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
     assert_eq!(r.get("/health").await.0, 200);
 }
 
