@@ -1,13 +1,15 @@
 //! Bearer-token auth for a service's API: every route behind
 //! [`require_token`] answers 401 (JSON, as every API error) unless the
-//! request carries `Authorization: Bearer <token>`.
+//! request carries `Authorization: Bearer <token>`; behind [`require_access`]
+//! writes always need it and reads as the service is configured
+//! ([`Access`]). Tokens are compared in constant time.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -24,6 +26,48 @@ impl ApiToken {
     }
 }
 
+/// Who may call a service's API: writes (every method but GET, HEAD and
+/// OPTIONS) need the token; reads need it when `reads_require_token`.
+/// Without a token every request passes (a development set-up; production
+/// refuses to start without one, see `Settings::refuse_dev_defaults`).
+#[derive(Clone)]
+pub struct Access {
+    pub token: ApiToken,
+    pub reads_require_token: bool,
+}
+
+impl Access {
+    pub fn new(token: ApiToken, reads_require_token: bool) -> Self {
+        Access {
+            token,
+            reads_require_token,
+        }
+    }
+
+    /// Whether `method` only reads.
+    fn is_read(method: &Method) -> bool {
+        matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+    }
+
+    /// Whether a request with `method` must show the token.
+    pub fn needs_token(&self, method: &Method) -> bool {
+        self.token.0.is_some() && (self.reads_require_token || !Self::is_read(method))
+    }
+}
+
+/// Middleware: 401 unless the request is a read that [`Access`] leaves open
+/// or carries the right bearer token.
+pub async fn require_access(
+    State(access): State<Access>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !access.needs_token(request.method()) {
+        return next.run(request).await;
+    }
+    require_token(State(access.token), request, next).await
+}
+
 /// Compares in time independent of where the strings differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -35,6 +79,15 @@ fn unauthorized(message: &str) -> Response {
         Json(json!({ "status": "error", "code": "unauthorized", "message": message })),
     )
         .into_response()
+}
+
+/// The token of an `Authorization` value: `Bearer <token>`, the scheme in
+/// any case (RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Middleware: 401 unless `Authorization: Bearer <token>` matches.
@@ -50,8 +103,7 @@ pub async fn require_token(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer);
     match presented {
         None => unauthorized("send the API token as `Authorization: Bearer <token>`"),
         Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => next.run(request).await,
@@ -61,7 +113,30 @@ pub async fn require_token(
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
+
+    #[test]
+    fn bearer_values() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn writes_always_need_the_token_reads_as_configured() {
+        let token = ApiToken(Some(Arc::from("t")));
+        let open_reads = Access::new(token.clone(), false);
+        assert!(!open_reads.needs_token(&Method::GET));
+        assert!(!open_reads.needs_token(&Method::HEAD));
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(open_reads.needs_token(&m), "{m}");
+        }
+        let guarded = Access::new(token, true);
+        assert!(guarded.needs_token(&Method::GET));
+        let none = Access::new(ApiToken(None), true);
+        assert!(!none.needs_token(&Method::POST));
+    }
 
     #[test]
     fn equality() {

@@ -28,16 +28,27 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Binds `port` on all interfaces (0 picks a free one) for `router`.
+    /// Binds `addr` (`HTTP_HOST`, `HTTP_PORT`: see `Settings::http_addr`;
+    /// port 0 picks a free one) for `router`.
     pub async fn bind(
         name: &'static str,
-        port: u16,
+        addr: (String, u16),
         router: Router,
         tasks: TaskTracker,
         stop: CancellationToken,
         brokers: BrokerPool,
     ) -> std::io::Result<Runner> {
-        let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+        let listener = TcpListener::bind((addr.0.as_str(), addr.1))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "could not listen on {}:{} (HTTP_HOST, HTTP_PORT): {e}",
+                        addr.0, addr.1
+                    ),
+                )
+            })?;
         let runner = Runner {
             name,
             listener,
@@ -46,7 +57,7 @@ impl Runner {
             stop,
             brokers,
         };
-        info!(service = name, port = runner.port(), "Listening.");
+        info!(service = name, host = %addr.0, port = runner.port(), "Listening.");
         Ok(runner)
     }
 

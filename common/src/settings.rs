@@ -18,6 +18,22 @@ use sqlx::postgres::PgConnectOptions;
 /// when they run with it.
 pub const DEV_NODE_SECRET: &str = "hydro-dev-node-secret";
 
+/// Values that only ever serve development: the dev fallbacks of this
+/// workspace and the tokens its scripts and tests use. `HYDRO_ENV=production`
+/// refuses every secret that is one of them (compared case-insensitively).
+pub const DEV_DEFAULT_SECRETS: &[&str] = &[
+    DEV_NODE_SECRET,
+    "hydro",
+    "dev-token",
+    "compat-token",
+    "compat-secret",
+    "changeme",
+    "change-me",
+    "secret",
+    "password",
+    "token",
+];
+
 /// A setting that is missing or wrong; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -77,9 +93,10 @@ pub fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+/// An optional secret; empty or blank is `None`.
+pub fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
     Ok(Option::<String>::deserialize(d)?
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.trim().is_empty())
         .map(SecretString::from))
 }
 
@@ -135,6 +152,9 @@ fn default_redis_url() -> String {
 }
 fn default_node_secret() -> SecretString {
     SecretString::from(DEV_NODE_SECRET)
+}
+fn default_http_host() -> String {
+    "0.0.0.0".into()
 }
 
 /// Settings every service shares. Service-specific settings live in the
@@ -227,6 +247,59 @@ pub struct Settings {
     /// `HTTP_PORT`: the service's port; each service has its own default.
     #[serde(default, deserialize_with = "de_opt_from_str")]
     pub http_port: Option<u16>,
+    /// `HTTP_HOST`: the address the HTTP server listens on; `0.0.0.0` (every
+    /// interface) by default, `127.0.0.1` keeps it to the machine.
+    #[serde(default = "default_http_host")]
+    pub http_host: String,
+    /// `HTTP_READS_REQUIRE_TOKEN`: whether reads (GET, HEAD) of the API need
+    /// the bearer token too. Writes always do. Unset: the service's default
+    /// (guarded on mqtt-bridge and device-registry, open elsewhere).
+    /// `/health` and `/metrics` stay open for probes either way.
+    #[serde(default, deserialize_with = "de_opt_from_str")]
+    pub http_reads_require_token: Option<bool>,
+    /// `HYDRO_ENV`: `production` makes the service refuse to start on any
+    /// development default (see [`Settings::refuse_dev_defaults`]).
+    #[serde(default)]
+    pub hydro_env: Option<String>,
+}
+
+/// A secret a service uses, for [`Settings::refuse_dev_defaults`].
+#[derive(Debug, Clone, Copy)]
+pub enum Uses<'a> {
+    /// The broker login: `MQTT_USER` and `MQTT_PASS`.
+    Mqtt,
+    /// PostgreSQL: the password of `DATABASE_URL`, else `PG_PASS`.
+    Database,
+    /// `NODE_DEFAULT_SECRET`, the HMAC key of nodes without their own.
+    NodeSecret,
+    /// A service's own secret (an API token), by its variable name.
+    Secret {
+        name: &'static str,
+        value: Option<&'a SecretString>,
+    },
+}
+
+/// What is wrong with a secret in production: empty, or a dev default.
+fn dev_secret_problem(name: &str, value: Option<&str>) -> Option<String> {
+    match value.map(str::trim) {
+        None | Some("") => Some(format!("{name} is not set")),
+        Some(v)
+            if DEV_DEFAULT_SECRETS
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(v)) =>
+        {
+            Some(format!("{name} is a development default"))
+        }
+        Some(_) => None,
+    }
+}
+
+/// The password part of a `postgres://user:password@host/db` URL, as written.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p)
 }
 
 impl Settings {
@@ -268,6 +341,17 @@ impl Settings {
             return fail(
                 "MQTT_SHARE_GROUP must not contain /, + or # and be at most 64 characters",
             );
+        }
+        if self.http_host.trim().is_empty() {
+            return fail("HTTP_HOST must not be empty (0.0.0.0 listens on every interface)");
+        }
+        if let Some(env) = &self.hydro_env
+            && !matches!(
+                env.trim().to_ascii_lowercase().as_str(),
+                "" | "production" | "prod" | "development" | "dev" | "test"
+            )
+        {
+            return fail("HYDRO_ENV must be production, development or test");
         }
         if self.pg_max_connections == 0 {
             return fail("PG_MAX_CONNECTIONS must be at least 1");
@@ -331,6 +415,81 @@ impl Settings {
     /// The publish timeout as a duration.
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.mqtt_publish_timeout_ms)
+    }
+
+    /// The address to bind: `HTTP_HOST` and `HTTP_PORT` (else `default_port`).
+    pub fn http_addr(&self, default_port: u16) -> (String, u16) {
+        (
+            self.http_host.trim().to_owned(),
+            self.http_port_or(default_port),
+        )
+    }
+
+    /// Whether API reads need the token: `HTTP_READS_REQUIRE_TOKEN`, else
+    /// the service's `default`.
+    pub fn reads_require_token_or(&self, default: bool) -> bool {
+        self.http_reads_require_token.unwrap_or(default)
+    }
+
+    /// Whether `HYDRO_ENV` is `production` (or `prod`).
+    pub fn is_production(&self) -> bool {
+        self.hydro_env
+            .as_deref()
+            .map(|e| e.trim().to_ascii_lowercase())
+            .is_some_and(|e| e == "production" || e == "prod")
+    }
+
+    /// With `HYDRO_ENV=production`, an error naming every variable among the
+    /// secrets the service `uses` that is empty or a development default
+    /// ([`DEV_DEFAULT_SECRETS`]); elsewhere, `Ok`. Services call it first
+    /// thing at start, so a production deployment never runs on dev secrets.
+    pub fn refuse_dev_defaults(&self, uses: &[Uses<'_>]) -> Result<(), SettingsError> {
+        if !self.is_production() {
+            return Ok(());
+        }
+        let mut problems = Vec::new();
+        for used in uses {
+            match used {
+                Uses::Mqtt => {
+                    if self
+                        .mqtt_user
+                        .as_deref()
+                        .is_none_or(|u| u.trim().is_empty())
+                    {
+                        problems.push("MQTT_USER is not set".to_owned());
+                    }
+                    problems.extend(dev_secret_problem(
+                        "MQTT_PASS",
+                        self.mqtt_pass.as_ref().map(|p| p.expose_secret()),
+                    ));
+                }
+                Uses::Database => match &self.database_url {
+                    Some(url) => problems.extend(dev_secret_problem(
+                        "the password of DATABASE_URL",
+                        url_password(url.expose_secret()),
+                    )),
+                    None => problems.extend(dev_secret_problem(
+                        "PG_PASS",
+                        Some(self.pg_pass.expose_secret()),
+                    )),
+                },
+                Uses::NodeSecret => problems.extend(dev_secret_problem(
+                    "NODE_DEFAULT_SECRET",
+                    Some(self.node_default_secret.expose_secret()),
+                )),
+                Uses::Secret { name, value } => {
+                    problems.extend(dev_secret_problem(name, value.map(|v| v.expose_secret())))
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError(format!(
+                "HYDRO_ENV=production refuses to start on development defaults: {}",
+                problems.join("; ")
+            )))
+        }
     }
 
     /// Whether the node secret is the development fallback.
@@ -446,5 +605,168 @@ mod tests {
         assert_eq!(o.get_host(), "dbhost");
         assert_eq!(o.get_port(), 6543);
         assert_eq!(o.get_database(), Some("other"));
+    }
+
+    fn production(extra: &[(&str, &str)]) -> Settings {
+        let mut pairs = vec![
+            ("HYDRO_ENV", "production"),
+            ("MQTT_USER", "hydro-history-logger"),
+            ("MQTT_PASS", "a7Kq0-long-broker-password"),
+            ("PG_PASS", "pg-real-password"),
+            ("NODE_DEFAULT_SECRET", "a-real-node-secret-9f8e7d"),
+        ];
+        pairs.extend_from_slice(extra);
+        Settings::from_vars(vars(&pairs)).unwrap()
+    }
+
+    fn refusal(s: &Settings, uses: &[Uses<'_>]) -> String {
+        s.refuse_dev_defaults(uses).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn http_host_and_reads_are_read() {
+        let s = Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.http_addr(9403), ("0.0.0.0".to_owned(), 9403));
+        assert!(s.reads_require_token_or(true));
+        assert!(!s.reads_require_token_or(false));
+        let s = Settings::from_vars(vars(&[
+            ("HTTP_HOST", "127.0.0.1"),
+            ("HTTP_PORT", "8080"),
+            ("HTTP_READS_REQUIRE_TOKEN", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.http_addr(9403), ("127.0.0.1".to_owned(), 8080));
+        assert!(s.reads_require_token_or(false));
+        for (k, v) in [
+            ("HTTP_HOST", " "),
+            ("HTTP_READS_REQUIRE_TOKEN", "maybe"),
+            ("HYDRO_ENV", "producton"),
+        ] {
+            let err = Settings::from_vars(vars(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.to_lowercase().contains(&k.to_lowercase()),
+                "{k}={v}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn development_accepts_dev_defaults() {
+        let s = Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        assert!(!s.is_production());
+        let all = [
+            Uses::Mqtt,
+            Uses::Database,
+            Uses::NodeSecret,
+            Uses::Secret {
+                name: "SIM_API_TOKEN",
+                value: None,
+            },
+        ];
+        s.refuse_dev_defaults(&all).unwrap();
+        let s = Settings::from_vars(vars(&[("HYDRO_ENV", "development")])).unwrap();
+        s.refuse_dev_defaults(&all).unwrap();
+    }
+
+    #[test]
+    fn production_accepts_real_secrets() {
+        let token = SecretString::from("9c1f7e0b4d2a6c8e");
+        let s = production(&[]);
+        assert!(s.is_production());
+        s.refuse_dev_defaults(&[
+            Uses::Mqtt,
+            Uses::Database,
+            Uses::NodeSecret,
+            Uses::Secret {
+                name: "BRIDGE_API_TOKEN",
+                value: Some(&token),
+            },
+        ])
+        .unwrap();
+        let s = production(&[("DATABASE_URL", "postgres://hydro:s3cr3t-pw@db:5432/hydro")]);
+        s.refuse_dev_defaults(&[Uses::Database]).unwrap();
+    }
+
+    #[test]
+    fn production_refuses_each_dev_default_by_name() {
+        let dev_token = SecretString::from("dev-token");
+        let cases: Vec<(Settings, Uses<'_>, &str)> = vec![
+            (
+                production(&[("NODE_DEFAULT_SECRET", DEV_NODE_SECRET)]),
+                Uses::NodeSecret,
+                "NODE_DEFAULT_SECRET is a development default",
+            ),
+            (
+                Settings::from_vars(vars(&[("HYDRO_ENV", "production")])).unwrap(),
+                Uses::NodeSecret,
+                "NODE_DEFAULT_SECRET is a development default",
+            ),
+            (
+                production(&[("PG_PASS", "hydro")]),
+                Uses::Database,
+                "PG_PASS is a development default",
+            ),
+            (
+                production(&[("DATABASE_URL", "postgres://hydro:hydro@db:5432/hydro")]),
+                Uses::Database,
+                "DATABASE_URL is a development default",
+            ),
+            (
+                production(&[("DATABASE_URL", "postgres://hydro@db:5432/hydro")]),
+                Uses::Database,
+                "DATABASE_URL is not set",
+            ),
+            (
+                Settings::from_vars(vars(&[("HYDRO_ENV", "production")])).unwrap(),
+                Uses::Mqtt,
+                "MQTT_USER is not set",
+            ),
+            (
+                production(&[("MQTT_PASS", "")]),
+                Uses::Mqtt,
+                "MQTT_PASS is not set",
+            ),
+            (
+                production(&[]),
+                Uses::Secret {
+                    name: "SIM_API_TOKEN",
+                    value: None,
+                },
+                "SIM_API_TOKEN is not set",
+            ),
+            (
+                production(&[]),
+                Uses::Secret {
+                    name: "BRIDGE_API_TOKEN",
+                    value: Some(&dev_token),
+                },
+                "BRIDGE_API_TOKEN is a development default",
+            ),
+        ];
+        for (s, uses, needle) in cases {
+            let err = refusal(&s, &[uses]);
+            assert!(err.contains(needle), "{uses:?}: {err}");
+            assert!(err.contains("HYDRO_ENV=production"), "{err}");
+            assert!(
+                !err.contains("hydro-dev-node-secret"),
+                "a secret leaked: {err}"
+            );
+        }
+        // Every problem at once, so one restart fixes them all.
+        let s = Settings::from_vars(vars(&[("HYDRO_ENV", "PRODUCTION")])).unwrap();
+        let err = refusal(&s, &[Uses::Mqtt, Uses::Database, Uses::NodeSecret]);
+        for name in ["MQTT_USER", "MQTT_PASS", "PG_PASS", "NODE_DEFAULT_SECRET"] {
+            assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_passwords() {
+        assert_eq!(url_password("postgres://u:p@h:1/d"), Some("p"));
+        assert_eq!(url_password("postgres://u:p:q@h/d?x=@"), Some("p:q"));
+        assert_eq!(url_password("postgres://u@h/d"), None);
+        assert_eq!(url_password("postgres://h/d"), None);
     }
 }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::balance::{Role, Strategy};
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{SettingsError, de_from_str, de_opt_secret, from_env};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 const fn default_health_interval_ms() -> u64 {
@@ -99,6 +100,12 @@ pub struct RegistrySettings {
     /// spread calls for it.
     #[serde(default = "default_true", deserialize_with = "de_from_str")]
     pub rebalance_fill_empty: bool,
+    /// `BROKER_REGISTRY_API_TOKEN`: the bearer token every write of the API
+    /// (add or change a broker, rebalance) demands, and reads too when
+    /// `HTTP_READS_REQUIRE_TOKEN` is true; unset = `BRIDGE_API_TOKEN`; both
+    /// unset = no auth (warned; refused with `HYDRO_ENV=production`).
+    #[serde(default, deserialize_with = "de_opt_secret")]
+    pub broker_registry_api_token: Option<SecretString>,
 }
 
 /// One broker of `MQTT_BROKERS`.
@@ -175,6 +182,11 @@ impl RegistrySettings {
     pub fn move_confirm_timeout(&self) -> Duration {
         Duration::from_secs(self.move_confirm_timeout_sec)
     }
+
+    /// The API token: `BROKER_REGISTRY_API_TOKEN`, else `BRIDGE_API_TOKEN`.
+    pub fn api_token<'a>(&'a self, bridge: Option<&'a SecretString>) -> Option<&'a SecretString> {
+        self.broker_registry_api_token.as_ref().or(bridge)
+    }
 }
 
 /// `id=url` or `id=url@role`.
@@ -207,6 +219,22 @@ mod tests {
         assert!(s.seed_brokers().unwrap().is_empty());
         assert_eq!(s.health_interval(), Duration::from_secs(5));
         assert_eq!(s.rebalance_max_moves, 20);
+    }
+
+    #[test]
+    fn token_falls_back_to_the_bridge_token() {
+        use secrecy::ExposeSecret;
+        let bridge = SecretString::from("bridge");
+        let s = RegistrySettings::from_vars(vars::<&str, &str>(&[])).unwrap();
+        assert!(s.api_token(None).is_none());
+        assert_eq!(
+            s.api_token(Some(&bridge)).unwrap().expose_secret(),
+            "bridge"
+        );
+        let s = RegistrySettings::from_vars(vars(&[("BROKER_REGISTRY_API_TOKEN", "own")])).unwrap();
+        assert_eq!(s.api_token(Some(&bridge)).unwrap().expose_secret(), "own");
+        let s = RegistrySettings::from_vars(vars(&[("BROKER_REGISTRY_API_TOKEN", " ")])).unwrap();
+        assert!(s.api_token(None).is_none());
     }
 
     #[test]

@@ -5,22 +5,22 @@
 
 use std::time::Duration;
 
-use axum::response::IntoResponse;
+use common::auth::{Access, ApiToken};
 use common::balance::RebalanceLimits;
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::lease::Lease;
 use common::probe::Prober;
 use common::service::Runner;
-use common::settings::Settings;
+use common::settings::{Settings, Uses};
 use common::topics::TopicKind;
 use common::{QoS, assignments, db};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use crate::engine::{self, Engine, EngineConfig};
-use crate::error::ApiError;
 use crate::health::Monitor;
 use crate::registry;
 use crate::routes::{self, ApiState};
@@ -41,6 +41,25 @@ impl App {
     /// brokers, connects to every broker of the list, starts the monitor and
     /// the engine and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, registry: RegistrySettings) -> anyhow::Result<App> {
+        let api_token = registry.api_token(settings.bridge_api_token.as_ref());
+        settings.refuse_dev_defaults(&[
+            Uses::Mqtt,
+            Uses::Database,
+            Uses::NodeSecret,
+            Uses::Secret {
+                name: "BROKER_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
+                value: api_token,
+            },
+        ])?;
+        if api_token.is_none() {
+            warn!(
+                "Neither BROKER_REGISTRY_API_TOKEN nor BRIDGE_API_TOKEN is set: the broker API accepts writes without a token."
+            );
+        }
+        let access = Access::new(
+            ApiToken::from_secret(api_token),
+            settings.reads_require_token_or(false),
+        );
         let stop = CancellationToken::new();
         let pool = db::open(&settings, &stop).await?;
         let mut seeds = registry.seed_brokers()?;
@@ -125,13 +144,11 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .optional(Dependency::Brokers(brokers.clone()));
-        let router = routes::router(state)
-            .merge(common::http::ops_router(health))
-            .fallback(not_found)
-            .layer(axum::middleware::from_fn(common::http::track_requests));
+        // Reads stay open by default: the dashboard at `/` polls them.
+        let router = common::http::api_router(routes::router(state), access, health);
         let runner = Runner::bind(
             SERVICE,
-            settings.http_port_or(DEFAULT_PORT),
+            settings.http_addr(DEFAULT_PORT),
             router,
             tasks,
             stop,
@@ -149,11 +166,4 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.runner.run_until_stopped(shutdown).await
     }
-}
-
-async fn not_found() -> impl IntoResponse {
-    ApiError::not_found(
-        "route_not_found",
-        "no such endpoint; see the README for the API",
-    )
 }

@@ -4,12 +4,12 @@
 //! connections and the node-account sync (when `MQTT_ADMIN_USER` is set),
 //! and the HTTP server with its bearer-token API.
 
-use common::auth::ApiToken;
+use common::auth::{Access, ApiToken};
 use common::broker_accounts::{RESPONSE_TOPIC, Responses};
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::service::Runner;
-use common::settings::Settings;
+use common::settings::{Settings, Uses};
 use common::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
 use common::{QoS, db};
 use sqlx::PgPool;
@@ -46,8 +46,18 @@ impl App {
     /// Connects to PostgreSQL (migrating it) and to every broker, subscribes,
     /// starts the background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, device: DeviceSettings) -> anyhow::Result<App> {
+        let api_token = device.api_token(settings.bridge_api_token.as_ref());
+        settings.refuse_dev_defaults(&[
+            Uses::Mqtt,
+            Uses::Database,
+            Uses::NodeSecret,
+            Uses::Secret {
+                name: "DEVICE_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
+                value: api_token,
+            },
+        ])?;
         let stop = CancellationToken::new();
-        let token = ApiToken::from_secret(device.api_token(settings.bridge_api_token.as_ref()));
+        let token = ApiToken::from_secret(api_token);
         if token.0.is_none() {
             warn!(
                 "Neither DEVICE_REGISTRY_API_TOKEN nor BRIDGE_API_TOKEN is set: the node API accepts requests without a token."
@@ -126,10 +136,13 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::http::api_router(routes::router(registry), token, health);
+        // Reads show nodes and binds; they were always guarded here and stay
+        // so unless HTTP_READS_REQUIRE_TOKEN=false.
+        let access = Access::new(token, settings.reads_require_token_or(true));
+        let router = common::http::api_router(routes::router(registry), access, health);
         let runner = Runner::bind(
             SERVICE,
-            settings.http_port_or(DEFAULT_PORT),
+            settings.http_addr(DEFAULT_PORT),
             router,
             tasks,
             stop,

@@ -10,7 +10,7 @@ use common::http::{Dependency, Health};
 use common::lease::Lease;
 use common::probe::Prober;
 use common::service::Runner;
-use common::settings::Settings;
+use common::settings::{Settings, Uses};
 use common::topics::TopicKind;
 use common::{QoS, assignments, db};
 use tokio::sync::mpsc;
@@ -34,6 +34,7 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {
+        settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database, Uses::NodeSecret])?;
         let stop = CancellationToken::new();
         let pool = db::open(&settings, &stop).await?;
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
@@ -84,11 +85,10 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .optional(Dependency::Brokers(brokers.clone()));
-        let router = common::http::ops_router(health)
-            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let router = common::http::ops_only_router(health);
         let runner = Runner::bind(
             SERVICE,
-            settings.http_port_or(DEFAULT_PORT),
+            settings.http_addr(DEFAULT_PORT),
             router,
             tasks,
             stop,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::brokers::BrokerPool;
 use common::http::{Dependency, Health};
 use common::service::Runner;
-use common::settings::Settings;
+use common::settings::{Settings, Uses};
 use common::topics::{TIME_REQUEST, TopicKind};
 use common::{QoS, db};
 use sqlx::PgPool;
@@ -49,6 +49,7 @@ impl App {
     /// Connects to PostgreSQL (migrating it), Redis and the brokers, starts
     /// ingest, writer and monitor, and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, history: HistorySettings) -> anyhow::Result<App> {
+        settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database])?;
         let stop = CancellationToken::new();
         let pool = db::open(&settings, &stop).await?;
         let redis = common::redis_pool::create_pool(&settings.redis_url, 8)?;
@@ -124,12 +125,11 @@ impl App {
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Redis(redis))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::http::ops_router(health)
-            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let router = common::http::ops_only_router(health);
         info!(instance, stream = %history.history_stream, "history-logger ready.");
         let runner = Runner::bind(
             SERVICE,
-            settings.http_port_or(DEFAULT_PORT),
+            settings.http_addr(DEFAULT_PORT),
             router,
             tasks,
             stop,

@@ -10,7 +10,7 @@ use common::commands::CommandSender;
 use common::http::{Dependency, Health};
 use common::lease::Lease;
 use common::service::Runner;
-use common::settings::Settings;
+use common::settings::{Settings, Uses};
 use common::status_writer::StatusWriter;
 use common::topics::TopicKind;
 use common::{QoS, db};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::auth::ApiToken;
+use crate::auth::{Access, ApiToken};
 use crate::routes::commands::{self, CommandsState};
 use crate::{DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
 
@@ -39,6 +39,15 @@ impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, starts the
     /// background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        settings.refuse_dev_defaults(&[
+            Uses::Mqtt,
+            Uses::Database,
+            Uses::NodeSecret,
+            Uses::Secret {
+                name: "BRIDGE_API_TOKEN",
+                value: settings.bridge_api_token.as_ref(),
+            },
+        ])?;
         let stop = CancellationToken::new();
         if settings.bridge_api_token.is_none() {
             warn!("BRIDGE_API_TOKEN is not set: the command API accepts requests without a token.");
@@ -104,11 +113,14 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::http::api_router(commands::router(state), token, health);
+        // Reads (a command's status) were always guarded here; they stay so
+        // unless HTTP_READS_REQUIRE_TOKEN=false.
+        let access = Access::new(token, settings.reads_require_token_or(true));
+        let router = common::http::api_router(commands::router(state), access, health);
 
         let runner = Runner::bind(
             SERVICE,
-            settings.http_port_or(DEFAULT_PORT),
+            settings.http_addr(DEFAULT_PORT),
             router,
             tasks,
             stop,

@@ -1,17 +1,16 @@
 //! The simulator's own HTTP routes: the nodes and their readings, and the
-//! fault settings, readable and changeable while it runs.
+//! fault settings, readable and changeable while it runs (changes need
+//! `SIM_API_TOKEN` when it is set: see [`common::auth::Access`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::info;
 
 use crate::faults::{FaultConfig, Faults};
@@ -38,30 +37,11 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// An answer other than success.
-#[derive(Debug)]
-pub enum ApiError {
-    /// 400: the body is not what the route takes; `code` says which way.
-    BadRequest { code: &'static str, message: String },
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            ApiError::BadRequest { code, message } => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"status": "error", "code": code, "message": message})),
-            )
-                .into_response(),
-        }
-    }
-}
+/// An answer other than success: the one error shape of every service.
+pub use common::api_error::ApiError;
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        code,
-        message: message.into(),
-    }
+    ApiError::bad_request(code, message)
 }
 
 /// One node as `GET /sim/nodes` shows it.
@@ -204,6 +184,7 @@ fn apply_patch(mut current: FaultConfig, patch: &Value) -> Result<FaultConfig, A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const NONE: FaultConfig = FaultConfig {
         drop_responses: 0.0,

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_bool, de_from_str, de_opt_from_str, from_env};
+use common::settings::{
+    SettingsError, de_bool, de_from_str, de_opt_from_str, de_opt_secret, from_env,
+};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 fn default_greenhouse() -> String {
@@ -214,24 +217,21 @@ pub struct SimSettings {
     /// `MQTT_PROVISION_PASS` (firmware mode): its password. Unset: unbound
     /// nodes log in with `MQTT_USER` / `MQTT_PASS`.
     #[serde(default, deserialize_with = "de_opt_secret")]
-    pub mqtt_provision_pass: Option<secrecy::SecretString>,
+    pub mqtt_provision_pass: Option<SecretString>,
+    /// `SIM_API_TOKEN`: the bearer token the simulator's writes (`PUT
+    /// /sim/faults`) demand, and its reads too when `HTTP_READS_REQUIRE_TOKEN`
+    /// is true. Unset = no auth (warned; refused with `HYDRO_ENV=production`).
+    #[serde(rename = "sim_api_token", default, deserialize_with = "de_opt_secret")]
+    pub api_token: Option<SecretString>,
 }
 
 fn default_provision_user() -> String {
     "hydro-provision".into()
 }
 
-fn de_opt_secret<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<secrecy::SecretString>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
-        .filter(|s| !s.trim().is_empty())
-        .map(secrecy::SecretString::from))
-}
-
 impl SimSettings {
     /// The provision login, when its password is set.
-    pub fn provision_login(&self) -> Option<(String, secrecy::SecretString)> {
+    pub fn provision_login(&self) -> Option<(String, SecretString)> {
         self.mqtt_provision_pass
             .clone()
             .map(|pass| (self.mqtt_provision_user.clone(), pass))
@@ -263,6 +263,7 @@ impl Default for SimSettings {
             fw_apply_mqtt_only: false,
             mqtt_provision_user: default_provision_user(),
             mqtt_provision_pass: None,
+            api_token: None,
         }
     }
 }
@@ -460,6 +461,7 @@ mod tests {
         assert_eq!(s.hardware_seed, "node-sim");
         assert!(s.state_dir.is_none());
         assert_eq!(s.time_retry_ms, 5_000);
+        assert!(s.api_token.is_none());
         assert!(!s.fw_apply_mqtt_only);
         let shared = common::settings::Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
         assert_eq!(s.broker_url_or(&shared), "mqtt://127.0.0.1:1883");

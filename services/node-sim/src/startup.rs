@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use common::http::{Dependency, Health, ops_router, serve, track_requests};
-use common::settings::Settings;
+use common::auth::{Access, ApiToken};
+use common::http::{Dependency, Health, api_router, serve};
+use common::settings::{Settings, Uses};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::faults::Faults;
@@ -46,6 +47,24 @@ impl App {
     /// are [`FirmwareNode`]s and only the greenhouse and zones are seeded.
     pub async fn build(sim: SimSettings, settings: Settings) -> anyhow::Result<App> {
         sim.validate()?;
+        let mut uses = vec![
+            Uses::NodeSecret,
+            Uses::Secret {
+                name: "SIM_API_TOKEN",
+                value: sim.api_token.as_ref(),
+            },
+        ];
+        if sim.seed_db {
+            uses.push(Uses::Database);
+        }
+        settings.refuse_dev_defaults(&uses)?;
+        if sim.api_token.is_none() {
+            warn!("SIM_API_TOKEN is not set: PUT /sim/faults accepts requests without a token.");
+        }
+        let access = Access::new(
+            ApiToken::from_secret(sim.api_token.as_ref()),
+            settings.reads_require_token_or(false),
+        );
         let layout = layout(&sim);
         // Each seeded node's own secret and broker password.
         let mut credentials = HashMap::new();
@@ -87,7 +106,7 @@ impl App {
 
         let faults = Arc::new(Faults::from_settings(&sim));
         let broker_urls = sim.broker_urls_or(&settings);
-        let http_port = settings.http_port_or(DEFAULT_HTTP_PORT);
+        let (http_host, http_port) = settings.http_addr(DEFAULT_HTTP_PORT);
         let (nodes, firmware): (Arc<[SimNode]>, Arc<[FirmwareNode]>) = match sim.mode {
             SimMode::Classic => {
                 let ctx = Arc::new(NodeContext {
@@ -164,17 +183,18 @@ impl App {
         if let Some(pool) = &pool {
             health = health.optional(Dependency::Postgres(pool.clone()));
         }
-        let router = api::router(ApiState {
+        let api = api::router(ApiState {
             nodes: nodes.clone(),
             firmware: firmware.clone(),
             faults: faults.clone(),
-        })
-        .merge(ops_router(health))
-        .layer(axum::middleware::from_fn(track_requests));
+        });
+        let router = api_router(api, access, health);
 
-        let listener = TcpListener::bind(("0.0.0.0", http_port))
+        let listener = TcpListener::bind((http_host.as_str(), http_port))
             .await
-            .with_context(|| format!("could not bind HTTP_PORT {http_port}"))?;
+            .with_context(|| {
+                format!("could not listen on {http_host}:{http_port} (HTTP_HOST, HTTP_PORT)")
+            })?;
         let port = listener.local_addr()?.port();
         info!(port, "HTTP bound.");
         Ok(App {

@@ -10,7 +10,7 @@ use common::db;
 use common::http::{Dependency, Health};
 use common::lease::{Lease, LeaseGuard};
 use common::service::Runner;
-use common::settings::Settings;
+use common::settings::{Settings, Uses};
 use common::status_writer::StatusWriter;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,7 @@ impl App {
     /// the lease, starts the tick loop and binds `HTTP_PORT` (0 picks a
     /// free port).
     pub async fn build(settings: Settings, scheduler: SchedulerSettings) -> anyhow::Result<App> {
+        settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database, Uses::NodeSecret])?;
         let stop = CancellationToken::new();
         settings.warn_if_dev_node_secret();
         let pool = db::open(&settings, &stop).await?;
@@ -59,11 +60,10 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::http::ops_router(health)
-            .layer(axum::middleware::from_fn(common::http::track_requests));
+        let router = common::http::ops_only_router(health);
         let runner = Runner::bind(
             SERVICE,
-            settings.http_port_or(DEFAULT_PORT),
+            settings.http_addr(DEFAULT_PORT),
             router,
             tasks,
             stop,

@@ -32,6 +32,7 @@ struct Filter {
 }
 
 async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
+    common::http::check_opt_text("broker", f.broker.as_deref(), super::MAX_ID_CHARS)?;
     let rows: Vec<Assignment> = sqlx::query_as(&format!(
         "{ASSIGNMENT_QUERY} WHERE ($1::text IS NULL OR a.broker_id = $1) ORDER BY n.uid"
     ))
@@ -57,6 +58,7 @@ struct PlanRequest {
 
 /// The plan for `request`, with node uids for people.
 async fn make_plan(s: &ApiState, request: &PlanRequest) -> Result<(Strategy, Vec<Move>), ApiError> {
+    common::http::check_opt_text("strategy", request.strategy.as_deref(), 32)?;
     let strategy = match &request.strategy {
         Some(text) => text
             .parse()

@@ -10,7 +10,9 @@ use common::balance::Role;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiState, parse_body};
+use common::http::check_text;
+
+use super::{ApiState, MAX_ID_CHARS, parse_body};
 use crate::error::ApiError;
 use crate::registry::{self, BrokerChange, NewBroker};
 
@@ -35,6 +37,9 @@ struct AddBody {
     role: Option<String>,
 }
 
+/// The longest broker url.
+const MAX_URL_CHARS: usize = 512;
+
 fn role(text: &str) -> Result<Role, ApiError> {
     text.parse()
         .map_err(|e: String| ApiError::bad_request("invalid_role", e))
@@ -45,6 +50,9 @@ async fn add(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: AddBody = parse_body(&body)?;
+    check_text("id", &body.id, MAX_ID_CHARS)?;
+    // A url is a UNIQUE key: a b-tree entry must stay well under 2.7 kB.
+    check_text("url", &body.url, MAX_URL_CHARS)?;
     registry::check_id(&body.id).map_err(|e| ApiError::bad_request("invalid_id", e))?;
     common::mqtt::parse_broker_url(&body.url)
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
@@ -66,6 +74,7 @@ async fn add(
 }
 
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    check_text("id", &id, MAX_ID_CHARS)?;
     let broker = registry::list(&s.pool)
         .await?
         .into_iter()
@@ -101,6 +110,7 @@ async fn change(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    check_text("id", &id, MAX_ID_CHARS)?;
     let body: ChangeBody = parse_body(&body)?;
     let change = BrokerChange {
         enabled: body.enabled,

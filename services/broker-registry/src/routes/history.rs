@@ -1,11 +1,13 @@
 //! `GET /api/failovers` (failover events, newest first), `GET /api/status-changes`
-//! (every broker status change, newest first) and `GET /api/advisor` (what an
-//! operator might do, from the current figures).
+//! (every broker status change, newest first), both taking `?limit=` (1 to
+//! 1000; 100 and 200 by default), and `GET /api/advisor` (what an operator
+//! might do, from the current figures).
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::balance;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiState;
@@ -20,19 +22,48 @@ pub fn router() -> Router<ApiState> {
         .route("/api/advisor", get(advisor))
 }
 
-async fn failovers(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// The most rows one page shows.
+const MAX_LIMIT: u32 = 1000;
+
+/// `?limit=`: how many rows, newest first.
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<u32>,
+}
+
+impl Page {
+    fn limit_or(&self, default: u32) -> Result<i64, ApiError> {
+        match self.limit.unwrap_or(default) {
+            n @ 1..=MAX_LIMIT => Ok(i64::from(n)),
+            n => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("`limit` must be between 1 and {MAX_LIMIT}, not {n}"),
+            )),
+        }
+    }
+}
+
+async fn failovers(
+    State(s): State<ApiState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
     let rows: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(f) FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT 100) f",
+        "SELECT to_jsonb(f) FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT $1) f",
     )
+    .bind(page.limit_or(100)?)
     .fetch_all(&s.pool)
     .await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))
 }
 
-async fn status_changes(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn status_changes(
+    State(s): State<ApiState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
     let rows: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(c) FROM (SELECT * FROM broker_status_changes ORDER BY changed_at DESC, id DESC LIMIT 200) c",
+        "SELECT to_jsonb(c) FROM (SELECT * FROM broker_status_changes ORDER BY changed_at DESC, id DESC LIMIT $1) c",
     )
+    .bind(page.limit_or(200)?)
     .fetch_all(&s.pool)
     .await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))

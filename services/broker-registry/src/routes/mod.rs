@@ -35,7 +35,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A JSON body, or a 400 that says what is wrong with it.
+/// The longest string any body field takes; fields with a shorter column
+/// are checked on their own.
+pub const MAX_FIELD_CHARS: usize = 1024;
+
+/// The longest broker id (the `brokers.id` CHECK).
+pub const MAX_ID_CHARS: usize = 64;
+
+/// A JSON body, or a 400 that says what is wrong with it (naming the field
+/// when a string could not be stored: NUL, or longer than [`MAX_FIELD_CHARS`]).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
@@ -46,5 +54,6 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body must be a JSON object",
         ));
     }
+    common::http::check_json_text("", &value, MAX_FIELD_CHARS)?;
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }

@@ -9,11 +9,16 @@ use crate::error::ApiError;
 use crate::lifecycle::valid_uid;
 use crate::pushes::BindRequest;
 
-/// A JSON object, or a 400.
+/// The longest string any body field takes (`name` takes 128).
+const MAX_FIELD_CHARS: usize = 256;
+
+/// A JSON object, or a 400 (naming the field when a string could not be
+/// stored: a NUL, or longer than [`MAX_FIELD_CHARS`]).
 pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
+    common::http::check_json_text("", &value, MAX_FIELD_CHARS)?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::bad_request(
@@ -139,5 +144,19 @@ mod tests {
         }
         assert_eq!(message(b"[1]").0, "invalid_body");
         assert_eq!(message(b"{").0, "invalid_json");
+        for (body, field) in [
+            (
+                &br#"{"greenhouse_uid":"gh-1","zone_uid":"zn-1","name":"a\u0000b"}"#[..],
+                "`name`",
+            ),
+            (
+                br#"{"greenhouse_uid":"gh-1","zone_uid":"zn-1","channels":[{"name":"ph","type":"SENSOR","metric":"PH","unit":"\u0000"}]}"#,
+                "`channels[0].unit`",
+            ),
+        ] {
+            let (code, message) = message(body);
+            assert_eq!(code, "invalid_text");
+            assert!(message.contains(field), "{message}");
+        }
     }
 }

@@ -27,6 +27,14 @@ pub fn router() -> Router<Registry> {
         .route("/api/nodes/{key}/decommission", post(decommission))
 }
 
+/// The longest node key (a uid is at most 64, a hardware id less).
+const MAX_KEY_CHARS: usize = 128;
+
+/// The `{key}` of a path, or a 400 naming it.
+fn check_key(key: &str) -> Result<(), ApiError> {
+    common::http::check_text("key", key, MAX_KEY_CHARS)
+}
+
 /// A node as JSON (never its secret).
 fn node_json(n: &NodeRow) -> Value {
     json!({
@@ -105,6 +113,7 @@ async fn show(
     State(registry): State<Registry>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    check_key(&key)?;
     let node = store::find(&registry.pool, &key).await?.ok_or_else(|| {
         ApiError::not_found(
             "node_not_found",
@@ -119,6 +128,7 @@ async fn bind(
     Path(key): Path<String>,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_key(&key)?;
     let request = body::bind_request(&bytes)?;
     let (outcome, node) = registry.bind(&key, &request).await?;
     let status = match outcome {
@@ -134,6 +144,7 @@ async fn unbind(
     State(registry): State<Registry>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    check_key(&key)?;
     let node = registry.unbind(&key).await?;
     Ok(ok(detail(&registry, &node).await?))
 }
@@ -142,6 +153,7 @@ async fn push_config(
     State(registry): State<Registry>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    check_key(&key)?;
     let node = registry.push_config(&key).await?;
     Ok(ok(detail(&registry, &node).await?))
 }
@@ -150,6 +162,7 @@ async fn decommission(
     State(registry): State<Registry>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    check_key(&key)?;
     let node = registry.decommission(&key).await?;
     Ok(ok(detail(&registry, &node).await?))
 }
