@@ -141,6 +141,9 @@ def start_service(name: str, log_dir: Path, env: dict[str, str]) -> Service:
         # It creates the node accounts on the broker (dynsec admin).
         login["MQTT_ADMIN_USER"] = MQTT_SECRETS["MQTT_ADMIN_USER"]
         login["MQTT_ADMIN_PASS"] = MQTT_SECRETS["MQTT_ADMIN_PASS"]
+    if name in ("device-registry", "node-sim"):
+        # The login of unbound nodes (firmware-mode nodes; pushed on unbind).
+        login["MQTT_PROVISION_USER"], login["MQTT_PROVISION_PASS"] = PROVISION_LOGIN
     full_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **login, **env,
                 "HTTP_PORT": str(port)}
     log_path = log_dir / f"{name}.log"
@@ -249,6 +252,7 @@ def services(request, database_url, log_dir):
         sim = start_service("node-sim", log_dir, {
             **_common_env(database_url),
             "SIM_SEED_DB": "true",
+            "SIM_API_TOKEN": API_TOKEN,
             "SIM_ZONES": "3",
             "SIM_NODES": "20",
             "SIM_TELEMETRY_INTERVAL_MS": "1000",

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import COMMAND_TIMEOUT_SEC, sql_rows
+from conftest import API_TOKEN, COMMAND_TIMEOUT_SEC, sql_rows
 
 FINAL = {"DONE", "ERROR", "INVALID", "BUSY", "NO_EFFECT", "TIMEOUT", "SEND_FAILED"}
 # Polling limits: generous so a busy 2-core CI machine does not fail them.
@@ -198,7 +198,8 @@ def test_health_and_metrics(bridge, sim):
 
 
 def test_unanswered_command_times_out(api, db, sim, cmd_id):
-    r = requests.put(sim.url + "/sim/faults", json={"drop_responses": 1.0}, timeout=10)
+    r = requests.put(sim.url + "/sim/faults", json={"drop_responses": 1.0}, timeout=10,
+                     headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert r.ok, f"PUT /sim/faults: {r.status_code} {r.text}"
     try:
         assert_sent(api.post("/bridge/zones/zn-1/commands", pump_body(cmd_id)), cmd_id)
@@ -210,7 +211,8 @@ def test_unanswered_command_times_out(api, db, sim, cmd_id):
         # Not before its time: the sweeper waits COMMAND_TIMEOUT_SEC after the send.
         assert float(rows[0][1]) >= COMMAND_TIMEOUT_SEC - 0.5, rows
     finally:
-        requests.put(sim.url + "/sim/faults", json={"drop_responses": 0.0}, timeout=10)
+        requests.put(sim.url + "/sim/faults", json={"drop_responses": 0.0}, timeout=10,
+                     headers={"Authorization": f"Bearer {API_TOKEN}"})
 
 
 def test_faults_restored_commands_complete_again(api, cmd_id):

@@ -56,6 +56,18 @@ ensure_mqtt_secrets() {
     echo "mqtt      generated $MQTT_SECRETS" >&2
 }
 
+# dev_api_token — this checkout's API bearer token for `make up` (generated
+# once into .run/secrets/api-token, mode 600): never a public default.
+dev_api_token() {
+    local f
+    f="$(dirname "$MQTT_SECRETS")/api-token"
+    if [ ! -s "$f" ]; then
+        mkdir -p "$(dirname "$f")"
+        (umask 077 && random_secret >"$f")
+    fi
+    cat "$f"
+}
+
 # random_secret — 32 random letters and digits.
 random_secret() {
     local s=""

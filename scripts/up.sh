@@ -31,7 +31,7 @@ AUTOMATION_PORT=9401
 SCHEDULER_PORT=9402
 DEVICE_PORT=9406
 BROKERS=mqtt1=mqtt://127.0.0.1:1883,mqtt2=mqtt://127.0.0.1:1884,mqtt3=mqtt://127.0.0.1:1885
-TOKEN=${BRIDGE_API_TOKEN:-dev-token}
+TOKEN=${BRIDGE_API_TOKEN:-$(dev_api_token)}
 
 export DATABASE_URL=${DATABASE_URL:-postgres://hydro:hydro@127.0.0.1:5432/hydro_dev}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -97,6 +97,12 @@ start() {
             MQTT_ADMIN_USER=$(mqtt_secret MQTT_ADMIN_USER) MQTT_ADMIN_PASS=$(mqtt_secret MQTT_ADMIN_PASS)
             export MQTT_ADMIN_USER MQTT_ADMIN_PASS
         fi
+        if [ "$name" = device-registry ] || [ "$name" = node-sim ]; then
+            # The login of unbound nodes (pushed back to a node on unbind;
+            # node-sim's firmware-mode nodes use it before their bind).
+            MQTT_PROVISION_USER=$(mqtt_secret MQTT_PROVISION_USER) MQTT_PROVISION_PASS=$(mqtt_secret MQTT_PROVISION_PASS)
+            export MQTT_PROVISION_USER MQTT_PROVISION_PASS
+        fi
         exec env "$@" HTTP_PORT="$port" "$BIN_DIR/$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null
     ) &
     pid=$!
@@ -119,11 +125,11 @@ start() {
 }
 
 # The registry first: it registers the three brokers every other service follows.
-start broker-registry "$REGISTRY_PORT" MQTT_BROKERS="$BROKERS"
+start broker-registry "$REGISTRY_PORT" MQTT_BROKERS="$BROKERS" BROKER_REGISTRY_API_TOKEN="$TOKEN"
 start failover "$FAILOVER_PORT"
-# TODO(node-creds): node-sim logs in as hydro-node-sim (backend role) until
-# each simulated node logs in with its own node account.
-start node-sim "$SIM_PORT" SIM_SEED_DB=true SIM_SEED_RECIPE=true SIM_ZONES=3 SIM_NODES=20 \
+# Each simulated node logs in with its own account (seeded with its password;
+# device-registry, started below, creates the accounts on every broker).
+start node-sim "$SIM_PORT" SIM_API_TOKEN="$TOKEN" SIM_SEED_DB=true SIM_SEED_RECIPE=true SIM_ZONES=3 SIM_NODES=20 \
     SIM_BROKER_URLS=mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884,mqtt://127.0.0.1:1885
 start history-logger "$LOGGER_PORT"
 start mqtt-bridge "$BRIDGE_PORT" BRIDGE_API_TOKEN="$TOKEN"

@@ -107,6 +107,15 @@ impl Acl {
         }
     }
 
+    /// Delivery of what the node subscribed to (the brokers' default denies
+    /// every delivery an ACL does not allow).
+    fn receive(topic: String) -> Acl {
+        Acl {
+            acltype: "publishClientReceive",
+            topic,
+        }
+    }
+
     fn to_json(&self) -> Value {
         json!({ "acltype": self.acltype, "topic": self.topic, "priority": 0, "allow": true })
     }
@@ -140,10 +149,15 @@ pub fn node_acls(gh: &str, zone: &str, uid: &str) -> Vec<Acl> {
     .collect();
     acls.push(Acl::publish(GLOBAL_NODE_HELLO.to_owned()));
     acls.push(Acl::publish(TIME_REQUEST_TOPIC.to_owned()));
-    acls.push(Acl::subscribe(format!("{base}/+/command")));
-    acls.push(Acl::subscribe(node_topic(gh, zone, uid, TopicKind::Config)));
-    acls.push(Acl::subscribe(format!("nodes/{uid}/config/update")));
-    acls.push(Acl::subscribe(TIME_RESPONSE_TOPIC.to_owned()));
+    for topic in [
+        format!("{base}/+/command"),
+        node_topic(gh, zone, uid, TopicKind::Config),
+        format!("nodes/{uid}/config/update"),
+        TIME_RESPONSE_TOPIC.to_owned(),
+    ] {
+        acls.push(Acl::subscribe(topic.clone()));
+        acls.push(Acl::receive(topic));
+    }
     acls.sort();
     acls.dedup();
     acls
@@ -536,6 +550,15 @@ const ACL_TYPES: &[&str] = &[
 ];
 
 /// What to do with one desired account, given what the broker has.
+/// The role every account of the brokers ends with: it denies any subscribe
+/// the account's own role does not allow (deploy/mosquitto/roles.json).
+pub const FLOOR_ROLE: &str = "hydro-floor";
+
+/// A node account's roles: its own, then the floor (checked last).
+fn client_roles(role: &str) -> Value {
+    json!([{"rolename": role, "priority": 0}, {"rolename": FLOOR_ROLE, "priority": -100}])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Plan {
     Unchanged,
@@ -549,7 +572,11 @@ fn plan(account: &NodeAccount, existing: Option<&Existing>, role_exists: bool) -
     };
     let (acl_fp, pw_fp) = fingerprint(&account.acls(), account.password.expose_secret());
     let (have_acl, have_pw) = parse_textname(&existing.textname).unwrap_or(("", ""));
-    let role_ok = role_exists && existing.roles == [account.role()];
+    let mut have_roles = existing.roles.clone();
+    have_roles.sort();
+    let mut want_roles = vec![account.role(), FLOOR_ROLE.to_owned()];
+    want_roles.sort();
+    let role_ok = role_exists && have_roles == want_roles;
     if role_ok && have_acl == acl_fp && have_pw == pw_fp {
         return Plan::Unchanged;
     }
@@ -660,7 +687,7 @@ async fn sync(
                     "username": account.uid,
                     "password": account.password.expose_secret(),
                     "textname": account.textname(),
-                    "roles": [{"rolename": role}],
+                    "roles": client_roles(&role),
                 }));
                 report.created += 1;
             }
@@ -678,7 +705,7 @@ async fn sync(
                     "command": "modifyClient",
                     "username": account.uid,
                     "textname": account.textname(),
-                    "roles": [{"rolename": role}],
+                    "roles": client_roles(&role),
                 });
                 if password {
                     modify["password"] = Value::String(account.password.expose_secret().to_owned());
