@@ -120,12 +120,16 @@ impl Inner {
     /// The key the node's commands are signed with: its own secret, else
     /// `NODE_DEFAULT_SECRET`.
     fn secret(&self) -> &SecretString {
-        self.ctx
-            .credentials
-            .get(&self.spec.uid)
-            .map(|c| &c.secret)
-            .unwrap_or(&self.ctx.settings.node_default_secret)
+        node_secret(&self.ctx, &self.spec.uid)
     }
+}
+
+/// Node `uid`'s signing key: its own secret, else `NODE_DEFAULT_SECRET`.
+fn node_secret<'a>(ctx: &'a NodeContext, uid: &str) -> &'a SecretString {
+    ctx.credentials
+        .get(uid)
+        .map(|c| &c.secret)
+        .unwrap_or(&ctx.settings.node_default_secret)
 }
 
 impl SimNode {
@@ -179,10 +183,9 @@ impl SimNode {
                 config_topic: config_update_topic(&spec.uid),
                 status_topic: node_topic(&ctx.greenhouse, &spec.zone, &spec.uid, TopicKind::Status),
                 fallback_after: ctx.fallback_after,
-                // The key its commands are checked with (see `on_command`).
-                secret: ctx
-                    .settings
-                    .node_default_secret
+                // The key its commands and moves are checked with: its own
+                // secret, else the default (see `Inner::secret`).
+                secret: node_secret(&ctx, &spec.uid)
                     .expose_secret()
                     .as_bytes()
                     .to_vec(),
