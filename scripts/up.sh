@@ -127,15 +127,17 @@ start() {
 # The registry first: it registers the three brokers every other service follows.
 start broker-registry "$REGISTRY_PORT" MQTT_BROKERS="$BROKERS" BROKER_REGISTRY_API_TOKEN="$TOKEN"
 start failover "$FAILOVER_PORT"
-# Each simulated node logs in with its own account (seeded with its password;
-# device-registry, started below, creates the accounts on every broker).
+# device-registry before node-sim: it creates each node's broker account
+# (node-sim seeds the nodes with their passwords; the sync every 5 s here picks
+# them up, and node-sim's nodes log in as soon as their accounts exist).
+start device-registry "$DEVICE_PORT" BRIDGE_API_TOKEN="$TOKEN" DEVICE_ACCOUNT_SYNC_SEC=5
+# Each simulated node logs in with its own account (seeded with its password).
 start node-sim "$SIM_PORT" SIM_API_TOKEN="$TOKEN" SIM_SEED_DB=true SIM_SEED_RECIPE=true SIM_ZONES=3 SIM_NODES=20 \
     SIM_BROKER_URLS=mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884,mqtt://127.0.0.1:1885
 start history-logger "$LOGGER_PORT"
 start mqtt-bridge "$BRIDGE_PORT" BRIDGE_API_TOKEN="$TOKEN"
 start automation-engine "$AUTOMATION_PORT"
 start scheduler "$SCHEDULER_PORT"
-start device-registry "$DEVICE_PORT" BRIDGE_API_TOKEN="$TOKEN"
 
 cat <<EOF
 
