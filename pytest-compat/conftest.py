@@ -249,6 +249,15 @@ def services(request, database_url, log_dir):
     started: list[Service] = []
     clear_retained_moves()
     try:
+        # device-registry first: it creates the broker account of each node
+        # node-sim seeds (polling every second), and node-sim is healthy only
+        # once a node has logged in.
+        registry = start_service("device-registry", log_dir, {
+            **_common_env(database_url),
+            "BRIDGE_API_TOKEN": API_TOKEN,
+            "DEVICE_ACCOUNT_SYNC_SEC": "1",
+        })
+        started.append(registry)
         sim = start_service("node-sim", log_dir, {
             **_common_env(database_url),
             "SIM_SEED_DB": "true",
@@ -272,11 +281,6 @@ def services(request, database_url, log_dir):
             "COMMAND_TIMEOUT_SEC": str(COMMAND_TIMEOUT_SEC),
         })
         started.append(bridge)
-        registry = start_service("device-registry", log_dir, {
-            **_common_env(database_url),
-            "BRIDGE_API_TOKEN": API_TOKEN,
-        })
-        started.append(registry)
         yield {"node-sim": sim, "history-logger": logger, "mqtt-bridge": bridge,
                "device-registry": registry}
     finally:
