@@ -100,6 +100,7 @@ pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> W
     )
     .await
     .expect("node-sim starts");
+    broker.sync_node_accounts(&db.pool).await;
     let sim_url = format!("http://127.0.0.1:{}", sim.port());
     tokio::spawn(sim.run_until_stopped(stop.clone()));
     let bridge = mqtt_bridge::App::build(Settings::from_vars(env_vars(&vars)).unwrap())

@@ -278,6 +278,7 @@ pub async fn spawn_with_sim(
         Settings::from_vars(sim_vars)?,
     )
     .await?;
+    broker.sync_node_accounts(&db.pool).await;
     let targets = sim
         .layout()
         .nodes

@@ -70,6 +70,7 @@ pub async fn world(zones: usize, nodes: usize) -> World {
     )
     .await
     .expect("node-sim starts");
+    broker.sync_node_accounts(&db.pool).await;
     tokio::spawn(sim.run_until_stopped(stop.clone()));
     let bridge = mqtt_bridge::App::build(Settings::from_vars(env_vars(&vars)).unwrap())
         .await
