@@ -269,6 +269,27 @@ impl TestBroker {
         }
     }
 
+    /// Runs dynamic-security `commands` as this broker's admin (what
+    /// `mosquitto_ctrl dynsec` does); panics unless every one succeeds.
+    pub async fn dynsec(
+        &self,
+        commands: Vec<serde_json::Value>,
+    ) -> Vec<crate::broker_accounts::CommandResult> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let admin = self.admin_connection(&stop).await;
+        let results = admin
+            .responses
+            .execute(&admin.connection, commands)
+            .await
+            .expect("the broker answers the dynsec commands");
+        stop.cancel();
+        assert!(
+            results.iter().all(|r| r.error.is_none()),
+            "dynsec commands failed: {results:?}"
+        );
+        results
+    }
+
     /// Does on this broker what device-registry does on every broker: gives
     /// every node of `pool` that has a broker password
     /// (`nodes.mqtt_password`, e.g. seeded by node-sim) its account, and
