@@ -28,6 +28,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -218,6 +219,101 @@ pub fn fingerprint(acls: &[Acl], password: &str) -> (String, String) {
     let acl = hex::encode(&h.finalize()[..8]);
     let pw = hex::encode(&Sha256::digest(password.as_bytes())[..8]);
     (acl, pw)
+}
+
+/// What the database says about a node's broker account: its uid, password
+/// and zone, and the target of its pending bind.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct AccountRow {
+    pub uid: String,
+    pub password: Option<String>,
+    pub decommissioned: bool,
+    pub gh_uid: Option<String>,
+    pub zone_uid: Option<String>,
+    pub target_uid: Option<String>,
+    pub target_gh: Option<String>,
+    pub target_zone: Option<String>,
+}
+
+const ACCOUNT_SELECT: &str = "SELECT n.uid, n.mqtt_password AS password, \
+        n.lifecycle = 'DECOMMISSIONED' AS decommissioned, g.uid AS gh_uid, z.uid AS zone_uid, \
+        b.node_uid AS target_uid, bg.uid AS target_gh, bz.uid AS target_zone \
+   FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id LEFT JOIN greenhouses g ON g.id = z.greenhouse_id \
+   LEFT JOIN node_binds b ON b.node_id = n.id AND b.state = 'PENDING' \
+   LEFT JOIN zones bz ON bz.id = b.zone_id LEFT JOIN greenhouses bg ON bg.id = bz.greenhouse_id";
+
+/// The account rows of every node that has a broker password and is not
+/// decommissioned.
+pub async fn account_rows(pool: &PgPool) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{ACCOUNT_SELECT} WHERE n.mqtt_password IS NOT NULL AND n.lifecycle <> 'DECOMMISSIONED' ORDER BY n.uid"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+/// The account row of node `node_id`, whatever its state.
+pub async fn account_row(pool: &PgPool, node_id: i64) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{ACCOUNT_SELECT} WHERE n.id = $1"))
+        .bind(node_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Every node account the database asks for (the `nodes` table, with the
+/// pending binds): what [`sync_nodes`] makes every broker hold.
+pub async fn load_accounts(pool: &PgPool) -> Result<Vec<NodeAccount>, sqlx::Error> {
+    Ok(accounts_from(&account_rows(pool).await?).0)
+}
+
+/// The accounts `rows` ask for (merged per uid), and the uids named in them
+/// that should have none.
+pub fn accounts_from(rows: &[AccountRow]) -> (Vec<NodeAccount>, Vec<String>) {
+    let mut wanted: BTreeMap<String, (String, Vec<Namespace>)> = BTreeMap::new();
+    let mut named = Vec::new();
+    for row in rows {
+        named.push(row.uid.clone());
+        named.extend(row.target_uid.clone());
+        let Some(password) = row.password.as_ref().filter(|_| !row.decommissioned) else {
+            continue;
+        };
+        let places = [
+            (Some(&row.uid), &row.gh_uid, &row.zone_uid),
+            (row.target_uid.as_ref(), &row.target_gh, &row.target_zone),
+        ];
+        for (uid, gh, zone) in places {
+            if let (Some(uid), Some(gh), Some(zone)) = (uid, gh, zone) {
+                let entry = wanted
+                    .entry(uid.clone())
+                    .or_insert_with(|| (password.clone(), Vec::new()));
+                let ns = Namespace {
+                    gh_uid: gh.clone(),
+                    zone_uid: zone.clone(),
+                };
+                if !entry.1.contains(&ns) {
+                    entry.1.push(ns);
+                }
+            }
+        }
+    }
+    let unwanted = named
+        .into_iter()
+        .filter(|uid| !wanted.contains_key(uid))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let accounts = wanted
+        .into_iter()
+        .map(|(uid, (password, mut namespaces))| {
+            namespaces.sort();
+            NodeAccount {
+                uid,
+                namespaces,
+                password: SecretString::from(password),
+            }
+        })
+        .collect();
+    (accounts, unwanted)
 }
 
 /// The text-name fingerprints: `(acl, pw)`.
@@ -771,6 +867,66 @@ async fn sync(
 mod tests {
     use super::*;
 
+    fn row(
+        uid: &str,
+        pw: Option<&str>,
+        zone: Option<&str>,
+        target: Option<(&str, &str)>,
+    ) -> AccountRow {
+        AccountRow {
+            uid: uid.into(),
+            password: pw.map(str::to_owned),
+            decommissioned: false,
+            gh_uid: zone.map(|_| "gh-1".into()),
+            zone_uid: zone.map(str::to_owned),
+            target_uid: target.map(|t| t.0.into()),
+            target_gh: target.map(|_| "gh-1".into()),
+            target_zone: target.map(|t| t.1.into()),
+        }
+    }
+
+    fn zones(a: &NodeAccount) -> Vec<&str> {
+        a.namespaces.iter().map(|n| n.zone_uid.as_str()).collect()
+    }
+
+    #[test]
+    fn a_bound_node_has_its_zone() {
+        let (accounts, unwanted) = accounts_from(&[row("nd-1", Some("p"), Some("zn-1"), None)]);
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(accounts[0].uid, "nd-1");
+        assert_eq!(zones(&accounts[0]), ["zn-1"]);
+        assert!(unwanted.is_empty());
+    }
+
+    #[test]
+    fn a_rebind_keeps_both_zones_until_it_completes() {
+        let (accounts, _) =
+            accounts_from(&[row("nd-1", Some("p"), Some("zn-1"), Some(("nd-1", "zn-2")))]);
+        assert_eq!(zones(&accounts[0]), ["zn-1", "zn-2"]);
+        // Under a new uid: two accounts, same password.
+        let (accounts, _) =
+            accounts_from(&[row("nd-1", Some("p"), Some("zn-1"), Some(("nd-9", "zn-2")))]);
+        assert_eq!(accounts.len(), 2);
+        // A first bind: the target only.
+        let (accounts, unwanted) =
+            accounts_from(&[row("nd-x", Some("p"), None, Some(("nd-1", "zn-2")))]);
+        assert_eq!(accounts[0].uid, "nd-1");
+        assert_eq!(unwanted, ["nd-x"]);
+    }
+
+    #[test]
+    fn unbound_decommissioned_and_passwordless_nodes_have_none() {
+        let mut gone = row("nd-2", Some("p"), Some("zn-1"), None);
+        gone.decommissioned = true;
+        let (accounts, unwanted) = accounts_from(&[
+            row("nd-1", Some("p"), None, None),
+            gone,
+            row("nd-3", None, Some("zn-1"), None),
+        ]);
+        assert!(accounts.is_empty());
+        assert_eq!(unwanted, ["nd-1", "nd-2", "nd-3"]);
+    }
+
     fn account(uid: &str, zones: &[&str], pw: &str) -> NodeAccount {
         NodeAccount {
             uid: uid.into(),
@@ -814,7 +970,9 @@ mod tests {
     fn a_rebind_allows_both_zones_once() {
         let one = account("nd-1", &["zn-1"], "p").acls();
         let both = account("nd-1", &["zn-1", "zn-2"], "p").acls();
-        assert_eq!(both.len(), 2 * one.len() - 4, "global topics once");
+        // Once: the hello and time request sends, and both ways of the time
+        // response and of the node's `nodes/{uid}/config/update`.
+        assert_eq!(both.len(), 2 * one.len() - 6, "global topics once");
     }
 
     #[test]
@@ -823,7 +981,7 @@ mod tests {
         assert_eq!(plan(&a, None, false), Plan::Create { role_exists: false });
         let right = Existing {
             textname: a.textname(),
-            roles: vec![a.role()],
+            roles: vec![a.role(), FLOOR_ROLE.to_owned()],
         };
         assert_eq!(plan(&a, Some(&right), true), Plan::Unchanged);
         let new_pw = account("nd-1", &["zn-1"], "password-2");

@@ -243,6 +243,73 @@ impl TestBroker {
         ]
     }
 
+    /// An account administrator on this broker, logged in as its dynsec
+    /// admin as device-registry's is (connected and listening for answers);
+    /// its connection ends with `stop`.
+    pub async fn admin_connection(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> crate::broker_accounts::Admin {
+        use crate::broker_accounts::{Admin, RESPONSE_TOPIC, Responses};
+        let (responses, inbox) = Responses::start(stop.clone());
+        let mut config = self.config_as(&self.admin, "test-admin", "test-admin");
+        config.publish_timeout = Duration::from_secs(5);
+        let connection = crate::mqtt::MqttConnection::start(config, Some(inbox), stop.clone())
+            .expect("admin connection");
+        connection
+            .subscribe(RESPONSE_TOPIC, crate::QoS::AtLeastOnce)
+            .expect("subscribe to the dynsec answers");
+        connection
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .expect("the broker's admin logs in");
+        Admin {
+            connection,
+            responses,
+        }
+    }
+
+    /// Runs dynamic-security `commands` as this broker's admin (what
+    /// `mosquitto_ctrl dynsec` does); panics unless every one succeeds.
+    pub async fn dynsec(
+        &self,
+        commands: Vec<serde_json::Value>,
+    ) -> Vec<crate::broker_accounts::CommandResult> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let admin = self.admin_connection(&stop).await;
+        let results = admin
+            .responses
+            .execute(&admin.connection, commands)
+            .await
+            .expect("the broker answers the dynsec commands");
+        stop.cancel();
+        assert!(
+            results.iter().all(|r| r.error.is_none()),
+            "dynsec commands failed: {results:?}"
+        );
+        results
+    }
+
+    /// Does on this broker what device-registry does on every broker: gives
+    /// every node of `pool` that has a broker password
+    /// (`nodes.mqtt_password`, e.g. seeded by node-sim) its account, and
+    /// removes other node accounts. For tests that run node-sim without
+    /// device-registry; call it after node-sim has seeded (its nodes keep
+    /// reconnecting until their accounts exist).
+    pub async fn sync_node_accounts(&self, pool: &PgPool) -> crate::broker_accounts::SyncReport {
+        let accounts = crate::broker_accounts::load_accounts(pool)
+            .await
+            .expect("read the node accounts");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let admin = self.admin_connection(&stop).await;
+        let report = crate::broker_accounts::sync_nodes(&admin, &accounts)
+            .await
+            .expect("sync the node accounts");
+        stop.cancel();
+        assert!(report.failed.is_empty(), "{report:?}");
+        report
+    }
+
     /// Kills the broker abruptly (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

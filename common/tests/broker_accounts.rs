@@ -3,97 +3,18 @@
 //! and nothing else; a changed password takes effect; a re-sync leaves an
 //! unchanged account connected; a removed account is refused.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::QoS;
-use common::broker_accounts::{
-    Admin, Namespace, NodeAccount, RESPONSE_TOPIC, Responses, remove_nodes, sync_nodes,
-};
+use common::broker_accounts::{Admin, Namespace, NodeAccount, remove_nodes, sync_nodes};
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
-use common::testing::free_port;
+use common::testing::TestBroker;
 use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const ADMIN: &str = "hydro-admin";
-
-/// A Mosquitto of the test's own with the dynsec plugin, anonymous access
-/// off, and `hydro-admin` as its dynsec admin. Killed when dropped.
-/// (Until `common::testing::TestBroker` speaks dynsec.)
-struct DynsecBroker {
-    port: u16,
-    admin_pass: String,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl DynsecBroker {
-    async fn start() -> DynsecBroker {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!(
-            "hydro-dynsec-{port}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let admin_pass = uuid::Uuid::new_v4().simple().to_string();
-        let dynsec = dir.join("dynsec.json");
-        let status = Command::new("mosquitto_ctrl")
-            .args(["dynsec", "init"])
-            .arg(&dynsec)
-            .args([ADMIN, &admin_pass])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("tests need mosquitto_ctrl");
-        assert!(status.success(), "mosquitto_ctrl dynsec init");
-        let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\nuser root\n\
-             plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n\
-             plugin_opt_config_file {}\nmessage_size_limit 16384\n",
-            dynsec.display()
-        );
-        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tests need mosquitto");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        DynsecBroker {
-            port,
-            admin_pass,
-            dir,
-            child,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for DynsecBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn login(
-    broker: &DynsecBroker,
+    broker: &TestBroker,
     user: &str,
     pass: &str,
     inbox: Option<mpsc::Sender<Inbound>>,
@@ -106,20 +27,8 @@ fn login(
     MqttConnection::start(c, inbox, stop.clone()).unwrap()
 }
 
-async fn admin(broker: &DynsecBroker, stop: &CancellationToken) -> Admin {
-    let (responses, inbox) = Responses::start(stop.clone());
-    let connection = login(broker, ADMIN, &broker.admin_pass, Some(inbox), stop);
-    connection
-        .subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce)
-        .unwrap();
-    connection
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    Admin {
-        connection,
-        responses,
-    }
+async fn admin(broker: &TestBroker, stop: &CancellationToken) -> Admin {
+    broker.admin_connection(stop).await
 }
 
 fn account(uid: &str, zone: &str, password: &str) -> NodeAccount {
@@ -143,28 +52,10 @@ async fn drain(rx: &mut mpsc::Receiver<Inbound>, wait: Duration) -> Vec<String> 
     got
 }
 
-const BACKEND_PW: &str = "backend-0123456789abcdef0123456789";
-
-/// A backend account (role with `hydro/#` both ways), logged in.
-async fn backend(admin: &Admin, broker: &DynsecBroker, stop: &CancellationToken) -> MqttConnection {
-    let acls: Vec<_> = ["publishClientSend", "subscribePattern"]
-        .iter()
-        .map(|t| serde_json::json!({"acltype": t, "topic": "hydro/#", "allow": true}))
-        .collect();
-    let results = admin
-        .responses
-        .execute(
-            &admin.connection,
-            vec![
-                serde_json::json!({"command": "createRole", "rolename": "test-backend", "acls": acls}),
-                serde_json::json!({"command": "createClient", "username": "backend", "password": BACKEND_PW,
-                    "roles": [{"rolename": "test-backend"}]}),
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
-    let connection = login(broker, "backend", BACKEND_PW, None, stop);
+/// The broker's backend account (role `hydro-backend`), logged in.
+async fn backend(broker: &TestBroker, stop: &CancellationToken) -> MqttConnection {
+    let who = broker.backend();
+    let connection = login(broker, &who.user, &who.pass, None, stop);
     connection
         .wait_connected(Duration::from_secs(10))
         .await
@@ -178,7 +69,7 @@ const PW_B: &str = "pb-0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
 async fn a_node_account_uses_its_own_topics_only() {
-    let broker = DynsecBroker::start().await;
+    let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
     let admin = admin(&broker, &stop).await;
     let report = sync_nodes(
@@ -190,9 +81,16 @@ async fn a_node_account_uses_its_own_topics_only() {
     assert_eq!((report.created, report.failed.len()), (2, 0), "{report:?}");
 
     // A backend account sends commands and watches everything that gets through.
-    let backend = backend(&admin, &broker, &stop).await;
+    let backend = backend(&broker, &stop).await;
+    let backend_login = broker.backend();
     let (watch_tx, mut watched) = mpsc::channel(100);
-    let watcher = login(&broker, "backend", BACKEND_PW, Some(watch_tx), &stop);
+    let watcher = login(
+        &broker,
+        &backend_login.user,
+        &backend_login.pass,
+        Some(watch_tx),
+        &stop,
+    );
     watcher.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
     watcher
         .wait_connected(Duration::from_secs(10))
@@ -248,7 +146,7 @@ async fn a_node_account_uses_its_own_topics_only() {
 
 #[tokio::test]
 async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
-    let broker = DynsecBroker::start().await;
+    let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
     let admin = admin(&broker, &stop).await;
     let accounts = [account("nd-a", "zn-1", PW_A), account("nd-b", "zn-1", PW_B)];
@@ -311,7 +209,13 @@ async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
     let gone = login(&broker, "nd-a", PW_A2, None, &stop);
     assert!(gone.wait_connected(Duration::from_secs(2)).await.is_err());
     // And the admin's own account is never a node account.
-    let admin_again = login(&broker, ADMIN, &broker.admin_pass, None, &stop);
+    let admin_again = login(
+        &broker,
+        &broker.admin().user,
+        &broker.admin().pass,
+        None,
+        &stop,
+    );
     admin_again
         .wait_connected(Duration::from_secs(10))
         .await

@@ -25,11 +25,7 @@ async fn a_row_the_database_refuses_fails_only_its_own_send() {
     .await
     .unwrap();
     let broker = TestBroker::start().await;
-    let settings = Settings::from_vars(env_vars(&[
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", broker.port.to_string()),
-    ]))
-    .unwrap();
+    let settings = Settings::from_vars(env_vars(&broker.env())).unwrap();
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
     let brokers = BrokerPool::connect(&settings, &db.pool, "test", None, &stop)

@@ -19,21 +19,18 @@
 //!   `DEVICE_ACCOUNT_SYNC_SEC` and whenever an admin connection comes up, so
 //!   a broker that was down, or is new, gets every account.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::broker_accounts::{
-    self as dynsec, Admin, Namespace, NodeAccount, Responses, SyncReport,
+    self as dynsec, Admin, Responses, SyncReport, account_row, accounts_from, load_accounts,
 };
 use common::brokers::BrokerPool;
 use common::metrics as m;
 use rand::RngCore;
-use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-use crate::store::{self, AccountRow};
 
 /// How long a bind waits after its NodeConfig went out before it changes
 /// an existing account (which disconnects the node): time for the node to
@@ -48,56 +45,6 @@ pub fn new_password() -> String {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-/// The accounts `rows` ask for (merged per uid), and the uids named in them
-/// that should have none.
-pub fn accounts_from(rows: &[AccountRow]) -> (Vec<NodeAccount>, Vec<String>) {
-    let mut wanted: BTreeMap<String, (String, Vec<Namespace>)> = BTreeMap::new();
-    let mut named = Vec::new();
-    for row in rows {
-        named.push(row.uid.clone());
-        named.extend(row.target_uid.clone());
-        let Some(password) = row.password.as_ref().filter(|_| !row.decommissioned) else {
-            continue;
-        };
-        let places = [
-            (Some(&row.uid), &row.gh_uid, &row.zone_uid),
-            (row.target_uid.as_ref(), &row.target_gh, &row.target_zone),
-        ];
-        for (uid, gh, zone) in places {
-            if let (Some(uid), Some(gh), Some(zone)) = (uid, gh, zone) {
-                let entry = wanted
-                    .entry(uid.clone())
-                    .or_insert_with(|| (password.clone(), Vec::new()));
-                let ns = Namespace {
-                    gh_uid: gh.clone(),
-                    zone_uid: zone.clone(),
-                };
-                if !entry.1.contains(&ns) {
-                    entry.1.push(ns);
-                }
-            }
-        }
-    }
-    let unwanted = named
-        .into_iter()
-        .filter(|uid| !wanted.contains_key(uid))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let accounts = wanted
-        .into_iter()
-        .map(|(uid, (password, mut namespaces))| {
-            namespaces.sort();
-            NodeAccount {
-                uid,
-                namespaces,
-                password: SecretString::from(password),
-            }
-        })
-        .collect();
-    (accounts, unwanted)
 }
 
 /// The registry's account administrator on every broker; cheap to clone.
@@ -159,7 +106,7 @@ impl Accounts {
     /// Creates the accounts node `node_id` lacks on every connected broker,
     /// changing no existing one. Err names the brokers where that failed.
     pub async fn create_missing(&self, node_id: i64) -> Result<(), String> {
-        let Some(row) = store::account_row(&self.pool, node_id)
+        let Some(row) = account_row(&self.pool, node_id)
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -199,7 +146,7 @@ impl Accounts {
     /// Brings node `node_id`'s accounts in line on every connected broker:
     /// creates or fixes those it should have, deletes those it should not.
     pub async fn settle(&self, node_id: i64) {
-        let row = match store::account_row(&self.pool, node_id).await {
+        let row = match account_row(&self.pool, node_id).await {
             Ok(Some(row)) => row,
             Ok(None) => return,
             Err(e) => {
@@ -240,15 +187,14 @@ impl Accounts {
     /// Syncs one broker with the database: every account there, and only those.
     async fn sync_broker(&self, admin: &Admin) -> bool {
         let broker = admin.broker_id().to_owned();
-        let rows = match store::account_rows(&self.pool).await {
-            Ok(rows) => rows,
+        let accounts = match load_accounts(&self.pool).await {
+            Ok(accounts) => accounts,
             Err(e) => {
                 count_error(&broker, "db_error");
                 warn!(error = %e, "Could not read the node accounts; retrying.");
                 return false;
             }
         };
-        let (accounts, _) = accounts_from(&rows);
         match dynsec::sync_nodes(admin, &accounts).await {
             Ok(report) => {
                 count(&broker, &report);
@@ -310,66 +256,6 @@ impl Accounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(
-        uid: &str,
-        pw: Option<&str>,
-        zone: Option<&str>,
-        target: Option<(&str, &str)>,
-    ) -> AccountRow {
-        AccountRow {
-            uid: uid.into(),
-            password: pw.map(str::to_owned),
-            decommissioned: false,
-            gh_uid: zone.map(|_| "gh-1".into()),
-            zone_uid: zone.map(str::to_owned),
-            target_uid: target.map(|t| t.0.into()),
-            target_gh: target.map(|_| "gh-1".into()),
-            target_zone: target.map(|t| t.1.into()),
-        }
-    }
-
-    fn zones(a: &NodeAccount) -> Vec<&str> {
-        a.namespaces.iter().map(|n| n.zone_uid.as_str()).collect()
-    }
-
-    #[test]
-    fn a_bound_node_has_its_zone() {
-        let (accounts, unwanted) = accounts_from(&[row("nd-1", Some("p"), Some("zn-1"), None)]);
-        assert_eq!(accounts.len(), 1);
-        assert_eq!(accounts[0].uid, "nd-1");
-        assert_eq!(zones(&accounts[0]), ["zn-1"]);
-        assert!(unwanted.is_empty());
-    }
-
-    #[test]
-    fn a_rebind_keeps_both_zones_until_it_completes() {
-        let (accounts, _) =
-            accounts_from(&[row("nd-1", Some("p"), Some("zn-1"), Some(("nd-1", "zn-2")))]);
-        assert_eq!(zones(&accounts[0]), ["zn-1", "zn-2"]);
-        // Under a new uid: two accounts, same password.
-        let (accounts, _) =
-            accounts_from(&[row("nd-1", Some("p"), Some("zn-1"), Some(("nd-9", "zn-2")))]);
-        assert_eq!(accounts.len(), 2);
-        // A first bind: the target only.
-        let (accounts, unwanted) =
-            accounts_from(&[row("nd-x", Some("p"), None, Some(("nd-1", "zn-2")))]);
-        assert_eq!(accounts[0].uid, "nd-1");
-        assert_eq!(unwanted, ["nd-x"]);
-    }
-
-    #[test]
-    fn unbound_decommissioned_and_passwordless_nodes_have_none() {
-        let mut gone = row("nd-2", Some("p"), Some("zn-1"), None);
-        gone.decommissioned = true;
-        let (accounts, unwanted) = accounts_from(&[
-            row("nd-1", Some("p"), None, None),
-            gone,
-            row("nd-3", None, Some("zn-1"), None),
-        ]);
-        assert!(accounts.is_empty());
-        assert_eq!(unwanted, ["nd-1", "nd-2", "nd-3"]);
-    }
 
     #[test]
     fn passwords_are_long_and_fresh() {

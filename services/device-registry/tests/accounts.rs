@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::mqtt::{MqttConfig, MqttConnection, MqttError};
 use common::testing::eventually;
-use helpers::dynsec::{PROVISION_PASS, PROVISION_USER};
 use helpers::{FakeNode, WAIT, spawn_secured_registry};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +34,7 @@ async fn logs_in(url: &str, user: &str, pass: &str, wait: Duration) -> Option<Mq
 async fn a_bound_node_logs_in_with_its_own_account_until_decommissioned() {
     let registry = spawn_secured_registry(&[]).await;
     let url = registry.secured.as_ref().unwrap().url();
+    let provision = registry.secured.as_ref().unwrap().provision();
 
     // Anonymous clients are refused; the unbound node logs in as provision.
     assert!(
@@ -43,7 +43,7 @@ async fn a_bound_node_logs_in_with_its_own_account_until_decommissioned() {
             .is_none(),
         "anonymous refused"
     );
-    let mut node = FakeNode::connect_as(&url, HW, Some((PROVISION_USER, PROVISION_PASS))).await;
+    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
     node.register(&registry, "ph").await;
 
     let (status, body) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
@@ -147,7 +147,8 @@ async fn the_periodic_sync_restores_an_account_the_broker_lost() {
     let registry = spawn_secured_registry(&[("DEVICE_ACCOUNT_SYNC_SEC", "1")]).await;
     let broker = registry.secured.as_ref().unwrap();
     let url = broker.url();
-    let mut node = FakeNode::connect_as(&url, HW, Some((PROVISION_USER, PROVISION_PASS))).await;
+    let provision = registry.secured.as_ref().unwrap().provision();
+    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
     node.register(&registry, "ph").await;
     let (status, _) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
     assert_eq!(status, 202);
@@ -159,8 +160,12 @@ async fn the_periodic_sync_restores_an_account_the_broker_lost() {
         .await
         .expect("account exists");
     // Someone deletes it on the broker: the sync brings it back.
-    // (`ctrl` asserts the broker deleted it.)
-    broker.ctrl(&["deleteClient", "nd-ph-acct"]);
+    // (`dynsec` asserts the broker deleted it.)
+    broker
+        .dynsec(vec![
+            serde_json::json!({"command": "deleteClient", "username": "nd-ph-acct"}),
+        ])
+        .await;
     eventually(WAIT, || async {
         logs_in(&url, "nd-ph-acct", &password, Duration::from_secs(2))
             .await
@@ -174,7 +179,8 @@ async fn the_periodic_sync_restores_an_account_the_broker_lost() {
 async fn an_unbound_node_goes_back_to_the_provision_login() {
     let registry = spawn_secured_registry(&[]).await;
     let url = registry.secured.as_ref().unwrap().url();
-    let mut node = FakeNode::connect_as(&url, HW, Some((PROVISION_USER, PROVISION_PASS))).await;
+    let provision = registry.secured.as_ref().unwrap().provision();
+    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
     node.register(&registry, "ph").await;
     let (status, _) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
     assert_eq!(status, 202);
@@ -226,8 +232,8 @@ async fn an_unbound_node_goes_back_to_the_provision_login() {
     .await
     .expect("the temp config reaches the bound node");
     assert_eq!(temp["gh_uid"], "gh-temp");
-    assert_eq!(temp["mqtt"]["username"], PROVISION_USER);
-    assert_eq!(temp["mqtt"]["password"], PROVISION_PASS);
+    assert_eq!(temp["mqtt"]["username"], provision.user.as_str());
+    assert_eq!(temp["mqtt"]["password"], provision.pass.as_str());
     eventually(WAIT, || async {
         logs_in(&url, "nd-ph-acct", &password, Duration::from_secs(2))
             .await

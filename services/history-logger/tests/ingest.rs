@@ -88,6 +88,7 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     )
     .await
     .expect("node-sim builds");
+    world.broker.sync_node_accounts(&world.db.pool).await;
     let sim_stop = CancellationToken::new();
     let sim_task = tokio::spawn(sim.run_until_stopped(sim_stop.clone()));
     tokio::time::sleep(Duration::from_secs(4)).await;

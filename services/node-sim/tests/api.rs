@@ -131,6 +131,9 @@ async fn reads_can_be_guarded() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
+    // /health is 503 until a node is connected: wait for it, then the
+    // probe answers without a token.
+    sim.wait_all_connected().await;
     let r = sim.http.get(sim.url("/health")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "probes stay open");
     sim.stop().await;

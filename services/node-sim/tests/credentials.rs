@@ -8,16 +8,12 @@ mod support;
 use std::time::Duration;
 
 use common::QoS;
-use common::broker_accounts::{
-    Admin, Namespace, NodeAccount, RESPONSE_TOPIC, Responses, sync_nodes,
-};
 use common::mqtt::{MqttConfig, MqttConnection};
 use common::settings::DEV_NODE_SECRET;
-use common::testing::{TestDb, eventually};
+use common::testing::{TestBroker, TestDb, eventually};
 use node_sim::App;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use support::dynsec::{ADMIN, BACKEND_PASS, BACKEND_USER, DynsecBroker};
 use support::{WAIT, new_cmd_id, now_secs, settings, sim_settings};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +28,8 @@ fn login(url: &str, user: &str, pass: &str) -> MqttConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
     let db = TestDb::new().await;
-    let broker = DynsecBroker::start().await;
+    let broker = TestBroker::start().await;
+    let backend_login = broker.backend();
     let stop = CancellationToken::new();
     let mut sim = sim_settings(1, 2);
     sim.seed_db = true;
@@ -49,40 +46,7 @@ async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
     assert!(nodes.iter().all(|n| !n.is_connected()));
 
     // The accounts, as device-registry makes them from the database.
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT n.uid, z.uid, n.mqtt_password FROM nodes n JOIN zones z ON z.id = n.zone_id",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!(rows.len(), 2);
-    let accounts: Vec<NodeAccount> = rows
-        .iter()
-        .map(|(uid, zone, pw)| NodeAccount {
-            uid: uid.clone(),
-            namespaces: vec![Namespace {
-                gh_uid: gh.clone(),
-                zone_uid: zone.clone(),
-            }],
-            password: SecretString::from(pw.clone()),
-        })
-        .collect();
-    let (responses, inbox) = Responses::start(stop.clone());
-    let admin_conn = MqttConnection::start(
-        login(&broker.url(), ADMIN, &broker.admin_pass),
-        Some(inbox),
-        stop.clone(),
-    )
-    .unwrap();
-    admin_conn
-        .subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce)
-        .unwrap();
-    admin_conn.wait_connected(WAIT).await.unwrap();
-    let admin = Admin {
-        connection: admin_conn,
-        responses,
-    };
-    let report = sync_nodes(&admin, &accounts).await.unwrap();
+    let report = broker.sync_node_accounts(&db.pool).await;
     assert_eq!(report.created, 2, "{report:?}");
     eventually(WAIT, || async {
         nodes.iter().all(|n| n.is_connected()).then_some(())
@@ -105,7 +69,7 @@ async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
     assert_ne!(secret, DEV_NODE_SECRET);
     let (tx, mut rx) = mpsc::channel(100);
     let backend = MqttConnection::start(
-        login(&broker.url(), BACKEND_USER, BACKEND_PASS),
+        login(&broker.url(), &backend_login.user, &backend_login.pass),
         Some(tx),
         stop.clone(),
     )

@@ -7,17 +7,15 @@ mod support;
 use std::time::Duration;
 
 use common::QoS;
-use common::broker_accounts::{
-    Admin, Namespace, NodeAccount, RESPONSE_TOPIC, Responses, sync_nodes,
-};
+use common::broker_accounts::{Namespace, NodeAccount, sync_nodes};
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use common::payloads::TimeResponse;
+use common::testing::TestBroker;
 use common::topics::{TIME_REQUEST, TIME_RESPONSE};
 use node_sim::settings::SimMode;
 use node_sim::{App, SimSettings};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use support::dynsec::{ADMIN, BACKEND_PASS, BACKEND_USER, DynsecBroker, PROVISION_PASS};
 use support::{WAIT, now_secs, settings};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -47,18 +45,19 @@ async fn next_on(rx: &mut mpsc::Receiver<Inbound>, topic: &str) -> Inbound {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_as_provision_then_bound_with_its_own_login() {
-    let broker = DynsecBroker::start().await;
+    let broker = TestBroker::start().await;
+    let (backend_login, provision) = (broker.backend(), broker.provision());
     let stop = CancellationToken::new();
     let seed = format!("t-{}", uuid::Uuid::new_v4().simple());
     let hw = node_sim::firmware::hardware_id(&seed, 0);
     // The provision login works for this client id only.
-    broker.ctrl(&["setClientId", support::dynsec::PROVISION_USER, &hw]);
+    broker
+        .dynsec(vec![
+            json!({"command": "setClientId", "username": provision.user, "clientid": hw}),
+        ])
+        .await;
     let other = MqttConnection::start(
-        login(
-            &broker.url(),
-            support::dynsec::PROVISION_USER,
-            PROVISION_PASS,
-        ),
+        login(&broker.url(), &provision.user, &provision.pass),
         None,
         stop.clone(),
     )
@@ -71,7 +70,7 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
     // The backend: answers time requests and watches everything.
     let (tx, mut seen) = mpsc::channel(1000);
     let backend = MqttConnection::start(
-        login(&broker.url(), BACKEND_USER, BACKEND_PASS),
+        login(&broker.url(), &backend_login.user, &backend_login.pass),
         Some(tx),
         stop.clone(),
     )
@@ -88,7 +87,7 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
         time_retry_ms: 300,
         hardware_seed: seed.clone(),
         broker_url: Some(broker.url()),
-        mqtt_provision_pass: Some(SecretString::from(PROVISION_PASS)),
+        mqtt_provision_pass: Some(SecretString::from(provision.pass.clone())),
         ..SimSettings::default()
     };
     let app = App::build(sim, settings(&[])).await.expect("app builds");
@@ -104,21 +103,7 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
     next_on(&mut seen, &format!("{temp}/status")).await;
 
     // Its account, as device-registry makes it, then its NodeConfig.
-    let (responses, inbox) = Responses::start(stop.clone());
-    let admin_conn = MqttConnection::start(
-        login(&broker.url(), ADMIN, &broker.admin_pass),
-        Some(inbox),
-        stop.clone(),
-    )
-    .unwrap();
-    admin_conn
-        .subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce)
-        .unwrap();
-    admin_conn.wait_connected(WAIT).await.unwrap();
-    let admin = Admin {
-        connection: admin_conn,
-        responses,
-    };
+    let admin = broker.admin_connection(&stop).await;
     let account = NodeAccount {
         uid: "nd-fw-1".into(),
         namespaces: vec![Namespace {

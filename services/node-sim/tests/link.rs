@@ -241,12 +241,16 @@ async fn a_node_cut_off_falls_back_and_sends_its_buffered_readings_with_their_ti
     b1.kill();
     let cut_at = now_secs();
     // Cut off: it keeps reading into its buffer, then finds the fallback.
+    // `arrived` is the node's own clock when it announced itself there: a
+    // reading on b2 stamped earlier was made before it got there (whole
+    // seconds on both; the observer's clock would add a second of doubt).
     let arrived = eventually(WAIT, || async {
         on_b2
             .with_suffix("/status")
             .iter()
-            .any(|s| !s.retain)
-            .then_some(now_secs())
+            .filter(|s| !s.retain)
+            .find_map(|s| Status::decode(&s.payload).ok())
+            .map(|s| s.ts)
     })
     .await
     .expect("the node reaches its fallback broker");
@@ -257,7 +261,7 @@ async fn a_node_cut_off_falls_back_and_sends_its_buffered_readings_with_their_ti
             .iter()
             .filter_map(|s| Telemetry::decode(&s.payload, 0).ok())
             .map(|t| t.ts)
-            .filter(|ts| *ts < arrived - 1)
+            .filter(|ts| *ts < arrived)
             .collect();
         (!old.is_empty()).then_some(old)
     })

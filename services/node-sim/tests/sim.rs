@@ -619,6 +619,9 @@ async fn the_app_seeds_before_it_starts() {
         .await
         .unwrap();
     assert_eq!(nodes, 3);
+    // Seeded nodes log in with their own accounts, which device-registry
+    // would create.
+    sim.broker.sync_node_accounts(&db.pool).await;
     sim.wait_all_connected().await;
     let body: Value = sim
         .http

@@ -50,6 +50,15 @@ fn vars(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> HashMap<Str
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    // device-registry creates node accounts as the broker's dynsec admin;
+    // unbound firmware nodes log in as the provision account.
+    let (admin, provision) = (broker.admin(), broker.provision());
+    vars.extend([
+        ("MQTT_ADMIN_USER".to_owned(), admin.user),
+        ("MQTT_ADMIN_PASS".to_owned(), admin.pass),
+        ("MQTT_PROVISION_USER".to_owned(), provision.user),
+        ("MQTT_PROVISION_PASS".to_owned(), provision.pass),
+    ]);
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }

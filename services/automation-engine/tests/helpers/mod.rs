@@ -100,8 +100,17 @@ pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> W
     )
     .await
     .expect("node-sim starts");
+    broker.sync_node_accounts(&db.pool).await;
     let sim_url = format!("http://127.0.0.1:{}", sim.port());
+    let sim_nodes = sim.nodes().clone();
     tokio::spawn(sim.run_until_stopped(stop.clone()));
+    // Refused until their accounts existed, the nodes retry with a growing
+    // backoff: a command sent before one is back would be lost.
+    common::testing::eventually(common::testing::COUNT_WAIT, || async {
+        sim_nodes.iter().all(|n| n.is_connected()).then_some(())
+    })
+    .await
+    .expect("node-sim's nodes log in with their accounts");
     let bridge = mqtt_bridge::App::build(Settings::from_vars(env_vars(&vars)).unwrap())
         .await
         .expect("bridge starts");

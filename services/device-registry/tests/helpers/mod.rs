@@ -5,8 +5,6 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
-pub mod dynsec;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -29,7 +27,7 @@ pub struct TestRegistry {
     pub db: TestDb,
     pub brokers: Vec<TestBroker>,
     /// The broker with authentication of [`spawn_secured_registry`].
-    pub secured: Option<dynsec::DynsecBroker>,
+    pub secured: Option<TestBroker>,
     pub stop: CancellationToken,
 }
 
@@ -49,14 +47,15 @@ pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegis
 /// backend account, managing node accounts as `hydro-admin`, with the
 /// provision login set.
 pub async fn spawn_secured_registry(extra: &[(&str, &str)]) -> TestRegistry {
-    let broker = dynsec::DynsecBroker::start().await;
+    let broker = TestBroker::start().await;
+    let (backend, admin, provision) = (broker.backend(), broker.admin(), broker.provision());
     let mut vars: Vec<(&str, &str)> = vec![
-        ("MQTT_USER", dynsec::BACKEND_USER),
-        ("MQTT_PASS", dynsec::BACKEND_PASS),
-        ("MQTT_ADMIN_USER", dynsec::ADMIN),
-        ("MQTT_ADMIN_PASS", &broker.admin_pass),
-        ("MQTT_PROVISION_USER", dynsec::PROVISION_USER),
-        ("MQTT_PROVISION_PASS", dynsec::PROVISION_PASS),
+        ("MQTT_USER", &backend.user),
+        ("MQTT_PASS", &backend.pass),
+        ("MQTT_ADMIN_USER", &admin.user),
+        ("MQTT_ADMIN_PASS", &admin.pass),
+        ("MQTT_PROVISION_USER", &provision.user),
+        ("MQTT_PROVISION_PASS", &provision.pass),
     ];
     vars.extend_from_slice(extra);
     let mut registry = spawn_on(&[broker.url()], &vars).await;

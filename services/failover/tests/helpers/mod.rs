@@ -198,6 +198,9 @@ impl Cluster {
             Settings::from_vars(sim_vars)?,
         )
         .await?;
+        for broker in &brokers {
+            broker.sync_node_accounts(&db.pool).await;
+        }
         let sim_nodes = sim.nodes().clone();
         let sim_stop = stop.child_token();
         let sim_task = Some(tokio::spawn(sim.run_until_stopped(sim_stop.clone())));

@@ -278,6 +278,7 @@ pub async fn spawn_with_sim(
         Settings::from_vars(sim_vars)?,
     )
     .await?;
+    broker.sync_node_accounts(&db.pool).await;
     let targets = sim
         .layout()
         .nodes
@@ -289,7 +290,15 @@ pub async fn spawn_with_sim(
                 .collect::<Vec<_>>()
         })
         .collect();
+    let sim_nodes = sim.nodes().clone();
     tokio::spawn(sim.run_until_stopped(stop.clone()));
+    // Refused until their accounts existed, the nodes retry with a growing
+    // backoff: a command sent before one is back would be lost.
+    common::testing::eventually(common::testing::COUNT_WAIT, || async {
+        sim_nodes.iter().all(|n| n.is_connected()).then_some(())
+    })
+    .await
+    .expect("node-sim's nodes log in with their accounts");
     let bridge = App::build(Settings::from_vars(bridge_vars)?).await?;
     let url = format!("http://127.0.0.1:{}", bridge.port());
     tokio::spawn(bridge.run_until_stopped(stop.clone()));

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod dynsec;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
