@@ -254,3 +254,45 @@ def test_nul_in_a_concurrent_batch_fails_only_the_bad_requests(api, db, seeded, 
     for _, body, _ in valid[:3]:
         assert api.wait_status(body["cmd_id"], FINAL, LIFECYCLE_TIMEOUT)["status"] in FINAL
     assert_all_healthy(services)
+
+
+# ------------------------------------------------------------------ clients that hang up
+
+
+def test_a_client_hanging_up_never_leaves_a_command_queued(api, db, seeded, services):
+    """64 clients at a time send a command and close their connection without
+    waiting for the answer: every command the bridge wrote is still sent and
+    recorded (SENT or later with its sent_at, or SEND_FAILED), none stays QUEUED."""
+    import socket
+    from urllib.parse import urlparse
+
+    run = uuid.uuid4().hex[:8]
+    url = urlparse(api.base)
+    token = api.headers()["Authorization"]
+
+    def hang_up(i: int) -> None:
+        body = json.dumps({"cmd": "stop", "channel": "pump_acid", "node_uid": "nd-ph-1",
+                           "cmd_id": f"compat-hang-{run}-{i:03}"}).encode()
+        head = (f"POST /bridge/zones/zn-1/commands HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Authorization: {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+            s.sendall(head + body)
+            # Gone before the answer: the request's future is dropped mid-send.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        list(pool.map(hang_up, range(192)))
+
+    def rows():
+        return sql_rows(db, "select cmd_id, status, sent_at is not null from commands "
+                            "where cmd_id like %s", f"compat-hang-{run}-%")
+
+    def settled():
+        current = rows()
+        return current if current and all(s != "QUEUED" for _, s, _ in current) else None
+    settled_rows = wait_until(settled, LIFECYCLE_TIMEOUT, 0.2, "every written command sent or failed")
+    unsent = [(c, s) for c, s, sent in settled_rows if not sent and s != "SEND_FAILED"]
+    assert unsent == [], f"delivered without a sent_at: {unsent[:5]}"
+    assert len({c for c, _, _ in settled_rows}) == len(settled_rows), "a command was written twice"
+    assert_all_healthy(services)

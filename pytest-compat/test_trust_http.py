@@ -21,6 +21,7 @@ import requests
 from conftest import (
     API_TOKEN,
     BASE_DATABASE_URL,
+    BIN_DIR,
     MQTT_HOST,
     MQTT_PORT,
     SESSION,
@@ -352,3 +353,36 @@ def test_every_service_is_healthy_afterwards(all_services):
         assert svc.proc.poll() is None, f"{name} exited:\n{svc.log_tail()}"
         r = requests.get(svc.url + "/health", timeout=TIMEOUT)
         assert r.status_code == 200, f"{name}: {r.status_code} {r.text}"
+
+
+# ------------------------------------------------------------------ production
+
+
+SERVICES = ["mqtt-bridge", "history-logger", "device-registry", "broker-registry", "failover",
+            "automation-engine", "scheduler", "node-sim"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_production_refuses_dev_defaults(name):
+    """HYDRO_ENV=production with the development defaults (no MQTT login, the
+    database password `hydro`, the default node secret, no API token): the
+    service exits before it serves anything, naming what to set, printing no
+    secret."""
+    import os
+    import subprocess
+    binary = BIN_DIR / name
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MQTT_", "BRIDGE_", "DEVICE_", "BROKER_REGISTRY_", "SIM_API",
+                                "NODE_DEFAULT_SECRET", "PG_", "DATABASE_URL"))}
+    env.update({"HYDRO_ENV": "production", "HTTP_PORT": "0", "RUST_LOG": "info",
+                "RUST_BACKTRACE": "0",
+                "DATABASE_URL": "postgres://hydro:hydro@127.0.0.1:5432/hydro_dev",
+                "MQTT_HOST": MQTT_HOST, "MQTT_PORT": str(MQTT_PORT)})
+    done = subprocess.run([str(binary)], env=env, capture_output=True, timeout=60)
+    out = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode != 0, f"{name} started in production on dev defaults:\n{out[-2000:]}"
+    assert "HYDRO_ENV=production refuses" in out, out[-2000:]
+    if name != "history-logger":  # the others sign commands or serve an API token
+        assert "NODE_DEFAULT_SECRET" in out or "API_TOKEN" in out, out[-2000:]
+    if name != "node-sim":  # its nodes log in with their own accounts; it seeds only when asked
+        assert "MQTT_USER" in out and "DATABASE_URL" in out, out[-2000:]

@@ -222,3 +222,57 @@ def test_an_oversized_publish_is_refused_at_the_broker(services, seeded, db):
         publisher.close()
     assert_stored_once(db, sent)
     all_healthy(services)
+
+
+def node_login(db, uid: str) -> tuple[str, str, str]:
+    """(zone uid, username, password) of a seeded node's own broker account."""
+    rows = sql_rows(db, "select z.uid, n.mqtt_password from nodes n join zones z on z.id = n.zone_id "
+                        "where n.uid = %s", uid)
+    assert rows and rows[0][1], f"{uid} has no broker account"
+    return rows[0][0], uid, rows[0][1]
+
+
+def test_a_node_account_may_use_only_its_own_topics(services, seeded, db, clients):
+    # nd-ph-2 logs in as itself (a second connection beside node-sim's one).
+    zone2, user, password = node_login(db, "nd-ph-2")
+    zone1, _, _ = node_login(db, "nd-ph-1")
+    own = f"hydro/{seeded}/{zone2}/nd-ph-2"
+    other = f"hydro/{seeded}/{zone1}/nd-ph-1"
+    # A backend watcher sees what reaches the other node's downlink.
+    watcher = clients(prefix="compat-watch")
+    assert watcher.connect() == 0
+    for topic in (f"{other}/+/command", f"{other}/config", "nodes/nd-ph-1/config/update"):
+        assert watcher.subscribe(topic) == 1
+    time.sleep(0.5)
+    retained = watcher.topics()  # anything retained there from before
+
+    node = clients(user=user, password=password, prefix="compat-node")
+    assert node.connect() == 0, "a node logs in with its own account"
+    # Its own downlink: granted. Anyone else's, the whole tree, a shared group: refused.
+    assert node.subscribe(f"{own}/+/command") == 1
+    assert node.subscribe(f"{own}/config") == 1
+    for topic in (f"{other}/+/command", f"{other}/config", "nodes/nd-ph-1/config/update",
+                  "hydro/#", f"$share/{SESSION}/hydro/#", f"$share/compat-{SESSION}/hydro/+/+/+/+/telemetry"):
+        assert node.subscribe(topic) == NOT_AUTHORIZED, topic
+
+    # It cannot speak for another node, nor send commands, configs or moves …
+    base = 1_600_000_000 + random.randrange(10_000_000)
+    forged = json.dumps({"metric_type": "PH", "value": 6.5, "ts": base})
+    node.publish(f"{other}/ph_sensor/telemetry", forged)
+    node.publish(f"{other}/pump_acid/command", json.dumps({"cmd": "dose", "cmd_id": "forged"}))
+    node.publish(f"{other}/config", "{}")
+    node.publish("nodes/nd-ph-1/config/update", json.dumps({"mqtt_broker": "mqtt://127.0.0.1:1"}))
+    # … while its own readings land exactly once.
+    channel = sql_rows(db, """select c.channel from node_channels c join nodes n on n.id = c.node_id
+                              where n.uid = 'nd-ph-2' and c.metric_type = 'PH'""")[0][0]
+    mine = [base + 1, base + 2, base + 3]
+    for i, ts in enumerate(mine):
+        node.publish(f"{own}/{channel}/telemetry",
+                     json.dumps({"metric_type": "PH", "value": 6.0 + i / 10, "ts": ts}))
+    wait_until(lambda: all(samples_at(db, "nd-ph-2", channel, ts) for ts in mine) or None,
+               30, 0.2, "nd-ph-2's own readings stored")
+    assert [samples_at(db, "nd-ph-2", channel, ts) for ts in mine] == [1, 1, 1]
+    assert samples_at(db, "nd-ph-1", "ph_sensor", base) == 0, "a forged reading was stored"
+    time.sleep(1)
+    assert watcher.topics() == retained, f"forged downlink got through: {watcher.topics()}"
+    all_healthy(services)

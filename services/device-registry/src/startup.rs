@@ -55,6 +55,15 @@ impl App {
                 name: "DEVICE_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
                 value: api_token,
             },
+            // Without it no node gets its own broker account.
+            Uses::Secret {
+                name: "MQTT_ADMIN_PASS (with MQTT_ADMIN_USER)",
+                value: device.admin_login().map(|(_, pass)| pass),
+            },
+            Uses::Secret {
+                name: "MQTT_PROVISION_PASS",
+                value: device.mqtt_provision_pass.as_ref(),
+            },
         ])?;
         let stop = CancellationToken::new();
         let token = ApiToken::from_secret(api_token);
