@@ -170,6 +170,7 @@ async fn on_target_stale_unstable_and_missing_readings_get_no_dose() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reading_from_the_future_is_never_dosed_against() {
     // zn-1: nd-ph-1; zn-2: nd-ph-2.
+    let before = future_reading_skips();
     let w = world(2, 2, &[]).await;
     let pool = &w.db.pool;
     let ahead = Duration::minutes(-10);
@@ -213,16 +214,27 @@ async fn a_reading_from_the_future_is_never_dosed_against() {
         0,
         "nothing dosed against a future reading"
     );
-    let metrics = common::http::metrics_handle().render();
-    let counted: f64 = metrics
+    let counted = future_reading_skips() - before;
+    assert!(
+        counted >= 1.0,
+        "future_reading counted: {counted}\n{}",
+        common::http::metrics_handle().render()
+    );
+}
+
+/// `automation_decisions_total{decision="future_reading"}` of this process,
+/// whatever the quantity. Only the test with a reading from the future
+/// records it in this binary; it reads a delta around its own cycles.
+fn future_reading_skips() -> f64 {
+    common::http::metrics_handle()
+        .render()
         .lines()
         .filter(|l| {
             l.starts_with(common::metrics::AUTOMATION_DECISIONS)
                 && l.contains(r#"decision="future_reading""#)
         })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
-    assert!(counted >= 1.0, "future_reading counted:\n{metrics}");
+        .sum()
 }
 
 /// The node never answers: the first dose stays SENT and nothing more is
@@ -337,82 +349,4 @@ async fn phases_advance_and_recipes_complete() {
             .unwrap();
     assert_eq!(status, "COMPLETED");
     assert_eq!(events(pool, "zn-1", "RECIPE_PHASE_ADVANCED").await.len(), 1);
-}
-
-/// A zone with a typo in its overrides is an error (event, metric, alert at
-/// over 10 % of the zones); the other zone is dosed; the fix resolves it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_zone_is_an_error_and_the_others_proceed() {
-    let w = world(2, 2, &[]).await;
-    let pool = &w.db.pool;
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"deadband": 0.1}}}),
-    )
-    .await;
-    ph(pool, "nd-ph-1", 6.8).await;
-    ph(pool, "nd-ph-2", 6.8).await;
-    for zone in ["zn-1", "zn-2"] {
-        start_recipe(
-            pool,
-            zone,
-            &[(48.0, json!({"ph": setpoint(5.8)}))],
-            Duration::zero(),
-        )
-        .await;
-    }
-    let error = eventually(WAIT, || async {
-        events(pool, "zn-1", "AUTOMATION_ERROR").await.pop()
-    })
-    .await
-    .expect("zn-1's error is an event");
-    assert!(
-        error["error"]
-            .as_str()
-            .unwrap()
-            .contains("capabilities.automation.ph.deadband: unknown key"),
-        "{error}"
-    );
-    let dosed = wait_count(
-        pool,
-        "SELECT count(*) FROM commands c JOIN zones z ON z.id = c.zone_id \
-         WHERE c.source = 'automation' AND z.uid = 'zn-2'",
-        1,
-    )
-    .await;
-    assert_eq!(dosed, 1, "zn-2 is dosed all the same");
-    let active =
-        "SELECT count(*) FROM alerts WHERE type = 'automation_zone_errors' AND status = 'ACTIVE'";
-    assert_eq!(
-        wait_count(pool, active, 1).await,
-        1,
-        "1 of 2 zones failing raises the alert"
-    );
-    let metrics = reqwest::get(format!("{}/metrics", w.engine_url.as_deref().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("zone_processing_errors_total{zone=\"zn-1\"}"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("optimal_concurrency"), "{metrics}");
-
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"dead_band": 0.1}}}),
-    )
-    .await;
-    let resolved =
-        "SELECT count(*) FROM alerts WHERE type = 'automation_zone_errors' AND status = 'RESOLVED'";
-    assert_eq!(
-        wait_count(pool, resolved, 1).await,
-        1,
-        "a clean cycle resolves it"
-    );
-    assert_eq!(count(pool, active).await, 0);
 }

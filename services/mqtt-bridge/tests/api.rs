@@ -410,27 +410,3 @@ async fn unanswered_command_times_out() {
         .collect();
     assert_eq!(history, ["QUEUED", "SENT", "TIMEOUT"]);
 }
-
-#[tokio::test]
-async fn metrics_count_requests_and_final_statuses() {
-    let app = spawn_app_with(&[("COMMAND_TIMEOUT_SEC", "1")]).await;
-    app.post(
-        "/bridge/zones/zn-b/commands",
-        json!({"cmd":"stop","channel":"pump_nutrients","cmd_id":"m-1"}),
-    )
-    .await;
-    app.wait_status("m-1", "TIMEOUT").await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(text.contains("http_requests_total{"), "{text}");
-    assert!(text.contains(r#"route="/bridge/zones/{zone_id}/commands""#));
-    assert!(text.contains("commands_finished_total{status=\"TIMEOUT\"}"));
-    assert!(text.contains("http_request_duration_seconds_bucket"));
-}

@@ -111,12 +111,18 @@ impl World {
 
 /// `HH:MM` (UTC, the seeded greenhouse's zone) of now + `offset`.
 pub fn hhmm(offset: chrono::Duration) -> String {
-    (Utc::now() + offset).format("%H:%M").to_string()
+    hhmm_at(Utc::now(), offset)
 }
 
-/// The instant of the slot `HH:MM` of now + `offset` (today or yesterday).
-pub fn slot_of(offset: chrono::Duration) -> DateTime<Utc> {
-    let t = Utc::now() + offset;
+/// `HH:MM` of `now` + `offset`: with [`slot_of`] and the same `now`, the
+/// schedule written and the slots expected agree across a minute boundary.
+pub fn hhmm_at(now: DateTime<Utc>, offset: chrono::Duration) -> String {
+    (now + offset).format("%H:%M").to_string()
+}
+
+/// The instant of the slot `HH:MM` of `now` + `offset` (today or yesterday).
+pub fn slot_of(now: DateTime<Utc>, offset: chrono::Duration) -> DateTime<Utc> {
+    let t = now + offset;
     t.date_naive()
         .and_hms_opt(chrono::Timelike::hour(&t), chrono::Timelike::minute(&t), 0)
         .unwrap()
