@@ -26,7 +26,7 @@
 //! RUST_LOG, `warn`); the logger gets TELEMETRY_BATCH_SIZE /
 //! TELEMETRY_FLUSH_MS / PG_MAX_CONNECTIONS from the environment if set.
 //! BENCH_GOAL_RATE, BENCH_GOAL_P99_MS and BENCH_GOAL_RSS_MB move the goals
-//! (a deliberately missed run: BENCH_RATE=5000 BENCH_SECONDS=15 is far below
+//! (a deliberately missed run: BENCH_RATE=3000 BENCH_SECONDS=15 is far below
 //! the 20000 msg/s goal and exits non-zero).
 
 use std::collections::BTreeMap;
