@@ -193,11 +193,23 @@ impl Cluster {
             ("SIM_HEARTBEAT_INTERVAL_MS", "5000".to_owned()),
         ]);
         let sim_vars = vars(&base, &sim_more);
-        let sim = node_sim::App::build(
-            node_sim::SimSettings::from_vars(sim_vars.clone())?,
-            Settings::from_vars(sim_vars)?,
-        )
-        .await?;
+        let sim_settings = node_sim::SimSettings::from_vars(sim_vars.clone())?;
+        if !options.fast {
+            // The benchmark's default timings: seed first and give every node
+            // its broker account before node-sim starts them (seeding again in
+            // its start-up changes nothing). A node refused at first would
+            // wait out the default fallback delay and never settle in time.
+            node_sim::seed::seed(
+                &db.pool,
+                &node_sim::layout::layout(&sim_settings),
+                &sim_settings.greenhouse,
+            )
+            .await?;
+            for broker in &brokers {
+                broker.sync_node_accounts(&db.pool).await;
+            }
+        }
+        let sim = node_sim::App::build(sim_settings, Settings::from_vars(sim_vars)?).await?;
         for broker in &brokers {
             broker.sync_node_accounts(&db.pool).await;
         }
