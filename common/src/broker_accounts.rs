@@ -509,16 +509,22 @@ impl Admin {
         self.connection.broker_id()
     }
 
-    /// Every account of the broker: username → (text name, roles).
-    async fn list_clients(&self) -> Result<BTreeMap<String, Existing>, AccountsError> {
-        let mut all = BTreeMap::new();
-        let mut offset = 0;
+    /// Every item under `key` of a paged `list…` command (`listClients`,
+    /// `listRoles`), `page` at a time.
+    async fn list_all(
+        &self,
+        command: &str,
+        key: &str,
+        page: usize,
+        verbose: bool,
+    ) -> Result<Vec<Value>, AccountsError> {
+        let mut all = Vec::new();
         loop {
             let results = self
                 .responses
                 .execute(
                     &self.connection,
-                    vec![json!({"command": "listClients", "verbose": true, "count": LIST_PAGE, "offset": offset})],
+                    vec![json!({"command": command, "verbose": verbose, "count": page, "offset": all.len()})],
                 )
                 .await?;
             let r = results.into_iter().next().expect("one result");
@@ -528,79 +534,65 @@ impl Admin {
                     error,
                 });
             }
-            let data = r.data.unwrap_or_default();
-            let clients = data
-                .get("clients")
-                .and_then(Value::as_array)
-                .ok_or_else(|| AccountsError::BadResponse("listClients without clients".into()))?;
-            for c in clients {
-                let Some(username) = c.get("username").and_then(Value::as_str) else {
-                    continue;
-                };
-                let roles = c
-                    .get("roles")
-                    .and_then(Value::as_array)
-                    .map(|rs| {
-                        rs.iter()
-                            .filter_map(|r| r.get("rolename").and_then(Value::as_str))
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let textname = c
-                    .get("textname")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                all.insert(username.to_owned(), Existing { textname, roles });
-            }
+            let mut data = r.data.unwrap_or_default();
             let total = data.get("totalCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-            offset += clients.len();
-            if clients.is_empty() || offset >= total {
+            let Some(Value::Array(items)) = data.get_mut(key).map(Value::take) else {
+                return Err(AccountsError::BadResponse(format!(
+                    "{command} without {key}"
+                )));
+            };
+            let done = items.is_empty();
+            all.extend(items);
+            if done || all.len() >= total {
                 return Ok(all);
             }
         }
     }
 
-    /// Every role name of the broker.
-    async fn list_roles(&self) -> Result<BTreeSet<String>, AccountsError> {
-        let mut all = BTreeSet::new();
-        let mut offset = 0;
-        loop {
-            let results = self
-                .responses
-                .execute(
-                    &self.connection,
-                    vec![json!({"command": "listRoles", "count": LIST_PAGE * 4, "offset": offset})],
-                )
-                .await?;
-            let r = results.into_iter().next().expect("one result");
-            if let Some(error) = r.error {
-                return Err(AccountsError::Command {
-                    command: r.command,
-                    error,
-                });
-            }
-            let data = r.data.unwrap_or_default();
-            let roles = data
+    /// Every account of the broker: username → (text name, roles).
+    async fn list_clients(&self) -> Result<BTreeMap<String, Existing>, AccountsError> {
+        let mut all = BTreeMap::new();
+        for c in self
+            .list_all("listClients", "clients", LIST_PAGE, true)
+            .await?
+        {
+            let Some(username) = c.get("username").and_then(Value::as_str) else {
+                continue;
+            };
+            let roles = c
                 .get("roles")
                 .and_then(Value::as_array)
-                .ok_or_else(|| AccountsError::BadResponse("listRoles without roles".into()))?;
-            for role in roles {
-                // Non-verbose lists are names; verbose ones objects.
-                let name = role
-                    .as_str()
-                    .or_else(|| role.get("rolename").and_then(Value::as_str));
-                if let Some(name) = name {
-                    all.insert(name.to_owned());
-                }
-            }
-            let total = data.get("totalCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-            offset += roles.len();
-            if roles.is_empty() || offset >= total {
-                return Ok(all);
-            }
+                .map(|rs| {
+                    rs.iter()
+                        .filter_map(|r| r.get("rolename").and_then(Value::as_str))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let textname = c
+                .get("textname")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            all.insert(username.to_owned(), Existing { textname, roles });
         }
+        Ok(all)
+    }
+
+    /// Every role name of the broker.
+    async fn list_roles(&self) -> Result<BTreeSet<String>, AccountsError> {
+        let roles = self
+            .list_all("listRoles", "roles", LIST_PAGE * 4, false)
+            .await?;
+        // Non-verbose lists are names; verbose ones objects.
+        Ok(roles
+            .iter()
+            .filter_map(|role| {
+                role.as_str()
+                    .or_else(|| role.get("rolename").and_then(Value::as_str))
+            })
+            .map(str::to_owned)
+            .collect())
     }
 
     /// The ACLs role `role` has now.
