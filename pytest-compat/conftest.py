@@ -170,10 +170,9 @@ def start_service(name: str, log_dir: Path, env: dict[str, str]) -> Service:
     return svc
 
 
-@pytest.fixture(scope="session")
-def database_url():
-    """A fresh database for this run, dropped at the end."""
-    dbname = f"hydro_compat_{uuid.uuid4().hex[:12]}"
+def fresh_database(prefix: str):
+    """Creates database `{prefix}_<random>`, yields its URL, drops it after."""
+    dbname = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     try:
@@ -181,6 +180,12 @@ def database_url():
     finally:
         with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A fresh database for this run, dropped at the end."""
+    yield from fresh_database("hydro_compat")
 
 
 @pytest.fixture(scope="session")

@@ -20,15 +20,14 @@ import requests
 
 from conftest import (
     API_TOKEN,
-    BASE_DATABASE_URL,
     BIN_DIR,
     MQTT_HOST,
     MQTT_PORT,
     SESSION,
     _common_env,
+    fresh_database,
     sql_rows,
     start_service,
-    with_database,
 )
 
 REGISTRY_TOKEN = f"compat-registry-{uuid.uuid4().hex}"
@@ -67,14 +66,7 @@ def assert_json_error(r: requests.Response, status: int, code: str | None = None
 @pytest.fixture(scope="module")
 def registry_db_url():
     """A database of broker-registry's own, dropped at the end."""
-    dbname = f"hydro_compat_trust_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    try:
-        yield with_database(BASE_DATABASE_URL, dbname)
-    finally:
-        with psycopg.connect(BASE_DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    yield from fresh_database("hydro_compat_trust")
 
 
 @pytest.fixture(scope="module")
