@@ -642,9 +642,12 @@ const ACL_TYPES: &[&str] = &[
 /// the account's own role does not allow (deploy/mosquitto/roles.json).
 pub const FLOOR_ROLE: &str = "hydro-floor";
 
+/// The floor's priority on an account: below its own role (0), so checked last.
+pub const FLOOR_PRIORITY: i32 = -100;
+
 /// A node account's roles: its own, then the floor (checked last).
 fn client_roles(role: &str) -> Value {
-    json!([{"rolename": role, "priority": 0}, {"rolename": FLOOR_ROLE, "priority": -100}])
+    json!([{"rolename": role, "priority": 0}, {"rolename": FLOOR_ROLE, "priority": FLOOR_PRIORITY}])
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -452,6 +452,7 @@ fn dynsec_file(admin: &Credentials, backend: &Credentials, provision: &Credentia
             other => panic!("roles.json: unexpected command {other:?}"),
         }
     }
+    use crate::broker_accounts::{FLOOR_PRIORITY, FLOOR_ROLE};
     let client = |who: &Credentials, roles: &[(&str, i32)]| {
         let salt: [u8; 12] = rand::random();
         json!({
@@ -468,8 +469,8 @@ fn dynsec_file(admin: &Credentials, backend: &Credentials, provision: &Credentia
     let file = json!({
         "clients": [
             client(admin, &[("admin", 0)]),
-            client(backend, &[("hydro-backend", 0), ("hydro-floor", -100)]),
-            client(provision, &[("hydro-provision", 0), ("hydro-floor", -100)]),
+            client(backend, &[("hydro-backend", 0), (FLOOR_ROLE, FLOOR_PRIORITY)]),
+            client(provision, &[("hydro-provision", 0), (FLOOR_ROLE, FLOOR_PRIORITY)]),
         ],
         "roles": roles,
         "defaultACLAccess": default_access,
