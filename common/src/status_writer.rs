@@ -6,10 +6,12 @@
 //! same rows (a node often answers ACK before its SENT mark is written): a
 //! SENT mark and the node's ACK usually fold into the same statement. The
 //! rules of [`crate::command_status`] hold in SQL: a status only moves to a
-//! higher rank; a late SENT mark still fills in `sent_at`, never later than
-//! the node's answer (the mark's clock is read after the broker's PUBACK,
-//! which can come after the node's ACK); the first final status wins with
-//! its details.
+//! higher rank; a late SENT mark still fills in `sent_at`; the first final
+//! status wins with its details. The times keep their order whichever is
+//! written first: `sent_at` is never after the node's answers and `ack_at`
+//! never after `finished_at`. The SENT mark's clock is read after the
+//! broker's PUBACK, which can come after the node's ACK arrived, so an answer
+//! dated earlier pulls the mark back to it.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -99,6 +101,10 @@ static APPLY_SQL: LazyLock<String> = LazyLock::new(|| {
     let old = rank_sql("c.status");
     let moves = format!("{new} > {old}");
     let finishes = format!("{new} = 3 AND {old} < 3");
+    // The row's times after this update, before ordering them.
+    let finished = format!("CASE WHEN {finishes} THEN v.finished_at ELSE c.finished_at END");
+    let acked = "COALESCE(c.ack_at, v.ack_at)";
+    let sent = "COALESCE(c.sent_at, v.sent_at)";
     // Rows are locked in cmd_id order, as every multi-row writer of `commands`
     // does, so it cannot deadlock with the sweeper.
     format!(
@@ -108,10 +114,9 @@ static APPLY_SQL: LazyLock<String> = LazyLock::new(|| {
               locked AS (SELECT c.cmd_id FROM commands c JOIN v ON v.cmd_id = c.cmd_id ORDER BY c.cmd_id FOR UPDATE OF c) \
          UPDATE commands c SET \
              status = CASE WHEN {moves} THEN v.status ELSE c.status END, \
-             sent_at = COALESCE(c.sent_at, CASE WHEN v.sent_at IS NOT NULL THEN \
-                 LEAST(v.sent_at, COALESCE(c.ack_at, v.ack_at), COALESCE(c.finished_at, v.finished_at)) END), \
-             ack_at = COALESCE(c.ack_at, v.ack_at), \
-             finished_at = CASE WHEN {finishes} THEN v.finished_at ELSE c.finished_at END, \
+             sent_at = CASE WHEN {sent} IS NOT NULL THEN LEAST({sent}, {acked}, {finished}) END, \
+             ack_at = CASE WHEN {acked} IS NOT NULL THEN LEAST({acked}, {finished}) END, \
+             finished_at = {finished}, \
              error_code = CASE WHEN {finishes} THEN v.error_code ELSE c.error_code END, \
              error_message = CASE WHEN {finishes} THEN v.error_message ELSE c.error_message END, \
              result = CASE WHEN {finishes} THEN v.result ELSE c.result END \
