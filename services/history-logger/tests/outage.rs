@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use common::testing::TcpProxy;
-use helpers::{TELEMETRY_ROWS, World, publish, reading, redis_url};
+use helpers::{TELEMETRY_ROWS, World, proxied_redis, publish, reading};
 use sqlx::postgres::PgConnectOptions;
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
@@ -71,15 +71,7 @@ async fn postgres_unreachable_for_3s_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_unreachable_for_3s_loses_nothing() {
     let world = World::new().await;
-    let url = redis_url();
-    let (host, port) = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_owned(), p.parse::<u16>().expect("redis port")))
-        .expect("REDIS_URL is redis://host:port");
-    let proxy = TcpProxy::start((host, port)).await;
-    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    let (proxy, proxied) = proxied_redis().await;
     let running = world.start("hl-a", &[("REDIS_URL", &proxied)]).await;
     stream_through_an_outage(&world, &proxy, running.port, "redis").await;
 }

@@ -186,6 +186,20 @@ impl World {
     }
 }
 
+/// A proxy to the test Redis, and the `REDIS_URL` through it.
+pub async fn proxied_redis() -> (common::testing::TcpProxy, String) {
+    let url = redis_url();
+    let (host, port) = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.parse::<u16>().expect("redis port")))
+        .expect("REDIS_URL is redis://host:port");
+    let proxy = common::testing::TcpProxy::start((host, port)).await;
+    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    (proxy, proxied)
+}
+
 /// Waits until the app's broker connections are up and their subscriptions
 /// are in place (a publish after them is answered after them).
 pub async fn settle(app: &App) -> Running {
