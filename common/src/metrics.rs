@@ -79,6 +79,9 @@ pub const UPLINK_RECEIVED: &str = "uplink_received_total";
 pub const TELEMETRY_DROPPED: &str = "telemetry_dropped_total";
 /// Counter: telemetry rows inserted (redeliveries not counted).
 pub const TELEMETRY_INSERTED: &str = "telemetry_inserted_total";
+/// Counter: readings that repeated one already stored (same node, channel,
+/// metric, second, value and raw): a redelivery, absorbed by the row's key.
+pub const TELEMETRY_REDELIVERED: &str = "telemetry_redelivered_total";
 /// Gauge: entries waiting in the uplink queue (Redis stream).
 pub const UPLINK_QUEUE_LENGTH: &str = "uplink_queue_length";
 /// Gauge: age of the oldest entry in the uplink queue, in seconds.

@@ -14,7 +14,8 @@
 //!   duplicated (rows beyond the readings that should land: a duplicate
 //!   delivery stored twice), all must be 0; how many reached history-logger
 //!   more than once (buffer replays after the cut; the store's key absorbed
-//!   them);
+//!   them), and deliveries neither inserted, absorbed nor refused (must be
+//!   0);
 //! - the commands sent to the killed broker's nodes during the move (one
 //!   every 100 ms for 15 s), by final status.
 //!
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::testing::{env_u64, load_average, metric_sum, redis_url};
+use common::testing::{env_u64, load_average, redis_url};
 use common::topics::NodeTopic;
 use deadpool_redis::redis;
 use futures::StreamExt;
@@ -47,16 +48,11 @@ const TARGET: Duration = Duration::from_secs(10);
 const COMMAND_EVERY: Duration = Duration::from_millis(100);
 const COMMAND_SECONDS: u64 = 15;
 
-async fn count(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM telemetry_samples")
-        .fetch_one(pool)
-        .await?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
-    let recorder = common::http::metrics_handle();
+    // Installed before the cluster starts: every service records into it.
+    common::http::metrics_handle();
     let nodes = env_u64("BENCH_NODES", 300) as usize;
     let interval_ms = env_u64("BENCH_INTERVAL_MS", 1_600).max(1_010);
     let warmup = env_u64("BENCH_WARMUP_SECONDS", 10);
@@ -70,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let mut c = Cluster::start(Options {
+        brokers: 3,
         nodes,
         zones: 30,
         failovers: 1,
@@ -185,42 +182,19 @@ async fn main() -> anyhow::Result<()> {
     let left_on_victim = c.nodes_on(victim).await.len();
 
     // Stop the nodes cleanly (what they buffered is sent first), then drain.
-    c.sim_stop.cancel();
-    if let Some(task) = c.sim_task.take() {
-        task.await??;
-    }
-    let text = recorder.render();
-    let generated = metric_sum(&text, node_sim::metrics::TELEMETRY_GENERATED) as i64;
-    let buffer_dropped = metric_sum(&text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED) as i64;
-    let repeated = metric_sum(&text, node_sim::metrics::TELEMETRY_REPEATED_KEYS) as i64;
-    let drain_start = Instant::now();
-    let mut last = -1;
-    let mut still_since = Instant::now();
-    let rows = loop {
-        let n = count(c.pool()).await?;
-        if n != last {
-            last = n;
-            still_since = Instant::now();
-        }
-        if still_since.elapsed() > Duration::from_secs(3)
-            || drain_start.elapsed() > Duration::from_secs(180)
-        {
-            break n;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    let text = recorder.render();
-    let received = metric_sum(&text, "uplink_received_total{kind=\"telemetry\"}") as i64;
+    let ledger = c.stop_nodes_and_drain().await?;
     let ids: Vec<String> = commands.iter().filter_map(|(_, id)| id.clone()).collect();
     let refused = commands.iter().filter(|(s, _)| *s != 200).count();
     let statuses = c.final_statuses(&ids).await;
     let failed_commands = refused + ids.len() - statuses.get("DONE").copied().unwrap_or(0);
 
-    // Readings that should land: made, less those a full buffer dropped
-    // (counted apart), less those repeating a key (the store keeps one).
-    let expected = generated - buffer_dropped - repeated;
-    let lost = (expected - rows).max(0);
-    let duplicated = (rows - expected).max(0);
+    let (expected, lost, duplicated) = (ledger.expected(), ledger.lost(), ledger.duplicated());
+    let (generated, repeated, buffer_dropped, rows) = (
+        ledger.generated,
+        ledger.repeated,
+        ledger.buffer_dropped,
+        ledger.rows,
+    );
     println!();
     println!("killed broker:           {victim}, {} nodes", victims.len());
     match back {
@@ -255,8 +229,10 @@ async fn main() -> anyhow::Result<()> {
         "readings duplicated:     {duplicated} (rows beyond the readings that should land: a delivery stored twice)"
     );
     println!(
-        "delivered more than once to history-logger: {} (replayed after the cut, absorbed by the key)",
-        (received - rows).max(0)
+        "delivered more than once to history-logger: {} (replayed after the cut, absorbed by the key); \
+         deliveries unaccounted for: {}",
+        ledger.redelivered,
+        ledger.unaccounted()
     );
     println!(
         "commands to moving nodes: {} sent, {refused} refused, final {statuses:?}; failed: {failed_commands}",
@@ -293,6 +269,17 @@ async fn main() -> anyhow::Result<()> {
             format!("dropped from full node buffers {buffer_dropped} = 0"),
         ),
         (duplicated == 0, format!("duplicated {duplicated} = 0")),
+        (
+            ledger.unaccounted() == 0,
+            format!(
+                "deliveries unaccounted for {} = 0 (received {} = inserted {} + redelivered {} + refused {})",
+                ledger.unaccounted(),
+                ledger.received,
+                ledger.inserted,
+                ledger.redelivered,
+                ledger.dropped
+            ),
+        ),
     ];
     println!();
     for (ok, what) in &checks {

@@ -8,29 +8,6 @@ use std::time::Duration;
 use common::testing::eventually;
 use helpers::{Cluster, Options, WAIT};
 
-/// Waits until no assignment names `broker`, every node is confirmed on
-/// another broker and connected there, and the failover event is closed.
-async fn wait_failed_over(c: &Cluster, broker: &str) {
-    let done = eventually(WAIT, || async {
-        let rows = c.assignments().await;
-        let moved = rows.iter().all(|(_, b, confirmed)| b != broker && *confirmed);
-        let closed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM failover_events WHERE broker_id = $1 AND finished_at IS NOT NULL)",
-        )
-        .bind(broker)
-        .fetch_one(c.pool())
-        .await
-        .ok()?;
-        (moved && closed).then_some(())
-    })
-    .await;
-    assert!(
-        done.is_some(),
-        "failover of {broker} did not finish: {:?}",
-        c.assignments().await
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
     let mut c = Cluster::start(Options::default())
@@ -53,7 +30,7 @@ async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
         assert_eq!(status, 200, "a command during the move is not refused");
         ids.push(id.expect("command id"));
     }
-    wait_failed_over(&c, victim).await;
+    c.wait_failed_over(victim).await;
 
     assert_eq!(c.broker_status(victim).await, "OFFLINE");
     let (nodes_moved, kind): (i32, String) =
@@ -127,7 +104,7 @@ async fn a_broker_that_recovers_is_not_flapped() {
     c.wait_settled().await;
     let victim = "mqtt3";
     c.broker_mut(victim).kill();
-    wait_failed_over(&c, victim).await;
+    c.wait_failed_over(victim).await;
     c.broker_mut(victim).resume().await;
 
     let good = eventually(WAIT, || async {
@@ -176,7 +153,7 @@ async fn two_failover_instances_never_both_act_and_a_standby_takes_over() {
     let mut c = Cluster::start(options).await.expect("cluster starts");
     c.wait_settled().await;
     c.broker_mut("mqtt2").kill();
-    wait_failed_over(&c, "mqtt2").await;
+    c.wait_failed_over("mqtt2").await;
 
     let first: Vec<(String, i32)> = sqlx::query_as(
         "SELECT details->>'decided_by', nodes_moved FROM failover_events WHERE broker_id = 'mqtt2'",
@@ -201,7 +178,7 @@ async fn two_failover_instances_never_both_act_and_a_standby_takes_over() {
     let (_, token) = c.failovers.iter().find(|(h, _)| *h == actor).unwrap();
     token.cancel();
     c.broker_mut("mqtt3").kill();
-    wait_failed_over(&c, "mqtt3").await;
+    c.wait_failed_over("mqtt3").await;
     let second: String = sqlx::query_scalar(
         "SELECT details->>'decided_by' FROM failover_events WHERE broker_id = 'mqtt3'",
     )

@@ -74,6 +74,9 @@ impl Sample {
 pub struct Outcome {
     /// Rows inserted (redeliveries not counted).
     pub inserted: u64,
+    /// Readings that repeated one already stored or earlier in the batch
+    /// (same key, second, value and raw): redeliveries, absorbed.
+    pub redelivered: u64,
     /// Indexes (into the samples given) of readings refused because another,
     /// different reading of the same key and second is stored (`same_second`);
     /// sorted.
@@ -181,7 +184,12 @@ pub async fn write(conn: &mut PgConnection, samples: &[Sample]) -> Result<Outcom
         ),
     )
     .await?;
-    Ok(Outcome { inserted, refused })
+    let redelivered = (samples.len() - refused.len()) as u64 - inserted;
+    Ok(Outcome {
+        inserted,
+        redelivered,
+        refused,
+    })
 }
 
 /// A stored reading of the rows not inserted, by index into `rows`.

@@ -109,6 +109,8 @@ struct Item<'a> {
 #[derive(Default)]
 struct Written {
     inserted: u64,
+    /// Readings absorbed as redeliveries.
+    redelivered: u64,
     /// Telemetry `ts` of the batch, for the lag histogram.
     sample_ts: Vec<i64>,
     /// Indexes (into the batch's items) of refused messages.
@@ -497,6 +499,7 @@ impl Shared {
             metrics::counter!(m::TELEMETRY_DROPPED, "reason" => r.reason).increment(1);
         }
         metrics::counter!(m::TELEMETRY_INSERTED).increment(written.inserted);
+        metrics::counter!(m::TELEMETRY_REDELIVERED).increment(written.redelivered);
         metrics::histogram!(m::UPLINK_BATCH_SIZE).record(items.len() as f64);
         metrics::histogram!(m::UPLINK_FLUSH_DURATION).record(started.elapsed().as_secs_f64());
         let now_ms = now.timestamp_millis();
@@ -517,6 +520,7 @@ impl Shared {
                     match self.write_items(std::slice::from_ref(item), i).await {
                         Ok(w) => {
                             all.inserted += w.inserted;
+                            all.redelivered += w.redelivered;
                             all.sample_ts.extend(w.sample_ts);
                             all.rejected.extend(w.rejected);
                         }
@@ -701,6 +705,7 @@ impl Shared {
         let mut tx = self.pool.begin().await?;
         let outcome = telemetry::write(&mut tx, &samples).await?;
         written.inserted = outcome.inserted;
+        written.redelivered = outcome.redelivered;
         for (k, s) in samples.iter().enumerate() {
             if outcome.refused.binary_search(&k).is_err() {
                 written.sample_ts.push(s.ts);

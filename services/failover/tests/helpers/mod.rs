@@ -1,7 +1,8 @@
-//! A small greenhouse on three private brokers: a fresh database, the
-//! registry (static assignment), one or more failover instances, the bridge
-//! and node-sim, all in this process on port 0. The failover tests and
-//! `make bench-failover` use it.
+//! A small greenhouse on private brokers (three unless told): a fresh
+//! database, the registry (static assignment), one or more failover
+//! instances, the bridge, node-sim and, when asked, history-logger, all in
+//! this process on port 0. The failover tests and `make bench-failover` use
+//! it.
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
@@ -36,6 +37,8 @@ pub struct Cluster {
 
 /// Knobs of a cluster.
 pub struct Options {
+    /// How many brokers, named from [`BROKER_IDS`] in order (at most three).
+    pub brokers: usize,
     pub nodes: usize,
     pub zones: usize,
     pub failovers: usize,
@@ -52,6 +55,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            brokers: 3,
             nodes: 9,
             zones: 3,
             failovers: 1,
@@ -76,7 +80,12 @@ impl Cluster {
         common::logging::init_for_tests();
         let db = TestDb::new().await;
         let mut brokers = Vec::new();
-        for _ in 0..3 {
+        anyhow::ensure!(
+            (1..=BROKER_IDS.len()).contains(&options.brokers),
+            "1 to {} brokers",
+            BROKER_IDS.len()
+        );
+        for _ in 0..options.brokers {
             brokers.push(TestBroker::start().await);
         }
         let urls: Vec<String> = brokers.iter().map(TestBroker::url).collect();
@@ -277,6 +286,71 @@ impl Cluster {
         );
     }
 
+    /// Waits until no assignment names `broker`, every node is confirmed on
+    /// another broker and connected there, and the failover event is closed.
+    pub async fn wait_failed_over(&self, broker: &str) {
+        let done = eventually(WAIT, || async {
+            let rows = self.assignments().await;
+            let moved = rows.iter().all(|(_, b, confirmed)| b != broker && *confirmed);
+            let closed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM failover_events WHERE broker_id = $1 AND finished_at IS NOT NULL)",
+            )
+            .bind(broker)
+            .fetch_one(self.pool())
+            .await
+            .ok()?;
+            (moved && closed).then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "failover of {broker} did not finish: {:?}",
+            self.assignments().await
+        );
+    }
+
+    /// Stops node-sim cleanly (what the nodes buffered is sent first), waits
+    /// until history-logger has stored everything (no new row for 3 s, at
+    /// most 180 s), and returns the readings' ledger. Its figures come from
+    /// the process-wide metrics recorder: exact only when this process runs
+    /// one cluster.
+    pub async fn stop_nodes_and_drain(&mut self) -> anyhow::Result<Ledger> {
+        self.sim_stop.cancel();
+        if let Some(task) = self.sim_task.take() {
+            task.await??;
+        }
+        let drain_start = std::time::Instant::now();
+        let mut last = -1;
+        let mut still_since = std::time::Instant::now();
+        let rows = loop {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry_samples")
+                .fetch_one(self.pool())
+                .await?;
+            if n != last {
+                last = n;
+                still_since = std::time::Instant::now();
+            }
+            if still_since.elapsed() > Duration::from_secs(3)
+                || drain_start.elapsed() > Duration::from_secs(180)
+            {
+                break n;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let text = common::http::metrics_handle().render();
+        let sum = |name: &str| common::testing::metric_sum(&text, name) as i64;
+        Ok(Ledger {
+            generated: sum(node_sim::metrics::TELEMETRY_GENERATED),
+            buffer_dropped: sum(node_sim::metrics::TELEMETRY_BUFFER_DROPPED),
+            repeated: sum(node_sim::metrics::TELEMETRY_REPEATED_KEYS),
+            rows,
+            received: sum("uplink_received_total{kind=\"telemetry\"}"),
+            inserted: sum(common::metrics::TELEMETRY_INSERTED),
+            redelivered: sum(common::metrics::TELEMETRY_REDELIVERED),
+            dropped: sum(common::metrics::TELEMETRY_DROPPED),
+        })
+    }
+
     /// (node uid, broker, confirmed) for every assignment.
     pub async fn assignments(&self) -> Vec<(String, String, bool)> {
         sqlx::query_as(
@@ -361,6 +435,50 @@ impl Cluster {
             .find(|n| n.uid() == node)
             .expect("node");
         n.spec().channels()[0].channel
+    }
+}
+
+/// What became of the readings the nodes made, from both ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Ledger {
+    /// Readings made by node-sim (each handed to its link once).
+    pub generated: i64,
+    /// Of those, dropped from a full node buffer (never sent).
+    pub buffer_dropped: i64,
+    /// Of those, acknowledged with a key an earlier reading already had
+    /// (the store keeps only the first).
+    pub repeated: i64,
+    /// Rows in `telemetry_samples`.
+    pub rows: i64,
+    /// Telemetry deliveries history-logger received (replays included).
+    pub received: i64,
+    /// Rows history-logger inserted.
+    pub inserted: i64,
+    /// Deliveries of a reading already stored: absorbed by its key.
+    pub redelivered: i64,
+    /// Uplink messages history-logger refused, any reason.
+    pub dropped: i64,
+}
+
+impl Ledger {
+    /// Readings that should land: made, less those a full buffer dropped
+    /// (counted apart), less those repeating a key.
+    pub fn expected(&self) -> i64 {
+        self.generated - self.buffer_dropped - self.repeated
+    }
+
+    pub fn lost(&self) -> i64 {
+        (self.expected() - self.rows).max(0)
+    }
+
+    /// Rows beyond the readings that should land: a delivery stored twice.
+    pub fn duplicated(&self) -> i64 {
+        (self.rows - self.expected()).max(0)
+    }
+
+    /// Deliveries not accounted for as inserted, absorbed or refused.
+    pub fn unaccounted(&self) -> i64 {
+        self.received - self.inserted - self.redelivered - self.dropped
     }
 }
 
