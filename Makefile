@@ -12,6 +12,9 @@ MQTT_PORT ?= 1883
 export DATABASE_URL REDIS_URL MQTT_HOST MQTT_PORT
 
 CARGO ?= cargo
+# `make test` runs each test binary through scripts/test-times.sh (cargo's
+# runner for this host) to report the slowest tests.
+TEST_RUNNER := CARGO_TARGET_$(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p' | tr 'a-z.-' 'A-Z__')_RUNNER
 # Every bench-* target below; `make bench` runs them all.
 BENCH_TARGETS := $(shell sed -n 's/^\(bench-[a-z0-9-]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))
 
@@ -27,10 +30,12 @@ services: ## Install/start PostgreSQL, Redis and the MQTT brokers 1883-1885 (ide
 build: ## Build the workspace, all targets (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: services ## Build, run cargo tests and the pytest-compat suite against the real services
+test: services ## Build, run cargo tests and the pytest-compat suite against the real services; prints the slowest tests
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace
-	scripts/pytest-compat.sh
+	rm -rf target/test-times
+	$(TEST_RUNNER)=$(CURDIR)/scripts/test-times.sh $(CARGO) test --workspace
+	@scripts/test-times.sh --report
+	scripts/pytest-compat.sh --durations=10
 
 pytest-compat: ## Run only pytest-compat/ (needs target/debug/{mqtt-bridge,node-sim})
 	scripts/pytest-compat.sh
