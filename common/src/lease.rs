@@ -108,6 +108,33 @@ impl Fence {
     }
 }
 
+/// A lease a test grants and takes away by hand, through the same fence the
+/// renewal loop drives: no database, no renewal timing. Test-only, so that
+/// users of a [`LeaseGuard`] (e.g. [`crate::leader_ticks`]) can be tested on
+/// a paused clock.
+#[cfg(test)]
+pub(crate) struct ManualLease(Fence);
+
+#[cfg(test)]
+impl ManualLease {
+    /// Not held until [`ManualLease::grant`].
+    pub(crate) fn new() -> (ManualLease, LeaseGuard) {
+        // Long enough that the local deadline never ends a test's hold.
+        let (fence, guard) = Fence::new(Duration::from_secs(24 * 3600));
+        (ManualLease(fence), guard)
+    }
+
+    /// Held from now, as after a successful acquire.
+    pub(crate) fn grant(&self) {
+        self.0.record(Instant::now(), true);
+    }
+
+    /// Lost now, as after a refused renewal.
+    pub(crate) fn revoke(&self) {
+        self.0.drop_hold();
+    }
+}
+
 impl Lease {
     /// `holder` identifies this process (e.g. `mqtt-bridge@host:pid:random`).
     pub fn new(pool: PgPool, name: &str, holder: &str, ttl: Duration) -> Self {

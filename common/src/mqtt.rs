@@ -632,15 +632,32 @@ mod tests {
         }
     }
 
+    /// Each delay, attempt by attempt: 100 ms doubling to the 2 s cap, each
+    /// within about ±1/8 of its step (the jitter), and back to 100 ms after a
+    /// reset. The steps' windows do not overlap, so a delay out of order
+    /// fails; many rounds cover the jitter's range.
     #[test]
-    fn backoff_grows_and_caps() {
+    fn backoff_doubles_from_100_ms_to_2_s_with_an_eighth_of_jitter() {
+        const STEPS_MS: [u64; 8] = [100, 200, 400, 800, 1600, 2000, 2000, 2000];
+        let within = |d: Duration, step: u64| {
+            let ms = d.as_millis() as u64;
+            (step - step / 8..=step - step / 8 + step / 4).contains(&ms)
+        };
         let mut b = Backoff::default();
-        let first = b.next_delay();
-        assert!(first <= Duration::from_millis(200));
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_millis(Backoff::MAX_MS * 9 / 8 + 1));
+        for round in 0..200 {
+            for (attempt, step) in STEPS_MS.iter().enumerate() {
+                let d = b.next_delay();
+                assert!(
+                    within(d, *step),
+                    "round {round}, attempt {attempt}: {d:?} for a {step} ms step"
+                );
+            }
+            b.reset();
         }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(200));
+        // Far past the cap (the shift is bounded), still 2 s.
+        for attempt in 0..100 {
+            let d = b.next_delay();
+            assert!(attempt < 5 || within(d, 2000), "attempt {attempt}: {d:?}");
+        }
     }
 }

@@ -42,10 +42,26 @@ fn account(uid: &str, zone: &str, password: &str) -> NodeAccount {
     }
 }
 
-/// Messages arriving within `wait`, by topic.
-async fn drain(rx: &mut mpsc::Receiver<Inbound>, wait: Duration) -> Vec<String> {
+/// Topics arriving until `expected` has (within 10 s), then any more within
+/// `quiet`: what must arrive is waited for, not given a fixed window; what
+/// must not arrive has `quiet` to show itself.
+async fn receive_until(
+    rx: &mut mpsc::Receiver<Inbound>,
+    expected: &str,
+    quiet: Duration,
+) -> Vec<String> {
     let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = rx.recv().await {
+            let done = m.topic == expected;
+            got.push(m.topic);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + quiet;
     while let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await {
         got.push(m.topic);
     }
@@ -96,6 +112,12 @@ async fn a_node_account_uses_its_own_topics_only() {
         .wait_connected(Duration::from_secs(10))
         .await
         .unwrap();
+    // Its subscription is made right after CONNACK, and the broker handles
+    // a client's packets in order: after this PUBACK it is in place.
+    watcher
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
 
     let (a_tx, mut a_rx) = mpsc::channel(100);
     let a = login(&broker, "nd-a", PW_A, Some(a_tx), &stop);
@@ -105,11 +127,10 @@ async fn a_node_account_uses_its_own_topics_only() {
         .unwrap();
     a.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
     a.wait_connected(Duration::from_secs(10)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    a.publish("hydro/gh-1/zn-1/nd-a/ph_sensor/telemetry", "{}", false)
-        .await
-        .expect("own telemetry");
+    // Answered after its subscriptions (in order): they are settled from here.
+    let own = "hydro/gh-1/zn-1/nd-a/ph_sensor/telemetry";
+    a.publish(own, "{}", false).await.expect("own telemetry");
     for forged in [
         "hydro/gh-1/zn-2/nd-b/ph_sensor/telemetry",
         "hydro/gh-1/zn-2/nd-a/ph_sensor/telemetry",
@@ -126,21 +147,19 @@ async fn a_node_account_uses_its_own_topics_only() {
     a.publish("hydro/node_hello", "{}", false)
         .await
         .expect("global hello");
-    let seen = drain(&mut watched, Duration::from_millis(500)).await;
-    assert!(seen.contains(&"hydro/gh-1/zn-1/nd-a/ph_sensor/telemetry".to_owned()));
+    let seen = receive_until(&mut watched, own, Duration::from_millis(500)).await;
+    assert!(seen.contains(&own.to_owned()), "{seen:?}");
     assert!(seen.iter().all(|t| !t.contains("zn-2")), "{seen:?}");
 
     // Commands: its own arrive; another node's never do (subscription refused).
-    backend
-        .publish("hydro/gh-1/zn-1/nd-a/pump/command", "{}", false)
-        .await
-        .unwrap();
+    let own_command = "hydro/gh-1/zn-1/nd-a/pump/command";
+    backend.publish(own_command, "{}", false).await.unwrap();
     backend
         .publish("hydro/gh-1/zn-2/nd-b/pump/command", "{}", false)
         .await
         .unwrap();
-    let got = drain(&mut a_rx, Duration::from_millis(800)).await;
-    assert_eq!(got, vec!["hydro/gh-1/zn-1/nd-a/pump/command".to_owned()]);
+    let got = receive_until(&mut a_rx, own_command, Duration::from_millis(800)).await;
+    assert_eq!(got, vec![own_command.to_owned()]);
     stop.cancel();
 }
 

@@ -6,7 +6,7 @@ mod helpers;
 use std::time::Duration;
 
 use common::testing::eventually;
-use helpers::{Cluster, Options, WAIT};
+use helpers::{Cluster, FAST_SUSPECT_PROBE, Options, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
@@ -94,6 +94,68 @@ async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
     .await
     .unwrap();
     assert_eq!(on_dead, 0);
+}
+
+/// The confirm window on real brokers (the watcher probes through real
+/// connections, so it cannot run on a paused clock): a broker frozen for
+/// less than the window moves nothing, and a dead one is failed over no
+/// sooner than `FAILOVER_CONFIRM_PROBES` suspect probes after its death,
+/// then within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blip_moves_nothing_and_a_death_is_decided_after_the_confirm_window() {
+    // A wide window, so that neither a busy machine nor the blip below can
+    // be mistaken for it: 12 failed probes, 2.5 s at the least.
+    const CONFIRM: u32 = 12;
+    let mut c = Cluster::start(Options {
+        extra: vec![("FAILOVER_CONFIRM_PROBES".into(), CONFIRM.to_string())],
+        ..Options::default()
+    })
+    .await
+    .expect("cluster starts");
+    c.wait_settled().await;
+    let victim = "mqtt3";
+    let offline_or_event = format!(
+        "SELECT (SELECT count(*) FROM failover_events WHERE broker_id = '{victim}') \
+           + (SELECT count(*) FROM broker_status_changes WHERE broker_id = '{victim}' AND to_status = 'OFFLINE')"
+    );
+
+    // A blip: frozen 4 s, each probe times out after 1 s, so at most a few
+    // fail in a row before a good one clears the suspicion.
+    c.broker_mut(victim).freeze(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.broker_mut(victim).freeze(false);
+    // Nothing to wait for: the claim is that nothing happens. Several
+    // suspect periods after the thaw, nothing has.
+    tokio::time::sleep(FAST_SUSPECT_PROBE * CONFIRM).await;
+    assert_eq!(
+        common::testing::count(c.pool(), &offline_or_event).await,
+        0,
+        "a blip shorter than the confirm window failed the broker over"
+    );
+
+    // A death: probes fail at once (no connection), one per suspect period.
+    let killed_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(c.pool())
+        .await
+        .unwrap();
+    c.broker_mut(victim).kill();
+    wait_failed_over(&c, victim).await;
+    let decided_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT started_at FROM failover_events WHERE broker_id = $1")
+            .bind(victim)
+            .fetch_one(c.pool())
+            .await
+            .expect("one failover event");
+    // Each failure after the first two waits a suspect period. The first two
+    // need not: a probe in flight at the kill fails, and the dropped
+    // connection wakes the loop to probe again at once. (`killed_at` is read
+    // before the kill, so a slow machine can only lengthen the gap measured.)
+    let window = FAST_SUSPECT_PROBE * (CONFIRM - 2);
+    let gap = (decided_at - killed_at).to_std().unwrap_or_default();
+    assert!(
+        gap >= window,
+        "decided {gap:?} after the kill, inside the confirm window ({window:?})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

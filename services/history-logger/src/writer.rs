@@ -751,3 +751,20 @@ impl Shared {
         Ok(written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The retry delays exactly: 100 ms doubling, capped at 5 s, for good
+    /// (the shift is bounded, so a long outage does not overflow it).
+    #[test]
+    fn backoff_doubles_from_100_ms_and_stays_at_5_s() {
+        let mut b = Backoff::default();
+        let ms: Vec<u64> = (0..10).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000]);
+        for _ in 0..1000 {
+            assert_eq!(b.next(), Duration::from_secs(5));
+        }
+    }
+}

@@ -44,6 +44,30 @@ async fn a_burst_of_distinct_readings_lands_exactly_once() {
     assert_eq!(last as i64, T0 + n - 1);
 }
 
+/// A telemetry message by node, channel, metric and `ts`: what makes a row.
+type ReadingKey = (String, String, String, i64);
+
+fn reading_key(m: &common::mqtt::Inbound) -> ReadingKey {
+    let t = Telemetry::decode(&m.payload, 0).expect("node-sim follows the contract");
+    let levels: Vec<&str> = m.topic.split('/').collect();
+    (
+        levels[3].to_owned(),
+        levels[4].to_owned(),
+        t.metric_type.as_str().to_owned(),
+        t.ts,
+    )
+}
+
+async fn stored_readings(pool: &sqlx::PgPool) -> Vec<ReadingKey> {
+    sqlx::query_as(
+        "SELECT n.uid, s.channel, s.metric_type, extract(epoch FROM s.ts)::int8
+           FROM telemetry_samples s JOIN nodes n ON n.id = s.node_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_burst_from_node_sim_lands_exactly_once() {
     let world = World::new().await;
@@ -94,35 +118,42 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     sim_stop.cancel();
     let _ = sim_task.await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    watch_stop.cancel();
 
+    // What the watcher saw and what was stored both trail the last
+    // publications by a moment: poll until they agree, not one look after a
+    // pause (a reading the watcher had not yet seen would fail the test).
     let mut expected = HashSet::new();
-    while let Ok(m) = seen_rx.try_recv() {
-        let t = Telemetry::decode(&m.payload, 0).expect("node-sim follows the contract");
-        let levels: Vec<&str> = m.topic.split('/').collect();
-        expected.insert((
-            levels[3].to_owned(),
-            levels[4].to_owned(),
-            t.metric_type.as_str().to_owned(),
-            t.ts,
-        ));
-    }
+    let pool = &world.db.pool;
+    let agreed = common::testing::eventually(Duration::from_secs(30), || {
+        while let Ok(m) = seen_rx.try_recv() {
+            expected.insert(reading_key(&m));
+        }
+        let seen = expected.clone();
+        async move {
+            let stored = stored_readings(pool).await;
+            let once = stored.len() == stored.iter().collect::<HashSet<_>>().len();
+            (once && stored.into_iter().collect::<HashSet<_>>() == seen).then_some(())
+        }
+    })
+    .await;
+    watch_stop.cancel();
     assert!(
         expected.len() >= 20,
         "node-sim published only {}",
         expected.len()
     );
-    let want = expected.len() as i64;
-    assert_eq!(world.wait_count(TELEMETRY_ROWS, want).await, want);
-    let stored: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT n.uid, s.channel, s.metric_type, extract(epoch FROM s.ts)::int8
-           FROM telemetry_samples s JOIN nodes n ON n.id = s.node_id",
-    )
-    .fetch_all(&world.db.pool)
-    .await
-    .unwrap();
-    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), expected);
+    if agreed.is_none() {
+        let stored = stored_readings(pool).await;
+        let rows = stored.len();
+        let stored: HashSet<_> = stored.into_iter().collect();
+        panic!(
+            "not every reading node-sim published was stored exactly once: {} seen, {rows} rows; \
+             never stored {:?}; stored, never seen {:?}",
+            expected.len(),
+            expected.difference(&stored).take(5).collect::<Vec<_>>(),
+            stored.difference(&expected).take(5).collect::<Vec<_>>(),
+        );
+    }
     // The simulated nodes' status and heartbeats reached `nodes` too.
     assert!(
         world

@@ -38,6 +38,21 @@ async fn letters(world: &World, n: usize) -> BTreeMap<String, Vec<Value>> {
     by_reason
 }
 
+/// Waits until `telemetry_dropped_total{reason}` has grown by `n` from
+/// `before`. The counter moves after the batch is acknowledged, a moment
+/// after its dead letters are visible: one look could come in between.
+async fn wait_dropped(reason: &str, before: f64, n: usize) {
+    let counted = eventually(Duration::from_secs(20), || async {
+        (dropped(reason) - before >= n as f64).then_some(())
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "telemetry_dropped_total{{reason=\"{reason}\"}} counted {} of {n}",
+        dropped(reason) - before
+    );
+}
+
 /// `telemetry_dropped_total{reason}` of this process, for `reason`.
 fn dropped(reason: &str) -> f64 {
     let text = common::http::metrics_handle().render();
@@ -125,10 +140,7 @@ async fn every_refused_reading_has_its_reason_and_the_valid_ones_land_once() {
         .collect();
     assert_eq!(got, want);
     for (reason, n) in &want {
-        assert!(
-            dropped(reason) - before[reason] >= *n as f64,
-            "telemetry_dropped_total{{reason=\"{reason}\"}} counted"
-        );
+        wait_dropped(reason, before[reason], *n).await;
     }
     let misrouted = &by_reason["zone_mismatch"][0];
     assert_eq!(
@@ -267,7 +279,7 @@ async fn a_second_reading_of_the_same_second_is_refused_and_counted() {
     want.sort_by(f64::total_cmp);
     assert_eq!(refused, want);
     assert_eq!(by_reason.len(), 1, "{by_reason:?}");
-    assert!(dropped("same_second") - before >= 2.0);
+    wait_dropped("same_second", before, 2).await;
     assert_eq!(stored_at_t().await, vec![kept]);
     // telemetry_last holds the stored row of that second.
     assert_eq!(world.count(agree).await, 1);

@@ -161,9 +161,11 @@ async fn commands_go_where_the_node_is_observed_not_where_it_is_assigned() {
     next(&mut on_1).await;
 }
 
-/// Longer than the bridge's target cache keeps a lookup.
+/// Longer than the bridge's target cache keeps a lookup. Expiry is by the
+/// clock alone, so waiting it out is certain, not a guess at another task's
+/// progress; taken from the bridge so the two cannot drift apart.
 fn mqtt_bridge_cache_ttl() -> Duration {
-    Duration::from_millis(1_200)
+    mqtt_bridge::target_cache::TTL + Duration::from_millis(200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

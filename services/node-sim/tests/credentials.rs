@@ -81,7 +81,13 @@ async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
         )
         .unwrap();
     backend.wait_connected(WAIT).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The subscription is made right after CONNACK and the broker handles a
+    // client's packets in order: this publish's PUBACK means it is in place
+    // (a fixed pause would only make it likely).
+    backend
+        .publish("hydro-probe/settle", "x", false)
+        .await
+        .unwrap();
     let topic = format!("hydro/{gh}/{zone}/{uid}/pump_acid/command");
     let params = json!({"duration_ms": 100}).as_object().cloned().unwrap();
     let good = new_cmd_id();

@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// Generous: the machine running the tests may be slow and busy.
 pub const WAIT: Duration = Duration::from_secs(60);
 pub const BROKER_IDS: [&str; 3] = ["mqtt1", "mqtt2", "mqtt3"];
+/// `FAILOVER_SUSPECT_PROBE_MS` of a fast cluster: the confirm window is
+/// `FAILOVER_CONFIRM_PROBES` of these.
+pub const FAST_SUSPECT_PROBE: Duration = Duration::from_millis(250);
 
 pub struct Cluster {
     pub db: TestDb,
@@ -125,7 +128,10 @@ impl Cluster {
             ]);
             failover_more.extend([
                 ("FAILOVER_PROBE_INTERVAL_MS", "500".to_owned()),
-                ("FAILOVER_SUSPECT_PROBE_MS", "250".to_owned()),
+                (
+                    "FAILOVER_SUSPECT_PROBE_MS",
+                    FAST_SUSPECT_PROBE.as_millis().to_string(),
+                ),
                 ("FAILOVER_RECOVER_PROBES", "4".to_owned()),
             ]);
             sim_more.push(("SIM_FALLBACK_AFTER_MS", "1000".to_owned()));
