@@ -24,7 +24,8 @@ pub enum Turn {
 pub struct LeaderTicks {
     lease: LeaseGuard,
     tick: Interval,
-    leading: bool,
+    /// The lease term the last turn belonged to.
+    led: Option<u64>,
 }
 
 impl LeaderTicks {
@@ -34,7 +35,7 @@ impl LeaderTicks {
         LeaderTicks {
             lease,
             tick,
-            leading: false,
+            led: None,
         }
     }
 
@@ -42,14 +43,16 @@ impl LeaderTicks {
     pub async fn next(&mut self, stop: &CancellationToken) -> Option<Turn> {
         loop {
             if !self.lease.is_held() {
-                self.leading = false;
                 tokio::select! {
                     _ = stop.cancelled() => return None,
                     _ = self.lease.wait_held() => {}
                 }
             }
-            if !self.leading {
-                self.leading = true;
+            // A term this process has not acted in yet: lost and held again
+            // since the last turn, even between two ticks.
+            let term = self.lease.term();
+            if self.led != Some(term) {
+                self.led = Some(term);
                 self.tick.reset();
                 return Some(Turn::Gained);
             }
@@ -57,7 +60,7 @@ impl LeaderTicks {
                 _ = stop.cancelled() => return None,
                 _ = self.tick.tick() => {}
             }
-            if self.lease.is_held() {
+            if self.lease.is_held() && self.lease.term() == term {
                 return Some(Turn::Held);
             }
         }
@@ -168,6 +171,28 @@ mod tests {
         assert_eq!(
             next(&mut ticks, &stop).await,
             (Some(Turn::Held), regained + EVERY)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_and_regained_between_two_ticks_is_a_new_term() {
+        // A standby may have acted in the gap, so the next turn is Gained
+        // (state kept from the old term is stale), not Held.
+        let t0 = Instant::now();
+        let (lease, mut ticks) = held_ticks();
+        let stop = CancellationToken::new();
+        assert_eq!(next(&mut ticks, &stop).await, (Some(Turn::Gained), t0));
+        let l = lease.clone();
+        at(t0 + EVERY / 4, move || l.revoke());
+        let l = lease.clone();
+        at(t0 + EVERY / 2, move || l.grant());
+        assert_eq!(
+            next(&mut ticks, &stop).await,
+            (Some(Turn::Gained), t0 + EVERY)
+        );
+        assert_eq!(
+            next(&mut ticks, &stop).await,
+            (Some(Turn::Held), t0 + EVERY * 2)
         );
     }
 

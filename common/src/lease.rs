@@ -45,10 +45,18 @@ pub fn safety_margin(ttl: Duration) -> Duration {
 /// Until when this process may act: `None` when it does not hold the lease.
 type Deadline = Option<Instant>;
 
+/// What a guard sees: the deadline, and how many terms of holding have
+/// begun (a term ends when the hold is lost or its deadline passes).
+#[derive(Debug, Clone, Copy, Default)]
+struct Hold {
+    until: Deadline,
+    term: u64,
+}
+
 /// Watches whether this process holds the lease.
 #[derive(Debug, Clone)]
 pub struct LeaseGuard {
-    held: watch::Receiver<Deadline>,
+    held: watch::Receiver<Hold>,
 }
 
 fn live(deadline: &Deadline) -> bool {
@@ -60,18 +68,25 @@ impl LeaseGuard {
     /// local deadline (from the last successful acquire or renewal) has not
     /// passed. Turns false by the clock alone, while a renewal hangs.
     pub fn is_held(&self) -> bool {
-        live(&self.held.borrow())
+        live(&self.held.borrow().until)
     }
 
     /// Until when this process may act, if it holds the lease.
     pub fn deadline(&self) -> Option<Instant> {
-        (*self.held.borrow()).filter(|d| Instant::now() < *d)
+        self.held.borrow().until.filter(|d| Instant::now() < *d)
+    }
+
+    /// How many terms of holding have begun. A new term begins whenever the
+    /// lease is held again after being lost or after its deadline passed,
+    /// however short the gap: another instance may have acted in it.
+    pub fn term(&self) -> u64 {
+        self.held.borrow().term
     }
 
     /// Waits until this process holds the lease.
     pub async fn wait_held(&mut self) {
         loop {
-            if self.held.wait_for(live).await.is_err() {
+            if self.held.wait_for(|h| live(&h.until)).await.is_err() {
                 // The lease task is gone: never held again.
                 return std::future::pending().await;
             }
@@ -85,13 +100,13 @@ impl LeaseGuard {
 /// Tracks the local deadline; shared by the lease task and its guards.
 #[derive(Debug)]
 struct Fence {
-    tx: watch::Sender<Deadline>,
+    tx: watch::Sender<Hold>,
     ttl: Duration,
 }
 
 impl Fence {
     fn new(ttl: Duration) -> (Self, LeaseGuard) {
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(Hold::default());
         (Fence { tx, ttl }, LeaseGuard { held: rx })
     }
 
@@ -99,12 +114,17 @@ impl Fence {
     /// this process holds the lease now.
     fn record(&self, sent_at: Instant, held: bool) -> bool {
         let deadline = held.then(|| sent_at + self.ttl - safety_margin(self.ttl));
-        self.tx.send_replace(deadline);
+        self.tx.send_modify(|hold| {
+            if live(&deadline) && !live(&hold.until) {
+                hold.term += 1;
+            }
+            hold.until = deadline;
+        });
         live(&deadline)
     }
 
     fn drop_hold(&self) {
-        self.tx.send_replace(None);
+        self.tx.send_modify(|hold| hold.until = None);
     }
 }
 
@@ -238,7 +258,7 @@ async fn compete<F, Fut>(
         let call = tokio::time::timeout(fence.ttl, attempt());
         tokio::pin!(call);
         let outcome = loop {
-            let deadline = *fence.tx.borrow();
+            let deadline = fence.tx.borrow().until;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break 'run,
