@@ -139,7 +139,7 @@ async fn a_blip_moves_nothing_and_a_death_is_decided_after_the_confirm_window() 
         .await
         .unwrap();
     c.broker_mut(victim).kill();
-    wait_failed_over(&c, victim).await;
+    c.wait_failed_over(victim).await;
     let decided_at: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT started_at FROM failover_events WHERE broker_id = $1")
             .bind(victim)
