@@ -263,6 +263,15 @@ impl NodeLink {
             return false;
         }
         let connection = self.connection();
+        // A reading whose publish failed after the connect's flush (it was in
+        // flight on the connection that died) goes out first, oldest first.
+        if self.buffered() > 0 {
+            self.flush(&connection).await;
+            if self.buffered() > 0 {
+                self.buffer(packet, false);
+                return false;
+            }
+        }
         match connection
             .publish(&packet.topic, packet.payload.clone(), false)
             .await

@@ -4,7 +4,7 @@
 //! their intervals, and the signed commands it receives, answered the way the
 //! hydro2.0 firmware answers them (contract section 3).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -47,6 +47,9 @@ const INBOX_CAPACITY: usize = 1024;
 const NODE_MAX_INFLIGHT: u16 = 32;
 /// How long a clean stop waits for tasks and for the broker to see DISCONNECT.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Acknowledged `ts` kept per channel to spot a repeated key: more than the
+/// readings one channel can have in flight at once.
+const ACKED_TS_KEPT: usize = 16;
 
 /// What every node shares: where to connect, how to sign, how often to talk.
 #[derive(Debug)]
@@ -97,9 +100,11 @@ struct Inner {
     loops: CancellationToken,
     tasks: TaskTracker,
     undecodable_logged: AtomicU64,
-    /// The `ts` of the last telemetry the broker acknowledged, per channel:
-    /// a reading with the same (node, channel, metric, ts) key is stored once.
-    last_telemetry_ts: Mutex<BTreeMap<&'static str, i64>>,
+    /// The `ts` of the latest telemetry the broker acknowledged, per channel
+    /// (the last [`ACKED_TS_KEPT`]): a reading with the same (node, channel,
+    /// metric, ts) key is stored once. Several, because readings are sent
+    /// concurrently and may be acknowledged out of order.
+    acked_ts: Mutex<BTreeMap<&'static str, VecDeque<i64>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,7 +208,7 @@ impl SimNode {
             loops: CancellationToken::new(),
             tasks: TaskTracker::new(),
             undecodable_logged: AtomicU64::new(0),
-            last_telemetry_ts: Mutex::new(BTreeMap::new()),
+            acked_ts: Mutex::new(BTreeMap::new()),
             spec,
             ctx,
             link: node_link,
@@ -379,8 +384,13 @@ impl Inner {
                     let now = Instant::now();
                     lock(&self.physics).step((now - last_step).as_secs_f64(), current_hour());
                     last_step = now;
-                    // Cut off, the readings go to the link's offline buffer.
-                    self.publish_telemetry(None).await;
+                    // Sent beside the loop, as the firmware's MQTT client
+                    // queues a publish and goes on: a publish waiting on a
+                    // dying connection must not stop the next readings
+                    // (cut off, they go to the link's offline buffer).
+                    let node = self.clone();
+                    self.tasks
+                        .spawn(async move { node.publish_telemetry(None).await });
                 }
                 _ = heartbeat.tick() => {
                     if self.link.is_connected() {
@@ -423,13 +433,17 @@ impl Inner {
         let mut ok = 0u64;
         let mut repeated = 0u64;
         {
-            let mut last = lock(&self.last_telemetry_ts);
+            let mut acked = lock(&self.acked_ts);
             for channel in sent.into_iter().flatten() {
                 ok += 1;
-                let previous = last.insert(channel, ts);
-                if previous.is_some_and(|p| p >= ts) {
+                let seen = acked.entry(channel).or_default();
+                if seen.contains(&ts) {
                     repeated += 1;
-                    last.insert(channel, previous.unwrap_or(ts));
+                } else {
+                    seen.push_back(ts);
+                    if seen.len() > ACKED_TS_KEPT {
+                        seen.pop_front();
+                    }
                 }
             }
         }
