@@ -1,11 +1,16 @@
 # Multi-stage build of the hydro services. One image holds every binary; each
 # compose service picks its binary with `command:` (e.g. `command: ["mqtt-bridge"]`).
 #   docker build -t hydro .
-FROM rust:1.88-bookworm AS builder
+# The builder's Rust is the workspace's rust-version (Cargo.toml), the one
+# source of truth: `make test` fails when they differ or when a locked
+# dependency needs a newer compiler (scripts/toolchain-check.py).
+ARG RUST_VERSION=1.95
+FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY common common
 COPY services services
+COPY tests/system tests/system
 COPY migrations migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \

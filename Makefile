@@ -31,6 +31,7 @@ build: ## Build the workspace, all targets (debug)
 	$(CARGO) build --workspace --all-targets
 
 test: services ## Build, run cargo tests and the pytest-compat suite against the real services; prints the slowest tests
+	scripts/toolchain-check.py
 	$(CARGO) build --workspace --all-targets
 	rm -rf target/test-times
 	$(TEST_RUNNER)=$(CURDIR)/scripts/test-times.sh $(CARGO) test --workspace
