@@ -57,3 +57,76 @@ promtool --version 2>&1 | head -1
 promtool check config --lint-fatal deploy/prometheus/prometheus.yml
 # Rule files resolve relative to the test file.
 promtool test rules deploy/prometheus/alerts.test.yml
+
+# The Grafana dashboard: well-formed JSON, every query valid PromQL (checked
+# by promtool as recording rules), and every metric named in it or in the
+# alert rules one of common/src/metrics.rs (or Prometheus's own `up`).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 - deploy/grafana/hydro.json deploy/prometheus/alerts.yml common/src/metrics.rs "$tmp/dashboard-rules.yml" <<'PY'
+import json, re, sys
+
+dashboard, alerts, metrics_rs, rules_out = sys.argv[1:]
+known = set(re.findall(r'pub const [A-Z0-9_]+: &str = "([a-z0-9_]+)";', open(metrics_rs).read()))
+known.add("up")
+
+def panel_exprs(panels):
+    for p in panels:
+        yield from panel_exprs(p.get("panels", []))
+        for t in p.get("targets", []):
+            if t.get("expr"):
+                yield p["title"], t["expr"]
+
+def alert_exprs(path):
+    lines = open(path).read().split("\n")
+    for i, line in enumerate(lines):
+        m = re.match(r"(\s*)expr: (.*)", line)
+        if not m:
+            continue
+        if m.group(2).strip() != "|":
+            yield "alerts.yml:%d" % (i + 1), m.group(2)
+            continue
+        body = []
+        for more in lines[i + 1:]:
+            if more.strip() and len(more) - len(more.lstrip()) <= len(m.group(1)):
+                break
+            body.append(more)
+        yield "alerts.yml:%d" % (i + 1), "\n".join(body)
+
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right",
+            "and", "or", "unless", "offset", "bool", "inf", "nan"}
+
+def metric_names(expr):
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)          # label values
+    expr = re.sub(r"\{[^}]*\}", "", expr)                      # matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)                      # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    for name in re.findall(r"(?<![\w:.])[a-zA-Z_:][\w:]*(?![\w:]|\s*\()", expr):
+        if name.lower() in KEYWORDS or re.fullmatch(r"\d+[smhdwy]", name):
+            continue
+        yield name
+
+try:
+    dash = json.load(open(dashboard))
+except ValueError as e:
+    sys.exit("%s: not JSON: %s" % (dashboard, e))
+queries = list(panel_exprs(dash["panels"]))
+bad = []
+rules = list(alert_exprs(alerts))
+for where, expr in queries + rules:
+    for name in metric_names(expr):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        if name not in known and base not in known:
+            bad.append("%s: unknown metric %s" % (where, name))
+if bad:
+    sys.exit("\n".join(bad))
+with open(rules_out, "w") as f:
+    f.write("groups:\n  - name: dashboard\n    rules:\n")
+    for i, (title, expr) in enumerate(queries):
+        expr = re.sub(r"\$__(rate_interval|interval|range)", "5m", expr)
+        f.write("      - record: dashboard:query:%d\n        expr: %s\n" % (i, json.dumps(expr)))
+print("%s: %d queries, %s: %d expressions; every metric known"
+      % (dashboard, len(queries), alerts, len(rules)))
+PY
+promtool check rules "$tmp/dashboard-rules.yml" >/dev/null
+echo "deploy/grafana/hydro.json: every query is valid PromQL"
