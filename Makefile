@@ -18,7 +18,7 @@ TEST_RUNNER := CARGO_TARGET_$(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p
 # Every bench-* target below; `make bench` runs them all.
 BENCH_TARGETS := $(shell sed -n 's/^\(bench-[a-z0-9-]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))
 
-.PHONY: help services build test pytest-compat up down bench $(BENCH_TARGETS) fmt lint
+.PHONY: help services build test promtool-test pytest-compat up down bench $(BENCH_TARGETS) fmt lint
 
 help: ## List the targets
 	@echo "usage: make TARGET"
@@ -32,11 +32,15 @@ build: ## Build the workspace, all targets (debug)
 
 test: services ## Build, run cargo tests and the pytest-compat suite against the real services; prints the slowest tests
 	scripts/toolchain-check.py
+	scripts/promtool-test.sh
 	$(CARGO) build --workspace --all-targets
 	rm -rf target/test-times
 	$(TEST_RUNNER)=$(CURDIR)/scripts/test-times.sh $(CARGO) test --workspace
 	@scripts/test-times.sh --report
 	scripts/pytest-compat.sh --durations=10
+
+promtool-test: ## Check deploy/prometheus/ (config, alert rules and their unit tests); installs promtool if missing
+	scripts/promtool-test.sh
 
 pytest-compat: ## Run only pytest-compat/ (needs target/debug/{mqtt-bridge,node-sim})
 	scripts/pytest-compat.sh

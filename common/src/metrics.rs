@@ -48,6 +48,10 @@ pub const BROKER_STATUS: &str = "broker_status";
 pub const BROKER_LOAD_INDEX: &str = "broker_load_index";
 /// Gauge, `broker`: nodes assigned to the broker.
 pub const BROKER_NODES: &str = "broker_nodes";
+/// Gauge: nodes bound to a zone (lifecycle `ASSIGNED`) whose last status is
+/// OFFLINE — their last will fired, or they said so. Set by broker-registry's
+/// health monitor each sample.
+pub const NODES_OFFLINE: &str = "nodes_offline";
 /// Histogram, `broker`: round-trip probe latency.
 pub const BROKER_PROBE_DURATION: &str = "broker_probe_duration_seconds";
 /// Counter, `broker`: probes that failed.

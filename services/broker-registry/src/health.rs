@@ -3,7 +3,8 @@
 //! seen since the last sample become one `broker_health_samples` row, the
 //! broker's current figures in `brokers`, its load index and — after two
 //! samples in a row agree — its status (GOOD / DEGRADED / CRITICAL; see
-//! [`crate::load_index`]). Every instance samples (the samples are cheap and
+//! [`crate::load_index`]). It also counts the bound nodes that are OFFLINE
+//! ([`m::NODES_OFFLINE`]). Every instance samples (the samples are cheap and
 //! each instance keeps its own gauges current); only status changes are
 //! written once, by whoever sees them first.
 
@@ -86,6 +87,14 @@ impl Monitor {
         for (id, n) in counts {
             metrics::gauge!(m::BROKER_NODES, "broker" => id).set(n as f64);
         }
+        // Bound nodes only: a node waiting in the temp namespace or
+        // decommissioned going quiet is nobody's alarm.
+        let offline: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM nodes WHERE status = 'OFFLINE' AND lifecycle = 'ASSIGNED'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        metrics::gauge!(m::NODES_OFFLINE).set(offline as f64);
         Ok(())
     }
 
