@@ -73,6 +73,13 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Histogram buckets for [`TELEMETRY_LAG`] (seconds): a reading's way from
+/// the node's clock to the commit spans seconds normally and minutes when
+/// the writer falls behind, which the alert at 60 s must be able to see.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
 // ---------------------------------------------------------------- history-logger
 
 /// Counter, `kind` (topic kind): uplink messages received from the brokers.
