@@ -61,21 +61,22 @@ pub async fn handle(
         true => None,
         false => binds::pending_for_uid(pool, &topic.node).await?,
     };
-    let mut bind_completed = false;
-    if let Some(bind) = pending {
-        if completes(&bind.target(), topic, &report) {
-            bind_completed = binds::complete(pool, &bind).await?;
-            if bind_completed {
-                metrics::counter!(m::DEVICE_BINDS, "outcome" => "completed").increment(1);
-                info!(node = %bind.node_uid, greenhouse = %bind.gh_uid, zone = %bind.zone_uid, broker = broker_id,
-                    "Bind completed: the node reported its config from the target namespace.");
-            }
-        } else {
+    // A report that completes a bind is stored before the bind completes,
+    // so whoever sees the node bound also finds its config.
+    let completing = pending.filter(|bind| {
+        let ok = completes(&bind.target(), topic, &report);
+        if !ok {
             info!(node = %topic.node, topic_zone = %topic.zone, report_zone = %report.zone_uid, target_zone = %bind.zone_uid,
                 "A config_report does not match the node's pending bind; the bind stays pending.");
         }
-    }
-    let (node_id, node_uid) = match store::resolve(pool, &topic.node).await? {
+        ok
+    });
+    let resolved = match &completing {
+        // Its uid is the node's only once the bind completes.
+        Some(bind) => Some((bind.node_id, bind.node_uid.clone())),
+        None => store::resolve(pool, &topic.node).await?,
+    };
+    let (node_id, node_uid) = match resolved {
         Some(found) => found,
         None if topic.is_temp() => {
             let sighting = Sighting {
@@ -115,6 +116,15 @@ pub async fn handle(
     .await?;
     if !skipped.is_empty() {
         info!(node = %node_uid, channels = ?skipped, "Reported channels with a bad name or type were not stored.");
+    }
+    let mut bind_completed = false;
+    if let Some(bind) = completing {
+        bind_completed = binds::complete(pool, &bind).await?;
+        if bind_completed {
+            metrics::counter!(m::DEVICE_BINDS, "outcome" => "completed").increment(1);
+            info!(node = %bind.node_uid, greenhouse = %bind.gh_uid, zone = %bind.zone_uid, broker = broker_id,
+                "Bind completed: the node reported its config from the target namespace.");
+        }
     }
     let move_confirmed = store::confirm_move(pool, node_id, broker_id).await?;
     if move_confirmed {
