@@ -1,10 +1,30 @@
 # Multi-stage build of the hydro services. One image holds every binary; each
 # compose service picks its binary with `command:` (e.g. `command: ["mqtt-bridge"]`).
-#   docker build -t hydro .
+#   docker build -t hydro .                      from source (the default)
+#   docker build --target prebuilt -t hydro .    binaries built on the host,
+#       copied from tests/compose/bin/ (what `make compose-test` does where no
+#       Rust image can be pulled)
 # The builder's Rust is the workspace's rust-version (Cargo.toml), the one
 # source of truth: `make test` fails when they differ or when a locked
 # dependency needs a newer compiler (scripts/toolchain-check.py).
 ARG RUST_VERSION=1.95
+
+# What every service image is: Debian slim, curl for the health check, a
+# user without a home or a shell of its own.
+FROM debian:bookworm-slim AS base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home hydro
+USER hydro
+ENV LOG_FORMAT=json RUST_LOG=info
+# Overridden per service by compose `command:`.
+CMD ["mqtt-bridge"]
+
+# Before the builder, so that `--target prebuilt` never needs a Rust image.
+FROM base AS prebuilt
+COPY tests/compose/bin/ /usr/local/bin/
+
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -19,13 +39,5 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cd target/release \
  && cp mqtt-bridge history-logger automation-engine scheduler broker-registry failover node-sim device-registry /out/
 
-FROM debian:bookworm-slim AS runtime
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home hydro
+FROM base AS runtime
 COPY --from=builder /out/ /usr/local/bin/
-USER hydro
-ENV LOG_FORMAT=json RUST_LOG=info
-# Overridden per service by compose `command:`.
-CMD ["mqtt-bridge"]

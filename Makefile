@@ -39,6 +39,9 @@ test: services ## Build, run cargo tests and the pytest-compat suite against the
 	@scripts/test-times.sh --report
 	scripts/pytest-compat.sh --durations=10
 
+compose-test: ## Both compose files as a user runs them (Docker from Debian; stand-in images where no registry answers): healthy, a command DONE, telemetry, a broker killed with 0 readings lost, down -v clean; prod refused without secrets
+	scripts/compose-test.sh
+
 promtool-test: ## Check deploy/prometheus/ (config, alert rules and their unit tests); installs promtool if missing
 	scripts/promtool-test.sh
 

@@ -28,6 +28,19 @@ use crate::metrics as m;
 /// How often recorded histogram samples are folded into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
+/// The sum of every series of `name` in a Prometheus text (benchmarks, and
+/// node-sim's totals at stop, read their in-process counters this way).
+/// `name` may carry labels: `uplink_received_total{kind="telemetry"}`.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 ///
 /// Histogram samples wait in a buffer until they are folded into their

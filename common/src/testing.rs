@@ -665,18 +665,7 @@ pub fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// The sum of every series of `name` in a Prometheus text (benchmarks read
-/// their in-process counters this way). `name` may carry labels:
-/// `uplink_received_total{kind="telemetry"}`.
-pub fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
+pub use crate::http::metric_sum;
 
 #[cfg(test)]
 mod tests {

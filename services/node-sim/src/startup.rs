@@ -19,6 +19,7 @@ use crate::api::{self, ApiState};
 use crate::faults::Faults;
 use crate::firmware::{FirmwareContext, FirmwareNode};
 use crate::layout::{Layout, layout};
+use crate::metrics as m;
 use crate::node::{NodeContext, SimNode};
 use crate::seed::seed;
 use crate::settings::{SimMode, SimSettings};
@@ -248,6 +249,19 @@ impl App {
         if let Some(pool) = self.pool {
             pool.close().await;
         }
+        // What became of the readings, for a reading ledger from outside
+        // (make compose-test): made = acknowledged + dropped from full
+        // buffers + still unsent; acknowledged ones with a repeated key are
+        // stored once.
+        let text = common::http::metrics_handle().render();
+        let total = |name: &str| common::http::metric_sum(&text, name) as u64;
+        info!(
+            generated = total(m::TELEMETRY_GENERATED),
+            published = total(m::TELEMETRY_PUBLISHED),
+            buffer_dropped = total(m::TELEMETRY_BUFFER_DROPPED),
+            repeated_keys = total(m::TELEMETRY_REPEATED_KEYS),
+            "Telemetry totals."
+        );
         info!("Stopped.");
         served.context("HTTP server failed")
     }
