@@ -82,7 +82,8 @@ ensure_base() {
 # that folder so that a changed stand-in is built again.
 ensure_image() {
     local dir=tests/compose/standins/$2 hash label
-    hash=$(tar -C "$dir" -cf - . | sha256sum | cut -c1-16)
+    # The files' names and contents only: a fresh clone has other mtimes.
+    hash=$(cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
     if have_image "$1"; then
         label=$(docker image inspect -f '{{index .Config.Labels "hydro.standin"}}' "$1")
         [[ -z $label || $label == "$hash" ]] && return

@@ -366,7 +366,7 @@ impl Inner {
         let mut heartbeat = staggered_interval(self.ctx.heartbeat_interval);
         let mut last_step = Instant::now();
         if *connected.borrow_and_update() {
-            self.publish_status(NodeState::Online).await;
+            self.spawn_status_online();
         }
         loop {
             tokio::select! {
@@ -377,7 +377,7 @@ impl Inner {
                     }
                     if *connected.borrow_and_update() {
                         info!(node = %self.spec.uid, "Node online.");
-                        self.publish_status(NodeState::Online).await;
+                        self.spawn_status_online();
                     }
                 }
                 _ = telemetry.tick() => {
@@ -394,11 +394,21 @@ impl Inner {
                 }
                 _ = heartbeat.tick() => {
                     if self.link.is_connected() {
-                        self.publish_heartbeat().await;
+                        let node = self.clone();
+                        self.tasks.spawn(async move { node.publish_heartbeat().await });
                     }
                 }
             }
         }
+    }
+
+    /// Publishes ONLINE beside the uplink loop: a connection that dies right
+    /// after it came up holds the publish until its timeout, and the loop
+    /// must go on making readings meanwhile (into the offline buffer).
+    fn spawn_status_online(self: &Arc<Self>) {
+        let node = self.clone();
+        self.tasks
+            .spawn(async move { node.publish_status(NodeState::Online).await });
     }
 
     /// One reading per sensor channel (or only `only`), published together.
