@@ -667,6 +667,25 @@ pub fn load_average() -> String {
 
 pub use crate::http::metric_sum;
 
+/// A benchmark's verdict: prints each goal as met or MISSED and the overall
+/// acceptance; returns the goals missed (empty when all are met).
+pub fn judge(checks: &[(bool, String)]) -> Vec<&str> {
+    println!();
+    for (ok, what) in checks {
+        println!("  {} {what}", if *ok { "met    " } else { "MISSED " });
+    }
+    let missed: Vec<&str> = checks
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, w)| w.as_str())
+        .collect();
+    println!(
+        "acceptance: {}",
+        if missed.is_empty() { "MET" } else { "NOT MET" }
+    );
+    missed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

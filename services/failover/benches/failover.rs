@@ -281,22 +281,12 @@ async fn main() -> anyhow::Result<()> {
             ),
         ),
     ];
-    println!();
-    for (ok, what) in &checks {
-        println!("  {} {what}", if *ok { "met    " } else { "MISSED " });
-    }
-    let missed: Vec<&str> = checks
-        .iter()
-        .filter(|(ok, _)| !ok)
-        .map(|(_, w)| w.as_str())
-        .collect();
-    let ok = missed.is_empty();
-    println!("acceptance: {}", if ok { "MET" } else { "NOT MET" });
+    let missed = common::testing::judge(&checks);
     // Stop the services before the database goes.
     c.stop.cancel();
     tokio::time::sleep(Duration::from_secs(2)).await;
     anyhow::ensure!(
-        ok,
+        missed.is_empty(),
         "bench-failover: acceptance not met: {}",
         missed.join("; ")
     );

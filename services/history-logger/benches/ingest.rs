@@ -131,17 +131,6 @@ fn cpu_ticks(logger: u32) -> BTreeMap<String, u64> {
     out
 }
 
-/// Sums the samples of every series of `name` in a Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 /// The history-logger, a process of its own so its memory can be read.
 struct Logger {
     child: Child,
@@ -381,16 +370,18 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(warmup)).await;
     println!(
         "after warm-up: queue length {:.0}",
-        metric(&logger.metrics(&http).await, "uplink_queue_length")
+        common::http::metric_sum(&logger.metrics(&http).await, "uplink_queue_length")
     );
 
-    let published = |text: &str| metric(text, node_sim::metrics::TELEMETRY_PUBLISHED) as i64;
+    let published =
+        |text: &str| common::http::metric_sum(text, node_sim::metrics::TELEMETRY_PUBLISHED) as i64;
     // Readings that should land: made, less those dropped from a full node
     // buffer, less those whose key an earlier reading already had.
     let expected = |text: &str| {
-        (metric(text, node_sim::metrics::TELEMETRY_GENERATED)
-            - metric(text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED)
-            - metric(text, node_sim::metrics::TELEMETRY_REPEATED_KEYS)) as i64
+        (common::http::metric_sum(text, node_sim::metrics::TELEMETRY_GENERATED)
+            - common::http::metric_sum(text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED)
+            - common::http::metric_sum(text, node_sim::metrics::TELEMETRY_REPEATED_KEYS))
+            as i64
     };
     let window_start = chrono::Utc::now();
     let text_0 = recorder.render();
@@ -404,7 +395,10 @@ async fn main() -> anyhow::Result<()> {
     let mut peak_queue = 0.0f64;
     while t0.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        peak_queue = peak_queue.max(metric(&logger.metrics(&http).await, "uplink_queue_length"));
+        peak_queue = peak_queue.max(common::http::metric_sum(
+            &logger.metrics(&http).await,
+            "uplink_queue_length",
+        ));
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu_1 = cpu_ticks(logger.pid());
@@ -416,11 +410,13 @@ async fn main() -> anyhow::Result<()> {
     sim_task.await??;
     let text = recorder.render();
     let published_total = published(&text);
-    let generated = metric(&text, node_sim::metrics::TELEMETRY_GENERATED) as i64;
-    let buffer_dropped = metric(&text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED) as i64;
+    let generated = common::http::metric_sum(&text, node_sim::metrics::TELEMETRY_GENERATED) as i64;
+    let buffer_dropped =
+        common::http::metric_sum(&text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED) as i64;
     let expected_total = expected(&text);
-    let repeated = metric(&text, node_sim::metrics::TELEMETRY_REPEATED_KEYS) as i64;
-    let publish_errors = metric(&text, node_sim::metrics::PUBLISH_ERRORS) as i64;
+    let repeated =
+        common::http::metric_sum(&text, node_sim::metrics::TELEMETRY_REPEATED_KEYS) as i64;
+    let publish_errors = common::http::metric_sum(&text, node_sim::metrics::PUBLISH_ERRORS) as i64;
 
     // Drain: the queue empty and the row count still for 3 s.
     let drain_start = Instant::now();
@@ -428,7 +424,7 @@ async fn main() -> anyhow::Result<()> {
     let mut still_since = Instant::now();
     let landed = loop {
         let n = count(&db.pool, "SELECT count(*) FROM telemetry_samples").await?;
-        let queue = metric(&logger.metrics(&http).await, "uplink_queue_length");
+        let queue = common::http::metric_sum(&logger.metrics(&http).await, "uplink_queue_length");
         if n != last {
             last = n;
             still_since = Instant::now();
@@ -523,7 +519,9 @@ async fn main() -> anyhow::Result<()> {
     let window_published = published_1 - published_0;
     let window_landed = landed_1 - landed_0;
     let sustained = (window_landed - backlog_0).max(0) as f64 / elapsed;
-    let received = metric(&logger_metrics, "uplink_received_total{kind=\"telemetry\"}") as i64;
+    let received =
+        common::http::metric_sum(&logger_metrics, "uplink_received_total{kind=\"telemetry\"}")
+            as i64;
     // Publishes beyond the readings sent once: buffer replays after a
     // reconnect (and retries of failed publishes).
     let replays = (published_total - (generated - buffer_dropped)).max(0);
@@ -548,9 +546,9 @@ async fn main() -> anyhow::Result<()> {
     println!("dead-lettered:           {} {dead_reasons:?}", dead.len());
     println!(
         "logger counters:         received telemetry {:.0}, inserted {:.0}, queue left {:.0}",
-        metric(&logger_metrics, "uplink_received_total{kind=\"telemetry\"}"),
-        metric(&logger_metrics, "telemetry_inserted_total"),
-        metric(&logger_metrics, "uplink_queue_length")
+        common::http::metric_sum(&logger_metrics, "uplink_received_total{kind=\"telemetry\"}"),
+        common::http::metric_sum(&logger_metrics, "telemetry_inserted_total"),
+        common::http::metric_sum(&logger_metrics, "uplink_queue_length")
     );
     println!(
         "measured window:         {elapsed:.1} s: published {window_published} ({:.0} msg/s), landed {window_landed}, \
@@ -568,13 +566,15 @@ async fn main() -> anyhow::Result<()> {
         secs(p99),
         secs(max)
     );
-    let flushes = metric(&logger_metrics, "uplink_flush_duration_seconds_count");
+    let flushes = common::http::metric_sum(&logger_metrics, "uplink_flush_duration_seconds_count");
     if flushes > 0.0 {
         println!(
             "logger batches:          {flushes:.0}, mean {:.0} entries, mean flush {:.1} ms",
-            metric(&logger_metrics, "uplink_batch_size_sum")
-                / metric(&logger_metrics, "uplink_batch_size_count").max(1.0),
-            metric(&logger_metrics, "uplink_flush_duration_seconds_sum") / flushes * 1e3
+            common::http::metric_sum(&logger_metrics, "uplink_batch_size_sum")
+                / common::http::metric_sum(&logger_metrics, "uplink_batch_size_count").max(1.0),
+            common::http::metric_sum(&logger_metrics, "uplink_flush_duration_seconds_sum")
+                / flushes
+                * 1e3
         );
     }
     println!(
@@ -617,19 +617,7 @@ async fn main() -> anyhow::Result<()> {
             format!("logger peak RSS {peak_rss_mb:.1} MB ≤ {goal_rss_mb} MB"),
         ),
     ];
-    println!();
-    for (ok, what) in &checks {
-        println!("  {} {what}", if *ok { "met    " } else { "MISSED " });
-    }
-    let missed: Vec<&str> = checks
-        .iter()
-        .filter(|(ok, _)| !ok)
-        .map(|(_, w)| w.as_str())
-        .collect();
-    println!(
-        "acceptance: {}",
-        if missed.is_empty() { "MET" } else { "NOT MET" }
-    );
+    let missed = common::testing::judge(&checks);
     anyhow::ensure!(
         missed.is_empty(),
         "bench-ingest: acceptance not met: {}",

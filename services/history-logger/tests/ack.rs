@@ -12,8 +12,7 @@ mod helpers;
 use std::time::Duration;
 
 use common::testing::{eventually, metric_sum};
-use helpers::{TELEMETRY_ROWS, World, proxied_redis, publish, reading, settle};
-use history_logger::App;
+use helpers::{TELEMETRY_ROWS, World, proxied_redis, publish, reading};
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
 const T0: i64 = 1_700_000_000;
@@ -28,17 +27,7 @@ fn received() -> f64 {
 async fn readings_held_unappended_when_killed_are_delivered_again() {
     let world = World::new().await;
     let (proxy, proxied) = proxied_redis().await;
-    let (settings, history) = world.settings("hl-a", &[("REDIS_URL", &proxied)]);
-    let doomed = tokio::runtime::Runtime::new().unwrap();
-    let _running = doomed
-        .spawn(async move {
-            let app = App::build(settings, history).await.expect("app builds");
-            let running = settle(&app).await;
-            tokio::spawn(app.run_until_stopped(running.stop.clone()));
-            running
-        })
-        .await
-        .unwrap();
+    let (doomed, _running) = world.start_doomed("hl-a", &[("REDIS_URL", &proxied)]).await;
     proxy.cut();
 
     let nodes = world.publisher().await;

@@ -7,8 +7,7 @@ mod helpers;
 use std::time::Duration;
 
 use common::testing::eventually;
-use helpers::{TELEMETRY_ROWS, World, publish, reading, settle};
-use history_logger::App;
+use helpers::{TELEMETRY_ROWS, World, publish, reading};
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
 const T0: i64 = 1_700_000_000;
@@ -17,23 +16,15 @@ const PH: &str = "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry";
 async fn killed_mid_batch_then(restart_as: &str) {
     let world = World::new().await;
     // The first instance reads everything but would flush only after a minute.
-    let (settings, history) = world.settings(
-        "hl-a",
-        &[
-            ("TELEMETRY_FLUSH_MS", "60000"),
-            ("TELEMETRY_BATCH_SIZE", "100000"),
-        ],
-    );
-    let doomed = tokio::runtime::Runtime::new().unwrap();
-    let running = doomed
-        .spawn(async move {
-            let app = App::build(settings, history).await.expect("app builds");
-            let running = settle(&app).await;
-            tokio::spawn(app.run_until_stopped(running.stop.clone()));
-            running
-        })
-        .await
-        .unwrap();
+    let (doomed, running) = world
+        .start_doomed(
+            "hl-a",
+            &[
+                ("TELEMETRY_FLUSH_MS", "60000"),
+                ("TELEMETRY_BATCH_SIZE", "100000"),
+            ],
+        )
+        .await;
     let nodes = world.publisher().await;
     let n = 300;
     futures::future::join_all((0..n).map(|i| publish(&nodes, PH, reading("PH", 6.0, T0 + i))))

@@ -123,6 +123,27 @@ impl World {
         running
     }
 
+    /// Starts an instance on a runtime of its own, to be killed by dropping
+    /// that runtime (`shutdown_background`: no flush, no ack, no DISCONNECT).
+    pub async fn start_doomed(
+        &self,
+        instance: &str,
+        extra: &[(&str, &str)],
+    ) -> (tokio::runtime::Runtime, Running) {
+        let (settings, history) = self.settings(instance, extra);
+        let doomed = tokio::runtime::Runtime::new().expect("a runtime");
+        let running = doomed
+            .spawn(async move {
+                let app = App::build(settings, history).await.expect("app builds");
+                let running = settle(&app).await;
+                tokio::spawn(app.run_until_stopped(running.stop.clone()));
+                running
+            })
+            .await
+            .expect("the instance starts");
+        (doomed, running)
+    }
+
     /// Adds `brokers` (id, broker) to the `brokers` table, with this world's
     /// own broker as `mqtt1`, so an instance started after connects to all.
     pub async fn register(&self, brokers: &[(&str, &TestBroker)]) {
