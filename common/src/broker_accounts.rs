@@ -82,6 +82,13 @@ impl AccountsError {
             AccountsError::Command { .. } => "command",
         }
     }
+
+    /// A create that found its account or role already there: another sync
+    /// made it after this one listed the broker.
+    fn already_exists(&self) -> bool {
+        matches!(self, AccountsError::Command { command, error }
+            if command.starts_with("create") && error.contains("already exists"))
+    }
 }
 
 /// One ACL of a role: always `allow`, priority 0 (the plugin's defaults
@@ -751,11 +758,33 @@ fn failures(errors: Vec<AccountsError>) -> Vec<String> {
     errors.into_iter().map(|e| e.to_string()).collect()
 }
 
+/// One sync, and a second one when another sync (the periodic one while a
+/// bind runs, or another instance's) created an account or role between
+/// this one's listing and its commands: the second plans against what the
+/// broker holds now, so the race costs a round trip, never a failed bind.
 async fn sync(
     admin: &Admin,
     accounts: &[NodeAccount],
     mode: Mode,
 ) -> Result<SyncReport, AccountsError> {
+    let (report, raced) = sync_once(admin, accounts, mode).await?;
+    if !raced {
+        return Ok(report);
+    }
+    debug!(
+        broker = admin.broker_id(),
+        "Node accounts were created under this sync; planning again."
+    );
+    Ok(sync_once(admin, accounts, mode).await?.0)
+}
+
+/// One listing, one plan, its commands: the report, and whether a create
+/// found its account or role already there.
+async fn sync_once(
+    admin: &Admin,
+    accounts: &[NodeAccount],
+    mode: Mode,
+) -> Result<(SyncReport, bool), AccountsError> {
     let clients = admin.list_clients().await?;
     let roles = admin.list_roles().await?;
     let mut report = SyncReport::default();
@@ -854,8 +883,9 @@ async fn sync(
             .execute_all(&admin.connection, second)
             .await?,
     );
+    let raced = failed.iter().any(AccountsError::already_exists);
     report.failed = failures(failed);
-    Ok(report)
+    Ok((report, raced))
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! Node accounts on a real Mosquitto with the dynamic-security plugin: a node
 //! account publishes its own uplink and nothing else, reads its own downlink
 //! and nothing else; a changed password takes effect; a re-sync leaves an
-//! unchanged account connected; a removed account is refused.
+//! unchanged account connected; a removed account is refused; two syncs
+//! racing to create one account both succeed.
 
 use std::time::Duration;
 
 use common::QoS;
-use common::broker_accounts::{Admin, Namespace, NodeAccount, remove_nodes, sync_nodes};
+use common::broker_accounts::{
+    Admin, Namespace, NodeAccount, create_missing_nodes, remove_nodes, sync_nodes,
+};
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
 use common::testing::TestBroker;
 use secrecy::SecretString;
@@ -245,5 +248,29 @@ async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
     assert_eq!(r.deleted, 1);
     let b_gone = login(&broker, "nd-b", PW_B, None, &stop);
     assert!(b_gone.wait_connected(Duration::from_secs(2)).await.is_err());
+    stop.cancel();
+}
+
+/// A bind creates the node's account while the periodic sync, which read the
+/// same row, creates it too: both listed the broker before either created it.
+/// The loser must see the account there, not fail the bind.
+#[tokio::test]
+async fn two_syncs_creating_one_account_both_succeed() {
+    let broker = TestBroker::start().await;
+    let stop = CancellationToken::new();
+    let admin = admin(&broker, &stop).await;
+    for round in 0..5 {
+        let accounts = vec![account(&format!("nd-race-{round}"), "zn-1", "pw-race")];
+        let (bind, periodic) = tokio::join!(
+            create_missing_nodes(&admin, &accounts),
+            sync_nodes(&admin, &accounts)
+        );
+        let (bind, periodic) = (bind.unwrap(), periodic.unwrap());
+        assert!(bind.failed.is_empty(), "round {round}: bind {bind:?}");
+        assert!(
+            periodic.failed.is_empty(),
+            "round {round}: sync {periodic:?}"
+        );
+    }
     stop.cancel();
 }
