@@ -3,7 +3,8 @@
 //! works with no settings at all; compose files set container host names.
 //!
 //! Secrets are [`SecretString`]s: `Debug` prints `[REDACTED]`, so logging the
-//! settings at start is safe.
+//! settings at start is safe. Each secret variable may instead name a file
+//! holding it (`PG_PASS_FILE`, …: [`from_env`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -20,7 +21,8 @@ pub const DEV_NODE_SECRET: &str = "hydro-dev-node-secret";
 
 /// Values that only ever serve development: the dev fallbacks of this
 /// workspace and the tokens its scripts and tests use. `HYDRO_ENV=production`
-/// refuses every secret that is one of them (compared case-insensitively).
+/// refuses every secret that is one of them (compared case-insensitively),
+/// or that starts with [`DEV_SECRET_PREFIX`].
 pub const DEV_DEFAULT_SECRETS: &[&str] = &[
     DEV_NODE_SECRET,
     "hydro",
@@ -34,6 +36,10 @@ pub const DEV_DEFAULT_SECRETS: &[&str] = &[
     "token",
 ];
 
+/// How every development default of the compose files begins
+/// (`hydro-dev-mqtt-pass-…`); `HYDRO_ENV=production` refuses them all.
+pub const DEV_SECRET_PREFIX: &str = "hydro-dev-";
+
 /// A setting that is missing or wrong; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -41,17 +47,71 @@ pub struct SettingsError(pub String);
 
 /// Reads environment variables (names case-insensitive, e.g. `MQTT_HOST` →
 /// `mqtt_host`) into `T`. `vars` replaces the process environment in tests.
+///
+/// A secret variable `X` may be given as `X_FILE`, the path of a file that
+/// holds its value (Docker and Kubernetes secrets); see [`with_secret_files`].
 pub fn from_env<T: DeserializeOwned>(
     vars: Option<HashMap<String, String>>,
 ) -> Result<T, SettingsError> {
+    let vars = vars.unwrap_or_else(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    });
     let env = config::Environment::default()
         .try_parsing(false)
-        .source(vars);
+        .source(Some(with_secret_files(vars)?));
     config::Config::builder()
         .add_source(env)
         .build()
         .and_then(|c| c.try_deserialize::<T>())
         .map_err(|e| SettingsError(e.to_string()))
+}
+
+/// Whether `name` is a secret variable that may come from a file: a
+/// password, token or secret (`…_PASS`, `…_TOKEN`, `…_SECRET`), or a URL that
+/// can carry one (`DATABASE_URL`, `REDIS_URL`). Other `…_FILE` variables
+/// (`SSL_CERT_FILE`) are not ours to read.
+fn is_secret_var(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    ["_PASS", "_TOKEN", "_SECRET"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+        || name == "DATABASE_URL"
+        || name == "REDIS_URL"
+}
+
+/// Replaces each `X_FILE=path` of a secret variable `X` by `X=` the file's
+/// contents, trailing newlines dropped. Refused, naming the variables: both
+/// `X` and `X_FILE` set, or a file that cannot be read.
+pub fn with_secret_files(
+    mut vars: HashMap<String, String>,
+) -> Result<HashMap<String, String>, SettingsError> {
+    let files: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(key, path)| {
+            let base = key
+                .strip_suffix("_FILE")
+                .or_else(|| key.strip_suffix("_file"))?;
+            (is_secret_var(base) && !path.trim().is_empty())
+                .then(|| (base.to_owned(), path.clone()))
+        })
+        .collect();
+    for (base, path) in files {
+        if vars
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(&base) && !v.trim().is_empty())
+        {
+            return Err(SettingsError(format!(
+                "set {base} or {base}_FILE, not both"
+            )));
+        }
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| SettingsError(format!("{base}_FILE: cannot read {path}: {e}")))?;
+        vars.retain(|k, _| !k.eq_ignore_ascii_case(&base));
+        vars.insert(base, value.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Ok(vars)
 }
 
 /// Deserialises a value that arrives as a string from the environment
@@ -286,7 +346,8 @@ fn dev_secret_problem(name: &str, value: Option<&str>) -> Option<String> {
         Some(v)
             if DEV_DEFAULT_SECRETS
                 .iter()
-                .any(|d| d.eq_ignore_ascii_case(v)) =>
+                .any(|d| d.eq_ignore_ascii_case(v))
+                || v.to_ascii_lowercase().starts_with(DEV_SECRET_PREFIX) =>
         {
             Some(format!("{name} is a development default"))
         }
@@ -690,6 +751,41 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_comes_from_its_file() {
+        let dir = std::env::temp_dir().join(format!("hydro-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pg_pass");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        let s = Settings::from_vars(vars(&[("PG_PASS_FILE", path)])).unwrap();
+        assert_eq!(s.pg_pass.expose_secret(), "from-a-file");
+
+        let both = Settings::from_vars(vars(&[("PG_PASS", "x"), ("PG_PASS_FILE", path)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            both.contains("set PG_PASS or PG_PASS_FILE, not both"),
+            "{both}"
+        );
+
+        let missing = dir.join("absent");
+        let missing = missing.to_str().unwrap();
+        let unreadable = Settings::from_vars(vars(&[("BRIDGE_API_TOKEN_FILE", missing)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unreadable.contains("BRIDGE_API_TOKEN_FILE: cannot read")
+                && unreadable.contains(missing),
+            "{unreadable}"
+        );
+
+        // Not a secret of ours: left alone, never read.
+        let s = Settings::from_vars(vars(&[("SSL_CERT_FILE", missing)])).unwrap();
+        assert_eq!(s.pg_pass.expose_secret(), "hydro");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn production_refuses_each_dev_default_by_name() {
         let dev_token = SecretString::from("dev-token");
         let cases: Vec<(Settings, Uses<'_>, &str)> = vec![
@@ -707,6 +803,11 @@ mod tests {
                 production(&[("PG_PASS", "hydro")]),
                 Uses::Database,
                 "PG_PASS is a development default",
+            ),
+            (
+                production(&[("MQTT_PASS", "hydro-dev-mqtt-pass-scheduler")]),
+                Uses::Mqtt,
+                "MQTT_PASS is a development default",
             ),
             (
                 production(&[("DATABASE_URL", "postgres://hydro:hydro@db:5432/hydro")]),
