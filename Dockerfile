@@ -16,8 +16,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home hydro
+COPY deploy/healthcheck.sh /usr/local/bin/hydro-healthcheck
 USER hydro
 ENV LOG_FORMAT=json RUST_LOG=info
+# GET /health on the service's port (HTTP_PORT, else the binary's default).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=6 CMD ["hydro-healthcheck"]
 # Overridden per service by compose `command:`.
 CMD ["mqtt-bridge"]
 

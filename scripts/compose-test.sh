@@ -10,16 +10,23 @@
 #    debootstrapped Debian (tests/compose/standins/) under the same names,
 #    so the compose files run unchanged. Docker keeps them: later runs reuse
 #    them.
-# 3. The dev file: every container healthy; the README's command ends DONE;
-#    telemetry lands; `down -v` leaves no container, volume or network.
-# 4. The prod file: refused without its secrets, healthy with them.
+# 3. The dev file, as the README runs it (no settings: its dev defaults):
+#    every container healthy; the README's command ends DONE; the dashboard
+#    answers; Prometheus scrapes every service; telemetry lands; a broker
+#    killed loses no reading; `down -v` leaves no container, volume or network.
+# 4. The prod file: refused without its secrets; with them (generated) and a
+#    TLS certificate, every container healthy, two instances of each
+#    scalable service, MQTT over TLS answering with the same accounts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 CACHE=${HYDRO_COMPOSE_CACHE:-/var/cache/hydro-compose}
 PROJECT=hydro-ct
-# This machine runs its own PostgreSQL, Redis and brokers on the usual ports.
-export HYDRO_PG_PORT=25432 HYDRO_REDIS_PORT=26379 HYDRO_MQTT1_PORT=21883 HYDRO_MQTT2_PORT=21884 HYDRO_MQTT3_PORT=21885
+# The dev file publishes PostgreSQL, Redis and its brokers on ports apart from
+# this machine's own (15432, 16379, 11883-11885); the prod file publishes its
+# brokers on the usual ones, so they move here.
+PROD_PORTS=(HYDRO_MQTT1_PORT=21883 HYDRO_MQTT2_PORT=21884 HYDRO_MQTT3_PORT=21885
+    HYDRO_MQTTS1_PORT=28883 HYDRO_MQTTS2_PORT=28884 HYDRO_MQTTS3_PORT=28885)
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO=sudo
 
@@ -164,6 +171,36 @@ telemetry_lands() {
 
 rows() { psql_count "$1" 'select count(*) from telemetry_samples'; }
 
+dashboard_answers() {
+    local page
+    page=$(curl -fsS --max-time 5 http://127.0.0.1:9403/) && grep -qi '<html' <<<"$page" ||
+        fail "the dashboard (http://127.0.0.1:9403/) did not answer with a page"
+    say "the dashboard answers"
+}
+
+# Every service of the file is a Prometheus target, and every target is up.
+prometheus_scrapes_all() {
+    local report
+    for _ in $(seq 60); do
+        report=$(curl -fsS --max-time 5 http://127.0.0.1:9090/api/v1/targets 2>/dev/null | python3 -c '
+import json, sys
+want = {"mqtt-bridge", "history-logger", "automation-engine", "scheduler",
+        "broker-registry", "failover", "device-registry", "node-sim"}
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
+down = sorted(t["scrapeUrl"] for t in targets if t["health"] != "up")
+missing = sorted(want - up)
+print("ok %d" % len(targets) if not missing and not down else "missing=%s down=%s" % (missing, down))
+' 2>/dev/null) || report="no answer"
+        if [[ $report == ok* ]]; then
+            say "Prometheus scrapes every service (${report#ok } targets up)"
+            return 0
+        fi
+        sleep 2
+    done
+    fail "Prometheus does not scrape every service: $report"
+}
+
 # One broker killed (SIGKILL): its nodes are moved and confirmed elsewhere,
 # and once node-sim has stopped (sending what it buffered) and the logger
 # has drained, every reading made is stored once: node-sim's totals at stop
@@ -217,11 +254,13 @@ leaves_nothing() {
 }
 
 dev_file() {
-    FILES=(--env-file "$SECRETS" -f docker-compose.dev.yml)
+    FILES=(-f docker-compose.dev.yml)
     say "dev file: up"
     compose "${FILES[@]}" up -d --no-build >/dev/null 2>&1 || { compose "${FILES[@]}" up -d --no-build || true; fail "dev up"; }
     wait_healthy 300
     command_ends_done dev-token
+    dashboard_answers
+    prometheus_scrapes_all
     telemetry_lands hydro_dev
     failover_loses_nothing hydro_dev
     leaves_nothing
@@ -237,16 +276,35 @@ prod_file() {
     grep -q "BRIDGE_API_TOKEN\|MQTT_ADMIN_PASS\|PG_PASS\|NODE_DEFAULT_SECRET" <<<"$out" ||
         fail "the refusal does not name the missing secret: $out"
     say "refused: $(head -n 1 <<<"$out")"
-    local env=$CACHE/prod.env
+    local env=$CACHE/prod.env tls=$CACHE/tls
+    # A self-signed certificate for the brokers' TLS listener; the key is
+    # root's alone (0600), as an operator keeps it.
+    $SUDO rm -rf "$tls" && $SUDO mkdir -p "$tls"
+    $SUDO openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost -keyout "$tls/server.key" -out "$tls/server.crt" 2>/dev/null
+    $SUDO chmod 600 "$tls/server.key"
     { cat "$SECRETS"
       echo "BRIDGE_API_TOKEN=$(openssl rand -hex 16)"
       echo "NODE_DEFAULT_SECRET=$(openssl rand -hex 16)"
       echo "PG_PASS=$(openssl rand -hex 16)"
+      echo "HYDRO_MQTT_TLS_DIR=$tls"
+      echo "MQTT_TLS_CERTFILE=/hydro-tls/server.crt"
+      echo "MQTT_TLS_KEYFILE=/hydro-tls/server.key"
+      printf '%s\n' "${PROD_PORTS[@]}"
     } | $SUDO tee "$env" >/dev/null
     FILES=(--env-file "$env" -f docker-compose.prod.yml)
     say "prod file: up with them"
     compose "${FILES[@]}" up -d --no-build >/dev/null 2>&1 || { compose "${FILES[@]}" up -d --no-build || true; fail "prod up"; }
     wait_healthy 300
+    local service
+    for service in mqtt-bridge history-logger automation-engine scheduler broker-registry failover; do
+        [[ -n $(compose "${FILES[@]}" ps -q "$service-2") ]] || fail "no second instance of $service"
+    done
+    say "two instances of each scalable service"
+    compose "${FILES[@]}" exec -T mqtt1 sh -c 'mosquitto_sub -h localhost -p 8883 --cafile /hydro-tls/server.crt \
+        -u hydro-broker-registry -P "$MQTT_PASS_BROKER_REGISTRY" -t "\$SYS/broker/version" -C 1 -W 5' >/dev/null ||
+        fail "the brokers' TLS listener (8883) did not answer a login"
+    say "MQTT over TLS answers on 8883 with the same accounts"
     leaves_nothing
 }
 
@@ -260,9 +318,14 @@ ensure_image redis:7 redis
 ensure_image eclipse-mosquitto:2 mosquitto
 ensure_image prom/prometheus:v2.42.0 prometheus
 build_hydro_image
-# A run that stopped half-way leaves its project behind.
-FILES=(--env-file "$SECRETS" -f docker-compose.dev.yml)
-compose "${FILES[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+# A run that stopped half-way leaves its project behind (left up to be
+# looked at): containers, volumes and networks of either file go first.
+left=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")
+[[ -z $left ]] || docker rm -f $left >/dev/null
+for kind in volume network; do
+    left=$(docker "$kind" ls -q --filter "label=com.docker.compose.project=$PROJECT")
+    [[ -z $left ]] || docker "$kind" rm $left >/dev/null
+done
 dev_file
 prod_file
 say "passed in $((SECONDS - started)) s"
