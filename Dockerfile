@@ -31,7 +31,7 @@ COPY tests/compose/bin/ /usr/local/bin/
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY common common
+COPY crates crates
 COPY services services
 COPY tests/system tests/system
 COPY migrations migrations

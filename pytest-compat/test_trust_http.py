@@ -31,7 +31,7 @@ from conftest import (
 )
 
 REGISTRY_TOKEN = f"compat-registry-{uuid.uuid4().hex}"
-# The common layer's limits (common::http::MAX_URI_BYTES, MAX_BODY_BYTES).
+# The common layer's limits (common::runtime::http::MAX_URI_BYTES, MAX_BODY_BYTES).
 MAX_URI_BYTES = 8 * 1024
 MAX_BODY_BYTES = 64 * 1024
 TIMEOUT = 15

@@ -19,7 +19,7 @@ from conftest import (BACKEND_LOGIN, MQTT_HOST, MQTT_PORT, PROVISION_LOGIN, SESS
                       sql_rows, wait_until)
 
 TEMP = "hydro/gh-temp/zn-temp"
-MAX_PAYLOAD_BYTES = 16384  # = common::payloads::MAX_PAYLOAD_BYTES, the brokers' message_size_limit
+MAX_PAYLOAD_BYTES = 16384  # = proto::payloads::MAX_PAYLOAD_BYTES, the brokers' message_size_limit
 NOT_AUTHORIZED = 0x87
 BAD_LOGIN = 0x86
 PACKET_TOO_LARGE = 0x95

@@ -95,7 +95,7 @@ allow_anonymous false
 plugin $plugin
 plugin_opt_config_file $dir/dynamic-security.json
 acl_file $ROOT/deploy/mosquitto/acl
-# = common::payloads::MAX_PAYLOAD_BYTES: a bigger publish is refused at once
+# = proto::payloads::MAX_PAYLOAD_BYTES: a bigger publish is refused at once
 # (the client is disconnected), never carried to a service that drops it.
 message_size_limit 16384
 persistence true

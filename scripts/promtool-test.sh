@@ -60,10 +60,10 @@ promtool test rules deploy/prometheus/alerts.test.yml
 
 # The Grafana dashboard: well-formed JSON, every query valid PromQL (checked
 # by promtool as recording rules), and every metric named in it or in the
-# alert rules one of common/src/metrics.rs (or Prometheus's own `up`).
+# alert rules one of crates/common/src/metrics.rs (or Prometheus's own `up`).
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 - deploy/grafana/hydro.json deploy/prometheus/alerts.yml common/src/metrics.rs "$tmp/dashboard-rules.yml" <<'PY'
+python3 - deploy/grafana/hydro.json deploy/prometheus/alerts.yml crates/common/src/metrics.rs "$tmp/dashboard-rules.yml" <<'PY'
 import json, re, sys
 
 dashboard, alerts, metrics_rs, rules_out = sys.argv[1:]

@@ -3,7 +3,7 @@
 checks a command (cJSON: parse, sort keys, print unformatted; every number a C
 double), written independently of the Rust code that signs.
 
-Writes common/tests/golden/signing_vectors.json; `cargo test -p common`
+Writes crates/proto/tests/golden/signing_vectors.json; `cargo test -p proto`
 checks the Rust signer against it. Run: python3 scripts/signing_vectors.py
 """
 import hashlib
@@ -86,7 +86,7 @@ def main() -> None:
         body = canonical(command)
         sig = hmac.new(SECRET.encode(), body.encode("utf-8"), hashlib.sha256).hexdigest()
         vectors.append({"name": name, "command": text, "canonical": body, "sig": sig})
-    out = pathlib.Path(__file__).resolve().parent.parent / "common/tests/golden/signing_vectors.json"
+    out = pathlib.Path(__file__).resolve().parent.parent / "crates/proto/tests/golden/signing_vectors.json"
     out.write_text(json.dumps({"secret": SECRET, "vectors": vectors}, ensure_ascii=False, indent=2) + "\n")
     print(f"wrote {len(vectors)} vectors to {out}")
 

@@ -15,12 +15,12 @@
 use std::time::Duration;
 
 use automation_engine::cycle::{CycleReport, Engine};
-use common::brokers::BrokerPool;
 use common::commands::CommandSender;
-use common::lease::Lease;
+use common::commands::status_writer::StatusWriter;
+use common::mqtt::pool::BrokerPool;
+use common::runtime::lease::Lease;
 use common::settings::Settings;
-use common::status_writer::StatusWriter;
-use common::testing::{TestBroker, TestDb, env_u64, env_vars, load_average};
+use testkit::{TestBroker, TestDb, env_u64, env_vars, load_average};
 use tokio_util::sync::CancellationToken;
 
 fn print(name: &str, r: &CycleReport) {
@@ -38,7 +38,7 @@ fn print(name: &str, r: &CycleReport) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
+    common::runtime::logging::init_with_default(common::settings::LogFormat::Text, "warn");
     let zones = env_u64("BENCH_ZONES", 1000) as usize;
     println!(
         "bench-automation: {zones} zones (one pH and one EC node each); {} cores, load {}",
@@ -77,8 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let vars = env_vars(&[
         ("DATABASE_URL", db.url.as_str()),
         ("MQTT_PORT", &broker.port.to_string()),
-        ("MQTT_USER", &common::testing::backend_login().user),
-        ("MQTT_PASS", &common::testing::backend_login().pass),
+        ("MQTT_USER", &testkit::backend_login().user),
+        ("MQTT_PASS", &testkit::backend_login().pass),
     ]);
     let settings = Settings::from_vars(vars)?;
     let stop = CancellationToken::new();

@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::commands::CommandSender;
-use common::leader_ticks::LeaderTicks;
-use common::lease::LeaseGuard;
 use common::metrics as m;
-use common::zone_events;
+use common::runtime::leader_ticks::LeaderTicks;
+use common::runtime::lease::LeaseGuard;
+use common::store::zone_events;
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

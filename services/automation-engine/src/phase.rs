@@ -5,8 +5,8 @@
 //! instance is COMPLETED. Each change is a zone event.
 
 use chrono::{DateTime, Duration, Utc};
-use common::recipe_phases::ActivePhase;
-use common::zone_events::ZoneEvent;
+use common::store::recipe_phases::ActivePhase;
+use common::store::zone_events::ZoneEvent;
 use serde_json::json;
 use sqlx::PgPool;
 

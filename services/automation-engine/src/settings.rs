@@ -82,7 +82,7 @@ impl AutomationSettings {
 
 #[cfg(test)]
 mod tests {
-    use common::testing::env_vars;
+    use testkit::env_vars;
 
     use super::*;
 

@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use common::recipe_phases::{self, ActivePhase};
-use common::zone_channels::ZoneChannels;
+use common::store::recipe_phases::{self, ActivePhase};
+use common::store::zone_channels::ZoneChannels;
 use sqlx::PgPool;
 
 use crate::controller::{FUTURE_TOLERANCE_SEC, LastDose, Quantity, Reading};

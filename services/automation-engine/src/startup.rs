@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use common::brokers::BrokerPool;
 use common::commands::CommandSender;
-use common::db;
-use common::http::{Dependency, Health};
-use common::lease::Lease;
-use common::service::Runner;
+use common::commands::status_writer::StatusWriter;
+use common::mqtt::pool::BrokerPool;
+use common::runtime::http::{Dependency, Health};
+use common::runtime::lease::Lease;
+use common::runtime::service::Runner;
 use common::settings::{Settings, Uses};
-use common::status_writer::StatusWriter;
+use common::store::db;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,7 +64,7 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::http::ops_only_router(health);
+        let router = common::runtime::http::ops_only_router(health);
         let runner = Runner::bind(
             SERVICE,
             settings.http_addr(DEFAULT_PORT),

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use common::commands::{CommandSender, NewCommand, SendOutcome, Source, new_cmd_id};
-use common::lease::LeaseGuard;
 use common::metrics as m;
-use common::recipe_phases::ActivePhase;
-use common::zone_events::ZoneEvent;
+use common::runtime::lease::LeaseGuard;
+use common::store::recipe_phases::ActivePhase;
+use common::store::zone_events::ZoneEvent;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 

@@ -4,10 +4,10 @@
 mod helpers;
 
 use chrono::Duration;
-use common::recipe_fixtures::{set_capabilities, start_recipe};
-use common::testing::eventually;
 use helpers::*;
 use serde_json::json;
+use testkit::eventually;
+use testkit::recipes::{set_capabilities, start_recipe};
 
 const AUTOMATION_COMMANDS: &str = "SELECT count(*) FROM commands WHERE source = 'automation'";
 
@@ -218,7 +218,7 @@ async fn a_reading_from_the_future_is_never_dosed_against() {
     assert!(
         counted >= 1.0,
         "future_reading counted: {counted}\n{}",
-        common::http::metrics_handle().render()
+        common::runtime::http::metrics_handle().render()
     );
 }
 
@@ -226,7 +226,7 @@ async fn a_reading_from_the_future_is_never_dosed_against() {
 /// whatever the quantity. Only the test with a reading from the future
 /// records it in this binary; it reads a delta around its own cycles.
 fn future_reading_skips() -> f64 {
-    common::http::metrics_handle()
+    common::runtime::http::metrics_handle()
         .render()
         .lines()
         .filter(|l| {

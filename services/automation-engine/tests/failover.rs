@@ -6,10 +6,10 @@ mod helpers;
 use std::process::{Child, Command, Stdio};
 
 use chrono::{DateTime, Utc};
-use common::recipe_fixtures::{set_capabilities, start_recipe};
-use common::testing::{eventually, free_port};
 use helpers::*;
 use serde_json::json;
+use testkit::recipes::{set_capabilities, start_recipe};
+use testkit::{eventually, free_port};
 
 /// A real automation-engine process, killed when dropped.
 struct Engine {

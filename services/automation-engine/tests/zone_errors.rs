@@ -7,10 +7,10 @@
 mod helpers;
 
 use chrono::Duration;
-use common::recipe_fixtures::{set_capabilities, start_recipe};
-use common::testing::{eventually, metric_sum};
 use helpers::*;
 use serde_json::json;
+use testkit::recipes::{set_capabilities, start_recipe};
+use testkit::{eventually, metric_sum};
 
 /// A zone with a typo in its overrides is an error (event, metric, alert at
 /// over 10 % of the zones); the other zone is dosed; the fix resolves it.

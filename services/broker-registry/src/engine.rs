@@ -1,11 +1,11 @@
 //! The node assignment engine. The holder of the `broker-registry.assignment`
 //! lease, every `ASSIGN_INTERVAL_MS`, first brings the assignments in line
-//! with where nodes are observed (`common::observed`: moves confirmed by an
+//! with where nodes are observed (`common::placement::observed`: moves confirmed by an
 //! observation, nodes that cannot follow a config/update assigned where they
 //! are, NodeConfig moves not made in time taken back, the stranded gauge),
 //! then gives each `config_update` node without an assignment a broker by
-//! the configured strategy (`common::balance`), records it and tells the
-//! node by the means it supports (`common::assignments::carry_out`); every
+//! the configured strategy (`common::placement::balance`), records it and tells the
+//! node by the means it supports (`common::placement::assignments::carry_out`); every
 //! `REBALANCE_INTERVAL_SEC` it runs a rebalance bounded by the threshold,
 //! the move limit and the cooldown, so the system never flaps; and when a
 //! broker joins, it publishes every node's config/update there too, so a
@@ -14,11 +14,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::assignments::{self, Assignment, snapshot};
-use common::balance::{self, BrokerView, Move, NodeView, RebalanceLimits, Strategy};
-use common::brokers::BrokerPool;
-use common::lease::LeaseGuard;
-use common::observed;
+use common::mqtt::pool::BrokerPool;
+use common::placement::assignments::{self, Assignment, snapshot};
+use common::placement::balance::{self, BrokerView, Move, NodeView, RebalanceLimits, Strategy};
+use common::placement::observed;
+use common::runtime::lease::LeaseGuard;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio::time::Instant;

@@ -1,7 +1,7 @@
-//! The API's errors: the one [`common::api_error::ApiError`] of every
+//! The API's errors: the one [`common::runtime::api_error::ApiError`] of every
 //! service, and how the registry's broker changes map into it.
 
-pub use common::api_error::ApiError;
+pub use common::runtime::api_error::ApiError;
 
 use crate::registry::ChangeError;
 

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::broker_status::{self, BrokerStatus, Writer};
-use common::brokers::BrokerPool;
 use common::metrics as m;
-use common::probe::Prober;
+use common::mqtt::pool::BrokerPool;
+use common::placement::broker_status::{self, BrokerStatus, Writer};
+use common::placement::probe::Prober;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;

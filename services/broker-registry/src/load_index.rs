@@ -14,7 +14,7 @@
 //! `cpu` a 0..1 figure where the broker reports one (Mosquitto does not;
 //! EMQX does). Each term is capped at 2, so one runaway figure cannot hide
 //! the others. A node adds about one connection and one or two messages a
-//! second, ≈ 0.0006 (see `common::balance::NODE_LOAD_ESTIMATE`).
+//! second, ≈ 0.0006 (see `common::placement::balance::NODE_LOAD_ESTIMATE`).
 //!
 //! **Status of a sample**, first match wins:
 //!
@@ -27,9 +27,9 @@
 //!
 //! The monitor changes a broker's status between GOOD, DEGRADED and CRITICAL
 //! only after two samples in a row agree; OFFLINE and the way back to GOOD
-//! are the failover service's decisions (`common::broker_status`).
+//! are the failover service's decisions (`common::placement::broker_status`).
 
-use common::broker_status::BrokerStatus;
+use common::placement::broker_status::BrokerStatus;
 
 /// Connections at which the connection term is 1.
 pub const CONNECTIONS_CAPACITY: f64 = 1000.0;
@@ -116,13 +116,15 @@ mod tests {
             ..Figures::default()
         };
         assert!(close(load_index(&runaway), 0.6));
-        // A node's worth of load is what common::balance estimates.
+        // A node's worth of load is what common::placement::balance estimates.
         let node = Figures {
             connections: 1.0,
             msgs_per_sec: 1.6,
             ..Figures::default()
         };
-        assert!((load_index(&node) - common::balance::NODE_LOAD_ESTIMATE).abs() < 0.0001);
+        assert!(
+            (load_index(&node) - common::placement::balance::NODE_LOAD_ESTIMATE).abs() < 0.0001
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The broker list: seeded from `MQTT_BROKERS` at first start, changed
 //! through the API afterwards (add, disable, drain, role). Every service
-//! follows the table (see `common::brokers`), so a change here reaches them
+//! follows the table (see `common::mqtt::pool`), so a change here reaches them
 //! without a restart.
 
-use common::balance::Role;
+use common::placement::balance::Role;
 use serde::Serialize;
 use sqlx::PgPool;
 use tracing::info;

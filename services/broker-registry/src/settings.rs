@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::balance::{Role, Strategy};
+use common::placement::balance::{Role, Strategy};
 use common::settings::{SettingsError, de_from_str, de_opt_secret, from_env};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -210,7 +210,7 @@ pub fn parse_seed(entry: &str) -> Result<SeedBroker, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::testing::env_vars as vars;
+    use testkit::env_vars as vars;
 
     #[test]
     fn defaults() {

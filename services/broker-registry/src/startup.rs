@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use common::auth::{Access, ApiToken};
-use common::balance::RebalanceLimits;
-use common::brokers::BrokerPool;
-use common::http::{Dependency, Health};
-use common::lease::Lease;
-use common::probe::Prober;
-use common::service::Runner;
+use common::mqtt::pool::BrokerPool;
+use common::placement::balance::RebalanceLimits;
+use common::placement::probe::Prober;
+use common::runtime::auth::{Access, ApiToken};
+use common::runtime::http::{Dependency, Health};
+use common::runtime::lease::Lease;
+use common::runtime::service::Runner;
 use common::settings::{Settings, Uses};
-use common::topics::TopicKind;
-use common::{QoS, assignments, db};
+use common::{QoS, placement::assignments, store::db};
+use proto::topics::TopicKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -67,7 +67,7 @@ impl App {
             seeds.push(SeedBroker {
                 id: settings.mqtt_broker_id.clone(),
                 url: settings.default_broker_url(),
-                role: common::balance::Role::Primary,
+                role: common::placement::balance::Role::Primary,
             });
         }
         registry::seed(&pool, &seeds).await?;
@@ -145,7 +145,7 @@ impl App {
             .require(Dependency::Postgres(pool.clone()))
             .optional(Dependency::Brokers(brokers.clone()));
         // Reads stay open by default: the dashboard at `/` polls them.
-        let router = common::http::api_router(routes::router(state), access, health);
+        let router = common::runtime::http::api_router(routes::router(state), access, health);
         let runner = Runner::bind(
             SERVICE,
             settings.http_addr(DEFAULT_PORT),

@@ -7,8 +7,8 @@
 
 mod helpers;
 
-use common::testing::eventually;
 use helpers::{WAIT, spawn_registry};
+use testkit::eventually;
 
 /// The value of the series `series` (name and labels, as exported), if any.
 fn gauge(text: &str, series: &str) -> Option<f64> {

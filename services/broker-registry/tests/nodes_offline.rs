@@ -8,8 +8,8 @@
 
 mod helpers;
 
-use common::testing::eventually;
 use helpers::{TestRegistry, WAIT, seed_nodes, spawn_registry};
+use testkit::eventually;
 
 /// The exported value of the unlabelled `nodes_offline` gauge, if any.
 async fn nodes_offline(r: &TestRegistry) -> Option<f64> {

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::payloads::NodeConfig;
-use common::testing::eventually;
 use helpers::{TestRegistry, WAIT, seed_nodes, spawn_registry};
+use proto::payloads::NodeConfig;
 use reqwest::Method;
 use serde_json::Value;
+use testkit::eventually;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,7 @@ async fn retained_update_nodes(url: &str) -> BTreeSet<String> {
     let _guard = stop.clone().drop_guard();
     let (tx, mut rx) = mpsc::channel(1024);
     let c = MqttConnection::start(
-        common::testing::login(MqttConfig::new("t", url, "reader")),
+        testkit::login(MqttConfig::new("t", url, "reader")),
         Some(tx),
         stop.clone(),
     )
@@ -126,7 +126,7 @@ async fn a_node_that_cannot_follow_config_update_is_assigned_where_observed_and_
         );
     }
     // A broker that joins gets every node's config/update — but only theirs.
-    let joined = common::testing::TestBroker::start().await;
+    let joined = testkit::TestBroker::start().await;
     let add = format!(r#"{{"id":"mqtt3","url":"{}"}}"#, joined.url());
     assert_eq!(r.send(Method::POST, "/api/brokers", &add).await.0, 201);
     let retained = eventually(WAIT, || async {
@@ -186,7 +186,7 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
     let _guard = stop.clone().drop_guard();
     let (tx, mut configs) = mpsc::channel(16);
     let node = MqttConnection::start(
-        common::testing::login(MqttConfig::new("mqtt1", &r.brokers[0].url(), "fw-node")),
+        testkit::login(MqttConfig::new("mqtt1", &r.brokers[0].url(), "fw-node")),
         Some(tx),
         stop.clone(),
     )
@@ -248,7 +248,7 @@ async fn empty_mqtt3(r: &TestRegistry) {
 }
 
 async fn nodes_on(r: &TestRegistry, broker: &str) -> i64 {
-    common::testing::count(
+    testkit::count(
         r.pool(),
         &format!("SELECT count(*) FROM node_broker_assignments WHERE broker_id = '{broker}'"),
     )

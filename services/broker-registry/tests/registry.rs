@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::payloads::ConfigUpdate;
-use common::testing::{TestBroker, eventually};
 use helpers::{WAIT, seed_nodes, spawn_registry};
+use proto::payloads::ConfigUpdate;
 use reqwest::Method;
+use testkit::{TestBroker, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,7 @@ async fn retained_configs(url: &str, expect: usize) -> HashMap<String, ConfigUpd
         let _guard = stop.clone().drop_guard();
         let (tx, mut rx) = mpsc::channel(1024);
         let c = MqttConnection::start(
-            common::testing::login(MqttConfig::new("t", url, "reader")),
+            testkit::login(MqttConfig::new("t", url, "reader")),
             Some(tx),
             stop.clone(),
         )
@@ -100,7 +100,7 @@ async fn dynamic_assignment_keeps_new_nodes_off_the_busy_broker() {
     let clients: Vec<MqttConnection> = (0..300)
         .map(|_| {
             MqttConnection::start(
-                common::testing::login(MqttConfig::new("load", &r.brokers[0].url(), "load")),
+                testkit::login(MqttConfig::new("load", &r.brokers[0].url(), "load")),
                 None,
                 load.clone(),
             )
@@ -132,7 +132,7 @@ async fn dynamic_assignment_keeps_new_nodes_off_the_busy_broker() {
     let loads = busy.expect("loads");
     let (l2, l3) = (loads[1].1, loads[2].1);
     let on_2 = mapping.values().filter(|b| *b == "mqtt2").count();
-    if (l2 - l3).abs() < common::balance::NODE_LOAD_ESTIMATE {
+    if (l2 - l3).abs() < common::placement::balance::NODE_LOAD_ESTIMATE {
         assert!(
             on_2 > 0 && on_2 < 12,
             "spread over the other two (loads {l2}, {l3}): {mapping:?}"

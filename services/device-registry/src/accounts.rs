@@ -5,7 +5,7 @@
 //! topics and those of its pending bind's target (the node needs both until
 //! it has moved); any other node account is deleted. The registry talks to
 //! each broker's dynamic-security plugin over a connection of its own logged
-//! in as `MQTT_ADMIN_USER` (see [`common::broker_accounts`]).
+//! in as `MQTT_ADMIN_USER` (see [`common::mqtt::accounts`]).
 //!
 //! When it happens:
 //! - a bind creates the accounts its node lacks before the NodeConfig goes
@@ -22,11 +22,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::broker_accounts::{
+use common::metrics as m;
+use common::mqtt::accounts::{
     self as dynsec, Admin, Responses, SyncReport, account_row, accounts_from, load_accounts,
 };
-use common::brokers::BrokerPool;
-use common::metrics as m;
+use common::mqtt::pool::BrokerPool;
 use rand::RngCore;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use common::payloads::NodeConfigChannel;
+use proto::payloads::NodeConfigChannel;
 use serde_json::{Map, Value, json};
 
 use crate::lifecycle::valid_uid;

@@ -6,8 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use common::payloads::{CAPABILITY_CONFIG_UPDATE, NodeConfig};
-use common::topics::NodeTopic;
+use proto::payloads::{CAPABILITY_CONFIG_UPDATE, NodeConfig};
+use proto::topics::NodeTopic;
 use rand::RngCore;
 
 /// `nodes.lifecycle`.
@@ -239,7 +239,7 @@ pub fn completes(target: &BindTarget, topic: &NodeTopic, report: &NodeConfig) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::topics::TopicKind;
+    use proto::topics::TopicKind;
 
     #[test]
     fn uids_are_generated_from_type_and_hardware_id() {

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use common::brokers::BrokerPool;
 use common::metrics as m;
 use common::mqtt::MqttConnection;
-use common::node_config::{self, NodeConfigError, Place};
-use common::payloads::{NodeConfig, NodeConfigChannel};
-use common::topics::{TEMP_GREENHOUSE, TEMP_ZONE, TopicKind, node_topic, temp_node_topic};
+use common::mqtt::pool::BrokerPool;
+use common::placement::node_config::{self, NodeConfigError, Place};
+use proto::payloads::{NodeConfig, NodeConfigChannel};
+use proto::topics::{TEMP_GREENHOUSE, TEMP_ZONE, TopicKind, node_topic, temp_node_topic};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tracing::{info, warn};

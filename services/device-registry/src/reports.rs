@@ -6,8 +6,8 @@
 //! that broker is confirmed (a firmware node's move is confirmed this way).
 
 use common::metrics as m;
-use common::payloads::{NodeConfig, PayloadError};
-use common::topics::NodeTopic;
+use proto::payloads::{NodeConfig, PayloadError};
+use proto::topics::NodeTopic;
 use sqlx::PgPool;
 use tracing::{debug, info};
 

@@ -138,8 +138,8 @@ impl DeviceSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::testing::env_vars as vars;
     use secrecy::ExposeSecret;
+    use testkit::env_vars as vars;
 
     #[test]
     fn defaults() {

@@ -4,14 +4,14 @@
 //! connections and the node-account sync (when `MQTT_ADMIN_USER` is set),
 //! and the HTTP server with its bearer-token API.
 
-use common::auth::{Access, ApiToken};
-use common::broker_accounts::{RESPONSE_TOPIC, Responses};
-use common::brokers::BrokerPool;
-use common::http::{Dependency, Health};
-use common::service::Runner;
+use common::mqtt::accounts::{RESPONSE_TOPIC, Responses};
+use common::mqtt::pool::BrokerPool;
+use common::runtime::auth::{Access, ApiToken};
+use common::runtime::http::{Dependency, Health};
+use common::runtime::service::Runner;
 use common::settings::{Settings, Uses};
-use common::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
-use common::{QoS, db};
+use common::{QoS, store::db};
+use proto::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -148,7 +148,7 @@ impl App {
         // Reads show nodes and binds; they were always guarded here and stay
         // so unless HTTP_READS_REQUIRE_TOKEN=false.
         let access = Access::new(token, settings.reads_require_token_or(true));
-        let router = common::http::api_router(routes::router(registry), access, health);
+        let router = common::runtime::http::api_router(routes::router(registry), access, health);
         let runner = Runner::bind(
             SERVICE,
             settings.http_addr(DEFAULT_PORT),

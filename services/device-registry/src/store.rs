@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::channels::{ChannelRow, plan_sync};
 use crate::lifecycle::{self, Lifecycle, NodeState};
-use common::payloads::NodeConfigChannel;
+use proto::payloads::NodeConfigChannel;
 
 /// Sets the observed broker (`$OBS`, when it is in `brokers`) and its time.
 fn observed(param: u32) -> String {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::metrics as m;
 use common::mqtt::Inbound;
-use common::payloads::{NodeHello, Telemetry};
-use common::topics::{NodeTopic, Topic, TopicKind};
+use proto::payloads::{NodeHello, Telemetry};
+use proto::topics::{NodeTopic, Topic, TopicKind};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::mpsc;

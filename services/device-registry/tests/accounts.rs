@@ -8,9 +8,9 @@ mod helpers;
 use std::time::Duration;
 
 use common::mqtt::{MqttConfig, MqttConnection, MqttError};
-use common::testing::eventually;
 use helpers::{FakeNode, WAIT, spawn_secured_registry};
 use serde_json::json;
+use testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
 const HW: &str = "esp32-0000000C0FFE";

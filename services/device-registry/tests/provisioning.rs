@@ -9,10 +9,10 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::testing::{count, eventually};
 use helpers::{FakeNode, TOKEN, TestRegistry, WAIT, spawn_registry};
 use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::{count, eventually};
 
 const BIND: &str =
     r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-1","node_uid":"nd-ph-tank1","name":"PH Tank A"}"#;
@@ -377,7 +377,7 @@ async fn the_config_goes_out_on_the_broker_the_node_is_on() {
     .await
     .unwrap();
     on_b.publish(&topic, &report).await;
-    let confirmed = common::testing::wait_count(
+    let confirmed = testkit::wait_count(
         registry.pool(),
         "SELECT count(*) FROM node_broker_assignments WHERE confirmed_at IS NOT NULL",
         1,

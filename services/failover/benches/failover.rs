@@ -35,11 +35,11 @@ use std::time::{Duration, Instant};
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::testing::{env_u64, load_average, redis_url};
-use common::topics::NodeTopic;
 use deadpool_redis::redis;
 use futures::StreamExt;
 use helpers::{BROKER_IDS, Cluster, Options};
+use proto::topics::NodeTopic;
+use testkit::{env_u64, load_average, redis_url};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -50,9 +50,9 @@ const COMMAND_SECONDS: u64 = 15;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
+    common::runtime::logging::init_with_default(common::settings::LogFormat::Text, "warn");
     // Installed before the cluster starts: every service records into it.
-    common::http::metrics_handle();
+    common::runtime::http::metrics_handle();
     let nodes = env_u64("BENCH_NODES", 300) as usize;
     let interval_ms = env_u64("BENCH_INTERVAL_MS", 1_600).max(1_010);
     let warmup = env_u64("BENCH_WARMUP_SECONDS", 10);
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     for id in BROKER_IDS.iter().filter(|b| **b != victim) {
         let (tx, mut rx) = mpsc::channel(65_536);
         let conn = MqttConnection::start(
-            common::testing::login(MqttConfig::new(id, &c.url_of(id), "bench-watch")),
+            testkit::login(MqttConfig::new(id, &c.url_of(id), "bench-watch")),
             Some(tx),
             watch_stop.clone(),
         )?;
@@ -240,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("load average after:      {}", load_average());
 
-    let mut redis = common::redis_pool::create_pool(&redis_url(), 1)?
+    let mut redis = common::store::redis::create_pool(&redis_url(), 1)?
         .get()
         .await?;
     redis::cmd("DEL")
@@ -281,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
             ),
         ),
     ];
-    let missed = common::testing::judge(&checks);
+    let missed = testkit::judge(&checks);
     // Stop the services before the database goes.
     c.stop.cancel();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -5,11 +5,11 @@
 //! - **failover**: mark the broker OFFLINE, open a `failover_events` row
 //!   (or continue the open one), raise the `broker_offline` alert, give each
 //!   of its nodes that can be moved a healthy broker by the active strategy,
-//!   and tell them by the means they support (`common::assignments::carry_out`:
+//!   and tell them by the means they support (`common::placement::assignments::carry_out`:
 //!   retained config/updates on every broker still up — where the nodes'
 //!   fallback lists lead them). A node that cannot be moved (a firmware
 //!   node, whose only broker is the dead one) is stranded: it stays
-//!   assigned there, shown as stranded (`common::observed`), until it is
+//!   assigned there, shown as stranded (`common::placement::observed`), until it is
 //!   observed on a broker again and broker-registry follows it;
 //! - **finish**: an event ends when every movable node left the broker and
 //!   confirmed its new one and none is stranded (`finished_at` = the last
@@ -22,11 +22,11 @@
 
 use std::time::Duration;
 
-use common::assignments::{self, snapshot};
-use common::balance::{self, Strategy};
-use common::broker_status::{self, BrokerStatus, Writer};
-use common::brokers::BrokerPool;
 use common::metrics as m;
+use common::mqtt::pool::BrokerPool;
+use common::placement::assignments::{self, snapshot};
+use common::placement::balance::{self, Strategy};
+use common::placement::broker_status::{self, BrokerStatus, Writer};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::balance::Strategy;
+use common::placement::balance::Strategy;
 use common::settings::{SettingsError, de_from_str, from_env};
 use serde::Deserialize;
 
@@ -139,7 +139,7 @@ impl FailoverSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::testing::env_vars as vars;
+    use testkit::env_vars as vars;
 
     #[test]
     fn defaults_and_errors() {

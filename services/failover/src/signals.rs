@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::mqtt::Inbound;
-use common::topics::{NodeTopic, TopicKind};
+use proto::topics::{NodeTopic, TopicKind};
 use sqlx::PgPool;
 use tokio::time::Instant;
 

@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use common::brokers::BrokerPool;
-use common::http::{Dependency, Health};
-use common::lease::Lease;
-use common::probe::Prober;
-use common::service::Runner;
+use common::mqtt::pool::BrokerPool;
+use common::placement::probe::Prober;
+use common::runtime::http::{Dependency, Health};
+use common::runtime::lease::Lease;
+use common::runtime::service::Runner;
 use common::settings::{Settings, Uses};
-use common::topics::TopicKind;
-use common::{QoS, assignments, db};
+use common::{QoS, placement::assignments, store::db};
+use proto::topics::TopicKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -85,7 +85,7 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))
             .optional(Dependency::Brokers(brokers.clone()));
-        let router = common::http::ops_only_router(health);
+        let router = common::runtime::http::ops_only_router(health);
         let runner = Runner::bind(
             SERVICE,
             settings.http_addr(DEFAULT_PORT),

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::brokers::BrokerPool;
-use common::lease::LeaseGuard;
-use common::probe::Prober;
+use common::mqtt::pool::BrokerPool;
+use common::placement::probe::Prober;
+use common::runtime::lease::LeaseGuard;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -5,8 +5,8 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::testing::eventually;
 use helpers::{Cluster, FAST_SUSPECT_PROBE, Options, WAIT};
+use testkit::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
@@ -128,7 +128,7 @@ async fn a_blip_moves_nothing_and_a_death_is_decided_after_the_confirm_window() 
     // suspect periods after the thaw, nothing has.
     tokio::time::sleep(FAST_SUSPECT_PROBE * CONFIRM).await;
     assert_eq!(
-        common::testing::count(c.pool(), &offline_or_event).await,
+        testkit::count(c.pool(), &offline_or_event).await,
         0,
         "a blip shorter than the confirm window failed the broker over"
     );

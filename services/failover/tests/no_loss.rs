@@ -15,7 +15,7 @@ use helpers::{Cluster, Options};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_broker_loses_no_reading_and_doubles_none() {
     // Installed before the cluster starts: every service records into it.
-    common::http::metrics_handle();
+    common::runtime::http::metrics_handle();
     let mut c = Cluster::start(Options {
         brokers: 2,
         nodes: 6,

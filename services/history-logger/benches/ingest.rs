@@ -35,11 +35,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, env_u64, free_port, load_average, redis_url};
 use deadpool_redis::redis;
 use futures::StreamExt;
 use node_sim::SimSettings;
 use node_sim::layout::layout;
+use testkit::{TestBroker, TestDb, env_u64, free_port, load_average, redis_url};
 use tokio_util::sync::CancellationToken;
 
 const ZONES: usize = 30;
@@ -157,8 +157,8 @@ impl Logger {
             .env("REDIS_URL", redis_url())
             .env("MQTT_HOST", "127.0.0.1")
             .env("MQTT_PORT", broker.port.to_string())
-            .env("MQTT_USER", common::testing::backend_login().user)
-            .env("MQTT_PASS", common::testing::backend_login().pass)
+            .env("MQTT_USER", testkit::backend_login().user)
+            .env("MQTT_PASS", testkit::backend_login().pass)
             .env("MQTT_BROKER_ID", "mqtt1")
             .env("HTTP_PORT", port.to_string())
             .env("HISTORY_STREAM", stream)
@@ -253,9 +253,9 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> anyhow::Result<i64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
+    common::runtime::logging::init_with_default(common::settings::LogFormat::Text, "warn");
     // node-sim's counters are read from this process's recorder.
-    let recorder = common::http::metrics_handle();
+    let recorder = common::runtime::http::metrics_handle();
     // Offered: 5 % above the 20,000 msg/s the logger must sustain (issue 3),
     // since a node's timer only ever runs late, never early.
     let rate = env_u64("BENCH_RATE", 21_000) as usize;
@@ -340,12 +340,12 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query("CHECKPOINT").execute(&db.pool).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let settings = Settings::from_vars(common::testing::env_vars(&[
+    let settings = Settings::from_vars(testkit::env_vars(&[
         ("HTTP_PORT", "0"),
         ("MQTT_HOST", "127.0.0.1"),
         ("MQTT_PORT", &brokers[0].port.to_string()),
-        ("MQTT_USER", &common::testing::backend_login().user),
-        ("MQTT_PASS", &common::testing::backend_login().pass),
+        ("MQTT_USER", &testkit::backend_login().user),
+        ("MQTT_PASS", &testkit::backend_login().pass),
     ]))?;
     sim.seed_db = false;
     let started = Instant::now();
@@ -370,17 +370,18 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(warmup)).await;
     println!(
         "after warm-up: queue length {:.0}",
-        common::http::metric_sum(&logger.metrics(&http).await, "uplink_queue_length")
+        common::runtime::http::metric_sum(&logger.metrics(&http).await, "uplink_queue_length")
     );
 
-    let published =
-        |text: &str| common::http::metric_sum(text, node_sim::metrics::TELEMETRY_PUBLISHED) as i64;
+    let published = |text: &str| {
+        common::runtime::http::metric_sum(text, node_sim::metrics::TELEMETRY_PUBLISHED) as i64
+    };
     // Readings that should land: made, less those dropped from a full node
     // buffer, less those whose key an earlier reading already had.
     let expected = |text: &str| {
-        (common::http::metric_sum(text, node_sim::metrics::TELEMETRY_GENERATED)
-            - common::http::metric_sum(text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED)
-            - common::http::metric_sum(text, node_sim::metrics::TELEMETRY_REPEATED_KEYS))
+        (common::runtime::http::metric_sum(text, node_sim::metrics::TELEMETRY_GENERATED)
+            - common::runtime::http::metric_sum(text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED)
+            - common::runtime::http::metric_sum(text, node_sim::metrics::TELEMETRY_REPEATED_KEYS))
             as i64
     };
     let window_start = chrono::Utc::now();
@@ -395,7 +396,7 @@ async fn main() -> anyhow::Result<()> {
     let mut peak_queue = 0.0f64;
     while t0.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        peak_queue = peak_queue.max(common::http::metric_sum(
+        peak_queue = peak_queue.max(common::runtime::http::metric_sum(
             &logger.metrics(&http).await,
             "uplink_queue_length",
         ));
@@ -410,13 +411,16 @@ async fn main() -> anyhow::Result<()> {
     sim_task.await??;
     let text = recorder.render();
     let published_total = published(&text);
-    let generated = common::http::metric_sum(&text, node_sim::metrics::TELEMETRY_GENERATED) as i64;
+    let generated =
+        common::runtime::http::metric_sum(&text, node_sim::metrics::TELEMETRY_GENERATED) as i64;
     let buffer_dropped =
-        common::http::metric_sum(&text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED) as i64;
+        common::runtime::http::metric_sum(&text, node_sim::metrics::TELEMETRY_BUFFER_DROPPED)
+            as i64;
     let expected_total = expected(&text);
     let repeated =
-        common::http::metric_sum(&text, node_sim::metrics::TELEMETRY_REPEATED_KEYS) as i64;
-    let publish_errors = common::http::metric_sum(&text, node_sim::metrics::PUBLISH_ERRORS) as i64;
+        common::runtime::http::metric_sum(&text, node_sim::metrics::TELEMETRY_REPEATED_KEYS) as i64;
+    let publish_errors =
+        common::runtime::http::metric_sum(&text, node_sim::metrics::PUBLISH_ERRORS) as i64;
 
     // Drain: the queue empty and the row count still for 3 s.
     let drain_start = Instant::now();
@@ -424,7 +428,8 @@ async fn main() -> anyhow::Result<()> {
     let mut still_since = Instant::now();
     let landed = loop {
         let n = count(&db.pool, "SELECT count(*) FROM telemetry_samples").await?;
-        let queue = common::http::metric_sum(&logger.metrics(&http).await, "uplink_queue_length");
+        let queue =
+            common::runtime::http::metric_sum(&logger.metrics(&http).await, "uplink_queue_length");
         if n != last {
             last = n;
             still_since = Instant::now();
@@ -460,7 +465,7 @@ async fn main() -> anyhow::Result<()> {
     .fetch_one(&db.pool)
     .await?;
 
-    let mut redis = common::redis_pool::create_pool(&redis_url(), 1)?
+    let mut redis = common::store::redis::create_pool(&redis_url(), 1)?
         .get()
         .await?;
     let dead: Vec<String> = redis::cmd("LRANGE")
@@ -519,9 +524,10 @@ async fn main() -> anyhow::Result<()> {
     let window_published = published_1 - published_0;
     let window_landed = landed_1 - landed_0;
     let sustained = (window_landed - backlog_0).max(0) as f64 / elapsed;
-    let received =
-        common::http::metric_sum(&logger_metrics, "uplink_received_total{kind=\"telemetry\"}")
-            as i64;
+    let received = common::runtime::http::metric_sum(
+        &logger_metrics,
+        "uplink_received_total{kind=\"telemetry\"}",
+    ) as i64;
     // Publishes beyond the readings sent once: buffer replays after a
     // reconnect (and retries of failed publishes).
     let replays = (published_total - (generated - buffer_dropped)).max(0);
@@ -546,9 +552,12 @@ async fn main() -> anyhow::Result<()> {
     println!("dead-lettered:           {} {dead_reasons:?}", dead.len());
     println!(
         "logger counters:         received telemetry {:.0}, inserted {:.0}, queue left {:.0}",
-        common::http::metric_sum(&logger_metrics, "uplink_received_total{kind=\"telemetry\"}"),
-        common::http::metric_sum(&logger_metrics, "telemetry_inserted_total"),
-        common::http::metric_sum(&logger_metrics, "uplink_queue_length")
+        common::runtime::http::metric_sum(
+            &logger_metrics,
+            "uplink_received_total{kind=\"telemetry\"}"
+        ),
+        common::runtime::http::metric_sum(&logger_metrics, "telemetry_inserted_total"),
+        common::runtime::http::metric_sum(&logger_metrics, "uplink_queue_length")
     );
     println!(
         "measured window:         {elapsed:.1} s: published {window_published} ({:.0} msg/s), landed {window_landed}, \
@@ -566,13 +575,15 @@ async fn main() -> anyhow::Result<()> {
         secs(p99),
         secs(max)
     );
-    let flushes = common::http::metric_sum(&logger_metrics, "uplink_flush_duration_seconds_count");
+    let flushes =
+        common::runtime::http::metric_sum(&logger_metrics, "uplink_flush_duration_seconds_count");
     if flushes > 0.0 {
         println!(
             "logger batches:          {flushes:.0}, mean {:.0} entries, mean flush {:.1} ms",
-            common::http::metric_sum(&logger_metrics, "uplink_batch_size_sum")
-                / common::http::metric_sum(&logger_metrics, "uplink_batch_size_count").max(1.0),
-            common::http::metric_sum(&logger_metrics, "uplink_flush_duration_seconds_sum")
+            common::runtime::http::metric_sum(&logger_metrics, "uplink_batch_size_sum")
+                / common::runtime::http::metric_sum(&logger_metrics, "uplink_batch_size_count")
+                    .max(1.0),
+            common::runtime::http::metric_sum(&logger_metrics, "uplink_flush_duration_seconds_sum")
                 / flushes
                 * 1e3
         );
@@ -617,7 +628,7 @@ async fn main() -> anyhow::Result<()> {
             format!("logger peak RSS {peak_rss_mb:.1} MB ≤ {goal_rss_mb} MB"),
         ),
     ];
-    let missed = common::testing::judge(&checks);
+    let missed = testkit::judge(&checks);
     anyhow::ensure!(
         missed.is_empty(),
         "bench-ingest: acceptance not met: {}",

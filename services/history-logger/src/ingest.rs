@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::brokers::BrokerPool;
 use common::metrics as m;
 use common::mqtt::Inbound;
-use common::topics::TIME_REQUEST;
+use common::mqtt::pool::BrokerPool;
+use proto::topics::TIME_REQUEST;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

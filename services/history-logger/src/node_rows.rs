@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use common::payloads::{Heartbeat, NodeError};
-use common::zone_events::ZoneEvent;
+use common::store::zone_events::ZoneEvent;
+use proto::payloads::{Heartbeat, NodeError};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 

@@ -25,8 +25,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use common::payloads::NodeState;
-use common::zone_events::ZoneEvent;
+use common::store::zone_events::ZoneEvent;
+use proto::payloads::NodeState;
 use serde_json::json;
 
 /// How much older than the node's last observation (seconds) an ONLINE from

@@ -14,7 +14,7 @@
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Value, cmd};
 
-use common::redis_pool::RedisError;
+use common::store::redis::RedisError;
 
 use crate::pack::{Pack, Unreadable};
 

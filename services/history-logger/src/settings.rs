@@ -180,7 +180,7 @@ impl HistorySettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::testing::env_vars;
+    use testkit::env_vars;
 
     #[test]
     fn defaults() {

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::brokers::BrokerPool;
-use common::http::{Dependency, Health};
-use common::service::Runner;
+use common::mqtt::pool::BrokerPool;
+use common::runtime::http::{Dependency, Health};
+use common::runtime::service::Runner;
 use common::settings::{Settings, Uses};
-use common::topics::{TIME_REQUEST, TopicKind};
-use common::{QoS, db};
+use common::{QoS, store::db};
+use proto::topics::{TIME_REQUEST, TopicKind};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ impl App {
         settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database])?;
         let stop = CancellationToken::new();
         let pool = db::open(&settings, &stop).await?;
-        let redis = common::redis_pool::create_pool(&settings.redis_url, 8)?;
+        let redis = common::store::redis::create_pool(&settings.redis_url, 8)?;
         let queue = Queue::new(
             redis.clone(),
             &history.history_stream,
@@ -125,7 +125,7 @@ impl App {
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Redis(redis))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::http::ops_only_router(health);
+        let router = common::runtime::http::ops_only_router(health);
         info!(instance, stream = %history.history_stream, "history-logger ready.");
         let runner = Runner::bind(
             SERVICE,

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::brokers::BrokerPool;
 use common::metrics as m;
 use common::mqtt::Inbound;
-use common::payloads::TimeResponse;
-use common::topics::TIME_RESPONSE;
+use common::mqtt::pool::BrokerPool;
+use proto::payloads::TimeResponse;
+use proto::topics::TIME_RESPONSE;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 

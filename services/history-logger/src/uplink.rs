@@ -7,10 +7,10 @@
 //! device-registry: a hello is not an uplink topic here, and a temp-namespace
 //! message decodes to [`Body::Unbound`] whatever its payload.
 
-use common::payloads::{
+use proto::payloads::{
     Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, PayloadError, Status, Telemetry,
 };
-use common::topics::{NodeTopic, Topic, TopicKind};
+use proto::topics::{NodeTopic, Topic, TopicKind};
 use serde_json::Value;
 
 /// The longest zone event type the schema accepts.

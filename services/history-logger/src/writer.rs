@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::metrics as m;
-use common::topics::NodeTopic;
-use common::zone_events::{self, ZoneEvent};
+use common::store::zone_events::{self, ZoneEvent};
+use proto::topics::NodeTopic;
 use sqlx::PgPool;
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinSet;

@@ -11,8 +11,8 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::testing::{eventually, metric_sum};
 use helpers::{TELEMETRY_ROWS, World, proxied_redis, publish, reading};
+use testkit::{eventually, metric_sum};
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
 const T0: i64 = 1_700_000_000;
@@ -20,7 +20,7 @@ const PH: &str = "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry";
 const RECEIVED: &str = "uplink_received_total{kind=\"telemetry\"}";
 
 fn received() -> f64 {
-    metric_sum(&common::http::metrics_handle().render(), RECEIVED)
+    metric_sum(&common::runtime::http::metrics_handle().render(), RECEIVED)
 }
 
 #[tokio::test]

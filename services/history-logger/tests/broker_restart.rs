@@ -15,20 +15,20 @@ use chrono::Utc;
 use cluster::{Cluster, Options, WAIT};
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::testing::eventually;
-use common::topics::{TIME_REQUEST, TIME_RESPONSE};
+use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
+use testkit::eventually;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Waits until `sql` counts `want`; the last count seen.
 async fn wait_count(c: &Cluster, sql: &str, want: i64) -> i64 {
-    common::testing::wait_count(c.pool(), sql, want).await
+    testkit::wait_count(c.pool(), sql, want).await
 }
 
 /// `node_status_ignored_total` of this process (this file's only test).
 fn ignored_so_far() -> f64 {
-    let metrics = common::http::metrics_handle().render();
-    common::testing::metric_sum(&metrics, common::metrics::NODE_STATUS_IGNORED)
+    let metrics = common::runtime::http::metrics_handle().render();
+    testkit::metric_sum(&metrics, common::metrics::NODE_STATUS_IGNORED)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -66,7 +66,7 @@ async fn a_broker_back_with_old_last_wills_takes_no_live_node_offline() {
     let gone = format!("SELECT count(*) FROM nodes WHERE observed_broker_id = '{victim}'");
     let away = eventually(WAIT, || async {
         let on_victim = c.nodes_on(victim).await.is_empty();
-        let observed = common::testing::count(c.pool(), &gone).await == 0;
+        let observed = testkit::count(c.pool(), &gone).await == 0;
         (on_victim && observed).then_some(())
     })
     .await;
@@ -84,7 +84,7 @@ async fn a_broker_back_with_old_last_wills_takes_no_live_node_offline() {
     let stop = CancellationToken::new();
     let (tx, mut answers) = mpsc::channel(64);
     let on_victim = MqttConnection::start(
-        common::testing::login(MqttConfig::new(victim, &c.url_of(victim), "test-replay")),
+        testkit::login(MqttConfig::new(victim, &c.url_of(victim), "test-replay")),
         Some(tx),
         stop.clone(),
     )
@@ -153,10 +153,10 @@ async fn a_broker_back_with_old_last_wills_takes_no_live_node_offline() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let offline = "SELECT count(*) FROM nodes WHERE status <> 'ONLINE'";
-    assert_eq!(common::testing::count(c.pool(), offline).await, 0);
-    assert_eq!(common::testing::count(c.pool(), &gone).await, 0);
+    assert_eq!(testkit::count(c.pool(), offline).await, 0);
+    assert_eq!(testkit::count(c.pool(), &gone).await, 0);
     assert_eq!(
-        common::testing::count(
+        testkit::count(
             c.pool(),
             "SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'ACTIVE'"
         )

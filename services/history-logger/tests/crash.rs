@@ -6,8 +6,8 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::testing::eventually;
 use helpers::{TELEMETRY_ROWS, World, publish, reading};
+use testkit::eventually;
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
 const T0: i64 = 1_700_000_000;

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::payloads::Telemetry;
 use common::settings::Settings;
 use helpers::{TELEMETRY_ROWS, World, publish, qos1, reading};
+use proto::payloads::Telemetry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,7 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     let (tx, mut seen_rx) = mpsc::channel(100_000);
     let watch_stop = CancellationToken::new();
     let watcher = MqttConnection::start(
-        common::testing::login(MqttConfig::new("mqtt1", &world.broker.url(), "test-watch")),
+        testkit::login(MqttConfig::new("mqtt1", &world.broker.url(), "test-watch")),
         Some(tx),
         watch_stop.clone(),
     )
@@ -93,12 +93,12 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
         .await
         .unwrap();
 
-    let sim_vars = common::testing::env_vars(&[
+    let sim_vars = testkit::env_vars(&[
         ("DATABASE_URL", world.db.url.as_str()),
         ("MQTT_HOST", "127.0.0.1"),
         ("MQTT_PORT", &world.broker.port.to_string()),
-        ("MQTT_USER", &common::testing::backend_login().user),
-        ("MQTT_PASS", &common::testing::backend_login().pass),
+        ("MQTT_USER", &testkit::backend_login().user),
+        ("MQTT_PASS", &testkit::backend_login().pass),
         ("HTTP_PORT", "0"),
         ("SIM_SEED_DB", "true"),
         ("SIM_ZONES", "2"),
@@ -124,7 +124,7 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     // pause (a reading the watcher had not yet seen would fail the test).
     let mut expected = HashSet::new();
     let pool = &world.db.pool;
-    let agreed = common::testing::eventually(Duration::from_secs(30), || {
+    let agreed = testkit::eventually(Duration::from_secs(30), || {
         while let Ok(m) = seen_rx.try_recv() {
             expected.insert(reading_key(&m));
         }
@@ -303,7 +303,7 @@ async fn every_bad_input_class_is_dropped_with_its_reason_and_good_ones_land() {
 }
 
 async fn helpers_wait_letters(world: &World, n: usize) -> Vec<serde_json::Value> {
-    common::testing::eventually(Duration::from_secs(20), || async {
+    testkit::eventually(Duration::from_secs(20), || async {
         let l = world.dead_letters().await;
         (l.len() >= n).then_some(l)
     })

@@ -8,9 +8,9 @@ mod helpers;
 use std::str::FromStr;
 use std::time::Duration;
 
-use common::testing::TcpProxy;
 use helpers::{TELEMETRY_ROWS, World, proxied_redis, publish, reading};
 use sqlx::postgres::PgConnectOptions;
+use testkit::TcpProxy;
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
 const T0: i64 = 1_700_000_000;
@@ -31,7 +31,7 @@ async fn stream_through_an_outage(world: &World, proxy: &TcpProxy, port: u16, de
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.cut();
     let health = format!("http://127.0.0.1:{port}/health");
-    let saw_outage = common::testing::eventually(Duration::from_secs(3), || async {
+    let saw_outage = testkit::eventually(Duration::from_secs(3), || async {
         let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
         (body["dependencies"][dependency]["state"] == "down").then_some(())
     })
@@ -97,7 +97,7 @@ async fn a_full_queue_leaves_messages_at_the_broker() {
         publish(&publisher, PH, reading("PH", 6.0, T0 + i)).await;
     }
     // The queue holds at most its bound; the rest waits unacknowledged.
-    let queued = common::testing::eventually(Duration::from_secs(10), || async {
+    let queued = testkit::eventually(Duration::from_secs(10), || async {
         let len = running.queue.stats().await.ok()?.0;
         (len >= 100).then_some(len)
     })

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::testing::eventually;
 use helpers::{TELEMETRY_ROWS, World, publish, reading};
 use serde_json::Value;
+use testkit::eventually;
 
 const PH: &str = "hydro/gh-t/zn-a/nd-1/ph_sensor/telemetry";
 
@@ -55,8 +55,8 @@ async fn wait_dropped(reason: &str, before: f64, n: usize) {
 
 /// `telemetry_dropped_total{reason}` of this process, for `reason`.
 fn dropped(reason: &str) -> f64 {
-    let text = common::http::metrics_handle().render();
-    common::testing::metric_sum(
+    let text = common::runtime::http::metrics_handle().render();
+    testkit::metric_sum(
         &text,
         &format!(
             r#"{}{{reason="{reason}"}}"#,

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::QoS;
-use common::payloads::TimeResponse;
-use common::testing::{TestBroker, eventually};
-use common::topics::{TIME_REQUEST, TIME_RESPONSE};
 use helpers::{TELEMETRY_ROWS, World, client, publish, reading};
+use proto::payloads::TimeResponse;
+use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
+use testkit::{TestBroker, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

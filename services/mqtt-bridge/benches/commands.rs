@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use common::testing::{env_u64, load_average};
+use testkit::{env_u64, load_average};
 
 #[path = "../tests/helpers/mod.rs"]
 mod helpers;
@@ -53,7 +53,7 @@ fn print_means(text: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    common::logging::init_with_default(common::settings::LogFormat::Text, "warn");
+    common::runtime::logging::init_with_default(common::settings::LogFormat::Text, "warn");
     let clients = env_u64("BENCH_CLIENTS", 32) as usize;
     let seconds = env_u64("BENCH_SECONDS", 20);
     let warmup = env_u64("BENCH_WARMUP_SECONDS", 3);
@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("load average after:   {}", load_average());
     println!("where the time goes (mean per command):");
-    print_means(&common::http::metrics_handle().render());
+    print_means(&common::runtime::http::metrics_handle().render());
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())

@@ -5,7 +5,7 @@
 //! never a 500, and never reaches the group-committed INSERT it would fail
 //! for everyone else in it (see `common::commands`).
 
-use common::payloads::MAX_PAYLOAD_BYTES;
+use proto::payloads::MAX_PAYLOAD_BYTES;
 use serde_json::Value;
 
 use crate::error::ApiError;

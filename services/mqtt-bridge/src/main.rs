@@ -6,8 +6,8 @@ use mqtt_bridge::App;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    common::logging::init(settings.log_format);
-    let shutdown = common::shutdown::shutdown_token();
+    common::runtime::logging::init(settings.log_format);
+    let shutdown = common::runtime::shutdown::shutdown_token();
     let app = App::build(settings).await?;
     app.run_until_stopped(shutdown).await
 }

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use common::commands::{CommandSender, find_target};
-use common::lease::LeaseGuard;
 use common::metrics as m;
+use common::runtime::lease::LeaseGuard;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

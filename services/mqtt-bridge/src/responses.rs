@@ -1,5 +1,5 @@
 //! Consumes `command_response` messages from every broker and hands them to
-//! the status writer (`common::status_writer`), for every command whoever
+//! the status writer (`common::commands::status_writer`), for every command whoever
 //! sent it.
 //!
 //! A response counts only from where its command was sent: the topic's
@@ -20,12 +20,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::command_status::CommandStatus;
+use common::commands::status::CommandStatus;
+use common::commands::status_writer::{StatusUpdate, StatusWriter};
 use common::metrics as m;
 use common::mqtt::Inbound;
-use common::payloads::CommandResponse;
-use common::status_writer::{StatusUpdate, StatusWriter};
-use common::topics::{NodeTopic, TopicKind};
+use proto::payloads::CommandResponse;
+use proto::topics::{NodeTopic, TopicKind};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::mpsc;

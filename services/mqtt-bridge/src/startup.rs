@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::brokers::BrokerPool;
 use common::commands::CommandSender;
-use common::http::{Dependency, Health};
-use common::lease::Lease;
-use common::service::Runner;
+use common::commands::status_writer::StatusWriter;
+use common::mqtt::pool::BrokerPool;
+use common::runtime::http::{Dependency, Health};
+use common::runtime::lease::Lease;
+use common::runtime::service::Runner;
 use common::settings::{Settings, Uses};
-use common::status_writer::StatusWriter;
-use common::topics::TopicKind;
-use common::{QoS, db};
+use common::{QoS, store::db};
+use proto::topics::TopicKind;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -116,7 +116,7 @@ impl App {
         // Reads (a command's status) were always guarded here; they stay so
         // unless HTTP_READS_REQUIRE_TOKEN=false.
         let access = Access::new(token, settings.reads_require_token_or(true));
-        let router = common::http::api_router(commands::router(state), access, health);
+        let router = common::runtime::http::api_router(commands::router(state), access, health);
 
         let runner = Runner::bind(
             SERVICE,

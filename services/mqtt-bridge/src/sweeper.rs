@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use common::lease::LeaseGuard;
 use common::metrics as m;
+use common::runtime::lease::LeaseGuard;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};

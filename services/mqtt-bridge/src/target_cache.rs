@@ -1,5 +1,5 @@
 //! A short-lived cache of resolved command targets (node, channel, zone,
-//! greenhouse, secret, and the route broker of `common::command_route`:
+//! greenhouse, secret, and the route broker of `common::commands::route`:
 //! where the node is observed, else its assignment), so a burst of commands to the same
 //! nodes does not repeat the same lookup for each.
 //!

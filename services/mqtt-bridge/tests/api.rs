@@ -5,9 +5,9 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::payloads::ResponseStatus;
-use common::signing;
 use helpers::{SECRET, spawn_app, spawn_app_with};
+use proto::payloads::ResponseStatus;
+use proto::signing;
 use serde_json::json;
 
 #[tokio::test]

@@ -7,9 +7,9 @@
 
 mod helpers;
 
-use common::testing::metric_sum;
 use helpers::spawn_app_with;
 use serde_json::json;
+use testkit::metric_sum;
 
 const POSTS: &str =
     r#"http_requests_total{route="/bridge/zones/{zone_id}/commands",method="POST",status="200"}"#;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::testing::{TestBroker, TestDb, eventually, free_port};
 use serde_json::json;
+use testkit::{TestBroker, TestDb, eventually, free_port};
 
 /// A stream of commands from 6 clients; the broker is killed at 2 s and back
 /// at 7 s. Every command must end DONE, TIMEOUT or SEND_FAILED — none left
@@ -18,7 +18,7 @@ use serde_json::json;
 /// the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_5s_leaves_no_command_unfinished() {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let setup = helpers::spawn_with_sim(
         &[
             ("COMMAND_TIMEOUT_SEC", "4"),
@@ -148,8 +148,8 @@ fn start_bridge(db: &TestDb, broker: &TestBroker) -> Bridge {
         .env_clear()
         .env("DATABASE_URL", &db.url)
         .env("MQTT_PORT", broker.port.to_string())
-        .env("MQTT_USER", common::testing::backend_login().user)
-        .env("MQTT_PASS", common::testing::backend_login().pass)
+        .env("MQTT_USER", testkit::backend_login().user)
+        .env("MQTT_PASS", testkit::backend_login().pass)
         .env("HTTP_PORT", free_port().to_string())
         .env("COMMAND_TIMEOUT_SEC", "1")
         .env("RUST_LOG", "warn")

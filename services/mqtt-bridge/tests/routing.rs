@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use common::payloads::Command;
-use common::signing;
-use common::testing::{TestBroker, TestDb, eventually};
 use helpers::{SECRET, TOKEN, seed, settings_for};
 use mqtt_bridge::App;
+use proto::payloads::Command;
+use proto::signing;
 use serde_json::{Value, json};
+use testkit::{TestBroker, TestDb, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +37,7 @@ impl Drop for TwoBrokers {
 }
 
 async fn spawn_two() -> TwoBrokers {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     seed(&db.pool).await;
     let brokers = [TestBroker::start().await, TestBroker::start().await];
@@ -77,7 +77,7 @@ impl TwoBrokers {
     async fn node_on(&self, i: usize, filter: &str) -> (MqttConnection, mpsc::Receiver<Inbound>) {
         let (tx, rx) = mpsc::channel(64);
         let c = MqttConnection::start(
-            common::testing::login(MqttConfig::new(
+            testkit::login(MqttConfig::new(
                 "n",
                 &self.brokers[i].url(),
                 &format!("node-{i}"),

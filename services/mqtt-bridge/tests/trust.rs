@@ -7,8 +7,8 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::payloads::{CommandResponse, ResponseStatus};
 use helpers::{TOKEN, TestApp, spawn_app};
+use proto::payloads::{CommandResponse, ResponseStatus};
 use serde_json::{Value, json};
 
 /// `bridge_responses_dropped_total{reason}` from the bridge's /metrics (0
@@ -89,13 +89,13 @@ async fn a_response_from_another_node_or_channel_is_dropped_and_the_real_done_co
     )
     .await;
     for ((reason, _), before) in forged.iter().zip(before) {
-        common::testing::eventually(Duration::from_secs(10), || async {
+        testkit::eventually(Duration::from_secs(10), || async {
             (dropped(&app, reason).await > before).then_some(())
         })
         .await
         .unwrap_or_else(|| panic!("a {reason} response is counted"));
     }
-    common::testing::eventually(Duration::from_secs(10), || async {
+    testkit::eventually(Duration::from_secs(10), || async {
         (dropped(&app, "unknown_command").await > unknown_before).then_some(())
     })
     .await
@@ -290,7 +290,7 @@ async fn a_send_runs_to_its_end_when_the_client_hangs_up() {
 
     // Every row written reaches SENT (with sent_at) or SEND_FAILED; none is
     // left QUEUED.
-    let rows = common::testing::eventually(Duration::from_secs(15), || async {
+    let rows = testkit::eventually(Duration::from_secs(15), || async {
         let rows: Vec<(String, String, bool)> = sqlx::query_as(
             "SELECT cmd_id, status, sent_at IS NOT NULL FROM commands ORDER BY cmd_id",
         )

@@ -1,6 +1,6 @@
 //! The simulator's own HTTP routes: the nodes and their readings, and the
 //! fault settings, readable and changeable while it runs (changes need
-//! `SIM_API_TOKEN` when it is set: see [`common::auth::Access`]).
+//! `SIM_API_TOKEN` when it is set: see [`common::runtime::auth::Access`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// An answer other than success: the one error shape of every service.
-pub use common::api_error::ApiError;
+pub use common::runtime::api_error::ApiError;
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)

@@ -61,8 +61,8 @@ pub async fn seed(pool: &PgPool, layout: &Layout, greenhouse: &str) -> Result<u6
 
 #[cfg(test)]
 mod tests {
-    use common::testing::TestDb;
     use serde_json::Value;
+    use testkit::TestDb;
 
     use super::*;
     use crate::settings::SimSettings;

@@ -12,7 +12,7 @@
 //! monitored by one multi-probe node, and the way a benchmark gets many
 //! readings per connection.
 
-use common::payloads::MetricType;
+use proto::payloads::MetricType;
 use serde::Serialize;
 
 use crate::settings::SimSettings;

@@ -9,15 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::LastWill;
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
-use common::payloads::{
+use common::settings::Settings;
+use proto::payloads::{
     Command, CommandResponse, Heartbeat, LWT_PAYLOAD, MetricType, NodeState, ResponseStatus,
     Status, Telemetry,
 };
-use common::settings::Settings;
-use common::topics::{NodeTopic, TopicKind, channel_topic, config_update_topic, node_topic};
-use common::{LastWill, signing};
+use proto::signing;
+use proto::topics::{NodeTopic, TopicKind, channel_topic, config_update_topic, node_topic};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;

@@ -4,7 +4,7 @@
 //! against this, so a dose must move its value in the right direction and by
 //! a predictable amount.
 
-use common::payloads::MetricType;
+use proto::payloads::MetricType;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

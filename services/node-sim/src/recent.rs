@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use common::payloads::CommandResponse;
+use proto::payloads::CommandResponse;
 
 /// How many command ids each node remembers. A redelivery comes within
 /// seconds; at 3,000 commands/s this still covers a few seconds per node.
@@ -68,7 +68,7 @@ impl RecentCommands {
 
 #[cfg(test)]
 mod tests {
-    use common::payloads::ResponseStatus;
+    use proto::payloads::ResponseStatus;
 
     use super::*;
 

@@ -42,7 +42,7 @@ const fn default_time_retry_ms() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimMode {
     /// Seeded in the database, placed in `SIM_GREENHOUSE`'s zones from the
-    /// start, moved with `config/update`, signed as `common::signing` signs:
+    /// start, moved with `config/update`, signed as `proto::signing` signs:
     /// the fleet of the failover benchmarks and most tests.
     #[default]
     Classic,
@@ -443,7 +443,7 @@ pub fn brokers_for(urls: &[String], index: usize) -> (&str, Vec<String>) {
 mod tests {
     use super::*;
 
-    use common::testing::env_vars as vars;
+    use testkit::env_vars as vars;
 
     #[test]
     fn defaults() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use common::auth::{Access, ApiToken};
-use common::http::{Dependency, Health, api_router, serve};
+use common::runtime::auth::{Access, ApiToken};
+use common::runtime::http::{Dependency, Health, api_router, serve};
 use common::settings::{Settings, Uses};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -71,7 +71,7 @@ impl App {
         let mut credentials = HashMap::new();
         let pool = if sim.seed_db {
             // Start-up has no shutdown token yet; a stuck database fails after DB_WAIT.
-            let pool = common::db::connect_and_migrate(
+            let pool = common::store::db::connect_and_migrate(
                 settings.pg_options(),
                 settings.pg_max_connections.min(4),
                 DB_WAIT,
@@ -253,8 +253,8 @@ impl App {
         // (make compose-test): made = acknowledged + dropped from full
         // buffers + still unsent; acknowledged ones with a repeated key are
         // stored once.
-        let text = common::http::metrics_handle().render();
-        let total = |name: &str| common::http::metric_sum(&text, name) as u64;
+        let text = common::runtime::http::metrics_handle().render();
+        let total = |name: &str| common::runtime::http::metric_sum(&text, name) as u64;
         info!(
             generated = total(m::TELEMETRY_GENERATED),
             published = total(m::TELEMETRY_PUBLISHED),

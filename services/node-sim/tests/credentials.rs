@@ -10,11 +10,11 @@ use std::time::Duration;
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
 use common::settings::DEV_NODE_SECRET;
-use common::testing::{TestBroker, TestDb, eventually};
 use node_sim::App;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::{WAIT, new_cmd_id, now_secs, settings, sim_settings};
+use testkit::{TestBroker, TestDb, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -94,7 +94,7 @@ async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
     let forged = new_cmd_id();
     for (id, key) in [(&good, secret.as_str()), (&forged, DEV_NODE_SECRET)] {
         let command =
-            common::signing::sign(key.as_bytes(), id, "run_pump", params.clone(), now_secs());
+            proto::signing::sign(key.as_bytes(), id, "run_pump", params.clone(), now_secs());
         backend
             .publish(&topic, serde_json::to_vec(&command).unwrap(), false)
             .await

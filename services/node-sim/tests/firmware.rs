@@ -9,23 +9,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::payloads::{
-    CommandResponse, NodeConfig, NodeHello, NodeState, ResponseStatus, Status, Telemetry,
-    TimeResponse,
-};
 use common::settings::DEV_NODE_SECRET;
-use common::testing::{TestBroker, TestDb, eventually};
-use common::topics::{TIME_REQUEST, TIME_RESPONSE};
 use hmac::{Hmac, Mac};
 use node_sim::settings::SimMode;
 use node_sim::{App, FirmwareNode, SimSettings};
+use proto::payloads::{
+    CommandResponse, NodeConfig, NodeHello, NodeState, ResponseStatus, Status, Telemetry,
+    TimeResponse,
+};
+use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use support::{Recorder, Seen, WAIT, new_cmd_id, now_secs, settings};
+use testkit::{TestBroker, TestDb, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use common::topics::GLOBAL_NODE_HELLO;
+use proto::topics::GLOBAL_NODE_HELLO;
 
 const NEW_SECRET: &str = "nd-x-secret-of-at-least-32-characters!!";
 
@@ -41,7 +41,7 @@ impl TimeResponder {
         let stop = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(256);
         let conn = MqttConnection::start(
-            common::testing::login(MqttConfig::new("time", url, "time-responder")),
+            testkit::login(MqttConfig::new("time", url, "time-responder")),
             Some(tx),
             stop.clone(),
         )

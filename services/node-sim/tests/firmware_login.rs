@@ -7,16 +7,16 @@ mod support;
 use std::time::Duration;
 
 use common::QoS;
-use common::broker_accounts::{Namespace, NodeAccount, sync_nodes};
+use common::mqtt::accounts::{Namespace, NodeAccount, sync_nodes};
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use common::payloads::TimeResponse;
-use common::testing::TestBroker;
-use common::topics::{TIME_REQUEST, TIME_RESPONSE};
 use node_sim::settings::SimMode;
 use node_sim::{App, SimSettings};
+use proto::payloads::TimeResponse;
+use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::{WAIT, now_secs, settings};
+use testkit::TestBroker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -7,13 +7,13 @@ mod support;
 
 use std::time::Duration;
 
-use common::payloads::{ConfigUpdate, NodeState, Status, Telemetry};
 use common::settings::DEV_NODE_SECRET;
-use common::signing;
-use common::testing::{TestBroker, eventually};
 use node_sim::App;
 use node_sim::link::BUFFER_PACKETS;
+use proto::payloads::{ConfigUpdate, NodeState, Status, Telemetry};
+use proto::signing;
 use support::{Recorder, WAIT, now_secs, settings, sim_settings};
+use testkit::{TestBroker, eventually};
 use tokio_util::sync::CancellationToken;
 
 struct Running {

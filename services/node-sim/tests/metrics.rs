@@ -7,9 +7,9 @@
 
 mod support;
 
-use common::testing::{eventually, metric_sum};
 use node_sim::metrics as m;
 use support::{TestSim, WAIT};
+use testkit::{eventually, metric_sum};
 
 #[tokio::test]
 async fn published_telemetry_is_counted() {

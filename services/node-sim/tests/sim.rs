@@ -3,14 +3,14 @@
 
 mod support;
 
-use common::payloads::{
-    CommandResponse, Heartbeat, MetricType, NodeState, ResponseStatus, Status, Telemetry,
-};
-use common::testing::{TestDb, eventually};
 use node_sim::layout::layout;
 use node_sim::seed::seed;
+use proto::payloads::{
+    CommandResponse, Heartbeat, MetricType, NodeState, ResponseStatus, Status, Telemetry,
+};
 use serde_json::{Value, json};
 use support::{Recorder, TestSim, WAIT, new_cmd_id, now_secs, settings, sim_settings};
+use testkit::{TestDb, eventually};
 
 fn statuses(r: &[CommandResponse]) -> Vec<ResponseStatus> {
     r.iter().map(|r| r.status).collect()
@@ -184,7 +184,7 @@ async fn refused_commands_are_invalid_with_a_reason() {
 
     // Signed with another secret.
     let id = new_cmd_id();
-    let forged = common::signing::sign(
+    let forged = proto::signing::sign(
         b"not-the-secret",
         &id,
         "run_pump",

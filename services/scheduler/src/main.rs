@@ -7,8 +7,8 @@ use scheduler::{App, SchedulerSettings};
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let scheduler = SchedulerSettings::load()?;
-    common::logging::init(settings.log_format);
-    let shutdown = common::shutdown::shutdown_token();
+    common::runtime::logging::init(settings.log_format);
+    let shutdown = common::runtime::shutdown::shutdown_token();
     let app = App::build(settings, scheduler).await?;
     app.run_until_stopped(shutdown).await
 }

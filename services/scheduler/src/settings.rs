@@ -67,7 +67,7 @@ impl SchedulerSettings {
 
 #[cfg(test)]
 mod tests {
-    use common::testing::env_vars;
+    use testkit::env_vars;
 
     use super::*;
 

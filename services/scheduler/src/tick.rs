@@ -12,11 +12,11 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use common::commands::{CommandSender, NewCommand, SendOutcome, Source, Target, new_cmd_id};
-use common::lease::LeaseGuard;
 use common::metrics as m;
-use common::recipe_phases::{self, ActivePhase};
-use common::zone_channels::ZoneChannels;
-use common::zone_events::{self, ZoneEvent};
+use common::runtime::lease::LeaseGuard;
+use common::store::recipe_phases::{self, ActivePhase};
+use common::store::zone_channels::ZoneChannels;
+use common::store::zone_events::{self, ZoneEvent};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use tracing::warn;
@@ -393,7 +393,7 @@ pub async fn run(
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    use common::leader_ticks::{LeaderTicks, Turn};
+    use common::runtime::leader_ticks::{LeaderTicks, Turn};
     let mut turns = LeaderTicks::new(scheduler.lease().clone(), every);
     while let Some(turn) = turns.next(&stop).await {
         if turn == Turn::Gained {

@@ -2,9 +2,9 @@
 //! however many claim it at once; a settled slot is never handed out again.
 
 use chrono::{TimeZone, Utc};
-use common::testing::TestDb;
 use scheduler::fires;
 use scheduler::schedule::Kind;
+use testkit::TestDb;
 
 async fn zone(pool: &sqlx::PgPool) -> i64 {
     sqlx::raw_sql(

@@ -7,10 +7,10 @@
 mod helpers;
 
 use chrono::{Duration, Utc};
-use common::recipe_fixtures::start_recipe;
-use common::testing::eventually;
 use helpers::*;
 use serde_json::json;
+use testkit::eventually;
+use testkit::recipes::start_recipe;
 
 fn minutes(m: i64) -> Duration {
     Duration::minutes(m)

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, eventually, redis_url};
 use serde_json::{Value, json};
+use testkit::{TestBroker, TestDb, eventually, redis_url};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -35,8 +35,8 @@ fn vars(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> HashMap<Str
         ("REDIS_URL", redis_url()),
         ("MQTT_HOST", "127.0.0.1".into()),
         ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", common::testing::backend_login().user),
-        ("MQTT_PASS", common::testing::backend_login().pass),
+        ("MQTT_USER", testkit::backend_login().user),
+        ("MQTT_PASS", testkit::backend_login().pass),
         ("MQTT_BROKER_ID", "mqtt1".into()),
         ("HTTP_PORT", "0".into()),
         ("BRIDGE_API_TOKEN", TOKEN.into()),
@@ -66,7 +66,7 @@ fn vars(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> HashMap<Str
 }
 
 async fn stack() -> Stack {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     let broker = TestBroker::start().await;
     sqlx::query("INSERT INTO brokers (id, url) VALUES ('mqtt1', $1)")

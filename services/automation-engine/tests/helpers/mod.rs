@@ -14,9 +14,9 @@ use std::time::Duration;
 use automation_engine::{App, AutomationSettings};
 use chrono::Utc;
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, env_vars};
 use serde_json::Value;
 use sqlx::PgPool;
+use testkit::{TestBroker, TestDb, env_vars};
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-secret";
@@ -46,8 +46,8 @@ pub fn base_vars(db: &TestDb, broker: &TestBroker) -> Vec<(String, String)> {
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", common::testing::backend_login().user),
-        ("MQTT_PASS", common::testing::backend_login().pass),
+        ("MQTT_USER", testkit::backend_login().user),
+        ("MQTT_PASS", testkit::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
         // Above the longest dose (5 s): node-sim answers DONE when its pump stops.
@@ -78,7 +78,7 @@ pub async fn world(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World 
 
 /// node-sim and mqtt-bridge only: the test runs the engines.
 pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
@@ -106,7 +106,7 @@ pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> W
     tokio::spawn(sim.run_until_stopped(stop.clone()));
     // Refused until their accounts existed, the nodes retry with a growing
     // backoff: a command sent before one is back would be lost.
-    common::testing::eventually(common::testing::COUNT_WAIT, || async {
+    testkit::eventually(testkit::COUNT_WAIT, || async {
         sim_nodes.iter().all(|n| n.is_connected()).then_some(())
     })
     .await
@@ -172,7 +172,7 @@ pub async fn ph(pool: &PgPool, node: &str, value: f64) {
     .await;
 }
 
-pub use common::testing::{count, wait_count, zone_event_payloads as events};
+pub use testkit::{count, wait_count, zone_event_payloads as events};
 
 /// What node-sim's node `uid` reads on each sensor channel now.
 pub async fn sim_values(sim_url: &str, uid: &str) -> HashMap<String, f64> {

@@ -9,8 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::assignments::{ASSIGNMENT_QUERY, Assignment};
-use common::balance::{self, Move, RebalanceLimits, Strategy};
+use common::placement::assignments::{ASSIGNMENT_QUERY, Assignment};
+use common::placement::balance::{self, Move, RebalanceLimits, Strategy};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ struct Filter {
 }
 
 async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
-    common::http::check_opt_text("broker", f.broker.as_deref(), super::MAX_ID_CHARS)?;
+    common::runtime::http::check_opt_text("broker", f.broker.as_deref(), super::MAX_ID_CHARS)?;
     let rows: Vec<Assignment> = sqlx::query_as(&format!(
         "{ASSIGNMENT_QUERY} WHERE ($1::text IS NULL OR a.broker_id = $1) ORDER BY n.uid"
     ))
@@ -43,7 +43,7 @@ async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json
 }
 
 async fn stranded(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let rows = common::observed::stranded(&s.pool, None).await?;
+    let rows = common::placement::observed::stranded(&s.pool, None).await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))
 }
 
@@ -58,7 +58,7 @@ struct PlanRequest {
 
 /// The plan for `request`, with node uids for people.
 async fn make_plan(s: &ApiState, request: &PlanRequest) -> Result<(Strategy, Vec<Move>), ApiError> {
-    common::http::check_opt_text("strategy", request.strategy.as_deref(), 32)?;
+    common::runtime::http::check_opt_text("strategy", request.strategy.as_deref(), 32)?;
     let strategy = match &request.strategy {
         Some(text) => text
             .parse()
@@ -75,7 +75,7 @@ async fn make_plan(s: &ApiState, request: &PlanRequest) -> Result<(Strategy, Vec
             "`max_moves` must be at least 1",
         ));
     }
-    let (brokers, nodes) = common::assignments::snapshot(&s.pool, s.cooldown).await?;
+    let (brokers, nodes) = common::placement::assignments::snapshot(&s.pool, s.cooldown).await?;
     Ok((
         strategy,
         balance::rebalance(strategy, &brokers, &nodes, limits),

@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::balance::Role;
+use common::placement::balance::Role;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use common::http::check_text;
+use common::runtime::http::check_text;
 
 use super::{ApiState, MAX_ID_CHARS, parse_body};
 use crate::error::ApiError;

@@ -6,7 +6,7 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::balance;
+use common::placement::balance;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -87,7 +87,7 @@ async fn advisor(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
             _ => {}
         }
     }
-    let (views, nodes) = common::assignments::snapshot(&s.pool, s.cooldown).await?;
+    let (views, nodes) = common::placement::assignments::snapshot(&s.pool, s.cooldown).await?;
     let moves = balance::rebalance(s.strategy, &views, &nodes, s.limits);
     if !moves.is_empty() {
         // The exact call that applies this plan (the same strategy and bound).
@@ -106,7 +106,7 @@ async fn advisor(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
             "plan": plan,
         }));
     }
-    let stranded = common::observed::stranded(&s.pool, None).await?;
+    let stranded = common::placement::observed::stranded(&s.pool, None).await?;
     if !stranded.is_empty() {
         let uids: Vec<&str> = stranded.iter().map(|n| n.node_uid.as_str()).collect();
         suggestions.push(json!({

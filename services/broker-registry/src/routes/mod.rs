@@ -8,8 +8,8 @@ pub mod history;
 use std::time::Duration;
 
 use axum::Router;
-use common::balance::{RebalanceLimits, Strategy};
-use common::brokers::BrokerPool;
+use common::mqtt::pool::BrokerPool;
+use common::placement::balance::{RebalanceLimits, Strategy};
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
@@ -54,6 +54,6 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body must be a JSON object",
         ));
     }
-    common::http::check_json_text("", &value, MAX_FIELD_CHARS)?;
+    common::runtime::http::check_json_text("", &value, MAX_FIELD_CHARS)?;
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use broker_registry::{App, RegistrySettings};
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb};
 use serde_json::Value;
 use sqlx::PgPool;
+use testkit::{TestBroker, TestDb};
 use tokio_util::sync::CancellationToken;
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -26,7 +26,7 @@ pub struct TestRegistry {
 
 /// `roles[i]` is the role of broker `mqtt{i+1}`; `extra` more variables.
 pub async fn spawn_registry(roles: &[&str], extra: &[(&str, &str)]) -> TestRegistry {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     let mut brokers = Vec::new();
     for _ in roles {
@@ -43,8 +43,8 @@ pub async fn spawn_registry(roles: &[&str], extra: &[(&str, &str)]) -> TestRegis
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", brokers[0].port.to_string()),
-        ("MQTT_USER", common::testing::backend_login().user),
-        ("MQTT_PASS", common::testing::backend_login().pass),
+        ("MQTT_USER", testkit::backend_login().user),
+        ("MQTT_PASS", testkit::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("MQTT_BROKERS", list),
         ("ASSIGN_INTERVAL_MS", "200".to_owned()),
@@ -118,7 +118,7 @@ impl TestRegistry {
 
     /// node uid → broker id, once `n` nodes have an assignment.
     pub async fn wait_assigned(&self, n: usize) -> HashMap<String, String> {
-        common::testing::eventually(WAIT, || async {
+        testkit::eventually(WAIT, || async {
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT n.uid, a.broker_id FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id",
             )

@@ -1,7 +1,7 @@
 //! The bind request body, checked field by field so that a 422 names the
 //! field to fix. Pure: unit-tested here.
 
-use common::payloads::NodeConfigChannel;
+use proto::payloads::NodeConfigChannel;
 use serde_json::{Map, Value};
 
 use crate::channels;
@@ -18,7 +18,7 @@ pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
-    common::http::check_json_text("", &value, MAX_FIELD_CHARS)?;
+    common::runtime::http::check_json_text("", &value, MAX_FIELD_CHARS)?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::bad_request(

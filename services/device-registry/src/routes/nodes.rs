@@ -32,7 +32,7 @@ const MAX_KEY_CHARS: usize = 128;
 
 /// The `{key}` of a path, or a 400 naming it.
 fn check_key(key: &str) -> Result<(), ApiError> {
-    common::http::check_text("key", key, MAX_KEY_CHARS)
+    common::runtime::http::check_text("key", key, MAX_KEY_CHARS)
 }
 
 /// A node as JSON (never its secret).

@@ -11,10 +11,10 @@ use std::time::Duration;
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, eventually};
 use device_registry::{App, DeviceSettings};
 use serde_json::Value;
 use sqlx::PgPool;
+use testkit::{TestBroker, TestDb, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ pub async fn spawn_secured_registry(extra: &[(&str, &str)]) -> TestRegistry {
 }
 
 async fn spawn_on(urls: &[String], extra: &[(&str, &str)]) -> TestRegistry {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     for (i, url) in urls.iter().enumerate() {
         sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
@@ -87,8 +87,8 @@ async fn spawn_on(urls: &[String], extra: &[(&str, &str)]) -> TestRegistry {
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", port.to_string()),
-        ("MQTT_USER", common::testing::backend_login().user),
-        ("MQTT_PASS", common::testing::backend_login().pass),
+        ("MQTT_USER", testkit::backend_login().user),
+        ("MQTT_PASS", testkit::backend_login().pass),
         ("MQTT_BROKER_ID", "mqtt1".to_owned()),
         ("HTTP_PORT", "0".to_owned()),
         ("DEVICE_REGISTRY_API_TOKEN", TOKEN.to_owned()),
@@ -177,7 +177,7 @@ impl TestRegistry {
             .text()
             .await
             .expect("metrics text");
-        common::testing::metric_sum(&text, name)
+        testkit::metric_sum(&text, name)
     }
 }
 
@@ -206,7 +206,7 @@ impl FakeNode {
     pub async fn connect_as(url: &str, hardware_id: &str, login: Option<(&str, &str)>) -> FakeNode {
         let (tx, inbox) = mpsc::channel(256);
         let stop = CancellationToken::new();
-        let mut config = common::testing::login(MqttConfig::new("node", url, "fake-node"));
+        let mut config = testkit::login(MqttConfig::new("node", url, "fake-node"));
         if let Some((user, pass)) = login {
             config.client_id = hardware_id.to_owned();
             config.username = Some(user.to_owned());

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, eventually};
 use sqlx::PgPool;
+use testkit::{TestBroker, TestDb, eventually};
 use tokio_util::sync::CancellationToken;
 
 /// Generous: the machine running the tests may be slow and busy.
@@ -80,7 +80,7 @@ fn vars(base: &[(String, String)], more: &[(&str, String)]) -> Option<HashMap<St
 
 impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Cluster> {
-        common::logging::init_for_tests();
+        common::runtime::logging::init_for_tests();
         let db = TestDb::new().await;
         let mut brokers = Vec::new();
         anyhow::ensure!(
@@ -102,8 +102,8 @@ impl Cluster {
             ("DATABASE_URL".into(), db.url.clone()),
             ("MQTT_HOST".into(), "127.0.0.1".into()),
             ("MQTT_PORT".into(), brokers[0].port.to_string()),
-            ("MQTT_USER".into(), common::testing::backend_login().user),
-            ("MQTT_PASS".into(), common::testing::backend_login().pass),
+            ("MQTT_USER".into(), testkit::backend_login().user),
+            ("MQTT_PASS".into(), testkit::backend_login().pass),
             ("MQTT_BROKER_ID".into(), "mqtt1".into()),
             ("HTTP_PORT".into(), "0".into()),
             ("MQTT_PUBLISH_TIMEOUT_MS".into(), "3000".into()),
@@ -343,8 +343,8 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
-        let text = common::http::metrics_handle().render();
-        let sum = |name: &str| common::testing::metric_sum(&text, name) as i64;
+        let text = common::runtime::http::metrics_handle().render();
+        let sum = |name: &str| testkit::metric_sum(&text, name) as i64;
         Ok(Ledger {
             generated: sum(node_sim::metrics::TELEMETRY_GENERATED),
             buffer_dropped: sum(node_sim::metrics::TELEMETRY_BUFFER_DROPPED),

@@ -11,15 +11,15 @@ use std::time::Duration;
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, eventually};
 use deadpool_redis::redis;
 use history_logger::ingest::IngestStats;
 use history_logger::queue::Queue;
 use history_logger::{App, HistorySettings};
 use serde_json::Value;
+use testkit::{TestBroker, TestDb, eventually};
 use tokio_util::sync::CancellationToken;
 
-pub use common::testing::redis_url;
+pub use testkit::redis_url;
 
 /// Database, broker and Redis keys of one test.
 pub struct World {
@@ -45,7 +45,7 @@ impl World {
     /// and `pump_acid`, `nd-2` `ec_sensor` (EC), `nd-3` `temp_air`
     /// (TEMPERATURE) and `humidity` (HUMIDITY).
     pub async fn new() -> World {
-        common::logging::init_for_tests();
+        common::runtime::logging::init_for_tests();
         let db = TestDb::new().await;
         sqlx::raw_sql(
             "INSERT INTO greenhouses (uid, name) VALUES ('gh-t', 'Test');
@@ -73,7 +73,7 @@ impl World {
             broker,
             stream: format!("{prefix}:uplink"),
             dead_letter: format!("{prefix}:dead-letter"),
-            redis: common::redis_pool::create_pool(&redis_url(), 4).expect("redis pool"),
+            redis: common::store::redis::create_pool(&redis_url(), 4).expect("redis pool"),
             stop: CancellationToken::new(),
         }
     }
@@ -84,8 +84,8 @@ impl World {
             ("REDIS_URL", &redis_url()),
             ("MQTT_HOST", "127.0.0.1"),
             ("MQTT_PORT", &self.broker.port.to_string()),
-            ("MQTT_USER", &common::testing::backend_login().user),
-            ("MQTT_PASS", &common::testing::backend_login().pass),
+            ("MQTT_USER", &testkit::backend_login().user),
+            ("MQTT_PASS", &testkit::backend_login().pass),
             ("HTTP_PORT", "0"),
             ("TELEMETRY_FLUSH_MS", "100"),
             ("HISTORY_STREAM", &self.stream),
@@ -162,7 +162,7 @@ impl World {
     /// A client that plays the nodes.
     pub async fn publisher(&self) -> MqttConnection {
         let c = MqttConnection::start(
-            common::testing::login(MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes")),
+            testkit::login(MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes")),
             None,
             self.stop.clone(),
         )
@@ -208,7 +208,7 @@ impl World {
 }
 
 /// A proxy to the test Redis, and the `REDIS_URL` through it.
-pub async fn proxied_redis() -> (common::testing::TcpProxy, String) {
+pub async fn proxied_redis() -> (testkit::TcpProxy, String) {
     let url = redis_url();
     let (host, port) = url
         .trim_start_matches("redis://")
@@ -216,7 +216,7 @@ pub async fn proxied_redis() -> (common::testing::TcpProxy, String) {
         .rsplit_once(':')
         .map(|(h, p)| (h.to_owned(), p.parse::<u16>().expect("redis port")))
         .expect("REDIS_URL is redis://host:port");
-    let proxy = common::testing::TcpProxy::start((host, port)).await;
+    let proxy = testkit::TcpProxy::start((host, port)).await;
     let proxied = format!("redis://127.0.0.1:{}", proxy.port);
     (proxy, proxied)
 }
@@ -262,7 +262,7 @@ pub async fn client(
     stop: &CancellationToken,
 ) -> MqttConnection {
     let c = MqttConnection::start(
-        common::testing::login(MqttConfig::new(id, &broker.url(), "test-client")),
+        testkit::login(MqttConfig::new(id, &broker.url(), "test-client")),
         inbox,
         stop.clone(),
     )

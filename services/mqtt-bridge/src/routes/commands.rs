@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use common::commands::{
     CommandSender, NewCommand, SendOutcome, Source, TARGET_QUERY, Target, new_cmd_id,
 };
-use common::payloads::{validate_cmd_id, validate_cmd_name};
+use proto::payloads::{validate_cmd_id, validate_cmd_name};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};

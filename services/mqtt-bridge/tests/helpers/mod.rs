@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use common::payloads::{Command, CommandResponse, ResponseStatus};
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb};
 use mqtt_bridge::App;
+use proto::payloads::{Command, CommandResponse, ResponseStatus};
 use serde_json::Value;
 use sqlx::PgPool;
+use testkit::{TestBroker, TestDb};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +66,7 @@ pub fn settings_for(db: &TestDb, broker_port: u16, extra: &[(&str, &str)]) -> Se
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.insert("MQTT_PORT".into(), broker_port.to_string());
-    vars.extend(common::testing::login_vars());
+    vars.extend(testkit::login_vars());
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -78,7 +78,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     seed(&db.pool).await;
     let broker = TestBroker::start().await;
@@ -91,7 +91,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
     let (tx, commands) = mpsc::channel(10_000);
     let nodes = MqttConnection::start(
-        common::testing::login(MqttConfig::new("mqtt1", &broker.url(), "test-nodes")),
+        testkit::login(MqttConfig::new("mqtt1", &broker.url(), "test-nodes")),
         Some(tx),
         stop.clone(),
     )
@@ -252,8 +252,8 @@ pub async fn spawn_with_sim(
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", common::testing::backend_login().user),
-        ("MQTT_PASS", common::testing::backend_login().pass),
+        ("MQTT_USER", testkit::backend_login().user),
+        ("MQTT_PASS", testkit::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
     ]
@@ -266,13 +266,13 @@ pub async fn spawn_with_sim(
     )
     .collect();
     let stop = CancellationToken::new();
-    let bridge_vars = common::testing::env_vars(&base);
+    let bridge_vars = testkit::env_vars(&base);
     base.extend([
         ("SIM_SEED_DB".to_owned(), "true".to_owned()),
         ("SIM_ZONES".to_owned(), zones.to_string()),
         ("SIM_NODES".to_owned(), nodes.to_string()),
     ]);
-    let sim_vars = common::testing::env_vars(&base);
+    let sim_vars = testkit::env_vars(&base);
     let sim = node_sim::App::build(
         node_sim::SimSettings::from_vars(sim_vars.clone())?,
         Settings::from_vars(sim_vars)?,
@@ -294,7 +294,7 @@ pub async fn spawn_with_sim(
     tokio::spawn(sim.run_until_stopped(stop.clone()));
     // Refused until their accounts existed, the nodes retry with a growing
     // backoff: a command sent before one is back would be lost.
-    common::testing::eventually(common::testing::COUNT_WAIT, || async {
+    testkit::eventually(testkit::COUNT_WAIT, || async {
         sim_nodes.iter().all(|n| n.is_connected()).then_some(())
     })
     .await

@@ -1,5 +1,5 @@
 //! The bytes the hydro2.0 firmware signs a command over, computed the way
-//! its cJSON does, independently of `common::signing` so that a difference
+//! its cJSON does, independently of `proto::signing` so that a difference
 //! between the backend and the firmware shows up as `invalid_signature`.
 //!
 //! The firmware takes the received object, deletes `sig`, sorts every

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::payloads::{CommandResponse, ResponseStatus};
-use common::topics::TopicKind;
+use proto::payloads::{CommandResponse, ResponseStatus};
+use proto::topics::TopicKind;
 use serde_json::{Map, Value, json};
 use tracing::debug;
 

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use common::payloads::NodeConfig;
-use common::topics::{TEMP_GREENHOUSE, TEMP_ZONE};
+use proto::payloads::NodeConfig;
+use proto::topics::{TEMP_GREENHOUSE, TEMP_ZONE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::warn;

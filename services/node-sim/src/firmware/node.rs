@@ -26,10 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
-use common::node_config;
-use common::payloads::{LWT_PAYLOAD, NodeConfig, NodeState, TimeResponse};
-use common::topics::{NodeTopic, TIME_RESPONSE, TopicKind, channel_topic, node_topic};
+use common::placement::node_config;
 use common::{LastWill, QoS};
+use proto::payloads::{LWT_PAYLOAD, NodeConfig, NodeState, TimeResponse};
+use proto::topics::{NodeTopic, TIME_RESPONSE, TopicKind, channel_topic, node_topic};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};

@@ -4,10 +4,10 @@
 //! mode), each on the namespace it has at that moment.
 
 use common::mqtt::MqttConnection;
-use common::payloads::{
+use proto::payloads::{
     Heartbeat, MetricType, NodeConfig, NodeConfigChannel, NodeHello, NodeState, Status,
 };
-use common::topics::{GLOBAL_NODE_HELLO, TIME_REQUEST, TopicKind};
+use proto::topics::{GLOBAL_NODE_HELLO, TIME_REQUEST, TopicKind};
 use serde_json::{Map, json};
 use tracing::debug;
 
@@ -125,7 +125,7 @@ impl Inner {
     /// on the broker it is on.
     pub(super) fn unbound_config(&self) -> NodeConfig {
         let url = self.current_url().unwrap_or_default();
-        let mqtt = common::node_config::broker_section(&url)
+        let mqtt = common::placement::node_config::broker_section(&url)
             .unwrap_or_else(|_| json!({"configured": true}));
         let poll_ms = u64::try_from(self.ctx.telemetry_interval.as_millis()).unwrap_or(u64::MAX);
         let channels = self
@@ -157,8 +157,8 @@ impl Inner {
             node_id: self.hardware_id.clone(),
             version: CONFIG_VERSION,
             node_type: node_type(self.hardware.kind).into(),
-            gh_uid: common::topics::TEMP_GREENHOUSE.into(),
-            zone_uid: common::topics::TEMP_ZONE.into(),
+            gh_uid: proto::topics::TEMP_GREENHOUSE.into(),
+            zone_uid: proto::topics::TEMP_ZONE.into(),
             channels,
             wifi: Some(json!({"configured": true})),
             mqtt,

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::payloads::CommandResponse;
 use common::settings::{DEV_NODE_SECRET, Settings};
-use common::testing::{TestBroker, eventually};
 use node_sim::{App, SimNode, SimSettings};
+use proto::payloads::CommandResponse;
 use serde_json::{Map, Value};
+use testkit::{TestBroker, eventually};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -43,7 +43,7 @@ impl Recorder {
         let shutdown = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel(4096);
         let conn = MqttConnection::start(
-            common::testing::login(MqttConfig::new("test", url, "node-sim-test")),
+            testkit::login(MqttConfig::new("test", url, "node-sim-test")),
             Some(tx),
             shutdown.clone(),
         )
@@ -123,7 +123,7 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = HashMap::from([("HTTP_PORT".into(), "0".into())]);
     // TODO(node-creds): the simulated nodes log in as the test backend
     // account until they have accounts of their own.
-    vars.extend(common::testing::login_vars());
+    vars.extend(testkit::login_vars());
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Settings::from_vars(Some(vars)).expect("test settings")
 }
@@ -227,7 +227,7 @@ impl TestSim {
         ts: i64,
     ) -> Vec<u8> {
         let params: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
-        let command = common::signing::sign(DEV_NODE_SECRET.as_bytes(), cmd_id, cmd, params, ts);
+        let command = proto::signing::sign(DEV_NODE_SECRET.as_bytes(), cmd_id, cmd, params, ts);
         let payload = serde_json::to_vec(&command).unwrap();
         self.publish_command(node, channel, payload.clone()).await;
         payload

@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::lease::LeaseGuard;
+use common::runtime::lease::LeaseGuard;
 use common::settings::Settings;
-use common::testing::{TestBroker, TestDb, env_vars, eventually};
 use scheduler::{App, SchedulerSettings};
 use serde_json::Value;
 use sqlx::PgPool;
+use testkit::{TestBroker, TestDb, env_vars, eventually};
 use tokio_util::sync::CancellationToken;
 
 /// Long enough for a busy 2-core machine.
@@ -40,7 +40,7 @@ pub struct Instance {
 
 /// node-sim with `zones` zones and `nodes` nodes, and mqtt-bridge.
 pub async fn world(zones: usize, nodes: usize) -> World {
-    common::logging::init_for_tests();
+    common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
@@ -48,8 +48,8 @@ pub async fn world(zones: usize, nodes: usize) -> World {
         ("DATABASE_URL", db.url.clone()),
         ("MQTT_HOST", "127.0.0.1".to_owned()),
         ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", common::testing::backend_login().user),
-        ("MQTT_PASS", common::testing::backend_login().pass),
+        ("MQTT_USER", testkit::backend_login().user),
+        ("MQTT_PASS", testkit::backend_login().pass),
         ("HTTP_PORT", "0".to_owned()),
         ("NODE_DEFAULT_SECRET", "test-secret".to_owned()),
         ("SCHEDULER_TICK_SEC", "1".to_owned()),
@@ -75,7 +75,7 @@ pub async fn world(zones: usize, nodes: usize) -> World {
     tokio::spawn(sim.run_until_stopped(stop.clone()));
     // Refused until their accounts existed, the nodes retry with a growing
     // backoff: a command sent before one is back would be lost.
-    common::testing::eventually(common::testing::COUNT_WAIT, || async {
+    testkit::eventually(testkit::COUNT_WAIT, || async {
         sim_nodes.iter().all(|n| n.is_connected()).then_some(())
     })
     .await
@@ -129,7 +129,7 @@ pub fn slot_of(now: DateTime<Utc>, offset: chrono::Duration) -> DateTime<Utc> {
         .and_utc()
 }
 
-pub use common::testing::{count, wait_count, zone_event_payloads as events};
+pub use testkit::{count, wait_count, zone_event_payloads as events};
 
 /// Waits until zone `zone` has at least `n` events of type `kind`; answers them.
 pub async fn wait_events(pool: &PgPool, zone: &str, kind: &str, n: usize) -> Vec<Value> {

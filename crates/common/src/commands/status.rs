@@ -1,0 +1,154 @@
+//! The command lifecycle (contract section 4) as a type: QUEUED → SENT → ACK
+//! → one final status. A status only moves to a higher rank, so responses may
+//! be applied in any order and a duplicate changes nothing. The same rank is
+//! [`rank_sql`] for the statements that write statuses.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use proto::payloads::ResponseStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CommandStatus {
+    Queued,
+    Sent,
+    Ack,
+    Done,
+    Error,
+    Invalid,
+    Busy,
+    NoEffect,
+    Timeout,
+    SendFailed,
+}
+
+impl CommandStatus {
+    pub const ALL: [CommandStatus; 10] = [
+        CommandStatus::Queued,
+        CommandStatus::Sent,
+        CommandStatus::Ack,
+        CommandStatus::Done,
+        CommandStatus::Error,
+        CommandStatus::Invalid,
+        CommandStatus::Busy,
+        CommandStatus::NoEffect,
+        CommandStatus::Timeout,
+        CommandStatus::SendFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Queued => "QUEUED",
+            CommandStatus::Sent => "SENT",
+            CommandStatus::Ack => "ACK",
+            CommandStatus::Done => "DONE",
+            CommandStatus::Error => "ERROR",
+            CommandStatus::Invalid => "INVALID",
+            CommandStatus::Busy => "BUSY",
+            CommandStatus::NoEffect => "NO_EFFECT",
+            CommandStatus::Timeout => "TIMEOUT",
+            CommandStatus::SendFailed => "SEND_FAILED",
+        }
+    }
+
+    /// 0 QUEUED, 1 SENT, 2 ACK, 3 any final status.
+    pub fn rank(self) -> u8 {
+        match self {
+            CommandStatus::Queued => 0,
+            CommandStatus::Sent => 1,
+            CommandStatus::Ack => 2,
+            _ => 3,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self.rank() == 3
+    }
+
+    /// The status after `next` is applied: `next` if it moves forward, else
+    /// unchanged (no going back, no change between final statuses).
+    pub fn advance(self, next: CommandStatus) -> CommandStatus {
+        if next.rank() > self.rank() {
+            next
+        } else {
+            self
+        }
+    }
+}
+
+/// The SQL twin of [`CommandStatus::rank`] for a text expression, e.g.
+/// `rank_sql("c.status")`; used by every statement that moves a status.
+pub fn rank_sql(expr: &str) -> String {
+    format!("(CASE {expr} WHEN 'QUEUED' THEN 0 WHEN 'SENT' THEN 1 WHEN 'ACK' THEN 2 ELSE 3 END)")
+}
+
+impl From<ResponseStatus> for CommandStatus {
+    fn from(s: ResponseStatus) -> Self {
+        match s {
+            ResponseStatus::Ack => CommandStatus::Ack,
+            ResponseStatus::Done => CommandStatus::Done,
+            ResponseStatus::Error => CommandStatus::Error,
+            ResponseStatus::Invalid => CommandStatus::Invalid,
+            ResponseStatus::Busy => CommandStatus::Busy,
+            ResponseStatus::NoEffect => CommandStatus::NoEffect,
+            ResponseStatus::Timeout => CommandStatus::Timeout,
+        }
+    }
+}
+
+impl fmt::Display for CommandStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CommandStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CommandStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown command status `{s}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommandStatus::*;
+    use super::*;
+
+    #[test]
+    fn forward_only() {
+        assert_eq!(Queued.advance(Sent), Sent);
+        assert_eq!(Sent.advance(Ack), Ack);
+        assert_eq!(Ack.advance(Done), Done);
+        // A response may overtake the SENT update.
+        assert_eq!(Queued.advance(Ack), Ack);
+        assert_eq!(Queued.advance(Done), Done);
+    }
+
+    #[test]
+    fn never_backwards_and_finals_are_final() {
+        assert_eq!(Ack.advance(Sent), Ack);
+        assert_eq!(Done.advance(Ack), Done);
+        assert_eq!(Done.advance(Error), Done);
+        assert_eq!(Timeout.advance(Done), Timeout);
+        assert_eq!(SendFailed.advance(Done), SendFailed);
+        assert_eq!(Done.advance(Done), Done);
+    }
+
+    #[test]
+    fn strings_round_trip() {
+        for s in CommandStatus::ALL {
+            assert_eq!(s.as_str().parse::<CommandStatus>().unwrap(), s);
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        assert!("DONE ".parse::<CommandStatus>().is_err());
+    }
+}

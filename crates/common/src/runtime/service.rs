@@ -1,0 +1,98 @@
+//! Running a built service: serve HTTP until shutdown, then stop the
+//! background work (waiting for it at most 10 s) and close the broker
+//! connections with a DISCONNECT.
+
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::mqtt::pool::BrokerPool;
+
+/// The longest the background work may take to stop.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a built service runs: its bound listener and router, its background
+/// tasks and the token that stops them, and its broker connections.
+pub struct Runner {
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    tasks: TaskTracker,
+    /// Cancelled when the service stops; the background tasks watch it.
+    stop: CancellationToken,
+    brokers: BrokerPool,
+}
+
+impl Runner {
+    /// Binds `addr` (`HTTP_HOST`, `HTTP_PORT`: see `Settings::http_addr`;
+    /// port 0 picks a free one) for `router`.
+    pub async fn bind(
+        name: &'static str,
+        addr: (String, u16),
+        router: Router,
+        tasks: TaskTracker,
+        stop: CancellationToken,
+        brokers: BrokerPool,
+    ) -> std::io::Result<Runner> {
+        let listener = TcpListener::bind((addr.0.as_str(), addr.1))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "could not listen on {}:{} (HTTP_HOST, HTTP_PORT): {e}",
+                        addr.0, addr.1
+                    ),
+                )
+            })?;
+        let runner = Runner {
+            name,
+            listener,
+            router,
+            tasks,
+            stop,
+            brokers,
+        };
+        info!(service = name, host = %addr.0, port = runner.port(), "Listening.");
+        Ok(runner)
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` (or until serving fails), then stops.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+        let served =
+            crate::runtime::http::serve(self.listener, self.router, self.stop.clone()).await;
+        self.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_DEADLINE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                service = self.name,
+                "Background tasks did not stop within 10 s."
+            );
+        }
+        for connection in self.brokers.all() {
+            connection.disconnect().await;
+        }
+        info!(service = self.name, "Stopped.");
+        Ok(served?)
+    }
+}

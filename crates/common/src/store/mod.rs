@@ -1,0 +1,8 @@
+//! PostgreSQL (pool, migrations) and Redis, and the tables more than one
+//! service reads or writes.
+
+pub mod db;
+pub mod recipe_phases;
+pub mod redis;
+pub mod zone_channels;
+pub mod zone_events;
