@@ -2,6 +2,7 @@
 //! a private Mosquitto broker that a test may stop and start, authenticated
 //! like the project's own brokers. Not used by any production path.
 
+pub mod process;
 pub mod recipes;
 
 use std::net::TcpListener;

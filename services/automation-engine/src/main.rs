@@ -1,14 +1,19 @@
 //! automation-engine: pH/EC correction for zones with an active recipe.
 
-use automation_engine::{App, AutomationSettings};
+use automation_engine::{App, AutomationSettings, SERVICE};
+use common::runtime::service;
 use common::settings::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let automation = AutomationSettings::load()?;
-    common::runtime::logging::init(settings.log_format);
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(settings, automation).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(settings, automation),
+        App::run_until_stopped,
+    )
+    .await
 }

@@ -1,14 +1,19 @@
 //! device-registry: unbound nodes, binds to zones, NodeConfig pushes.
 
+use common::runtime::service;
 use common::settings::Settings;
-use device_registry::{App, DeviceSettings};
+use device_registry::{App, DeviceSettings, SERVICE};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let device = DeviceSettings::load()?;
-    common::runtime::logging::init(settings.log_format);
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(settings, device).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(settings, device),
+        App::run_until_stopped,
+    )
+    .await
 }

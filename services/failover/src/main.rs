@@ -1,14 +1,19 @@
 //! failover: moves the nodes of dead brokers.
 
+use common::runtime::service;
 use common::settings::Settings;
-use failover::{App, FailoverSettings};
+use failover::{App, FailoverSettings, SERVICE};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let failover = FailoverSettings::load()?;
-    common::runtime::logging::init(settings.log_format);
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(settings, failover).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(settings, failover),
+        App::run_until_stopped,
+    )
+    .await
 }

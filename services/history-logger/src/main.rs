@@ -1,14 +1,19 @@
 //! history-logger: node uplink → Redis stream → PostgreSQL in batches.
 
+use common::runtime::service;
 use common::settings::Settings;
-use history_logger::{App, HistorySettings};
+use history_logger::{App, HistorySettings, SERVICE};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let history = HistorySettings::load()?;
-    common::runtime::logging::init(settings.log_format);
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(settings, history).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(settings, history),
+        App::run_until_stopped,
+    )
+    .await
 }

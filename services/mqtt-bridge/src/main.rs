@@ -1,13 +1,18 @@
 //! mqtt-bridge: REST → MQTT commands, tracked to their final status.
 
+use common::runtime::service;
 use common::settings::Settings;
-use mqtt_bridge::App;
+use mqtt_bridge::{App, SERVICE};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    common::runtime::logging::init(settings.log_format);
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(settings).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(settings),
+        App::run_until_stopped,
+    )
+    .await
 }

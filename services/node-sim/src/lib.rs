@@ -20,3 +20,6 @@ pub use firmware::FirmwareNode;
 pub use node::SimNode;
 pub use settings::SimSettings;
 pub use startup::App;
+
+/// The service's name in logs, metrics and health.
+pub const SERVICE: &str = "node-sim";

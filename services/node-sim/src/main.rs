@@ -2,15 +2,20 @@
 //! SIGINT or SIGTERM.
 
 use anyhow::Context;
+use common::runtime::service;
 use common::settings::Settings;
-use node_sim::{App, SimSettings};
+use node_sim::{App, SERVICE, SimSettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("shared settings")?;
-    common::runtime::logging::init(settings.log_format);
     let sim = SimSettings::load().context("node-sim settings")?;
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(sim, settings).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(sim, settings),
+        App::run_until_stopped,
+    )
+    .await
 }

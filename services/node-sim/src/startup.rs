@@ -171,7 +171,7 @@ impl App {
         // it moves to another broker, so the check asks the nodes each time.
         let fleet = nodes.clone();
         let fw_fleet = firmware.clone();
-        let mut health = Health::new("node-sim").require(Dependency::Custom {
+        let mut health = Health::new(crate::SERVICE).require(Dependency::Custom {
             name: "mqtt",
             check: Arc::new(move || {
                 let connected = fleet.iter().filter(|n| n.is_connected()).count()

@@ -1,14 +1,19 @@
 //! scheduler: irrigation and lighting from recipe phases.
 
+use common::runtime::service;
 use common::settings::Settings;
-use scheduler::{App, SchedulerSettings};
+use scheduler::{App, SERVICE, SchedulerSettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     let scheduler = SchedulerSettings::load()?;
-    common::runtime::logging::init(settings.log_format);
-    let shutdown = common::runtime::shutdown::shutdown_token();
-    let app = App::build(settings, scheduler).await?;
-    app.run_until_stopped(shutdown).await
+    let log_format = settings.log_format;
+    service::run(
+        SERVICE,
+        log_format,
+        App::build(settings, scheduler),
+        App::run_until_stopped,
+    )
+    .await
 }

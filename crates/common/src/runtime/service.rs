@@ -1,7 +1,10 @@
-//! Running a built service: serve HTTP until shutdown, then stop the
-//! background work (waiting for it at most 10 s) and close the broker
-//! connections with a DISCONNECT.
+//! A service's life: [`run`] builds it (abandoned at once on SIGTERM or
+//! Ctrl-C, even while start-up waits for PostgreSQL, Redis or a broker),
+//! then a [`Runner`] serves HTTP until shutdown, stops the background work
+//! (waiting for it at most 10 s) and closes the broker connections with a
+//! DISCONNECT.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,9 +14,39 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::mqtt::pool::BrokerPool;
+use crate::runtime::{logging, shutdown};
+use crate::settings::LogFormat;
 
 /// The longest the background work may take to stop.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A service's `main` once its settings are read: logging, the shutdown
+/// token (SIGTERM, Ctrl-C), then `build`, then `serve` until shutdown. A
+/// signal during `build` drops it at once and the process exits cleanly:
+/// start-up waits up to 30 s for PostgreSQL or Redis, and an operator's
+/// stop must not wait for that.
+pub async fn run<S, B, F, R>(
+    name: &'static str,
+    log_format: LogFormat,
+    build: B,
+    serve: F,
+) -> anyhow::Result<()>
+where
+    B: Future<Output = anyhow::Result<S>>,
+    F: FnOnce(S, CancellationToken) -> R,
+    R: Future<Output = anyhow::Result<()>>,
+{
+    logging::init(log_format);
+    let shutdown = shutdown::shutdown_token();
+    let service = tokio::select! {
+        built = build => built?,
+        () = shutdown.cancelled() => {
+            info!(service = name, "Stopped during start-up, before serving.");
+            return Ok(());
+        }
+    };
+    serve(service, shutdown).await
+}
 
 /// What a built service runs: its bound listener and router, its background
 /// tasks and the token that stops them, and its broker connections.

@@ -1,0 +1,79 @@
+//! A service binary run as its own process, for what only a process shows:
+//! how it answers a signal.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a test waits for the line that says the service is waiting.
+const LOG_WAIT: Duration = Duration::from_secs(60);
+
+/// `binary` started with `env` (added to the environment), its log read
+/// until a line contains `waiting` (start-up is blocked on something), then
+/// sent SIGTERM: how long it took to exit after the signal, and its status.
+/// Panics when the line never comes or the process outlives `patience`.
+pub async fn sigterm_while_waiting(
+    binary: &str,
+    env: &[(String, String)],
+    waiting: &str,
+    patience: Duration,
+) -> (Duration, std::process::ExitStatus) {
+    let mut child: Child = Command::new(binary)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("LOG_FORMAT", "text")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {binary}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::channel::<String>(64);
+    for stream in [
+        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(stderr),
+    ] {
+        let tx = seen_tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line).await;
+            }
+        });
+    }
+    drop(seen_tx);
+    let mut log = Vec::new();
+    let found = tokio::time::timeout(LOG_WAIT, async {
+        while let Some(line) = seen_rx.recv().await {
+            let hit = line.contains(waiting);
+            log.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        found,
+        "{binary} never logged `{waiting}`; its log:\n{}",
+        log.join("\n")
+    );
+    let pid = child.id().expect("running").to_string();
+    let sent = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {pid}");
+    let exited = tokio::time::timeout(patience, child.wait()).await;
+    let took = sent.elapsed();
+    match exited {
+        Ok(status) => (took, status.expect("wait")),
+        Err(_) => panic!("{binary} still running {patience:?} after SIGTERM"),
+    }
+}
