@@ -10,14 +10,12 @@ use common::placement::balance::RebalanceLimits;
 use common::placement::probe::Prober;
 use common::runtime::auth::{Access, ApiToken};
 use common::runtime::http::{Dependency, Health};
-use common::runtime::lease::Lease;
-use common::runtime::service::Runner;
+use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use common::{QoS, placement::assignments, store::db};
+use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::engine::{self, Engine, EngineConfig};
@@ -27,9 +25,6 @@ use crate::routes::{self, ApiState};
 use crate::settings::{RegistrySettings, SeedBroker};
 use crate::sys_stats::{SYS_FILTER, SysStats};
 use crate::{DEFAULT_PORT, SERVICE};
-
-/// How long a lease outlives its holder: a standby takes over within ~8 s.
-const LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// A built registry, listening but not yet serving.
 pub struct App {
@@ -42,15 +37,20 @@ impl App {
     /// the engine and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, registry: RegistrySettings) -> anyhow::Result<App> {
         let api_token = registry.api_token(settings.bridge_api_token.as_ref());
-        settings.refuse_dev_defaults(&[
-            Uses::Mqtt,
-            Uses::Database,
-            Uses::NodeSecret,
-            Uses::Secret {
-                name: "BROKER_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
-                value: api_token,
-            },
-        ])?;
+        let base = Base::start(
+            SERVICE,
+            &settings,
+            &[
+                Uses::Mqtt,
+                Uses::Database,
+                Uses::NodeSecret,
+                Uses::Secret {
+                    name: "BROKER_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
+                    value: api_token,
+                },
+            ],
+        )
+        .await?;
         if api_token.is_none() {
             warn!(
                 "Neither BROKER_REGISTRY_API_TOKEN nor BRIDGE_API_TOKEN is set: the broker API accepts writes without a token."
@@ -60,8 +60,7 @@ impl App {
             ApiToken::from_secret(api_token),
             settings.reads_require_token_or(false),
         );
-        let stop = CancellationToken::new();
-        let pool = db::open(&settings, &stop).await?;
+        let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
         let mut seeds = registry.seed_brokers()?;
         if seeds.is_empty() {
             seeds.push(SeedBroker {
@@ -85,7 +84,6 @@ impl App {
             QoS::AtLeastOnce,
         )?;
 
-        let tasks = TaskTracker::new();
         {
             let (prober, stats) = (prober.clone(), stats.clone());
             tasks.spawn(assignments::confirm_moves_from(
@@ -109,13 +107,8 @@ impl App {
             max_moves: registry.rebalance_max_moves,
             fill_empty: registry.rebalance_fill_empty,
         };
-        let lease = Lease::new(
-            pool.clone(),
-            engine::LEASE_NAME,
-            &Lease::holder_id(SERVICE),
-            LEASE_TTL,
-        )
-        .spawn(stop.clone());
+        // A standby assigns within ~8 s of a dead holder.
+        let lease = base.lease(engine::LEASE_NAME);
         let engine = Engine {
             pool: pool.clone(),
             brokers: brokers.clone(),
@@ -146,15 +139,7 @@ impl App {
             .optional(Dependency::Brokers(brokers.clone()));
         // Reads stay open by default: the dashboard at `/` polls them.
         let router = common::runtime::http::api_router(routes::router(state), access, health);
-        let runner = Runner::bind(
-            SERVICE,
-            settings.http_addr(DEFAULT_PORT),
-            router,
-            tasks,
-            stop,
-            brokers,
-        )
-        .await?;
+        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
         Ok(App { runner })
     }
 

@@ -1,18 +1,14 @@
 //! device-registry: unbound nodes, binds to zones, NodeConfig pushes.
 
 use common::runtime::service;
-use common::settings::Settings;
 use device_registry::{App, DeviceSettings, SERVICE};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load()?;
-    let device = DeviceSettings::load()?;
-    let log_format = settings.log_format;
-    service::run(
+    service::main(
         SERVICE,
-        log_format,
-        App::build(settings, device),
+        DeviceSettings::load,
+        App::build,
         App::run_until_stopped,
     )
     .await

@@ -4,18 +4,16 @@
 //! connections and the node-account sync (when `MQTT_ADMIN_USER` is set),
 //! and the HTTP server with its bearer-token API.
 
+use common::QoS;
 use common::mqtt::accounts::{RESPONSE_TOPIC, Responses};
 use common::mqtt::pool::BrokerPool;
 use common::runtime::auth::{Access, ApiToken};
-use common::runtime::http::{Dependency, Health};
-use common::runtime::service::Runner;
+use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use common::{QoS, store::db};
 use proto::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::accounts::Accounts;
@@ -47,33 +45,36 @@ impl App {
     /// starts the background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, device: DeviceSettings) -> anyhow::Result<App> {
         let api_token = device.api_token(settings.bridge_api_token.as_ref());
-        settings.refuse_dev_defaults(&[
-            Uses::Mqtt,
-            Uses::Database,
-            Uses::NodeSecret,
-            Uses::Secret {
-                name: "DEVICE_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
-                value: api_token,
-            },
-            // Without it no node gets its own broker account.
-            Uses::Secret {
-                name: "MQTT_ADMIN_PASS (with MQTT_ADMIN_USER)",
-                value: device.admin_login().map(|(_, pass)| pass),
-            },
-            Uses::Secret {
-                name: "MQTT_PROVISION_PASS",
-                value: device.mqtt_provision_pass.as_ref(),
-            },
-        ])?;
-        let stop = CancellationToken::new();
+        let base = Base::start(
+            SERVICE,
+            &settings,
+            &[
+                Uses::Mqtt,
+                Uses::Database,
+                Uses::NodeSecret,
+                Uses::Secret {
+                    name: "DEVICE_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
+                    value: api_token,
+                },
+                // Without it no node gets its own broker account.
+                Uses::Secret {
+                    name: "MQTT_ADMIN_PASS (with MQTT_ADMIN_USER)",
+                    value: device.admin_login().map(|(_, pass)| pass),
+                },
+                Uses::Secret {
+                    name: "MQTT_PROVISION_PASS",
+                    value: device.mqtt_provision_pass.as_ref(),
+                },
+            ],
+        )
+        .await?;
+        let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
         let token = ApiToken::from_secret(api_token);
         if token.0.is_none() {
             warn!(
                 "Neither DEVICE_REGISTRY_API_TOKEN nor BRIDGE_API_TOKEN is set: the node API accepts requests without a token."
             );
         }
-        settings.warn_if_dev_node_secret();
-        let pool = db::open(&settings, &stop).await?;
 
         let (inbox_tx, inbox_rx) = mpsc::channel(4096);
         let brokers =
@@ -83,7 +84,6 @@ impl App {
             brokers.subscribe_all(&filter, QoS::AtLeastOnce)?;
         }
 
-        let tasks = TaskTracker::new();
         tasks.spawn(
             Uplink::new(pool.clone(), device.unbound_write_interval()).run(inbox_rx, stop.clone()),
         );
@@ -142,22 +142,14 @@ impl App {
                 .clone()
                 .map(|pass| (device.mqtt_provision_user.clone(), pass)),
         };
-        let health = Health::new(SERVICE)
-            .require(Dependency::Postgres(pool.clone()))
-            .require(Dependency::Brokers(brokers.clone()));
+        let health = base.health(&brokers);
         // Reads show nodes and binds; they were always guarded here and stay
         // so unless HTTP_READS_REQUIRE_TOKEN=false.
         let access = Access::new(token, settings.reads_require_token_or(true));
         let router = common::runtime::http::api_router(routes::router(registry), access, health);
-        let runner = Runner::bind(
-            SERVICE,
-            settings.http_addr(DEFAULT_PORT),
-            router,
-            tasks,
-            stop,
-            brokers.clone(),
-        )
-        .await?;
+        let runner = base
+            .bind(&settings, DEFAULT_PORT, router, brokers.clone())
+            .await?;
         Ok(App {
             runner,
             pool,

@@ -3,28 +3,21 @@
 //! node statuses confirming moves), the watcher with its lease, and the HTTP
 //! server (`/metrics`, `/health`).
 
-use std::time::Duration;
-
 use common::mqtt::pool::BrokerPool;
 use common::placement::probe::Prober;
 use common::runtime::http::{Dependency, Health};
-use common::runtime::lease::Lease;
-use common::runtime::service::Runner;
+use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use common::{QoS, placement::assignments, store::db};
+use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::actions::{self, Actor};
 use crate::settings::FailoverSettings;
 use crate::signals::Uplink;
 use crate::watcher::Watcher;
 use crate::{DEFAULT_PORT, SERVICE};
-
-/// How long the lease outlives its holder: a standby decides within ~8 s.
-const LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// A built failover instance, listening but not yet serving.
 pub struct App {
@@ -34,9 +27,13 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {
-        settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database, Uses::NodeSecret])?;
-        let stop = CancellationToken::new();
-        let pool = db::open(&settings, &stop).await?;
+        let base = Base::start(
+            SERVICE,
+            &settings,
+            &[Uses::Mqtt, Uses::Database, Uses::NodeSecret],
+        )
+        .await?;
+        let (pool, stop) = (base.pool.clone(), base.stop.clone());
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
         let prober = Prober::new(SERVICE);
@@ -51,19 +48,18 @@ impl App {
             brokers.subscribe_all(&kind.shared_filter(group), QoS::AtMostOnce)?;
         }
 
-        let tasks = TaskTracker::new();
         {
             let (prober, uplink) = (prober.clone(), uplink.clone());
-            tasks.spawn(assignments::confirm_moves_from(
+            base.tasks.spawn(assignments::confirm_moves_from(
                 inbox_rx,
                 pool.clone(),
                 stop.clone(),
                 move |m| prober.on_message(m) || uplink.on_message(m),
             ));
         }
-        let holder = Lease::holder_id(SERVICE);
-        let lease =
-            Lease::new(pool.clone(), actions::LEASE_NAME, &holder, LEASE_TTL).spawn(stop.clone());
+        // A standby decides within ~8 s of a dead holder.
+        let lease = base.lease(actions::LEASE_NAME);
+        let holder = base.holder.clone();
         let watcher = Watcher {
             pool: pool.clone(),
             brokers: brokers.clone(),
@@ -80,21 +76,14 @@ impl App {
             settings: failover,
             lease,
         };
-        tasks.spawn(watcher.run(stop.clone()));
+        base.tasks.spawn(watcher.run(stop));
 
+        // Up while PostgreSQL is: a dead broker is what failover is for.
         let health = Health::new(SERVICE)
-            .require(Dependency::Postgres(pool.clone()))
+            .require(Dependency::Postgres(pool))
             .optional(Dependency::Brokers(brokers.clone()));
         let router = common::runtime::http::ops_only_router(health);
-        let runner = Runner::bind(
-            SERVICE,
-            settings.http_addr(DEFAULT_PORT),
-            router,
-            tasks,
-            stop,
-            brokers,
-        )
-        .await?;
+        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
         Ok(App { runner, holder })
     }
 

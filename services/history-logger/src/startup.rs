@@ -6,16 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::QoS;
 use common::mqtt::pool::BrokerPool;
 use common::runtime::http::{Dependency, Health};
-use common::runtime::service::Runner;
+use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use common::{QoS, store::db};
 use proto::topics::{TIME_REQUEST, TopicKind};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::drop_log::DropLog;
@@ -49,9 +48,8 @@ impl App {
     /// Connects to PostgreSQL (migrating it), Redis and the brokers, starts
     /// ingest, writer and monitor, and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, history: HistorySettings) -> anyhow::Result<App> {
-        settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database])?;
-        let stop = CancellationToken::new();
-        let pool = db::open(&settings, &stop).await?;
+        let base = Base::start(SERVICE, &settings, &[Uses::Mqtt, Uses::Database]).await?;
+        let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
         let redis = common::store::redis::create_pool(&settings.redis_url, 8)?;
         let queue = Queue::new(
             redis.clone(),
@@ -92,7 +90,6 @@ impl App {
         // Shared too: N instances answer each request once.
         brokers.subscribe_all(&format!("$share/{group}/{TIME_REQUEST}"), QoS::AtLeastOnce)?;
 
-        let tasks = TaskTracker::new();
         let stats = Arc::new(IngestStats::default());
         let drops = Arc::new(DropLog::default());
         let ingest = Ingest {
@@ -127,15 +124,9 @@ impl App {
             .require(Dependency::Brokers(brokers.clone()));
         let router = common::runtime::http::ops_only_router(health);
         info!(instance, stream = %history.history_stream, "history-logger ready.");
-        let runner = Runner::bind(
-            SERVICE,
-            settings.http_addr(DEFAULT_PORT),
-            router,
-            tasks,
-            stop,
-            brokers.clone(),
-        )
-        .await?;
+        let runner = base
+            .bind(&settings, DEFAULT_PORT, router, brokers.clone())
+            .await?;
         Ok(App {
             runner,
             pool,

@@ -5,28 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::QoS;
 use common::commands::CommandSender;
 use common::commands::status_writer::StatusWriter;
 use common::mqtt::pool::BrokerPool;
-use common::runtime::http::{Dependency, Health};
-use common::runtime::lease::Lease;
-use common::runtime::service::Runner;
+use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use common::{QoS, store::db};
 use proto::topics::TopicKind;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::auth::{Access, ApiToken};
 use crate::routes::commands::{self, CommandsState};
 use crate::{DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
-
-/// How long a lease outlives its holder: a standby sweeps within ~8 s.
-const LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// A built bridge, listening but not yet serving.
 pub struct App {
@@ -39,21 +33,24 @@ impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, starts the
     /// background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        settings.refuse_dev_defaults(&[
-            Uses::Mqtt,
-            Uses::Database,
-            Uses::NodeSecret,
-            Uses::Secret {
-                name: "BRIDGE_API_TOKEN",
-                value: settings.bridge_api_token.as_ref(),
-            },
-        ])?;
-        let stop = CancellationToken::new();
+        let base = Base::start(
+            SERVICE,
+            &settings,
+            &[
+                Uses::Mqtt,
+                Uses::Database,
+                Uses::NodeSecret,
+                Uses::Secret {
+                    name: "BRIDGE_API_TOKEN",
+                    value: settings.bridge_api_token.as_ref(),
+                },
+            ],
+        )
+        .await?;
         if settings.bridge_api_token.is_none() {
             warn!("BRIDGE_API_TOKEN is not set: the command API accepts requests without a token.");
         }
-        settings.warn_if_dev_node_secret();
-        let pool = db::open(&settings, &stop).await?;
+        let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
 
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
@@ -63,7 +60,6 @@ impl App {
             QoS::AtLeastOnce,
         )?;
 
-        let tasks = TaskTracker::new();
         let status = StatusWriter::spawn(pool.clone());
         tasks.spawn(responses::run(
             pool.clone(),
@@ -71,13 +67,8 @@ impl App {
             inbox_rx,
             stop.clone(),
         ));
-        let lease = Lease::new(
-            pool.clone(),
-            sweeper::LEASE_NAME,
-            &Lease::holder_id(SERVICE),
-            LEASE_TTL,
-        )
-        .spawn(stop.clone());
+        // A standby sweeps within ~8 s of a dead holder.
+        let lease = base.lease(sweeper::LEASE_NAME);
         tasks.spawn(sweeper::run(
             pool.clone(),
             settings.command_timeout(),
@@ -110,23 +101,15 @@ impl App {
                 .as_ref()
                 .map(|t| Arc::from(t.expose_secret())),
         );
-        let health = Health::new(SERVICE)
-            .require(Dependency::Postgres(pool.clone()))
-            .require(Dependency::Brokers(brokers.clone()));
+        let health = base.health(&brokers);
         // Reads (a command's status) were always guarded here; they stay so
         // unless HTTP_READS_REQUIRE_TOKEN=false.
         let access = Access::new(token, settings.reads_require_token_or(true));
         let router = common::runtime::http::api_router(commands::router(state), access, health);
 
-        let runner = Runner::bind(
-            SERVICE,
-            settings.http_addr(DEFAULT_PORT),
-            router,
-            tasks,
-            stop,
-            brokers.clone(),
-        )
-        .await?;
+        let runner = base
+            .bind(&settings, DEFAULT_PORT, router, brokers.clone())
+            .await?;
         Ok(App {
             runner,
             pool,

@@ -2,25 +2,16 @@
 //! the firing lease, the tick loop, and the HTTP server (`/metrics`,
 //! `/health`).
 
-use std::time::Duration;
-
 use common::commands::CommandSender;
-use common::commands::status_writer::StatusWriter;
 use common::mqtt::pool::BrokerPool;
-use common::runtime::http::{Dependency, Health};
-use common::runtime::lease::{Lease, LeaseGuard};
-use common::runtime::service::Runner;
+use common::runtime::lease::LeaseGuard;
+use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use common::store::db;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::tick::{self, Scheduler};
 use crate::{DEFAULT_PORT, LEASE_NAME, SERVICE, SchedulerSettings};
-
-/// How long the lease outlives a dead holder: a standby fires within ~8 s.
-const LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// A built scheduler, listening but not yet serving.
 pub struct App {
@@ -34,42 +25,33 @@ impl App {
     /// the lease, starts the tick loop and binds `HTTP_PORT` (0 picks a
     /// free port).
     pub async fn build(settings: Settings, scheduler: SchedulerSettings) -> anyhow::Result<App> {
-        settings.refuse_dev_defaults(&[Uses::Mqtt, Uses::Database, Uses::NodeSecret])?;
-        let stop = CancellationToken::new();
-        settings.warn_if_dev_node_secret();
-        let pool = db::open(&settings, &stop).await?;
-        let brokers = BrokerPool::connect(&settings, &pool, SERVICE, None, &stop).await?;
-        let sender = CommandSender::new(
-            pool.clone(),
-            brokers.clone(),
-            settings.node_default_secret.clone(),
-            StatusWriter::spawn(pool.clone()),
-        );
-        let lease = Lease::new(
-            pool.clone(),
-            LEASE_NAME,
-            &Lease::holder_id(SERVICE),
-            LEASE_TTL,
-        )
-        .spawn(stop.clone());
-        let lease_watch = lease.clone();
-        let worker = Scheduler::new(pool.clone(), sender, lease, scheduler.catch_up_max_age());
-        let tasks = TaskTracker::new();
-        tasks.spawn(tick::run(worker, scheduler.tick(), stop.clone()));
-
-        let health = Health::new(SERVICE)
-            .require(Dependency::Postgres(pool.clone()))
-            .require(Dependency::Brokers(brokers.clone()));
-        let router = common::runtime::http::ops_only_router(health);
-        let runner = Runner::bind(
+        let base = Base::start(
             SERVICE,
-            settings.http_addr(DEFAULT_PORT),
-            router,
-            tasks,
-            stop,
-            brokers,
+            &settings,
+            &[Uses::Mqtt, Uses::Database, Uses::NodeSecret],
         )
         .await?;
+        let brokers = BrokerPool::connect(&settings, &base.pool, SERVICE, None, &base.stop).await?;
+        let sender = CommandSender::with_status_writer(
+            base.pool.clone(),
+            brokers.clone(),
+            settings.node_default_secret.clone(),
+        );
+        // A standby fires within ~8 s of a dead holder.
+        let lease = base.lease(LEASE_NAME);
+        let lease_watch = lease.clone();
+        let worker = Scheduler::new(
+            base.pool.clone(),
+            sender,
+            lease,
+            scheduler.catch_up_max_age(),
+        );
+        base.tasks
+            .spawn(tick::run(worker, scheduler.tick(), base.stop.clone()));
+
+        let router = common::runtime::http::ops_only_router(base.health(&brokers));
+        let pool = base.pool.clone();
+        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
         Ok(App {
             runner,
             pool,

@@ -232,6 +232,18 @@ pub struct CommandSender {
 }
 
 impl CommandSender {
+    /// [`CommandSender::new`] with a status writer of its own: for a
+    /// process that sends commands but does not apply the nodes' responses
+    /// (automation-engine, scheduler).
+    pub fn with_status_writer(
+        pool: PgPool,
+        brokers: BrokerPool,
+        default_secret: SecretString,
+    ) -> Self {
+        let status = StatusWriter::spawn(pool.clone());
+        CommandSender::new(pool, brokers, default_secret, status)
+    }
+
     /// Starts the group-commit writer for new rows; call inside the
     /// runtime. SENT marks go through `status`, the process's one writer of
     /// command statuses.

@@ -8,17 +8,40 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::mqtt::pool::BrokerPool;
+use crate::runtime::http::{Dependency, Health};
+use crate::runtime::lease::{Lease, LeaseGuard};
 use crate::runtime::{logging, shutdown};
-use crate::settings::LogFormat;
+use crate::settings::{LogFormat, Settings, SettingsError, Uses};
+use crate::store::db;
 
 /// The longest the background work may take to stop.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A service's whole `main`: the shared settings and the service's own
+/// (`load`), then [`run`] with `build` and `serve`.
+pub async fn main<O, S, B, F, R>(
+    name: &'static str,
+    load: fn() -> Result<O, SettingsError>,
+    build: impl FnOnce(Settings, O) -> B,
+    serve: F,
+) -> anyhow::Result<()>
+where
+    B: Future<Output = anyhow::Result<S>>,
+    F: FnOnce(S, CancellationToken) -> R,
+    R: Future<Output = anyhow::Result<()>>,
+{
+    let settings = Settings::load()?;
+    let own = load()?;
+    let log_format = settings.log_format;
+    run(name, log_format, build(settings, own), serve).await
+}
 
 /// A service's `main` once its settings are read: logging, the shutdown
 /// token (SIGTERM, Ctrl-C), then `build`, then `serve` until shutdown. A
@@ -46,6 +69,80 @@ where
         }
     };
     serve(service, shutdown).await
+}
+
+/// How long a service's lease outlives a dead holder: a standby takes over
+/// within about 8 s.
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+
+/// What every service is built from: its secrets checked (production
+/// refuses dev defaults), PostgreSQL opened and migrated, the token that
+/// stops its background work and the tracker that waits for it.
+pub struct Base {
+    pub name: &'static str,
+    /// This instance's name as a lease holder (`Lease::holder_id`).
+    pub holder: String,
+    pub pool: PgPool,
+    /// Cancelled when the service stops; its background tasks watch it.
+    pub stop: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Base {
+    /// Refuses to start on the dev defaults of the secrets it `uses` (with
+    /// `HYDRO_ENV=production`), warns when it signs with the development
+    /// node secret, then opens PostgreSQL (waiting up to 30 s for it).
+    pub async fn start(
+        name: &'static str,
+        settings: &Settings,
+        uses: &[Uses<'_>],
+    ) -> anyhow::Result<Base> {
+        settings.refuse_dev_defaults(uses)?;
+        if uses.iter().any(|u| matches!(u, Uses::NodeSecret)) {
+            settings.warn_if_dev_node_secret();
+        }
+        let stop = CancellationToken::new();
+        let pool = db::open(settings, &stop).await?;
+        Ok(Base {
+            name,
+            holder: Lease::holder_id(name),
+            pool,
+            stop,
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The lease `lease` ([`LEASE_TTL`]), competed for until the service stops.
+    pub fn lease(&self, lease: &str) -> LeaseGuard {
+        Lease::new(self.pool.clone(), lease, &self.holder, LEASE_TTL).spawn(self.stop.clone())
+    }
+
+    /// Health that needs PostgreSQL and the brokers.
+    pub fn health(&self, brokers: &BrokerPool) -> Health {
+        Health::new(self.name)
+            .require(Dependency::Postgres(self.pool.clone()))
+            .require(Dependency::Brokers(brokers.clone()))
+    }
+
+    /// Binds the service's HTTP address (`HTTP_HOST`, `HTTP_PORT`, else
+    /// `default_port`) for `router`: the runner that serves it.
+    pub async fn bind(
+        self,
+        settings: &Settings,
+        default_port: u16,
+        router: Router,
+        brokers: BrokerPool,
+    ) -> std::io::Result<Runner> {
+        Runner::bind(
+            self.name,
+            settings.http_addr(default_port),
+            router,
+            self.tasks,
+            self.stop,
+            brokers,
+        )
+        .await
+    }
 }
 
 /// What a built service runs: its bound listener and router, its background
