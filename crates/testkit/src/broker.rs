@@ -8,39 +8,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::dynsec::{dynsec_file, random_password};
+use crate::dynsec::{Credentials, dynsec_file};
 use crate::net::free_port;
-
-/// A broker login.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub pass: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("pass", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Credentials {
-    fn random(user: &str) -> Credentials {
-        Credentials {
-            user: user.to_owned(),
-            pass: random_password(),
-        }
-    }
-
-    /// Logs `config` in with these credentials.
-    pub fn apply(&self, config: &mut common::mqtt::MqttConfig) {
-        config.username = Some(self.user.clone());
-        config.password = Some(self.pass.clone().into());
-    }
-}
 
 /// The dynamic-security plugin Debian's and the eclipse-mosquitto image's
 /// Mosquitto ship.
@@ -50,12 +19,6 @@ const DYNSEC_PLUGINS: &[&str] = &[
     "/usr/lib/mosquitto_dynamic_security.so",
 ];
 
-/// The roles and the client-id patterns every broker of the project runs
-/// with (scripts/broker.sh and the compose files use the same files).
-pub(crate) const ROLES_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../deploy/mosquitto/roles.json"
-);
 const ACL_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/mosquitto/acl");
 
 /// A Mosquitto broker of the test's own, on a free port, with persistence

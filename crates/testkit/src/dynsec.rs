@@ -2,7 +2,43 @@
 //! and provision accounts, their passwords hashed as the plugin hashes them
 //! (PBKDF2-SHA512), and the project's roles.
 
-use crate::broker::{Credentials, ROLES_FILE};
+/// A broker login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub pass: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("pass", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub(crate) fn random(user: &str) -> Credentials {
+        Credentials {
+            user: user.to_owned(),
+            pass: random_password(),
+        }
+    }
+
+    /// Logs `config` in with these credentials.
+    pub fn apply(&self, config: &mut common::mqtt::MqttConfig) {
+        config.username = Some(self.user.clone());
+        config.password = Some(self.pass.clone().into());
+    }
+}
+
+/// The roles and the client-id patterns every broker of the project runs
+/// with (scripts/broker.sh and the compose files use the same files).
+pub(crate) const ROLES_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/mosquitto/roles.json"
+);
 
 /// 32 random letters and digits.
 pub(crate) fn random_password() -> String {

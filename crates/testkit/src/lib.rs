@@ -15,8 +15,9 @@ pub mod net;
 pub mod process;
 pub mod recipes;
 
-pub use broker::{Credentials, TestBroker, backend_login, login, login_vars};
+pub use broker::{TestBroker, backend_login, login, login_vars};
 pub use db::{COUNT_WAIT, TestDb, admin_url, count, wait_count, zone_event_payloads};
+pub use dynsec::Credentials;
 pub use net::{TcpProxy, free_port};
 
 use std::time::Duration;

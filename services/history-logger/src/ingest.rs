@@ -18,6 +18,7 @@ use chrono::Utc;
 use common::metrics as m;
 use common::mqtt::Inbound;
 use common::mqtt::pool::BrokerPool;
+use common::runtime::backoff::Backoff;
 use proto::topics::TIME_REQUEST;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -171,7 +172,8 @@ impl Ingest {
             return true;
         }
         let bound = self.queue.bound();
-        let mut backoff_ms = 100u64;
+        // Retry delays: 100 ms doubling to 2 s.
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             if !pack.messages.is_empty()
                 && Pressure::of(self.stats.queue_len.load(Ordering::Relaxed), bound)
@@ -221,9 +223,8 @@ impl Ingest {
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return false,
-                        _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    backoff_ms = (backoff_ms * 2).min(2_000);
                 }
             }
         }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::metrics as m;
+use common::runtime::backoff::Backoff;
 use common::store::zone_events::{self, ZoneEvent};
 use proto::topics::NodeTopic;
 use sqlx::PgPool;
@@ -67,16 +68,7 @@ pub struct WriterConfig {
 }
 
 /// Retry delays: 100 ms doubling to 5 s.
-#[derive(Debug, Default)]
-struct Backoff(u32);
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let ms = (100u64 << self.0.min(6)).min(5_000);
-        self.0 += 1;
-        Duration::from_millis(ms)
-    }
-}
+const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// Why a batch was not written.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +236,7 @@ impl Writer {
         // Messages per entry, to read about one batch's worth of entries.
         let mut per_entry = 1usize;
         let mut deadline: Option<Instant> = None;
-        let mut backoff = Backoff::default();
+        let mut backoff = RETRY;
         let mut in_flight = JoinSet::new();
         while !stop.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
@@ -264,7 +256,7 @@ impl Writer {
             };
             match read {
                 Ok(entries) => {
-                    backoff = Backoff::default();
+                    backoff = RETRY;
                     if !entries.is_empty() {
                         deadline.get_or_insert_with(|| Instant::now() + self.config.flush);
                         let messages = message_count(&entries);
@@ -280,7 +272,7 @@ impl Writer {
                     }
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
             }
@@ -419,7 +411,7 @@ impl Shared {
                 })
             })
             .collect();
-        let mut backoff = Backoff::default();
+        let mut backoff = RETRY;
         let written = loop {
             match self.write(&items).await {
                 Ok(w) => break w,
@@ -430,7 +422,7 @@ impl Shared {
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
             }
@@ -475,7 +467,7 @@ impl Shared {
             }
         }
         let entries: Vec<&Entry> = batch.iter().collect();
-        let mut backoff = Backoff::default();
+        let mut backoff = RETRY;
         loop {
             let done = async {
                 self.queue.push_dead(&records).await?;
@@ -490,7 +482,7 @@ impl Shared {
                     }
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
             }
@@ -749,22 +741,5 @@ impl Shared {
                 .note("status ignored", why.reason(), h.target.node_uid, &detail);
         }
         Ok(written)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The retry delays exactly: 100 ms doubling, capped at 5 s, for good
-    /// (the shift is bounded, so a long outage does not overflow it).
-    #[test]
-    fn backoff_doubles_from_100_ms_and_stays_at_5_s() {
-        let mut b = Backoff::default();
-        let ms: Vec<u64> = (0..10).map(|_| b.next().as_millis() as u64).collect();
-        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000]);
-        for _ in 0..1000 {
-            assert_eq!(b.next(), Duration::from_secs(5));
-        }
     }
 }

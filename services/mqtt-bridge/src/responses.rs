@@ -24,6 +24,7 @@ use common::commands::status::CommandStatus;
 use common::commands::status_writer::{StatusUpdate, StatusWriter};
 use common::metrics as m;
 use common::mqtt::Inbound;
+use common::runtime::backoff::Backoff;
 use proto::payloads::CommandResponse;
 use proto::topics::{NodeTopic, TopicKind};
 use serde_json::Value;
@@ -31,6 +32,9 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+/// Retry delays while PostgreSQL is unreachable: 100 ms doubling to 5 s.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// The most responses taken from the inbox at once.
 pub const MAX_TAKE: usize = 4096;
@@ -201,7 +205,7 @@ async fn lookup_with_retry(
     shutdown: &CancellationToken,
 ) -> Option<HashMap<String, Origin>> {
     let ids: Vec<&str> = responses.iter().map(|r| r.update.cmd_id.as_str()).collect();
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = RETRY;
     loop {
         match origins(pool, &ids).await {
             Ok(o) => return Some(o),
@@ -209,9 +213,8 @@ async fn lookup_with_retry(
                 warn!(error = %e, responses = ids.len(), "Could not look up the commands of responses; retrying.");
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -225,7 +228,7 @@ async fn write_with_retry(
     mut updates: Vec<StatusUpdate>,
     shutdown: &CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = RETRY;
     while !updates.is_empty() {
         let results =
             futures::future::join_all(updates.iter().cloned().map(|u| writer.write(u))).await;
@@ -242,9 +245,8 @@ async fn write_with_retry(
             warn!(error = %e, responses = updates.len(), "Could not apply command responses; retrying.");
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 }

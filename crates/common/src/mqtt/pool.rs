@@ -3,8 +3,8 @@
 //! its assignment — decided by [`crate::commands::route`]), else the default
 //! broker (`MQTT_HOST`:`MQTT_PORT`, id `MQTT_BROKER_ID`).
 //!
-//! A pool made by [`BrokerPool::connect_following`] follows the `brokers`
-//! table while it runs (see [`crate::mqtt::watcher`]): a broker added or
+//! A pool made by `BrokerPool::connect_following` (in
+//! [`crate::mqtt::watcher`]) follows the `brokers` table while it runs: a broker added or
 //! enabled gets a connection, one removed or disabled loses it, one whose URL
 //! changed is reconnected. Every filter given to [`BrokerPool::subscribe_all`]
 //! is subscribed on a connection added later too, so a consumer of the uplink
@@ -38,19 +38,19 @@ impl std::fmt::Debug for BrokerPool {
 }
 
 /// One live connection and what stops it.
-struct Entry {
+pub(crate) struct Entry {
     url: String,
     connection: MqttConnection,
     stop: CancellationToken,
 }
 
 /// How to open a connection to a broker that appears later.
-struct Factory {
-    settings: Settings,
-    client_prefix: String,
-    inbox: Option<mpsc::Sender<Inbound>>,
-    shutdown: CancellationToken,
-    configure: Box<dyn Fn(&mut MqttConfig) + Send + Sync>,
+pub(crate) struct Factory {
+    pub(crate) settings: Settings,
+    pub(crate) client_prefix: String,
+    pub(crate) inbox: Option<mpsc::Sender<Inbound>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) configure: Box<dyn Fn(&mut MqttConfig) + Send + Sync>,
 }
 
 struct Inner {
@@ -86,62 +86,7 @@ pub async fn desired_brokers(
 }
 
 impl BrokerPool {
-    /// Connects to every enabled broker of the `brokers` table plus the
-    /// default broker of the settings (which is all there is while the table
-    /// is empty), and follows the table from then on (see
-    /// [`BrokerPool::connect_following`]). Messages from all of them go to
-    /// the one `inbox`.
-    pub async fn connect(
-        settings: &Settings,
-        pool: &PgPool,
-        client_prefix: &str,
-        inbox: Option<mpsc::Sender<Inbound>>,
-        shutdown: &CancellationToken,
-    ) -> Result<Self, anyhow::Error> {
-        Self::connect_following(settings, pool, client_prefix, inbox, shutdown, |_| {}).await
-    }
-
-    /// Connects like [`BrokerPool::connect`], with `configure` adjusting each
-    /// broker's [`MqttConfig`] (manual acks, a persistent session, a stable
-    /// client id) before its connection starts, and follows the `brokers`
-    /// table until `shutdown`: brokers added, removed, enabled, disabled or
-    /// moved to another URL are connected or disconnected within moments
-    /// (LISTEN/NOTIFY on `hydro_brokers`, and a full comparison every 30 s
-    /// in case a notification was missed). Filters subscribed with
-    /// [`BrokerPool::subscribe_all`] are subscribed on new connections too.
-    pub async fn connect_following(
-        settings: &Settings,
-        pool: &PgPool,
-        client_prefix: &str,
-        inbox: Option<mpsc::Sender<Inbound>>,
-        shutdown: &CancellationToken,
-        configure: impl Fn(&mut MqttConfig) + Send + Sync + 'static,
-    ) -> Result<Self, anyhow::Error> {
-        let (default_id, default_url) = (
-            settings.mqtt_broker_id.clone(),
-            settings.default_broker_url(),
-        );
-        let factory = Factory {
-            settings: settings.clone(),
-            client_prefix: client_prefix.to_owned(),
-            inbox,
-            shutdown: shutdown.clone(),
-            configure: Box::new(configure),
-        };
-        let brokers = Self::new(&default_id, BTreeMap::new(), Some(factory));
-        // The default broker first: the pool is never without it.
-        brokers.reconcile(BTreeMap::from([(default_id, default_url)]), false)?;
-        let desired = desired_brokers(settings, pool).await?;
-        brokers.reconcile(desired, true)?;
-        tokio::spawn(crate::mqtt::watcher::follow(
-            pool.clone(),
-            brokers.clone(),
-            shutdown.clone(),
-        ));
-        Ok(brokers)
-    }
-
-    fn new(
+    pub(crate) fn new(
         default_id: &str,
         connections: BTreeMap<String, Entry>,
         factory: Option<Factory>,

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::mqtt::{Delivery, MqttError};
+use crate::mqtt::error::{Delivery, MqttError};
 
 /// Where a publish's outcome is reported.
 pub type Outcome = oneshot::Sender<Result<Delivery, MqttError>>;

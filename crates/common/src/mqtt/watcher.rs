@@ -1,4 +1,5 @@
-//! Follows the `brokers` table for a [`BrokerPool`]: LISTEN on the
+//! A [`BrokerPool`] that follows the `brokers` table (`BrokerPool::connect`,
+//! `BrokerPool::connect_following`): LISTEN on the
 //! `hydro_brokers` channel (a trigger of the schema announces every change
 //! that matters to a connection), and compare the whole table with the pool
 //! after each notification, after each reconnect of the listener (what
@@ -11,16 +12,77 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::mqtt::pool::BrokerPool;
+use std::collections::BTreeMap;
+
+use tokio::sync::mpsc;
+
+use crate::mqtt::pool::{BrokerPool, Factory, desired_brokers};
+use crate::mqtt::{Inbound, MqttConfig};
+use crate::runtime::backoff::Backoff;
+use crate::settings::Settings;
 
 /// The NOTIFY channel of the `brokers` table's triggers.
 pub const CHANNEL: &str = "hydro_brokers";
 /// A full comparison this often, whatever was announced.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
+impl BrokerPool {
+    /// Connects to every enabled broker of the `brokers` table plus the
+    /// default broker of the settings (which is all there is while the table
+    /// is empty), and follows the table from then on (see
+    /// [`BrokerPool::connect_following`]). Messages from all of them go to
+    /// the one `inbox`.
+    pub async fn connect(
+        settings: &Settings,
+        pool: &PgPool,
+        client_prefix: &str,
+        inbox: Option<mpsc::Sender<Inbound>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, anyhow::Error> {
+        Self::connect_following(settings, pool, client_prefix, inbox, shutdown, |_| {}).await
+    }
+
+    /// Connects like [`BrokerPool::connect`], with `configure` adjusting each
+    /// broker's [`MqttConfig`] (manual acks, a persistent session, a stable
+    /// client id) before its connection starts, and follows the `brokers`
+    /// table until `shutdown`: brokers added, removed, enabled, disabled or
+    /// moved to another URL are connected or disconnected within moments
+    /// (LISTEN/NOTIFY on `hydro_brokers`, and a full comparison every 30 s
+    /// in case a notification was missed). Filters subscribed with
+    /// [`BrokerPool::subscribe_all`] are subscribed on new connections too.
+    pub async fn connect_following(
+        settings: &Settings,
+        pool: &PgPool,
+        client_prefix: &str,
+        inbox: Option<mpsc::Sender<Inbound>>,
+        shutdown: &CancellationToken,
+        configure: impl Fn(&mut MqttConfig) + Send + Sync + 'static,
+    ) -> Result<Self, anyhow::Error> {
+        let (default_id, default_url) = (
+            settings.mqtt_broker_id.clone(),
+            settings.default_broker_url(),
+        );
+        let factory = Factory {
+            settings: settings.clone(),
+            client_prefix: client_prefix.to_owned(),
+            inbox,
+            shutdown: shutdown.clone(),
+            configure: Box::new(configure),
+        };
+        let brokers = Self::new(&default_id, BTreeMap::new(), Some(factory));
+        // The default broker first: the pool is never without it.
+        brokers.reconcile(BTreeMap::from([(default_id, default_url)]), false)?;
+        let desired = desired_brokers(settings, pool).await?;
+        brokers.reconcile(desired, true)?;
+        tokio::spawn(follow(pool.clone(), brokers.clone(), shutdown.clone()));
+        Ok(brokers)
+    }
+}
+
 /// Runs until `shutdown`.
 pub async fn follow(pool: PgPool, brokers: BrokerPool, shutdown: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
+    // Retry delays: 200 ms doubling to 5 s.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -35,14 +97,13 @@ pub async fn follow(pool: PgPool, brokers: BrokerPool, shutdown: CancellationTok
                     warn!(error = %e, "Cannot listen for broker registry changes; retrying.");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                     continue;
                 }
             },
         };
-        delay = Duration::from_millis(200);
+        backoff.reset();
         resync(&pool, &brokers).await;
         loop {
             let next = tokio::select! {

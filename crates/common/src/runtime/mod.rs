@@ -4,6 +4,7 @@
 
 pub mod api_error;
 pub mod auth;
+pub mod backoff;
 pub mod batcher;
 pub mod http;
 pub mod leader_ticks;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::runtime::backoff::Backoff;
 use crate::settings::Settings;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -71,6 +72,8 @@ pub async fn connect(
 ) -> Result<PgPool, DbError> {
     let target = target(&options);
     let deadline = tokio::time::Instant::now() + wait;
+    // Retry delays: 500 ms doubling to 3 s.
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(3));
     let mut attempt = 0u32;
     loop {
         let result = PgPoolOptions::new()
@@ -88,7 +91,7 @@ pub async fn connect(
                 warn!(target = %target, attempt, error = %e, "PostgreSQL not reachable yet; retrying.");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(DbError::Stopped),
-                    _ = tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(6)))) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
             }
             Err(source) => return Err(DbError::Connect { target, source }),
