@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use common::metrics as m;
 use common::mqtt::accounts::{
-    self as dynsec, Admin, Responses, SyncReport, account_row, accounts_from, load_accounts,
+    self as dynsec, Admin, Responses, SyncReport, accounts_from, load_accounts,
 };
 use common::mqtt::pool::BrokerPool;
+use common::store::node_accounts::account_row;
 use rand::RngCore;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

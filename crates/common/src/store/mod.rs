@@ -2,6 +2,7 @@
 //! service reads or writes.
 
 pub mod db;
+pub mod node_accounts;
 pub mod recipe_phases;
 pub mod redis;
 pub mod zone_channels;
