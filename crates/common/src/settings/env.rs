@@ -1,0 +1,185 @@
+//! Reading the environment: variables into typed settings, secrets from
+//! files, and the deserialisers for values that arrive as strings.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+/// A setting that is missing or wrong; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(pub String);
+
+/// Reads environment variables (names case-insensitive, e.g. `MQTT_HOST` →
+/// `mqtt_host`) into `T`. `vars` replaces the process environment in tests.
+///
+/// A secret variable `X` may be given as `X_FILE`, the path of a file that
+/// holds its value (Docker and Kubernetes secrets); see [`with_secret_files`].
+pub fn from_env<T: DeserializeOwned>(
+    vars: Option<HashMap<String, String>>,
+) -> Result<T, SettingsError> {
+    let vars = vars.unwrap_or_else(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    });
+    let env = config::Environment::default()
+        .try_parsing(false)
+        .source(Some(with_secret_files(vars)?));
+    config::Config::builder()
+        .add_source(env)
+        .build()
+        .and_then(|c| c.try_deserialize::<T>())
+        .map_err(|e| SettingsError(e.to_string()))
+}
+
+/// Whether `name` is a secret variable that may come from a file: a
+/// password, token or secret (`…_PASS`, `…_TOKEN`, `…_SECRET`), or a URL that
+/// can carry one (`DATABASE_URL`, `REDIS_URL`). Other `…_FILE` variables
+/// (`SSL_CERT_FILE`) are not ours to read.
+fn is_secret_var(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    ["_PASS", "_TOKEN", "_SECRET"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+        || name == "DATABASE_URL"
+        || name == "REDIS_URL"
+}
+
+/// Replaces each `X_FILE=path` of a secret variable `X` by `X=` the file's
+/// contents, trailing newlines dropped. Refused, naming the variables: both
+/// `X` and `X_FILE` set, or a file that cannot be read.
+pub fn with_secret_files(
+    mut vars: HashMap<String, String>,
+) -> Result<HashMap<String, String>, SettingsError> {
+    let files: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(key, path)| {
+            let base = key
+                .strip_suffix("_FILE")
+                .or_else(|| key.strip_suffix("_file"))?;
+            (is_secret_var(base) && !path.trim().is_empty())
+                .then(|| (base.to_owned(), path.clone()))
+        })
+        .collect();
+    for (base, path) in files {
+        if vars
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(&base) && !v.trim().is_empty())
+        {
+            return Err(SettingsError(format!(
+                "set {base} or {base}_FILE, not both"
+            )));
+        }
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| SettingsError(format!("{base}_FILE: cannot read {path}: {e}")))?;
+        vars.retain(|k, _| !k.eq_ignore_ascii_case(&base));
+        vars.insert(base, value.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Ok(vars)
+}
+
+/// Variables for `Settings::from_vars` and friends instead of the process
+/// environment (tests, and tools that build settings by hand).
+pub fn env_vars<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+) -> Option<std::collections::HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect(),
+    )
+}
+
+/// Deserialises a value that arrives as a string from the environment
+/// (`"1883"`, `"true"`, `"0"`) into any `FromStr` type.
+pub fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(serde::de::Error::custom)
+}
+
+/// Like [`de_from_str`] for optional values; an empty string is `None`.
+pub fn de_opt_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match Option::<String>::deserialize(d)? {
+        Some(s) if !s.trim().is_empty() => {
+            s.trim().parse().map(Some).map_err(serde::de::Error::custom)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `1`, `true`, `yes`, `on` (any case) are true; `0`, `false`, `no`, `off`, `` false.
+pub fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "`{other}` is not a boolean (use true or false)"
+        ))),
+    }
+}
+
+/// An optional secret; empty or blank is `None`.
+pub fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.trim().is_empty())
+        .map(SecretString::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use env_vars as vars;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn a_secret_comes_from_its_file() {
+        let dir = std::env::temp_dir().join(format!("hydro-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pg_pass");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        let s = Settings::from_vars(vars(&[("PG_PASS_FILE", path)])).unwrap();
+        assert_eq!(s.pg_pass.expose_secret(), "from-a-file");
+
+        let both = Settings::from_vars(vars(&[("PG_PASS", "x"), ("PG_PASS_FILE", path)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            both.contains("set PG_PASS or PG_PASS_FILE, not both"),
+            "{both}"
+        );
+
+        let missing = dir.join("absent");
+        let missing = missing.to_str().unwrap();
+        let unreadable = Settings::from_vars(vars(&[("BRIDGE_API_TOKEN_FILE", missing)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unreadable.contains("BRIDGE_API_TOKEN_FILE: cannot read")
+                && unreadable.contains(missing),
+            "{unreadable}"
+        );
+
+        // Not a secret of ours: left alone, never read.
+        let s = Settings::from_vars(vars(&[("SSL_CERT_FILE", missing)])).unwrap();
+        assert_eq!(s.pg_pass.expose_secret(), "hydro");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
