@@ -66,7 +66,9 @@ impl ZoneOutcome {
     }
 }
 
-/// Processes one zone; answers with the zone it processed.
+/// Processes one zone; answers with the zone it processed. One span per
+/// zone step: its decisions and errors are logged with the zone.
+#[tracing::instrument(name = "zone_step", skip_all, fields(zone = %phase.zone_uid, phase = phase.phase_index))]
 pub async fn process<'a>(
     ctx: &ZoneCtx<'_>,
     phase: &'a ActivePhase,

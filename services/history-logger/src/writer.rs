@@ -389,6 +389,7 @@ impl Shared {
     /// what it refused, then acknowledges every entry. Returns without
     /// acknowledging when stopped first: the entries stay pending. `_order`
     /// is released when it returns.
+    #[tracing::instrument(name = "uplink_batch", skip_all, fields(entries = batch.len()))]
     async fn flush(
         self: Arc<Self>,
         mut batch: Vec<Entry>,

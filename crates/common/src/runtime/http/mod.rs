@@ -26,6 +26,7 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::metrics as m;
 
@@ -79,8 +80,11 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
+    // One span per request: every log line of its handling carries them.
+    let span = tracing::info_span!("http", %method, %route, status = tracing::field::Empty);
+    let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16().to_string();
+    span.record("status", status.as_str());
     metrics::histogram!(m::HTTP_REQUEST_DURATION, "route" => route.clone(), "method" => method.clone())
         .record(started.elapsed().as_secs_f64());
     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
