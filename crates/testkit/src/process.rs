@@ -77,3 +77,15 @@ pub async fn sigterm_while_waiting(
         Err(_) => panic!("{binary} still running {patience:?} after SIGTERM"),
     }
 }
+
+/// The start-up signal check: `binary` (with `env`) is sent SIGTERM while it
+/// logs `waiting`, and must exit cleanly within 5 s ("at once", with room
+/// for a slow, busy machine; the waits it cuts short last 30 s).
+pub async fn assert_sigterm_stops_startup(binary: &str, env: &[(String, String)], waiting: &str) {
+    let (took, status) = sigterm_while_waiting(binary, env, waiting, Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped {took:?} after SIGTERM"
+    );
+}
