@@ -1,6 +1,7 @@
 //! The `automation_zone_errors` alert: raised when more than 10 % of a
 //! cycle's zones failed, resolved by the first cycle at or below it.
 
+use common::store::alerts::{self, Subject};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -17,19 +18,10 @@ pub async fn update(pool: &PgPool, failed: &[String], total: usize) -> Result<()
     if too_many(failed.len(), total) {
         // Names enough zones to start with; the zone events have the rest.
         let first: Vec<&String> = failed.iter().take(20).collect();
-        sqlx::query("INSERT INTO alerts (type, details) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(ZONE_ERRORS_ALERT)
-            .bind(json!({"failed": failed.len(), "total": total, "zones": first}))
-            .execute(pool)
-            .await?;
+        let details = json!({"failed": failed.len(), "total": total, "zones": first});
+        alerts::raise(pool, ZONE_ERRORS_ALERT, Subject::Service, &details).await?;
     } else {
-        sqlx::query(
-            "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
-             WHERE type = $1 AND status = 'ACTIVE'",
-        )
-        .bind(ZONE_ERRORS_ALERT)
-        .execute(pool)
-        .await?;
+        alerts::resolve(pool, ZONE_ERRORS_ALERT, Subject::Service).await?;
     }
     Ok(())
 }

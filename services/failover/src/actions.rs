@@ -27,6 +27,7 @@ use common::mqtt::pool::BrokerPool;
 use common::placement::assignments::{self, snapshot};
 use common::placement::balance::{self, Strategy};
 use common::placement::broker_status::{self, BrokerStatus, Writer};
+use common::store::alerts::{self, Subject};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
@@ -97,14 +98,7 @@ impl Actor {
         .bind(&details)
         .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "INSERT INTO alerts (type, broker_id, details) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(ALERT_TYPE)
-        .bind(broker)
-        .bind(&details)
-        .execute(&self.pool)
-        .await?;
+        alerts::raise(&self.pool, ALERT_TYPE, Subject::Broker(broker), &details).await?;
         self.evacuate(broker).await
     }
 
@@ -229,14 +223,7 @@ impl Actor {
         }
         metrics::gauge!(m::BROKER_STATUS, "broker" => broker.to_owned())
             .set(BrokerStatus::Good.gauge());
-        sqlx::query(
-            "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
-             WHERE type = $1 AND broker_id = $2 AND status = 'ACTIVE'",
-        )
-        .bind(ALERT_TYPE)
-        .bind(broker)
-        .execute(&self.pool)
-        .await?;
+        alerts::resolve(&self.pool, ALERT_TYPE, Subject::Broker(broker)).await?;
         let all = assignments::all(&self.pool).await?;
         let published = assignments::announce(
             &self.pool,

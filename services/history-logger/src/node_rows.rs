@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use common::store::alerts;
 use common::store::zone_events::ZoneEvent;
 use proto::payloads::{Heartbeat, NodeError};
 use serde_json::{Value, json};
@@ -85,36 +86,16 @@ pub async fn apply(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx:
         .execute(&mut *conn)
         .await?;
     }
-    if !plan.resolve.is_empty() {
-        sqlx::query(
-            "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now()
-              WHERE type = $1 AND node_id = ANY($2) AND status = 'ACTIVE'",
-        )
-        .bind(NODE_OFFLINE_ALERT)
-        .bind(&plan.resolve)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !plan.raise.is_empty() {
-        let zone: Vec<Option<i64>> = plan.raise.iter().map(|(t, _)| t.zone_id).collect();
-        let node: Vec<i64> = plan.raise.iter().map(|(t, _)| t.node_id).collect();
-        let details: Vec<Value> = plan
-            .raise
-            .iter()
-            .map(|(t, source)| json!({ "node_uid": t.node_uid, "source": source }))
-            .collect();
-        sqlx::query(
-            "INSERT INTO alerts (type, zone_id, node_id, details)
-             SELECT $1, * FROM UNNEST($2::int8[], $3::int8[], $4::jsonb[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(NODE_OFFLINE_ALERT)
-        .bind(&zone)
-        .bind(&node)
-        .bind(&details)
-        .execute(&mut *conn)
-        .await?;
-    }
+    alerts::resolve_for_nodes(&mut *conn, NODE_OFFLINE_ALERT, &plan.resolve).await?;
+    let raise: Vec<(Option<i64>, i64, Value)> = plan
+        .raise
+        .iter()
+        .map(|(t, source)| {
+            let details = json!({ "node_uid": t.node_uid, "source": source });
+            (t.zone_id, t.node_id, details)
+        })
+        .collect();
+    alerts::raise_for_nodes(&mut *conn, NODE_OFFLINE_ALERT, &raise).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! PostgreSQL (pool, migrations) and Redis, and the tables more than one
 //! service reads or writes.
 
+pub mod alerts;
 pub mod db;
 pub mod node_accounts;
 pub mod recipe_phases;
