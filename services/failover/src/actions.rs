@@ -28,6 +28,7 @@ use common::placement::assignments::{self, snapshot};
 use common::placement::balance::{self, Strategy};
 use common::placement::broker_status::{self, BrokerStatus, Writer};
 use common::store::alerts::{self, Subject};
+use common::store::leases;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
@@ -53,13 +54,7 @@ pub struct Actor {
 impl Actor {
     /// Whether the database still names this instance the holder.
     async fn holds(&self) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now())",
-        )
-        .bind(LEASE_NAME)
-        .bind(&self.holder)
-        .fetch_one(&self.pool)
-        .await
+        leases::is_held_by(&self.pool, LEASE_NAME, &self.holder).await
     }
 
     /// The broker is dead: see the module doc.

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::metrics as m;
+use crate::store::leases;
 
 /// A lease this process competes for.
 #[derive(Debug, Clone)]
@@ -178,32 +179,12 @@ impl Lease {
 
     /// Tries to take or renew the lease; true when this process holds it now.
     pub async fn try_acquire(&self) -> Result<bool, sqlx::Error> {
-        let holder: Option<String> = sqlx::query_scalar(
-            "INSERT INTO leases (name, holder, acquired_at, expires_at) \
-             VALUES ($1, $2, now(), now() + make_interval(secs => $3)) \
-             ON CONFLICT (name) DO UPDATE SET \
-                 holder = EXCLUDED.holder, \
-                 expires_at = EXCLUDED.expires_at, \
-                 acquired_at = CASE WHEN leases.holder = EXCLUDED.holder THEN leases.acquired_at ELSE now() END \
-             WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < now() \
-             RETURNING holder",
-        )
-        .bind(&self.name)
-        .bind(&self.holder)
-        .bind(self.ttl.as_secs_f64())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(holder.is_some())
+        leases::take(&self.pool, &self.name, &self.holder, self.ttl).await
     }
 
     /// Gives the lease up if this process holds it.
     pub async fn release(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(&self.name)
-            .bind(&self.holder)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        leases::release(&self.pool, &self.name, &self.holder).await
     }
 
     /// Competes for the lease in the background until `shutdown`, then
