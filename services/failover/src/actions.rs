@@ -28,6 +28,7 @@ use common::placement::assignments::{self, snapshot};
 use common::placement::balance::{self, Strategy};
 use common::placement::broker_status::{self, BrokerStatus, Writer};
 use common::store::alerts::{self, Subject};
+use common::store::failover_events::{self, FinishedEvent};
 use common::store::leases;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -84,15 +85,7 @@ impl Actor {
             error!(broker, %reason, "Broker is dead; moving its nodes.");
         }
         let details = json!({ "cause": cause.as_str(), "failed_probes": failures, "decided_by": self.holder });
-        sqlx::query(
-            "INSERT INTO failover_events (broker_id, kind, details) \
-             SELECT $1, 'failover', $2 WHERE NOT EXISTS \
-                 (SELECT 1 FROM failover_events WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL)",
-        )
-        .bind(broker)
-        .bind(&details)
-        .execute(&self.pool)
-        .await?;
+        failover_events::open(&self.pool, broker, &details).await?;
         alerts::raise(&self.pool, ALERT_TYPE, Subject::Broker(broker), &details).await?;
         self.evacuate(broker).await
     }
@@ -120,16 +113,7 @@ impl Actor {
             let n = targets.entry(w.broker_id.clone()).or_insert(json!(0));
             *n = json!(n.as_i64().unwrap_or(0) + 1);
         }
-        sqlx::query(
-            "UPDATE failover_events SET nodes_moved = nodes_moved + $2, \
-                 details = details || jsonb_build_object('moved_to', COALESCE(details->'moved_to', '{}'::jsonb) || $3) \
-             WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL",
-        )
-        .bind(broker)
-        .bind(written.len() as i32)
-        .bind(serde_json::Value::Object(targets))
-        .execute(&self.pool)
-        .await?;
+        failover_events::add_moves(&self.pool, broker, written.len(), targets).await?;
         info!(
             broker,
             nodes = written.len(),
@@ -143,40 +127,16 @@ impl Actor {
     /// Closes the events that settled or reached their deadline, with their
     /// counts (see the module doc).
     pub async fn finish_events(&self) -> Result<(), sqlx::Error> {
-        type Done = (String, i64, i64, i64, f64, bool);
-        let done: Vec<Done> = sqlx::query_as(concat!(
-            "WITH open AS (SELECT f.id, f.broker_id, f.started_at, \
-                     (SELECT count(*) FROM node_broker_assignments a \
-                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
-                        AND a.strategy = 'failover') AS moved, \
-                     (SELECT count(*) FROM node_broker_assignments a \
-                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
-                        AND a.strategy = 'failover' AND a.confirmed_at IS NOT NULL) AS confirmed, \
-                     (SELECT max(a.confirmed_at) FROM node_broker_assignments a \
-                      WHERE a.previous_broker_id = f.broker_id AND a.assigned_at >= f.started_at \
-                        AND a.strategy = 'failover') AS last_confirmed, \
-                     (SELECT count(*) FROM nodes n LEFT JOIN node_broker_assignments a ON a.node_id = n.id \
-                      WHERE n.move_via <> 'config_update' AND ",
-            common::route_broker_sql!(),
-            " = f.broker_id) AS stranded, \
-                     EXISTS (SELECT 1 FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id \
-                      WHERE a.broker_id = f.broker_id AND n.move_via = 'config_update') AS left_behind \
-                 FROM failover_events f WHERE f.kind = 'failover' AND f.finished_at IS NULL), \
-             judged AS (SELECT *, (moved = confirmed AND stranded = 0 AND NOT left_behind) AS settled FROM open) \
-             UPDATE failover_events f \
-             SET finished_at = CASE WHEN j.settled THEN COALESCE(j.last_confirmed, now()) ELSE now() END, \
-                 nodes_moved = GREATEST(f.nodes_moved, j.moved::int4), \
-                 details = f.details || jsonb_build_object('moved', j.moved, 'confirmed', j.confirmed, \
-                     'stranded', j.stranded, 'all_confirmed', j.moved = j.confirmed) \
-             FROM judged j WHERE f.id = j.id \
-               AND (j.settled OR j.started_at < now() - make_interval(secs => $1)) \
-             RETURNING f.broker_id, j.moved, j.confirmed, j.stranded, \
-                 extract(epoch FROM f.finished_at - f.started_at)::float8, j.settled"
-        ))
-        .bind(self.event_deadline.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?;
-        for (broker, moved, confirmed, stranded, secs, settled) in done {
+        let done = failover_events::finish_settled_or_due(&self.pool, self.event_deadline).await?;
+        for FinishedEvent {
+            broker_id: broker,
+            moved,
+            confirmed,
+            stranded,
+            seconds: secs,
+            settled,
+        } in done
+        {
             if settled {
                 info!(
                     broker,

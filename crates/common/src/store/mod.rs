@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod db;
+pub mod failover_events;
 pub mod leases;
 pub mod node_accounts;
 pub mod recipe_phases;

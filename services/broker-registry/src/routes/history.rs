@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::placement::balance;
+use common::store::failover_events;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,12 +48,7 @@ async fn failovers(
     State(s): State<ApiState>,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(f) FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT $1) f",
-    )
-    .bind(page.limit_or(100)?)
-    .fetch_all(&s.pool)
-    .await?;
+    let rows = failover_events::recent(&s.pool, page.limit_or(100)?).await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))
 }
 
