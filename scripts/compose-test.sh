@@ -206,9 +206,15 @@ print("ok %d" % len(targets) if not missing and not down else "missing=%s down=%
 # has drained, every reading made is stored once: node-sim's totals at stop
 # against the rows.
 failover_loses_nothing() {
-    local db=$1 victim=mqtt2 on_victim
-    on_victim=$(psql_count "$db" "select count(*) from node_broker_assignments where broker_id = '$victim'")
-    ((on_victim > 0)) || fail "no node on $victim to move"
+    local db=$1 victim=mqtt2 on_victim=0
+    # broker-registry assigns new nodes by priority, then its rebalance
+    # (every 60 s) spreads them: wait until some are confirmed on the victim.
+    for _ in $(seq 180); do
+        on_victim=$(psql_count "$db" "select count(*) from node_broker_assignments where broker_id = '$victim' and confirmed_at is not null")
+        ((on_victim > 0)) && break
+        sleep 1
+    done
+    ((on_victim > 0)) || fail "no node confirmed on $victim within 180 s, nothing to move"
     say "killing $victim ($on_victim nodes)"
     compose "${FILES[@]}" kill -s KILL "$victim" >/dev/null 2>&1
     local moved=""
