@@ -9,16 +9,17 @@ use tokio::process::{Child, Command};
 
 /// How long a test waits for the line that says the service is waiting.
 const LOG_WAIT: Duration = Duration::from_secs(60);
+/// How long the process may outlive SIGTERM before the test gives up on it.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 /// `binary` started with `env` (added to the environment), its log read
 /// until a line contains `waiting` (start-up is blocked on something), then
 /// sent SIGTERM: how long it took to exit after the signal, and its status.
-/// Panics when the line never comes or the process outlives `patience`.
-pub async fn sigterm_while_waiting(
+/// Panics when the line never comes or the process outlives [`PATIENCE`].
+async fn sigterm_while_waiting(
     binary: &str,
     env: &[(String, String)],
     waiting: &str,
-    patience: Duration,
 ) -> (Duration, std::process::ExitStatus) {
     let mut child: Child = Command::new(binary)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -70,11 +71,11 @@ pub async fn sigterm_while_waiting(
         .status()
         .expect("kill");
     assert!(status.success(), "kill -TERM {pid}");
-    let exited = tokio::time::timeout(patience, child.wait()).await;
+    let exited = tokio::time::timeout(PATIENCE, child.wait()).await;
     let took = sent.elapsed();
     match exited {
         Ok(status) => (took, status.expect("wait")),
-        Err(_) => panic!("{binary} still running {patience:?} after SIGTERM"),
+        Err(_) => panic!("{binary} still running {PATIENCE:?} after SIGTERM"),
     }
 }
 
@@ -82,7 +83,7 @@ pub async fn sigterm_while_waiting(
 /// logs `waiting`, and must exit cleanly within 5 s ("at once", with room
 /// for a slow, busy machine; the waits it cuts short last 30 s).
 pub async fn assert_sigterm_stops_startup(binary: &str, env: &[(String, String)], waiting: &str) {
-    let (took, status) = sigterm_while_waiting(binary, env, waiting, Duration::from_secs(20)).await;
+    let (took, status) = sigterm_while_waiting(binary, env, waiting).await;
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(5),

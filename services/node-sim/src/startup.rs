@@ -70,7 +70,8 @@ impl App {
         // Each seeded node's own secret and broker password.
         let mut credentials = HashMap::new();
         let pool = if sim.seed_db {
-            // Start-up has no shutdown token yet; a stuck database fails after DB_WAIT.
+            // A stuck database fails after DB_WAIT; a shutdown meanwhile drops
+            // the whole build (common::runtime::service::main).
             let pool = common::store::db::connect_and_migrate(
                 settings.pg_options(),
                 settings.pg_max_connections.min(4),

@@ -1,4 +1,4 @@
-//! A service's life: [`run`] builds it (abandoned at once on SIGTERM or
+//! A service's life: [`main`] builds it (abandoned at once on SIGTERM or
 //! Ctrl-C, even while start-up waits for PostgreSQL, Redis or a broker),
 //! then a [`Runner`] serves HTTP until shutdown, stops the background work
 //! (waiting for it at most 10 s) and closes the broker connections with a
@@ -18,14 +18,17 @@ use crate::mqtt::pool::BrokerPool;
 use crate::runtime::http::{Dependency, Health};
 use crate::runtime::lease::{Lease, LeaseGuard};
 use crate::runtime::{logging, shutdown};
-use crate::settings::{LogFormat, Settings, SettingsError, Uses};
+use crate::settings::{Settings, SettingsError, Uses};
 use crate::store::db;
 
 /// The longest the background work may take to stop.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A service's whole `main`: the shared settings and the service's own
-/// (`load`), then [`run`] with `build` and `serve`.
+/// (`load`), logging, the shutdown token (SIGTERM, Ctrl-C), then `build`,
+/// then `serve` until shutdown. A signal during `build` drops it at once and
+/// the process exits cleanly: start-up waits up to 30 s for PostgreSQL or
+/// Redis, and an operator's stop must not wait for that.
 pub async fn main<O, S, B, F, R>(
     name: &'static str,
     load: fn() -> Result<O, SettingsError>,
@@ -39,30 +42,10 @@ where
 {
     let settings = Settings::load()?;
     let own = load()?;
-    let log_format = settings.log_format;
-    run(name, log_format, build(settings, own), serve).await
-}
-
-/// A service's `main` once its settings are read: logging, the shutdown
-/// token (SIGTERM, Ctrl-C), then `build`, then `serve` until shutdown. A
-/// signal during `build` drops it at once and the process exits cleanly:
-/// start-up waits up to 30 s for PostgreSQL or Redis, and an operator's
-/// stop must not wait for that.
-pub async fn run<S, B, F, R>(
-    name: &'static str,
-    log_format: LogFormat,
-    build: B,
-    serve: F,
-) -> anyhow::Result<()>
-where
-    B: Future<Output = anyhow::Result<S>>,
-    F: FnOnce(S, CancellationToken) -> R,
-    R: Future<Output = anyhow::Result<()>>,
-{
-    logging::init(log_format);
+    logging::init(settings.log_format);
     let shutdown = shutdown::shutdown_token();
     let service = tokio::select! {
-        built = build => built?,
+        built = build(settings, own) => built?,
         () = shutdown.cancelled() => {
             info!(service = name, "Stopped during start-up, before serving.");
             return Ok(());

@@ -15,6 +15,16 @@ pub enum Subject<'a> {
     Broker(&'a str),
 }
 
+impl<'a> Subject<'a> {
+    /// `alerts.broker_id` of the subject.
+    fn broker_id(self) -> Option<&'a str> {
+        match self {
+            Subject::Service => None,
+            Subject::Broker(id) => Some(id),
+        }
+    }
+}
+
 /// Raises alert `kind` about `subject` (a no-op while it is active).
 pub async fn raise(
     db: impl PgExecutor<'_>,
@@ -22,15 +32,11 @@ pub async fn raise(
     subject: Subject<'_>,
     details: &Value,
 ) -> Result<(), sqlx::Error> {
-    let broker = match subject {
-        Subject::Service => None,
-        Subject::Broker(id) => Some(id),
-    };
     sqlx::query(
         "INSERT INTO alerts (type, broker_id, details) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(kind)
-    .bind(broker)
+    .bind(subject.broker_id())
     .bind(details)
     .execute(db)
     .await?;
@@ -43,16 +49,12 @@ pub async fn resolve(
     kind: &str,
     subject: Subject<'_>,
 ) -> Result<(), sqlx::Error> {
-    let broker = match subject {
-        Subject::Service => None,
-        Subject::Broker(id) => Some(id),
-    };
     sqlx::query(
         "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
          WHERE type = $1 AND broker_id IS NOT DISTINCT FROM $2 AND status = 'ACTIVE'",
     )
     .bind(kind)
-    .bind(broker)
+    .bind(subject.broker_id())
     .execute(db)
     .await?;
     Ok(())
