@@ -31,6 +31,8 @@ COPY tests/compose/bin/ /usr/local/bin/
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
+COPY .sqlx .sqlx
 COPY crates crates
 COPY services services
 COPY tests/system tests/system

@@ -18,7 +18,7 @@ TEST_RUNNER := CARGO_TARGET_$(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p
 # Every bench-* target below; `make bench` runs them all.
 BENCH_TARGETS := $(shell sed -n 's/^\(bench-[a-z0-9-]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))
 
-.PHONY: help services build test promtool-test pytest-compat up down bench $(BENCH_TARGETS) fmt lint
+.PHONY: help services build test promtool-test pytest-compat sqlx-prepare up down bench $(BENCH_TARGETS) fmt lint
 
 help: ## List the targets
 	@echo "usage: make TARGET"
@@ -81,5 +81,9 @@ bench-failover: services ## Failover: 300 nodes on 3 private brokers, one killed
 fmt: ## Check formatting
 	$(CARGO) fmt --all -- --check
 
-lint: ## Clippy, warnings are errors
+lint: services ## Clippy, warnings are errors; .sqlx/ (the checked queries' offline data) matches the code and migrations
 	$(CARGO) clippy --all-targets -- -D warnings
+	scripts/sqlx-prepare.sh --check
+
+sqlx-prepare: services ## Regenerate .sqlx/ (offline data of the compile-time checked queries) from a freshly migrated database
+	scripts/sqlx-prepare.sh

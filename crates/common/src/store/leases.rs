@@ -14,7 +14,7 @@ pub async fn take(
     holder: &str,
     ttl: Duration,
 ) -> Result<bool, sqlx::Error> {
-    let taken: Option<String> = sqlx::query_scalar(
+    let taken = sqlx::query_scalar!(
         "INSERT INTO leases (name, holder, acquired_at, expires_at) \
          VALUES ($1, $2, now(), now() + make_interval(secs => $3)) \
          ON CONFLICT (name) DO UPDATE SET \
@@ -23,10 +23,10 @@ pub async fn take(
              acquired_at = CASE WHEN leases.holder = EXCLUDED.holder THEN leases.acquired_at ELSE now() END \
          WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < now() \
          RETURNING holder",
+        name,
+        holder,
+        ttl.as_secs_f64()
     )
-    .bind(name)
-    .bind(holder)
-    .bind(ttl.as_secs_f64())
     .fetch_optional(db)
     .await?;
     Ok(taken.is_some())
@@ -34,10 +34,12 @@ pub async fn take(
 
 /// Gives lease `name` up if `holder` holds it.
 pub async fn release(db: impl PgExecutor<'_>, name: &str, holder: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-        .bind(name)
-        .bind(holder)
-        .execute(db)
+    sqlx::query!(
+        "DELETE FROM leases WHERE name = $1 AND holder = $2",
+        name,
+        holder
+    )
+    .execute(db)
         .await?;
     Ok(())
 }
@@ -49,11 +51,12 @@ pub async fn is_held_by(
     name: &str,
     holder: &str,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now())",
+    let held = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now()) AS \"held!\"",
+        name,
+        holder
     )
-    .bind(name)
-    .bind(holder)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok(held)
 }
