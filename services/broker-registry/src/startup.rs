@@ -36,7 +36,7 @@ impl App {
     /// brokers, connects to every broker of the list, starts the monitor and
     /// the engine and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, registry: RegistrySettings) -> anyhow::Result<App> {
-        let api_token = registry.api_token(settings.bridge_api_token.as_ref());
+        let api_token = registry.api_token(settings.http.api_token.as_ref());
         let base = Base::start(
             SERVICE,
             &settings,
@@ -58,14 +58,14 @@ impl App {
         }
         let access = Access::new(
             ApiToken::from_secret(api_token),
-            settings.reads_require_token_or(false),
+            settings.http.reads_require_token_or(false),
         );
         let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
         let mut seeds = registry.seed_brokers()?;
         if seeds.is_empty() {
             seeds.push(SeedBroker {
-                id: settings.mqtt_broker_id.clone(),
-                url: settings.default_broker_url(),
+                id: settings.mqtt.broker_id.clone(),
+                url: settings.mqtt.default_broker_url(),
                 role: common::placement::balance::Role::Primary,
             });
         }
@@ -77,7 +77,7 @@ impl App {
         let stats = SysStats::default();
         brokers.subscribe_all(&prober.filter(), QoS::AtLeastOnce)?;
         brokers.subscribe_all(SYS_FILTER, QoS::AtMostOnce)?;
-        let group = settings.share_group_or(SERVICE);
+        let group = settings.mqtt.share_group_or(SERVICE);
         brokers.subscribe_all(&TopicKind::Status.shared_filter(group), QoS::AtLeastOnce)?;
         brokers.subscribe_all(
             &TopicKind::ConfigReport.shared_filter(group),

@@ -44,7 +44,7 @@ impl App {
     /// Connects to PostgreSQL (migrating it) and to every broker, subscribes,
     /// starts the background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, device: DeviceSettings) -> anyhow::Result<App> {
-        let api_token = device.api_token(settings.bridge_api_token.as_ref());
+        let api_token = device.api_token(settings.http.api_token.as_ref());
         let base = Base::start(
             SERVICE,
             &settings,
@@ -80,7 +80,7 @@ impl App {
         let brokers =
             BrokerPool::connect_following(&settings, &pool, SERVICE, Some(inbox_tx), &stop, |_| {})
                 .await?;
-        for filter in filters(settings.share_group_or(SERVICE)) {
+        for filter in filters(settings.mqtt.share_group_or(SERVICE)) {
             brokers.subscribe_all(&filter, QoS::AtLeastOnce)?;
         }
 
@@ -134,7 +134,7 @@ impl App {
             pool: pool.clone(),
             brokers: brokers.clone(),
             default_secret: settings.node_default_secret.clone(),
-            default_broker_url: settings.default_broker_url(),
+            default_broker_url: settings.mqtt.default_broker_url(),
             bind_ttl: device.bind_ttl(),
             accounts,
             provision_login: device
@@ -145,7 +145,7 @@ impl App {
         let health = base.health(&brokers);
         // Reads show nodes and binds; they were always guarded here and stay
         // so unless HTTP_READS_REQUIRE_TOKEN=false.
-        let access = Access::new(token, settings.reads_require_token_or(true));
+        let access = Access::new(token, settings.http.reads_require_token_or(true));
         let router = common::runtime::http::api_router(routes::router(registry), access, health);
         let runner = base
             .bind(&settings, DEFAULT_PORT, router, brokers.clone())

@@ -38,7 +38,7 @@ impl App {
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
         let prober = Prober::new(SERVICE);
         let uplink = Uplink::default();
-        let group = settings.share_group_or(SERVICE);
+        let group = settings.mqtt.share_group_or(SERVICE);
         brokers.subscribe_all(&prober.filter(), QoS::AtLeastOnce)?;
         for kind in [
             TopicKind::Telemetry,

@@ -1,4 +1,4 @@
-//! history-logger's own settings (`HISTORY_*`, `INSTANCE_ID`), read from the
+//! history-logger's own settings (`HISTORY_*`, `TELEMETRY_*`, `INSTANCE_ID`), read from the
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
@@ -25,6 +25,12 @@ const fn default_dead_letter_max() -> u64 {
 }
 const fn default_claim_idle_ms() -> u64 {
     30_000
+}
+const fn default_batch_size() -> usize {
+    200
+}
+const fn default_flush_ms() -> u64 {
+    500
 }
 const fn default_writers() -> usize {
     4
@@ -80,6 +86,12 @@ pub struct HistorySettings {
         deserialize_with = "de_from_str"
     )]
     pub history_max_future_skew_sec: i64,
+    /// `TELEMETRY_BATCH_SIZE`: messages per write batch.
+    #[serde(default = "default_batch_size", deserialize_with = "de_from_str")]
+    pub telemetry_batch_size: usize,
+    /// `TELEMETRY_FLUSH_MS`: the longest a partial batch waits.
+    #[serde(default = "default_flush_ms", deserialize_with = "de_from_str")]
+    pub telemetry_flush_ms: u64,
     /// `INSTANCE_ID`: this instance's stable name (MQTT client ids, stream
     /// consumer); default the host name. Must differ between instances.
     #[serde(default, deserialize_with = "de_opt_from_str")]
@@ -121,6 +133,12 @@ impl HistorySettings {
         }
         if !(1..=64).contains(&self.history_writers) {
             return fail("HISTORY_WRITERS must be between 1 and 64");
+        }
+        if !(1..=100_000).contains(&self.telemetry_batch_size) {
+            return fail("TELEMETRY_BATCH_SIZE must be between 1 and 100000");
+        }
+        if !(1..=60_000).contains(&self.telemetry_flush_ms) {
+            return fail("TELEMETRY_FLUSH_MS must be between 1 and 60000");
         }
         if !(0..=86_400).contains(&self.history_max_future_skew_sec) {
             return fail("HISTORY_MAX_FUTURE_SKEW_SEC must be between 0 and 86400");
@@ -190,6 +208,8 @@ mod tests {
         assert_eq!(s.history_queue_max, 1_000_000);
         assert_eq!(s.session_expiry(), Some(3600));
         assert_eq!(s.history_writers, 4);
+        assert_eq!(s.telemetry_batch_size, 200);
+        assert_eq!(s.telemetry_flush_ms, 500);
         assert_eq!(s.checks().max_future_skew_sec, 300);
         assert!(!s.instance().is_empty());
     }
@@ -200,8 +220,10 @@ mod tests {
             ("HISTORY_STREAM", "t:s"),
             ("HISTORY_SESSION_EXPIRY_SEC", "0"),
             ("INSTANCE_ID", "hl-a"),
+            ("TELEMETRY_BATCH_SIZE", "500"),
         ]))
         .unwrap();
+        assert_eq!(s.telemetry_batch_size, 500);
         assert_eq!(s.history_stream, "t:s");
         assert_eq!(s.session_expiry(), None);
         assert_eq!(s.instance(), "hl-a");
@@ -210,6 +232,8 @@ mod tests {
             ("INSTANCE_ID", "a/b"),
             ("HISTORY_STREAM", " "),
             ("HISTORY_WRITERS", "0"),
+            ("TELEMETRY_BATCH_SIZE", "0"),
+            ("TELEMETRY_FLUSH_MS", "0"),
             ("HISTORY_MAX_FUTURE_SKEW_SEC", "-1"),
             ("HISTORY_MAX_FUTURE_SKEW_SEC", "86401"),
         ] {

@@ -50,7 +50,7 @@ impl App {
     pub async fn build(settings: Settings, history: HistorySettings) -> anyhow::Result<App> {
         let base = Base::start(SERVICE, &settings, &[Uses::Mqtt, Uses::Database]).await?;
         let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
-        let redis = common::store::redis::create_pool(&settings.redis_url, 8)?;
+        let redis = common::store::redis::create_pool(&settings.redis.url, 8)?;
         let queue = Queue::new(
             redis.clone(),
             &history.history_stream,
@@ -83,7 +83,7 @@ impl App {
             },
         )
         .await?;
-        let group = settings.share_group_or(SERVICE);
+        let group = settings.mqtt.share_group_or(SERVICE);
         for kind in KINDS {
             brokers.subscribe_all(&kind.shared_filter(group), QoS::AtLeastOnce)?;
         }
@@ -94,7 +94,7 @@ impl App {
         let drops = Arc::new(DropLog::default());
         let ingest = Ingest {
             queue: queue.clone(),
-            max_pack: settings.telemetry_batch_size,
+            max_pack: history.telemetry_batch_size,
             brokers: brokers.clone(),
             stats: stats.clone(),
             time_sync: TimeSync::new(brokers.clone()),
@@ -107,8 +107,8 @@ impl App {
             queue.clone(),
             WriterConfig {
                 consumer: instance.clone(),
-                batch_size: settings.telemetry_batch_size,
-                flush: Duration::from_millis(settings.telemetry_flush_ms),
+                batch_size: history.telemetry_batch_size,
+                flush: Duration::from_millis(history.telemetry_flush_ms),
                 claim_idle: history.claim_idle(),
                 writers: history.history_writers,
                 checks: history.checks(),

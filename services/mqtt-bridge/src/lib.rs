@@ -8,10 +8,12 @@ pub mod input;
 pub mod redelivery;
 pub mod responses;
 pub mod routes;
+pub mod settings;
 pub mod startup;
 pub mod sweeper;
 pub mod target_cache;
 
+pub use settings::BridgeSettings;
 pub use startup::App;
 
 /// The service name: metrics label, health report, lease holder prefix and

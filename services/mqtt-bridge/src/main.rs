@@ -1,14 +1,14 @@
 //! mqtt-bridge: REST → MQTT commands, tracked to their final status.
 
 use common::runtime::service;
-use mqtt_bridge::{App, SERVICE};
+use mqtt_bridge::{App, BridgeSettings, SERVICE};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service::main(
         SERVICE,
-        || Ok(()),
-        |settings, ()| App::build(settings),
+        BridgeSettings::load,
+        App::build,
         App::run_until_stopped,
     )
     .await

@@ -20,7 +20,7 @@ use tracing::warn;
 
 use crate::auth::{Access, ApiToken};
 use crate::routes::commands::{self, CommandsState};
-use crate::{DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
+use crate::{BridgeSettings, DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
 
 /// A built bridge, listening but not yet serving.
 pub struct App {
@@ -32,7 +32,7 @@ pub struct App {
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, starts the
     /// background work and binds `HTTP_PORT` (0 picks a free port).
-    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    pub async fn build(settings: Settings, bridge: BridgeSettings) -> anyhow::Result<App> {
         let base = Base::start(
             SERVICE,
             &settings,
@@ -42,19 +42,19 @@ impl App {
                 Uses::NodeSecret,
                 Uses::Secret {
                     name: "BRIDGE_API_TOKEN",
-                    value: settings.bridge_api_token.as_ref(),
+                    value: settings.http.api_token.as_ref(),
                 },
             ],
         )
         .await?;
-        if settings.bridge_api_token.is_none() {
+        if settings.http.api_token.is_none() {
             warn!("BRIDGE_API_TOKEN is not set: the command API accepts requests without a token.");
         }
         let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
 
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;
-        let group = settings.share_group_or(SERVICE);
+        let group = settings.mqtt.share_group_or(SERVICE);
         brokers.subscribe_all(
             &TopicKind::CommandResponse.shared_filter(group),
             QoS::AtLeastOnce,
@@ -71,7 +71,7 @@ impl App {
         let lease = base.lease(sweeper::LEASE_NAME);
         tasks.spawn(sweeper::run(
             pool.clone(),
-            settings.command_timeout(),
+            bridge.command_timeout(),
             lease.clone(),
             stop.clone(),
         ));
@@ -91,20 +91,21 @@ impl App {
         let state = CommandsState {
             pool: pool.clone(),
             sender,
-            replay_wait: settings.publish_timeout() + Duration::from_secs(1),
+            replay_wait: settings.mqtt.publish_timeout() + Duration::from_secs(1),
             targets: Default::default(),
             tasks: tasks.clone(),
         };
         let token = ApiToken(
             settings
-                .bridge_api_token
+                .http
+                .api_token
                 .as_ref()
                 .map(|t| Arc::from(t.expose_secret())),
         );
         let health = base.health(&brokers);
         // Reads (a command's status) were always guarded here; they stay so
         // unless HTTP_READS_REQUIRE_TOKEN=false.
-        let access = Access::new(token, settings.reads_require_token_or(true));
+        let access = Access::new(token, settings.http.reads_require_token_or(true));
         let router = common::runtime::http::api_router(commands::router(state), access, health);
 
         let runner = base

@@ -49,9 +49,8 @@ async fn spawn_two() -> TwoBrokers {
             .await
             .unwrap();
     }
-    let app = App::build(settings_for(&db, brokers[0].port, &[]))
-        .await
-        .expect("app builds");
+    let (settings, bridge) = settings_for(&db, brokers[0].port, &[]);
+    let app = App::build(settings, bridge).await.expect("app builds");
     for id in ["mqtt1", "mqtt2"] {
         app.brokers()
             .get(id)

@@ -396,7 +396,7 @@ impl SimSettings {
     pub fn broker_url_or(&self, settings: &common::settings::Settings) -> String {
         self.broker_url
             .clone()
-            .unwrap_or_else(|| settings.default_broker_url())
+            .unwrap_or_else(|| settings.mqtt.default_broker_url())
     }
 
     pub fn telemetry_interval(&self) -> Duration {

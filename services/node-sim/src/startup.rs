@@ -64,7 +64,7 @@ impl App {
         }
         let access = Access::new(
             ApiToken::from_secret(sim.api_token.as_ref()),
-            settings.reads_require_token_or(false),
+            settings.http.reads_require_token_or(false),
         );
         let layout = layout(&sim);
         // Each seeded node's own secret and broker password.
@@ -73,8 +73,8 @@ impl App {
             // A stuck database fails after DB_WAIT; a shutdown meanwhile drops
             // the whole build (common::runtime::service::main).
             let pool = common::store::db::connect_and_migrate(
-                settings.pg_options(),
-                settings.pg_max_connections.min(4),
+                settings.pg.options(),
+                settings.pg.max_connections.min(4),
                 DB_WAIT,
                 &CancellationToken::new(),
             )
@@ -108,7 +108,7 @@ impl App {
 
         let faults = Arc::new(Faults::from_settings(&sim));
         let broker_urls = sim.broker_urls_or(&settings);
-        let (http_host, http_port) = settings.http_addr(DEFAULT_HTTP_PORT);
+        let (http_host, http_port) = settings.http.addr(DEFAULT_HTTP_PORT);
         let (nodes, firmware): (Arc<[SimNode]>, Arc<[FirmwareNode]>) = match sim.mode {
             SimMode::Classic => {
                 let ctx = Arc::new(NodeContext {

@@ -102,9 +102,12 @@ async fn stack() -> Stack {
     let registry_url = format!("http://127.0.0.1:{}", registry.port());
     tokio::spawn(registry.run_until_stopped(stop.clone()));
 
-    let bridge = mqtt_bridge::App::build(settings())
-        .await
-        .expect("mqtt-bridge starts");
+    let bridge = mqtt_bridge::App::build(
+        settings(),
+        mqtt_bridge::BridgeSettings::from_vars(Some(v.clone())).unwrap(),
+    )
+    .await
+    .expect("mqtt-bridge starts");
     let bridge_url = format!("http://127.0.0.1:{}", bridge.port());
     tokio::spawn(bridge.run_until_stopped(stop.clone()));
 

@@ -97,9 +97,9 @@ impl MqttConfig {
 
     /// Fills credentials, TLS and the publish timeout from the shared settings.
     pub fn with_settings(mut self, s: &crate::settings::Settings) -> Self {
-        self.username = s.mqtt_user.clone();
-        self.password = s.mqtt_pass.clone();
-        self.publish_timeout = s.publish_timeout();
+        self.username = s.mqtt.user.clone();
+        self.password = s.mqtt.pass.clone();
+        self.publish_timeout = s.mqtt.publish_timeout();
         self
     }
 

@@ -80,8 +80,8 @@ pub async fn desired_brokers(
             .await?;
     let mut brokers: BTreeMap<String, String> = rows.into_iter().collect();
     brokers
-        .entry(settings.mqtt_broker_id.clone())
-        .or_insert_with(|| settings.default_broker_url());
+        .entry(settings.mqtt.broker_id.clone())
+        .or_insert_with(|| settings.mqtt.default_broker_url());
     Ok(brokers)
 }
 

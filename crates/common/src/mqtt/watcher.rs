@@ -59,8 +59,8 @@ impl BrokerPool {
         configure: impl Fn(&mut MqttConfig) + Send + Sync + 'static,
     ) -> Result<Self, anyhow::Error> {
         let (default_id, default_url) = (
-            settings.mqtt_broker_id.clone(),
-            settings.default_broker_url(),
+            settings.mqtt.broker_id.clone(),
+            settings.mqtt.default_broker_url(),
         );
         let factory = Factory {
             settings: settings.clone(),

@@ -118,7 +118,7 @@ impl Base {
     ) -> std::io::Result<Runner> {
         Runner::bind(
             self.name,
-            settings.http_addr(default_port),
+            settings.http.addr(default_port),
             router,
             self.tasks,
             self.stop,

@@ -21,11 +21,7 @@ pub struct SettingsError(pub String);
 pub fn from_env<T: DeserializeOwned>(
     vars: Option<HashMap<String, String>>,
 ) -> Result<T, SettingsError> {
-    let vars = vars.unwrap_or_else(|| {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect()
-    });
+    let vars = vars.unwrap_or_else(process_vars);
     let env = config::Environment::default()
         .try_parsing(false)
         .source(Some(with_secret_files(vars)?));
@@ -40,6 +36,13 @@ pub fn from_env<T: DeserializeOwned>(
 /// password, token or secret (`…_PASS`, `…_TOKEN`, `…_SECRET`), or a URL that
 /// can carry one (`DATABASE_URL`, `REDIS_URL`). Other `…_FILE` variables
 /// (`SSL_CERT_FILE`) are not ours to read.
+/// The process environment (variables that are not UTF-8 left out).
+pub fn process_vars() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn is_secret_var(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
     ["_PASS", "_TOKEN", "_SECRET"]
@@ -156,7 +159,7 @@ mod tests {
         std::fs::write(&file, "from-a-file\n").unwrap();
         let path = file.to_str().unwrap();
         let s = Settings::from_vars(vars(&[("PG_PASS_FILE", path)])).unwrap();
-        assert_eq!(s.pg_pass.expose_secret(), "from-a-file");
+        assert_eq!(s.pg.pass.expose_secret(), "from-a-file");
 
         let both = Settings::from_vars(vars(&[("PG_PASS", "x"), ("PG_PASS_FILE", path)]))
             .unwrap_err()
@@ -179,7 +182,7 @@ mod tests {
 
         // Not a secret of ours: left alone, never read.
         let s = Settings::from_vars(vars(&[("SSL_CERT_FILE", missing)])).unwrap();
-        assert_eq!(s.pg_pass.expose_secret(), "hydro");
+        assert_eq!(s.pg.pass.expose_secret(), "hydro");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -92,7 +92,8 @@ impl Settings {
             match used {
                 Uses::Mqtt => {
                     if self
-                        .mqtt_user
+                        .mqtt
+                        .user
                         .as_deref()
                         .is_none_or(|u| u.trim().is_empty())
                     {
@@ -100,17 +101,17 @@ impl Settings {
                     }
                     problems.extend(dev_secret_problem(
                         "MQTT_PASS",
-                        self.mqtt_pass.as_ref().map(|p| p.expose_secret()),
+                        self.mqtt.pass.as_ref().map(|p| p.expose_secret()),
                     ));
                 }
-                Uses::Database => match &self.database_url {
+                Uses::Database => match &self.pg.database_url {
                     Some(url) => problems.extend(dev_secret_problem(
                         "the password of DATABASE_URL",
                         url_password(url.expose_secret()),
                     )),
                     None => problems.extend(dev_secret_problem(
                         "PG_PASS",
-                        Some(self.pg_pass.expose_secret()),
+                        Some(self.pg.pass.expose_secret()),
                     )),
                 },
                 Uses::NodeSecret => problems.extend(dev_secret_problem(

@@ -3,21 +3,19 @@
 use super::*;
 
 use super::env_vars as vars;
+use secrecy::ExposeSecret;
 
 #[test]
 fn defaults_point_at_localhost() {
     let s = Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
-    assert_eq!(s.mqtt_host, "127.0.0.1");
-    assert_eq!(s.mqtt_port, 1883);
-    assert_eq!(s.telemetry_batch_size, 200);
-    assert_eq!(s.telemetry_flush_ms, 500);
-    assert_eq!(s.command_timeout_sec, 30);
-    assert_eq!(s.pg_db, "hydro_dev");
+    assert_eq!(s.mqtt.host, "127.0.0.1");
+    assert_eq!(s.mqtt.port, 1883);
+    assert_eq!(s.pg.db, "hydro_dev");
     assert_eq!(s.log_format, LogFormat::Text);
-    assert!(s.bridge_api_token.is_none());
+    assert!(s.http.api_token.is_none());
     assert!(s.uses_dev_node_secret());
-    assert_eq!(s.default_broker_url(), "mqtt://127.0.0.1:1883");
-    assert_eq!(s.http_port_or(9000), 9000);
+    assert_eq!(s.mqtt.default_broker_url(), "mqtt://127.0.0.1:1883");
+    assert_eq!(s.http.port_or(9000), 9000);
 }
 
 #[test]
@@ -27,23 +25,16 @@ fn contract_names_are_read() {
         ("MQTT_PORT", "1884"),
         ("MQTT_TLS", "1"),
         ("PG_PASS", "12345"),
-        ("TELEMETRY_BATCH_SIZE", "500"),
-        ("COMMAND_TIMEOUT_SEC", "5"),
         ("BRIDGE_API_TOKEN", "t0k3n"),
         ("LOG_FORMAT", "json"),
         ("HTTP_PORT", "0"),
     ]))
     .unwrap();
-    assert_eq!(s.default_broker_url(), "mqtts://mqtt1:1884");
-    assert_eq!(s.pg_pass.expose_secret(), "12345");
-    assert_eq!(s.telemetry_batch_size, 500);
-    assert_eq!(s.command_timeout(), Duration::from_secs(5));
+    assert_eq!(s.mqtt.default_broker_url(), "mqtts://mqtt1:1884");
+    assert_eq!(s.pg.pass.expose_secret(), "12345");
     assert_eq!(s.log_format, LogFormat::Json);
-    assert_eq!(s.http_port_or(9000), 0);
-    assert_eq!(
-        s.bridge_api_token.as_ref().unwrap().expose_secret(),
-        "t0k3n"
-    );
+    assert_eq!(s.http.port_or(9000), 0);
+    assert_eq!(s.http.api_token.as_ref().unwrap().expose_secret(), "t0k3n");
 }
 
 #[test]
@@ -70,8 +61,6 @@ fn bad_values_name_the_variable() {
     for (k, v, needle) in [
         ("MQTT_PORT", "0", "MQTT_PORT"),
         ("MQTT_PORT", "abc", "mqtt_port"),
-        ("TELEMETRY_BATCH_SIZE", "0", "TELEMETRY_BATCH_SIZE"),
-        ("COMMAND_TIMEOUT_SEC", "0", "COMMAND_TIMEOUT_SEC"),
         ("MQTT_TLS", "maybe", "mqtt_tls"),
         ("LOG_FORMAT", "xml", "log_format"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
@@ -91,7 +80,7 @@ fn database_url_wins_over_pieces() {
         ("PG_HOST", "ignored"),
     ]))
     .unwrap();
-    let o = s.pg_options();
+    let o = s.pg.options();
     assert_eq!(o.get_host(), "dbhost");
     assert_eq!(o.get_port(), 6543);
     assert_eq!(o.get_database(), Some("other"));
@@ -100,17 +89,17 @@ fn database_url_wins_over_pieces() {
 #[test]
 fn http_host_and_reads_are_read() {
     let s = Settings::from_vars(vars::<&str, &str>(&[])).unwrap();
-    assert_eq!(s.http_addr(9403), ("0.0.0.0".to_owned(), 9403));
-    assert!(s.reads_require_token_or(true));
-    assert!(!s.reads_require_token_or(false));
+    assert_eq!(s.http.addr(9403), ("0.0.0.0".to_owned(), 9403));
+    assert!(s.http.reads_require_token_or(true));
+    assert!(!s.http.reads_require_token_or(false));
     let s = Settings::from_vars(vars(&[
         ("HTTP_HOST", "127.0.0.1"),
         ("HTTP_PORT", "8080"),
         ("HTTP_READS_REQUIRE_TOKEN", "true"),
     ]))
     .unwrap();
-    assert_eq!(s.http_addr(9403), ("127.0.0.1".to_owned(), 8080));
-    assert!(s.reads_require_token_or(false));
+    assert_eq!(s.http.addr(9403), ("127.0.0.1".to_owned(), 8080));
+    assert!(s.http.reads_require_token_or(false));
     for (k, v) in [
         ("HTTP_HOST", " "),
         ("HTTP_READS_REQUIRE_TOKEN", "maybe"),

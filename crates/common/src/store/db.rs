@@ -41,8 +41,8 @@ pub const SERVICE_START_WAIT: Duration = Duration::from_secs(30);
 /// waiting up to [`SERVICE_START_WAIT`] for the database.
 pub async fn open(settings: &Settings, shutdown: &CancellationToken) -> Result<PgPool, DbError> {
     connect_and_migrate(
-        settings.pg_options(),
-        settings.pg_max_connections,
+        settings.pg.options(),
+        settings.pg.max_connections,
         SERVICE_START_WAIT,
         shutdown,
     )

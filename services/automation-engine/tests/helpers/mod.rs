@@ -111,9 +111,12 @@ pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> W
     })
     .await
     .expect("node-sim's nodes log in with their accounts");
-    let bridge = mqtt_bridge::App::build(Settings::from_vars(env_vars(&vars)).unwrap())
-        .await
-        .expect("bridge starts");
+    let bridge = mqtt_bridge::App::build(
+        Settings::from_vars(env_vars(&vars)).unwrap(),
+        mqtt_bridge::BridgeSettings::from_vars(env_vars(&vars)).unwrap(),
+    )
+    .await
+    .expect("bridge starts");
     tokio::spawn(bridge.run_until_stopped(stop.clone()));
     World {
         db,

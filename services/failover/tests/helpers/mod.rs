@@ -192,7 +192,11 @@ impl Cluster {
             tokio::spawn(logger.run_until_stopped(stop.clone()));
         }
 
-        let bridge = mqtt_bridge::App::build(Settings::from_vars(vars(&base, &[]))?).await?;
+        let bridge = mqtt_bridge::App::build(
+            Settings::from_vars(vars(&base, &[]))?,
+            mqtt_bridge::BridgeSettings::from_vars(vars(&base, &[]))?,
+        )
+        .await?;
         let bridge_url = format!("http://127.0.0.1:{}", bridge.port());
         tokio::spawn(bridge.run_until_stopped(stop.clone()));
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use common::settings::Settings;
-use mqtt_bridge::App;
+use mqtt_bridge::{App, BridgeSettings};
 use proto::payloads::{Command, CommandResponse, ResponseStatus};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -53,7 +53,12 @@ pub async fn seed(pool: &PgPool) {
     .expect("seed");
 }
 
-pub fn settings_for(db: &TestDb, broker_port: u16, extra: &[(&str, &str)]) -> Settings {
+/// The shared and the bridge's own settings for a test bridge.
+pub fn settings_for(
+    db: &TestDb,
+    broker_port: u16,
+    extra: &[(&str, &str)],
+) -> (Settings, BridgeSettings) {
     let mut vars: HashMap<String, String> = [
         ("DATABASE_URL", db.url.as_str()),
         ("MQTT_HOST", "127.0.0.1"),
@@ -70,7 +75,10 @@ pub fn settings_for(db: &TestDb, broker_port: u16, extra: &[(&str, &str)]) -> Se
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    Settings::from_vars(Some(vars)).expect("test settings are valid")
+    (
+        Settings::from_vars(Some(vars.clone())).expect("test settings are valid"),
+        BridgeSettings::from_vars(Some(vars)).expect("test settings are valid"),
+    )
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -82,8 +90,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let db = TestDb::new().await;
     seed(&db.pool).await;
     let broker = TestBroker::start().await;
-    let settings = settings_for(&db, broker.port, extra);
-    let app = App::build(settings).await.expect("app builds");
+    let (settings, bridge) = settings_for(&db, broker.port, extra);
+    let app = App::build(settings, bridge).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let stop = CancellationToken::new();
     let bridge_mqtt = app.brokers().default_broker().clone();
@@ -299,7 +307,11 @@ pub async fn spawn_with_sim(
     })
     .await
     .expect("node-sim's nodes log in with their accounts");
-    let bridge = App::build(Settings::from_vars(bridge_vars)?).await?;
+    let bridge = App::build(
+        Settings::from_vars(bridge_vars.clone())?,
+        BridgeSettings::from_vars(bridge_vars)?,
+    )
+    .await?;
     let url = format!("http://127.0.0.1:{}", bridge.port());
     tokio::spawn(bridge.run_until_stopped(stop.clone()));
     Ok(WithSim {

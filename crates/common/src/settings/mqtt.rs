@@ -1,0 +1,107 @@
+//! The MQTT concern of the shared settings (`MQTT_*`): the default broker
+//! and the login every broker takes.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{SettingsError, de_bool, de_from_str, de_opt_secret};
+
+const fn default_port() -> u16 {
+    1883
+}
+const fn default_publish_timeout_ms() -> u64 {
+    5000
+}
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_broker_id() -> String {
+    "mqtt1".into()
+}
+
+/// How a service reaches its brokers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MqttSettings {
+    /// `MQTT_HOST`: the default broker's host.
+    #[serde(rename = "mqtt_host", default = "default_host")]
+    pub host: String,
+    /// `MQTT_PORT`: the default broker's port.
+    #[serde(
+        rename = "mqtt_port",
+        default = "default_port",
+        deserialize_with = "de_from_str"
+    )]
+    pub port: u16,
+    /// `MQTT_USER`: username for every broker, if they need one.
+    #[serde(rename = "mqtt_user", default)]
+    pub user: Option<String>,
+    /// `MQTT_PASS`: password for `MQTT_USER`.
+    #[serde(rename = "mqtt_pass", default, deserialize_with = "de_opt_secret")]
+    pub pass: Option<SecretString>,
+    /// `MQTT_TLS`: connect with TLS (`mqtts`).
+    #[serde(rename = "mqtt_tls", default, deserialize_with = "de_bool")]
+    pub tls: bool,
+    /// `MQTT_BROKER_ID`: the id of the default broker in the `brokers` table.
+    #[serde(rename = "mqtt_broker_id", default = "default_broker_id")]
+    pub broker_id: String,
+    /// `MQTT_SHARE_GROUP`: the shared-subscription group of this service's
+    /// instances; defaults to the service name. Set it to keep two separate
+    /// deployments on one broker from splitting each other's messages.
+    #[serde(rename = "mqtt_share_group", default)]
+    pub share_group: Option<String>,
+    /// `MQTT_PUBLISH_TIMEOUT_MS`: how long a QoS 1 publish may wait for the
+    /// broker (connection and PUBACK) before it is reported failed.
+    #[serde(
+        rename = "mqtt_publish_timeout_ms",
+        default = "default_publish_timeout_ms",
+        deserialize_with = "de_from_str"
+    )]
+    pub publish_timeout_ms: u64,
+}
+
+impl MqttSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        let fail = |m: &str| Err(SettingsError(m.to_owned()));
+        if self.host.trim().is_empty() {
+            return fail("MQTT_HOST must not be empty");
+        }
+        if self.port == 0 {
+            return fail("MQTT_PORT must be a port number between 1 and 65535");
+        }
+        if !(100..=600_000).contains(&self.publish_timeout_ms) {
+            return fail("MQTT_PUBLISH_TIMEOUT_MS must be between 100 and 600000");
+        }
+        if let Some(g) = &self.share_group
+            && (g.contains(['/', '+', '#']) || g.len() > 64)
+        {
+            return fail(
+                "MQTT_SHARE_GROUP must not contain /, + or # and be at most 64 characters",
+            );
+        }
+        if self.pass.is_some() && self.user.is_none() {
+            return fail("MQTT_PASS is set but MQTT_USER is not");
+        }
+        Ok(())
+    }
+
+    /// The default broker's URL, e.g. `mqtt://127.0.0.1:1883`.
+    pub fn default_broker_url(&self) -> String {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+
+    /// The shared-subscription group: `MQTT_SHARE_GROUP`, else the service name.
+    pub fn share_group_or<'a>(&'a self, service: &'a str) -> &'a str {
+        self.share_group
+            .as_deref()
+            .filter(|g| !g.is_empty())
+            .unwrap_or(service)
+    }
+
+    /// The publish timeout as a duration.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}

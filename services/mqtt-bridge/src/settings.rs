@@ -1,0 +1,71 @@
+//! mqtt-bridge's own settings (`COMMAND_TIMEOUT_SEC`), read from the
+//! environment next to the shared [`common::settings::Settings`] and
+//! validated before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::settings::{SettingsError, de_from_str, from_env};
+use serde::Deserialize;
+
+const fn default_command_timeout_sec() -> u64 {
+    30
+}
+
+/// How long a command may stay without a final status.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BridgeSettings {
+    /// `COMMAND_TIMEOUT_SEC`: a command with no final status after this is TIMEOUT.
+    #[serde(
+        default = "default_command_timeout_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub command_timeout_sec: u64,
+}
+
+impl BridgeSettings {
+    /// Reads and validates the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let s: BridgeSettings = from_env(vars)?;
+        if !(1..=86_400).contains(&s.command_timeout_sec) {
+            return Err(SettingsError(
+                "COMMAND_TIMEOUT_SEC must be between 1 and 86400".into(),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// The command timeout as a duration.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_sec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::settings::env_vars;
+
+    #[test]
+    fn the_timeout_defaults_to_30_s_and_is_bounded() {
+        let s = BridgeSettings::from_vars(env_vars::<&str, &str>(&[])).unwrap();
+        assert_eq!(s.command_timeout_sec, 30);
+        let s = BridgeSettings::from_vars(env_vars(&[("COMMAND_TIMEOUT_SEC", "5")])).unwrap();
+        assert_eq!(s.command_timeout(), Duration::from_secs(5));
+        for bad in ["0", "86401", "soon"] {
+            let err =
+                BridgeSettings::from_vars(env_vars(&[("COMMAND_TIMEOUT_SEC", bad)])).unwrap_err();
+            assert!(
+                err.to_string()
+                    .to_lowercase()
+                    .contains("command_timeout_sec"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}
