@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::QoS;
-use common::mqtt::{MqttConfig, MqttConnection, MqttError};
+use common::mqtt::{Inbound, MqttConfig, MqttConnection, MqttError};
 use testkit::{TestBroker, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -39,14 +39,72 @@ fn config(broker: &TestBroker, prefix: &str) -> MqttConfig {
     c
 }
 
+/// A connection with `config`, once it is connected.
+async fn connected(
+    config: MqttConfig,
+    inbox: Option<mpsc::Sender<Inbound>>,
+    stop: &CancellationToken,
+) -> MqttConnection {
+    let conn = MqttConnection::start(config, inbox, stop.clone()).unwrap();
+    conn.wait_connected(Duration::from_secs(10)).await.unwrap();
+    conn
+}
+
+/// A connected subscriber to `filter`, and what it receives.
+async fn subscriber(
+    config: MqttConfig,
+    filter: &str,
+    stop: &CancellationToken,
+) -> (MqttConnection, mpsc::Receiver<Inbound>) {
+    let (tx, rx) = mpsc::channel(100);
+    let sub = MqttConnection::start(config, Some(tx), stop.clone()).unwrap();
+    sub.subscribe(filter, QoS::AtLeastOnce).unwrap();
+    sub.wait_connected(Duration::from_secs(10)).await.unwrap();
+    (sub, rx)
+}
+
+/// Waits until `conn` has noticed its broker is gone.
+async fn until_disconnected(conn: &MqttConnection) {
+    eventually(Duration::from_secs(30), || async {
+        (!conn.is_connected()).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+/// `streams` concurrent tasks, each publishing `per_stream` payloads
+/// (`payload(stream, i)`) on `topic` with `pause` between them; each task
+/// returns what every publish gave.
+fn spawn_streams(
+    publisher: &MqttConnection,
+    topic: &'static str,
+    streams: u32,
+    per_stream: u32,
+    pause: Duration,
+    payload: fn(u32, u32) -> String,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, Result<(), MqttError>)>>> {
+    (0..streams)
+        .map(|k| {
+            let p = publisher.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in 0..per_stream {
+                    let body = payload(k, i);
+                    let result = p.publish(topic, body.clone(), false).await.map(|_| ());
+                    results.push((body, result));
+                    tokio::time::sleep(pause).await;
+                }
+                results
+            })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn publish_reaches_a_subscriber_and_reports_success() {
     let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
-    let (tx, mut rx) = mpsc::channel(100);
-    let sub = MqttConnection::start(config(&broker, "sub"), Some(tx), stop.clone()).unwrap();
-    sub.subscribe("hydro/test/t/#", QoS::AtLeastOnce).unwrap();
-    sub.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let (_sub, mut rx) = subscriber(config(&broker, "sub"), "hydro/test/t/#", &stop).await;
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
     // The subscription is made right after CONNACK; give it a moment by
     // publishing until the first message arrives.
@@ -117,11 +175,7 @@ async fn broker_restart_loses_no_acknowledged_publish() {
         }
     });
 
-    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
-    publisher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let publisher = connected(config(&broker, "pub"), None, &stop).await;
     // Wait until the subscription is in place before counting.
     publish_until_received(&publisher, "hydro/test/stream/probe", "0", &mut seen_rx)
         .await
@@ -129,23 +183,14 @@ async fn broker_restart_loses_no_acknowledged_publish() {
 
     // Four concurrent streams, so several publishes are in flight when the
     // broker goes away.
-    let streams: Vec<_> = (0..4u32)
-        .map(|k| {
-            let p = publisher.clone();
-            tokio::spawn(async move {
-                let mut results = Vec::new();
-                for i in 0..100u32 {
-                    let n = 1 + k * 100 + i;
-                    results.push((
-                        n,
-                        p.publish("hydro/test/stream/n", n.to_string(), false).await,
-                    ));
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                results
-            })
-        })
-        .collect();
+    let streams = spawn_streams(
+        &publisher,
+        "hydro/test/stream/n",
+        4,
+        100,
+        Duration::from_millis(10),
+        |k, i| (1 + k * 100 + i).to_string(),
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     broker.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -156,7 +201,7 @@ async fn broker_restart_loses_no_acknowledged_publish() {
             // The outage (1.5 s) is shorter than the publish timeout (10 s):
             // every publish, in flight or issued while away, must succeed.
             result.unwrap_or_else(|e| panic!("publish {n} failed across the restart: {e}"));
-            acknowledged.push(n);
+            acknowledged.push(n.parse::<u32>().unwrap());
         }
     }
 
@@ -197,18 +242,11 @@ async fn broker_restart_loses_no_acknowledged_publish() {
 async fn subscriptions_are_restored_after_reconnect() {
     let mut broker = TestBroker::start().await;
     let stop = CancellationToken::new();
-    let (tx, mut rx) = mpsc::channel(100);
-    let sub = MqttConnection::start(config(&broker, "sub"), Some(tx), stop.clone()).unwrap();
-    sub.subscribe("hydro/test/r/#", QoS::AtLeastOnce).unwrap();
-    sub.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let (sub, mut rx) = subscriber(config(&broker, "sub"), "hydro/test/r/#", &stop).await;
     broker.kill();
     // Wait until the subscriber noticed, then bring the broker back (its
     // persistent store has no session for a clean-start client).
-    eventually(Duration::from_secs(30), || async {
-        (!sub.is_connected()).then_some(())
-    })
-    .await
-    .unwrap();
+    until_disconnected(&sub).await;
     broker.resume().await;
     sub.wait_connected(Duration::from_secs(15)).await.unwrap();
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
@@ -227,36 +265,27 @@ async fn subscriptions_are_restored_after_reconnect() {
 async fn broker_crash_in_flight_publishes_are_resent() {
     let mut broker = TestBroker::start().await;
     let stop = CancellationToken::new();
-    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
-    publisher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let streams: Vec<_> = (0..8u32)
-        .map(|k| {
-            let p = publisher.clone();
-            tokio::spawn(async move {
-                let mut failures = Vec::new();
-                for i in 0..300u32 {
-                    if let Err(e) = p
-                        .publish("hydro/test/crash/n", format!("{k}-{i}"), false)
-                        .await
-                    {
-                        failures.push(format!("{k}-{i}: {e}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
-                failures
-            })
-        })
-        .collect();
+    let publisher = connected(config(&broker, "pub"), None, &stop).await;
+    let streams = spawn_streams(
+        &publisher,
+        "hydro/test/crash/n",
+        8,
+        300,
+        Duration::from_millis(3),
+        |k, i| format!("{k}-{i}"),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.kill();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     broker.resume().await;
     let mut failures = Vec::new();
     for s in streams {
-        failures.extend(s.await.unwrap());
+        failures.extend(
+            s.await
+                .unwrap()
+                .into_iter()
+                .filter_map(|(body, r)| r.err().map(|e| format!("{body}: {e}"))),
+        );
     }
     assert!(
         failures.is_empty(),
@@ -277,25 +306,17 @@ async fn broker_crash_in_flight_publishes_are_resent() {
 async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart() {
     let mut broker = TestBroker::start().await;
     let stop = CancellationToken::new();
-    let (tx, mut rx) = mpsc::channel(100);
     let mut c = config(&broker, "persistent");
     c.client_id = format!("persistent-{}", uuid::Uuid::new_v4().simple());
     c.session_expiry = Some(3600);
-    let sub = MqttConnection::start(c, Some(tx), stop.clone()).unwrap();
-    sub.subscribe("$share/g/hydro/test/s/#", QoS::AtLeastOnce)
-        .unwrap();
-    sub.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let (sub, mut rx) = subscriber(c, "$share/g/hydro/test/s/#", &stop).await;
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
     publish_until_received(&publisher, "hydro/test/s/1", "before", &mut rx)
         .await
         .expect("subscribed before the crash");
     // A clean stop: the broker saves the session to its persistence file.
     broker.stop();
-    eventually(Duration::from_secs(30), || async {
-        (!sub.is_connected()).then_some(())
-    })
-    .await
-    .unwrap();
+    until_disconnected(&sub).await;
     broker.resume().await;
     sub.wait_connected(Duration::from_secs(15)).await.unwrap();
     while rx.try_recv().is_ok() {}
@@ -314,16 +335,8 @@ async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart()
 async fn disconnect_then_stop_leaves_no_last_will() {
     let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
-    let (tx, mut rx) = mpsc::channel(100);
-    let watcher =
-        MqttConnection::start(config(&broker, "watcher"), Some(tx), stop.clone()).unwrap();
-    watcher
-        .subscribe("hydro/test/will/#", QoS::AtLeastOnce)
-        .unwrap();
-    watcher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (_watcher, mut rx) =
+        subscriber(config(&broker, "watcher"), "hydro/test/will/#", &stop).await;
     let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
     publish_until_received(&publisher, "hydro/test/will/probe", "probe", &mut rx)
         .await
@@ -338,11 +351,7 @@ async fn disconnect_then_stop_leaves_no_last_will() {
             false,
             None,
         ));
-        let leaving = MqttConnection::start(c, None, own_stop.clone()).unwrap();
-        leaving
-            .wait_connected(Duration::from_secs(10))
-            .await
-            .unwrap();
+        let leaving = connected(c, None, &own_stop).await;
         leaving.disconnect().await;
         own_stop.cancel();
     }
