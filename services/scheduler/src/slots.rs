@@ -105,29 +105,32 @@ mod tests {
 
     #[test]
     fn local_times_follow_the_greenhouse_zone() {
-        // 08:00 in Lisbon is 07:00 UTC in summer, 08:00 UTC in winter.
-        let summer = occurrences(
-            &[t(8, 0)],
-            chrono_tz::Europe::Lisbon,
-            utc(2026, 7, 1, 0, 0),
-            utc(2026, 7, 1, 23, 0),
-        );
-        assert_eq!(summer, [utc(2026, 7, 1, 7, 0)]);
-        let winter = occurrences(
-            &[t(8, 0)],
-            chrono_tz::Europe::Lisbon,
-            utc(2026, 1, 1, 0, 0),
-            utc(2026, 1, 1, 23, 0),
-        );
-        assert_eq!(winter, [utc(2026, 1, 1, 8, 0)]);
+        // 08:00 in Lisbon is 07:00 UTC in summer, 08:00 UTC in winter;
         // 23:30 in Tokyo (UTC+9) is 14:30 UTC the same day.
-        let tokyo = occurrences(
-            &[t(23, 30)],
-            chrono_tz::Asia::Tokyo,
-            utc(2026, 5, 1, 0, 0),
-            utc(2026, 5, 1, 23, 0),
-        );
-        assert_eq!(tokyo, [utc(2026, 5, 1, 14, 30)]);
+        let cases: [(_, chrono_tz::Tz, _, _); 3] = [
+            (
+                t(8, 0),
+                chrono_tz::Europe::Lisbon,
+                (2026, 7, 1),
+                utc(2026, 7, 1, 7, 0),
+            ),
+            (
+                t(8, 0),
+                chrono_tz::Europe::Lisbon,
+                (2026, 1, 1),
+                utc(2026, 1, 1, 8, 0),
+            ),
+            (
+                t(23, 30),
+                chrono_tz::Asia::Tokyo,
+                (2026, 5, 1),
+                utc(2026, 5, 1, 14, 30),
+            ),
+        ];
+        for (time, tz, (y, m, d), expected) in cases {
+            let got = occurrences(&[time], tz, utc(y, m, d, 0, 0), utc(y, m, d, 23, 0));
+            assert_eq!(got, [expected], "{time} in {tz} on {y}-{m}-{d}");
+        }
     }
 
     #[test]
@@ -152,23 +155,22 @@ mod tests {
 
     #[test]
     fn daylight_saving_fires_each_slot_once() {
-        let berlin = chrono_tz::Europe::Berlin;
         // 2026-03-29: 02:00 -> 03:00. 02:30 does not exist: fires at 01:30 UTC (03:30 local).
-        let spring = occurrences(
-            &[t(2, 30)],
-            berlin,
-            utc(2026, 3, 28, 12, 0),
-            utc(2026, 3, 29, 12, 0),
-        );
-        assert_eq!(spring, [utc(2026, 3, 29, 1, 30)]);
         // 2026-10-25: 03:00 -> 02:00. 02:30 occurs twice: fires once, the first time (00:30 UTC).
-        let autumn = occurrences(
-            &[t(2, 30)],
-            berlin,
-            utc(2026, 10, 24, 12, 0),
-            utc(2026, 10, 25, 12, 0),
-        );
-        assert_eq!(autumn, [utc(2026, 10, 25, 0, 30)]);
+        for (day, expected) in [
+            ((2026, 3, 28), utc(2026, 3, 29, 1, 30)),
+            ((2026, 10, 24), utc(2026, 10, 25, 0, 30)),
+        ] {
+            let (y, m, d) = day;
+            let from = utc(y, m, d, 12, 0);
+            let got = occurrences(
+                &[t(2, 30)],
+                chrono_tz::Europe::Berlin,
+                from,
+                from + Duration::days(1),
+            );
+            assert_eq!(got, [expected], "the night after {y}-{m}-{d}");
+        }
     }
 
     #[test]
