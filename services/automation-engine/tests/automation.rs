@@ -132,13 +132,7 @@ async fn on_target_stale_unstable_and_missing_readings_get_no_dose() {
     )
     .await;
     for zone in ["zn-1", "zn-2", "zn-3", "zn-4"] {
-        start_recipe(
-            pool,
-            zone,
-            &[(48.0, json!({"ph": setpoint(5.8)}))],
-            Duration::zero(),
-        )
-        .await;
+        ph_recipe(pool, zone).await;
     }
     let expected = [
         ("zn-1", "in_dead_band"),
@@ -179,13 +173,7 @@ async fn a_reading_from_the_future_is_never_dosed_against() {
     // Low enough to ask for base, were it believed.
     reading(pool, "nd-ph-2", "ph_probe", "PH", 4.0, ahead, Some(true)).await;
     for zone in ["zn-1", "zn-2"] {
-        start_recipe(
-            pool,
-            zone,
-            &[(48.0, json!({"ph": setpoint(5.8)}))],
-            Duration::zero(),
-        )
-        .await;
+        ph_recipe(pool, zone).await;
     }
     let skipped = eventually(WAIT, || async {
         events(pool, "zn-1", "AUTOMATION_SKIP")
@@ -248,20 +236,9 @@ async fn no_second_dose_while_the_first_has_no_final_status() {
     )
     .await;
     let pool = &w.db.pool;
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"min_interval_sec": 0, "max_dose_ms": 300}}}),
-    )
-    .await;
+    back_to_back_doses(pool, "zn-1").await;
     ph(pool, "nd-ph-1", 6.8).await;
-    start_recipe(
-        pool,
-        "zn-1",
-        &[(48.0, json!({"ph": setpoint(5.8)}))],
-        Duration::zero(),
-    )
-    .await;
+    ph_recipe(pool, "zn-1").await;
 
     let pending = eventually(WAIT, || async {
         let skips = events(pool, "zn-1", "AUTOMATION_SKIP").await;

@@ -7,8 +7,6 @@ use std::process::{Child, Command, Stdio};
 
 use chrono::{DateTime, Utc};
 use helpers::*;
-use serde_json::json;
-use testkit::recipes::{set_capabilities, start_recipe};
 use testkit::{eventually, free_port};
 
 /// A real automation-engine process, killed when dropped.
@@ -61,20 +59,9 @@ async fn killing_the_leader_hands_the_work_to_the_standby() {
     let pool = &w.db.pool;
     // Short doses, no interval: while pH stays high, each finished dose is
     // followed by the next, so work after the kill is visible.
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"min_interval_sec": 0, "max_dose_ms": 300}}}),
-    )
-    .await;
+    back_to_back_doses(pool, "zn-1").await;
     ph(pool, "nd-ph-1", 6.8).await;
-    start_recipe(
-        pool,
-        "zn-1",
-        &[(48.0, json!({"ph": setpoint(5.8)}))],
-        chrono::Duration::zero(),
-    )
-    .await;
+    ph_recipe(pool, "zn-1").await;
 
     let mut engines = [Engine::spawn(&w.vars), Engine::spawn(&w.vars)];
     let both_up = eventually(WAIT, || async {

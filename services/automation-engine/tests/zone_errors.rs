@@ -6,10 +6,9 @@
 
 mod helpers;
 
-use chrono::Duration;
 use helpers::*;
 use serde_json::json;
-use testkit::recipes::{set_capabilities, start_recipe};
+use testkit::recipes::set_capabilities;
 use testkit::{eventually, metric_sum};
 
 /// A zone with a typo in its overrides is an error (event, metric, alert at
@@ -27,13 +26,7 @@ async fn a_bad_zone_is_an_error_and_the_others_proceed() {
     ph(pool, "nd-ph-1", 6.8).await;
     ph(pool, "nd-ph-2", 6.8).await;
     for zone in ["zn-1", "zn-2"] {
-        start_recipe(
-            pool,
-            zone,
-            &[(48.0, json!({"ph": setpoint(5.8)}))],
-            Duration::zero(),
-        )
-        .await;
+        ph_recipe(pool, zone).await;
     }
     let error = eventually(WAIT, || async {
         events(pool, "zn-1", "AUTOMATION_ERROR").await.pop()

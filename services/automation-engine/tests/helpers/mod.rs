@@ -133,6 +133,28 @@ pub fn setpoint(target: f64) -> Value {
     serde_json::json!({"target": target})
 }
 
+/// Starts, in `zone`, a one-phase recipe (48 h) holding pH at 5.8 from now.
+pub async fn ph_recipe(pool: &PgPool, zone: &str) -> i64 {
+    testkit::recipes::start_recipe(
+        pool,
+        zone,
+        &[(48.0, serde_json::json!({"ph": setpoint(5.8)}))],
+        chrono::Duration::zero(),
+    )
+    .await
+}
+
+/// Lets `zone` dose pH back to back in short doses (no interval, 300 ms at
+/// most), so each finished dose is followed by the next while pH stays high.
+pub async fn back_to_back_doses(pool: &PgPool, zone: &str) {
+    testkit::recipes::set_capabilities(
+        pool,
+        zone,
+        serde_json::json!({"automation": {"ph": {"min_interval_sec": 0, "max_dose_ms": 300}}}),
+    )
+    .await;
+}
+
 /// Plays history-logger: the newest `metric` reading of `node`'s `channel`
 /// is `value`, taken `age` ago.
 pub async fn reading(
