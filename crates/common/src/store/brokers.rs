@@ -1,4 +1,5 @@
 //! The `brokers` table: the MQTT brokers of the fleet, one row each.
+//! Used by device-registry (the URL a NodeConfig names).
 
 use sqlx::PgExecutor;
 

@@ -1,4 +1,5 @@
 //! The `greenhouses` table: the top of the greenhouse, zone, node tree.
+//! Used by device-registry (a bind's target).
 
 use sqlx::PgExecutor;
 

@@ -47,10 +47,13 @@ pub struct Bind {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// The node's latest bind, whatever its state, or its pending one (`pending`).
-pub async fn latest(
+/// The latest bind of node `node_id`, else the unexpired ones targeting
+/// `node_uid`; only a pending one when `pending`. One statement serves the
+/// three lookups below.
+async fn select_latest(
     db: impl PgExecutor<'_>,
-    node_id: i64,
+    node_id: Option<i64>,
+    node_uid: Option<&str>,
     pending: bool,
 ) -> Result<Option<Bind>, sqlx::Error> {
     sqlx::query_as!(
@@ -59,18 +62,25 @@ pub async fn latest(
                   b.secret, b.config, b.config_topic, b.broker_id, b.state AS "state: BindState",
                   b.requested_at, b.expires_at, b.finished_at
              FROM node_binds b JOIN zones z ON z.id = b.zone_id JOIN greenhouses g ON g.id = z.greenhouse_id
-            WHERE b.node_id = $1 AND (NOT $2 OR b.state = 'PENDING')
+            WHERE (b.node_id = $1 OR (b.node_uid = $2 AND b.expires_at > now()))
+              AND (NOT $3 OR b.state = 'PENDING')
             ORDER BY b.requested_at DESC, b.id DESC LIMIT 1"#,
         node_id,
+        node_uid,
         pending
     )
     .fetch_optional(db)
     .await
 }
 
+/// The node's latest bind, whatever its state.
+pub async fn latest(db: impl PgExecutor<'_>, node_id: i64) -> Result<Option<Bind>, sqlx::Error> {
+    select_latest(db, Some(node_id), None, false).await
+}
+
 /// The node's pending bind.
 pub async fn pending(db: impl PgExecutor<'_>, node_id: i64) -> Result<Option<Bind>, sqlx::Error> {
-    latest(db, node_id, true).await
+    select_latest(db, Some(node_id), None, true).await
 }
 
 /// The pending, unexpired bind whose target uid is `node_uid`.
@@ -78,17 +88,7 @@ pub async fn pending_for_uid(
     db: impl PgExecutor<'_>,
     node_uid: &str,
 ) -> Result<Option<Bind>, sqlx::Error> {
-    sqlx::query_as!(
-        Bind,
-        r#"SELECT b.id, b.node_id, b.zone_id, z.uid AS zone_uid, g.uid AS gh_uid, b.node_uid, b.name,
-                  b.secret, b.config, b.config_topic, b.broker_id, b.state AS "state: BindState",
-                  b.requested_at, b.expires_at, b.finished_at
-             FROM node_binds b JOIN zones z ON z.id = b.zone_id JOIN greenhouses g ON g.id = z.greenhouse_id
-            WHERE b.node_uid = $1 AND b.state = 'PENDING' AND b.expires_at > now()"#,
-        node_uid
-    )
-    .fetch_optional(db)
-    .await
+    select_latest(db, None, Some(node_uid), true).await
 }
 
 /// What a new bind holds.

@@ -1,5 +1,6 @@
 //! The `node_broker_assignments` table: the broker each node is assigned to,
-//! and whether the node confirmed it is there.
+//! and whether the node confirmed it is there. Used by device-registry (a
+//! config_report from the new broker confirms a move).
 
 use sqlx::PgExecutor;
 

@@ -1,4 +1,5 @@
 //! The `zones` table: the zones of each greenhouse, where nodes are bound.
+//! Used by device-registry (a bind's target).
 
 use sqlx::PgExecutor;
 

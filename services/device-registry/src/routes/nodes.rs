@@ -80,7 +80,7 @@ fn bind_json(b: &Bind) -> Value {
 async fn detail(registry: &Registry, node: &NodeView) -> Result<Value, ApiError> {
     let mut v = node_json(node);
     v["config"] = node.config.clone().unwrap_or(Value::Null);
-    v["bind"] = node_binds::latest(&registry.pool, node.id, false)
+    v["bind"] = node_binds::latest(&registry.pool, node.id)
         .await?
         .as_ref()
         .map_or(Value::Null, bind_json);

@@ -2,6 +2,7 @@
 //! first sighting (hello, temp-namespace uplink) through bind, unbind and
 //! decommission, and what it reports while unbound. The table's status
 //! enum, [`Lifecycle`], is mapped to its SQL text here and only here.
+//! Used by device-registry.
 //!
 //! - [`view`]: the node as the API shows it, and the lookups by uid or
 //!   hardware id;
