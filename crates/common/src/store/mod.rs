@@ -7,7 +7,6 @@ pub mod db;
 pub mod failover_events;
 pub mod greenhouses;
 pub mod leases;
-pub mod node_accounts;
 pub mod node_binds;
 pub mod node_broker_assignments;
 pub mod node_channels;

@@ -2,20 +2,23 @@
 //! first sighting (hello, temp-namespace uplink) through bind, unbind and
 //! decommission, and what it reports while unbound. The table's status
 //! enum, [`Lifecycle`], is mapped to its SQL text here and only here.
-//! Used by device-registry.
+//! Used by device-registry, and by `mqtt::accounts` (node broker accounts).
 //!
 //! - [`view`]: the node as the API shows it, and the lookups by uid or
 //!   hardware id;
 //! - [`sightings`]: registering and refreshing a node from what it sends,
 //!   its unbound readings and its reported config;
-//! - [`lifecycle`]: the writes of a bind, an unbind and a decommission.
+//! - [`lifecycle`]: the writes of a bind, an unbind and a decommission;
+//! - [`accounts`]: what a node's broker account is made from.
 //!
-//! A directory module: the three together are over 400 lines.
+//! A directory module: together they are over 400 lines.
 
+mod accounts;
 mod lifecycle;
 mod sightings;
 mod view;
 
+pub use accounts::{AccountRow, account_row, account_rows};
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
 pub use sightings::{
     HardwareOwner, Seen, Target, hardware_id_taken, insert_registered, owner_of_hardware_id,
