@@ -27,7 +27,7 @@ use common::mqtt::accounts::{
     self as dynsec, Admin, Responses, SyncReport, accounts_from, load_accounts,
 };
 use common::mqtt::pool::BrokerPool;
-use common::store::node_accounts::account_row;
+use common::store::nodes::account_row;
 use rand::RngCore;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

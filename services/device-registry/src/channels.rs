@@ -5,20 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use common::store::node_channels::ChannelRow;
 use proto::payloads::NodeConfigChannel;
 use serde_json::{Map, Value, json};
 
 use crate::lifecycle::valid_uid;
-
-/// One row of `node_channels`.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ChannelRow {
-    pub channel: String,
-    /// `sensor` or `actuator`.
-    pub kind: String,
-    pub metric_type: Option<String>,
-    pub unit: Option<String>,
-}
 
 /// What to write so that `node_channels` holds what the node reported.
 #[derive(Debug, Default, PartialEq, Eq)]

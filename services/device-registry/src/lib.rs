@@ -12,11 +12,11 @@ pub mod channels;
 pub mod error;
 pub mod lifecycle;
 pub mod pushes;
+pub mod registration;
 pub mod reports;
 pub mod routes;
 pub mod settings;
 pub mod startup;
-pub mod store;
 pub mod throttle;
 pub mod uplink;
 

@@ -6,42 +6,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use common::store::node_binds::Bind;
+use common::store::nodes::{Lifecycle, NodeView};
 use proto::payloads::{CAPABILITY_CONFIG_UPDATE, NodeConfig};
 use proto::topics::NodeTopic;
 use rand::RngCore;
-
-/// `nodes.lifecycle`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
-    /// Known, not in a zone (or a bind is pending).
-    Registered,
-    /// Bound to a zone, confirmed by the node.
-    Assigned,
-    /// Retired.
-    Decommissioned,
-}
-
-impl Lifecycle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Registered => "REGISTERED",
-            Lifecycle::Assigned => "ASSIGNED",
-            Lifecycle::Decommissioned => "DECOMMISSIONED",
-        }
-    }
-}
-
-impl FromStr for Lifecycle {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "REGISTERED" => Ok(Lifecycle::Registered),
-            "ASSIGNED" => Ok(Lifecycle::Assigned),
-            "DECOMMISSIONED" => Ok(Lifecycle::Decommissioned),
-            other => Err(format!("unknown lifecycle `{other}`")),
-        }
-    }
-}
 
 /// What the API calls a node's state (`?state=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +42,11 @@ impl NodeState {
             (_, false, true) => NodeState::Bound,
             (_, false, false) => NodeState::Unbound,
         }
+    }
+
+    /// The state of `node`.
+    pub fn of_node(node: &NodeView) -> Self {
+        Self::of(node.lifecycle, node.zone_id.is_some(), node.pending)
     }
 }
 
@@ -224,6 +198,17 @@ pub struct BindTarget {
     pub node_uid: String,
 }
 
+impl BindTarget {
+    /// The target of `bind`.
+    pub fn of(bind: &Bind) -> Self {
+        BindTarget {
+            gh_uid: bind.gh_uid.clone(),
+            zone_uid: bind.zone_uid.clone(),
+            node_uid: bind.node_uid.clone(),
+        }
+    }
+}
+
 /// Whether a `config_report` that arrived on `topic` completes a bind to
 /// `target`: it must come from the target namespace and name the same
 /// greenhouse, zone and uid.
@@ -299,7 +284,6 @@ mod tests {
         );
         assert_eq!("pending".parse::<NodeState>().unwrap(), NodeState::Pending);
         assert!("sleeping".parse::<NodeState>().is_err());
-        assert_eq!("ASSIGNED".parse::<Lifecycle>().unwrap(), Assigned);
     }
 
     fn view(zone: Option<i64>, pending: Option<(i64, i64, &str)>) -> BindView {

@@ -11,6 +11,9 @@ use common::metrics as m;
 use common::mqtt::MqttConnection;
 use common::mqtt::pool::BrokerPool;
 use common::placement::node_config::{self, NodeConfigError, Place};
+use common::store::node_binds::{self, NewBind};
+use common::store::nodes::{self, Lifecycle, NodeView};
+use common::store::{brokers, greenhouses, zones};
 use proto::payloads::{NodeConfig, NodeConfigChannel};
 use proto::topics::{TEMP_GREENHOUSE, TEMP_ZONE, TopicKind, node_topic, temp_node_topic};
 use secrecy::{ExposeSecret, SecretString};
@@ -18,9 +21,8 @@ use sqlx::PgPool;
 use tracing::{info, warn};
 
 use crate::accounts::{self, Accounts};
-use crate::binds::{self, NewBind};
-use crate::lifecycle::{self, BindPlan, BindView, Lifecycle};
-use crate::store::{self, NodeRow, ZoneLookup};
+use crate::binds;
+use crate::lifecycle::{self, BindPlan, BindView};
 use crate::{channels, lifecycle::BindRefusal};
 
 /// Why an operation was refused; each maps to one HTTP status.
@@ -96,7 +98,7 @@ impl From<NodeConfigError> for OpError {
 
 /// The topic the node listens on for its config now: its namespace when
 /// bound, else the temp namespace under its hardware id (or uid).
-fn current_config_topic(node: &NodeRow) -> String {
+fn current_config_topic(node: &NodeView) -> String {
     match (&node.gh_uid, &node.zone_uid) {
         (Some(gh), Some(zone)) => node_topic(gh, zone, &node.uid, TopicKind::Config),
         _ => temp_node_topic(
@@ -109,7 +111,7 @@ fn current_config_topic(node: &NodeRow) -> String {
 impl Registry {
     /// Creates the broker accounts node `node_id` lacks (before its
     /// NodeConfig goes out).
-    async fn create_accounts(&self, node: &NodeRow) -> Result<(), OpError> {
+    async fn create_accounts(&self, node: &NodeView) -> Result<(), OpError> {
         let Some(accounts) = &self.accounts else {
             return Ok(());
         };
@@ -126,8 +128,8 @@ impl Registry {
         }
     }
 
-    async fn node(&self, key: &str) -> Result<NodeRow, OpError> {
-        store::find(&self.pool, key)
+    async fn node(&self, key: &str) -> Result<NodeView, OpError> {
+        nodes::find(&self.pool, key)
             .await?
             .ok_or_else(|| OpError::NodeNotFound(key.to_owned()))
     }
@@ -135,9 +137,9 @@ impl Registry {
     /// The connections to publish a node's config on and the broker URL the
     /// config names: the node's observed broker, or (unknown) every broker
     /// with the default broker's URL.
-    async fn route(&self, node: &NodeRow) -> Result<(Vec<MqttConnection>, String), OpError> {
+    async fn route(&self, node: &NodeView) -> Result<(Vec<MqttConnection>, String), OpError> {
         if let Some(id) = &node.observed_broker_id {
-            let url = store::broker_url(&self.pool, id)
+            let url = brokers::url(&self.pool, id)
                 .await?
                 .unwrap_or_else(|| self.default_broker_url.clone());
             let connection = self.brokers.get(id).ok_or_else(|| {
@@ -152,7 +154,7 @@ impl Registry {
     /// one broker took it.
     async fn publish(
         &self,
-        node: &NodeRow,
+        node: &NodeView,
         connections: &[MqttConnection],
         topic: &str,
         config: &NodeConfig,
@@ -186,27 +188,23 @@ impl Registry {
         &self,
         key: &str,
         req: &BindRequest,
-    ) -> Result<(BindOutcome, NodeRow), OpError> {
+    ) -> Result<(BindOutcome, NodeView), OpError> {
         let node = self.node(key).await?;
-        let zone_id = match store::zone(&self.pool, &req.greenhouse_uid, &req.zone_uid).await? {
-            ZoneLookup::Found(id) => id,
-            ZoneLookup::NoGreenhouse => {
-                return Err(OpError::GreenhouseNotFound(req.greenhouse_uid.clone()));
-            }
-            ZoneLookup::NoZone => {
-                return Err(OpError::ZoneNotFound(
-                    req.zone_uid.clone(),
-                    req.greenhouse_uid.clone(),
-                ));
-            }
-        };
+        let greenhouse_id = greenhouses::id_of(&self.pool, &req.greenhouse_uid)
+            .await?
+            .ok_or_else(|| OpError::GreenhouseNotFound(req.greenhouse_uid.clone()))?;
+        let zone_id = zones::id_in(&self.pool, greenhouse_id, &req.zone_uid)
+            .await?
+            .ok_or_else(|| {
+                OpError::ZoneNotFound(req.zone_uid.clone(), req.greenhouse_uid.clone())
+            })?;
         let uid = req.node_uid.clone().unwrap_or_else(|| node.uid.clone());
-        if store::uid_taken(&self.pool, &uid, node.id).await? {
+        if nodes::uid_taken(&self.pool, &uid, node.id).await? {
             return Err(OpError::UidTaken(uid));
         }
-        let pending = binds::pending(&self.pool, node.id).await?;
+        let pending = node_binds::pending(&self.pool, node.id).await?;
         let view = BindView {
-            lifecycle: node.lifecycle(),
+            lifecycle: node.lifecycle,
             zone_id: node.zone_id,
             uid: node.uid.clone(),
             pending: pending
@@ -230,7 +228,7 @@ impl Registry {
                 self.publish(&node, &connections, &bind.config_topic, &config, "bind")
                     .await?;
                 self.settle_accounts(node.id);
-                binds::extend(&self.pool, id, self.bind_ttl).await?;
+                node_binds::extend(&self.pool, id, self.bind_ttl).await?;
                 metrics::counter!(m::DEVICE_BINDS, "outcome" => "retried").increment(1);
                 info!(node = %node.uid, zone = %req.zone_uid, "Bind retried: NodeConfig published again.");
                 Ok((
@@ -246,7 +244,7 @@ impl Registry {
                 };
                 let secret = lifecycle::new_secret();
                 // Kept across rebinds: the node's account stays the same.
-                store::issue_mqtt_password(&self.pool, node.id, &accounts::new_password()).await?;
+                nodes::issue_mqtt_password(&self.pool, node.id, &accounts::new_password()).await?;
                 let mut config = node_config::build(
                     &self.pool,
                     node.id,
@@ -284,7 +282,7 @@ impl Registry {
                 )
                 .await?;
                 if let Err(e) = self.create_accounts(&node).await {
-                    binds::cancel(&self.pool, id).await?;
+                    node_binds::cancel(&self.pool, id).await?;
                     metrics::counter!(m::DEVICE_BINDS, "outcome" => "account_failed").increment(1);
                     return Err(e);
                 }
@@ -292,7 +290,7 @@ impl Registry {
                     .publish(&node, &connections, &topic, &config, "bind")
                     .await
                 {
-                    binds::cancel(&self.pool, id).await?;
+                    node_binds::cancel(&self.pool, id).await?;
                     metrics::counter!(m::DEVICE_BINDS, "outcome" => "publish_failed").increment(1);
                     return Err(e);
                 }
@@ -310,16 +308,13 @@ impl Registry {
     }
 
     /// Sends the node back to the temp namespace and out of its zone.
-    pub async fn unbind(&self, key: &str) -> Result<NodeRow, OpError> {
+    pub async fn unbind(&self, key: &str) -> Result<NodeView, OpError> {
         let node = self.node(key).await?;
-        if node.lifecycle() == Lifecycle::Decommissioned {
+        if node.lifecycle == Lifecycle::Decommissioned {
             return Err(OpError::Decommissioned(node.uid.clone()));
         }
         if node.zone_id.is_none() {
-            let mut tx = self.pool.begin().await?;
-            let cancelled = binds::finish_pending(&mut tx, node.id, "CANCELLED").await?;
-            tx.commit().await?;
-            if !cancelled {
+            if !node_binds::cancel_pending(&self.pool, node.id).await? {
                 return Err(OpError::NotBound(node.uid.clone()));
             }
             metrics::counter!(m::DEVICE_BINDS, "outcome" => "cancelled").increment(1);
@@ -352,8 +347,8 @@ impl Registry {
         self.publish(&node, &connections, &topic, &config, "unbind")
             .await?;
         let mut tx = self.pool.begin().await?;
-        binds::finish_pending(&mut tx, node.id, "CANCELLED").await?;
-        store::clear_zone(&mut tx, node.id).await?;
+        node_binds::cancel_pending(&mut *tx, node.id).await?;
+        nodes::clear_zone(&mut *tx, node.id).await?;
         tx.commit().await?;
         self.settle_accounts(node.id);
         info!(node = %node.uid, topic = %topic, "Node unbound: temp-namespace NodeConfig published, zone cleared.");
@@ -361,9 +356,9 @@ impl Registry {
     }
 
     /// Publishes the node's current config again where it listens.
-    pub async fn push_config(&self, key: &str) -> Result<NodeRow, OpError> {
+    pub async fn push_config(&self, key: &str) -> Result<NodeView, OpError> {
         let node = self.node(key).await?;
-        if node.lifecycle() == Lifecycle::Decommissioned {
+        if node.lifecycle == Lifecycle::Decommissioned {
             return Err(OpError::Decommissioned(node.uid.clone()));
         }
         let (connections, broker_url) = self.route(&node).await?;
@@ -383,12 +378,12 @@ impl Registry {
     }
 
     /// Retires the node (idempotent): out of its zone, pending bind cancelled.
-    pub async fn decommission(&self, key: &str) -> Result<NodeRow, OpError> {
+    pub async fn decommission(&self, key: &str) -> Result<NodeView, OpError> {
         let node = self.node(key).await?;
-        if node.lifecycle() != Lifecycle::Decommissioned {
+        if node.lifecycle != Lifecycle::Decommissioned {
             let mut tx = self.pool.begin().await?;
-            binds::finish_pending(&mut tx, node.id, "CANCELLED").await?;
-            store::decommission(&mut tx, node.id).await?;
+            node_binds::cancel_pending(&mut *tx, node.id).await?;
+            nodes::decommission(&mut *tx, node.id).await?;
             tx.commit().await?;
             if let Some(accounts) = &self.accounts {
                 accounts.settle(node.id).await;

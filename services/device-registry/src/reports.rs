@@ -6,14 +6,17 @@
 //! that broker is confirmed (a firmware node's move is confirmed this way).
 
 use common::metrics as m;
-use proto::payloads::{NodeConfig, PayloadError};
+use common::store::{node_binds, node_broker_assignments, node_channels, nodes};
+use proto::payloads::{NodeConfig, NodeConfigChannel, PayloadError};
 use proto::topics::NodeTopic;
+use serde_json::Value;
 use sqlx::PgPool;
 use tracing::{debug, info};
 
 use crate::binds;
-use crate::lifecycle::completes;
-use crate::store::{self, Registered, Sighting};
+use crate::channels::plan_sync;
+use crate::lifecycle::{BindTarget, completes};
+use crate::registration::{self, Registered, Sighting};
 
 /// Why a report was not used; `reason()` is the metric label.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +62,12 @@ pub async fn handle(
     // uid is the topic's node level.
     let pending = match topic.is_temp() {
         true => None,
-        false => binds::pending_for_uid(pool, &topic.node).await?,
+        false => node_binds::pending_for_uid(pool, &topic.node).await?,
     };
     // A report that completes a bind is stored before the bind completes,
     // so whoever sees the node bound also finds its config.
     let completing = pending.filter(|bind| {
-        let ok = completes(&bind.target(), topic, &report);
+        let ok = completes(&BindTarget::of(bind), topic, &report);
         if !ok {
             info!(node = %topic.node, topic_zone = %topic.zone, report_zone = %report.zone_uid, target_zone = %bind.zone_uid,
                 "A config_report does not match the node's pending bind; the bind stays pending.");
@@ -74,7 +77,9 @@ pub async fn handle(
     let resolved = match &completing {
         // Its uid is the node's only once the bind completes.
         Some(bind) => Some((bind.node_id, bind.node_uid.clone())),
-        None => store::resolve(pool, &topic.node).await?,
+        None => nodes::resolve(pool, &topic.node)
+            .await?
+            .map(|n| (n.id, n.uid)),
     };
     let (node_id, node_uid) = match resolved {
         Some(found) => found,
@@ -86,7 +91,7 @@ pub async fn handle(
                 broker_id: broker_id.to_owned(),
                 ..Sighting::default()
             };
-            match store::register(pool, &sighting).await? {
+            match registration::register(pool, &sighting).await? {
                 Registered::New { id, uid } => {
                     info!(hardware_id = %topic.node, uid = %uid, "Registered an unbound node from its config_report.");
                     (id, uid)
@@ -105,7 +110,7 @@ pub async fn handle(
         }
     }
     let stored = serde_json::to_value(&report).expect("a NodeConfig always serialises");
-    let skipped = store::store_report(
+    let skipped = store_report(
         pool,
         node_id,
         &stored,
@@ -126,7 +131,7 @@ pub async fn handle(
                 "Bind completed: the node reported its config from the target namespace.");
         }
     }
-    let move_confirmed = store::confirm_move(pool, node_id, broker_id).await?;
+    let move_confirmed = node_broker_assignments::confirm(pool, node_id, broker_id).await?;
     if move_confirmed {
         metrics::counter!(m::NODE_MOVES_CONFIRMED).increment(1);
         info!(node = %node_uid, broker = broker_id, "Move confirmed by the node's config_report from its new broker.");
@@ -143,4 +148,29 @@ pub async fn handle(
         bind_completed,
         move_confirmed,
     })
+}
+
+/// Stores a reported config (without its secret), its fw_version and the
+/// broker it came from, and brings `node_channels` in line with its channels,
+/// in one transaction. Returns the channels that could not be stored.
+async fn store_report(
+    pool: &PgPool,
+    node_id: i64,
+    config: &Value,
+    fw_version: Option<&str>,
+    channels: &[NodeConfigChannel],
+    broker_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    nodes::store_config(&mut *tx, node_id, config, fw_version, broker_id).await?;
+    let existing = node_channels::lock(&mut *tx, node_id).await?;
+    let plan = plan_sync(&existing, channels);
+    if !plan.remove.is_empty() {
+        node_channels::remove(&mut *tx, node_id, &plan.remove).await?;
+    }
+    for row in &plan.upsert {
+        node_channels::upsert(&mut *tx, node_id, row).await?;
+    }
+    tx.commit().await?;
+    Ok(plan.skipped)
 }

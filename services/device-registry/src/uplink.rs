@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::metrics as m;
 use common::mqtt::Inbound;
+use common::store::nodes;
 use proto::payloads::{NodeHello, Telemetry};
 use proto::topics::{NodeTopic, Topic, TopicKind};
 use serde_json::json;
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::store::{self, Registered, Sighting};
+use crate::registration::{self, Registered, Sighting};
 use crate::throttle::Throttle;
 use crate::{lifecycle, reports};
 
@@ -113,7 +114,7 @@ impl Uplink {
             uid_hint: hello.node_uid.clone().or(uid_hint),
             broker_id: message.broker_id.to_string(),
         };
-        match store::register(&self.pool, &sighting).await {
+        match registration::register(&self.pool, &sighting).await {
             Ok(Registered::New { uid, .. }) => {
                 metrics::counter!(m::DEVICE_HELLOS, "outcome" => "registered").increment(1);
                 info!(hardware_id = %sighting.hardware_id, uid = %uid, broker = %message.broker_id,
@@ -165,7 +166,7 @@ impl Uplink {
             broker_id: message.broker_id.to_string(),
             ..Sighting::default()
         };
-        let node_id = match store::register(&self.pool, &sighting).await {
+        let node_id = match registration::register(&self.pool, &sighting).await {
             Ok(Registered::New { id, uid }) => {
                 info!(hardware_id, uid = %uid, broker = %message.broker_id, kind,
                     "Registered a new node from its temp-namespace uplink; it waits for a bind.");
@@ -179,7 +180,7 @@ impl Uplink {
             }
         };
         if let (Some(reading), Some(channel)) = (reading, &topic.channel)
-            && let Err(e) = store::store_reading(&self.pool, node_id, channel, &reading).await
+            && let Err(e) = nodes::store_reading(&self.pool, node_id, channel, &reading).await
         {
             self.writes.forget(&key);
             self.drop_message("db_error", message, &e);

@@ -1,12 +1,18 @@
-//! PostgreSQL (pool, migrations) and Redis, and the tables more than one
-//! service reads or writes.
+//! PostgreSQL (pool, migrations) and Redis, and one module per table: the
+//! only code that names its table in SQL (migrations and tests apart).
 
 pub mod alerts;
+pub mod brokers;
 pub mod db;
 pub mod failover_events;
+pub mod greenhouses;
 pub mod leases;
-pub mod node_accounts;
+pub mod node_binds;
+pub mod node_broker_assignments;
+pub mod node_channels;
+pub mod nodes;
 pub mod recipe_phases;
 pub mod redis;
 pub mod zone_channels;
 pub mod zone_events;
+pub mod zones;

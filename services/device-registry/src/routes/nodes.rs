@@ -10,12 +10,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::binds::{self, Bind};
+use common::store::node_binds::{self, Bind};
+use common::store::nodes::{self, NodeView};
+
 use crate::error::ApiError;
 use crate::lifecycle::NodeState;
 use crate::pushes::{BindOutcome, Registry};
 use crate::routes::body;
-use crate::store::{self, NodeRow};
 
 pub fn router() -> Router<Registry> {
     Router::new()
@@ -36,14 +37,14 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// A node as JSON (never its secret).
-fn node_json(n: &NodeRow) -> Value {
+fn node_json(n: &NodeView) -> Value {
     json!({
         "id": n.id,
         "uid": n.uid,
         "hardware_id": n.hardware_id,
         "name": n.name,
         "type": n.node_type,
-        "state": n.state().as_str(),
+        "state": NodeState::of_node(n).as_str(),
         "lifecycle": n.lifecycle,
         "status": n.status,
         "greenhouse_uid": n.gh_uid,
@@ -76,10 +77,10 @@ fn bind_json(b: &Bind) -> Value {
 }
 
 /// The node with its reported config and its latest bind.
-async fn detail(registry: &Registry, node: &NodeRow) -> Result<Value, ApiError> {
+async fn detail(registry: &Registry, node: &NodeView) -> Result<Value, ApiError> {
     let mut v = node_json(node);
     v["config"] = node.config.clone().unwrap_or(Value::Null);
-    v["bind"] = binds::latest(&registry.pool, node.id)
+    v["bind"] = node_binds::latest(&registry.pool, node.id)
         .await?
         .as_ref()
         .map_or(Value::Null, bind_json);
@@ -105,8 +106,14 @@ async fn list(
         .map(str::parse::<NodeState>)
         .transpose()
         .map_err(|e| ApiError::unprocessable("invalid_field", format!("`state`: {e}")))?;
-    let nodes = store::list(&registry.pool, state).await?;
-    Ok(ok(Value::Array(nodes.iter().map(node_json).collect())))
+    let nodes = nodes::list(&registry.pool).await?;
+    Ok(ok(Value::Array(
+        nodes
+            .iter()
+            .filter(|n| state.is_none_or(|s| NodeState::of_node(n) == s))
+            .map(node_json)
+            .collect(),
+    )))
 }
 
 async fn show(
@@ -114,7 +121,7 @@ async fn show(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&key)?;
-    let node = store::find(&registry.pool, &key).await?.ok_or_else(|| {
+    let node = nodes::find(&registry.pool, &key).await?.ok_or_else(|| {
         ApiError::not_found(
             "node_not_found",
             format!("no node with uid or hardware id `{key}`"),

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use super::*;
-use crate::store::node_accounts::{AccountRow, account_rows};
+use crate::store::nodes::{AccountRow, account_rows};
 
 /// One ACL of a role: always `allow`, priority 0 (the plugin's defaults
 /// deny everything else a node could publish or subscribe to).

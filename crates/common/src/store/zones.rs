@@ -1,0 +1,19 @@
+//! The `zones` table: the zones of each greenhouse, where nodes are bound.
+//! Used by device-registry (a bind's target).
+
+use sqlx::PgExecutor;
+
+/// The id of the zone whose uid is `uid`, in greenhouse `greenhouse_id`.
+pub async fn id_in(
+    db: impl PgExecutor<'_>,
+    greenhouse_id: i64,
+    uid: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM zones WHERE uid = $1 AND greenhouse_id = $2",
+        uid,
+        greenhouse_id
+    )
+    .fetch_optional(db)
+    .await
+}
