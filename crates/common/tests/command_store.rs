@@ -113,6 +113,15 @@ async fn rows_are_written_once_and_read_back_with_their_status() {
     assert_eq!(detail.status, CommandStatus::Timeout);
 }
 
+/// Runs `sql` with `$1` = `node_id`.
+async fn change(db: &TestDb, sql: &str, node_id: i64) {
+    sqlx::query(sql)
+        .bind(node_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_target_is_read_with_the_route_a_waiting_command_reads() {
     let db = TestDb::new().await;
@@ -133,28 +142,24 @@ async fn a_target_is_read_with_the_route_a_waiting_command_reads() {
     // Nowhere: the default broker.
     assert_eq!(both().await.broker_id, None);
     // Assigned, not confirmed: the assignment.
-    sqlx::query("INSERT INTO node_broker_assignments (node_id, broker_id, strategy) VALUES ($1, 'b1', 'manual')")
-        .bind(node_id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    change(&db, "INSERT INTO node_broker_assignments (node_id, broker_id, strategy) VALUES ($1, 'b1', 'manual')", node_id).await;
     let now = both().await;
     assert_eq!(
         (now.broker_id.as_deref(), now.confirmed),
         (Some("b1"), false)
     );
     // Observed elsewhere since: where it is observed.
-    sqlx::query("UPDATE nodes SET observed_broker_id = 'b2', observed_at = now() WHERE id = $1")
-        .bind(node_id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    change(
+        &db,
+        "UPDATE nodes SET observed_broker_id = 'b2', observed_at = now() WHERE id = $1",
+        node_id,
+    )
+    .await;
     assert_eq!(both().await.broker_id.as_deref(), Some("b2"));
     // The assignment confirmed after that observation: the assignment.
-    sqlx::query("UPDATE node_broker_assignments SET confirmed_at = now() + interval '1 second'")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let confirm = "UPDATE node_broker_assignments SET confirmed_at = now() + interval '1 second' \
+                   WHERE node_id = $1";
+    change(&db, confirm, node_id).await;
     let now = both().await;
     assert_eq!(
         (now.broker_id.as_deref(), now.confirmed),

@@ -1,6 +1,7 @@
-//! The `brokers` table, as the command path reads it: whether another broker
-//! could take a node (so a failover is to be expected). Used by
-//! [`crate::commands::route`].
+//! The `brokers` table, as the command path reads it: the enabled brokers a
+//! process connects to ([`crate::mqtt::pool`]) and whether another broker
+//! could take a node, so a failover is to be expected
+//! ([`crate::commands::route`]).
 
 use sqlx::PgExecutor;
 
@@ -13,5 +14,22 @@ pub async fn other_usable(db: impl PgExecutor<'_>, broker_id: &str) -> Result<bo
         broker_id
     )
     .fetch_one(db)
+    .await
+}
+
+/// An enabled broker's id and URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub id: String,
+    pub url: String,
+}
+
+/// Every enabled broker, by id.
+pub async fn enabled(db: impl PgExecutor<'_>) -> Result<Vec<BrokerUrl>, sqlx::Error> {
+    sqlx::query_as!(
+        BrokerUrl,
+        "SELECT id, url FROM brokers WHERE enabled ORDER BY id"
+    )
+    .fetch_all(db)
     .await
 }
