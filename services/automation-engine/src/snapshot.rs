@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use common::commands::ZoneChannels;
 use common::store::recipe_phases::{self, ActivePhase};
-use common::store::zone_channels::ZoneChannels;
 use sqlx::PgPool;
 
 use crate::controller::{FUTURE_TOLERANCE_SEC, LastDose, Quantity, Reading};
@@ -135,24 +135,16 @@ async fn load_last_doses(
     pool: &PgPool,
     pumps: &[(i64, String)],
 ) -> Result<HashMap<(i64, String), LastDose>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, DateTime<Utc>, bool)> = sqlx::query_as(
-        "SELECT p.zone_id, p.channel, c.cmd_id, c.created_at, c.finished_at IS NULL \
-         FROM UNNEST($1::int8[], $2::text[]) AS p (zone_id, channel) \
-         CROSS JOIN LATERAL ( \
-             SELECT cmd_id, created_at, finished_at FROM commands \
-             WHERE source = 'automation' AND zone_id = p.zone_id AND channel = p.channel \
-               AND status <> 'SEND_FAILED' \
-             ORDER BY created_at DESC LIMIT 1 \
-         ) c",
-    )
-    .bind(pumps.iter().map(|(z, _)| *z).collect::<Vec<_>>())
-    .bind(pumps.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>())
-    .fetch_all(pool)
-    .await?;
+    let rows = common::store::commands::last_automation_per_channel(pool, pumps).await?;
     Ok(rows
         .into_iter()
-        .map(|(zone_id, channel, cmd_id, at, open)| {
-            ((zone_id, channel), LastDose { cmd_id, at, open })
+        .map(|r| {
+            let dose = LastDose {
+                cmd_id: r.cmd_id,
+                at: r.created_at,
+                open: r.open,
+            };
+            ((r.zone_id, r.channel), dose)
         })
         .collect())
 }

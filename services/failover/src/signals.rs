@@ -60,14 +60,5 @@ pub async fn brokers_with_nodes(pool: &PgPool) -> Result<Vec<String>, sqlx::Erro
 /// acknowledged within `after` (one node that is merely slow or offline does
 /// not make its broker suspect). Reads only open commands (a partial index).
 pub async fn unanswered(pool: &PgPool, after: Duration) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT broker_id FROM commands \
-         WHERE finished_at IS NULL AND created_at > now() - interval '60 seconds' AND broker_id IS NOT NULL \
-         GROUP BY broker_id \
-         HAVING count(*) FILTER (WHERE status = 'SENT' AND sent_at < now() - make_interval(secs => $1)) >= 3 \
-            AND count(*) FILTER (WHERE ack_at > now() - make_interval(secs => $1)) = 0",
-    )
-    .bind(after.as_secs_f64())
-    .fetch_all(pool)
-    .await
+    common::store::commands::brokers_unanswered(pool, after).await
 }

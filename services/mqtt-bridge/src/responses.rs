@@ -25,6 +25,7 @@ use common::commands::status_writer::{StatusUpdate, StatusWriter};
 use common::metrics as m;
 use common::mqtt::Inbound;
 use common::runtime::backoff::Backoff;
+use common::store::commands::{self, Origin};
 use proto::payloads::CommandResponse;
 use proto::topics::{NodeTopic, TopicKind};
 use serde_json::Value;
@@ -47,16 +48,6 @@ pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct Response {
     pub topic: NodeTopic,
     pub update: StatusUpdate,
-}
-
-/// Where a command was sent: its row's node, channel, zone and greenhouse.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Origin {
-    pub cmd_id: String,
-    pub node_uid: Option<String>,
-    pub channel: String,
-    pub zone_uid: Option<String>,
-    pub greenhouse_uid: Option<String>,
 }
 
 /// Turns one message into a response; `None` (counted, logged at debug)
@@ -116,15 +107,7 @@ pub async fn origins(
     pool: &PgPool,
     cmd_ids: &[&str],
 ) -> Result<HashMap<String, Origin>, sqlx::Error> {
-    let rows: Vec<Origin> = sqlx::query_as(
-        "SELECT c.cmd_id, n.uid AS node_uid, c.channel, z.uid AS zone_uid, g.uid AS greenhouse_uid \
-         FROM commands c LEFT JOIN nodes n ON n.id = c.node_id \
-         LEFT JOIN zones z ON z.id = c.zone_id LEFT JOIN greenhouses g ON g.id = z.greenhouse_id \
-         WHERE c.cmd_id = ANY($1)",
-    )
-    .bind(cmd_ids)
-    .fetch_all(pool)
-    .await?;
+    let rows = commands::origins(pool, cmd_ids).await?;
     Ok(rows.into_iter().map(|o| (o.cmd_id.clone(), o)).collect())
 }
 

@@ -15,23 +15,7 @@ pub const LEASE_NAME: &str = "mqtt-bridge.timeout-sweeper";
 
 /// Marks overdue commands TIMEOUT; returns their `cmd_id`s.
 pub async fn sweep(pool: &PgPool, timeout: Duration) -> Result<Vec<String>, sqlx::Error> {
-    // Locked in cmd_id order like every multi-row writer of `commands`; rows a
-    // response is updating right now are left for the next sweep. Planned on
-    // each run (not a cached generic plan) so the partial index is used
-    // however much `commands` has grown since the service started.
-    sqlx::query_scalar(
-        "WITH overdue AS (SELECT cmd_id FROM commands \
-                          WHERE finished_at IS NULL AND created_at < now() - make_interval(secs => $1) \
-                          ORDER BY cmd_id FOR UPDATE SKIP LOCKED) \
-         UPDATE commands c SET status = 'TIMEOUT', finished_at = now(), error_code = 'timeout', \
-             error_message = 'no final status from the node within ' || $1::text || ' s' \
-         FROM overdue WHERE c.cmd_id = overdue.cmd_id \
-         RETURNING c.cmd_id",
-    )
-    .persistent(false)
-    .bind(timeout.as_secs_f64())
-    .fetch_all(pool)
-    .await
+    common::store::commands::time_out_overdue(pool, timeout).await
 }
 
 /// How often to sweep: often enough that a command is late by at most a

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use common::store::schedule_fires;
 use sqlx::PgPool;
 
 use crate::schedule::Kind;
@@ -22,17 +23,10 @@ fn kind_of(s: &str) -> Option<Kind> {
 /// The slots since `from` that are settled: skipped, or fired with their
 /// command written.
 pub async fn settled(pool: &PgPool, from: DateTime<Utc>) -> Result<HashSet<SlotKey>, sqlx::Error> {
-    let rows: Vec<(i64, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT f.zone_id, f.kind, f.slot FROM schedule_fires f \
-         WHERE f.slot >= $1 \
-           AND (f.outcome = 'skipped' OR EXISTS (SELECT 1 FROM commands c WHERE c.cmd_id = f.cmd_id))",
-    )
-    .bind(from)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
+    let slots = schedule_fires::settled(pool, from).await?;
+    Ok(slots
         .into_iter()
-        .filter_map(|(zone, kind, slot)| Some((zone, kind_of(&kind)?, slot)))
+        .filter_map(|s| Some((s.zone_id, kind_of(&s.kind)?, s.slot)))
         .collect())
 }
 
@@ -45,33 +39,11 @@ pub async fn claim(
     (zone_id, kind, slot): SlotKey,
     cmd_id: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO schedule_fires (zone_id, kind, slot, outcome, cmd_id) VALUES ($1, $2, $3, 'fired', $4) \
-         ON CONFLICT (zone_id, kind, slot) DO UPDATE SET cmd_id = schedule_fires.cmd_id \
-         WHERE schedule_fires.outcome = 'fired' \
-           AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.cmd_id = schedule_fires.cmd_id) \
-         RETURNING cmd_id",
-    )
-    .bind(zone_id)
-    .bind(kind.as_str())
-    .bind(slot)
-    .bind(cmd_id)
-    .fetch_optional(pool)
-    .await
+    schedule_fires::claim(pool, zone_id, kind.as_str(), slot, cmd_id).await
 }
 
 /// Records a slot as missed; true when this caller recorded it (and so
 /// reports it), false when it was already settled.
 pub async fn skip(pool: &PgPool, (zone_id, kind, slot): SlotKey) -> Result<bool, sqlx::Error> {
-    let recorded = sqlx::query(
-        "INSERT INTO schedule_fires (zone_id, kind, slot, outcome) VALUES ($1, $2, $3, 'skipped') \
-         ON CONFLICT (zone_id, kind, slot) DO NOTHING",
-    )
-    .bind(zone_id)
-    .bind(kind.as_str())
-    .bind(slot)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(recorded == 1)
+    schedule_fires::skip(pool, zone_id, kind.as_str(), slot).await
 }

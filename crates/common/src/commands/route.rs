@@ -2,15 +2,19 @@
 //! to a node that may be moving between brokers, so the command is not lost
 //! in the middle of a move.
 //!
-//! **The route** ([`route_broker_sql!`], used by every target lookup and by
-//! the wait below): the broker the node is *observed* on
+//! **The route**: the broker the node is *observed* on
 //! (`nodes.observed_broker_id`, where its uplink last arrived) — unless its
 //! assignment was confirmed there more recently than that observation (a
 //! confirmation is an observation too: its status arrived there). Only when
 //! nothing is observed does the assignment decide, and without one the
-//! default broker ([`crate::mqtt::pool::BrokerPool::route`]). A command never
-//! goes to a broker the node has not joined just because it was assigned
-//! there: a node that cannot follow a `config/update` stays where it is.
+//! default broker. A command never goes to a broker the node has not joined
+//! just because it was assigned there: a node that cannot follow a
+//! `config/update` stays where it is. The SQL half of the rule is written
+//! once, in [`crate::with_route_broker_sql!`] (read with every
+//! [`crate::commands::Target`] and by [`crate::store::nodes::route_now`]);
+//! the other half, no route meaning the default broker, is [`broker_for`].
+//! A send decides its broker once, from its target, with [`broker_for`];
+//! the pool only hands out the connection to that broker.
 //!
 //! **The wait**: the first attempt goes to the routed broker. It succeeds at
 //! once when the broker acknowledges it with a matching subscription — the
@@ -40,6 +44,8 @@ use tracing::debug;
 use crate::metrics as m;
 use crate::mqtt::pool::BrokerPool;
 use crate::mqtt::{Delivery, MqttConnection, MqttError};
+use crate::store::brokers;
+use crate::store::nodes::{RouteNow, route_now};
 
 /// The longest a command waits for its node's move (failover included:
 /// detection, decision and the node's reconnect take a few seconds).
@@ -47,44 +53,14 @@ pub const MOVE_WAIT: Duration = Duration::from_secs(15);
 /// How often the route is read again while waiting.
 const POLL: Duration = Duration::from_millis(200);
 
-/// The SQL expression of a node's route broker (see the module doc), over
-/// `nodes n` and `node_broker_assignments a` (LEFT JOINed); NULL means the
-/// default broker. A macro so queries can `concat!` it into constants.
-#[macro_export]
-macro_rules! route_broker_sql {
-    () => {
-        "(CASE WHEN n.observed_broker_id IS NOT NULL \
-               AND (a.confirmed_at IS NULL OR n.observed_at >= a.confirmed_at) \
-          THEN n.observed_broker_id ELSE a.broker_id END)"
-    };
+/// The broker a command goes to, given its node's route broker (`None`:
+/// the node has no route yet): that broker, else the pool's default one.
+pub fn broker_for(route: Option<&str>, brokers: &BrokerPool) -> String {
+    route.unwrap_or(brokers.default_id()).to_owned()
 }
 
-/// A node's route now, and the state of its assignment.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct RouteNow {
-    /// The broker commands go to (None: the default broker).
-    pub broker_id: Option<String>,
-    /// Its assigned broker, if it has an assignment.
-    pub assigned: Option<String>,
-    /// Whether that assignment's last move is confirmed.
-    pub confirmed: bool,
-}
-
-/// Reads node `node_id`'s route (one indexed lookup).
-pub async fn route_now(pool: &PgPool, node_id: i64) -> Result<Option<RouteNow>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        route_broker_sql!(),
-        " AS broker_id, a.broker_id AS assigned, COALESCE(a.confirmed_at IS NOT NULL, false) AS confirmed \
-         FROM nodes n LEFT JOIN node_broker_assignments a ON a.node_id = n.id WHERE n.id = $1"
-    ))
-    .bind(node_id)
-    .fetch_optional(pool)
-    .await
-}
-
-/// Publishes a command for node `node_id` on `topic`, starting with `first`
-/// (the resolved connection to `broker_id`). `payload` makes the bytes of
+/// Publishes a command for node `node_id` on `topic`, first to `broker_id`
+/// (decided by the caller with [`broker_for`]). `payload` makes the bytes of
 /// one attempt (signed at that moment). Returns the broker it finally went
 /// to (or was last tried) and the outcome.
 pub(crate) async fn publish_following(
@@ -93,14 +69,13 @@ pub(crate) async fn publish_following(
     node_id: i64,
     topic: &str,
     payload: impl Fn() -> Bytes,
-    first: Result<MqttConnection, MqttError>,
     broker_id: String,
 ) -> (String, Result<(), MqttError>) {
     let deadline = Instant::now() + MOVE_WAIT;
     let mut broker_id = broker_id;
-    let mut outcome = match &first {
+    let mut outcome = match brokers.connection(&broker_id) {
         Ok(c) => c.publish_delivery(topic, payload(), false).await,
-        Err(e) => Err(e.clone()),
+        Err(e) => Err(e),
     };
     let mut waited = false;
     // The route the last attempt was made under.
@@ -147,10 +122,7 @@ pub(crate) async fn publish_following(
         if now == tried && !last_chance {
             continue;
         }
-        let to = now
-            .as_ref()
-            .and_then(|r| r.broker_id.clone())
-            .unwrap_or_else(|| brokers.default_broker().broker_id().to_owned());
+        let to = broker_for(now.as_ref().and_then(|r| r.broker_id.as_deref()), brokers);
         tried = now;
         let Some(connection) = brokers.get(&to).filter(MqttConnection::is_connected) else {
             outcome = Err(MqttError::NotConnected);
@@ -164,12 +136,7 @@ pub(crate) async fn publish_following(
 /// Whether a broker other than `broker_id` could take the node (so a
 /// failover can move it there).
 async fn other_broker_usable(pool: &PgPool, broker_id: &str) -> bool {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM brokers WHERE enabled AND NOT draining \
-                        AND status <> 'OFFLINE' AND id <> $1)",
-    )
-    .bind(broker_id)
-    .fetch_one(pool)
-    .await
-    .unwrap_or(false)
+    brokers::other_usable(pool, broker_id)
+        .await
+        .unwrap_or(false)
 }

@@ -79,12 +79,6 @@ impl CommandStatus {
     }
 }
 
-/// The SQL twin of [`CommandStatus::rank`] for a text expression, e.g.
-/// `rank_sql("c.status")`; used by every statement that moves a status.
-pub fn rank_sql(expr: &str) -> String {
-    format!("(CASE {expr} WHEN 'QUEUED' THEN 0 WHEN 'SENT' THEN 1 WHEN 'ACK' THEN 2 ELSE 3 END)")
-}
-
 impl From<ResponseStatus> for CommandStatus {
     fn from(s: ResponseStatus) -> Self {
         match s {

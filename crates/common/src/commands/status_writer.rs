@@ -14,15 +14,15 @@
 //! dated earlier pulls the mark back to it.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::commands::status::{CommandStatus, rank_sql};
+use crate::commands::CommandError;
+use crate::commands::status::CommandStatus;
 use crate::metrics as m;
-use crate::runtime::batcher::{BatchError, Batcher};
+use crate::runtime::batcher::Batcher;
 
 /// One status change of one command.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,76 +96,12 @@ pub fn fold(updates: &[StatusUpdate]) -> HashMap<&str, Folded> {
     out
 }
 
-static APPLY_SQL: LazyLock<String> = LazyLock::new(|| {
-    let new = rank_sql("v.status");
-    let old = rank_sql("c.status");
-    let moves = format!("{new} > {old}");
-    let finishes = format!("{new} = 3 AND {old} < 3");
-    // The row's times after this update, before ordering them.
-    let finished = format!("CASE WHEN {finishes} THEN v.finished_at ELSE c.finished_at END");
-    let acked = "COALESCE(c.ack_at, v.ack_at)";
-    let sent = "COALESCE(c.sent_at, v.sent_at)";
-    // Rows are locked in cmd_id order, as every multi-row writer of `commands`
-    // does, so it cannot deadlock with the sweeper.
-    format!(
-        "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
-                                       $5::timestamptz[], $6::text[], $7::text[], $8::jsonb[]) \
-                    AS v(cmd_id, status, sent_at, ack_at, finished_at, error_code, error_message, result)), \
-              locked AS (SELECT c.cmd_id FROM commands c JOIN v ON v.cmd_id = c.cmd_id ORDER BY c.cmd_id FOR UPDATE OF c) \
-         UPDATE commands c SET \
-             status = CASE WHEN {moves} THEN v.status ELSE c.status END, \
-             sent_at = CASE WHEN {sent} IS NOT NULL THEN LEAST({sent}, {acked}, {finished}) END, \
-             ack_at = CASE WHEN {acked} IS NOT NULL THEN LEAST({acked}, {finished}) END, \
-             finished_at = {finished}, \
-             error_code = CASE WHEN {finishes} THEN v.error_code ELSE c.error_code END, \
-             error_message = CASE WHEN {finishes} THEN v.error_message ELSE c.error_message END, \
-             result = CASE WHEN {finishes} THEN v.result ELSE c.result END \
-         FROM v, locked \
-         WHERE c.cmd_id = locked.cmd_id AND c.cmd_id = v.cmd_id \
-           AND ({moves} OR (c.sent_at IS NULL AND v.sent_at IS NOT NULL)) \
-         RETURNING CASE WHEN {finishes} THEN v.status END"
-    )
-});
-
 /// Applies a batch; returns the final statuses it set (for metrics).
-pub async fn apply(pool: &PgPool, updates: &[StatusUpdate]) -> Result<Vec<String>, sqlx::Error> {
-    let folded = fold(updates);
-    let mut cols = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
-    for (id, f) in &folded {
-        cols.0.push(*id);
-        cols.1.push(f.status.as_str());
-        cols.2.push(f.sent_at);
-        cols.3.push(f.ack_at);
-        cols.4.push(f.finished_at);
-        cols.5.push(f.error_code.as_deref());
-        cols.6.push(f.error_message.as_deref());
-        cols.7.push(f.result.clone());
-    }
-    // Not a cached prepared statement: a generic plan made while `commands`
-    // was small keeps seq-scanning it as it grows; this is planned with the
-    // real sizes on each (batched, so rare) execution.
-    let finished: Vec<Option<String>> = sqlx::query_scalar(&APPLY_SQL)
-        .persistent(false)
-        .bind(&cols.0)
-        .bind(&cols.1)
-        .bind(&cols.2)
-        .bind(&cols.3)
-        .bind(&cols.4)
-        .bind(&cols.5)
-        .bind(&cols.6)
-        .bind(&cols.7)
-        .fetch_all(pool)
-        .await?;
-    Ok(finished.into_iter().flatten().collect())
+pub async fn apply(
+    pool: &PgPool,
+    updates: &[StatusUpdate],
+) -> Result<Vec<CommandStatus>, sqlx::Error> {
+    crate::store::commands::apply_statuses(pool, &fold(updates)).await
 }
 
 /// The most updates folded into one statement.
@@ -177,7 +113,7 @@ const WRITERS: usize = 1;
 /// Hands status updates to the one writer; cheap to clone.
 #[derive(Clone)]
 pub struct StatusWriter {
-    batcher: Batcher<StatusUpdate, ()>,
+    batcher: Batcher<StatusUpdate, (), sqlx::Error>,
 }
 
 impl StatusWriter {
@@ -189,7 +125,8 @@ impl StatusWriter {
                 let n = updates.len();
                 metrics::histogram!(m::COMMAND_STATUS_BATCH_SIZE).record(n as f64);
                 for status in apply(&pool, &updates).await? {
-                    metrics::counter!(m::COMMANDS_FINISHED, "status" => status).increment(1);
+                    metrics::counter!(m::COMMANDS_FINISHED, "status" => status.as_str())
+                        .increment(1);
                 }
                 Ok::<_, sqlx::Error>(vec![(); n])
             }
@@ -198,8 +135,8 @@ impl StatusWriter {
     }
 
     /// Applies one update and waits until it is committed.
-    pub async fn write(&self, update: StatusUpdate) -> Result<(), BatchError> {
-        self.batcher.call(update).await
+    pub async fn write(&self, update: StatusUpdate) -> Result<(), CommandError> {
+        Ok(self.batcher.call(update).await?)
     }
 }
 

@@ -1,7 +1,7 @@
-//! The broker connections of a process, one per broker, and the connection a
-//! command goes out on: its node's route (where the node is observed, else
-//! its assignment — decided by [`crate::commands::route`]), else the default
-//! broker (`MQTT_HOST`:`MQTT_PORT`, id `MQTT_BROKER_ID`).
+//! The broker connections of a process, one per broker, by broker id; the
+//! default broker (`MQTT_HOST`:`MQTT_PORT`, id `MQTT_BROKER_ID`) is always
+//! among them. Which broker a command goes to is decided by
+//! [`crate::commands::route`]; the pool only hands out that connection.
 //!
 //! A pool made by `BrokerPool::connect_following` (in
 //! [`crate::mqtt::watcher`]) follows the `brokers` table while it runs: a broker added or
@@ -74,11 +74,8 @@ pub async fn desired_brokers(
     settings: &Settings,
     pool: &PgPool,
 ) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, url FROM brokers WHERE enabled ORDER BY id")
-            .fetch_all(pool)
-            .await?;
-    let mut brokers: BTreeMap<String, String> = rows.into_iter().collect();
+    let rows = crate::store::brokers::enabled(pool).await?;
+    let mut brokers: BTreeMap<String, String> = rows.into_iter().map(|b| (b.id, b.url)).collect();
     brokers
         .entry(settings.mqtt.broker_id.clone())
         .or_insert_with(|| settings.mqtt.default_broker_url());
@@ -209,21 +206,22 @@ impl BrokerPool {
             .expect("the default broker is never removed")
     }
 
-    /// The connection a command for a node goes out on: its route broker
-    /// (`Target::broker_id`, see [`crate::commands::route`]), or the default
-    /// one when it has none. A route to a broker this process has no
+    /// The id of the default broker.
+    pub fn default_id(&self) -> &str {
+        &self.inner.default_id
+    }
+
+    /// The connection to `broker_id` (decided by
+    /// [`crate::commands::route::broker_for`]). A broker this process has no
     /// connection to is an error, not a silent detour.
-    pub fn route(&self, routed: Option<&str>) -> Result<MqttConnection, MqttError> {
-        match routed {
-            None => Ok(self.default_broker()),
-            Some(id) => self.get(id).ok_or_else(|| {
-                warn!(
-                    broker = id,
-                    "Node is routed to a broker this process has no connection to."
-                );
-                MqttError::NotConnected
-            }),
-        }
+    pub fn connection(&self, broker_id: &str) -> Result<MqttConnection, MqttError> {
+        self.get(broker_id).ok_or_else(|| {
+            warn!(
+                broker = broker_id,
+                "Node is routed to a broker this process has no connection to."
+            );
+            MqttError::NotConnected
+        })
     }
 
     /// Every connection, by broker id.

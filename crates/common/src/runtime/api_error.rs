@@ -80,8 +80,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<crate::runtime::batcher::BatchError> for ApiError {
-    fn from(e: crate::runtime::batcher::BatchError) -> Self {
+impl From<crate::commands::CommandError> for ApiError {
+    fn from(e: crate::commands::CommandError) -> Self {
         ApiError::internal(e)
     }
 }

@@ -11,17 +11,35 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-/// The batch failed; every request of it gets this.
-pub type BatchError = Arc<dyn std::error::Error + Send + Sync>;
-
-type Job<Req, Res> = (Req, oneshot::Sender<Result<Res, BatchError>>);
-
-/// A handle to submit requests; cheap to clone.
-pub struct Batcher<Req, Res> {
-    tx: mpsc::Sender<Job<Req, Res>>,
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError<E> {
+    /// Its batch failed; every request of the batch shares this error.
+    #[error(transparent)]
+    Failed(Arc<E>),
+    /// The workers are gone (the runtime is shutting down).
+    #[error("batch worker stopped")]
+    Stopped,
 }
 
-impl<Req, Res> Clone for Batcher<Req, Res> {
+impl<E> Clone for BatchError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            BatchError::Failed(e) => BatchError::Failed(e.clone()),
+            BatchError::Stopped => BatchError::Stopped,
+        }
+    }
+}
+
+type Job<Req, Res, E> = (Req, oneshot::Sender<Result<Res, BatchError<E>>>);
+
+/// A handle to submit requests; cheap to clone. `E` is the error a batch
+/// can fail with.
+pub struct Batcher<Req, Res, E> {
+    tx: mpsc::Sender<Job<Req, Res, E>>,
+}
+
+impl<Req, Res, E> Clone for Batcher<Req, Res, E> {
     fn clone(&self) -> Self {
         Batcher {
             tx: self.tx.clone(),
@@ -29,24 +47,28 @@ impl<Req, Res> Clone for Batcher<Req, Res> {
     }
 }
 
-impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
+impl<Req, Res, E> Batcher<Req, Res, E>
+where
+    Req: Send + 'static,
+    Res: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     /// Starts `workers` workers running `run` on batches of at most
     /// `max_batch`. `run` must return one answer per request, in order. The
     /// workers stop when every handle is dropped.
-    pub fn spawn<F, Fut, E>(workers: usize, max_batch: usize, run: F) -> Self
+    pub fn spawn<F, Fut>(workers: usize, max_batch: usize, run: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Res>, E>> + Send,
-        E: std::error::Error + Send + Sync + 'static,
     {
-        let (tx, rx) = mpsc::channel::<Job<Req, Res>>(max_batch * workers.max(1) * 4);
+        let (tx, rx) = mpsc::channel::<Job<Req, Res, E>>(max_batch * workers.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));
         let run = Arc::new(run);
         for _ in 0..workers.max(1) {
             let rx = rx.clone();
             let run = run.clone();
             tokio::spawn(async move {
-                let mut jobs: Vec<Job<Req, Res>> = Vec::with_capacity(max_batch);
+                let mut jobs: Vec<Job<Req, Res, E>> = Vec::with_capacity(max_batch);
                 loop {
                     {
                         let mut rx = rx.lock().await;
@@ -69,7 +91,7 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
                             }
                         }
                         Err(e) => {
-                            let e: BatchError = Arc::new(e);
+                            let e = BatchError::Failed(Arc::new(e));
                             for reply in replies {
                                 let _ = reply.send(Err(e.clone()));
                             }
@@ -82,15 +104,14 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
     }
 
     /// Submits one request and waits for its answer.
-    pub async fn call(&self, request: Req) -> Result<Res, BatchError> {
+    pub async fn call(&self, request: Req) -> Result<Res, BatchError<E>> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((request, tx)).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        self.tx
+            .send((request, tx))
+            .await
+            .map_err(|_| BatchError::Stopped)?;
+        rx.await.map_err(|_| BatchError::Stopped)?
     }
-}
-
-fn closed() -> BatchError {
-    Arc::new(std::io::Error::other("batch worker stopped"))
 }
 
 #[cfg(test)]
@@ -101,7 +122,7 @@ mod tests {
     async fn answers_reach_their_callers_and_batches_form_under_load() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let b: Batcher<u32, u32> = Batcher::spawn(1, 64, move |reqs: Vec<u32>| {
+        let b: Batcher<u32, u32, std::io::Error> = Batcher::spawn(1, 64, move |reqs: Vec<u32>| {
             seen.lock().unwrap().push(reqs.len());
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -127,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_each_of_its_requests() {
-        let b: Batcher<u32, u32> = Batcher::spawn(2, 8, |_reqs: Vec<u32>| async {
+        let b: Batcher<u32, u32, std::io::Error> = Batcher::spawn(2, 8, |_reqs: Vec<u32>| async {
             Err::<Vec<u32>, _>(std::io::Error::other("db down"))
         });
         let err = b.call(1).await.unwrap_err();

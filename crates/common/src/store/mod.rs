@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod brokers;
+pub mod commands;
 pub mod db;
 pub mod failover_events;
 pub mod greenhouses;
@@ -13,6 +14,6 @@ pub mod node_channels;
 pub mod nodes;
 pub mod recipe_phases;
 pub mod redis;
-pub mod zone_channels;
+pub mod schedule_fires;
 pub mod zone_events;
 pub mod zones;

@@ -9,16 +9,20 @@
 //! - [`sightings`]: registering and refreshing a node from what it sends,
 //!   its unbound readings and its reported config;
 //! - [`lifecycle`]: the writes of a bind, an unbind and a decommission;
-//! - [`accounts`]: what a node's broker account is made from.
+//! - [`accounts`]: what a node's broker account is made from;
+//! - [`route`]: the broker a node's commands go to (the route rule, written
+//!   once) and the lookups that explain why a node cannot take a command.
 //!
 //! A directory module: together they are over 400 lines.
 
 mod accounts;
 mod lifecycle;
+mod route;
 mod sightings;
 mod view;
 
 pub use accounts::{AccountRow, account_row, account_rows};
+pub use route::*;
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
 pub use sightings::{
     HardwareOwner, Seen, Target, hardware_id_taken, insert_registered, owner_of_hardware_id,

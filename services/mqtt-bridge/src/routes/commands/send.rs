@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use axum::Json;
+use common::commands::status::CommandStatus;
 use common::commands::{NewCommand, SendOutcome, Source, Target, new_cmd_id};
+use common::store::commands;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -70,21 +72,12 @@ pub(super) async fn replay(
 ) -> Result<Json<Value>, ApiError> {
     let deadline = tokio::time::Instant::now() + state.replay_wait;
     loop {
-        let row: (
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ) = sqlx::query_as(
-            "SELECT c.status, c.request_hash, c.broker_id, c.error_message, n.uid \
-             FROM commands c LEFT JOIN nodes n ON n.id = c.node_id WHERE c.cmd_id = $1",
-        )
-        .bind(cmd_id)
-        .fetch_one(&state.pool)
-        .await?;
-        let (status, stored_hash, broker_id, error_message, node_uid) = row;
-        if stored_hash.as_deref() != Some(hash) {
+        let Some(row) = commands::replay_state(&state.pool, cmd_id).await? else {
+            return Err(ApiError::internal(format!(
+                "command `{cmd_id}` vanished while answering a repeat"
+            )));
+        };
+        if row.request_hash.as_deref() != Some(hash) {
             return Err(ApiError::Conflict {
                 code: "cmd_id_conflict",
                 message: format!(
@@ -92,13 +85,13 @@ pub(super) async fn replay(
                 ),
             });
         }
-        match status.as_str() {
-            "QUEUED" if tokio::time::Instant::now() < deadline => {
+        match row.status {
+            CommandStatus::Queued if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            "QUEUED" | "SEND_FAILED" => {
+            CommandStatus::Queued | CommandStatus::SendFailed => {
                 return Err(send_failed(
-                    error_message
+                    row.error_message
                         .as_deref()
                         .unwrap_or("the first request is still publishing"),
                 ));
@@ -106,8 +99,8 @@ pub(super) async fn replay(
             _ => {
                 return Ok(sent_answer(
                     cmd_id,
-                    node_uid.as_deref().unwrap_or_default(),
-                    &broker_id.unwrap_or_default(),
+                    row.node_uid.as_deref().unwrap_or_default(),
+                    &row.broker_id.unwrap_or_default(),
                 ));
             }
         }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use common::commands::{TARGET_QUERY, Target};
+use common::commands::{Target, find_in_zone, find_target};
+use common::store::{nodes, zones};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
@@ -24,19 +25,9 @@ pub(super) async fn resolve_in_zone(
         return pick_one(zone, request, &targets);
     }
     let pool = &state.pool;
-    let zone_id = zone.parse::<i64>().ok();
-    let targets: Vec<Target> = sqlx::query_as(&format!(
-        "{TARGET_QUERY} WHERE (z.uid = $1 OR z.id = $2) AND c.channel = $3 AND ($4::text IS NULL OR n.uid = $4) \
-         ORDER BY n.uid LIMIT 10"
-    ))
-    .bind(zone)
-    .bind(zone_id)
-    .bind(&request.channel)
-    .bind(&request.node_uid)
-    .fetch_all(pool)
-    .await?;
+    let targets = find_in_zone(pool, zone, &request.channel, request.node_uid.as_deref()).await?;
     if targets.is_empty() {
-        return Err(explain_missing_in_zone(pool, zone, zone_id, request).await?);
+        return Err(explain_missing_in_zone(pool, zone, request).await?);
     }
     let targets: Arc<[Target]> = Arc::from(targets);
     state.targets.put(scope, &request.channel, targets.clone());
@@ -69,16 +60,9 @@ pub(super) fn pick_one(
 pub(super) async fn explain_missing_in_zone(
     pool: &PgPool,
     zone: &str,
-    zone_id: Option<i64>,
     request: &CommandRequest,
 ) -> Result<ApiError, ApiError> {
-    let Some(found_zone): Option<i64> =
-        sqlx::query_scalar("SELECT id FROM zones WHERE uid = $1 OR id = $2")
-            .bind(zone)
-            .bind(zone_id)
-            .fetch_optional(pool)
-            .await?
-    else {
+    let Some(found_zone) = zones::find_id(pool, zone, zone.parse::<i64>().ok()).await? else {
         return Ok(ApiError::not_found(
             "zone_not_found",
             format!("zone `{zone}` does not exist"),
@@ -91,13 +75,7 @@ pub(super) async fn explain_missing_in_zone(
             format!("no node of zone `{zone}` has channel `{channel}`"),
         ));
     };
-    let in_zone: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM nodes WHERE uid = $1 AND zone_id = $2)")
-            .bind(node)
-            .bind(found_zone)
-            .fetch_one(pool)
-            .await?;
-    Ok(if in_zone {
+    Ok(if nodes::is_in_zone(pool, node, found_zone).await? {
         ApiError::not_found(
             "channel_not_found",
             format!("node `{node}` has no channel `{channel}`"),
@@ -120,17 +98,13 @@ pub(super) async fn resolve_node(
         return Ok(targets[0].clone());
     }
     let pool = &state.pool;
-    if let Some(t) = common::commands::find_target(pool, node_uid, channel).await? {
+    if let Some(t) = find_target(pool, node_uid, channel).await? {
         state
             .targets
             .put(scope, channel, Arc::from(vec![t.clone()]));
         return Ok(t);
     }
-    let zone: Option<Option<i64>> = sqlx::query_scalar("SELECT zone_id FROM nodes WHERE uid = $1")
-        .bind(node_uid)
-        .fetch_optional(pool)
-        .await?;
-    Err(match zone {
+    Err(match nodes::zone_of(pool, node_uid).await? {
         None => ApiError::not_found(
             "node_not_found",
             format!("node `{node_uid}` does not exist"),

@@ -1,12 +1,71 @@
-//! Which node of a zone a command for a channel goes to, for the senders
-//! that address zones rather than nodes (automation-engine, scheduler):
-//! every (zone, channel) pair they may need, loaded in one query per cycle.
+//! A command's target — one channel of one node, with what addresses it
+//! and the broker its node is routed to — and its lookups, all through
+//! [`crate::store::node_channels`]: by node (mqtt-bridge's API and
+//! redelivery), by zone request (mqtt-bridge's API, see [`find_in_zone`]),
+//! and [`ZoneChannels`], every (zone, channel) pair the senders that address
+//! zones rather than nodes may need (automation-engine, scheduler), loaded
+//! in one query per cycle and picked from.
+//!
+//! mqtt-bridge keeps a short-lived cache of its lookups (its
+//! `target_cache`): only its API sees bursts of requests to the same nodes.
 
 use std::collections::HashMap;
 
 use sqlx::PgPool;
 
-use crate::commands::{TARGET_QUERY, Target};
+use crate::store::node_channels;
+use proto::topics::{TopicKind, channel_topic};
+
+/// Everything needed to address one channel of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub node_id: i64,
+    pub node_uid: String,
+    pub zone_id: i64,
+    pub zone_uid: String,
+    pub greenhouse_uid: String,
+    pub channel: String,
+    /// The node's own HMAC key, if it has one.
+    pub secret: Option<String>,
+    /// The node's route broker as read with the target (see
+    /// [`crate::commands::route`]: where it is observed, else its
+    /// assignment); `None`: the default broker.
+    pub broker_id: Option<String>,
+}
+
+impl Target {
+    pub fn command_topic(&self) -> String {
+        channel_topic(
+            &self.greenhouse_uid,
+            &self.zone_uid,
+            &self.node_uid,
+            &self.channel,
+            TopicKind::Command,
+        )
+    }
+}
+
+/// The target for `channel` of the node `node_uid`, if both exist.
+pub async fn find_target(
+    pool: &PgPool,
+    node_uid: &str,
+    channel: &str,
+) -> Result<Option<Target>, sqlx::Error> {
+    node_channels::find(pool, node_uid, channel).await
+}
+
+/// The targets for `channel` in the zone named by uid or id, only node
+/// `node_uid`'s if given: one is the target, several are an ambiguity to
+/// explain (at most 10, by node uid).
+pub async fn find_in_zone(
+    pool: &PgPool,
+    zone: &str,
+    channel: &str,
+    node_uid: Option<&str>,
+) -> Result<Vec<Target>, sqlx::Error> {
+    let zone_id = zone.parse::<i64>().ok();
+    node_channels::in_zone(pool, zone, zone_id, channel, node_uid).await
+}
 
 /// Why no single node could be chosen; the message says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,13 +89,7 @@ impl ZoneChannels {
         zone_ids: &[i64],
         channels: &[&str],
     ) -> Result<Self, sqlx::Error> {
-        let rows: Vec<Target> = sqlx::query_as(&format!(
-            "{TARGET_QUERY} WHERE z.id = ANY($1) AND c.channel = ANY($2) ORDER BY n.id"
-        ))
-        .bind(zone_ids)
-        .bind(channels)
-        .fetch_all(pool)
-        .await?;
+        let rows = node_channels::in_zones(pool, zone_ids, channels).await?;
         let mut targets: HashMap<(i64, String), Vec<Target>> = HashMap::new();
         for t in rows {
             targets
