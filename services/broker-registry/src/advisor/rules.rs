@@ -1,0 +1,420 @@
+//! The built-in rules: pure functions of an [`Inputs`] snapshot, one per
+//! kind of the seed's section 13, each stating its numbers. Moves never
+//! exceed the rate limit (`max_moves`): what is left waits for the next
+//! round, and the evidence says how much.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::placement::balance::{
+    self, BrokerView, MoveVia, NODE_LOAD_ESTIMATE, NodeView, Role, Strategy,
+};
+use common::placement::broker_status::BrokerStatus;
+use common::store::advisor_suggestions::SuggestionSource;
+use serde_json::{Value, json};
+
+use super::{BrokerFigures, Inputs, Kind, NodeFacts, Proposal, ProposedMove};
+
+/// A signal weaker than this (dBm) is poor.
+pub const POOR_RSSI: i16 = -85;
+/// Commands per hour from which a node's rate may be odd...
+pub const BUSY_COMMANDS_PER_HOUR: f64 = 60.0;
+/// ...when it is also this many times the median of the nodes.
+pub const ODD_COMMAND_FACTOR: f64 = 5.0;
+/// A zone whose nodes send fewer uplinks a minute than this (each) is quiet.
+pub const QUIET_UPLINKS_PER_MIN: f64 = 0.2;
+/// The most nodes one `inspect_nodes` names.
+pub const MAX_INSPECTED: usize = 20;
+
+/// Every rule's suggestions.
+pub fn all(inputs: &Inputs) -> Vec<Proposal> {
+    let mut out = Vec::new();
+    out.extend(restore_spread(inputs));
+    out.extend(offload_broker(inputs));
+    out.extend(dedicate_broker(inputs));
+    out.extend(merge_quiet_zones(inputs));
+    out.extend(switch_strategy(inputs));
+    out.extend(inspect_nodes(inputs));
+    out
+}
+
+fn proposal(kind: Kind, summary: String, evidence: Value, moves: Vec<ProposedMove>) -> Proposal {
+    Proposal {
+        kind: kind.as_str().to_owned(),
+        source: SuggestionSource::Rules,
+        summary,
+        evidence,
+        moves,
+        strategy: None,
+        key: String::new(),
+    }
+}
+
+/// Nodes per broker (assigned), for the evidence.
+fn counts(inputs: &Inputs) -> BTreeMap<&str, usize> {
+    inputs.brokers.iter().map(|b| (b.id.as_str(), b.nodes)).collect()
+}
+
+fn list(names: &[&str]) -> String {
+    names.join(", ")
+}
+
+/// Nodes a rule may move off `broker`: assigned there, movable, not cooling
+/// unless `any_cooling`.
+fn movable_on<'a>(inputs: &'a Inputs, broker: &str, any_cooling: bool) -> impl Iterator<Item = &'a NodeFacts> {
+    let broker = broker.to_owned();
+    inputs.nodes.iter().filter(move |n| {
+        n.broker.as_deref() == Some(broker.as_str()) && n.movable && (any_cooling || !n.cooling)
+    })
+}
+
+/// A broker that came back (OFFLINE → up, or a failover, within the
+/// recovery window), GOOD, with less than half its fair share of the nodes
+/// of the general brokers: nodes of the fullest brokers go back to it, at
+/// most the rate limit now (the move cooldown does not hold: a failover
+/// moved them).
+pub fn restore_spread(inputs: &Inputs) -> Vec<Proposal> {
+    let general: Vec<&BrokerFigures> = inputs.brokers.iter().filter(|b| b.takes_moves()).collect();
+    let total: usize = general.iter().map(|b| b.nodes).sum();
+    let share = total / general.len().max(1);
+    let mut out = Vec::new();
+    for r in general.iter().filter(|b| b.recovered_at.is_some()) {
+        if share == 0 || r.nodes * 2 >= share {
+            continue;
+        }
+        let mut held: BTreeMap<&str, usize> = general.iter().map(|b| (b.id.as_str(), b.nodes)).collect();
+        let mut taken: BTreeSet<i64> = BTreeSet::new();
+        let mut moves = Vec::new();
+        while held[r.id.as_str()] < share && moves.len() < inputs.max_moves {
+            let Some((&from, &count)) = held
+                .iter()
+                .filter(|(b, _)| **b != r.id)
+                .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
+            else {
+                break;
+            };
+            if count <= held[r.id.as_str()] + 1 {
+                break;
+            }
+            let Some(node) = movable_on(inputs, from, true).find(|n| !taken.contains(&n.id)) else {
+                held.remove(from);
+                continue;
+            };
+            taken.insert(node.id);
+            *held.get_mut(from).expect("held") -= 1;
+            *held.get_mut(r.id.as_str()).expect("held") += 1;
+            moves.push(ProposedMove { node_uid: node.uid.clone(), from: Some(from.to_owned()), to: r.id.clone() });
+        }
+        if moves.is_empty() {
+            continue;
+        }
+        let others: Vec<String> = general
+            .iter()
+            .filter(|b| b.id != r.id)
+            .map(|b| format!("{} {}", b.id, b.nodes))
+            .collect();
+        let remaining = share.saturating_sub(r.nodes + moves.len());
+        let summary = format!(
+            "{} is back and GOOD with {} nodes while the others carry {} (fair share {share}): move {} nodes to it now, {remaining} more in later rounds.",
+            r.id,
+            r.nodes,
+            others.join(", "),
+            moves.len()
+        );
+        let evidence = json!({
+            "broker": r.id, "recovered_at": r.recovered_at, "nodes": counts(inputs),
+            "fair_share": share, "moves_now": moves.len(), "remaining": remaining,
+            "rate_limit": inputs.max_moves,
+        });
+        let mut p = proposal(Kind::RestoreSpread, summary, evidence, moves);
+        p.key = r.id.clone();
+        out.push(p);
+    }
+    out
+}
+
+/// A usable broker that is DEGRADED or CRITICAL, or whose load index is
+/// above the least loaded GOOD general broker's by more than the rebalance
+/// threshold: about half its excess goes to the least loaded GOOD brokers.
+pub fn offload_broker(inputs: &Inputs) -> Vec<Proposal> {
+    let mut targets: Vec<&BrokerFigures> = inputs.brokers.iter().filter(|b| b.takes_moves()).collect();
+    targets.sort_by(|a, b| a.load_index.total_cmp(&b.load_index).then_with(|| a.id.cmp(&b.id)));
+    let mut out = Vec::new();
+    for b in &inputs.brokers {
+        if !b.enabled || b.nodes == 0 || b.status == BrokerStatus::Offline {
+            continue;
+        }
+        let to: Vec<&&BrokerFigures> = targets.iter().filter(|t| t.id != b.id).collect();
+        let Some(least) = to.first() else { continue };
+        let unhealthy = matches!(b.status, BrokerStatus::Degraded | BrokerStatus::Critical);
+        let excess = b.load_index - least.load_index;
+        if !unhealthy && excess <= inputs.threshold {
+            continue;
+        }
+        let per_node = (b.load_index / b.nodes as f64).max(NODE_LOAD_ESTIMATE);
+        let wanted = if unhealthy {
+            b.nodes.div_ceil(2)
+        } else {
+            ((excess / 2.0 / per_node).ceil() as usize).max(1)
+        };
+        let moves: Vec<ProposedMove> = movable_on(inputs, &b.id, false)
+            .take(wanted.min(inputs.max_moves))
+            .zip(to.iter().cycle())
+            .map(|(n, t)| ProposedMove { node_uid: n.uid.clone(), from: Some(b.id.clone()), to: t.id.clone() })
+            .collect();
+        if moves.is_empty() {
+            continue;
+        }
+        let summary = format!(
+            "{} is {} with load index {:.3} ({} nodes, {:.1} msg/s, latency {}) against {:.3} on {}: move {} of its nodes to {}.",
+            b.id,
+            b.status.as_str(),
+            b.load_index,
+            b.nodes,
+            b.msgs_per_sec,
+            b.avg_latency_ms.or(b.latency_ms).map_or("unknown".into(), |l| format!("{l:.0} ms")),
+            least.load_index,
+            least.id,
+            moves.len(),
+            list(&to.iter().take(moves.len()).map(|t| t.id.as_str()).collect::<Vec<_>>()),
+        );
+        let evidence = json!({
+            "broker": b.id, "status": b.status.as_str(), "load_index": b.load_index,
+            "msgs_per_sec": b.msgs_per_sec, "avg_latency_ms": b.avg_latency_ms, "nodes": b.nodes,
+            "targets": to.iter().map(|t| json!({"broker": t.id, "load_index": t.load_index, "nodes": t.nodes})).collect::<Vec<_>>(),
+            "threshold": inputs.threshold, "wanted": wanted, "rate_limit": inputs.max_moves,
+        });
+        let mut p = proposal(Kind::OffloadBroker, summary, evidence, moves);
+        p.key = b.id.clone();
+        out.push(p);
+    }
+    out
+}
+
+/// A critical zone whose nodes share brokers with other nodes while those
+/// brokers had failovers or are not GOOD: its nodes go to a GOOD dedicated
+/// broker if there is one; otherwise the suggestion says to add one.
+pub fn dedicate_broker(inputs: &Inputs) -> Vec<Proposal> {
+    let dedicated = inputs.brokers.iter().find(|b| {
+        b.role == Role::Dedicated && b.enabled && !b.draining && b.status == BrokerStatus::Good
+    });
+    let zones: BTreeSet<&str> = inputs.nodes.iter().filter(|n| n.critical).filter_map(|n| n.zone.as_deref()).collect();
+    let mut out = Vec::new();
+    for zone in zones {
+        let members: Vec<&NodeFacts> = inputs.nodes.iter().filter(|n| n.zone.as_deref() == Some(zone)).collect();
+        let on: BTreeSet<&str> = members.iter().filter_map(|n| n.broker.as_deref()).collect();
+        let shared: Vec<&BrokerFigures> = on
+            .iter()
+            .filter_map(|id| inputs.broker(id))
+            .filter(|b| b.role != Role::Dedicated)
+            .collect();
+        let failovers: i64 = shared.iter().map(|b| b.failovers).sum();
+        let unhealthy: Vec<&str> = shared.iter().filter(|b| b.status != BrokerStatus::Good).map(|b| b.id.as_str()).collect();
+        if shared.is_empty() || (failovers == 0 && unhealthy.is_empty()) {
+            continue;
+        }
+        let others = inputs
+            .nodes
+            .iter()
+            .filter(|n| n.zone.as_deref() != Some(zone) && n.broker.as_deref().is_some_and(|b| on.contains(b)))
+            .count();
+        let names: Vec<&str> = shared.iter().map(|b| b.id.as_str()).collect();
+        let (moves, action) = match dedicated {
+            Some(d) => {
+                let moves: Vec<ProposedMove> = members
+                    .iter()
+                    .filter(|n| n.movable && n.broker.as_deref() != Some(d.id.as_str()) && n.broker.is_some())
+                    .take(inputs.max_moves)
+                    .map(|n| ProposedMove { node_uid: n.uid.clone(), from: n.broker.clone(), to: d.id.clone() })
+                    .collect();
+                let action = format!("move {} of them to the dedicated broker {}", moves.len(), d.id);
+                (moves, action)
+            }
+            None => (Vec::new(), "add a broker with role dedicated and use the priority strategy".to_owned()),
+        };
+        let summary = format!(
+            "Critical zone {zone} has {} nodes on {} together with {others} other nodes; those brokers had {failovers} failovers in 24 h{}: {action}.",
+            members.len(),
+            list(&names),
+            if unhealthy.is_empty() { String::new() } else { format!(" and {} not GOOD", list(&unhealthy)) },
+        );
+        let evidence = json!({
+            "zone": zone, "zone_nodes": members.len(), "brokers": names, "other_nodes": others,
+            "failovers_24h": failovers, "not_good": unhealthy, "dedicated_broker": dedicated.map(|d| &d.id),
+        });
+        let mut p = proposal(Kind::DedicateBroker, summary, evidence, moves);
+        p.key = zone.to_owned();
+        out.push(p);
+    }
+    out
+}
+
+/// Two or more quiet zones (normal priority, every node under
+/// [`QUIET_UPLINKS_PER_MIN`]) whose nodes are spread over several brokers:
+/// they go to the GOOD general broker that holds most of them.
+pub fn merge_quiet_zones(inputs: &Inputs) -> Vec<Proposal> {
+    let mut zones: BTreeMap<&str, Vec<&NodeFacts>> = BTreeMap::new();
+    for n in &inputs.nodes {
+        if let Some(z) = n.zone.as_deref() {
+            zones.entry(z).or_default().push(n);
+        }
+    }
+    zones.retain(|_, nodes| nodes.iter().all(|n| !n.critical && n.uplinks_per_min < QUIET_UPLINKS_PER_MIN));
+    let quiet: Vec<&NodeFacts> = zones.values().flatten().copied().collect();
+    let mut held: BTreeMap<&str, usize> = BTreeMap::new();
+    for b in quiet.iter().filter_map(|n| n.broker.as_deref()) {
+        *held.entry(b).or_default() += 1;
+    }
+    if zones.len() < 2 || held.len() < 2 {
+        return Vec::new();
+    }
+    let Some((target, _)) = held
+        .iter()
+        .filter(|(b, _)| inputs.broker(b).is_some_and(BrokerFigures::takes_moves))
+        .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
+    else {
+        return Vec::new();
+    };
+    let moves: Vec<ProposedMove> = quiet
+        .iter()
+        .filter(|n| n.movable && !n.cooling && n.broker.is_some() && n.broker.as_deref() != Some(*target))
+        .take(inputs.max_moves)
+        .map(|n| ProposedMove { node_uid: n.uid.clone(), from: n.broker.clone(), to: (*target).to_owned() })
+        .collect();
+    if moves.is_empty() {
+        return Vec::new();
+    }
+    let rate: f64 = quiet.iter().map(|n| n.uplinks_per_min).sum();
+    let names: Vec<&str> = zones.keys().copied().collect();
+    let summary = format!(
+        "Quiet zones {} ({} nodes, {rate:.2} uplinks/min together) are spread over {} brokers: move {} of their nodes to {target}, which holds {} of them.",
+        list(&names),
+        quiet.len(),
+        held.len(),
+        moves.len(),
+        held[*target],
+    );
+    let evidence = json!({ "zones": names, "nodes": quiet.len(), "uplinks_per_min": rate, "by_broker": held, "target": target });
+    let mut p = proposal(Kind::MergeQuietZones, summary, evidence, moves);
+    p.key = list(&names);
+    vec![p]
+}
+
+/// The load spread (max − min projected load index over the usable general
+/// brokers) and nodes per broker if every node were placed afresh by
+/// `strategy`: each broker's own load without its nodes, plus an estimate
+/// per node placed.
+pub fn predicted_spread(inputs: &Inputs, strategy: Strategy) -> (f64, BTreeMap<String, usize>) {
+    let views: Vec<BrokerView> = inputs
+        .brokers
+        .iter()
+        .map(|b| BrokerView {
+            id: b.id.clone(),
+            role: b.role,
+            status: b.status,
+            enabled: b.enabled,
+            draining: b.draining,
+            load_index: (b.load_index - b.nodes as f64 * NODE_LOAD_ESTIMATE).max(0.0),
+        })
+        .collect();
+    let nodes: Vec<NodeView> = inputs
+        .nodes
+        .iter()
+        .map(|n| NodeView {
+            node_id: n.id,
+            critical: n.critical,
+            current: None,
+            cooling: false,
+            via: MoveVia::ConfigUpdate,
+            observed: None,
+            reachable: true,
+        })
+        .collect();
+    let mut placed: BTreeMap<String, usize> = BTreeMap::new();
+    for m in balance::assign_new(strategy, &views, &nodes) {
+        *placed.entry(m.to).or_default() += 1;
+    }
+    let loads: Vec<f64> = views
+        .iter()
+        .filter(|v| inputs.broker(&v.id).is_some_and(BrokerFigures::takes_moves))
+        .map(|v| v.load_index + placed.get(&v.id).copied().unwrap_or(0) as f64 * NODE_LOAD_ESTIMATE)
+        .collect();
+    let spread = loads.iter().copied().fold(f64::MIN, f64::max) - loads.iter().copied().fold(f64::MAX, f64::min);
+    (spread.max(0.0), placed)
+}
+
+/// Another strategy whose predicted load spread is lower than the current
+/// one's by more than the threshold, or `priority` when critical nodes
+/// exist, a GOOD dedicated broker waits for them and the strategy is not
+/// priority.
+pub fn switch_strategy(inputs: &Inputs) -> Vec<Proposal> {
+    let current = inputs.strategy;
+    let (now, now_placed) = predicted_spread(inputs, current);
+    let dedicated_ready = inputs.brokers.iter().any(|b| {
+        b.role == Role::Dedicated && b.enabled && !b.draining && b.status == BrokerStatus::Good
+    });
+    let critical = inputs.nodes.iter().filter(|n| n.critical).count();
+    let candidate = if current != Strategy::Priority && dedicated_ready && critical > 0 {
+        Some((Strategy::Priority, format!("{critical} critical nodes and a GOOD dedicated broker waiting for them")))
+    } else {
+        [Strategy::Dynamic, Strategy::Static, Strategy::Priority]
+            .into_iter()
+            .filter(|s| *s != current)
+            .map(|s| (s, predicted_spread(inputs, s).0))
+            .filter(|(_, spread)| now - spread > inputs.threshold)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(s, spread)| (s, format!("predicted load spread {spread:.3} instead of {now:.3}")))
+    };
+    let Some((to, why)) = candidate else {
+        return Vec::new();
+    };
+    let (then, then_placed) = predicted_spread(inputs, to);
+    let summary = format!("Switch the strategy from {} to {}: {why}.", current.as_str(), to.as_str());
+    let evidence = json!({
+        "from": current.as_str(), "to": to.as_str(),
+        "predicted": {
+            current.as_str(): { "load_spread": now, "nodes": now_placed },
+            to.as_str(): { "load_spread": then, "nodes": then_placed },
+        },
+        "critical_nodes": critical, "threshold": inputs.threshold,
+    });
+    let mut p = proposal(Kind::SwitchStrategy, summary, evidence, Vec::new());
+    p.strategy = Some(to.as_str().to_owned());
+    vec![p]
+}
+
+/// Nodes with a signal under [`POOR_RSSI`], or sent at least
+/// [`BUSY_COMMANDS_PER_HOUR`] commands an hour and [`ODD_COMMAND_FACTOR`]
+/// times the median: one suggestion naming them (at most [`MAX_INSPECTED`]).
+pub fn inspect_nodes(inputs: &Inputs) -> Vec<Proposal> {
+    let mut rates: Vec<f64> = inputs.nodes.iter().map(|n| n.commands_per_hour).collect();
+    rates.sort_by(f64::total_cmp);
+    let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+    let odd = |n: &NodeFacts| {
+        n.commands_per_hour >= BUSY_COMMANDS_PER_HOUR && n.commands_per_hour >= ODD_COMMAND_FACTOR * median
+    };
+    let poor = |n: &NodeFacts| n.rssi.is_some_and(|r| r < POOR_RSSI);
+    let flagged: Vec<&NodeFacts> = inputs.nodes.iter().filter(|n| poor(n) || odd(n)).take(MAX_INSPECTED).collect();
+    if flagged.is_empty() {
+        return Vec::new();
+    }
+    let described: Vec<String> = flagged
+        .iter()
+        .map(|n| match (poor(n), odd(n)) {
+            (true, true) => format!("{} (RSSI {} dBm, {:.0} commands/h)", n.uid, n.rssi.unwrap_or(0), n.commands_per_hour),
+            (true, false) => format!("{} (RSSI {} dBm)", n.uid, n.rssi.unwrap_or(0)),
+            _ => format!("{} ({:.0} commands/h)", n.uid, n.commands_per_hour),
+        })
+        .collect();
+    let summary = format!(
+        "Look at {} nodes with a signal under {POOR_RSSI} dBm or command rates far above the median of {median:.1}/h: {}.",
+        flagged.len(),
+        described.join(", ")
+    );
+    let evidence = json!({
+        "nodes": flagged.iter().map(|n| json!({"node_uid": n.uid, "rssi": n.rssi, "commands_per_hour": n.commands_per_hour, "broker": n.broker})).collect::<Vec<_>>(),
+        "median_commands_per_hour": median, "poor_rssi_dbm": POOR_RSSI,
+    });
+    let mut p = proposal(Kind::InspectNodes, summary, evidence, Vec::new());
+    p.key = flagged.iter().map(|n| n.uid.as_str()).collect::<Vec<_>>().join(",");
+    vec![p]
+}
