@@ -128,7 +128,7 @@ fn proposal(s: AnswerSuggestion) -> Result<Proposal, String> {
     let mut moves = s.moves;
     moves.sort();
     Ok(Proposal {
-        key: String::new(),
+        key: s.summary.clone(),
         kind: s.kind,
         source: SuggestionSource::Model,
         summary: s.summary.trim().to_owned(),

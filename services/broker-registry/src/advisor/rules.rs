@@ -68,8 +68,8 @@ fn movable_on<'a>(inputs: &'a Inputs, broker: &str, any_cooling: bool) -> impl I
 }
 
 /// A broker that came back (OFFLINE → up, or a failover, within the
-/// recovery window), GOOD, with less than half its fair share of the nodes
-/// of the general brokers: nodes of the fullest brokers go back to it, at
+/// recovery window), GOOD, holding under three quarters of its fair share
+/// of the nodes of the general brokers and at least two nodes short: nodes of the fullest brokers go back to it, at
 /// most the rate limit now (the move cooldown does not hold: a failover
 /// moved them).
 pub fn restore_spread(inputs: &Inputs) -> Vec<Proposal> {
@@ -78,7 +78,7 @@ pub fn restore_spread(inputs: &Inputs) -> Vec<Proposal> {
     let share = total / general.len().max(1);
     let mut out = Vec::new();
     for r in general.iter().filter(|b| b.recovered_at.is_some()) {
-        if share == 0 || r.nodes * 2 >= share {
+        if share < r.nodes + 2 || r.nodes * 4 >= share * 3 {
             continue;
         }
         let mut held: BTreeMap<&str, usize> = general.iter().map(|b| (b.id.as_str(), b.nodes)).collect();

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::placement::balance::{Move, RebalanceLimits};
+use common::placement::balance::Move;
 use common::store::advisor_suggestions::{self as store, NewSuggestion, Suggestion, SuggestionSource, SuggestionStatus};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -72,32 +72,41 @@ fn fingerprint(p: &Proposal, kind: &str) -> String {
 async fn store_checked(s: &ApiState, inputs: &Inputs, proposals: &[Proposal]) -> Result<Vec<i64>, ApiError> {
     let mut proposed = Vec::new();
     for p in proposals {
-        let verdict = guard::check(p, inputs);
-        let (kind, evidence) = match Kind::parse(&p.kind) {
-            Some(k) => (k.as_str(), p.evidence.clone()),
-            None => (INVALID_KIND, json!({ "kind_given": p.kind.chars().take(64).collect::<String>(), "evidence": p.evidence })),
-        };
-        let moves = serde_json::to_value(&p.moves).unwrap_or_default();
-        let row = store::upsert(
-            &s.pool,
-            &NewSuggestion {
-                kind,
-                source: p.source,
-                summary: &p.summary,
-                evidence: &evidence,
-                moves: &moves,
-                strategy: p.strategy.as_deref(),
-                status: if verdict.is_ok() { SuggestionStatus::Proposed } else { SuggestionStatus::Refused },
-                refused_reason: verdict.as_ref().err().map(String::as_str),
-                fingerprint: &fingerprint(p, kind),
-            },
-        )
-        .await?;
+        let row = store_one(s, p, guard::check(p, inputs)).await?;
         if row.status == SuggestionStatus::Proposed {
             proposed.push(row.id);
         }
     }
     Ok(proposed)
+}
+
+/// Stores `p` as proposed, or refused with the verdict's reason.
+async fn store_one(s: &ApiState, p: &Proposal, verdict: Result<(), String>) -> Result<Suggestion, ApiError> {
+    let (kind, evidence) = match Kind::parse(&p.kind) {
+        Some(k) => (k.as_str(), p.evidence.clone()),
+        None if p.kind == INVALID_KIND => (INVALID_KIND, p.evidence.clone()),
+        None => (
+            INVALID_KIND,
+            json!({ "kind_given": p.kind.chars().take(64).collect::<String>(), "evidence": p.evidence }),
+        ),
+    };
+    let moves = serde_json::to_value(&p.moves).unwrap_or_default();
+    let row = store::upsert(
+        &s.pool,
+        &NewSuggestion {
+            kind,
+            source: p.source,
+            summary: &p.summary,
+            evidence: &evidence,
+            moves: &moves,
+            strategy: p.strategy.as_deref(),
+            status: if verdict.is_ok() { SuggestionStatus::Proposed } else { SuggestionStatus::Refused },
+            refused_reason: verdict.as_ref().err().map(String::as_str),
+            fingerprint: &fingerprint(p, kind),
+        },
+    )
+    .await?;
+    Ok(row)
 }
 
 /// Runs the rules (and the model when it is due) over the current figures,
@@ -124,7 +133,7 @@ pub async fn run(s: &ApiState) -> Result<Report, ApiError> {
                     strategy: None,
                     key: raw,
                 };
-                store_checked(s, &inputs, &[refused]).await?;
+                store_one(s, &refused, Err(format!("the model's answer is malformed: {reason}"))).await?;
                 store::supersede_except(&s.pool, SuggestionSource::Model, &[]).await?;
                 json!({ "enabled": true, "asked": true, "error": format!("malformed answer: {reason}") })
             }
@@ -200,11 +209,11 @@ async fn carry_out(s: &ApiState, inputs: &Inputs, p: &Proposal, who: &Operator) 
         s.strategy.set(&s.pool, strategy, &who.0).await?;
         return Ok(json!({ "strategy": strategy.as_str(), "previous": inputs.strategy.as_str() }));
     }
-    let limits = RebalanceLimits { ..s.limits };
+    let limit = s.limits.max_moves;
     let moves: Vec<Move> = p
         .moves
         .iter()
-        .take(limits.max_moves)
+        .take(limit)
         .filter_map(|m| {
             let node = inputs.node(&m.node_uid)?;
             Some(Move { node_id: node.id, from: m.from.clone(), to: m.to.clone() })
@@ -220,5 +229,5 @@ async fn carry_out(s: &ApiState, inputs: &Inputs, p: &Proposal, who: &Operator) 
     .await?;
     let applied: Vec<&ProposedMove> =
         p.moves.iter().filter(|m| inputs.node(&m.node_uid).is_some_and(|n| written.iter().any(|w| w.node_id == n.id))).collect();
-    Ok(json!({ "moves": applied, "planned": p.moves.len(), "applied": applied.len(), "rate_limit": limits.max_moves }))
+    Ok(json!({ "moves": applied, "planned": p.moves.len(), "applied": applied.len(), "rate_limit": limit }))
 }

@@ -116,8 +116,8 @@ fn restore_spread_needs_a_recovery_and_a_real_gap() {
     inputs.brokers[1].recovered_at = None;
     assert!(rules::restore_spread(&inputs).is_empty(), "no recovery");
     let mut inputs = after_restart();
-    inputs.brokers[1].nodes = 6;
-    assert!(rules::restore_spread(&inputs).is_empty(), "6 of 11 is not far below");
+    inputs.brokers[1].nodes = 9;
+    assert!(rules::restore_spread(&inputs).is_empty(), "9 of 12 is not far below");
     let mut inputs = after_restart();
     inputs.brokers[1].status = BrokerStatus::Degraded;
     assert!(rules::restore_spread(&inputs).is_empty(), "not GOOD");
