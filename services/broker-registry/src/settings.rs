@@ -127,10 +127,7 @@ pub struct RegistrySettings {
     #[serde(default, deserialize_with = "de_opt_secret")]
     pub advisor_model_api_key: Option<SecretString>,
     /// `ADVISOR_MODEL_TIMEOUT_MS`: how long an answer may take.
-    #[serde(
-        default = "default_model_timeout_ms",
-        deserialize_with = "de_from_str"
-    )]
+    #[serde(default = "default_model_timeout_ms", deserialize_with = "de_from_str")]
     pub advisor_model_timeout_ms: u64,
     /// `ADVISOR_MODEL_INTERVAL_SEC`: the model is asked at most this often
     /// (the dashboard polls the advisor); its last suggestions stay listed.

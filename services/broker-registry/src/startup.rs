@@ -21,11 +21,11 @@ use tracing::warn;
 
 use crate::advisor::run::Advisor;
 use crate::engine::{self, Engine, EngineConfig};
-use crate::strategy::SharedStrategy;
 use crate::health::Monitor;
 use crate::registry;
 use crate::routes::{self, ApiState};
 use crate::settings::{RegistrySettings, SeedBroker};
+use crate::strategy::SharedStrategy;
 use crate::sys_stats::{SYS_FILTER, SysStats};
 use crate::{DEFAULT_PORT, SERVICE};
 

@@ -42,7 +42,12 @@ impl SharedStrategy {
     }
 
     /// Switches to `strategy` here and stores it for the other instances.
-    pub async fn set(&self, pool: &PgPool, strategy: Strategy, actor: &str) -> Result<(), sqlx::Error> {
+    pub async fn set(
+        &self,
+        pool: &PgPool,
+        strategy: Strategy,
+        actor: &str,
+    ) -> Result<(), sqlx::Error> {
         registry_settings::set(pool, ASSIGNMENT_STRATEGY, strategy.as_str(), actor).await?;
         self.put(strategy);
         Ok(())

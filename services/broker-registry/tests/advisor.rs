@@ -105,9 +105,17 @@ async fn a_recovered_broker_is_refilled_by_applying_the_advice_at_the_rate_limit
     assert_eq!(nodes_on(&r, "mqtt3").await, 2);
     // Applied once only.
     let (code, again) = r.call(Method::POST, &apply, None, Some(TOKEN)).await;
-    assert_eq!((code, again["code"].as_str()), (409, Some("not_applicable")));
+    assert_eq!(
+        (code, again["code"].as_str()),
+        (409, Some("not_applicable"))
+    );
     let (code, _) = r
-        .call(Method::POST, "/api/advisor/suggestions/999999/apply", None, Some(TOKEN))
+        .call(
+            Method::POST,
+            "/api/advisor/suggestions/999999/apply",
+            None,
+            Some(TOKEN),
+        )
         .await;
     assert_eq!(code, 404);
 
@@ -125,11 +133,19 @@ async fn a_recovered_broker_is_refilled_by_applying_the_advice_at_the_rate_limit
     let audit = actions(&r).await;
     assert_eq!(
         audit[0],
-        ("api-token".into(), "suggestion.apply".into(), Some(format!("suggestion:{}", next[0]["id"])))
+        (
+            "api-token".into(),
+            "suggestion.apply".into(),
+            Some(format!("suggestion:{}", next[0]["id"]))
+        )
     );
     assert_eq!(
         audit[1],
-        ("anna".into(), "suggestion.apply".into(), Some(format!("suggestion:{id}")))
+        (
+            "anna".into(),
+            "suggestion.apply".into(),
+            Some(format!("suggestion:{id}"))
+        )
     );
 }
 
@@ -137,38 +153,87 @@ async fn a_recovered_broker_is_refilled_by_applying_the_advice_at_the_rate_limit
 async fn every_write_is_audited_and_the_strategy_changes_at_run_time() {
     let r = spawn_registry(
         &["primary", "primary"],
-        &[("BROKER_REGISTRY_API_TOKEN", TOKEN), ("ASSIGNMENT_STRATEGY", "priority")],
+        &[
+            ("BROKER_REGISTRY_API_TOKEN", TOKEN),
+            ("ASSIGNMENT_STRATEGY", "priority"),
+        ],
     )
     .await;
     let as_bob = |method, path: &'static str, body: &'static str| {
         r.call_as(method, path, Some(body), Some(TOKEN), Some("bob"))
     };
-    assert_eq!(as_bob(Method::PATCH, "/api/brokers/mqtt2", r#"{"draining":true}"#).await.0, 200);
-    assert_eq!(as_bob(Method::PATCH, "/api/brokers/mqtt2", r#"{"draining":false}"#).await.0, 200);
-    let (code, _) = r.call(Method::POST, "/api/rebalance", Some("{}"), Some(TOKEN)).await;
+    assert_eq!(
+        as_bob(Method::PATCH, "/api/brokers/mqtt2", r#"{"draining":true}"#)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        as_bob(Method::PATCH, "/api/brokers/mqtt2", r#"{"draining":false}"#)
+            .await
+            .0,
+        200
+    );
+    let (code, _) = r
+        .call(Method::POST, "/api/rebalance", Some("{}"), Some(TOKEN))
+        .await;
     assert_eq!(code, 200);
-    let (code, body) = as_bob(Method::PUT, "/api/strategy", r#"{"strategy":"least_loaded"}"#).await;
+    let (code, body) = as_bob(
+        Method::PUT,
+        "/api/strategy",
+        r#"{"strategy":"least_loaded"}"#,
+    )
+    .await;
     assert_eq!(code, 400);
-    assert!(body["message"].as_str().unwrap().contains("static, dynamic or priority"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("static, dynamic or priority"),
+        "{body}"
+    );
     let (code, body) = as_bob(Method::PUT, "/api/strategy", r#"{"strategy":"dynamic"}"#).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["data"]["strategy"], "dynamic");
     let (code, body) = r.get("/api/strategy").await;
     assert_eq!(code, 200);
     assert_eq!(body["data"]["strategy"], "dynamic");
-    assert_eq!(body["data"]["available"], json!(["static", "dynamic", "priority"]));
-    let stored: String = sqlx::query_scalar("SELECT value FROM registry_settings WHERE key = 'assignment_strategy'")
-        .fetch_one(r.pool())
-        .await
-        .unwrap();
-    assert_eq!(stored, "dynamic", "stored for the other instance and a restart");
+    assert_eq!(
+        body["data"]["available"],
+        json!(["static", "dynamic", "priority"])
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT value FROM registry_settings WHERE key = 'assignment_strategy'")
+            .fetch_one(r.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, "dynamic",
+        "stored for the other instance and a restart"
+    );
     // The token is required, and a bad operator name is refused.
-    let (code, _) = r.call(Method::PUT, "/api/strategy", Some(r#"{"strategy":"static"}"#), None).await;
+    let (code, _) = r
+        .call(
+            Method::PUT,
+            "/api/strategy",
+            Some(r#"{"strategy":"static"}"#),
+            None,
+        )
+        .await;
     assert_eq!(code, 401);
     let (code, body) = r
-        .call_as(Method::PUT, "/api/strategy", Some(r#"{"strategy":"static"}"#), Some(TOKEN), Some(&"x".repeat(65)))
+        .call_as(
+            Method::PUT,
+            "/api/strategy",
+            Some(r#"{"strategy":"static"}"#),
+            Some(TOKEN),
+            Some(&"x".repeat(65)),
+        )
         .await;
-    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_operator")));
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (400, Some("invalid_operator"))
+    );
 
     let audit = actions(&r).await;
     let expected: Vec<(String, String, Option<String>)> = [
@@ -194,10 +259,12 @@ async fn every_write_is_audited_and_the_strategy_changes_at_run_time() {
 struct FakeModel {
     url: String,
     answer: Arc<Mutex<String>>,
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Requests,
 }
 
-type FakeState = (Arc<Mutex<String>>, Arc<Mutex<Vec<(Option<String>, Value)>>>);
+/// Each request's Authorization header and body.
+type Requests = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+type FakeState = (Arc<Mutex<String>>, Requests);
 
 async fn fake_model() -> FakeModel {
     async fn complete(
@@ -205,10 +272,15 @@ async fn fake_model() -> FakeModel {
         headers: axum::http::HeaderMap,
         Json(body): Json<Value>,
     ) -> Json<Value> {
-        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         requests.lock().unwrap().push((auth, body));
         let content = answer.lock().unwrap().clone();
-        Json(json!({ "choices": [{ "index": 0, "message": { "role": "assistant", "content": content } }] }))
+        Json(
+            json!({ "choices": [{ "index": 0, "message": { "role": "assistant", "content": content } }] }),
+        )
     }
     let state: FakeState = Default::default();
     let app = Router::new()
@@ -217,7 +289,11 @@ async fn fake_model() -> FakeModel {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    FakeModel { url, answer: state.0, requests: state.1 }
+    FakeModel {
+        url,
+        answer: state.0,
+        requests: state.1,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,13 +346,21 @@ async fn the_models_answers_pass_the_guard_and_bad_ones_are_refused_never_applie
     assert_eq!(request["model"], "fake-1");
     assert_eq!(request["response_format"]["type"], "json_object");
     let from_model = |list: &Value| -> Vec<Value> {
-        list.as_array().unwrap().iter().filter(|s| s["source"] == "model").cloned().collect()
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["source"] == "model")
+            .cloned()
+            .collect()
     };
     let proposed = from_model(&data["suggestions"]);
     assert_eq!(proposed.len(), 1, "{data}");
     assert_eq!(proposed[0]["moves"][0]["to"], "mqtt3");
     let refused = from_model(&data["refused"]);
-    let reasons: Vec<&str> = refused.iter().map(|s| s["refused_reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = refused
+        .iter()
+        .map(|s| s["refused_reason"].as_str().unwrap())
+        .collect();
     for says in [
         "weaken failover",
         "lower security",
@@ -286,7 +370,10 @@ async fn the_models_answers_pass_the_guard_and_bad_ones_are_refused_never_applie
         "`shutdown_broker` is not a suggestion",
         "addressed to its reader",
     ] {
-        assert!(reasons.iter().any(|r| r.contains(says)), "no refusal says {says:?}: {reasons:#?}");
+        assert!(
+            reasons.iter().any(|r| r.contains(says)),
+            "no refusal says {says:?}: {reasons:#?}"
+        );
     }
     assert_eq!(refused.len(), 7, "{reasons:#?}");
     let stored = testkit::count(r.pool(), "SELECT count(*) FROM advisor_suggestions WHERE source = 'model' AND status = 'refused' AND refused_reason IS NOT NULL").await;
@@ -296,7 +383,12 @@ async fn the_models_answers_pass_the_guard_and_bad_ones_are_refused_never_applie
     let before = nodes_on(&r, "mqtt3").await;
     for s in &refused {
         let (code, body) = r
-            .call(Method::POST, &format!("/api/advisor/suggestions/{}/apply", s["id"]), None, Some(TOKEN))
+            .call(
+                Method::POST,
+                &format!("/api/advisor/suggestions/{}/apply", s["id"]),
+                None,
+                Some(TOKEN),
+            )
             .await;
         assert_eq!(code, 409, "{body}");
     }
@@ -304,18 +396,35 @@ async fn the_models_answers_pass_the_guard_and_bad_ones_are_refused_never_applie
 
     // A malformed answer is refused as a whole, and the model's earlier
     // proposal is no longer open.
-    *model.answer.lock().unwrap() = r#"{"suggestions":[{"kind":"restore_spread","summary":"x","apply_now":true}]}"#.into();
+    *model.answer.lock().unwrap() =
+        r#"{"suggestions":[{"kind":"restore_spread","summary":"x","apply_now":true}]}"#.into();
     let data = advice(&r).await;
-    assert!(data["model"]["error"].as_str().unwrap().contains("malformed"), "{data}");
+    assert!(
+        data["model"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"),
+        "{data}"
+    );
     assert!(from_model(&data["suggestions"]).is_empty(), "{data}");
     let malformed: Vec<Value> = of_kind(&data["refused"], "invalid")
         .into_iter()
         .filter(|s| s["refused_reason"].as_str().unwrap().contains("malformed"))
         .collect();
     assert_eq!(malformed.len(), 1, "{data}");
-    assert!(malformed[0]["evidence"]["answer"].as_str().unwrap().contains("apply_now"));
+    assert!(
+        malformed[0]["evidence"]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("apply_now")
+    );
     let (code, _) = r
-        .call(Method::POST, &format!("/api/advisor/suggestions/{}/apply", proposed[0]["id"]), None, Some(TOKEN))
+        .call(
+            Method::POST,
+            &format!("/api/advisor/suggestions/{}/apply", proposed[0]["id"]),
+            None,
+            Some(TOKEN),
+        )
         .await;
     assert_eq!(code, 409, "superseded");
     assert_eq!(nodes_on(&r, "mqtt3").await, before);

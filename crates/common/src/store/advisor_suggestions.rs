@@ -66,7 +66,10 @@ pub struct NewSuggestion<'a> {
 
 /// Stores `s`, or refreshes the open row with its fingerprint and status
 /// (figures, summary, `seen_at`); returns the row.
-pub async fn upsert(db: impl PgExecutor<'_>, s: &NewSuggestion<'_>) -> Result<Suggestion, sqlx::Error> {
+pub async fn upsert(
+    db: impl PgExecutor<'_>,
+    s: &NewSuggestion<'_>,
+) -> Result<Suggestion, sqlx::Error> {
     sqlx::query_as!(
         Suggestion,
         r#"INSERT INTO advisor_suggestions

@@ -42,7 +42,10 @@ pub async fn record(
 }
 
 /// The latest `limit` entries, newest first.
-pub async fn recent(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OperatorAction>, sqlx::Error> {
+pub async fn recent(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<OperatorAction>, sqlx::Error> {
     sqlx::query_as!(
         OperatorAction,
         "SELECT id, at, actor, action, target, detail FROM operator_actions \

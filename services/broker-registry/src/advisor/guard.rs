@@ -25,16 +25,63 @@ use super::{Inputs, Kind, Proposal};
 const FAILOVER_WORDS: &[&str] = &["failover", "failovers", "standby", "fallback", "fallbacks"];
 /// Words that name a security control.
 const SECURITY_WORDS: &[&str] = &[
-    "auth", "authentication", "authorization", "acl", "acls", "tls", "ssl", "mqtts", "password",
-    "passwords", "secret", "secrets", "token", "tokens", "credential", "credentials",
-    "certificate", "certificates", "cert", "certs", "encryption", "signature", "signing", "hmac",
+    "auth",
+    "authentication",
+    "authorization",
+    "acl",
+    "acls",
+    "tls",
+    "ssl",
+    "mqtts",
+    "password",
+    "passwords",
+    "secret",
+    "secrets",
+    "token",
+    "tokens",
+    "credential",
+    "credentials",
+    "certificate",
+    "certificates",
+    "cert",
+    "certs",
+    "encryption",
+    "signature",
+    "signing",
+    "hmac",
 ];
 /// Words that turn a control off or down.
 const WEAKENING_WORDS: &[&str] = &[
-    "disable", "disabled", "disabling", "off", "weaken", "weaker", "lower", "reduce", "relax",
-    "bypass", "skip", "pause", "stop", "suspend", "remove", "delete", "drop", "kill", "without",
-    "ignore", "plaintext", "unencrypted", "anonymous", "expose", "reveal", "print",
-    "leak", "shorter", "unsigned", "insecure",
+    "disable",
+    "disabled",
+    "disabling",
+    "off",
+    "weaken",
+    "weaker",
+    "lower",
+    "reduce",
+    "relax",
+    "bypass",
+    "skip",
+    "pause",
+    "stop",
+    "suspend",
+    "remove",
+    "delete",
+    "drop",
+    "kill",
+    "without",
+    "ignore",
+    "plaintext",
+    "unencrypted",
+    "anonymous",
+    "expose",
+    "reveal",
+    "print",
+    "leak",
+    "shorter",
+    "unsigned",
+    "insecure",
 ];
 /// Words asking for anonymous access, whatever else is said.
 const ALWAYS_INSECURE: &[&str] = &["allow_anonymous", "anonymous"];
@@ -172,13 +219,22 @@ fn check_moves(kind: Kind, p: &Proposal, inputs: &Inputs) -> Result<(), String> 
         if let Some(from) = &m.from
             && inputs.broker(from).is_none()
         {
-            return Err(format!("names broker `{}`, which does not exist", clip(from)));
+            return Err(format!(
+                "names broker `{}`, which does not exist",
+                clip(from)
+            ));
         }
         if !to.enabled {
-            return Err(format!("would move nodes to `{}`, which is disabled", to.id));
+            return Err(format!(
+                "would move nodes to `{}`, which is disabled",
+                to.id
+            ));
         }
         if to.draining {
-            return Err(format!("would move nodes to `{}`, which is draining", to.id));
+            return Err(format!(
+                "would move nodes to `{}`, which is draining",
+                to.id
+            ));
         }
         if to.status != BrokerStatus::Good {
             return Err(format!(
@@ -205,7 +261,10 @@ fn check_moves(kind: Kind, p: &Proposal, inputs: &Inputs) -> Result<(), String> 
             return Err(format!("moves node `{}` to the broker it is on", node.uid));
         }
         if !node.movable {
-            return Err(format!("node `{}` cannot be moved (no means reaches it)", node.uid));
+            return Err(format!(
+                "node `{}` cannot be moved (no means reaches it)",
+                node.uid
+            ));
         }
     }
     Ok(())

@@ -23,8 +23,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::placement::balance::{RebalanceLimits, Role, Strategy};
 use common::placement::broker_status::BrokerStatus;
-use common::store::{broker_health_samples, broker_status_changes, failover_events, nodes};
 use common::store::advisor_suggestions::SuggestionSource;
+use common::store::{broker_health_samples, broker_status_changes, failover_events, nodes};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -209,7 +209,10 @@ pub async fn gather(
         failovers
             .iter()
             .find(|f| f.broker_id == id)
-            .filter(|f| Utc::now() - f.last_started_at < chrono::Duration::from_std(RECOVERY_WINDOW).unwrap_or_default())
+            .filter(|f| {
+                Utc::now() - f.last_started_at
+                    < chrono::Duration::from_std(RECOVERY_WINDOW).unwrap_or_default()
+            })
             .map(|f| f.last_started_at)
     };
     let brokers = listed
@@ -232,7 +235,10 @@ pub async fn gather(
                 nodes: usize::try_from(b.nodes).unwrap_or(0),
                 avg_latency_ms: h.and_then(|h| h.avg_latency_ms),
                 failed_probes: h.map_or(0, |h| h.failed_probes),
-                failovers: failovers.iter().find(|f| f.broker_id == b.id).map_or(0, |f| f.failovers),
+                failovers: failovers
+                    .iter()
+                    .find(|f| f.broker_id == b.id)
+                    .map_or(0, |f| f.failovers),
                 recovered_at,
                 id: b.id,
             }

@@ -89,9 +89,13 @@ pub fn parse_answer(content: &str) -> Result<Vec<Proposal>, String> {
     if content.chars().count() > MAX_ANSWER_CHARS {
         return Err(format!("longer than {MAX_ANSWER_CHARS} characters"));
     }
-    let answer: Answer = serde_json::from_str(content.trim()).map_err(|e| format!("not the schema: {e}"))?;
+    let answer: Answer =
+        serde_json::from_str(content.trim()).map_err(|e| format!("not the schema: {e}"))?;
     if answer.suggestions.len() > MAX_SUGGESTIONS {
-        return Err(format!("{} suggestions, at most {MAX_SUGGESTIONS}", answer.suggestions.len()));
+        return Err(format!(
+            "{} suggestions, at most {MAX_SUGGESTIONS}",
+            answer.suggestions.len()
+        ));
     }
     answer.suggestions.into_iter().map(proposal).collect()
 }
@@ -119,7 +123,10 @@ fn proposal(s: AnswerSuggestion) -> Result<Proposal, String> {
         return Err("an empty summary".into());
     }
     if s.moves.len() > MAX_MOVES {
-        return Err(format!("{} moves in one suggestion, at most {MAX_MOVES}", s.moves.len()));
+        return Err(format!(
+            "{} moves in one suggestion, at most {MAX_MOVES}",
+            s.moves.len()
+        ));
     }
     let evidence = Value::Object(s.evidence);
     if evidence.to_string().len() > MAX_EVIDENCE_CHARS {
@@ -173,13 +180,19 @@ pub async fn ask(
     let unavailable = |e: reqwest::Error| ModelError::Unavailable(e.without_url().to_string());
     let mut response = request.send().await.map_err(unavailable)?;
     if !response.status().is_success() {
-        return Err(ModelError::Unavailable(format!("HTTP {}", response.status())));
+        return Err(ModelError::Unavailable(format!(
+            "HTTP {}",
+            response.status()
+        )));
     }
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() > MAX_RESPONSE_BYTES {
-            return Err(malformed(format!("an answer over {MAX_RESPONSE_BYTES} bytes"), ""));
+            return Err(malformed(
+                format!("an answer over {MAX_RESPONSE_BYTES} bytes"),
+                "",
+            ));
         }
     }
     let text = String::from_utf8_lossy(&bytes);
@@ -193,5 +206,8 @@ pub async fn ask(
 }
 
 fn malformed(reason: String, raw: &str) -> ModelError {
-    ModelError::Malformed { reason, raw: raw.chars().take(500).collect() }
+    ModelError::Malformed {
+        reason,
+        raw: raw.chars().take(500).collect(),
+    }
 }

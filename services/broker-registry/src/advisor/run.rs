@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::placement::balance::Move;
-use common::store::advisor_suggestions::{self as store, NewSuggestion, Suggestion, SuggestionSource, SuggestionStatus};
+use common::store::advisor_suggestions::{
+    self as store, NewSuggestion, Suggestion, SuggestionSource, SuggestionStatus,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -33,7 +35,12 @@ pub struct Advisor {
 
 impl Advisor {
     pub fn new(model: Option<ModelConfig>, model_interval: Duration) -> Self {
-        Advisor { model, model_interval, http: reqwest::Client::new(), last_asked: Mutex::new(None) }
+        Advisor {
+            model,
+            model_interval,
+            http: reqwest::Client::new(),
+            last_asked: Mutex::new(None),
+        }
     }
 
     /// The model, when it is set and due (marked asked now).
@@ -69,7 +76,11 @@ fn fingerprint(p: &Proposal, kind: &str) -> String {
 }
 
 /// Guards `proposals` and stores them; returns the ids of those proposed.
-async fn store_checked(s: &ApiState, inputs: &Inputs, proposals: &[Proposal]) -> Result<Vec<i64>, ApiError> {
+async fn store_checked(
+    s: &ApiState,
+    inputs: &Inputs,
+    proposals: &[Proposal],
+) -> Result<Vec<i64>, ApiError> {
     let mut proposed = Vec::new();
     for p in proposals {
         let row = store_one(s, p, guard::check(p, inputs)).await?;
@@ -81,7 +92,11 @@ async fn store_checked(s: &ApiState, inputs: &Inputs, proposals: &[Proposal]) ->
 }
 
 /// Stores `p` as proposed, or refused with the verdict's reason.
-async fn store_one(s: &ApiState, p: &Proposal, verdict: Result<(), String>) -> Result<Suggestion, ApiError> {
+async fn store_one(
+    s: &ApiState,
+    p: &Proposal,
+    verdict: Result<(), String>,
+) -> Result<Suggestion, ApiError> {
     let (kind, evidence) = match Kind::parse(&p.kind) {
         Some(k) => (k.as_str(), p.evidence.clone()),
         None if p.kind == INVALID_KIND => (INVALID_KIND, p.evidence.clone()),
@@ -100,7 +115,11 @@ async fn store_one(s: &ApiState, p: &Proposal, verdict: Result<(), String>) -> R
             evidence: &evidence,
             moves: &moves,
             strategy: p.strategy.as_deref(),
-            status: if verdict.is_ok() { SuggestionStatus::Proposed } else { SuggestionStatus::Refused },
+            status: if verdict.is_ok() {
+                SuggestionStatus::Proposed
+            } else {
+                SuggestionStatus::Refused
+            },
             refused_reason: verdict.as_ref().err().map(String::as_str),
             fingerprint: &fingerprint(p, kind),
         },
@@ -133,7 +152,12 @@ pub async fn run(s: &ApiState) -> Result<Report, ApiError> {
                     strategy: None,
                     key: raw,
                 };
-                store_one(s, &refused, Err(format!("the model's answer is malformed: {reason}"))).await?;
+                store_one(
+                    s,
+                    &refused,
+                    Err(format!("the model's answer is malformed: {reason}")),
+                )
+                .await?;
                 store::supersede_except(&s.pool, SuggestionSource::Model, &[]).await?;
                 json!({ "enabled": true, "asked": true, "error": format!("malformed answer: {reason}") })
             }
@@ -147,7 +171,11 @@ pub async fn run(s: &ApiState) -> Result<Report, ApiError> {
         .await?
         .into_iter()
         .partition(|r| r.status == SuggestionStatus::Proposed);
-    Ok(Report { suggestions, refused, model })
+    Ok(Report {
+        suggestions,
+        refused,
+        model,
+    })
 }
 
 /// Applies proposal `id` for `who`: re-checked by the guard against the
@@ -156,14 +184,24 @@ pub async fn run(s: &ApiState) -> Result<Report, ApiError> {
 /// limit at once; a strategy switch stored for every instance — and
 /// audited. Returns what was done.
 pub async fn apply(s: &ApiState, id: i64, who: &Operator) -> Result<Value, ApiError> {
-    let row = store::get(&s.pool, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("suggestion_not_found", format!("suggestion {id} does not exist")))?;
+    let row = store::get(&s.pool, id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "suggestion_not_found",
+            format!("suggestion {id} does not exist"),
+        )
+    })?;
     if row.status != SuggestionStatus::Proposed {
-        let why = row.refused_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        let why = row
+            .refused_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
         return Err(ApiError::conflict(
             "not_applicable",
-            format!("suggestion {id} is {}{why}; only a proposed suggestion can be applied", json!(row.status).as_str().unwrap_or("")),
+            format!(
+                "suggestion {id} is {}{why}; only a proposed suggestion can be applied",
+                json!(row.status).as_str().unwrap_or("")
+            ),
         ));
     }
     let inputs = inputs(s).await?;
@@ -176,22 +214,39 @@ pub async fn apply(s: &ApiState, id: i64, who: &Operator) -> Result<Value, ApiEr
         strategy: row.strategy.clone(),
         key: String::new(),
     };
-    guard::check(&proposal, &inputs)
-        .map_err(|reason| ApiError::conflict("refused_by_guard", format!("suggestion {id} no longer passes the guard: {reason}")))?;
-    let kind = Kind::parse(&row.kind).ok_or_else(|| ApiError::internal("a proposed suggestion of no known kind"))?;
+    guard::check(&proposal, &inputs).map_err(|reason| {
+        ApiError::conflict(
+            "refused_by_guard",
+            format!("suggestion {id} no longer passes the guard: {reason}"),
+        )
+    })?;
+    let kind = Kind::parse(&row.kind)
+        .ok_or_else(|| ApiError::internal("a proposed suggestion of no known kind"))?;
     if proposal.moves.is_empty() && kind != Kind::SwitchStrategy {
         return Err(ApiError::conflict(
             "nothing_to_apply",
-            format!("suggestion {id} ({}) moves nothing: it is for an operator to act on", row.kind),
+            format!(
+                "suggestion {id} ({}) moves nothing: it is for an operator to act on",
+                row.kind
+            ),
         ));
     }
     if !store::claim(&s.pool, id, &who.0).await? {
-        return Err(ApiError::conflict("not_applicable", format!("suggestion {id} was applied or superseded meanwhile")));
+        return Err(ApiError::conflict(
+            "not_applicable",
+            format!("suggestion {id} was applied or superseded meanwhile"),
+        ));
     }
     match carry_out(s, &inputs, &proposal, who).await {
         Ok(detail) => {
             let detail = json!({ "id": id, "kind": row.kind, "source": row.source, "summary": row.summary, "result": detail });
-            who.record(&s.pool, "suggestion.apply", Some(&format!("suggestion:{id}")), detail.clone()).await?;
+            who.record(
+                &s.pool,
+                "suggestion.apply",
+                Some(&format!("suggestion:{id}")),
+                detail.clone(),
+            )
+            .await?;
             Ok(detail)
         }
         Err(e) => {
@@ -203,9 +258,16 @@ pub async fn apply(s: &ApiState, id: i64, who: &Operator) -> Result<Value, ApiEr
     }
 }
 
-async fn carry_out(s: &ApiState, inputs: &Inputs, p: &Proposal, who: &Operator) -> Result<Value, ApiError> {
+async fn carry_out(
+    s: &ApiState,
+    inputs: &Inputs,
+    p: &Proposal,
+    who: &Operator,
+) -> Result<Value, ApiError> {
     if let Some(text) = &p.strategy {
-        let strategy = text.parse().map_err(|e: String| ApiError::bad_request("invalid_strategy", e))?;
+        let strategy = text
+            .parse()
+            .map_err(|e: String| ApiError::bad_request("invalid_strategy", e))?;
         s.strategy.set(&s.pool, strategy, &who.0).await?;
         return Ok(json!({ "strategy": strategy.as_str(), "previous": inputs.strategy.as_str() }));
     }
@@ -216,7 +278,11 @@ async fn carry_out(s: &ApiState, inputs: &Inputs, p: &Proposal, who: &Operator) 
         .take(limit)
         .filter_map(|m| {
             let node = inputs.node(&m.node_uid)?;
-            Some(Move { node_id: node.id, from: m.from.clone(), to: m.to.clone() })
+            Some(Move {
+                node_id: node.id,
+                from: m.from.clone(),
+                to: m.to.clone(),
+            })
         })
         .collect();
     let written = crate::engine::apply(
@@ -227,7 +293,16 @@ async fn carry_out(s: &ApiState, inputs: &Inputs, p: &Proposal, who: &Operator) 
         secrecy::ExposeSecret::expose_secret(&s.default_secret),
     )
     .await?;
-    let applied: Vec<&ProposedMove> =
-        p.moves.iter().filter(|m| inputs.node(&m.node_uid).is_some_and(|n| written.iter().any(|w| w.node_id == n.id))).collect();
-    Ok(json!({ "moves": applied, "planned": p.moves.len(), "applied": applied.len(), "rate_limit": limit }))
+    let applied: Vec<&ProposedMove> = p
+        .moves
+        .iter()
+        .filter(|m| {
+            inputs
+                .node(&m.node_uid)
+                .is_some_and(|n| written.iter().any(|w| w.node_id == n.id))
+        })
+        .collect();
+    Ok(
+        json!({ "moves": applied, "planned": p.moves.len(), "applied": applied.len(), "rate_limit": limit }),
+    )
 }

@@ -135,8 +135,16 @@ async fn change(
     }
     registry::update(&s.pool, &id, &change).await?;
     let actions = [
-        change.enabled.map(|on| if on { "broker.enable" } else { "broker.disable" }),
-        change.draining.map(|on| if on { "broker.drain" } else { "broker.undrain" }),
+        change.enabled.map(|on| {
+            if on {
+                "broker.enable"
+            } else {
+                "broker.disable"
+            }
+        }),
+        change
+            .draining
+            .map(|on| if on { "broker.drain" } else { "broker.undrain" }),
         change.role.map(|_| "broker.role"),
     ];
     for action in actions.into_iter().flatten() {
