@@ -288,6 +288,23 @@ mod tests {
     }
 
     #[test]
+    fn the_model_key_may_come_from_a_file() {
+        use secrecy::ExposeSecret;
+        let path = std::env::temp_dir().join(format!("model-key-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "sk-test\n").unwrap();
+        let s = RegistrySettings::from_vars(vars(&[
+            ("ADVISOR_MODEL_URL", "http://127.0.0.1:9/v1"),
+            ("ADVISOR_MODEL_API_KEY_FILE", path.to_str().unwrap()),
+        ]))
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let model = s.advisor_model().expect("set");
+        assert_eq!(model.url, "http://127.0.0.1:9/v1");
+        assert_eq!(model.api_key.unwrap().expose_secret(), "sk-test");
+        assert!(!format!("{s:?}").contains("sk-test"), "never printed");
+    }
+
+    #[test]
     fn brokers_with_roles() {
         let s = RegistrySettings::from_vars(vars(&[(
             "MQTT_BROKERS",
