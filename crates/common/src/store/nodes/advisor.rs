@@ -1,4 +1,4 @@
-//! The `nodes` table, read for broker-registry's advisor: each node's zone,
+//! The `nodes` table as broker-registry's advisor reads it: each node's zone,
 //! signal and how busy it is (uplink and command counts over a window).
 
 use serde::Serialize;
