@@ -17,6 +17,8 @@ use std::time::Duration;
 use common::mqtt::pool::BrokerPool;
 use common::placement::assignments::{self, Assignment, snapshot};
 use common::placement::balance::{self, BrokerView, Move, NodeView, RebalanceLimits, Strategy};
+
+use crate::strategy::SharedStrategy;
 use common::placement::observed;
 use common::runtime::lease::LeaseGuard;
 use secrecy::{ExposeSecret, SecretString};
@@ -50,7 +52,8 @@ pub async fn apply(
 /// The assignment engine's settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub strategy: Strategy,
+    /// The strategy in force, re-read each round (an operator may change it).
+    pub strategy: SharedStrategy,
     pub assign_interval: Duration,
     /// `None`: no automatic rebalance.
     pub rebalance_interval: Option<Duration>,
@@ -116,9 +119,11 @@ impl Engine {
     }
 
     async fn assign_new(&self) -> Result<(), sqlx::Error> {
-        let strategy = self.config.strategy;
+        let strategy = self.config.strategy.current(&self.pool).await?;
         let written = self
-            .plan_and_apply(|brokers, nodes| balance::assign_new(strategy, brokers, nodes))
+            .plan_and_apply(strategy, |brokers, nodes| {
+                balance::assign_new(strategy, brokers, nodes)
+            })
             .await?;
         if let Some(written) = written {
             info!(
@@ -131,9 +136,14 @@ impl Engine {
     }
 
     async fn rebalance(&self) -> Result<(), sqlx::Error> {
-        let (strategy, limits) = (self.config.strategy, self.config.limits);
+        let (strategy, limits) = (
+            self.config.strategy.current(&self.pool).await?,
+            self.config.limits,
+        );
         let written = self
-            .plan_and_apply(|brokers, nodes| balance::rebalance(strategy, brokers, nodes, limits))
+            .plan_and_apply(strategy, |brokers, nodes| {
+                balance::rebalance(strategy, brokers, nodes, limits)
+            })
             .await?;
         if let Some(written) = written {
             info!(nodes = written, "Rebalanced.");
@@ -145,6 +155,7 @@ impl Engine {
     /// out; returns how many assignments were written (`None`: no move planned).
     async fn plan_and_apply(
         &self,
+        strategy: Strategy,
         plan: impl FnOnce(&[BrokerView], &[NodeView]) -> Vec<Move>,
     ) -> Result<Option<usize>, sqlx::Error> {
         let (brokers, nodes) = snapshot(&self.pool, self.config.cooldown).await?;
@@ -156,7 +167,7 @@ impl Engine {
             &self.pool,
             &self.brokers,
             &moves,
-            self.config.strategy,
+            strategy,
             self.config.default_secret.expose_secret(),
         )
         .await?;

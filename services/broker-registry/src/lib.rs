@@ -3,6 +3,8 @@
 //! status), the node assignment engine (new nodes, rebalancing) and the
 //! load-balancing dashboard with its JSON API.
 
+pub mod advisor;
+pub mod audit;
 pub mod engine;
 pub mod error;
 pub mod health;
@@ -11,6 +13,7 @@ pub mod registry;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod strategy;
 pub mod sys_stats;
 
 pub use settings::RegistrySettings;

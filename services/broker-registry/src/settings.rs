@@ -33,6 +33,15 @@ const fn default_move_confirm_timeout_sec() -> u64 {
 const fn default_true() -> bool {
     true
 }
+const fn default_model_timeout_ms() -> u64 {
+    20_000
+}
+const fn default_model_interval_sec() -> u64 {
+    300
+}
+fn default_model_name() -> String {
+    "gpt-4o-mini".into()
+}
 fn default_strategy() -> String {
     "priority".into()
 }
@@ -106,6 +115,27 @@ pub struct RegistrySettings {
     /// unset = no auth (warned; refused with `HYDRO_ENV=production`).
     #[serde(default, deserialize_with = "de_opt_secret")]
     pub broker_registry_api_token: Option<SecretString>,
+    /// `ADVISOR_MODEL_URL`: the base URL of an OpenAI-compatible endpoint
+    /// (`http://host:8000/v1`; `/chat/completions` is added) the advisor
+    /// also asks. Unset (the default): no model.
+    #[serde(default)]
+    pub advisor_model_url: Option<String>,
+    /// `ADVISOR_MODEL_NAME`: the model asked.
+    #[serde(default = "default_model_name")]
+    pub advisor_model_name: String,
+    /// `ADVISOR_MODEL_API_KEY` (or `_FILE`): its bearer key, if it needs one.
+    #[serde(default, deserialize_with = "de_opt_secret")]
+    pub advisor_model_api_key: Option<SecretString>,
+    /// `ADVISOR_MODEL_TIMEOUT_MS`: how long an answer may take.
+    #[serde(default = "default_model_timeout_ms", deserialize_with = "de_from_str")]
+    pub advisor_model_timeout_ms: u64,
+    /// `ADVISOR_MODEL_INTERVAL_SEC`: the model is asked at most this often
+    /// (the dashboard polls the advisor); its last suggestions stay listed.
+    #[serde(
+        default = "default_model_interval_sec",
+        deserialize_with = "de_from_str"
+    )]
+    pub advisor_model_interval_sec: u64,
 }
 
 /// One broker of `MQTT_BROKERS`.
@@ -142,6 +172,14 @@ impl RegistrySettings {
         }
         if self.rebalance_max_moves == 0 {
             return fail("REBALANCE_MAX_MOVES must be at least 1");
+        }
+        if let Some(url) = &self.advisor_model_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return fail("ADVISOR_MODEL_URL must be an http:// or https:// URL");
+        }
+        if !(100..=600_000).contains(&self.advisor_model_timeout_ms) {
+            return fail("ADVISOR_MODEL_TIMEOUT_MS must be between 100 and 600000");
         }
         if self.move_confirm_timeout_sec == 0 {
             return fail("MOVE_CONFIRM_TIMEOUT_SEC must be at least 1");
@@ -183,6 +221,17 @@ impl RegistrySettings {
         Duration::from_secs(self.move_confirm_timeout_sec)
     }
 
+    /// The advisor's model, when `ADVISOR_MODEL_URL` is set.
+    pub fn advisor_model(&self) -> Option<crate::advisor::model::ModelConfig> {
+        let url = self.advisor_model_url.as_deref()?.trim();
+        (!url.is_empty()).then(|| crate::advisor::model::ModelConfig {
+            url: url.to_owned(),
+            name: self.advisor_model_name.clone(),
+            api_key: self.advisor_model_api_key.clone(),
+            timeout: Duration::from_millis(self.advisor_model_timeout_ms),
+        })
+    }
+
     /// The API token: `BROKER_REGISTRY_API_TOKEN`, else `BRIDGE_API_TOKEN`.
     pub fn api_token<'a>(&'a self, bridge: Option<&'a SecretString>) -> Option<&'a SecretString> {
         self.broker_registry_api_token.as_ref().or(bridge)
@@ -219,6 +268,7 @@ mod tests {
         assert!(s.seed_brokers().unwrap().is_empty());
         assert_eq!(s.health_interval(), Duration::from_secs(5));
         assert_eq!(s.rebalance_max_moves, 20);
+        assert!(s.advisor_model().is_none(), "the model is off by default");
     }
 
     #[test]
@@ -235,6 +285,23 @@ mod tests {
         assert_eq!(s.api_token(Some(&bridge)).unwrap().expose_secret(), "own");
         let s = RegistrySettings::from_vars(vars(&[("BROKER_REGISTRY_API_TOKEN", " ")])).unwrap();
         assert!(s.api_token(None).is_none());
+    }
+
+    #[test]
+    fn the_model_key_may_come_from_a_file() {
+        use secrecy::ExposeSecret;
+        let path = std::env::temp_dir().join(format!("model-key-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "sk-test\n").unwrap();
+        let s = RegistrySettings::from_vars(vars(&[
+            ("ADVISOR_MODEL_URL", "http://127.0.0.1:9/v1"),
+            ("ADVISOR_MODEL_API_KEY_FILE", path.to_str().unwrap()),
+        ]))
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let model = s.advisor_model().expect("set");
+        assert_eq!(model.url, "http://127.0.0.1:9/v1");
+        assert_eq!(model.api_key.unwrap().expose_secret(), "sk-test");
+        assert!(!format!("{s:?}").contains("sk-test"), "never printed");
     }
 
     #[test]
@@ -262,6 +329,8 @@ mod tests {
             ("ASSIGNMENT_STRATEGY", "random"),
             ("HEALTH_INTERVAL_MS", "10"),
             ("REBALANCE_MAX_MOVES", "0"),
+            ("ADVISOR_MODEL_URL", "ftp://model"),
+            ("ADVISOR_MODEL_TIMEOUT_MS", "5"),
         ] {
             let err = RegistrySettings::from_vars(vars(&[(k, v)]))
                 .unwrap_err()

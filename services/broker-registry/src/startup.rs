@@ -3,6 +3,7 @@
 //! echoes, `$SYS` figures, node statuses confirming moves), the health
 //! monitor, the assignment engine under its lease, and the HTTP server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::mqtt::pool::BrokerPool;
@@ -18,11 +19,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::advisor::run::Advisor;
 use crate::engine::{self, Engine, EngineConfig};
 use crate::health::Monitor;
 use crate::registry;
 use crate::routes::{self, ApiState};
 use crate::settings::{RegistrySettings, SeedBroker};
+use crate::strategy::SharedStrategy;
 use crate::sys_stats::{SYS_FILTER, SysStats};
 use crate::{DEFAULT_PORT, SERVICE};
 
@@ -101,7 +104,7 @@ impl App {
             interval: registry.health_interval(),
         };
         tasks.spawn(monitor.run(stop.clone()));
-        let strategy = registry.strategy()?;
+        let strategy = SharedStrategy::new(registry.strategy()?);
         let limits = RebalanceLimits {
             threshold: registry.rebalance_threshold,
             max_moves: registry.rebalance_max_moves,
@@ -113,7 +116,7 @@ impl App {
             pool: pool.clone(),
             brokers: brokers.clone(),
             config: EngineConfig {
-                strategy,
+                strategy: strategy.clone(),
                 assign_interval: registry.assign_interval(),
                 rebalance_interval: (registry.rebalance_interval_sec > 0)
                     .then(|| Duration::from_secs(registry.rebalance_interval_sec)),
@@ -133,6 +136,10 @@ impl App {
             limits,
             cooldown: registry.move_cooldown(),
             default_secret: settings.node_default_secret.clone(),
+            advisor: Arc::new(Advisor::new(
+                registry.advisor_model(),
+                Duration::from_secs(registry.advisor_model_interval_sec),
+            )),
         };
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))

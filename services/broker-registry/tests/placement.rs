@@ -2,7 +2,7 @@
 //! cannot follow a config/update is assigned where it is observed and never
 //! announced a move; a firmware node is moved by a NodeConfig push and
 //! confirmed by being observed on its new broker; a recovered broker gets
-//! nodes back, or the advisor names the exact call that does it.
+//! nodes back by the rebalance its plan shows.
 
 mod helpers;
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use helpers::{TestRegistry, WAIT, seed_nodes, spawn_registry};
+use helpers::{TestRegistry, WAIT, empty_mqtt3, nodes_on, seed_nodes, spawn_registry};
 use proto::payloads::NodeConfig;
 use reqwest::Method;
 use serde_json::Value;
@@ -235,29 +235,9 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
     );
 }
 
-/// Puts every node on mqtt1 and mqtt2 (mqtt3 came back empty), the way a
-/// failover leaves them.
-async fn empty_mqtt3(r: &TestRegistry) {
-    sqlx::query(
-        "UPDATE node_broker_assignments SET broker_id = CASE WHEN node_id % 2 = 0 THEN 'mqtt1' ELSE 'mqtt2' END, \
-                strategy = 'failover', confirmed_at = now()",
-    )
-    .execute(r.pool())
-    .await
-    .unwrap();
-}
-
-async fn nodes_on(r: &TestRegistry, broker: &str) -> i64 {
-    testkit::count(
-        r.pool(),
-        &format!("SELECT count(*) FROM node_broker_assignments WHERE broker_id = '{broker}'"),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recovered_broker_gets_nodes_back_or_the_advisor_names_the_exact_call() {
-    // No automatic rebalance: the advisor must say what to run.
+async fn a_recovered_broker_gets_nodes_back_by_the_rebalance_its_plan_shows() {
+    // No automatic rebalance: the plan shows what a manual one does.
     let r = spawn_registry(
         &["primary", "primary", "primary"],
         &[
@@ -269,30 +249,15 @@ async fn a_recovered_broker_gets_nodes_back_or_the_advisor_names_the_exact_call(
     seed_nodes(r.pool(), 9, 0).await;
     r.wait_assigned(9).await;
     empty_mqtt3(&r).await;
-    let (code, body) = r.get("/api/advisor").await;
+    let (code, body) = r.get("/api/rebalance/plan").await;
     assert_eq!(code, 200);
-    let advice = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "rebalance")
-        .cloned()
-        .unwrap_or_else(|| panic!("no rebalance advised: {body}"));
-    assert_eq!(advice["request"]["method"], "POST");
-    assert_eq!(advice["request"]["path"], "/api/rebalance");
-    let plan = advice["plan"].as_array().unwrap();
+    let plan = body["data"]["moves"].as_array().unwrap().clone();
     assert!(
         !plan.is_empty() && plan.iter().all(|m| m["to"] == "mqtt3"),
-        "{advice}"
+        "{body}"
     );
-    // Running exactly what it says does it.
-    let (code, applied) = r
-        .send(
-            Method::POST,
-            advice["request"]["path"].as_str().unwrap(),
-            &advice["request"]["body"].to_string(),
-        )
-        .await;
+    // Running it does exactly that.
+    let (code, applied) = r.send(Method::POST, "/api/rebalance", "").await;
     assert_eq!(code, 200, "{applied}");
     assert_eq!(
         applied["data"]["moves"].as_array().unwrap().len(),

@@ -33,7 +33,8 @@ pub fn from_env<T: DeserializeOwned>(
 }
 
 /// Whether `name` is a secret variable that may come from a file: a
-/// password, token or secret (`…_PASS`, `…_TOKEN`, `…_SECRET`), or a URL that
+/// password, token, API key or secret (`…_PASS`, `…_TOKEN`, `…_API_KEY`,
+/// `…_SECRET`), or a URL that
 /// can carry one (`DATABASE_URL`, `REDIS_URL`). Other `…_FILE` variables
 /// (`SSL_CERT_FILE`) are not ours to read.
 /// The process environment (variables that are not UTF-8 left out).
@@ -45,7 +46,7 @@ pub fn process_vars() -> HashMap<String, String> {
 
 fn is_secret_var(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
-    ["_PASS", "_TOKEN", "_SECRET"]
+    ["_PASS", "_TOKEN", "_API_KEY", "_SECRET"]
         .iter()
         .any(|suffix| name.ends_with(suffix))
         || name == "DATABASE_URL"

@@ -110,3 +110,29 @@ pub async fn recent(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Value>, s
     .fetch_all(db)
     .await
 }
+
+// ---- Read for broker-registry's advisor (issue 15).
+
+/// How many failovers each broker had.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct FailoverCount {
+    pub broker_id: String,
+    pub failovers: i64,
+    pub last_started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Failovers per broker started within the last `within_secs`.
+pub async fn counts_since(
+    db: impl PgExecutor<'_>,
+    within_secs: f64,
+) -> Result<Vec<FailoverCount>, sqlx::Error> {
+    sqlx::query_as!(
+        FailoverCount,
+        r#"SELECT broker_id, count(*) AS "failovers!", max(started_at) AS "last_started_at!"
+           FROM failover_events WHERE started_at > now() - make_interval(secs => $1)
+           GROUP BY broker_id ORDER BY broker_id"#,
+        within_secs
+    )
+    .fetch_all(db)
+    .await
+}

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiState, parse_body};
+use crate::audit::Operator;
 use crate::engine;
 use crate::error::ApiError;
 
@@ -63,7 +64,7 @@ async fn make_plan(s: &ApiState, request: &PlanRequest) -> Result<(Strategy, Vec
         Some(text) => text
             .parse()
             .map_err(|e: String| ApiError::bad_request("invalid_strategy", e))?,
-        None => s.strategy,
+        None => s.strategy.current(&s.pool).await?,
     };
     let limits = RebalanceLimits {
         max_moves: request.max_moves.unwrap_or(s.limits.max_moves),
@@ -106,7 +107,11 @@ async fn plan(
     ))
 }
 
-async fn rebalance(State(s): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn rebalance(
+    State(s): State<ApiState>,
+    who: Operator,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let request: PlanRequest = if body.is_empty() {
         PlanRequest::default()
     } else {
@@ -125,7 +130,7 @@ async fn rebalance(State(s): State<ApiState>, body: Bytes) -> Result<Json<Value>
         .into_iter()
         .filter(|m| written.iter().any(|w| w.node_id == m.node_id))
         .collect();
-    Ok(Json(
-        json!({ "status": "ok", "data": describe(&s, strategy, &applied).await? }),
-    ))
+    let data = describe(&s, strategy, &applied).await?;
+    who.record(&s.pool, "rebalance", None, data.clone()).await?;
+    Ok(Json(json!({ "status": "ok", "data": data })))
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use common::runtime::http::check_text;
 
 use super::{ApiState, MAX_ID_CHARS, parse_body};
+use crate::audit::Operator;
 use crate::error::ApiError;
 use crate::registry::{self, BrokerChange, NewBroker};
 
@@ -47,6 +48,7 @@ fn role(text: &str) -> Result<Role, ApiError> {
 
 async fn add(
     State(s): State<ApiState>,
+    who: Operator,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: AddBody = parse_body(&body)?;
@@ -67,6 +69,13 @@ async fn add(
             .unwrap_or(Role::Primary),
     };
     registry::add(&s.pool, &new).await?;
+    who.record(
+        &s.pool,
+        "broker.add",
+        Some(&new.id),
+        json!({ "url": new.url, "role": new.role.as_str() }),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "status": "ok", "data": { "id": new.id } })),
@@ -107,6 +116,7 @@ struct ChangeBody {
 
 async fn change(
     State(s): State<ApiState>,
+    who: Operator,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -124,5 +134,26 @@ async fn change(
         ));
     }
     registry::update(&s.pool, &id, &change).await?;
+    let actions = [
+        change.enabled.map(|on| {
+            if on {
+                "broker.enable"
+            } else {
+                "broker.disable"
+            }
+        }),
+        change
+            .draining
+            .map(|on| if on { "broker.drain" } else { "broker.undrain" }),
+        change.role.map(|_| "broker.role"),
+    ];
+    for action in actions.into_iter().flatten() {
+        let detail = json!({
+            "enabled": change.enabled,
+            "draining": change.draining,
+            "role": change.role.map(Role::as_str),
+        });
+        who.record(&s.pool, action, Some(&id), detail).await?;
+    }
     Ok(Json(json!({ "status": "ok", "data": { "id": id } })))
 }

@@ -1,36 +1,45 @@
 //! The registry's HTTP routes: the JSON API under `/api` and the dashboard at `/`.
 
+pub mod actions;
+pub mod advisor;
 pub mod assignments;
 pub mod brokers;
 pub mod dashboard;
 pub mod history;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use common::mqtt::pool::BrokerPool;
-use common::placement::balance::{RebalanceLimits, Strategy};
+use common::placement::balance::RebalanceLimits;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
+use crate::advisor::run::Advisor;
 use crate::error::ApiError;
+use crate::strategy::SharedStrategy;
 
 /// What the routes need.
 #[derive(Clone)]
 pub struct ApiState {
     pub pool: PgPool,
     pub brokers: BrokerPool,
-    pub strategy: Strategy,
+    /// The strategy in force (changed at run time through the API).
+    pub strategy: SharedStrategy,
     pub limits: RebalanceLimits,
     pub cooldown: Duration,
     /// `NODE_DEFAULT_SECRET`, for NodeConfig moves of nodes without a secret.
     pub default_secret: secrecy::SecretString,
+    pub advisor: Arc<Advisor>,
 }
 
 pub fn router(state: ApiState) -> Router {
     brokers::router()
         .merge(assignments::router())
         .merge(history::router())
+        .merge(advisor::router())
+        .merge(actions::router())
         .merge(dashboard::router())
         .with_state(state)
 }

@@ -111,6 +111,27 @@ pub async fn seed_nodes(pool: &PgPool, normal: usize, critical: usize) -> HashMa
     rows.into_iter().collect()
 }
 
+/// Puts every node on mqtt1 and mqtt2 (mqtt3 came back empty), the way a
+/// failover leaves them.
+pub async fn empty_mqtt3(r: &TestRegistry) {
+    sqlx::query(
+        "UPDATE node_broker_assignments SET broker_id = CASE WHEN node_id % 2 = 0 THEN 'mqtt1' ELSE 'mqtt2' END, \
+                strategy = 'failover', confirmed_at = now()",
+    )
+    .execute(r.pool())
+    .await
+    .unwrap();
+}
+
+/// How many nodes are assigned to `broker`.
+pub async fn nodes_on(r: &TestRegistry, broker: &str) -> i64 {
+    testkit::count(
+        r.pool(),
+        &format!("SELECT count(*) FROM node_broker_assignments WHERE broker_id = '{broker}'"),
+    )
+    .await
+}
+
 impl TestRegistry {
     pub fn pool(&self) -> &PgPool {
         &self.db.pool
@@ -155,9 +176,24 @@ impl TestRegistry {
         body: Option<&str>,
         token: Option<&str>,
     ) -> (u16, Value) {
+        self.call_as(method, path, body, token, None).await
+    }
+
+    /// [`Self::call`] naming the operator in `X-Operator`.
+    pub async fn call_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+        operator: Option<&str>,
+    ) -> (u16, Value) {
         let mut r = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             r = r.bearer_auth(t);
+        }
+        if let Some(o) = operator {
+            r = r.header("x-operator", o);
         }
         if let Some(b) = body {
             r = r

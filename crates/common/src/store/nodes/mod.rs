@@ -10,17 +10,20 @@
 //!   its unbound readings and its reported config;
 //! - [`lifecycle`]: the writes of a bind, an unbind and a decommission;
 //! - [`accounts`]: what a node's broker account is made from;
+//! - [`advisor`]: what broker-registry's advisor reads of each node;
 //! - [`route`]: the broker a node's commands go to (the route rule, written
 //!   once) and the lookups that explain why a node cannot take a command.
 //!
 //! A directory module: together they are over 400 lines.
 
 mod accounts;
+mod advisor;
 mod lifecycle;
 mod route;
 mod sightings;
 mod view;
 
+pub use advisor::{NodeFigures, advisor_figures};
 pub use accounts::{AccountRow, account_row, account_rows};
 pub use route::*;
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};

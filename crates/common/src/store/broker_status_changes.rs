@@ -1,0 +1,30 @@
+//! The `broker_status_changes` table, read for broker-registry's advisor:
+//! which brokers came back from OFFLINE recently.
+
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+/// A broker's latest return from OFFLINE.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Recovery {
+    pub broker_id: String,
+    pub changed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Each broker's latest change from OFFLINE to another status within the
+/// last `within_secs`.
+pub async fn recent_recoveries(
+    db: impl PgExecutor<'_>,
+    within_secs: f64,
+) -> Result<Vec<Recovery>, sqlx::Error> {
+    sqlx::query_as!(
+        Recovery,
+        r#"SELECT broker_id, max(changed_at) AS "changed_at!" FROM broker_status_changes
+           WHERE from_status = 'OFFLINE' AND to_status <> 'OFFLINE'
+             AND changed_at > now() - make_interval(secs => $1)
+           GROUP BY broker_id ORDER BY broker_id"#,
+        within_secs
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,45 @@
+//! `GET /api/advisor`: a round of the advisor over the current figures (its
+//! proposals and recent refusals, stored); `POST
+//! /api/advisor/suggestions/{id}/apply` (token): applies a proposal.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::ApiState;
+use crate::advisor::run;
+use crate::audit::Operator;
+use crate::error::ApiError;
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/advisor", get(advise))
+        .route("/api/advisor/suggestions/{id}/apply", post(apply))
+}
+
+async fn advise(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let report = run::run(&s).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "data": {
+            "generated_at": chrono::Utc::now(),
+            "strategy": s.strategy.get().as_str(),
+            "suggestions": report.suggestions,
+            "refused": report.refused,
+            "model": report.model,
+        },
+    })))
+}
+
+async fn apply(
+    State(s): State<ApiState>,
+    who: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", "a suggestion id is a number"))?;
+    let done = run::apply(&s, id, &who).await?;
+    Ok(Json(json!({ "status": "ok", "data": done })))
+}
