@@ -74,11 +74,8 @@ pub async fn desired_brokers(
     settings: &Settings,
     pool: &PgPool,
 ) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, url FROM brokers WHERE enabled ORDER BY id")
-            .fetch_all(pool)
-            .await?;
-    let mut brokers: BTreeMap<String, String> = rows.into_iter().collect();
+    let rows = crate::store::brokers::enabled(pool).await?;
+    let mut brokers: BTreeMap<String, String> = rows.into_iter().map(|b| (b.id, b.url)).collect();
     brokers
         .entry(settings.mqtt_broker_id.clone())
         .or_insert_with(|| settings.default_broker_url());
