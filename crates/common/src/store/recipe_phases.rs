@@ -20,7 +20,7 @@ pub enum InstanceStatus {
 }
 
 /// One zone's active recipe instance and its current phase.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActivePhase {
     pub instance_id: i64,
     pub zone_id: i64,
@@ -47,26 +47,27 @@ pub struct ActivePhase {
 /// "now" by one clock, as the leases do.
 pub async fn load(pool: &PgPool) -> Result<(DateTime<Utc>, Vec<ActivePhase>), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+    let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
         .fetch_one(&mut *tx)
         .await?;
-    let phases = sqlx::query_as(
-        "SELECT i.id AS instance_id, i.zone_id, z.uid AS zone_uid, g.timezone, z.capabilities, \
-                i.recipe_id, i.current_phase_index AS phase_index, i.phase_started_at, \
-                p.name AS phase_name, p.duration_hours, p.targets, \
-                COALESCE(later.indices, '{}') AS next_indices, \
-                COALESCE(later.durations, '{}') AS next_durations \
-         FROM zone_recipe_instances i \
-         JOIN zones z ON z.id = i.zone_id \
-         JOIN greenhouses g ON g.id = z.greenhouse_id \
-         LEFT JOIN recipe_phases p ON p.recipe_id = i.recipe_id AND p.phase_index = i.current_phase_index \
-         LEFT JOIN LATERAL ( \
-             SELECT array_agg(phase_index ORDER BY phase_index) AS indices, \
-                    array_agg(duration_hours ORDER BY phase_index) AS durations \
-             FROM recipe_phases WHERE recipe_id = i.recipe_id AND phase_index > i.current_phase_index \
-         ) later ON true \
-         WHERE i.status = 'ACTIVE' AND z.status = 'ACTIVE' \
-         ORDER BY i.zone_id",
+    let phases = sqlx::query_as!(
+        ActivePhase,
+        r#"SELECT i.id AS instance_id, i.zone_id, z.uid AS zone_uid, g.timezone, z.capabilities,
+                  i.recipe_id, i.current_phase_index AS phase_index, i.phase_started_at,
+                  p.name AS "phase_name?", p.duration_hours AS "duration_hours?", p.targets AS "targets?",
+                  COALESCE(later.indices, '{}') AS "next_indices!",
+                  COALESCE(later.durations, '{}') AS "next_durations!"
+           FROM zone_recipe_instances i
+           JOIN zones z ON z.id = i.zone_id
+           JOIN greenhouses g ON g.id = z.greenhouse_id
+           LEFT JOIN recipe_phases p ON p.recipe_id = i.recipe_id AND p.phase_index = i.current_phase_index
+           LEFT JOIN LATERAL (
+               SELECT array_agg(phase_index ORDER BY phase_index) AS indices,
+                      array_agg(duration_hours ORDER BY phase_index) AS durations
+               FROM recipe_phases WHERE recipe_id = i.recipe_id AND phase_index > i.current_phase_index
+           ) later ON true
+           WHERE i.status = 'ACTIVE' AND z.status = 'ACTIVE'
+           ORDER BY i.zone_id"#
     )
     .fetch_all(&mut *tx)
     .await?;
