@@ -70,7 +70,7 @@ async fn moves_are_written_only_from_where_the_node_is() {
         mv(1, Some("b1"), "b1"),
         mv(1, None, "b2"),
     ] {
-        let written = assignments::record_moves(pool, &[stale.clone()], "dynamic")
+        let written = assignments::record_moves(pool, std::slice::from_ref(&stale), "dynamic")
             .await
             .unwrap();
         assert!(written.is_empty(), "{stale:?}");
