@@ -5,7 +5,7 @@
 //! instance is COMPLETED. Each change is a zone event.
 
 use chrono::{DateTime, Duration, Utc};
-use common::store::recipe_phases::ActivePhase;
+use common::store::recipe_phases::{self, ActivePhase, InstanceStatus};
 use common::store::zone_events::ZoneEvent;
 use serde_json::json;
 use sqlx::PgPool;
@@ -51,23 +51,19 @@ pub async fn apply(
     advance: &Advance,
 ) -> Result<Option<ZoneEvent>, sqlx::Error> {
     let (index, started_at, status) = match advance {
-        Advance::To { index, started_at } => (*index, *started_at, "ACTIVE"),
-        Advance::Completed { at } => (phase.phase_index, *at, "COMPLETED"),
+        Advance::To { index, started_at } => (*index, *started_at, InstanceStatus::Active),
+        Advance::Completed { at } => (phase.phase_index, *at, InstanceStatus::Completed),
     };
-    let updated = sqlx::query(
-        "UPDATE zone_recipe_instances \
-         SET current_phase_index = $2, phase_started_at = $3, status = $4 \
-         WHERE id = $1 AND status = 'ACTIVE' AND current_phase_index = $5",
+    let moved = recipe_phases::advance(
+        pool,
+        phase.instance_id,
+        phase.phase_index,
+        index,
+        started_at,
+        status,
     )
-    .bind(phase.instance_id)
-    .bind(index)
-    .bind(started_at)
-    .bind(status)
-    .bind(phase.phase_index)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if updated == 0 {
+    .await?;
+    if !moved {
         return Ok(None);
     }
     let event = match advance {

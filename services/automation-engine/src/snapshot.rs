@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use common::commands::ZoneChannels;
 use common::store::recipe_phases::{self, ActivePhase};
+use common::store::telemetry_last;
 use sqlx::PgPool;
 
 use crate::controller::{FUTURE_TOLERANCE_SEC, LastDose, Quantity, Reading};
@@ -82,17 +83,6 @@ impl Snapshot {
     }
 }
 
-/// A `telemetry_last` row as the engine reads it.
-#[derive(sqlx::FromRow)]
-struct ReadingRow {
-    zone_id: i64,
-    metric_type: String,
-    node_id: i64,
-    value: f64,
-    stable: Option<bool>,
-    ts: DateTime<Utc>,
-}
-
 /// The newest pH and EC reading of each zone, whichever of its nodes gave it;
 /// a reading from the future (see [`FUTURE_TOLERANCE_SEC`]) only when the zone
 /// has no other, so one node's clock running ahead cannot hide the others'
@@ -101,15 +91,13 @@ async fn load_readings(
     pool: &PgPool,
     zone_ids: &[i64],
 ) -> Result<HashMap<(i64, Quantity), Reading>, sqlx::Error> {
-    let rows: Vec<ReadingRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (zone_id, metric_type) zone_id, metric_type, node_id, value, stable, ts \
-         FROM telemetry_last WHERE zone_id = ANY($1) AND metric_type IN ('PH', 'EC') \
-         ORDER BY zone_id, metric_type, ts > now() + make_interval(secs => $2), ts DESC",
-    )
-    .bind(zone_ids)
-    .bind(FUTURE_TOLERANCE_SEC as f64)
-    .fetch_all(pool)
-    .await?;
+    let metrics: Vec<String> = Quantity::ALL
+        .iter()
+        .map(|q| q.metric_type().to_owned())
+        .collect();
+    let rows =
+        telemetry_last::newest_by_zone(pool, zone_ids, &metrics, FUTURE_TOLERANCE_SEC as f64)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|r| {

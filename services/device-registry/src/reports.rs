@@ -131,7 +131,8 @@ pub async fn handle(
                 "Bind completed: the node reported its config from the target namespace.");
         }
     }
-    let move_confirmed = node_broker_assignments::confirm(pool, node_id, broker_id).await?;
+    let move_confirmed =
+        node_broker_assignments::confirm_by_report(pool, node_id, broker_id).await?;
     if move_confirmed {
         metrics::counter!(m::NODE_MOVES_CONFIRMED).increment(1);
         info!(node = %node_uid, broker = broker_id, "Move confirmed by the node's config_report from its new broker.");

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::mqtt::Inbound;
+use common::store::node_broker_assignments;
 use proto::topics::{NodeTopic, TopicKind};
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -48,11 +49,7 @@ impl Uplink {
 
 /// Brokers with confirmed nodes on them.
 pub async fn brokers_with_nodes(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT broker_id FROM node_broker_assignments WHERE confirmed_at IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await
+    node_broker_assignments::brokers_with_confirmed(pool).await
 }
 
 /// Brokers where at least 3 open commands of the last minute have waited

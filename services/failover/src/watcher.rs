@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::mqtt::pool::BrokerPool;
+use common::placement::broker_status::BrokerStatus;
 use common::placement::probe::Prober;
 use common::runtime::lease::LeaseGuard;
+use common::store::brokers;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -103,15 +105,12 @@ impl Watcher {
     /// Adds detectors for new brokers, drops those of removed ones, and
     /// follows decisions another instance wrote.
     async fn sync(&self, detectors: &mut HashMap<String, Detector>) -> Result<(), sqlx::Error> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, status FROM brokers WHERE enabled")
-                .fetch_all(&self.pool)
-                .await?;
-        detectors.retain(|id, _| rows.iter().any(|(r, _)| r == id));
-        for (id, status) in rows {
-            let offline = status == "OFFLINE";
+        let states = brokers::enabled_states(&self.pool).await?;
+        detectors.retain(|id, _| states.iter().any(|b| &b.id == id));
+        for b in states {
+            let offline = b.status == BrokerStatus::Offline;
             let d = detectors
-                .entry(id)
+                .entry(b.id)
                 .or_insert_with(|| Detector::new(self.settings.thresholds(), offline));
             if offline != d.is_dead() {
                 *d = Detector::new(self.settings.thresholds(), offline);

@@ -7,6 +7,10 @@
 //! refreshes the targets (and so the irrigation times) and starts the
 //! recipe on zones that have no active recipe; others keep theirs.
 
+use chrono::{Duration, NaiveDateTime};
+use common::store::recipe_phases::{self, NewPhase};
+use common::store::{greenhouses, recipes};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::{info, instrument};
 
@@ -15,45 +19,45 @@ use crate::layout::Layout;
 /// `recipes.name` of the demo recipe.
 pub const RECIPE_NAME: &str = "sim-demo";
 
+/// `recipes.description` of the demo recipe.
+const DESCRIPTION: &str = "node-sim demo: pH/EC correction, irrigation, lighting";
+
+/// The demo phase's targets, with irrigation 2, 4 and 6 minutes after
+/// `local_now` (the greenhouse's wall clock).
+fn targets(local_now: NaiveDateTime) -> Value {
+    let times: Vec<String> = [2, 4, 6]
+        .iter()
+        .map(|m| {
+            (local_now + Duration::minutes(*m))
+                .format("%H:%M")
+                .to_string()
+        })
+        .collect();
+    json!({
+        "ph": {"target": 5.8, "min": 5.6, "max": 6.0},
+        "ec": {"target": 1.8, "min": 1.6, "max": 2.0},
+        "irrigation": {"duration_sec": 20, "times": times.join(",")},
+        "lighting": {"window": "06:00-22:00"},
+    })
+}
+
 /// Upserts the demo recipe and starts it where no recipe is active;
 /// returns the number of zones it was started on.
 #[instrument(skip_all, fields(greenhouse = %greenhouse), err)]
 pub async fn seed(pool: &PgPool, layout: &Layout, greenhouse: &str) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO recipes (name, description) VALUES ($1, 'node-sim demo: pH/EC correction, irrigation, lighting') \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(RECIPE_NAME)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO recipe_phases (recipe_id, phase_index, name, duration_hours, targets) \
-         SELECT r.id, 0, 'demo', 720, jsonb_build_object( \
-             'ph', '{\"target\": 5.8, \"min\": 5.6, \"max\": 6.0}'::jsonb, \
-             'ec', '{\"target\": 1.8, \"min\": 1.6, \"max\": 2.0}'::jsonb, \
-             'irrigation', jsonb_build_object('duration_sec', 20, 'times', ( \
-                 SELECT string_agg(to_char((now() AT TIME ZONE g.timezone) + make_interval(mins => m), 'HH24:MI'), ',' ORDER BY m) \
-                 FROM generate_series(2, 6, 2) AS m)), \
-             'lighting', '{\"window\": \"06:00-22:00\"}'::jsonb) \
-         FROM recipes r, greenhouses g WHERE r.name = $1 AND g.uid = $2 \
-         ON CONFLICT (recipe_id, phase_index) DO UPDATE SET targets = EXCLUDED.targets",
-    )
-    .bind(RECIPE_NAME)
-    .bind(greenhouse)
-    .execute(&mut *tx)
-    .await?;
-    // At most one active recipe per zone (a unique index): the others keep theirs.
-    let started = sqlx::query(
-        "INSERT INTO zone_recipe_instances (zone_id, recipe_id) \
-         SELECT z.id, r.id FROM zones z, recipes r WHERE z.uid = ANY($1) AND r.name = $2 \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&layout.zones)
-    .bind(RECIPE_NAME)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    recipes::create_if_missing(&mut *tx, RECIPE_NAME, DESCRIPTION).await?;
+    if let Some(local_now) = greenhouses::local_now(&mut *tx, greenhouse).await? {
+        let targets = targets(local_now);
+        let phase = NewPhase {
+            index: 0,
+            name: "demo",
+            duration_hours: 720.0,
+            targets: &targets,
+        };
+        recipe_phases::upsert_phase(&mut *tx, RECIPE_NAME, &phase).await?;
+    }
+    let started = recipe_phases::start_where_idle(&mut *tx, &layout.zones, RECIPE_NAME).await?;
     tx.commit().await?;
     info!(zones = started, "Demo recipe seeded.");
     Ok(started)
@@ -61,7 +65,6 @@ pub async fn seed(pool: &PgPool, layout: &Layout, greenhouse: &str) -> Result<u6
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
     use testkit::TestDb;
 
     use super::*;

@@ -32,16 +32,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::Serialize;
 use sqlx::PgPool;
 use tracing::{debug, warn};
 
 use crate::metrics as m;
 use crate::mqtt::Inbound;
 use crate::mqtt::pool::BrokerPool;
-use crate::placement::balance::{BrokerView, Move, MoveVia, NodeView, Role};
-use crate::placement::broker_status::BrokerStatus;
+use crate::placement::balance::{BrokerView, Move, MoveVia, NodeView};
 use crate::placement::node_config;
+use crate::store::{brokers, node_broker_assignments, nodes};
 use proto::payloads::{ConfigUpdate, NodeState, Status};
 use proto::signing;
 use proto::topics::{NodeTopic, TopicKind, config_update_topic};
@@ -49,35 +48,8 @@ use proto::topics::{NodeTopic, TopicKind, config_update_topic};
 /// Concurrent retained publishes while announcing a batch of moves.
 const ANNOUNCE_CONCURRENCY: usize = 64;
 
-/// One node's row, with the node uid.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct Assignment {
-    pub node_id: i64,
-    pub node_uid: String,
-    pub broker_id: String,
-    pub strategy: String,
-    pub assigned_at: chrono::DateTime<chrono::Utc>,
-    pub confirmed_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub previous_broker_id: Option<String>,
-    pub config_ts: i64,
-    /// How the node can be moved: `config_update`, `node_config` or `none`.
-    pub move_via: String,
-    /// The broker its uplink last arrived on, and when.
-    pub observed_broker_id: Option<String>,
-    pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// `nodes.move_via` of a node that follows a retained config/update.
-pub const VIA_CONFIG_UPDATE: &str = "config_update";
-/// `nodes.move_via` of a node moved by a NodeConfig push (the firmware).
-pub const VIA_NODE_CONFIG: &str = "node_config";
-
-/// The select list of [`Assignment`]; callers add `WHERE`/`ORDER BY`.
-pub const ASSIGNMENT_QUERY: &str = "\
-    SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at, \
-           a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via, \
-           n.observed_broker_id, n.observed_at \
-    FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id ";
+pub use crate::store::brokers::BrokerAddress;
+pub use crate::store::node_broker_assignments::{ASSIGNMENT_QUERY, Assignment};
 
 /// Writes `moves` (see the module doc) with `strategy` as the reason; returns
 /// the rows written. A move from `None` only creates a missing row.
@@ -89,50 +61,15 @@ pub async fn record_moves(
     if moves.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "WITH m AS (SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[]) AS m(node_id, from_id, to_id)), \
-         upd AS (UPDATE node_broker_assignments a \
-                 SET broker_id = m.to_id, previous_broker_id = a.broker_id, strategy = $4, \
-                     assigned_at = now(), confirmed_at = NULL, \
-                     config_ts = GREATEST(floor(extract(epoch FROM now()))::int8, a.config_ts + 1) \
-                 FROM m WHERE a.node_id = m.node_id AND a.broker_id = m.from_id AND m.to_id <> m.from_id \
-                 RETURNING a.node_id), \
-         ins AS (INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts) \
-                 SELECT m.node_id, m.to_id, $4, floor(extract(epoch FROM now()))::int8 \
-                 FROM m JOIN nodes n ON n.id = m.node_id WHERE m.from_id IS NULL \
-                 ON CONFLICT (node_id) DO NOTHING RETURNING node_id) \
-         SELECT node_id FROM upd UNION ALL SELECT node_id FROM ins",
-    )
-    .bind(moves.iter().map(|m| m.node_id).collect::<Vec<_>>())
-    .bind(moves.iter().map(|m| m.from.as_deref()).collect::<Vec<_>>())
-    .bind(moves.iter().map(|m| m.to.as_str()).collect::<Vec<_>>())
-    .bind(strategy)
-    .fetch_all(pool)
-    .await?;
+    let ids = node_broker_assignments::record_moves(pool, moves, strategy).await?;
     metrics::counter!(m::NODE_MOVES, "strategy" => strategy.to_owned()).increment(ids.len() as u64);
-    sqlx::query_as(&format!(
-        "{ASSIGNMENT_QUERY} WHERE a.node_id = ANY($1) ORDER BY a.node_id"
-    ))
-    .bind(&ids)
-    .fetch_all(pool)
-    .await
-}
-
-/// A broker's id and URL, for config/update payloads.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct BrokerAddress {
-    pub id: String,
-    pub url: String,
+    node_broker_assignments::select(pool, Some(&ids)).await
 }
 
 /// Brokers a node may be sent to or fall back to: enabled, not draining,
 /// not OFFLINE, by id.
 pub async fn reachable_brokers(pool: &PgPool) -> Result<Vec<BrokerAddress>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, url FROM brokers WHERE enabled AND NOT draining AND status <> 'OFFLINE' ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
+    brokers::reachable(pool).await
 }
 
 /// The config/update for a node assigned to `broker_id`. Its fallback list
@@ -166,10 +103,8 @@ pub fn config_for(
 
 /// Every broker's URL by id, disabled or down ones included.
 pub async fn broker_urls(pool: &PgPool) -> Result<BTreeMap<String, String>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, url FROM brokers")
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().collect())
+    let rows = brokers::all(pool).await?;
+    Ok(rows.into_iter().map(|b| (b.id, b.url)).collect())
 }
 
 /// Publishes the retained config/update of each assignment of a
@@ -190,17 +125,14 @@ pub async fn announce(
     let urls = broker_urls(pool).await?;
     let ids: Vec<i64> = assignments
         .iter()
-        .filter(|a| a.move_via == VIA_CONFIG_UPDATE)
+        .filter(|a| a.move_via == MoveVia::ConfigUpdate)
         .map(|a| a.node_id)
         .collect();
-    let secrets: HashMap<i64, Option<String>> = sqlx::query_as::<_, (i64, Option<String>)>(
-        "SELECT id, secret FROM nodes WHERE id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .collect();
+    let secrets: HashMap<i64, Option<String>> = nodes::secrets(pool, &ids)
+        .await?
+        .into_iter()
+        .map(|n| (n.id, n.secret))
+        .collect();
     let connections: Vec<_> = brokers
         .all()
         .into_iter()
@@ -209,7 +141,7 @@ pub async fn announce(
     let mut publishes = Vec::new();
     for a in assignments
         .iter()
-        .filter(|a| a.move_via == VIA_CONFIG_UPDATE)
+        .filter(|a| a.move_via == MoveVia::ConfigUpdate)
     {
         let Some(config) = config_for(a, &reachable, &urls) else {
             warn!(node = %a.node_uid, broker = %a.broker_id, "Assignment to an unknown broker; not announced.");
@@ -273,7 +205,10 @@ pub async fn push_node_configs(
 ) -> Result<usize, sqlx::Error> {
     let urls = broker_urls(pool).await?;
     let mut pushed = 0;
-    for a in assignments.iter().filter(|a| a.move_via == VIA_NODE_CONFIG) {
+    for a in assignments
+        .iter()
+        .filter(|a| a.move_via == MoveVia::NodeConfig)
+    {
         let Some(url) = urls.get(&a.broker_id) else {
             warn!(node = %a.node_uid, broker = %a.broker_id, "Move to an unknown broker; no NodeConfig pushed.");
             continue;
@@ -318,68 +253,14 @@ pub async fn snapshot(
     pool: &PgPool,
     cooldown: Duration,
 ) -> Result<(Vec<BrokerView>, Vec<NodeView>), sqlx::Error> {
-    let rows: Vec<(String, String, String, bool, bool, f64)> = sqlx::query_as(
-        "SELECT id, role, status, enabled, draining, load_index FROM brokers ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
-    let brokers = rows
-        .into_iter()
-        .map(
-            |(id, role, status, enabled, draining, load_index)| BrokerView {
-                id,
-                role: role.parse().unwrap_or(Role::Primary),
-                status: status.parse().unwrap_or(BrokerStatus::Good),
-                enabled,
-                draining,
-                load_index,
-            },
-        )
-        .collect();
-    type Row = (
-        i64,
-        bool,
-        Option<String>,
-        bool,
-        String,
-        Option<String>,
-        bool,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT n.id, COALESCE(z.priority = 'critical', false), a.broker_id, \
-                COALESCE(a.assigned_at > now() - make_interval(secs => $1) \
-                         AND a.strategy NOT IN ('failover', 'observed'), false), \
-                n.move_via, n.observed_broker_id, \
-                COALESCE(o.enabled AND o.status <> 'OFFLINE', false) \
-         FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id \
-         LEFT JOIN node_broker_assignments a ON a.node_id = n.id \
-         LEFT JOIN brokers o ON o.id = n.observed_broker_id ORDER BY n.id",
-    )
-    .bind(cooldown.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
-    let nodes = rows
-        .into_iter()
-        .map(
-            |(node_id, critical, current, cooling, via, observed, reachable)| NodeView {
-                node_id,
-                critical,
-                current,
-                cooling,
-                via: via.parse().unwrap_or(MoveVia::None),
-                observed,
-                reachable,
-            },
-        )
-        .collect();
+    let brokers = brokers::views(pool).await?;
+    let nodes = nodes::views(pool, cooldown.as_secs_f64()).await?;
     Ok((brokers, nodes))
 }
 
 /// Every assignment (for announcing them all again on one broker).
 pub async fn all(pool: &PgPool) -> Result<Vec<Assignment>, sqlx::Error> {
-    sqlx::query_as(&format!("{ASSIGNMENT_QUERY} ORDER BY a.node_id"))
-        .fetch_all(pool)
-        .await
+    node_broker_assignments::select(pool, None).await
 }
 
 /// Marks the move of `node_uid` to `broker_id` confirmed, given a status
@@ -393,18 +274,7 @@ pub async fn confirm(
     live: bool,
     ts: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
-         WHERE n.uid = $1 AND a.node_id = n.id AND a.broker_id = $2 \
-           AND a.confirmed_at IS NULL AND ($3 OR $4 >= a.config_ts)",
-    )
-    .bind(node_uid)
-    .bind(broker_id)
-    .bind(live)
-    .bind(ts)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    node_broker_assignments::confirm(pool, node_uid, broker_id, live, ts).await
 }
 
 /// Reads a service's inbox until `stop`: each message goes first to
@@ -466,16 +336,6 @@ pub async fn confirm_from_message(pool: &PgPool, message: &Inbound) -> Result<bo
     Ok(confirmed)
 }
 
-/// The node's broker now and whether its last move is confirmed.
-pub async fn current(pool: &PgPool, node_id: i64) -> Result<Option<(String, bool)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT broker_id, confirmed_at IS NOT NULL FROM node_broker_assignments WHERE node_id = $1",
-    )
-    .bind(node_id)
-    .fetch_optional(pool)
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,7 +350,7 @@ mod tests {
             confirmed_at: None,
             previous_broker_id: None,
             config_ts: 1_737_979_200,
-            move_via: VIA_CONFIG_UPDATE.into(),
+            move_via: MoveVia::ConfigUpdate,
             observed_broker_id: None,
             observed_at: None,
         }

@@ -11,9 +11,15 @@
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-/// A broker's health, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+use crate::store::{broker_status_changes, brokers};
+
+/// A broker's health, best first (`brokers.status`, the same text in JSON
+/// and in SQL).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+)]
 #[serde(rename_all = "UPPERCASE")]
+#[sqlx(type_name = "text", rename_all = "UPPERCASE")]
 pub enum BrokerStatus {
     Good,
     Degraded,
@@ -84,33 +90,15 @@ pub async fn set_status(
         return Ok(None);
     }
     let mut tx = pool.begin().await?;
-    let from: Option<String> = sqlx::query_scalar(
-        "WITH old AS (SELECT id, status FROM brokers WHERE id = $1 FOR UPDATE) \
-         UPDATE brokers b SET status = $2, updated_at = now() FROM old \
-         WHERE b.id = old.id AND old.status <> $2 AND ($3 OR old.status <> 'OFFLINE') \
-         RETURNING old.status",
-    )
-    .bind(broker_id)
-    .bind(to.as_str())
-    .bind(writer == Writer::Failover)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(from) = from else {
+    let Some(from) =
+        brokers::update_status(&mut tx, broker_id, to, writer == Writer::Failover).await?
+    else {
         tx.rollback().await?;
         return Ok(None);
     };
-    sqlx::query(
-        "INSERT INTO broker_status_changes (broker_id, from_status, to_status, reason) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(broker_id)
-    .bind(&from)
-    .bind(to.as_str())
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
+    broker_status_changes::record(&mut tx, broker_id, from, to, reason).await?;
     tx.commit().await?;
-    Ok(from.parse().ok())
+    Ok(Some(from))
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
 use crate::mqtt::{MqttConnection, MqttError};
+use crate::store::node_channels::{self, ChannelRow};
+use crate::store::nodes;
 use proto::payloads::{NodeConfig, NodeConfigChannel};
 use proto::topics::{TopicKind, node_topic};
 
@@ -115,27 +117,6 @@ pub struct Place {
     pub node_uid: String,
 }
 
-/// What the database holds for one node.
-#[derive(Debug, sqlx::FromRow)]
-struct NodeRow {
-    uid: String,
-    node_type: String,
-    gh_uid: Option<String>,
-    zone_uid: Option<String>,
-    secret: Option<String>,
-    config: Option<Value>,
-    mqtt_password: Option<String>,
-}
-
-/// A channel from `node_channels`, for a node that never reported its config.
-#[derive(Debug, sqlx::FromRow)]
-struct ChannelRow {
-    channel: String,
-    kind: String,
-    metric_type: Option<String>,
-    unit: Option<String>,
-}
-
 /// The actuator type the firmware expects, guessed from a channel name when
 /// the node never told us (`pump_acid` → `PUMP`).
 fn actuator_type(channel: &str) -> &'static str {
@@ -182,16 +163,9 @@ pub async fn build(
     broker_url: &str,
     default_secret: &str,
 ) -> Result<NodeConfig, NodeConfigError> {
-    let row: NodeRow = sqlx::query_as(
-        "SELECT n.uid, n.type AS node_type, g.uid AS gh_uid, z.uid AS zone_uid, n.secret, n.config, \
-                n.mqtt_password \
-           FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id \
-           LEFT JOIN greenhouses g ON g.id = z.greenhouse_id WHERE n.id = $1",
-    )
-    .bind(node_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(NodeConfigError::NodeNotFound(node_id))?;
+    let row = nodes::config_source(pool, node_id)
+        .await?
+        .ok_or(NodeConfigError::NodeNotFound(node_id))?;
     let place = place.unwrap_or_else(|| Place {
         gh_uid: row
             .gh_uid
@@ -208,16 +182,11 @@ pub async fn build(
         .and_then(|c| serde_json::from_value::<NodeConfig>(c).ok());
     let channels = match &reported {
         Some(r) if !r.channels.is_empty() => r.channels.clone(),
-        _ => sqlx::query_as::<_, ChannelRow>(
-            "SELECT channel, type AS kind, metric_type, unit FROM node_channels \
-              WHERE node_id = $1 ORDER BY channel",
-        )
-        .bind(node_id)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(channel_from_row)
-        .collect(),
+        _ => node_channels::for_node(pool, node_id)
+            .await?
+            .into_iter()
+            .map(channel_from_row)
+            .collect(),
     };
     let mut extra = reported
         .as_ref()

@@ -22,11 +22,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use sqlx::PgPool;
 use tracing::info;
 
 use crate::metrics as m;
+use crate::store::{node_broker_assignments, nodes};
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,39 +45,10 @@ pub async fn follow_observations(
     pool: &PgPool,
     move_timeout: Duration,
 ) -> Result<Followed, sqlx::Error> {
-    let confirmed = sqlx::query(
-        "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
-         WHERE n.id = a.node_id AND a.confirmed_at IS NULL \
-           AND n.observed_broker_id = a.broker_id AND n.observed_at >= a.assigned_at",
-    )
-    .execute(pool)
-    .await?
-    .rows_affected();
-    let adopted = sqlx::query(
-        "INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts, confirmed_at) \
-         SELECT n.id, n.observed_broker_id, 'observed', floor(extract(epoch FROM now()))::int8, now() \
-         FROM nodes n WHERE n.move_via <> 'config_update' AND n.observed_broker_id IS NOT NULL \
-           AND NOT EXISTS (SELECT 1 FROM node_broker_assignments a WHERE a.node_id = n.id) \
-         ON CONFLICT (node_id) DO NOTHING",
-    )
-    .execute(pool)
-    .await?
-    .rows_affected();
-    let followed = sqlx::query(
-        "UPDATE node_broker_assignments a \
-         SET previous_broker_id = a.broker_id, broker_id = n.observed_broker_id, strategy = 'observed', \
-             assigned_at = now(), confirmed_at = now(), \
-             config_ts = GREATEST(floor(extract(epoch FROM now()))::int8, a.config_ts + 1) \
-         FROM nodes n \
-         WHERE n.id = a.node_id AND n.move_via <> 'config_update' \
-           AND n.observed_broker_id IS NOT NULL AND n.observed_broker_id <> a.broker_id \
-           AND ((a.confirmed_at IS NOT NULL AND n.observed_at > a.confirmed_at) \
-                OR (a.confirmed_at IS NULL AND a.assigned_at < now() - make_interval(secs => $1)))",
-    )
-    .bind(move_timeout.as_secs_f64())
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let confirmed = node_broker_assignments::confirm_observed(pool).await?;
+    let adopted = node_broker_assignments::adopt_observed(pool).await?;
+    let followed =
+        node_broker_assignments::follow_observed(pool, move_timeout.as_secs_f64()).await?;
     if confirmed > 0 {
         metrics::counter!(m::NODE_MOVES_CONFIRMED).increment(confirmed);
     }
@@ -95,16 +66,7 @@ pub async fn follow_observations(
     })
 }
 
-/// A node stranded on a dead broker.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct StrandedNode {
-    pub node_id: i64,
-    pub node_uid: String,
-    pub move_via: String,
-    /// The OFFLINE broker it was last on.
-    pub broker_id: String,
-    pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
-}
+pub use crate::store::nodes::StrandedNode;
 
 /// Every stranded node (see the module doc), by uid; `broker` limits it to
 /// one dead broker. Also sets the [`m::NODES_STRANDED`] gauge when unfiltered.
@@ -112,17 +74,7 @@ pub async fn stranded(
     pool: &PgPool,
     broker: Option<&str>,
 ) -> Result<Vec<StrandedNode>, sqlx::Error> {
-    let rows: Vec<StrandedNode> = sqlx::query_as(concat!(
-        "SELECT n.id AS node_id, n.uid AS node_uid, n.move_via, b.id AS broker_id, n.observed_at \
-         FROM nodes n LEFT JOIN node_broker_assignments a ON a.node_id = n.id \
-         JOIN brokers b ON b.id = ",
-        crate::route_broker_sql!(),
-        " WHERE n.move_via <> 'config_update' AND b.status = 'OFFLINE' \
-           AND ($1::text IS NULL OR b.id = $1) ORDER BY n.uid"
-    ))
-    .bind(broker)
-    .fetch_all(pool)
-    .await?;
+    let rows = nodes::stranded(pool, broker).await?;
     if broker.is_none() {
         metrics::gauge!(m::NODES_STRANDED).set(rows.len() as f64);
     }

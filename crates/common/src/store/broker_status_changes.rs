@@ -1,7 +1,13 @@
 //! The `broker_status_changes` table, read for broker-registry's advisor:
 //! which brokers came back from OFFLINE recently.
+//!
+//! The `broker_status_changes` table: one row per change of a broker's
+//! status, written by `placement::broker_status::set_status` in the
+//! transaction that changes it.
 
+use crate::placement::broker_status::BrokerStatus;
 use serde::Serialize;
+use sqlx::PgConnection;
 use sqlx::PgExecutor;
 
 /// A broker's latest return from OFFLINE.
@@ -27,4 +33,25 @@ pub async fn recent_recoveries(
     )
     .fetch_all(db)
     .await
+}
+
+/// Records that `broker` went from `from` to `to` for `reason`.
+pub async fn record(
+    db: &mut PgConnection,
+    broker: &str,
+    from: BrokerStatus,
+    to: BrokerStatus,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO broker_status_changes (broker_id, from_status, to_status, reason) \
+         VALUES ($1, $2, $3, $4)",
+        broker,
+        from.as_str(),
+        to.as_str(),
+        reason
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -1,12 +1,18 @@
-//! The `node_broker_assignments` table: the broker each node is assigned to,
-//! and whether the node confirmed it is there. Used by device-registry (a
-//! config_report from the new broker confirms a move).
+//! The `node_broker_assignments` table: the broker each node is assigned
+//! to, the move that put it there and whether the node confirmed it.
+//! Written by the move protocol (`placement::assignments`,
+//! `placement::observed`) for broker-registry and failover; device-registry
+//! confirms a move when a config_report arrives from the new broker; node-sim
+//! forgets its nodes' rows when it seeds them; failover reads which brokers
+//! carry confirmed nodes.
 
+use crate::placement::balance::{Move, MoveVia};
+use serde::Serialize;
 use sqlx::PgExecutor;
 
 /// Confirms a pending move of the node to `broker_id` (its config_report
 /// arrived there). True when one was confirmed.
-pub async fn confirm(
+pub async fn confirm_by_report(
     db: impl PgExecutor<'_>,
     node_id: i64,
     broker_id: &str,
@@ -20,4 +26,184 @@ pub async fn confirm(
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// One node's row, with the node's uid and what `nodes` says of its moves.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Assignment {
+    pub node_id: i64,
+    pub node_uid: String,
+    pub broker_id: String,
+    /// Why it is there: `static`, `dynamic`, `priority` (a plan), `manual`,
+    /// `failover` or `observed` (where the node was seen).
+    pub strategy: String,
+    pub assigned_at: chrono::DateTime<chrono::Utc>,
+    pub confirmed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub previous_broker_id: Option<String>,
+    pub config_ts: i64,
+    /// How the node can be moved.
+    pub move_via: MoveVia,
+    /// The broker its uplink last arrived on, and when.
+    pub observed_broker_id: Option<String>,
+    pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The select list of [`Assignment`] for a query built at run time; callers
+/// add `WHERE`/`ORDER BY`. Checked queries use [`select`].
+pub const ASSIGNMENT_QUERY: &str = "\
+    SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at, \
+           a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via, \
+           n.observed_broker_id, n.observed_at \
+    FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id ";
+
+/// The assignments of the nodes `ids` (every one for `None`), by node id.
+pub async fn select(
+    db: impl PgExecutor<'_>,
+    ids: Option<&[i64]>,
+) -> Result<Vec<Assignment>, sqlx::Error> {
+    sqlx::query_as!(
+        Assignment,
+        r#"SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at,
+                  a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via AS "move_via: _",
+                  n.observed_broker_id, n.observed_at
+           FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id
+           WHERE $1::int8[] IS NULL OR a.node_id = ANY($1)
+           ORDER BY a.node_id"#,
+        ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Writes `moves` with `strategy` as the reason, each with `confirmed_at`
+/// NULL and a `config_ts` above the node's previous one; a move whose node
+/// is no longer on its `from` broker is skipped, and a move from `None` only
+/// creates a missing row (of an existing node). Returns the nodes written.
+pub async fn record_moves(
+    db: impl PgExecutor<'_>,
+    moves: &[Move],
+    strategy: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let nodes: Vec<i64> = moves.iter().map(|m| m.node_id).collect();
+    let from: Vec<Option<&str>> = moves.iter().map(|m| m.from.as_deref()).collect();
+    let to: Vec<String> = moves.iter().map(|m| m.to.clone()).collect();
+    sqlx::query_scalar!(
+        r#"WITH m AS (SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[]) AS m(node_id, from_id, to_id)),
+           upd AS (UPDATE node_broker_assignments a
+                   SET broker_id = m.to_id, previous_broker_id = a.broker_id, strategy = $4,
+                       assigned_at = now(), confirmed_at = NULL,
+                       config_ts = GREATEST(floor(extract(epoch FROM now()))::int8, a.config_ts + 1)
+                   FROM m WHERE a.node_id = m.node_id AND a.broker_id = m.from_id AND m.to_id <> m.from_id
+                   RETURNING a.node_id),
+           ins AS (INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts)
+                   SELECT m.node_id, m.to_id, $4, floor(extract(epoch FROM now()))::int8
+                   FROM m JOIN nodes n ON n.id = m.node_id WHERE m.from_id IS NULL
+                   ON CONFLICT (node_id) DO NOTHING RETURNING node_id)
+           SELECT node_id AS "node_id!" FROM upd UNION ALL SELECT node_id FROM ins"#,
+        &nodes[..],
+        // Text with NULLs (a new node comes from nowhere): no checked type.
+        &from[..] as _,
+        &to[..],
+        strategy
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Marks the move of `node_uid` to `broker_id` confirmed if it is not yet,
+/// given a status that arrived there `live`, or replayed with `ts` no older
+/// than the config. True when this confirmed it.
+pub async fn confirm(
+    db: impl PgExecutor<'_>,
+    node_uid: &str,
+    broker_id: &str,
+    live: bool,
+    ts: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
+         WHERE n.uid = $1 AND a.node_id = n.id AND a.broker_id = $2 \
+           AND a.confirmed_at IS NULL AND ($3 OR $4 >= a.config_ts)",
+        node_uid,
+        broker_id,
+        live,
+        ts
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Confirms every move whose node was observed on its new broker since the
+/// move was recorded; returns how many.
+pub async fn confirm_observed(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
+         WHERE n.id = a.node_id AND a.confirmed_at IS NULL \
+           AND n.observed_broker_id = a.broker_id AND n.observed_at >= a.assigned_at"
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Gives each observed node that cannot follow a `config/update` and has no
+/// assignment one, confirmed, where it is observed; returns how many.
+pub async fn adopt_observed(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts, confirmed_at) \
+         SELECT n.id, n.observed_broker_id, 'observed', floor(extract(epoch FROM now()))::int8, now() \
+         FROM nodes n WHERE n.move_via <> 'config_update' AND n.observed_broker_id IS NOT NULL \
+           AND NOT EXISTS (SELECT 1 FROM node_broker_assignments a WHERE a.node_id = n.id) \
+         ON CONFLICT (node_id) DO NOTHING"
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Moves the assignment of each node that cannot follow a `config/update`
+/// to where it is observed, when that is elsewhere and it was seen there
+/// after its move was confirmed, or its move is unconfirmed after
+/// `move_timeout_secs`; returns how many.
+pub async fn follow_observed(
+    db: impl PgExecutor<'_>,
+    move_timeout_secs: f64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE node_broker_assignments a \
+         SET previous_broker_id = a.broker_id, broker_id = n.observed_broker_id, strategy = 'observed', \
+             assigned_at = now(), confirmed_at = now(), \
+             config_ts = GREATEST(floor(extract(epoch FROM now()))::int8, a.config_ts + 1) \
+         FROM nodes n \
+         WHERE n.id = a.node_id AND n.move_via <> 'config_update' \
+           AND n.observed_broker_id IS NOT NULL AND n.observed_broker_id <> a.broker_id \
+           AND ((a.confirmed_at IS NOT NULL AND n.observed_at > a.confirmed_at) \
+                OR (a.confirmed_at IS NULL AND a.assigned_at < now() - make_interval(secs => $1)))",
+        move_timeout_secs
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Brokers with confirmed nodes on them.
+pub async fn brokers_with_confirmed(db: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT DISTINCT broker_id FROM node_broker_assignments WHERE confirmed_at IS NOT NULL"
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes the assignments of the nodes `uids`.
+pub async fn forget(db: impl PgExecutor<'_>, uids: &[String]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM node_broker_assignments a USING nodes n \
+         WHERE a.node_id = n.id AND n.uid = ANY($1)",
+        uids
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }

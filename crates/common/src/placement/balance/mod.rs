@@ -64,9 +64,10 @@ impl std::str::FromStr for Strategy {
     }
 }
 
-/// `brokers.role`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `brokers.role` (the same text in JSON and in SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Role {
     Primary,
     Standby,
@@ -118,9 +119,11 @@ impl BrokerView {
     }
 }
 
-/// How a node can be moved (`nodes.move_via`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a node can be moved (`nodes.move_via`, the same text in JSON and in
+/// SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum MoveVia {
     /// A retained `config/update` with fallbacks (node-sim's classic nodes).
     ConfigUpdate,

@@ -11,6 +11,9 @@
 //! - [`lifecycle`]: the writes of a bind, an unbind and a decommission;
 //! - [`accounts`]: what a node's broker account is made from;
 //! - [`advisor`]: what broker-registry's advisor reads of each node;
+//! - [`placement`]: the planner's view, stranded nodes, signing secrets and
+//!   what a NodeConfig is built from;
+//! - [`seed`]: node-sim's simulated nodes and their credentials;
 //! - [`route`]: the broker a node's commands go to (the route rule, written
 //!   once) and the lookups that explain why a node cannot take a command.
 //!
@@ -19,14 +22,18 @@
 mod accounts;
 mod advisor;
 mod lifecycle;
+mod placement;
 mod route;
+mod seed;
 mod sightings;
 mod view;
 
-pub use advisor::{NodeFigures, advisor_figures};
 pub use accounts::{AccountRow, account_row, account_rows};
-pub use route::*;
+pub use advisor::{NodeFigures, advisor_figures};
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
+pub use placement::*;
+pub use route::*;
+pub use seed::*;
 pub use sightings::{
     HardwareOwner, Seen, Target, hardware_id_taken, insert_registered, owner_of_hardware_id,
     store_config, store_reading, touch,
