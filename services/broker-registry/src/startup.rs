@@ -133,6 +133,7 @@ impl App {
             limits,
             cooldown: registry.move_cooldown(),
             default_secret: settings.node_default_secret.clone(),
+            stop: stop.clone(),
         };
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))

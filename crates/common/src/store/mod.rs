@@ -2,6 +2,7 @@
 //! only code that names its table in SQL (migrations and tests apart).
 
 pub mod alerts;
+pub mod broker_health_samples;
 pub mod brokers;
 pub mod commands;
 pub mod db;

@@ -4,6 +4,7 @@ pub mod assignments;
 pub mod brokers;
 pub mod dashboard;
 pub mod history;
+pub mod live;
 
 use std::time::Duration;
 
@@ -25,12 +26,15 @@ pub struct ApiState {
     pub cooldown: Duration,
     /// `NODE_DEFAULT_SECRET`, for NodeConfig moves of nodes without a secret.
     pub default_secret: secrecy::SecretString,
+    /// The service's stop: long-lived responses (the event stream) end on it.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: ApiState) -> Router {
     brokers::router()
         .merge(assignments::router())
         .merge(history::router())
+        .merge(live::router())
         .merge(dashboard::router())
         .with_state(state)
 }

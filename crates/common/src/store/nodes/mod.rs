@@ -12,6 +12,8 @@
 //! - [`accounts`]: what a node's broker account is made from;
 //! - [`route`]: the broker a node's commands go to (the route rule, written
 //!   once) and the lookups that explain why a node cannot take a command.
+//! - [`overview`]: every node as broker-registry's dashboard lists it
+//!   (`GET /api/nodes`).
 //!
 //! A directory module: together they are over 400 lines.
 
@@ -29,6 +31,9 @@ pub use sightings::{
     store_config, store_reading, touch,
 };
 pub use view::{NodeRef, NodeView, find, list, resolve, uid_taken};
+
+mod overview;
+pub use overview::{NodeOverview, overview};
 
 /// `nodes.lifecycle`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
