@@ -200,7 +200,8 @@ async function loadFailovers() {
 // ---------------------------------------------------------------- advisor
 function suggestionEl(s, refused) {
   const moves = (s.moves || []).map((m) => `${m.node_uid}: ${m.from} → ${m.to}`).join(", ");
-  return h("div", { class: `suggestion${refused ? " refused" : ""}`, "data-testid": refused ? "refused" : "suggestion", "data-id": s.id },
+  return h("div", { class: `suggestion${refused ? " refused" : ""}`, "data-testid": refused ? "refused" : "suggestion", "data-id": s.id,
+    "data-moves": (s.moves || []).length },
     h("b", {}, `${s.kind}`), " ", h("span", {}, s.summary), " ", h("span", { class: "tag" }, s.source || "rules"),
     refused ? h("div", { class: "muted" }, `refused: ${s.refused_reason}`) : null,
     moves ? h("div", { class: "muted" }, `moves: ${moves}`) : null,
@@ -314,7 +315,7 @@ async function start() {
   refreshAll();
   connect();
   setInterval(refreshAll, 5000);
-  setInterval(() => loadHistory().catch(report), 30000);
+  setInterval(() => loadHistory().catch(report), 10000);
 }
 
 start();

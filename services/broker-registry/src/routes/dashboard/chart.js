@@ -9,8 +9,9 @@ function svgEl(tag, attrs) {
 }
 
 /**
- * A chart of `points` (`{at, value}` with `value` a number or null) over the
- * last `minutes`, in `color`; gaps where a value is missing. Returns an <svg>.
+ * A chart of `points` (`{at, value}` with `value` a number or null, oldest
+ * first) over the last `minutes`, in `color`; gaps where a value is missing.
+ * Returns an <svg>.
  */
 function sparkline(points, minutes, color, testId) {
   const w = 300, h = 60, pad = 4;
@@ -22,7 +23,10 @@ function sparkline(points, minutes, color, testId) {
     svg.appendChild(t);
     return svg;
   }
-  const end = Date.now(), start = end - minutes * 60000;
+  // The window, or less when the samples start later (a young stack): the
+  // label says which span is drawn.
+  const end = Date.now(), first = Date.parse(values[0].at);
+  const start = Math.max(end - minutes * 60000, Math.min(first, end - 60000));
   const max = Math.max(...values.map((p) => p.value)), min = Math.min(0, ...values.map((p) => p.value));
   const span = max - min || 1;
   const x = (at) => pad + ((Date.parse(at) - start) / (end - start)) * (w - 2 * pad);
@@ -35,7 +39,7 @@ function sparkline(points, minutes, color, testId) {
   }
   svg.appendChild(svgEl("path", { d: d.trim(), class: "line", stroke: color, "data-points": values.length }));
   const label = svgEl("text", { x: w - 6, y: 14, "text-anchor": "end", class: "empty" });
-  label.textContent = `max ${max.toFixed(max < 10 ? 2 : 0)}`;
+  label.textContent = `max ${max.toFixed(max < 10 ? 2 : 0)} · ${Math.round((end - start) / 60000)} min`;
   svg.appendChild(label);
   return svg;
 }
