@@ -198,6 +198,9 @@ async function loadFailovers() {
 }
 
 // ---------------------------------------------------------------- advisor
+/** Suggestion statuses that can still be applied (not applied, superseded or refused). */
+const APPLICABLE = new Set(["proposed", "open"]);
+
 function suggestionEl(s, refused) {
   const moves = (s.moves || []).map((m) => `${m.node_uid}: ${m.from} → ${m.to}`).join(", ");
   return h("div", { class: `suggestion${refused ? " refused" : ""}`, "data-testid": refused ? "refused" : "suggestion", "data-id": s.id,
@@ -206,7 +209,7 @@ function suggestionEl(s, refused) {
     refused ? h("div", { class: "muted" }, `refused: ${s.refused_reason}`) : null,
     moves ? h("div", { class: "muted" }, `moves: ${moves}`) : null,
     h("pre", {}, JSON.stringify(s.evidence || {}, null, 1)),
-    refused ? null : h("button", { "data-action": "apply-suggestion", disabled: s.status && s.status !== "open" ? "" : null,
+    refused ? null : h("button", { "data-action": "apply-suggestion", disabled: APPLICABLE.has(s.status || "proposed") ? null : "",
       onclick: () => applySuggestion(s.id) }, "Apply"));
 }
 
