@@ -289,8 +289,8 @@ def test_a_stopped_broker_shows_offline_and_its_failover_on_the_timeline(stack, 
     broker = stack.busiest_broker()
     page.wait_for_selector("#live.on")
     assert card(page, broker).get_attribute("data-status") != "OFFLINE"
-    stack.brokers.broker_sh("kill", broker)
     killed = time.monotonic()
+    stack.brokers.broker_sh("kill", broker)
     page.wait_for_selector(f"[data-testid=broker-card][data-broker={broker}][data-status=OFFLINE]")
     seconds = time.monotonic() - killed
     page.wait_for_selector(f"[data-testid=failover-event][data-broker={broker}]")

@@ -5,7 +5,7 @@
 //! and `GET /api/stream`, a server-sent event stream: a `snapshot` of the
 //! brokers every two seconds and a `broker-status` event when one changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::store::{broker_health_samples, failover_events, nodes, zones};
+use common::store::broker_health_samples::{self, HealthPoint};
+use common::store::{failover_events, nodes, zones};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,17 +60,9 @@ async fn history(
     };
     let window = Duration::from_secs(u64::from(minutes) * 60);
     let points = broker_health_samples::history(&s.pool, window, MAX_POINTS).await?;
-    let mut by_broker: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut by_broker: BTreeMap<String, Vec<HealthPoint>> = BTreeMap::new();
     for p in points {
-        let series = by_broker
-            .entry(p.broker_id.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = series {
-            list.push(json!({
-                "at": p.at, "load_index": p.load_index, "msgs_per_sec": p.msgs_per_sec,
-                "latency_ms": p.latency_ms, "connections": p.connections, "probe_ok": p.probe_ok,
-            }));
-        }
+        by_broker.entry(p.broker_id.clone()).or_default().push(p);
     }
     Ok(Json(json!({
         "status": "ok",

@@ -31,8 +31,12 @@ function ago(at) {
 function say(text, ok) { const m = $("message"); m.textContent = text; m.className = ok ? "ok" : "error"; }
 
 // ---------------------------------------------------------------- API
+/** A read; with the token when the operator gave one (reads may require it). */
 async function getJson(path) {
-  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  const { token } = credentials();
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(path, { headers });
   if (r.status === 404) return { missing: true };
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
@@ -110,6 +114,11 @@ async function changeBroker(id, change) {
   await send("PATCH", `/api/brokers/${encodeURIComponent(id)}`, change);
   say(`${id}: ${what}`, true);
   refreshAll();
+}
+
+async function loadBrokers() {
+  const r = await getJson("/api/brokers");
+  if (r.data) { state.brokers = r.data; renderBrokers(); }
 }
 
 async function loadHistory() {
@@ -287,8 +296,8 @@ function wireControls() {
 function connect() {
   const live = $("live");
   const source = new EventSource("/api/stream");
-  source.addEventListener("open", () => { live.className = "on"; live.textContent = "● LIVE"; });
-  source.addEventListener("error", () => { live.className = "off"; live.textContent = "○ RECONNECTING"; });
+  source.addEventListener("open", () => { state.live = true; live.className = "on"; live.textContent = "● LIVE"; });
+  source.addEventListener("error", () => { state.live = false; live.className = "off"; live.textContent = "○ RECONNECTING"; });
   source.addEventListener("snapshot", (ev) => {
     const snap = JSON.parse(ev.data);
     const latest = snap.latest_failover && snap.latest_failover.id;
@@ -307,13 +316,14 @@ function connect() {
 function report(e) { console.warn(e); }
 
 function refreshAll() {
+  // Without the stream (it cannot send a token), the brokers are polled too.
+  if (!state.live) loadBrokers().catch(report);
   for (const load of [loadZoneMap, loadNodes, loadFailovers, loadAdvisor, loadActions, loadStrategy]) load().catch(report);
 }
 
 async function start() {
   wireControls();
-  const brokers = await getJson("/api/brokers").catch(() => ({ data: [] }));
-  state.brokers = brokers.data || [];
+  await loadBrokers().catch(report);
   await loadHistory().catch(report);
   refreshAll();
   connect();
