@@ -24,8 +24,8 @@ mod sightings;
 mod view;
 
 pub use accounts::{AccountRow, account_row, account_rows};
-pub use route::*;
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
+pub use route::*;
 pub use sightings::{
     HardwareOwner, Seen, Target, hardware_id_taken, insert_registered, owner_of_hardware_id,
     store_config, store_reading, touch,
