@@ -18,6 +18,9 @@ if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     fi
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r pytest-compat/requirements.txt
+# test_dashboard.py drives Debian's Chromium through Playwright (no browser
+# download: Playwright is pointed at /usr/bin/chromium).
+command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
 
 set +e
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider pytest-compat "$@"

@@ -140,6 +140,7 @@ impl App {
                 registry.advisor_model(),
                 Duration::from_secs(registry.advisor_model_interval_sec),
             )),
+            stop: stop.clone(),
         };
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool.clone()))

@@ -1,6 +1,11 @@
-//! The `broker_health_samples` table, read for broker-registry's advisor:
-//! each broker's latency and load over a recent window.
+//! The `broker_health_samples` table: broker-registry's health monitor
+//! writes a sample per broker per interval (health.rs). Read here for the
+//! advisor (each broker's latency and load over a recent window, summed up)
+//! and for the dashboard's `GET /api/brokers/history` (recent samples
+//! averaged into a bounded number of points, so a chart of an hour costs the
+//! same whatever the sampling interval).
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
 
@@ -31,6 +36,50 @@ pub async fn summary(
            WHERE sampled_at > now() - make_interval(secs => $1)
            GROUP BY broker_id ORDER BY broker_id"#,
         within_secs
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One point of a broker's chart: the samples of one time bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct HealthPoint {
+    pub broker_id: String,
+    /// The start of the bucket.
+    pub at: DateTime<Utc>,
+    pub load_index: Option<f64>,
+    pub msgs_per_sec: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub connections: Option<i32>,
+    /// Every probe of the bucket answered.
+    pub probe_ok: bool,
+}
+
+/// The samples of the last `window`, per broker, in at most `points` buckets
+/// per broker (averages; the most connections), oldest first. One index
+/// range scan per broker (`broker_health_samples_idx`).
+pub async fn history(
+    db: impl PgExecutor<'_>,
+    window: std::time::Duration,
+    points: u32,
+) -> Result<Vec<HealthPoint>, sqlx::Error> {
+    let seconds = window.as_secs_f64().max(1.0);
+    let bucket = seconds / f64::from(points.max(1));
+    sqlx::query_as!(
+        HealthPoint,
+        r#"SELECT b.id AS "broker_id!", s.at AS "at!", s.load_index, s.msgs_per_sec, s.latency_ms,
+                  s.connections, s.probe_ok AS "probe_ok!"
+           FROM brokers b CROSS JOIN LATERAL (
+               SELECT to_timestamp(floor(extract(epoch FROM h.sampled_at)::float8 / $2) * $2) AS at,
+                      avg(h.load_index) AS load_index, avg(h.msgs_per_sec) AS msgs_per_sec,
+                      avg(h.latency_ms) AS latency_ms, max(h.connections) AS connections,
+                      bool_and(h.probe_ok) AS probe_ok
+               FROM broker_health_samples h
+               WHERE h.broker_id = b.id AND h.sampled_at >= now() - make_interval(secs => $1)
+               GROUP BY 1) s
+           ORDER BY b.id, s.at"#,
+        seconds,
+        bucket
     )
     .fetch_all(db)
     .await

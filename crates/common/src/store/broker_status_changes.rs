@@ -1,14 +1,11 @@
-//! The `broker_status_changes` table, read for broker-registry's advisor:
-//! which brokers came back from OFFLINE recently.
-//!
 //! The `broker_status_changes` table: one row per change of a broker's
 //! status, written by `placement::broker_status::set_status` in the
-//! transaction that changes it.
+//! transaction that changes it; read for broker-registry's advisor (which
+//! brokers came back from OFFLINE recently).
 
 use crate::placement::broker_status::BrokerStatus;
 use serde::Serialize;
-use sqlx::PgConnection;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 
 /// A broker's latest return from OFFLINE.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

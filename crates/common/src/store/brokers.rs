@@ -1,16 +1,10 @@
-//! The `brokers` table: the MQTT brokers of the fleet, one row each.
-//! Used by device-registry (the URL a NodeConfig names).
-//!
-//! The `brokers` table, as the command path reads it: the enabled brokers a
-//! process connects to ([`crate::mqtt::pool`]) and whether another broker
-//! could take a node, so a failover is to be expected
-//! ([`crate::commands::route`]).
-//!
 //! The `brokers` table: the MQTT brokers, their role, status and load, as
-//! broker-registry keeps them. This file reads them for every service's
-//! broker pool (`mqtt::pool`), for placement (`placement::assignments`:
-//! addresses, the planner's view) and for failover's watcher, and writes
-//! their status for `placement::broker_status`.
+//! broker-registry keeps them. Read for every service's broker pool
+//! (`mqtt::pool`: the enabled brokers), for the command path (whether
+//! another broker could take a node: `commands::route`), for placement
+//! (addresses, the planner's view), for failover's watcher and for
+//! device-registry (the URL a NodeConfig names); the status is written for
+//! `placement::broker_status`.
 
 use crate::placement::balance::BrokerView;
 use crate::placement::broker_status::BrokerStatus;

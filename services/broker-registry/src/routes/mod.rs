@@ -6,6 +6,7 @@ pub mod assignments;
 pub mod brokers;
 pub mod dashboard;
 pub mod history;
+pub mod live;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct ApiState {
     /// `NODE_DEFAULT_SECRET`, for NodeConfig moves of nodes without a secret.
     pub default_secret: secrecy::SecretString,
     pub advisor: Arc<Advisor>,
+    /// The service's stop: long-lived responses (the event stream) end on it.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -40,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(history::router())
         .merge(advisor::router())
         .merge(actions::router())
+        .merge(live::router())
         .merge(dashboard::router())
         .with_state(state)
 }

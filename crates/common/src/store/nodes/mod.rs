@@ -16,12 +16,15 @@
 //! - [`seed`]: node-sim's simulated nodes and their credentials;
 //! - [`route`]: the broker a node's commands go to (the route rule, written
 //!   once) and the lookups that explain why a node cannot take a command.
+//! - [`overview`]: every node as broker-registry's dashboard lists it
+//!   (`GET /api/nodes`).
 //!
 //! A directory module: together they are over 400 lines.
 
 mod accounts;
 mod advisor;
 mod lifecycle;
+mod overview;
 mod placement;
 mod route;
 mod seed;
@@ -31,6 +34,7 @@ mod view;
 pub use accounts::{AccountRow, account_row, account_rows};
 pub use advisor::{NodeFigures, advisor_figures};
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
+pub use overview::{NodeOverview, overview};
 pub use placement::*;
 pub use route::*;
 pub use seed::*;
