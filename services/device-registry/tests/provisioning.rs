@@ -4,6 +4,8 @@
 //! pending until the node's config_report from the target namespace, a
 //! wrong report or the TTL do not bind it, the API demands its token, and
 //! the config goes out on the broker the node is on.
+//! Long (over 400 lines) because it is one flow, register → bind → confirm,
+//! and its failure cases, each test a whole exchange with a played node.
 
 mod helpers;
 

@@ -28,6 +28,9 @@
 //! BENCH_GOAL_RATE, BENCH_GOAL_P99_MS and BENCH_GOAL_RSS_MB move the goals
 //! (a deliberately missed run: BENCH_RATE=3000 BENCH_SECONDS=15 is far below
 //! the 20000 msg/s goal and exits non-zero).
+//!
+//! Long (over 400 lines) because it is one benchmark's steps in order:
+//! brokers, nodes, the logger process, the run, the drain and the verdict.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

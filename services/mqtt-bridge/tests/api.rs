@@ -1,5 +1,7 @@
 //! The command API from the outside: what a client sends, what reaches the
 //! node, what the database says.
+//! Long (over 400 lines) because it is one subject, the command API, one
+//! short test per case a client can meet.
 
 mod helpers;
 

@@ -1,7 +1,10 @@
 //! Test helpers: a simulator on port 0 against a private broker, and a test
-//! MQTT client that records everything under the test's greenhouse.
+//! MQTT client that records everything under the test's greenhouse;
+//! firmware mode's own helpers in [`firmware`].
 
 #![allow(dead_code)]
+
+pub mod firmware;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

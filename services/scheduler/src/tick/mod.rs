@@ -5,25 +5,31 @@
 //! current state is also asserted once per schedule: when this instance
 //! starts deciding (a restart, a takeover) and when the zone's recipe or
 //! phase changes, unless an edge fired for it in the same tick.
+//!
+//! This file holds the tick's walk over the zones and the service's loop;
+//! lighting's edges and asserted state are in [`lighting`], firing (or
+//! skipping) one slot and sending its command in [`fire`].
+
+mod fire;
+mod lighting;
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use common::commands::ZoneChannels;
-use common::commands::{CommandSender, NewCommand, SendOutcome, Source, Target, new_cmd_id};
+use common::commands::{CommandSender, ZoneChannels};
 use common::metrics as m;
 use common::runtime::lease::LeaseGuard;
 use common::store::recipe_phases::{self, ActivePhase};
 use common::store::zone_events::{self, ZoneEvent};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use sqlx::PgPool;
 use tracing::warn;
 
 use crate::fires::{self, SlotKey};
 use crate::schedule::{Irrigation, Kind, parse_lighting};
-use crate::slots::{self, Due};
+use crate::slots;
 use crate::time_spec::Window;
 
 /// How far back a tick looks for slots not yet settled: one day, so each
@@ -180,196 +186,6 @@ impl Scheduler {
             }
         }
         Ok(active)
-    }
-
-    /// Lighting: the window's edges since `from` in order, then the current
-    /// state if this schedule has not been asserted yet.
-    async fn lighting(
-        &mut self,
-        p: &ActivePhase,
-        tz: Tz,
-        from: DateTime<Utc>,
-        window: Window,
-        t: &mut Tick,
-    ) -> anyhow::Result<()> {
-        let mut edges: Vec<(DateTime<Utc>, bool)> =
-            slots::occurrences(&[window.start], tz, from, t.now)
-                .into_iter()
-                .map(|at| (at, true))
-                .chain(
-                    slots::occurrences(&[window.end], tz, from, t.now)
-                        .into_iter()
-                        .map(|at| (at, false)),
-                )
-                .collect();
-        edges.sort();
-        let mut switched = false;
-        for (at, on) in edges {
-            let mut params = Map::new();
-            params.insert("state".into(), json!(on));
-            switched |= self
-                .slot((p.zone_id, Kind::Lighting, at), "set_relay", &params, t)
-                .await?;
-        }
-        let schedule = (p.instance_id, p.phase_index, window);
-        let previous = self.asserted.get(&p.zone_id);
-        if previous == Some(&schedule) {
-            return Ok(());
-        }
-        let reason = if previous.is_some() {
-            "schedule_changed"
-        } else {
-            "start"
-        };
-        // An edge fired just now has set the state already.
-        if switched || self.assert_light(p, tz, window, reason, t).await? {
-            self.asserted.insert(p.zone_id, schedule);
-        }
-        Ok(())
-    }
-
-    /// Sends the state the lights should be in now; true when it was sent.
-    async fn assert_light(
-        &mut self,
-        p: &ActivePhase,
-        tz: Tz,
-        window: Window,
-        reason: &str,
-        t: &mut Tick,
-    ) -> anyhow::Result<bool> {
-        let on = window.contains(slots::local_time(tz, t.now));
-        let target = match t.channels.pick(p.zone_id, Kind::Lighting.channel(), None) {
-            Ok(target) => target.clone(),
-            Err(e) => {
-                self.report(p.zone_id, Kind::Lighting.as_str(), e.to_string(), t);
-                return Ok(false);
-            }
-        };
-        let mut params = Map::new();
-        params.insert("state".into(), json!(on));
-        let cmd_id = new_cmd_id();
-        let Some(mut payload) = self
-            .send(&target, Kind::Lighting, &cmd_id, "set_relay", &params)
-            .await?
-        else {
-            return Ok(false);
-        };
-        let sent = payload["sent"] == json!(true);
-        payload["state"] = json!(on);
-        payload["reason"] = json!(reason);
-        payload["window"] = json!(format!(
-            "{}-{}",
-            window.start.format("%H:%M"),
-            window.end.format("%H:%M")
-        ));
-        t.events
-            .push(ZoneEvent::new(p.zone_id, "LIGHTING_ASSERTED", payload));
-        t.report.asserted += usize::from(sent);
-        Ok(sent)
-    }
-
-    /// One slot that is due: settled already, fired, or recorded as missed.
-    /// True when this call sent its command.
-    async fn slot(
-        &mut self,
-        key: SlotKey,
-        cmd: &str,
-        params: &Map<String, Value>,
-        t: &mut Tick,
-    ) -> anyhow::Result<bool> {
-        let (zone_id, kind, at) = key;
-        if t.settled.contains(&key) {
-            return Ok(false);
-        }
-        let late = match slots::classify(at, t.now, self.catch_up_max_age) {
-            Due::Fire { late } => late,
-            Due::Skip { age } => {
-                if fires::skip(&self.pool, key).await? {
-                    metrics::counter!(m::SCHEDULE_MISSED_SLOTS, "kind" => kind.as_str())
-                        .increment(1);
-                    t.report.skipped += 1;
-                    t.events.push(ZoneEvent::new(
-                        zone_id,
-                        "SCHEDULE_SLOT_SKIPPED",
-                        json!({
-                            "kind": kind.as_str(),
-                            "slot": at,
-                            "age_sec": age.num_seconds(),
-                            "catch_up_max_age_sec": self.catch_up_max_age.num_seconds(),
-                            "params": params,
-                        }),
-                    ));
-                }
-                return Ok(false);
-            }
-        };
-        let target = match t.channels.pick(zone_id, kind.channel(), None) {
-            Ok(target) => target.clone(),
-            Err(e) => {
-                self.report(zone_id, kind.as_str(), e.to_string(), t);
-                return Ok(false);
-            }
-        };
-        if !self.lease.is_held() {
-            return Ok(false);
-        }
-        let Some(cmd_id) = fires::claim(&self.pool, key, &new_cmd_id()).await? else {
-            return Ok(false); // settled since this tick read the fires
-        };
-        let Some(mut payload) = self.send(&target, kind, &cmd_id, cmd, params).await? else {
-            return Ok(false);
-        };
-        let sent = payload["sent"] == json!(true);
-        payload["slot"] = json!(at);
-        payload["late_sec"] = json!(late.num_seconds());
-        let event = match kind {
-            Kind::Irrigation => "IRRIGATION_FIRED",
-            Kind::Lighting => "LIGHTING_SWITCHED",
-        };
-        t.events.push(ZoneEvent::new(zone_id, event, payload));
-        t.report.fired += usize::from(sent);
-        Ok(sent)
-    }
-
-    /// Sends a command; answers the event fields describing it, or `None`
-    /// when another sender had sent it already (same command id).
-    async fn send(
-        &self,
-        target: &Target,
-        kind: Kind,
-        cmd_id: &str,
-        cmd: &str,
-        params: &Map<String, Value>,
-    ) -> anyhow::Result<Option<Value>> {
-        let command = NewCommand {
-            cmd_id: cmd_id.to_owned(),
-            cmd: cmd.to_owned(),
-            params: params.clone(),
-            source: Source::Scheduler,
-            request_hash: None,
-        };
-        let mut payload = json!({
-            "cmd_id": cmd_id,
-            "cmd": cmd,
-            "params": params,
-            "node_uid": target.node_uid,
-            "channel": target.channel,
-        });
-        match self.sender.send(target, command).await {
-            Ok(SendOutcome::Sent { broker_id }) => {
-                metrics::counter!(m::SCHEDULE_EXECUTIONS, "kind" => kind.as_str()).increment(1);
-                payload["sent"] = json!(true);
-                payload["broker_id"] = json!(broker_id);
-            }
-            Ok(SendOutcome::Failed { broker_id, error }) => {
-                warn!(zone = %target.zone_uid, kind = kind.as_str(), broker = %broker_id, %error, "Schedule command not delivered.");
-                payload["sent"] = json!(false);
-                payload["send_error"] = json!(format!("broker {broker_id}: {error}"));
-            }
-            Ok(SendOutcome::Duplicate) => return Ok(None),
-            Err(e) => return Err(anyhow::anyhow!(e).context("recording a schedule command")),
-        }
-        Ok(Some(payload))
     }
 
     /// Reports a problem with a zone's schedule once per process: a log
