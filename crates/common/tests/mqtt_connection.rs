@@ -72,6 +72,9 @@ async fn until_disconnected(conn: &MqttConnection) {
     .unwrap();
 }
 
+/// A payload and what publishing it gave.
+type Published = (String, Result<(), MqttError>);
+
 /// `streams` concurrent tasks, each publishing `per_stream` payloads
 /// (`payload(stream, i)`) on `topic` with `pause` between them; each task
 /// returns what every publish gave.
@@ -82,7 +85,7 @@ fn spawn_streams(
     per_stream: u32,
     pause: Duration,
     payload: fn(u32, u32) -> String,
-) -> Vec<tokio::task::JoinHandle<Vec<(String, Result<(), MqttError>)>>> {
+) -> Vec<tokio::task::JoinHandle<Vec<Published>>> {
     (0..streams)
         .map(|k| {
             let p = publisher.clone();
