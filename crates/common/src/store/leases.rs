@@ -40,7 +40,7 @@ pub async fn release(db: impl PgExecutor<'_>, name: &str, holder: &str) -> Resul
         holder
     )
     .execute(db)
-        .await?;
+    .await?;
     Ok(())
 }
 
