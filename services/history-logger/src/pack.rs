@@ -22,6 +22,8 @@
 
 use proto::topics::{NodeTopic, TopicKind};
 
+use crate::startup::KINDS;
+
 /// A message on its way in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -49,26 +51,17 @@ pub enum Layout {
     Untagged,
 }
 
-/// The kinds ingest stores, by tag byte: the tag is the index plus one.
-const STORED: [TopicKind; 6] = [
-    TopicKind::Telemetry,
-    TopicKind::Status,
-    TopicKind::Lwt,
-    TopicKind::Heartbeat,
-    TopicKind::Event,
-    TopicKind::Error,
-];
-
-/// The tag byte of a kind (0 for a kind that is never stored).
+/// The tag byte of a kind: its index in [`KINDS`] plus one (0 for a kind
+/// that is never stored).
 pub fn tag(kind: TopicKind) -> u8 {
-    STORED
+    KINDS
         .iter()
         .position(|k| *k == kind)
         .map_or(0, |i| i as u8 + 1)
 }
 
 fn kind_of_tag(tag: u8) -> Option<TopicKind> {
-    STORED.get(usize::from(tag).checked_sub(1)?).copied()
+    KINDS.get(usize::from(tag).checked_sub(1)?).copied()
 }
 
 /// Why a stored pack cannot be read back.
@@ -194,7 +187,7 @@ mod tests {
             Pack::decode(5, &[], Layout::Tagged),
             Ok(Pack::default_at(5))
         );
-        for kind in STORED {
+        for kind in KINDS {
             assert_eq!(kind_of_tag(tag(kind)), Some(kind));
         }
     }

@@ -2,10 +2,9 @@
 //! metric), what automation and dashboards read as the current value.
 //! history-logger moves it forward with each batch ([`advance`]).
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::telemetry_samples::Sample;
+use super::telemetry_samples::{Columns, Sample};
 
 /// Upserts `rows` (one per key) where the stored row is older, or stamped
 /// after the database's clock (so one reading from a clock that ran ahead
@@ -14,14 +13,7 @@ pub async fn advance(conn: &mut PgConnection, rows: &[&Sample]) -> Result<(), sq
     if rows.is_empty() {
         return Ok(());
     }
-    let node: Vec<i64> = rows.iter().map(|s| s.node_id).collect();
-    let zone: Vec<Option<i64>> = rows.iter().map(|s| s.zone_id).collect();
-    let channel: Vec<&str> = rows.iter().map(|s| s.channel.as_str()).collect();
-    let metric: Vec<&str> = rows.iter().map(|s| s.metric_type).collect();
-    let value: Vec<f64> = rows.iter().map(|s| s.value).collect();
-    let raw: Vec<Option<i64>> = rows.iter().map(|s| s.raw).collect();
-    let stable: Vec<Option<bool>> = rows.iter().map(|s| s.stable).collect();
-    let ts: Vec<DateTime<Utc>> = rows.iter().map(|s| s.at()).collect();
+    let c = Columns::of(rows);
     sqlx::query(
         "INSERT INTO telemetry_last (node_id, channel, metric_type, zone_id, value, raw, stable, ts)
          SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::float8[],
@@ -31,14 +23,14 @@ pub async fn advance(conn: &mut PgConnection, rows: &[&Sample]) -> Result<(), sq
                 stable = EXCLUDED.stable, ts = EXCLUDED.ts, updated_at = now()
           WHERE telemetry_last.ts < EXCLUDED.ts OR telemetry_last.ts > now()",
     )
-    .bind(&node)
-    .bind(&channel)
-    .bind(&metric)
-    .bind(&zone)
-    .bind(&value)
-    .bind(&raw)
-    .bind(&stable)
-    .bind(&ts)
+    .bind(&c.node)
+    .bind(&c.channel)
+    .bind(&c.metric)
+    .bind(&c.zone)
+    .bind(&c.value)
+    .bind(&c.raw)
+    .bind(&c.stable)
+    .bind(&c.ts)
     .execute(&mut *conn)
     .await?;
     Ok(())

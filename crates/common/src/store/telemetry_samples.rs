@@ -52,6 +52,33 @@ impl Sample {
     }
 }
 
+/// Rows as the column arrays of an `UNNEST` statement.
+pub(super) struct Columns<'a> {
+    pub node: Vec<i64>,
+    pub zone: Vec<Option<i64>>,
+    pub channel: Vec<&'a str>,
+    pub metric: Vec<&'static str>,
+    pub value: Vec<f64>,
+    pub raw: Vec<Option<i64>>,
+    pub stable: Vec<Option<bool>>,
+    pub ts: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Columns<'a> {
+    pub fn of(rows: &[&'a Sample]) -> Self {
+        Columns {
+            node: rows.iter().map(|s| s.node_id).collect(),
+            zone: rows.iter().map(|s| s.zone_id).collect(),
+            channel: rows.iter().map(|s| s.channel.as_str()).collect(),
+            metric: rows.iter().map(|s| s.metric_type).collect(),
+            value: rows.iter().map(|s| s.value).collect(),
+            raw: rows.iter().map(|s| s.raw).collect(),
+            stable: rows.iter().map(|s| s.stable).collect(),
+            ts: rows.iter().map(|s| s.at()).collect(),
+        }
+    }
+}
+
 /// What is stored under the key and second of rows that were not inserted,
 /// by index into the rows given: (value, raw).
 pub type Stored = HashMap<usize, (f64, Option<i64>)>;
@@ -137,13 +164,7 @@ async fn insert_missing<'a>(
     conn: &mut PgConnection,
     rows: &[&'a Sample],
 ) -> Result<HashSet<(i64, &'a str, &'static str, i64)>, sqlx::Error> {
-    let node: Vec<i64> = rows.iter().map(|s| s.node_id).collect();
-    let zone: Vec<Option<i64>> = rows.iter().map(|s| s.zone_id).collect();
-    let channel: Vec<&str> = rows.iter().map(|s| s.channel.as_str()).collect();
-    let metric: Vec<&str> = rows.iter().map(|s| s.metric_type).collect();
-    let value: Vec<f64> = rows.iter().map(|s| s.value).collect();
-    let raw: Vec<Option<i64>> = rows.iter().map(|s| s.raw).collect();
-    let ts: Vec<DateTime<Utc>> = rows.iter().map(|s| s.at()).collect();
+    let c = Columns::of(rows);
     let done: Vec<Inserted> = sqlx::query_as(
         "INSERT INTO telemetry_samples (node_id, zone_id, channel, metric_type, value, raw, ts)
          SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float8[],
@@ -151,13 +172,13 @@ async fn insert_missing<'a>(
          ON CONFLICT DO NOTHING
          RETURNING node_id, channel, metric_type, ts",
     )
-    .bind(&node)
-    .bind(&zone)
-    .bind(&channel)
-    .bind(&metric)
-    .bind(&value)
-    .bind(&raw)
-    .bind(&ts)
+    .bind(&c.node)
+    .bind(&c.zone)
+    .bind(&c.channel)
+    .bind(&c.metric)
+    .bind(&c.value)
+    .bind(&c.raw)
+    .bind(&c.ts)
     .fetch_all(&mut *conn)
     .await?;
     let done: HashSet<(i64, String, String, i64)> = done
