@@ -19,7 +19,7 @@ use common::metrics as m;
 use common::mqtt::Inbound;
 use common::mqtt::pool::BrokerPool;
 use common::runtime::backoff::Backoff;
-use proto::topics::TIME_REQUEST;
+use proto::topics::{TIME_REQUEST, Topic, TopicError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,7 @@ use crate::dead_letter::DeadLetter;
 use crate::drop_log::DropLog;
 use crate::pack::{Message, Pack};
 use crate::queue::Queue;
+use crate::startup::KINDS;
 use crate::time_sync::TimeSync;
 use crate::uplink::{self, Body, Checks};
 
@@ -52,15 +53,11 @@ pub struct IngestStats {
     pub queue_len: AtomicU64,
 }
 
-/// The label of a topic's kind for `uplink_received_total{kind}`.
-fn kind_label(topic: &str) -> &'static str {
-    match topic.rsplit('/').next() {
-        Some("telemetry") => "telemetry",
-        Some("status") => "status",
-        Some("lwt") => "lwt",
-        Some("heartbeat") => "heartbeat",
-        Some("event") => "event",
-        Some("error") => "error",
+/// The label of a topic's kind for `uplink_received_total{kind}`: a kind
+/// this service stores, else `other`.
+fn kind_label(topic: &Result<Topic, TopicError>) -> &'static str {
+    match topic {
+        Ok(Topic::Node(t)) if KINDS.contains(&t.kind) => t.kind.as_str(),
         _ => "other",
     }
 }
@@ -132,20 +129,18 @@ impl Ingest {
                 self.time_sync.answer(message);
                 continue;
             }
-            let kind = kind_label(&message.topic);
+            // The one parse of the topic: its kind travels in the pack.
+            let topic = Topic::parse(&message.topic);
+            let kind = kind_label(&topic);
             metrics::counter!(m::UPLINK_RECEIVED, "kind" => kind).increment(1);
-            match uplink::decode(
-                &message.topic,
-                &message.payload,
-                now.timestamp(),
-                self.checks,
-            ) {
+            match uplink::decode_parsed(topic, &message.payload, now.timestamp(), self.checks) {
                 Ok(u) if u.body == Body::Unbound => {
                     metrics::counter!(m::UPLINK_UNBOUND, "kind" => kind).increment(1);
                     unbound += 1;
                 }
-                Ok(_) => pack.messages.push(Message {
+                Ok(u) => pack.messages.push(Message {
                     broker: message.broker_id.to_string(),
+                    kind: u.topic.kind,
                     topic: message.topic.clone(),
                     payload: message.payload.to_vec(),
                 }),
@@ -247,8 +242,11 @@ mod tests {
 
     #[test]
     fn kind_labels_are_bounded() {
-        assert_eq!(kind_label("hydro/g/z/n/c/telemetry"), "telemetry");
-        assert_eq!(kind_label("hydro/node_hello"), "other");
-        assert_eq!(kind_label("anything/else"), "other");
+        let label = |topic: &str| kind_label(&Topic::parse(topic));
+        assert_eq!(label("hydro/g/z/n/c/telemetry"), "telemetry");
+        assert_eq!(label("hydro/g/z/n/lwt"), "lwt");
+        assert_eq!(label("hydro/g/z/n/node_hello"), "other");
+        assert_eq!(label("hydro/node_hello"), "other");
+        assert_eq!(label("anything/else"), "other");
     }
 }

@@ -12,7 +12,6 @@ pub mod dead_letter;
 pub mod drop_log;
 pub mod ingest;
 pub mod monitor;
-pub mod node_rows;
 pub mod node_state;
 pub mod observed;
 pub mod pack;

@@ -15,6 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use common::store::nodes::{self, Placement};
+use common::store::zones;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
@@ -115,16 +117,6 @@ impl Default for Resolver {
     }
 }
 
-type NodeRow = (
-    String,
-    i64,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Vec<String>,
-    Vec<Option<String>>,
-);
-
 impl Resolver {
     /// Makes sure every uid given is looked up: forgets the cache when it is
     /// older than [`REFRESH`], then resolves the missing ones in one query.
@@ -139,55 +131,49 @@ impl Resolver {
             self.zones.clear();
             self.filled_at = Instant::now();
         }
-        let nodes: Vec<&str> = node_uids
+        let nodes: Vec<String> = node_uids
             .into_iter()
             .filter(|u| !self.nodes.contains_key(*u))
             .collect::<HashSet<_>>()
             .into_iter()
+            .map(str::to_owned)
             .collect();
-        let zones: Vec<&str> = zone_uids
+        let zones: Vec<String> = zone_uids
             .into_iter()
             .filter(|u| !self.zones.contains_key(*u))
             .collect::<HashSet<_>>()
             .into_iter()
+            .map(str::to_owned)
             .collect();
         if !zones.is_empty() {
-            let rows: Vec<(String, i64)> =
-                sqlx::query_as("SELECT uid, id FROM zones WHERE uid = ANY($1)")
-                    .bind(&zones)
-                    .fetch_all(pool)
-                    .await?;
-            self.zones.extend(rows);
+            for z in zones::ids_by_uid(pool, &zones).await? {
+                self.remember_zone(&z.uid, z.id);
+            }
         }
         if !nodes.is_empty() {
-            let rows: Vec<NodeRow> = sqlx::query_as(
-                "SELECT n.uid, n.id, n.zone_id, z.uid, g.uid,
-                        COALESCE(array_agg(c.channel) FILTER (WHERE c.id IS NOT NULL), '{}'),
-                        COALESCE(array_agg(c.metric_type) FILTER (WHERE c.id IS NOT NULL), '{}')
-                   FROM nodes n
-                   LEFT JOIN zones z ON z.id = n.zone_id
-                   LEFT JOIN greenhouses g ON g.id = z.greenhouse_id
-                   LEFT JOIN node_channels c ON c.node_id = n.id
-                  WHERE n.uid = ANY($1)
-                  GROUP BY n.id, z.uid, g.uid",
-            )
-            .bind(&nodes)
-            .fetch_all(pool)
-            .await?;
-            let now = Instant::now();
-            for (uid, id, zone_id, zone_uid, greenhouse_uid, channels, metrics) in rows {
-                let info = NodeInfo {
-                    id,
-                    zone_id,
-                    zone_uid,
-                    greenhouse_uid,
-                    channels: channels.into_iter().zip(metrics).collect(),
-                    fetched_at: now,
-                };
-                self.nodes.insert(uid, info);
+            for p in nodes::placements(pool, &nodes).await? {
+                self.remember(p);
             }
         }
         Ok(())
+    }
+
+    /// Caches a node as the database places it.
+    pub fn remember(&mut self, p: Placement) {
+        let info = NodeInfo {
+            id: p.id,
+            zone_id: p.zone_id,
+            zone_uid: p.zone_uid,
+            greenhouse_uid: p.greenhouse_uid,
+            channels: p.channels.into_iter().zip(p.metrics).collect(),
+            fetched_at: Instant::now(),
+        };
+        self.nodes.insert(p.uid, info);
+    }
+
+    /// Caches a zone's id.
+    pub fn remember_zone(&mut self, uid: &str, id: i64) {
+        self.zones.insert(uid.to_owned(), id);
     }
 
     /// Forgets the nodes of `uids` looked up more than [`RECHECK_AFTER`]

@@ -25,7 +25,8 @@ use crate::writer::{Writer, WriterConfig};
 use crate::{DEFAULT_PORT, HistorySettings, SERVICE, monitor};
 
 /// The uplink kinds this service stores. Hellos and config reports are
-/// device-registry's.
+/// device-registry's. A pack stores each message's kind as its index here
+/// plus one ([`crate::pack::tag`]): add kinds at the end, never reorder.
 pub const KINDS: [TopicKind; 6] = [
     TopicKind::Telemetry,
     TopicKind::Status,

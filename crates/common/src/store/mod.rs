@@ -22,5 +22,6 @@ pub mod redis;
 pub mod registry_settings;
 pub mod schedule_fires;
 pub mod telemetry_last;
+pub mod telemetry_samples;
 pub mod zone_events;
 pub mod zones;

@@ -1,9 +1,10 @@
 //! The `zones` table: the zones of each greenhouse, where nodes are bound.
 //! device-registry looks a bind's zone up; mqtt-bridge's command routes find
-//! the zone a request names; node-sim seeds the zones of its simulated
-//! greenhouse; broker-registry's dashboard reads the zone map (for each
-//! zone, the brokers its nodes route to, with how many are moving, stranded
-//! or offline: `GET /api/zones/map`). Other joins that read zones with their
+//! the zone a request names; history-logger finds the ids of the zones its
+//! uplink names; node-sim seeds the zones of its simulated greenhouse;
+//! broker-registry's dashboard reads the zone map (for each zone, the
+//! brokers its nodes route to, with how many are moving, stranded or
+//! offline: `GET /api/zones/map`). Other joins that read zones with their
 //! nodes, recipes or greenhouse live with the rows they return.
 
 use serde::Serialize;
@@ -96,6 +97,27 @@ pub async fn broker_map(db: impl PgExecutor<'_>) -> Result<Vec<ZoneBrokerCell>, 
          WHERE n.lifecycle <> 'DECOMMISSIONED' \
          GROUP BY z.uid, z.name, r.broker_id ORDER BY z.uid, r.broker_id"
     ))
+    .fetch_all(db)
+    .await
+}
+
+/// A zone's uid and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneId {
+    pub uid: String,
+    pub id: i64,
+}
+
+/// The zones of `uids` (unknown uids are left out), in one statement.
+pub async fn ids_by_uid(
+    db: impl PgExecutor<'_>,
+    uids: &[String],
+) -> Result<Vec<ZoneId>, sqlx::Error> {
+    sqlx::query_as!(
+        ZoneId,
+        "SELECT uid, id FROM zones WHERE uid = ANY($1)",
+        uids
+    )
     .fetch_all(db)
     .await
 }

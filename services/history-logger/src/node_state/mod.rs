@@ -19,12 +19,14 @@
 //! - a node with no observation yet (or on a broker missing from the
 //!   `brokers` table, which cannot be recorded) is taken at its word.
 //!
-//! The rules are pure ([`plan`]); [`crate::node_rows`] reads and writes the
+//! The rules are pure ([`plan`]); `common::store::nodes` reads and writes the
 //! rows, for a whole batch in a statement or a few, not per message.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+pub use common::store::nodes::NodeStatus;
+use common::store::nodes::{NodeState as Locked, StateUpdate};
 use common::store::zone_events::ZoneEvent;
 use proto::payloads::NodeState;
 use serde_json::json;
@@ -85,44 +87,28 @@ pub struct Known {
     pub observed_at: Option<DateTime<Utc>>,
 }
 
-/// `nodes.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeStatus {
-    Online,
-    Offline,
-    Restarting,
-    Unknown,
-}
-
-impl NodeStatus {
-    /// The value stored in `nodes.status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Online => "ONLINE",
-            NodeStatus::Offline => "OFFLINE",
-            NodeStatus::Restarting => "RESTARTING",
-            NodeStatus::Unknown => "UNKNOWN",
-        }
-    }
-
-    /// A `nodes.status` value; anything else is UNKNOWN.
-    pub fn parse(s: &str) -> NodeStatus {
-        match s {
-            "ONLINE" => NodeStatus::Online,
-            "OFFLINE" => NodeStatus::Offline,
-            "RESTARTING" => NodeStatus::Restarting,
-            _ => NodeStatus::Unknown,
-        }
+/// The row status a node's own status message sets.
+fn status_of(s: NodeState) -> NodeStatus {
+    match s {
+        NodeState::Online => NodeStatus::Online,
+        NodeState::Offline => NodeStatus::Offline,
+        NodeState::Restarting => NodeStatus::Restarting,
     }
 }
 
-impl From<NodeState> for NodeStatus {
-    fn from(s: NodeState) -> Self {
-        match s {
-            NodeState::Online => NodeStatus::Online,
-            NodeState::Offline => NodeStatus::Offline,
-            NodeState::Restarting => NodeStatus::Restarting,
-        }
+impl Known {
+    /// The locked rows of a batch, by node id.
+    pub fn by_id(rows: Vec<Locked>) -> HashMap<i64, Known> {
+        rows.into_iter()
+            .map(|r| {
+                let known = Known {
+                    status: r.status,
+                    observed_broker: r.observed_broker,
+                    observed_at: r.observed_at,
+                };
+                (r.id, known)
+            })
+            .collect()
     }
 }
 
@@ -145,22 +131,11 @@ impl Ignored {
     }
 }
 
-/// A node's row after the batch, when it changed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub node_id: i64,
-    pub status: NodeStatus,
-    pub observed_broker: Option<String>,
-    pub observed_at: Option<DateTime<Utc>>,
-    /// The latest ONLINE, for `last_seen_at`.
-    pub seen: Option<DateTime<Utc>>,
-}
-
 /// What a batch changes.
 #[derive(Debug, Default)]
 pub struct Plan<'a> {
     /// Rows to write, sorted by node id.
-    pub rows: Vec<Row>,
+    pub rows: Vec<StateUpdate>,
     /// `NODE_ONLINE` / `NODE_OFFLINE` / `NODE_RESTARTING`, in arrival order.
     pub events: Vec<ZoneEvent>,
     /// Nodes that ended ONLINE after coming (back) online: their alert resolves.
@@ -232,7 +207,7 @@ pub fn plan<'a>(known: &HashMap<i64, Known>, happenings: &[Happening<'a>]) -> Pl
                     plan.ignored.push((*h, Ignored::OtherBroker));
                     continue;
                 }
-                (Some(state.into()), "status")
+                (Some(status_of(state)), "status")
             }
             What::Lwt => {
                 if other_broker {
@@ -280,7 +255,7 @@ pub fn plan<'a>(known: &HashMap<i64, Known>, happenings: &[Happening<'a>]) -> Pl
     for id in order {
         let node = nodes.remove(&id).expect("every id in order has a node");
         if node.dirty {
-            plan.rows.push(Row {
+            plan.rows.push(StateUpdate {
                 node_id: id,
                 status: node.now.status,
                 observed_broker: node.now.observed_broker.clone(),

@@ -79,16 +79,3 @@ fn the_first_reading_of_a_second_is_kept_and_a_different_one_refused() {
         .collect();
     assert_eq!(got, vec![("EC", 10, 1.0), ("PH", 11, 6.6)]);
 }
-
-#[test]
-fn copy_rows() {
-    let mut odd = s(7, "a\tb\\c", "PH", 1_800_000_000, 0.1 + 0.2);
-    odd.zone_id = None;
-    odd.raw = Some(-3);
-    let text = String::from_utf8(copy_text(&[&s(1, "ph", "PH", 10, 6.5), &odd])).unwrap();
-    assert_eq!(
-        text,
-        "1\t1\tph\tPH\t6.5\t\\N\t1970-01-01T00:00:10+00:00\n\
-         7\t\\N\ta\\tb\\\\c\tPH\t0.30000000000000004\t-3\t2027-01-15T08:00:00+00:00\n"
-    );
-}

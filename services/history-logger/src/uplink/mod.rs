@@ -10,7 +10,7 @@
 use proto::payloads::{
     Heartbeat, MAX_PAYLOAD_BYTES, MetricType, NodeError, NodeEvent, PayloadError, Status, Telemetry,
 };
-use proto::topics::{NodeTopic, Topic, TopicKind};
+use proto::topics::{NodeTopic, Topic, TopicError, TopicKind};
 use serde_json::Value;
 
 /// The longest zone event type the schema accepts.
@@ -94,7 +94,17 @@ pub fn decode(
     received_at: i64,
     checks: Checks,
 ) -> Result<Uplink, Rejection> {
-    let parsed = Topic::parse(topic).map_err(|e| Rejection::new("bad_topic", e.problem))?;
+    decode_parsed(Topic::parse(topic), payload, received_at, checks)
+}
+
+/// [`decode`] of a topic already parsed (ingest parses each topic once).
+pub fn decode_parsed(
+    parsed: Result<Topic, TopicError>,
+    payload: &[u8],
+    received_at: i64,
+    checks: Checks,
+) -> Result<Uplink, Rejection> {
+    let parsed = parsed.map_err(|e| Rejection::new("bad_topic", e.problem))?;
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(refusal(&PayloadError::TooLarge(payload.len()), payload));
     }
@@ -113,7 +123,48 @@ pub fn decode(
             body: Body::Unbound,
         });
     }
-    let body = match node_topic.kind {
+    let body = decode_body(node_topic.kind, payload, received_at, checks)?;
+    Ok(Uplink {
+        topic: node_topic,
+        body,
+    })
+}
+
+/// Decodes a message ingest stored: its kind is the one ingest parsed
+/// (the pack's tag), its topic is only split for the uids it names.
+pub fn decode_stored(
+    kind: TopicKind,
+    topic: &str,
+    payload: &[u8],
+    received_at: i64,
+    checks: Checks,
+) -> Result<Uplink, Rejection> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    let (gh, zone, node, channel) = match (levels.as_slice(), kind.has_channel()) {
+        (["hydro", gh, zone, node, _], false) => (*gh, *zone, *node, None),
+        (["hydro", gh, zone, node, channel, _], true) => (*gh, *zone, *node, Some(*channel)),
+        _ => return Err(Rejection::new("bad_topic", "does not fit its stored kind")),
+    };
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(refusal(&PayloadError::TooLarge(payload.len()), payload));
+    }
+    let topic = NodeTopic::new(gh, zone, node, channel, kind);
+    let body = if topic.is_temp() {
+        Body::Unbound
+    } else {
+        decode_body(kind, payload, received_at, checks)?
+    };
+    Ok(Uplink { topic, body })
+}
+
+/// The payload of a bound node's message of `kind`, decoded and checked.
+fn decode_body(
+    kind: TopicKind,
+    payload: &[u8],
+    received_at: i64,
+    checks: Checks,
+) -> Result<Body, Rejection> {
+    let body = match kind {
         TopicKind::Telemetry => {
             let t = Telemetry::decode(payload, received_at).map_err(|e| refusal(&e, payload))?;
             if t.ts > MAX_TS {
@@ -180,10 +231,7 @@ pub fn decode(
             return Err(Rejection::new("bad_topic", "not an uplink kind"));
         }
     };
-    Ok(Uplink {
-        topic: node_topic,
-        body,
-    })
+    Ok(body)
 }
 
 /// A finer label than [`PayloadError::reason`]: JSON that is not JSON at all,

@@ -203,3 +203,45 @@ fn only_the_firmwares_last_will_marks_a_node_gone() {
         assert_eq!(reason(lwt, bad), "invalid_lwt", "{bad:?}");
     }
 }
+
+#[test]
+fn a_stored_message_decodes_by_its_stored_kind() {
+    let topics = [
+        (
+            T,
+            TopicKind::Telemetry,
+            br#"{"metric_type":"PH","value":6.5,"ts":1737979200}"#.as_slice(),
+        ),
+        (
+            "hydro/gh-1/zn-1/nd-ph-1/lwt",
+            TopicKind::Lwt,
+            b"offline".as_slice(),
+        ),
+        (
+            "hydro/gh-temp/zn-temp/esp-1/heartbeat",
+            TopicKind::Heartbeat,
+            b"{".as_slice(),
+        ),
+    ];
+    for (topic, kind, payload) in topics {
+        assert_eq!(
+            decode_stored(kind, topic, payload, 1_800_000_000, Checks::default()),
+            decode(topic, payload, 1_800_000_000, Checks::default()),
+            "{topic}"
+        );
+    }
+    let refused = |kind, topic: &str| {
+        decode_stored(kind, topic, b"{}", 1_800_000_000, Checks::default())
+            .unwrap_err()
+            .reason
+    };
+    assert_eq!(refused(TopicKind::Status, T), "bad_topic");
+    assert_eq!(
+        refused(TopicKind::Telemetry, "hydro/gh-1/zn-1/nd-1/status"),
+        "bad_topic"
+    );
+    assert_eq!(
+        refused(TopicKind::Status, "hydro/gh-1/zn-1/nd-1/status"),
+        "invalid_field"
+    );
+}

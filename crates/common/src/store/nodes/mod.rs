@@ -8,6 +8,8 @@
 //!   hardware id;
 //! - [`sightings`]: registering and refreshing a node from what it sends,
 //!   its unbound readings and its reported config;
+//! - [`ingest`]: what history-logger writes of each node from its uplink
+//!   (placement checks, states, heartbeats; the [`NodeStatus`] enum);
 //! - [`lifecycle`]: the writes of a bind, an unbind and a decommission;
 //! - [`accounts`]: what a node's broker account is made from;
 //! - [`advisor`]: what broker-registry's advisor reads of each node;
@@ -23,6 +25,7 @@
 
 mod accounts;
 mod advisor;
+mod ingest;
 mod lifecycle;
 mod overview;
 mod placement;
@@ -33,6 +36,7 @@ mod view;
 
 pub use accounts::{AccountRow, account_row, account_rows};
 pub use advisor::{NodeFigures, advisor_figures};
+pub use ingest::*;
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
 pub use overview::{NodeOverview, overview};
 pub use placement::*;

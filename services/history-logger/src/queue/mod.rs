@@ -18,6 +18,11 @@ use common::store::redis::RedisError;
 
 use crate::pack::{Pack, Unreadable};
 
+pub use reply::id_millis;
+use reply::{as_string, into_array, parse_entry, parse_read_reply};
+
+mod reply;
+
 // The stream is never trimmed (no `XADD … MAXLEN`): written entries are
 // deleted by the writer, so everything in the stream is unwritten and a trim
 // could only lose data. The bound is kept by ingest, which stops appending
@@ -28,9 +33,10 @@ use crate::pack::{Pack, Unreadable};
 pub const MAX_BLOCK_MS: u64 = 200;
 
 /// Appends one pack and counts its messages; returns the count after.
-/// KEYS: stream, counter. ARGV: message count, received ms, pack.
+/// KEYS: stream, counter. ARGV: message count, received ms, pack. The pack
+/// is field `p` ([`Layout::Tagged`]); `m` held the untagged layout before.
 const APPEND: &str = "\
-redis.call('XADD', KEYS[1], '*', 'n', ARGV[1], 'r', ARGV[2], 'm', ARGV[3])
+redis.call('XADD', KEYS[1], '*', 'n', ARGV[1], 'r', ARGV[2], 'p', ARGV[3])
 return redis.call('INCRBY', KEYS[2], ARGV[1])";
 
 /// Acknowledges and deletes entries, uncounting the messages of each entry
@@ -322,148 +328,5 @@ impl Queue {
     }
 }
 
-/// The milliseconds part of a stream id.
-pub fn id_millis(id: &str) -> Option<i64> {
-    id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
-}
-
-fn into_array(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(items) | Value::Set(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn as_bytes(v: Value) -> Option<Vec<u8>> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.into_bytes()),
-        Value::Int(n) => Some(n.to_string().into_bytes()),
-        _ => None,
-    }
-}
-
-fn as_string(v: Value) -> Option<String> {
-    as_bytes(v).map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
-/// `XREADGROUP` reply: `[[stream, [entry, …]]]`, or nil on timeout.
-fn parse_read_reply(reply: Value) -> Vec<Entry> {
-    into_array(reply)
-        .into_iter()
-        .flat_map(|stream| into_array(stream).into_iter().nth(1))
-        .flat_map(into_array)
-        .filter_map(parse_entry)
-        .collect()
-}
-
-/// `[id, [field, value, …]]`; the fields are nil for an entry deleted while pending.
-fn parse_entry(v: Value) -> Option<Entry> {
-    let mut parts = into_array(v).into_iter();
-    let id = as_string(parts.next()?)?;
-    let fields = into_array(parts.next().unwrap_or(Value::Nil));
-    if fields.is_empty() {
-        return Some(Entry {
-            id,
-            count: 0,
-            content: Content::Deleted,
-        });
-    }
-    let (mut count, mut received_ms, mut raw) = (None, None, None);
-    let mut fields = fields.into_iter();
-    while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
-        let (Some(k), Some(v)) = (as_bytes(k), as_bytes(v)) else {
-            continue;
-        };
-        let number = || std::str::from_utf8(&v).ok()?.parse::<i64>().ok();
-        match k.as_slice() {
-            b"n" => count = number(),
-            b"r" => received_ms = number(),
-            b"m" => raw = Some(v),
-            _ => {}
-        }
-    }
-    let count = count.map_or(0, |n| n.max(0) as u64);
-    let content = match (received_ms, raw) {
-        (Some(ms), Some(raw)) => match Pack::decode(ms, &raw) {
-            Ok(pack) => Content::Pack(pack),
-            Err(why) => Content::Unreadable { raw, why },
-        },
-        (_, raw) => Content::Unreadable {
-            raw: raw.unwrap_or_default(),
-            why: Unreadable("not a pack entry"),
-        },
-    };
-    Some(Entry { id, count, content })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn parses_a_read_reply() {
-        let pack = Pack {
-            received_ms: 1_700_000_000_001,
-            messages: vec![crate::pack::Message {
-                broker: "mqtt1".into(),
-                topic: "hydro/a/b/c/d/telemetry".into(),
-                payload: b"{}".to_vec(),
-            }],
-        };
-        let entry =
-            |id: &str, fields: Vec<Value>| Value::Array(vec![bulk(id), Value::Array(fields)]);
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("s"),
-            Value::Array(vec![
-                entry(
-                    "1700000000000-0",
-                    vec![
-                        bulk("n"),
-                        bulk("1"),
-                        bulk("r"),
-                        bulk("1700000000001"),
-                        bulk("m"),
-                        Value::BulkString(pack.encode()),
-                    ],
-                ),
-                Value::Array(vec![bulk("1700000000000-1"), Value::Nil]),
-                entry("1700000000000-2", vec![bulk("b"), bulk("mqtt1")]),
-                entry(
-                    "1700000000000-3",
-                    vec![
-                        bulk("n"),
-                        bulk("1"),
-                        bulk("r"),
-                        bulk("1"),
-                        bulk("m"),
-                        bulk("xyz"),
-                    ],
-                ),
-            ]),
-        ])]);
-        let entries = parse_read_reply(reply);
-        assert_eq!(entries.len(), 4);
-        assert_eq!(entries[0].pack(), Some(&pack));
-        assert_eq!(entries[0].count, 1);
-        assert_eq!(entries[1].content, Content::Deleted);
-        assert!(matches!(
-            entries[2].content,
-            Content::Unreadable {
-                why: Unreadable("not a pack entry"),
-                ..
-            }
-        ));
-        assert!(matches!(
-            &entries[3].content,
-            Content::Unreadable { raw, .. } if raw == b"xyz"
-        ));
-        assert!(parse_read_reply(Value::Nil).is_empty());
-        assert_eq!(id_millis("1700000000000-1"), Some(1_700_000_000_000));
-    }
-}
+mod tests;
