@@ -15,6 +15,9 @@ use common::metrics as m;
 use common::mqtt::pool::BrokerPool;
 use common::placement::broker_status::{self, BrokerStatus, Writer};
 use common::placement::probe::Prober;
+use common::store::broker_health_samples::{self, NewSample};
+use common::store::brokers::{self, Measured};
+use common::store::nodes;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -63,10 +66,11 @@ impl Monitor {
     }
 
     async fn sample_all(&self, memory: &mut HashMap<String, Memory>) -> Result<(), sqlx::Error> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM brokers WHERE enabled ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<String> = brokers::enabled(&self.pool)
+            .await?
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
         let probes = futures::future::join_all(ids.iter().map(|id| async move {
             match self.brokers.get(id) {
                 Some(c) => self.prober.probe(&c, PROBE_TIMEOUT).await.ok(),
@@ -78,22 +82,10 @@ impl Monitor {
             let mem = memory.entry(id.clone()).or_default();
             self.sample(id, latency, mem).await?;
         }
-        let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT b.id, count(a.node_id) FROM brokers b \
-             LEFT JOIN node_broker_assignments a ON a.broker_id = b.id GROUP BY b.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for (id, n) in counts {
-            metrics::gauge!(m::BROKER_NODES, "broker" => id).set(n as f64);
+        for b in brokers::overview(&self.pool).await? {
+            metrics::gauge!(m::BROKER_NODES, "broker" => b.id).set(b.nodes as f64);
         }
-        // Bound nodes only: a node waiting in the temp namespace or
-        // decommissioned going quiet is nobody's alarm.
-        let offline: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM nodes WHERE status = 'OFFLINE' AND lifecycle = 'ASSIGNED'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let offline = nodes::offline_bound(&self.pool).await?;
         metrics::gauge!(m::NODES_OFFLINE).set(offline as f64);
         Ok(())
     }
@@ -146,38 +138,27 @@ impl Monitor {
         };
         let load = load_index(&figures);
         let status = sample_status(load, latency_ms, disconnects > 0);
-        sqlx::query(
-            "INSERT INTO broker_health_samples (broker_id, probe_ok, latency_ms, connections, msgs_per_sec, \
-                 retained, uptime_sec, disconnects, load_index, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(id)
-        .bind(latency.is_some())
-        .bind(latency_ms)
-        .bind(sys.clients.map(|c| c as i32))
-        .bind(mem.msgs_per_sec)
-        .bind(sys.retained.map(|r| r as i32))
-        .bind(sys.uptime_sec)
-        .bind(disconnects)
-        .bind(load)
-        .bind(status.as_str())
-        .execute(&self.pool)
-        .await?;
-        let current: String = sqlx::query_scalar(
-            "UPDATE brokers SET load_index = $2, connections = $3, msgs_per_sec = $4, \
-                 latency_ms = COALESCE($5, latency_ms), \
-                 last_seen_at = CASE WHEN $5 IS NULL THEN last_seen_at ELSE now() END, updated_at = now() \
-             WHERE id = $1 RETURNING status",
-        )
-        .bind(id)
-        .bind(load)
-        .bind(sys.clients.unwrap_or(0) as i32)
-        .bind(mem.msgs_per_sec)
-        .bind(latency_ms)
-        .fetch_one(&self.pool)
-        .await?;
+        let sample = NewSample {
+            broker_id: id,
+            probe_ok: latency.is_some(),
+            latency_ms,
+            connections: sys.clients.map(|c| c as i32),
+            msgs_per_sec: mem.msgs_per_sec,
+            retained: sys.retained.map(|r| r as i32),
+            uptime_sec: sys.uptime_sec,
+            disconnects,
+            load_index: load,
+            status,
+        };
+        broker_health_samples::insert(&self.pool, &sample).await?;
+        let measured = Measured {
+            load_index: load,
+            connections: sys.clients.unwrap_or(0) as i32,
+            msgs_per_sec: mem.msgs_per_sec,
+            latency_ms,
+        };
         // Two samples in a row, or the status would follow every spike.
-        let mut shown = current.parse().unwrap_or(BrokerStatus::Good);
+        let mut shown = brokers::record_figures(&self.pool, id, &measured).await?;
         if mem.last_status == Some(status) && status != BrokerStatus::Offline {
             let reason = format!(
                 "health: load index {load:.3}, latency {} ms, {disconnects} drops",

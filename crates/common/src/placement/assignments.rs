@@ -49,7 +49,7 @@ use proto::topics::{NodeTopic, TopicKind, config_update_topic};
 const ANNOUNCE_CONCURRENCY: usize = 64;
 
 pub use crate::store::brokers::BrokerAddress;
-pub use crate::store::node_broker_assignments::{ASSIGNMENT_QUERY, Assignment};
+pub use crate::store::node_broker_assignments::Assignment;
 
 /// Writes `moves` (see the module doc) with `strategy` as the reason; returns
 /// the rows written. A move from `None` only creates a missing row.

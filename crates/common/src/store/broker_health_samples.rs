@@ -1,12 +1,15 @@
 //! The `broker_health_samples` table: broker-registry's health monitor
-//! writes a sample per broker per interval (health.rs). Read here for the
+//! writes a sample per broker per interval (health.rs, [`insert`]). Read here for the
 //! advisor (each broker's latency and load over a recent window, summed up)
 //! and for the dashboard's `GET /api/brokers/history` (recent samples
 //! averaged into a bounded number of points, so a chart of an hour costs the
-//! same whatever the sampling interval).
+//! same whatever the sampling interval), and for `GET /api/brokers/{id}`
+//! (a broker's latest samples as stored).
 
+use crate::placement::broker_status::BrokerStatus;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgExecutor;
 
 /// A broker's samples over a window, summed up.
@@ -80,6 +83,62 @@ pub async fn history(
            ORDER BY b.id, s.at"#,
         seconds,
         bucket
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One sample of a broker, as the health monitor writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSample<'a> {
+    pub broker_id: &'a str,
+    pub probe_ok: bool,
+    pub latency_ms: Option<f64>,
+    pub connections: Option<i32>,
+    pub msgs_per_sec: f64,
+    pub retained: Option<i32>,
+    pub uptime_sec: Option<i64>,
+    /// Drops of the monitor's own connection since the last sample.
+    pub disconnects: i32,
+    pub load_index: f64,
+    /// What this sample alone says of the broker.
+    pub status: BrokerStatus,
+}
+
+/// Writes `sample`.
+pub async fn insert(db: impl PgExecutor<'_>, sample: &NewSample<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO broker_health_samples (broker_id, probe_ok, latency_ms, connections, msgs_per_sec, \
+             retained, uptime_sec, disconnects, load_index, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        sample.broker_id,
+        sample.probe_ok,
+        sample.latency_ms,
+        sample.connections,
+        sample.msgs_per_sec,
+        sample.retained,
+        sample.uptime_sec,
+        sample.disconnects,
+        sample.load_index,
+        sample.status.as_str()
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Broker `broker_id`'s latest `limit` samples, newest first, each as a JSON
+/// object of every column but `id` (the API shows them as they are stored).
+pub async fn latest_json(
+    db: impl PgExecutor<'_>,
+    broker_id: &str,
+    limit: i64,
+) -> Result<Vec<Value>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT to_jsonb(s) - 'id' AS "sample!" FROM (SELECT * FROM broker_health_samples
+           WHERE broker_id = $1 ORDER BY sampled_at DESC LIMIT $2) s"#,
+        broker_id,
+        limit
     )
     .fetch_all(db)
     .await

@@ -1,10 +1,11 @@
 //! The `broker_status_changes` table: one row per change of a broker's
 //! status, written by `placement::broker_status::set_status` in the
 //! transaction that changes it; read for broker-registry's advisor (which
-//! brokers came back from OFFLINE recently).
+//! brokers came back from OFFLINE recently) and its `GET /api/status-changes`.
 
 use crate::placement::broker_status::BrokerStatus;
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
 /// A broker's latest return from OFFLINE.
@@ -51,4 +52,16 @@ pub async fn record(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// The latest `limit` changes, newest first, each as a JSON object of every
+/// column (the API shows them as they are stored).
+pub async fn latest_json(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Value>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT to_jsonb(c) AS "change!" FROM (SELECT * FROM broker_status_changes
+           ORDER BY changed_at DESC, id DESC LIMIT $1) c"#,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }

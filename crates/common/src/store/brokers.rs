@@ -4,10 +4,14 @@
 //! another broker could take a node: `commands::route`), for placement
 //! (addresses, the planner's view), for failover's watcher and for
 //! device-registry (the URL a NodeConfig names); the status is written for
-//! `placement::broker_status`.
+//! `placement::broker_status`. broker-registry seeds and changes the list,
+//! shows it with each broker's node counts ([`overview`]) and writes what its
+//! health monitor measures ([`record_figures`]).
 
-use crate::placement::balance::BrokerView;
+use crate::placement::balance::{BrokerView, Role};
 use crate::placement::broker_status::BrokerStatus;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 
 /// The URL of broker `id`, if it is registered.
@@ -111,5 +115,114 @@ pub async fn update_status(
         from_offline
     )
     .fetch_optional(db)
+    .await
+}
+
+/// Registers broker `id` at `url` unless its id or URL is taken; true when
+/// it was added.
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    url: &str,
+    role: Role,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "INSERT INTO brokers (id, url, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        id,
+        url,
+        role.as_str()
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets what is given of broker `id`'s `enabled`, `draining` and `role`;
+/// false when there is no such broker.
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    enabled: Option<bool>,
+    draining: Option<bool>,
+    role: Option<Role>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE brokers SET enabled = COALESCE($2, enabled), draining = COALESCE($3, draining), \
+                role = COALESCE($4, role), updated_at = now() WHERE id = $1",
+        id,
+        enabled,
+        draining,
+        role.map(Role::as_str)
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// One broker as the API and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BrokerRow {
+    pub id: String,
+    pub url: String,
+    pub role: Role,
+    pub status: BrokerStatus,
+    pub enabled: bool,
+    pub draining: bool,
+    pub load_index: f64,
+    pub connections: i32,
+    pub msgs_per_sec: f64,
+    pub latency_ms: Option<f64>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Nodes assigned to it.
+    pub nodes: i64,
+    /// Of those, moves not yet confirmed by the node.
+    pub unconfirmed: i64,
+}
+
+/// Every broker with its node counts, by id.
+pub async fn overview(db: impl PgExecutor<'_>) -> Result<Vec<BrokerRow>, sqlx::Error> {
+    sqlx::query_as!(
+        BrokerRow,
+        r#"SELECT b.id, b.url, b.role AS "role: Role", b.status AS "status: BrokerStatus",
+                  b.enabled, b.draining, b.load_index, b.connections, b.msgs_per_sec,
+                  b.latency_ms, b.last_seen_at,
+                  count(a.node_id) AS "nodes!",
+                  count(a.node_id) FILTER (WHERE a.confirmed_at IS NULL) AS "unconfirmed!"
+           FROM brokers b LEFT JOIN node_broker_assignments a ON a.broker_id = b.id
+           GROUP BY b.id ORDER BY b.id"#
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// What one health sample measured of a broker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    pub load_index: f64,
+    pub connections: i32,
+    pub msgs_per_sec: f64,
+    /// The probe's round trip; `None` when it failed (the last latency and
+    /// `last_seen_at` then stay).
+    pub latency_ms: Option<f64>,
+}
+
+/// Writes broker `id`'s current `figures`; returns its status.
+pub async fn record_figures(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    figures: &Measured,
+) -> Result<BrokerStatus, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE brokers SET load_index = $2, connections = $3, msgs_per_sec = $4,
+               latency_ms = COALESCE($5, latency_ms),
+               last_seen_at = CASE WHEN $5 IS NULL THEN last_seen_at ELSE now() END, updated_at = now()
+           WHERE id = $1 RETURNING status AS "status: BrokerStatus""#,
+        id,
+        figures.load_index,
+        figures.connections,
+        figures.msgs_per_sec,
+        figures.latency_ms
+    )
+    .fetch_one(db)
     .await
 }

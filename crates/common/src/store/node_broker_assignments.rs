@@ -48,18 +48,30 @@ pub struct Assignment {
     pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The select list of [`Assignment`] for a query built at run time; callers
-/// add `WHERE`/`ORDER BY`. Checked queries use [`select`].
-pub const ASSIGNMENT_QUERY: &str = "\
-    SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at, \
-           a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via, \
-           n.observed_broker_id, n.observed_at \
-    FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id ";
-
 /// The assignments of the nodes `ids` (every one for `None`), by node id.
 pub async fn select(
     db: impl PgExecutor<'_>,
     ids: Option<&[i64]>,
+) -> Result<Vec<Assignment>, sqlx::Error> {
+    filtered(db, ids, None, false).await
+}
+
+/// The assignments to `broker_id` (every one for `None`), by node uid: the
+/// API's list.
+pub async fn by_uid(
+    db: impl PgExecutor<'_>,
+    broker_id: Option<&str>,
+) -> Result<Vec<Assignment>, sqlx::Error> {
+    filtered(db, None, broker_id, true).await
+}
+
+/// The assignments of the nodes `ids` to `broker_id` (`None`: any), by node
+/// uid or by node id: one statement serves both lists.
+async fn filtered(
+    db: impl PgExecutor<'_>,
+    ids: Option<&[i64]>,
+    broker_id: Option<&str>,
+    by_uid: bool,
 ) -> Result<Vec<Assignment>, sqlx::Error> {
     sqlx::query_as!(
         Assignment,
@@ -67,9 +79,12 @@ pub async fn select(
                   a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via AS "move_via: _",
                   n.observed_broker_id, n.observed_at
            FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id
-           WHERE $1::int8[] IS NULL OR a.node_id = ANY($1)
-           ORDER BY a.node_id"#,
-        ids
+           WHERE ($1::int8[] IS NULL OR a.node_id = ANY($1))
+             AND ($2::text IS NULL OR a.broker_id = $2)
+           ORDER BY CASE WHEN $3 THEN n.uid END, a.node_id"#,
+        ids,
+        broker_id,
+        by_uid
     )
     .fetch_all(db)
     .await

@@ -24,12 +24,12 @@ use chrono::{DateTime, Utc};
 use common::placement::balance::{RebalanceLimits, Role, Strategy};
 use common::placement::broker_status::BrokerStatus;
 use common::store::advisor_suggestions::SuggestionSource;
-use common::store::{broker_health_samples, broker_status_changes, failover_events, nodes};
+use common::store::{
+    broker_health_samples, broker_status_changes, brokers, failover_events, nodes,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
-
-use crate::registry;
 
 /// How far back node and broker figures are taken.
 pub const FIGURES_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -195,7 +195,7 @@ pub async fn gather(
     cooldown: Duration,
 ) -> Result<Inputs, sqlx::Error> {
     let window = FIGURES_WINDOW.as_secs_f64();
-    let listed = registry::list(pool).await?;
+    let listed = brokers::overview(pool).await?;
     let health: BTreeMap<String, broker_health_samples::HealthSummary> =
         broker_health_samples::summary(pool, window)
             .await?
@@ -225,8 +225,8 @@ pub async fn gather(
                 .map(|r| r.changed_at)
                 .or_else(|| recent_failover(&b.id));
             BrokerFigures {
-                role: b.role.parse().unwrap_or(Role::Primary),
-                status: b.status.parse().unwrap_or(BrokerStatus::Offline),
+                role: b.role,
+                status: b.status,
                 enabled: b.enabled,
                 draining: b.draining,
                 load_index: b.load_index,

@@ -9,8 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::placement::assignments::{ASSIGNMENT_QUERY, Assignment};
 use common::placement::balance::{self, Move, RebalanceLimits, Strategy};
+use common::store::{node_broker_assignments, nodes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,12 +34,7 @@ struct Filter {
 
 async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
     common::runtime::http::check_opt_text("broker", f.broker.as_deref(), super::MAX_ID_CHARS)?;
-    let rows: Vec<Assignment> = sqlx::query_as(&format!(
-        "{ASSIGNMENT_QUERY} WHERE ($1::text IS NULL OR a.broker_id = $1) ORDER BY n.uid"
-    ))
-    .bind(&f.broker)
-    .fetch_all(&s.pool)
-    .await?;
+    let rows = node_broker_assignments::by_uid(&s.pool, f.broker.as_deref()).await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))
 }
 
@@ -85,11 +80,8 @@ async fn make_plan(s: &ApiState, request: &PlanRequest) -> Result<(Strategy, Vec
 
 async fn describe(s: &ApiState, strategy: Strategy, moves: &[Move]) -> Result<Value, ApiError> {
     let ids: Vec<i64> = moves.iter().map(|m| m.node_id).collect();
-    let uids: Vec<(i64, String)> = sqlx::query_as("SELECT id, uid FROM nodes WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&s.pool)
-        .await?;
-    let uid = |id: i64| uids.iter().find(|(i, _)| *i == id).map(|(_, u)| u.clone());
+    let refs = nodes::refs(&s.pool, &ids).await?;
+    let uid = |id: i64| refs.iter().find(|r| r.id == id).map(|r| r.uid.clone());
     let moves: Vec<Value> = moves
         .iter()
         .map(|m| json!({ "node_id": m.node_id, "node_uid": uid(m.node_id), "from": m.from, "to": m.to }))

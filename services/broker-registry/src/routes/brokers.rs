@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use common::runtime::http::check_text;
+use common::store::{broker_health_samples, brokers};
 
 use super::{ApiState, MAX_ID_CHARS, parse_body};
 use crate::audit::Operator;
@@ -25,7 +26,7 @@ pub fn router() -> Router<ApiState> {
 
 async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        json!({ "status": "ok", "data": registry::list(&s.pool).await? }),
+        json!({ "status": "ok", "data": brokers::overview(&s.pool).await? }),
     ))
 }
 
@@ -37,6 +38,9 @@ struct AddBody {
     #[serde(default)]
     role: Option<String>,
 }
+
+/// How many of a broker's latest health samples `GET /api/brokers/{id}` shows.
+const SAMPLES_SHOWN: i64 = 20;
 
 /// The longest broker url.
 const MAX_URL_CHARS: usize = 512;
@@ -84,20 +88,14 @@ async fn add(
 
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     check_text("id", &id, MAX_ID_CHARS)?;
-    let broker = registry::list(&s.pool)
+    let broker = brokers::overview(&s.pool)
         .await?
         .into_iter()
         .find(|b| b.id == id)
         .ok_or_else(|| {
             ApiError::not_found("broker_not_found", format!("broker `{id}` does not exist"))
         })?;
-    let samples: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(s) - 'id' FROM (SELECT * FROM broker_health_samples WHERE broker_id = $1 \
-         ORDER BY sampled_at DESC LIMIT 20) s",
-    )
-    .bind(&id)
-    .fetch_all(&s.pool)
-    .await?;
+    let samples = broker_health_samples::latest_json(&s.pool, &id, SAMPLES_SHOWN).await?;
     Ok(Json(
         json!({ "status": "ok", "data": { "broker": broker, "samples": samples } }),
     ))

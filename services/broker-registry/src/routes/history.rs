@@ -5,7 +5,7 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::store::failover_events;
+use common::store::{broker_status_changes, failover_events};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -52,11 +52,6 @@ async fn status_changes(
     State(s): State<ApiState>,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(c) FROM (SELECT * FROM broker_status_changes ORDER BY changed_at DESC, id DESC LIMIT $1) c",
-    )
-    .bind(page.limit_or(200)?)
-    .fetch_all(&s.pool)
-    .await?;
+    let rows = broker_status_changes::latest_json(&s.pool, page.limit_or(200)?).await?;
     Ok(Json(json!({ "status": "ok", "data": rows })))
 }

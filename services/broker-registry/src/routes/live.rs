@@ -13,8 +13,9 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
+use common::placement::broker_status::BrokerStatus;
 use common::store::broker_health_samples::{self, HealthPoint};
-use common::store::{failover_events, nodes, zones};
+use common::store::{brokers, failover_events, nodes, zones};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +24,6 @@ use tracing::warn;
 
 use super::ApiState;
 use crate::error::ApiError;
-use crate::registry;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -104,7 +104,7 @@ async fn stream(State(s): State<ApiState>) -> Sse<impl Stream<Item = Result<Even
 struct Watch {
     pool: PgPool,
     ticks: tokio::time::Interval,
-    statuses: HashMap<String, String>,
+    statuses: HashMap<String, BrokerStatus>,
 }
 
 impl Watch {
@@ -113,7 +113,7 @@ impl Watch {
     /// does not answer (the client keeps its last figures).
     async fn next(&mut self) -> Vec<Event> {
         let (brokers, latest) = match tokio::try_join!(
-            registry::list(&self.pool),
+            brokers::overview(&self.pool),
             failover_events::recent(&self.pool, 1)
         ) {
             Ok(read) => read,
@@ -124,7 +124,7 @@ impl Watch {
         };
         let mut events = Vec::new();
         for b in &brokers {
-            let before = self.statuses.insert(b.id.clone(), b.status.clone());
+            let before = self.statuses.insert(b.id.clone(), b.status);
             if let Some(before) = before.filter(|before| *before != b.status) {
                 let change = json!({ "broker": b.id, "from": before, "to": b.status });
                 events.push(

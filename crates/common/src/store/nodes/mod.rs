@@ -19,7 +19,9 @@
 //! - [`route`]: the broker a node's commands go to (the route rule, written
 //!   once) and the lookups that explain why a node cannot take a command.
 //! - [`overview`]: every node as broker-registry's dashboard lists it
-//!   (`GET /api/nodes`).
+//!   (`GET /api/nodes`);
+//! - [`registry`]: the rest broker-registry reads (OFFLINE bound nodes, the
+//!   uids of nodes a plan moves).
 //!
 //! A directory module: together they are over 400 lines.
 
@@ -29,6 +31,7 @@ mod ingest;
 mod lifecycle;
 mod overview;
 mod placement;
+mod registry;
 mod route;
 mod seed;
 mod sightings;
@@ -40,6 +43,7 @@ pub use ingest::*;
 pub use lifecycle::{assign, clear_zone, decommission, issue_mqtt_password};
 pub use overview::{NodeOverview, overview};
 pub use placement::*;
+pub use registry::{offline_bound, refs};
 pub use route::*;
 pub use seed::*;
 pub use sightings::{
