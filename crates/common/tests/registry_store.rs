@@ -12,6 +12,18 @@ use common::store::{broker_status_changes, node_broker_assignments, nodes};
 use serde_json::{Value, json};
 use testkit::TestDb;
 
+/// The names of `row`'s fields, sorted.
+fn columns(row: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = row
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// Brokers b1 and b2; nodes 1 (`nd-b`) and 2 (`nd-a`) on b1, 3 (`nd-c`) on
 /// b2 unconfirmed; node 1 OFFLINE and bound, node 3 OFFLINE and unbound.
 async fn setup() -> TestDb {
@@ -96,15 +108,8 @@ async fn brokers_are_added_changed_and_listed_with_their_nodes() {
         (&shown["role"], &shown["status"]),
         (&json!("dedicated"), &json!("GOOD"))
     );
-    let mut keys: Vec<&str> = shown
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        columns(&shown),
         [
             "connections",
             "draining",
@@ -148,15 +153,8 @@ async fn a_sample_is_written_and_shown_with_every_column() {
         .await
         .unwrap();
     assert_eq!(shown.len(), 2);
-    let mut keys: Vec<&str> = shown[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        columns(&shown[0]),
         [
             "broker_id",
             "connections",
@@ -223,15 +221,8 @@ async fn status_changes_are_shown_newest_first_with_every_column() {
         (&all[0]["from_status"], &all[0]["to_status"]),
         (&json!("DEGRADED"), &json!("CRITICAL"))
     );
-    let mut keys: Vec<&str> = all[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        columns(&all[0]),
         [
             "broker_id",
             "changed_at",
