@@ -307,5 +307,7 @@ def test_a_suggestion_applied_in_the_page_changes_assignments(stack, page):
     button.click()
     wait_until(lambda: all(stack.assignments().get(m["node_uid"]) == m["to"] for m in moves), SLOW, 0.5,
                f"the moves of suggestion {suggestion_id} applied: {moves}")
-    page.wait_for_selector(f"#message:has-text('suggestion {suggestion_id} applied')")
+    # The page's own record of it: the action log (the message line is
+    # transient; a broker status event may replace it at any moment).
+    page.wait_for_selector("[data-testid=action]:has-text('suggestion.apply')")
     screenshot(page, "advisor-applied")

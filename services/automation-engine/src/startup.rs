@@ -2,11 +2,8 @@
 //! the decision lease, the cycle loop, and the HTTP server (`/metrics`,
 //! `/health`).
 
-use common::commands::CommandSender;
-use common::mqtt::pool::BrokerPool;
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::cycle::{self, Engine};
@@ -15,26 +12,17 @@ use crate::{AutomationSettings, DEFAULT_PORT, LEASE_NAME, SERVICE};
 /// A built engine, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    pool: PgPool,
 }
+
+common::runner_deref!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, competes for
     /// the lease, starts the cycle loop and binds `HTTP_PORT` (0 picks a
     /// free port).
     pub async fn build(settings: Settings, automation: AutomationSettings) -> anyhow::Result<App> {
-        let base = Base::start(
-            SERVICE,
-            &settings,
-            &[Uses::Mqtt, Uses::Database, Uses::NodeSecret],
-        )
-        .await?;
-        let brokers = BrokerPool::connect(&settings, &base.pool, SERVICE, None, &base.stop).await?;
-        let sender = CommandSender::with_status_writer(
-            base.pool.clone(),
-            brokers.clone(),
-            settings.node_default_secret.clone(),
-        );
+        let base = Base::start(SERVICE, &settings, &Uses::backend([])).await?;
+        let (brokers, sender) = base.command_sender(&settings).await?;
         // The standby decides within ~8 s of a dead holder.
         let lease = base.lease(LEASE_NAME);
         let engine = Engine::new(
@@ -48,19 +36,8 @@ impl App {
             .spawn(cycle::run(engine, automation.interval(), base.stop.clone()));
 
         let router = common::runtime::http::ops_only_router(base.health(&brokers));
-        let pool = base.pool.clone();
         let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
-        Ok(App { runner, pool })
-    }
-
-    /// The port `/metrics` and `/health` listen on.
-    pub fn port(&self) -> u16 {
-        self.runner.port()
-    }
-
-    /// The database pool (for tests).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        Ok(App { runner })
     }
 
     /// Serves until `shutdown`, then stops the cycle loop (a cycle in

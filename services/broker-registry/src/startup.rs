@@ -17,7 +17,6 @@ use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::advisor::run::Advisor;
 use crate::engine::{self, Engine, EngineConfig};
@@ -34,31 +33,19 @@ pub struct App {
     runner: Runner,
 }
 
+common::runner_deref!(App);
+
 impl App {
     /// Connects to PostgreSQL (migrating it), registers the configured
     /// brokers, connects to every broker of the list, starts the monitor and
     /// the engine and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, registry: RegistrySettings) -> anyhow::Result<App> {
         let api_token = registry.api_token(settings.http.api_token.as_ref());
-        let base = Base::start(
-            SERVICE,
-            &settings,
-            &[
-                Uses::Mqtt,
-                Uses::Database,
-                Uses::NodeSecret,
-                Uses::Secret {
-                    name: "BROKER_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
-                    value: api_token,
-                },
-            ],
-        )
-        .await?;
-        if api_token.is_none() {
-            warn!(
-                "Neither BROKER_REGISTRY_API_TOKEN nor BRIDGE_API_TOKEN is set: the broker API accepts writes without a token."
-            );
-        }
+        let token = Uses::ApiToken {
+            name: "BROKER_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
+            value: api_token,
+        };
+        let base = Base::start(SERVICE, &settings, &Uses::backend([token])).await?;
         let access = Access::new(
             ApiToken::from_secret(api_token),
             settings.http.reads_require_token_or(false),

@@ -137,6 +137,24 @@ impl Registry {
     /// The connections to publish a node's config on and the broker URL the
     /// config names: the node's observed broker, or (unknown) every broker
     /// with the default broker's URL.
+    /// The NodeConfig for `node` at `place` (`None`: where it is), naming
+    /// `broker_url`, signed with its secret or the default one.
+    async fn config(
+        &self,
+        node: &NodeView,
+        place: Option<Place>,
+        broker_url: &str,
+    ) -> Result<NodeConfig, OpError> {
+        Ok(node_config::build(
+            &self.pool,
+            node.id,
+            place,
+            broker_url,
+            self.default_secret.expose_secret(),
+        )
+        .await?)
+    }
+
     async fn route(&self, node: &NodeView) -> Result<(Vec<MqttConnection>, String), OpError> {
         if let Some(id) = &node.observed_broker_id {
             let url = brokers::url(&self.pool, id)
@@ -245,14 +263,7 @@ impl Registry {
                 let secret = lifecycle::new_secret();
                 // Kept across rebinds: the node's account stays the same.
                 nodes::issue_mqtt_password(&self.pool, node.id, &accounts::new_password()).await?;
-                let mut config = node_config::build(
-                    &self.pool,
-                    node.id,
-                    Some(place),
-                    &broker_url,
-                    self.default_secret.expose_secret(),
-                )
-                .await?;
+                let mut config = self.config(&node, Some(place), &broker_url).await?;
                 config.node_secret = Some(secret.clone());
                 if let Some(requested) = &req.channels {
                     config.channels = requested.clone();
@@ -327,14 +338,7 @@ impl Registry {
             zone_uid: TEMP_ZONE.into(),
             node_uid: node.uid.clone(),
         };
-        let mut config = node_config::build(
-            &self.pool,
-            node.id,
-            Some(place),
-            &broker_url,
-            self.default_secret.expose_secret(),
-        )
-        .await?;
+        let mut config = self.config(&node, Some(place), &broker_url).await?;
         match &self.provision_login {
             Some((user, pass)) => {
                 node_config::set_login(&mut config.mqtt, user, pass.expose_secret())
@@ -362,14 +366,7 @@ impl Registry {
             return Err(OpError::Decommissioned(node.uid.clone()));
         }
         let (connections, broker_url) = self.route(&node).await?;
-        let config = node_config::build(
-            &self.pool,
-            node.id,
-            None,
-            &broker_url,
-            self.default_secret.expose_secret(),
-        )
-        .await?;
+        let config = self.config(&node, None, &broker_url).await?;
         let topic = current_config_topic(&node);
         self.publish(&node, &connections, &topic, &config, "push")
             .await?;

@@ -11,7 +11,6 @@ use common::runtime::auth::{Access, ApiToken};
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -36,45 +35,33 @@ pub fn filters(group: &str) -> Vec<String> {
 /// A built registry, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    pool: PgPool,
-    brokers: BrokerPool,
 }
+
+common::runner_deref!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and to every broker, subscribes,
     /// starts the background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, device: DeviceSettings) -> anyhow::Result<App> {
         let api_token = device.api_token(settings.http.api_token.as_ref());
-        let base = Base::start(
-            SERVICE,
-            &settings,
-            &[
-                Uses::Mqtt,
-                Uses::Database,
-                Uses::NodeSecret,
-                Uses::Secret {
-                    name: "DEVICE_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
-                    value: api_token,
-                },
-                // Without it no node gets its own broker account.
-                Uses::Secret {
-                    name: "MQTT_ADMIN_PASS (with MQTT_ADMIN_USER)",
-                    value: device.admin_login().map(|(_, pass)| pass),
-                },
-                Uses::Secret {
-                    name: "MQTT_PROVISION_PASS",
-                    value: device.mqtt_provision_pass.as_ref(),
-                },
-            ],
-        )
-        .await?;
+        let uses = Uses::backend([
+            Uses::ApiToken {
+                name: "DEVICE_REGISTRY_API_TOKEN (or BRIDGE_API_TOKEN)",
+                value: api_token,
+            },
+            // Without it no node gets its own broker account.
+            Uses::Secret {
+                name: "MQTT_ADMIN_PASS (with MQTT_ADMIN_USER)",
+                value: device.admin_login().map(|(_, pass)| pass),
+            },
+            Uses::Secret {
+                name: "MQTT_PROVISION_PASS",
+                value: device.mqtt_provision_pass.as_ref(),
+            },
+        ]);
+        let base = Base::start(SERVICE, &settings, &uses).await?;
         let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
         let token = ApiToken::from_secret(api_token);
-        if token.0.is_none() {
-            warn!(
-                "Neither DEVICE_REGISTRY_API_TOKEN nor BRIDGE_API_TOKEN is set: the node API accepts requests without a token."
-            );
-        }
 
         let (inbox_tx, inbox_rx) = mpsc::channel(4096);
         let brokers =
@@ -150,26 +137,7 @@ impl App {
         let runner = base
             .bind(&settings, DEFAULT_PORT, router, brokers.clone())
             .await?;
-        Ok(App {
-            runner,
-            pool,
-            brokers,
-        })
-    }
-
-    /// The port the API listens on.
-    pub fn port(&self) -> u16 {
-        self.runner.port()
-    }
-
-    /// The database pool (for tests).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The broker connections (for tests).
-    pub fn brokers(&self) -> &BrokerPool {
-        &self.brokers
+        Ok(App { runner })
     }
 
     /// Serves until `shutdown`, then stops the background work.

@@ -25,14 +25,11 @@ pub struct App {
     holder: String,
 }
 
+common::runner_deref!(App);
+
 impl App {
     pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {
-        let base = Base::start(
-            SERVICE,
-            &settings,
-            &[Uses::Mqtt, Uses::Database, Uses::NodeSecret],
-        )
-        .await?;
+        let base = Base::start(SERVICE, &settings, &Uses::backend([])).await?;
         let (pool, stop) = (base.pool.clone(), base.stop.clone());
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
         let brokers = BrokerPool::connect(&settings, &pool, SERVICE, Some(inbox_tx), &stop).await?;

@@ -12,7 +12,6 @@ use common::runtime::http::{Dependency, Health};
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::{TIME_REQUEST, TopicKind};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -39,11 +38,11 @@ pub const KINDS: [TopicKind; 6] = [
 /// A built history-logger, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    pool: PgPool,
-    brokers: BrokerPool,
     queue: Queue,
     stats: Arc<IngestStats>,
 }
+
+common::runner_deref!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it), Redis and the brokers, starts
@@ -130,26 +129,9 @@ impl App {
             .await?;
         Ok(App {
             runner,
-            pool,
-            brokers,
             queue,
             stats,
         })
-    }
-
-    /// The port `/health` and `/metrics` listen on.
-    pub fn port(&self) -> u16 {
-        self.runner.port()
-    }
-
-    /// The database pool (for tests).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The broker connections (for tests).
-    pub fn brokers(&self) -> &BrokerPool {
-        &self.brokers
     }
 
     /// The uplink queue (for tests).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::commands::{CommandError, CommandSender, find_target};
 use common::metrics as m;
+use common::runtime::leader_ticks::LeaderTicks;
 use common::runtime::lease::LeaseGuard;
 use common::store::commands::{self, Stranded};
 use serde_json::Value;
@@ -27,16 +28,8 @@ pub async fn run(
     lease: LeaseGuard,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !lease.is_held() {
-            continue;
-        }
+    let mut turns = LeaderTicks::new(lease, EVERY);
+    while turns.next(&shutdown).await.is_some() {
         let commands = match commands::stranded(&pool).await {
             Ok(c) => c,
             Err(e) => {

@@ -13,10 +13,8 @@ use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::TopicKind;
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::auth::{Access, ApiToken};
 use crate::routes::commands::{self, CommandsState};
@@ -25,31 +23,19 @@ use crate::{BridgeSettings, DEFAULT_PORT, SERVICE, redelivery, responses, sweepe
 /// A built bridge, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    pool: PgPool,
-    brokers: BrokerPool,
 }
+
+common::runner_deref!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, starts the
     /// background work and binds `HTTP_PORT` (0 picks a free port).
     pub async fn build(settings: Settings, bridge: BridgeSettings) -> anyhow::Result<App> {
-        let base = Base::start(
-            SERVICE,
-            &settings,
-            &[
-                Uses::Mqtt,
-                Uses::Database,
-                Uses::NodeSecret,
-                Uses::Secret {
-                    name: "BRIDGE_API_TOKEN",
-                    value: settings.http.api_token.as_ref(),
-                },
-            ],
-        )
-        .await?;
-        if settings.http.api_token.is_none() {
-            warn!("BRIDGE_API_TOKEN is not set: the command API accepts requests without a token.");
-        }
+        let token = Uses::ApiToken {
+            name: "BRIDGE_API_TOKEN",
+            value: settings.http.api_token.as_ref(),
+        };
+        let base = Base::start(SERVICE, &settings, &Uses::backend([token])).await?;
         let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
 
         let (inbox_tx, inbox_rx) = mpsc::channel(8192);
@@ -111,26 +97,7 @@ impl App {
         let runner = base
             .bind(&settings, DEFAULT_PORT, router, brokers.clone())
             .await?;
-        Ok(App {
-            runner,
-            pool,
-            brokers,
-        })
-    }
-
-    /// The port the API listens on.
-    pub fn port(&self) -> u16 {
-        self.runner.port()
-    }
-
-    /// The database pool (for tests).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The broker connections (for tests).
-    pub fn brokers(&self) -> &BrokerPool {
-        &self.brokers
+        Ok(App { runner })
     }
 
     /// Serves until `shutdown`, then stops the background work, waiting for

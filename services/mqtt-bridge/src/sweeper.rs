@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use common::metrics as m;
+use common::runtime::leader_ticks::LeaderTicks;
 use common::runtime::lease::LeaseGuard;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -26,16 +27,8 @@ pub fn interval_for(timeout: Duration) -> Duration {
 
 /// Sweeps while this instance holds the lease, until `shutdown`.
 pub async fn run(pool: PgPool, timeout: Duration, lease: LeaseGuard, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(interval_for(timeout));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !lease.is_held() {
-            continue;
-        }
+    let mut turns = LeaderTicks::new(lease, interval_for(timeout));
+    while turns.next(&shutdown).await.is_some() {
         match sweep(&pool, timeout).await {
             Ok(ids) if !ids.is_empty() => {
                 metrics::counter!(m::COMMANDS_FINISHED, "status" => "TIMEOUT")

@@ -13,7 +13,7 @@ use common::settings::{Settings, Uses};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api::{self, ApiState};
 use crate::faults::Faults;
@@ -50,7 +50,7 @@ impl App {
         sim.validate()?;
         let mut uses = vec![
             Uses::NodeSecret,
-            Uses::Secret {
+            Uses::ApiToken {
                 name: "SIM_API_TOKEN",
                 value: sim.api_token.as_ref(),
             },
@@ -59,9 +59,6 @@ impl App {
             uses.push(Uses::Database);
         }
         settings.refuse_dev_defaults(&uses)?;
-        if sim.api_token.is_none() {
-            warn!("SIM_API_TOKEN is not set: PUT /sim/faults accepts requests without a token.");
-        }
         let access = Access::new(
             ApiToken::from_secret(sim.api_token.as_ref()),
             settings.http.reads_require_token_or(false),

@@ -2,12 +2,9 @@
 //! the firing lease, the tick loop, and the HTTP server (`/metrics`,
 //! `/health`).
 
-use common::commands::CommandSender;
-use common::mqtt::pool::BrokerPool;
 use common::runtime::lease::LeaseGuard;
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::tick::{self, Scheduler};
@@ -16,27 +13,18 @@ use crate::{DEFAULT_PORT, LEASE_NAME, SERVICE, SchedulerSettings};
 /// A built scheduler, listening but not yet serving.
 pub struct App {
     runner: Runner,
-    pool: PgPool,
     lease: LeaseGuard,
 }
+
+common::runner_deref!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, competes for
     /// the lease, starts the tick loop and binds `HTTP_PORT` (0 picks a
     /// free port).
     pub async fn build(settings: Settings, scheduler: SchedulerSettings) -> anyhow::Result<App> {
-        let base = Base::start(
-            SERVICE,
-            &settings,
-            &[Uses::Mqtt, Uses::Database, Uses::NodeSecret],
-        )
-        .await?;
-        let brokers = BrokerPool::connect(&settings, &base.pool, SERVICE, None, &base.stop).await?;
-        let sender = CommandSender::with_status_writer(
-            base.pool.clone(),
-            brokers.clone(),
-            settings.node_default_secret.clone(),
-        );
+        let base = Base::start(SERVICE, &settings, &Uses::backend([])).await?;
+        let (brokers, sender) = base.command_sender(&settings).await?;
         // A standby fires within ~8 s of a dead holder.
         let lease = base.lease(LEASE_NAME);
         let lease_watch = lease.clone();
@@ -50,28 +38,17 @@ impl App {
             .spawn(tick::run(worker, scheduler.tick(), base.stop.clone()));
 
         let router = common::runtime::http::ops_only_router(base.health(&brokers));
-        let pool = base.pool.clone();
+        let _pool = base.pool.clone();
         let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
         Ok(App {
             runner,
-            pool,
             lease: lease_watch,
         })
-    }
-
-    /// The port `/metrics` and `/health` listen on.
-    pub fn port(&self) -> u16 {
-        self.runner.port()
     }
 
     /// Watches whether this instance holds the lease and so fires (for tests).
     pub fn lease(&self) -> LeaseGuard {
         self.lease.clone()
-    }
-
-    /// The database pool (for tests).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     /// Serves until `shutdown`, then stops the tick loop (a tick in

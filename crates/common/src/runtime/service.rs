@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::commands::CommandSender;
 use crate::mqtt::pool::BrokerPool;
 use crate::runtime::http::{Dependency, Health};
 use crate::runtime::lease::{Lease, LeaseGuard};
@@ -96,6 +97,23 @@ impl Base {
     }
 
     /// The lease `lease` ([`LEASE_TTL`]), competed for until the service stops.
+    /// Connects to every broker (to publish, with no inbox) and makes the
+    /// sender of commands whose statuses it records itself: what a service
+    /// that only sends commands (automation, scheduler) needs.
+    pub async fn command_sender(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<(BrokerPool, CommandSender)> {
+        let brokers =
+            BrokerPool::connect(settings, &self.pool, self.name, None, &self.stop).await?;
+        let sender = CommandSender::with_status_writer(
+            self.pool.clone(),
+            brokers.clone(),
+            settings.node_default_secret.clone(),
+        );
+        Ok((brokers, sender))
+    }
+
     pub fn lease(&self, lease: &str) -> LeaseGuard {
         Lease::new(self.pool.clone(), lease, &self.holder, LEASE_TTL).spawn(self.stop.clone())
     }
@@ -116,20 +134,14 @@ impl Base {
         router: Router,
         brokers: BrokerPool,
     ) -> std::io::Result<Runner> {
-        Runner::bind(
-            self.name,
-            settings.http.addr(default_port),
-            router,
-            self.tasks,
-            self.stop,
-            brokers,
-        )
-        .await
+        Runner::bind(self, settings.http.addr(default_port), router, brokers).await
     }
 }
 
 /// What a built service runs: its bound listener and router, its background
-/// tasks and the token that stops them, and its broker connections.
+/// tasks and the token that stops them, its database pool and its broker
+/// connections. A service's `App` derefs to it ([`crate::runner_deref!`]),
+/// so tests reach `port()`, `pool()` and `brokers()` the same way on each.
 pub struct Runner {
     name: &'static str,
     listener: TcpListener,
@@ -137,18 +149,31 @@ pub struct Runner {
     tasks: TaskTracker,
     /// Cancelled when the service stops; the background tasks watch it.
     stop: CancellationToken,
+    pool: PgPool,
     brokers: BrokerPool,
+}
+
+/// `impl Deref<Target = Runner>` for a service's `App`, whose `runner` field
+/// is the [`Runner`] it was built into.
+#[macro_export]
+macro_rules! runner_deref {
+    ($app:ty) => {
+        impl std::ops::Deref for $app {
+            type Target = $crate::runtime::service::Runner;
+            fn deref(&self) -> &Self::Target {
+                &self.runner
+            }
+        }
+    };
 }
 
 impl Runner {
     /// Binds `addr` (`HTTP_HOST`, `HTTP_PORT`: see `Settings::http_addr`;
     /// port 0 picks a free one) for `router`.
-    pub async fn bind(
-        name: &'static str,
+    async fn bind(
+        base: Base,
         addr: (String, u16),
         router: Router,
-        tasks: TaskTracker,
-        stop: CancellationToken,
         brokers: BrokerPool,
     ) -> std::io::Result<Runner> {
         let listener = TcpListener::bind((addr.0.as_str(), addr.1))
@@ -163,14 +188,15 @@ impl Runner {
                 )
             })?;
         let runner = Runner {
-            name,
+            name: base.name,
             listener,
             router,
-            tasks,
-            stop,
+            tasks: base.tasks,
+            stop: base.stop,
+            pool: base.pool,
             brokers,
         };
-        info!(service = name, host = %addr.0, port = runner.port(), "Listening.");
+        info!(service = runner.name, host = %addr.0, port = runner.port(), "Listening.");
         Ok(runner)
     }
 
@@ -180,6 +206,16 @@ impl Runner {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or_default()
+    }
+
+    /// The service's database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The service's broker connections.
+    pub fn brokers(&self) -> &BrokerPool {
+        &self.brokers
     }
 
     /// Serves until `shutdown` (or until serving fails), then stops.

@@ -39,11 +39,29 @@ pub enum Uses<'a> {
     Database,
     /// `NODE_DEFAULT_SECRET`, the HMAC key of nodes without their own.
     NodeSecret,
-    /// A service's own secret (an API token), by its variable name.
+    /// A service's own secret, by its variable name.
     Secret {
         name: &'static str,
         value: Option<&'a SecretString>,
     },
+    /// The bearer token of the service's API, by its variable name: like a
+    /// [`Uses::Secret`] in production; elsewhere, unset, it is warned about
+    /// (the API then accepts requests without a token).
+    ApiToken {
+        name: &'static str,
+        value: Option<&'a SecretString>,
+    },
+}
+
+impl<'a> Uses<'a> {
+    /// What every backend service uses (the broker login, PostgreSQL and the
+    /// node secret), then `more`.
+    pub fn backend(more: impl IntoIterator<Item = Uses<'a>>) -> Vec<Uses<'a>> {
+        [Uses::Mqtt, Uses::Database, Uses::NodeSecret]
+            .into_iter()
+            .chain(more)
+            .collect()
+    }
 }
 
 /// What is wrong with a secret in production: empty, or a dev default.
@@ -81,10 +99,16 @@ impl Settings {
 
     /// With `HYDRO_ENV=production`, an error naming every variable among the
     /// secrets the service `uses` that is empty or a development default
-    /// ([`DEV_DEFAULT_SECRETS`]); elsewhere, `Ok`. Services call it first
-    /// thing at start, so a production deployment never runs on dev secrets.
+    /// ([`DEV_DEFAULT_SECRETS`]); elsewhere, `Ok`, with a warning for each
+    /// unset [`Uses::ApiToken`]. Services call it first thing at start, so a
+    /// production deployment never runs on dev secrets.
     pub fn refuse_dev_defaults(&self, uses: &[Uses<'_>]) -> Result<(), SettingsError> {
         if !self.is_production() {
+            for used in uses {
+                if let Uses::ApiToken { name, value: None } = used {
+                    tracing::warn!("{name} is not set: the API accepts requests without a token.");
+                }
+            }
             return Ok(());
         }
         let mut problems = Vec::new();
@@ -118,7 +142,7 @@ impl Settings {
                     "NODE_DEFAULT_SECRET",
                     Some(self.node_default_secret.expose_secret()),
                 )),
-                Uses::Secret { name, value } => {
+                Uses::Secret { name, value } | Uses::ApiToken { name, value } => {
                     problems.extend(dev_secret_problem(name, value.map(|v| v.expose_secret())))
                 }
             }
