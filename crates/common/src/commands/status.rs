@@ -6,7 +6,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use proto::payloads::ResponseStatus;
 
@@ -107,6 +109,19 @@ impl FromStr for CommandStatus {
             .find(|c| c.as_str() == s)
             .ok_or_else(|| format!("unknown command status `{s}`"))
     }
+}
+
+/// What a batch of status updates says about one command, all of them
+/// folded together (see `status_writer::fold`; the store writes it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Folded {
+    pub status: CommandStatus,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub ack_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub result: Option<Value>,
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::commands::CommandError;
-use crate::commands::status::CommandStatus;
+use crate::commands::status::{CommandStatus, Folded};
 use crate::metrics as m;
 use crate::runtime::batcher::Batcher;
 
@@ -48,18 +48,6 @@ impl StatusUpdate {
             result: None,
         }
     }
-}
-
-/// What a batch says about one command, all its updates folded together.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Folded {
-    pub status: CommandStatus,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub ack_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub result: Option<Value>,
 }
 
 /// Folds a batch into one change per command: the furthest status, when it

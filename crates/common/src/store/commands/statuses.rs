@@ -10,8 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::{PgExecutor, Postgres};
 
-use crate::commands::status::CommandStatus;
-use crate::commands::status_writer::Folded;
+use crate::commands::status::{CommandStatus, Folded};
 
 impl sqlx::Type<Postgres> for CommandStatus {
     fn type_info() -> PgTypeInfo {
