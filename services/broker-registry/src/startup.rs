@@ -138,10 +138,6 @@ impl App {
         Ok(App { runner })
     }
 
-    pub fn port(&self) -> u16 {
-        self.runner.port()
-    }
-
     /// Serves until `shutdown`, then stops the background work.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.runner.run_until_stopped(shutdown).await

@@ -7,7 +7,7 @@
 use common::QoS;
 use common::mqtt::accounts::{RESPONSE_TOPIC, Responses};
 use common::mqtt::pool::BrokerPool;
-use common::runtime::auth::{Access, ApiToken};
+use common::runtime::auth::ApiToken;
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
@@ -129,13 +129,11 @@ impl App {
                 .clone()
                 .map(|pass| (device.mqtt_provision_user.clone(), pass)),
         };
-        let health = base.health(&brokers);
         // Reads show nodes and binds; they were always guarded here and stay
         // so unless HTTP_READS_REQUIRE_TOKEN=false.
-        let access = Access::new(token, settings.http.reads_require_token_or(true));
-        let router = common::runtime::http::api_router(routes::router(registry), access, health);
+        let api = routes::router(registry);
         let runner = base
-            .bind(&settings, DEFAULT_PORT, router, brokers.clone())
+            .bind_api(&settings, DEFAULT_PORT, api, token, true, brokers)
             .await?;
         Ok(App { runner })
     }

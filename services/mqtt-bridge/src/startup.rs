@@ -2,7 +2,6 @@
 //! sweeper and the redelivery of stranded commands under their lease, and
 //! the HTTP server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::QoS;
@@ -12,11 +11,10 @@ use common::mqtt::pool::BrokerPool;
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::TopicKind;
-use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Access, ApiToken};
+use crate::auth::ApiToken;
 use crate::routes::commands::{self, CommandsState};
 use crate::{BridgeSettings, DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
 
@@ -81,21 +79,12 @@ impl App {
             targets: Default::default(),
             tasks: tasks.clone(),
         };
-        let token = ApiToken(
-            settings
-                .http
-                .api_token
-                .as_ref()
-                .map(|t| Arc::from(t.expose_secret())),
-        );
-        let health = base.health(&brokers);
+        let token = ApiToken::from_secret(settings.http.api_token.as_ref());
         // Reads (a command's status) were always guarded here; they stay so
         // unless HTTP_READS_REQUIRE_TOKEN=false.
-        let access = Access::new(token, settings.http.reads_require_token_or(true));
-        let router = common::runtime::http::api_router(commands::router(state), access, health);
-
+        let api = commands::router(state);
         let runner = base
-            .bind(&settings, DEFAULT_PORT, router, brokers.clone())
+            .bind_api(&settings, DEFAULT_PORT, api, token, true, brokers)
             .await?;
         Ok(App { runner })
     }

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::commands::CommandSender;
 use crate::mqtt::pool::BrokerPool;
+use crate::runtime::auth::{Access, ApiToken};
 use crate::runtime::http::{Dependency, Health};
 use crate::runtime::lease::{Lease, LeaseGuard};
 use crate::runtime::{logging, shutdown};
@@ -127,6 +128,24 @@ impl Base {
 
     /// Binds the service's HTTP address (`HTTP_HOST`, `HTTP_PORT`, else
     /// `default_port`) for `router`: the runner that serves it.
+    /// Binds the service's `api` behind `token` (reads too when
+    /// `HTTP_READS_REQUIRE_TOKEN` says so, else when `reads_guarded`), beside
+    /// `/health` (PostgreSQL and the brokers) and `/metrics`.
+    pub async fn bind_api(
+        self,
+        settings: &Settings,
+        default_port: u16,
+        api: Router,
+        token: ApiToken,
+        reads_guarded: bool,
+        brokers: BrokerPool,
+    ) -> std::io::Result<Runner> {
+        let health = self.health(&brokers);
+        let access = Access::new(token, settings.http.reads_require_token_or(reads_guarded));
+        let router = crate::runtime::http::api_router(api, access, health);
+        self.bind(settings, default_port, router, brokers).await
+    }
+
     pub async fn bind(
         self,
         settings: &Settings,
