@@ -4,7 +4,6 @@
 
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use tokio_util::sync::CancellationToken;
 
 use crate::cycle::{self, Engine};
 use crate::{AutomationSettings, DEFAULT_PORT, LEASE_NAME, SERVICE};
@@ -14,7 +13,7 @@ pub struct App {
     runner: Runner,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, competes for
@@ -38,11 +37,5 @@ impl App {
         let router = common::runtime::http::ops_only_router(base.health(&brokers));
         let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
         Ok(App { runner })
-    }
-
-    /// Serves until `shutdown`, then stops the cycle loop (a cycle in
-    /// progress may finish, for at most 10 s) and releases the lease.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }

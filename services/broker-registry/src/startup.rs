@@ -16,7 +16,6 @@ use common::settings::{Settings, Uses};
 use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::advisor::run::Advisor;
 use crate::engine::{self, Engine, EngineConfig};
@@ -33,7 +32,7 @@ pub struct App {
     runner: Runner,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it), registers the configured
@@ -136,10 +135,5 @@ impl App {
         let router = common::runtime::http::api_router(routes::router(state), access, health);
         let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
         Ok(App { runner })
-    }
-
-    /// Serves until `shutdown`, then stops the background work.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }

@@ -12,7 +12,6 @@ use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::accounts::Accounts;
@@ -37,7 +36,7 @@ pub struct App {
     runner: Runner,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and to every broker, subscribes,
@@ -136,10 +135,5 @@ impl App {
             .bind_api(&settings, DEFAULT_PORT, api, token, true, brokers)
             .await?;
         Ok(App { runner })
-    }
-
-    /// Serves until `shutdown`, then stops the background work.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }

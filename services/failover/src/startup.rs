@@ -11,7 +11,6 @@ use common::settings::{Settings, Uses};
 use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::actions::{self, Actor};
 use crate::settings::FailoverSettings;
@@ -25,7 +24,7 @@ pub struct App {
     holder: String,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {
@@ -91,9 +90,5 @@ impl App {
     /// This instance's lease holder id (as `failover_events.details.decided_by` names it).
     pub fn holder(&self) -> &str {
         &self.holder
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }

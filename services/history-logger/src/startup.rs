@@ -42,7 +42,7 @@ pub struct App {
     stats: Arc<IngestStats>,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it), Redis and the brokers, starts
@@ -142,12 +142,6 @@ impl App {
     /// This instance's ingest counters (for tests).
     pub fn stats(&self) -> Arc<IngestStats> {
         self.stats.clone()
-    }
-
-    /// Serves until `shutdown`, then stops ingest and lets the writer write
-    /// its partial batch, waiting at most 10 s.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }
 

@@ -12,7 +12,6 @@ use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiToken;
 use crate::routes::commands::{self, CommandsState};
@@ -23,7 +22,7 @@ pub struct App {
     runner: Runner,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, starts the
@@ -87,11 +86,5 @@ impl App {
             .bind_api(&settings, DEFAULT_PORT, api, token, true, brokers)
             .await?;
         Ok(App { runner })
-    }
-
-    /// Serves until `shutdown`, then stops the background work, waiting for
-    /// it at most 10 s.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }

@@ -5,7 +5,6 @@
 use common::runtime::lease::LeaseGuard;
 use common::runtime::service::{Base, Runner};
 use common::settings::{Settings, Uses};
-use tokio_util::sync::CancellationToken;
 
 use crate::tick::{self, Scheduler};
 use crate::{DEFAULT_PORT, LEASE_NAME, SERVICE, SchedulerSettings};
@@ -16,7 +15,7 @@ pub struct App {
     lease: LeaseGuard,
 }
 
-common::runner_deref!(App);
+common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, competes for
@@ -49,11 +48,5 @@ impl App {
     /// Watches whether this instance holds the lease and so fires (for tests).
     pub fn lease(&self) -> LeaseGuard {
         self.lease.clone()
-    }
-
-    /// Serves until `shutdown`, then stops the tick loop (a tick in
-    /// progress may finish, for at most 10 s) and releases the lease.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.runner.run_until_stopped(shutdown).await
     }
 }

@@ -159,7 +159,7 @@ impl Base {
 
 /// What a built service runs: its bound listener and router, its background
 /// tasks and the token that stops them, its database pool and its broker
-/// connections. A service's `App` derefs to it ([`crate::runner_deref!`]),
+/// connections. A service's `App` derefs to it ([`crate::service_app!`]),
 /// so tests reach `port()`, `pool()` and `brokers()` the same way on each.
 pub struct Runner {
     name: &'static str,
@@ -172,15 +172,28 @@ pub struct Runner {
     brokers: BrokerPool,
 }
 
-/// `impl Deref<Target = Runner>` for a service's `App`, whose `runner` field
-/// is the [`Runner`] it was built into.
+/// For a service's `App`, whose `runner` field is the [`Runner`] it was
+/// built into: `Deref<Target = Runner>` (`port()`, `pool()`, `brokers()`)
+/// and `run_until_stopped`, which serves until `shutdown`, then stops the
+/// background work (waiting for it at most 10 s) and leaves the brokers.
 #[macro_export]
-macro_rules! runner_deref {
+macro_rules! service_app {
     ($app:ty) => {
         impl std::ops::Deref for $app {
             type Target = $crate::runtime::service::Runner;
             fn deref(&self) -> &Self::Target {
                 &self.runner
+            }
+        }
+
+        impl $app {
+            /// Serves until `shutdown`, then stops the background work
+            /// (waiting for it at most 10 s) and leaves the brokers.
+            pub async fn run_until_stopped(
+                self,
+                shutdown: tokio_util::sync::CancellationToken,
+            ) -> anyhow::Result<()> {
+                self.runner.run_until_stopped(shutdown).await
             }
         }
     };
