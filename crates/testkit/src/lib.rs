@@ -65,6 +65,18 @@ pub fn load_average() -> String {
 
 pub use common::runtime::http::metric_sum;
 
+/// The text of `GET {base}/metrics`: a service's figures for a test to read
+/// (with [`metric_sum`], say). Panics when the service does not answer.
+pub async fn scrape_metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"))
+}
+
 /// A benchmark's verdict: prints each goal as met or MISSED and the overall
 /// acceptance; returns the goals missed (empty when all are met).
 pub fn judge(checks: &[(bool, String)]) -> Vec<&str> {

@@ -55,12 +55,7 @@ async fn a_bad_zone_is_an_error_and_the_others_proceed() {
         1,
         "1 of 2 zones failing raises the alert"
     );
-    let metrics = reqwest::get(format!("{}/metrics", w.engine_url.as_deref().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::scrape_metrics(w.engine_url.as_deref().unwrap()).await;
     // This binary's only test: the recorder's figures are this engine's.
     let errors = |zone: &str| {
         metric_sum(

@@ -46,15 +46,7 @@ async fn health_is_sampled_stored_and_exported_and_the_dashboard_is_served() {
     .await;
     assert!(counted.is_some(), "the broker's figures reach its row");
     // This binary's only test: the recorder's figures are this registry's.
-    let metrics = r
-        .http
-        .get(format!("{}/metrics", r.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::scrape_metrics(&r.base).await;
     for broker in ["mqtt1", "mqtt2"] {
         let status = gauge(&metrics, &format!("broker_status{{broker=\"{broker}\"}}"));
         assert!(

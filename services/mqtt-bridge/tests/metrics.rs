@@ -19,16 +19,7 @@ const TIMEOUTS: &str = r#"commands_finished_total{status="TIMEOUT"}"#;
 #[tokio::test]
 async fn metrics_count_requests_and_final_statuses() {
     let app = spawn_app_with(&[("COMMAND_TIMEOUT_SEC", "1")]).await;
-    let scrape = || async {
-        app.http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || testkit::scrape_metrics(&app.base);
     let before = scrape().await;
 
     let (status, _) = app

@@ -14,15 +14,7 @@ use serde_json::{Value, json};
 /// `bridge_responses_dropped_total{reason}` from the bridge's /metrics (0
 /// when absent; the recorder is the process's, so compare before/after).
 async fn dropped(app: &TestApp, reason: &str) -> u64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = testkit::scrape_metrics(&app.base).await;
     let prefix = format!("bridge_responses_dropped_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

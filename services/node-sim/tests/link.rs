@@ -56,12 +56,7 @@ fn signed_move(url: &str, ts: i64, secret: Option<&str>) -> Vec<u8> {
 /// `sim_moves_refused_total{reason}` as node-sim's /metrics shows it (0 when
 /// absent). The recorder is the process's, so tests compare before/after.
 async fn refused(port: u16, reason: &str) -> u64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = testkit::scrape_metrics(&format!("http://127.0.0.1:{port}")).await;
     let prefix = format!("sim_moves_refused_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

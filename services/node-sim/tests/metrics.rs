@@ -15,16 +15,8 @@ use testkit::{eventually, metric_sum};
 async fn published_telemetry_is_counted() {
     let mut sim = TestSim::start().await;
     sim.wait_all_connected().await;
-    let scrape = || async {
-        sim.http
-            .get(sim.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let base = sim.url("");
+    let scrape = || testkit::scrape_metrics(&base);
 
     // Telemetry seen on the broker was published and acknowledged: the
     // counter catches up with it (the PUBACK may trail the delivery).

@@ -168,15 +168,7 @@ impl TestRegistry {
 
     /// The sum of a metric's series (labels allowed) on /metrics.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = testkit::scrape_metrics(&self.base).await;
         testkit::metric_sum(&text, name)
     }
 }
