@@ -234,15 +234,7 @@ async fn faults_drop_responses_at_runtime() {
     };
     let r = put(json!({"drop_responses": 1.0})).await;
     assert_eq!(r.status(), 200);
-    let faults: Value = sim
-        .http
-        .get(sim.url("/sim/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let faults: Value = sim.get_json("/sim/faults").await;
     assert_eq!(
         faults,
         json!({"drop_responses": 1.0, "duplicate_responses": 0.0, "response_delay_ms": 0})
@@ -307,15 +299,7 @@ async fn faults_drop_responses_at_runtime() {
     );
     let r = put(json!({"response_delay_ms": -5})).await;
     assert_eq!(r.status(), 400);
-    let faults: Value = sim
-        .http
-        .get(sim.url("/sim/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let faults: Value = sim.get_json("/sim/faults").await;
     assert_eq!(faults["duplicate_responses"], 1.0);
     sim.stop().await;
 }

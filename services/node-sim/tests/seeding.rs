@@ -169,15 +169,7 @@ async fn the_app_seeds_before_it_starts() {
     // would create.
     sim.broker.sync_node_accounts(&db.pool).await;
     sim.wait_all_connected().await;
-    let body: Value = sim
-        .http
-        .get(sim.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = sim.get_json("/health").await;
     assert_eq!(body["dependencies"]["postgres"]["state"], "up");
     sim.stop().await;
 }

@@ -175,6 +175,16 @@ impl TestSim {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// `GET path` on node-sim's API, its JSON body (any type, whatever the
+    /// status: `/health` answers 503 with a body).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let r = self.http.get(self.url(path)).send().await;
+        r.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     pub fn node(&self, uid: &str) -> &SimNode {
         self.nodes
             .iter()
@@ -184,15 +194,7 @@ impl TestSim {
 
     /// `GET /sim/nodes`, the entry of `uid`.
     pub async fn node_view(&self, uid: &str) -> Value {
-        let nodes: Vec<Value> = self
-            .http
-            .get(self.url("/sim/nodes"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let nodes: Vec<Value> = self.get_json("/sim/nodes").await;
         nodes
             .into_iter()
             .find(|n| n["uid"] == uid)
