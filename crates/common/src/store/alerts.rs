@@ -32,12 +32,12 @@ pub async fn raise(
     subject: Subject<'_>,
     details: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO alerts (type, broker_id, details) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        kind,
+        subject.broker_id(),
+        details
     )
-    .bind(kind)
-    .bind(subject.broker_id())
-    .bind(details)
     .execute(db)
     .await?;
     Ok(())
@@ -49,12 +49,12 @@ pub async fn resolve(
     kind: &str,
     subject: Subject<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
          WHERE type = $1 AND broker_id IS NOT DISTINCT FROM $2 AND status = 'ACTIVE'",
+        kind,
+        subject.broker_id()
     )
-    .bind(kind)
-    .bind(subject.broker_id())
     .execute(db)
     .await?;
     Ok(())
@@ -93,12 +93,12 @@ pub async fn resolve_for_nodes(
     if nodes.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now()
           WHERE type = $1 AND node_id = ANY($2) AND status = 'ACTIVE'",
+        kind,
+        nodes
     )
-    .bind(kind)
-    .bind(nodes)
     .execute(db)
     .await?;
     Ok(())

@@ -28,13 +28,13 @@ pub async fn open(
     broker: &str,
     details: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO failover_events (broker_id, kind, details) \
          SELECT $1, 'failover', $2 WHERE NOT EXISTS \
              (SELECT 1 FROM failover_events WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL)",
+        broker,
+        details
     )
-    .bind(broker)
-    .bind(details)
     .execute(db)
     .await?;
     Ok(())
@@ -48,14 +48,14 @@ pub async fn add_moves(
     moved: usize,
     targets: serde_json::Map<String, Value>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE failover_events SET nodes_moved = nodes_moved + $2, \
              details = details || jsonb_build_object('moved_to', COALESCE(details->'moved_to', '{}'::jsonb) || $3) \
          WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL",
+        broker,
+        i32::try_from(moved).unwrap_or(i32::MAX),
+        Value::Object(targets)
     )
-    .bind(broker)
-    .bind(i32::try_from(moved).unwrap_or(i32::MAX))
-    .bind(Value::Object(targets))
     .execute(db)
     .await?;
     Ok(())
@@ -103,10 +103,10 @@ pub async fn finish_settled_or_due(
 
 /// The latest `limit` failovers, newest first, as JSON rows.
 pub async fn recent(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Value>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT to_jsonb(f) FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT $1) f",
+    sqlx::query_scalar!(
+        r#"SELECT to_jsonb(f) AS "row!" FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT $1) f"#,
+        limit
     )
-    .bind(limit)
     .fetch_all(db)
     .await
 }
