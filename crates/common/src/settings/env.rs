@@ -21,10 +21,16 @@ pub struct SettingsError(pub String);
 pub fn from_env<T: DeserializeOwned>(
     vars: Option<HashMap<String, String>>,
 ) -> Result<T, SettingsError> {
-    let vars = vars.unwrap_or_else(process_vars);
+    from_resolved(with_secret_files(vars.unwrap_or_else(process_vars))?)
+}
+
+/// [`from_env`] over variables whose secret files are already read.
+pub(super) fn from_resolved<T: DeserializeOwned>(
+    vars: HashMap<String, String>,
+) -> Result<T, SettingsError> {
     let env = config::Environment::default()
         .try_parsing(false)
-        .source(Some(with_secret_files(vars)?));
+        .source(Some(vars));
     config::Config::builder()
         .add_source(env)
         .build()

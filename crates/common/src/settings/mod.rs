@@ -79,15 +79,16 @@ impl Settings {
     }
 
     /// Reads and validates the given variables instead of the environment.
-    /// Each concern is read on its own, so an error names its variable.
+    /// Secret files are read once; then each concern is read on its own, so
+    /// an error names its variable.
     pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let vars = Some(vars.unwrap_or_else(process_vars));
-        let general: General = from_env(vars.clone())?;
+        let vars = with_secret_files(vars.unwrap_or_else(process_vars))?;
+        let general: General = env::from_resolved(vars.clone())?;
         let s = Settings {
-            mqtt: from_env(vars.clone())?,
-            pg: from_env(vars.clone())?,
-            redis: from_env(vars.clone())?,
-            http: from_env(vars)?,
+            mqtt: env::from_resolved(vars.clone())?,
+            pg: env::from_resolved(vars.clone())?,
+            redis: env::from_resolved(vars.clone())?,
+            http: env::from_resolved(vars)?,
             node_default_secret: general.node_default_secret,
             log_format: general.log_format,
             hydro_env: general.hydro_env,
