@@ -91,7 +91,7 @@ pub async fn set_status(
     }
     let mut tx = pool.begin().await?;
     let Some(from) =
-        brokers::update_status(&mut tx, broker_id, to, writer == Writer::Failover).await?
+        brokers::update_status(&mut *tx, broker_id, to, writer == Writer::Failover).await?
     else {
         tx.rollback().await?;
         return Ok(None);

@@ -1,6 +1,66 @@
 //! PostgreSQL (pool, migrations) and Redis, and one module per table: the
 //! only code that names its table in SQL (migrations and tests apart).
 
+/// Writes store functions whose whole body is one checked statement run on
+/// any executor: the executor argument, the `sqlx::Result` and the `.await`
+/// are written here once, so a store file shows each statement and its
+/// signature only.
+///
+/// ```text
+/// queries! {
+///     /// The URL of broker `id`, if it is registered.
+///     pub fn url(db, id: &str) -> Option<String> {
+///         fetch_optional(query_scalar!("SELECT url FROM brokers WHERE id = $1", id))
+///     }
+/// }
+/// ```
+///
+/// The run is `fetch_all`, `fetch_one` or `fetch_optional` (answering the
+/// declared type), or one for a statement without rows: `execute` (no
+/// return type: answers `()`), `rows_affected` (answers the `u64` count) or
+/// `one_row` (answers whether it touched exactly one row).
+macro_rules! queries {
+    () => {};
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($db:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty {
+            $run:ident($macro:ident!($($query:tt)*))
+        }
+        $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        $vis async fn $name($db: impl sqlx::PgExecutor<'_> $(, $arg: $ty)*) -> sqlx::Result<$ret> {
+            queries!(@run $run, $db, sqlx::$macro!($($query)*))
+        }
+        queries!($($rest)*);
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($db:ident $(, $arg:ident: $ty:ty)* $(,)?) {
+            $run:ident($macro:ident!($($query:tt)*))
+        }
+        $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        $vis async fn $name($db: impl sqlx::PgExecutor<'_> $(, $arg: $ty)*) -> sqlx::Result<()> {
+            queries!(@run $run, $db, sqlx::$macro!($($query)*))
+        }
+        queries!($($rest)*);
+    };
+    (@run execute, $db:ident, $query:expr) => {
+        $query.execute($db).await.map(drop)
+    };
+    (@run one_row, $db:ident, $query:expr) => {
+        $query.execute($db).await.map(|done| done.rows_affected() == 1)
+    };
+    (@run rows_affected, $db:ident, $query:expr) => {
+        $query.execute($db).await.map(|done| done.rows_affected())
+    };
+    (@run $run:ident, $db:ident, $query:expr) => {
+        $query.$run($db).await
+    };
+}
+
 pub mod advisor_suggestions;
 pub mod alerts;
 pub mod broker_health_samples;
