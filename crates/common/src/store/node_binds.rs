@@ -47,30 +47,26 @@ pub struct Bind {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// The latest bind of node `node_id`, else the unexpired ones targeting
-/// `node_uid`; only a pending one when `pending`. One statement serves the
-/// three lookups below.
-async fn select_latest(
-    db: impl PgExecutor<'_>,
-    node_id: Option<i64>,
-    node_uid: Option<&str>,
-    pending: bool,
-) -> Result<Option<Bind>, sqlx::Error> {
-    sqlx::query_as!(
-        Bind,
-        r#"SELECT b.id, b.node_id, b.zone_id, z.uid AS zone_uid, g.uid AS gh_uid, b.node_uid, b.name,
-                  b.secret, b.config, b.config_topic, b.broker_id, b.state AS "state: BindState",
-                  b.requested_at, b.expires_at, b.finished_at
-             FROM node_binds b JOIN zones z ON z.id = b.zone_id JOIN greenhouses g ON g.id = z.greenhouse_id
-            WHERE (b.node_id = $1 OR (b.node_uid = $2 AND b.expires_at > now()))
-              AND (NOT $3 OR b.state = 'PENDING')
-            ORDER BY b.requested_at DESC, b.id DESC LIMIT 1"#,
-        node_id,
-        node_uid,
-        pending
-    )
-    .fetch_optional(db)
-    .await
+queries! {
+    /// The latest bind of node `node_id`, else the unexpired ones targeting
+    /// `node_uid`; only a pending one when `pending`. One statement serves the
+    /// three lookups below.
+    fn select_latest(
+        db, node_id: Option<i64>, node_uid: Option<&str>, pending: bool
+    ) -> Option<Bind> {
+        fetch_optional(query_as!(
+            Bind,
+            r#"SELECT b.id, b.node_id, b.zone_id, z.uid AS zone_uid, g.uid AS gh_uid, b.node_uid,
+                      b.name, b.secret, b.config, b.config_topic, b.broker_id,
+                      b.state AS "state: BindState", b.requested_at, b.expires_at, b.finished_at
+                 FROM node_binds b JOIN zones z ON z.id = b.zone_id
+                 JOIN greenhouses g ON g.id = z.greenhouse_id
+                WHERE (b.node_id = $1 OR (b.node_uid = $2 AND b.expires_at > now()))
+                  AND (NOT $3 OR b.state = 'PENDING')
+                ORDER BY b.requested_at DESC, b.id DESC LIMIT 1"#,
+            node_id, node_uid, pending
+        ))
+    }
 }
 
 /// The node's latest bind, whatever its state.
@@ -106,80 +102,65 @@ pub struct NewBind<'a> {
     pub ttl: Duration,
 }
 
-/// Inserts a pending bind (the node must have none); returns its id.
-pub async fn insert(db: impl PgExecutor<'_>, new: &NewBind<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        "INSERT INTO node_binds (node_id, zone_id, node_uid, name, secret, config, config_topic, broker_id, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT id FROM brokers WHERE id = $8), \
-                 now() + make_interval(secs => $9)) RETURNING id",
-        new.node_id,
-        new.zone_id,
-        new.node_uid,
-        new.name,
-        new.secret,
-        new.config,
-        new.config_topic,
-        new.broker_id,
-        new.ttl.as_secs_f64()
-    )
-    .fetch_one(db)
-    .await
-}
+queries! {
+    /// Inserts a pending bind (the node must have none); returns its id.
+    pub fn insert(db, new: &NewBind<'_>) -> i64 {
+        fetch_one(query_scalar!(
+            "INSERT INTO node_binds \
+                 (node_id, zone_id, node_uid, name, secret, config, config_topic, \
+                  broker_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT id FROM brokers WHERE id = $8), \
+                     now() + make_interval(secs => $9)) RETURNING id",
+            new.node_id, new.zone_id, new.node_uid, new.name, new.secret, new.config,
+            new.config_topic, new.broker_id, new.ttl.as_secs_f64()
+        ))
+    }
 
-/// Whether bind `id` is pending.
-pub async fn is_pending(db: impl PgExecutor<'_>, id: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM node_binds WHERE id = $1 AND state = 'PENDING') AS "pending!""#,
-        id
-    )
-    .fetch_one(db)
-    .await
-}
+    /// Whether bind `id` is pending.
+    pub fn is_pending(db, id: i64) -> bool {
+        fetch_one(query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM node_binds WHERE id = $1 AND state = 'PENDING')
+                   AS "pending!""#,
+            id
+        ))
+    }
 
-/// A retry of pending bind `id`: its TTL starts again.
-pub async fn extend(db: impl PgExecutor<'_>, id: i64, ttl: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE node_binds SET expires_at = now() + make_interval(secs => $2) WHERE id = $1 AND state = 'PENDING'",
-        id,
-        ttl.as_secs_f64()
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+    /// A retry of pending bind `id`: its TTL starts again.
+    pub fn extend(db, id: i64, ttl: Duration) {
+        execute(query!(
+            "UPDATE node_binds SET expires_at = now() + make_interval(secs => $2) \
+             WHERE id = $1 AND state = 'PENDING'",
+            id, ttl.as_secs_f64()
+        ))
+    }
 
-/// Cancels the node's pending bind, if any; true when there was one.
-pub async fn cancel_pending(db: impl PgExecutor<'_>, node_id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE node_binds SET state = 'CANCELLED', finished_at = now() WHERE node_id = $1 AND state = 'PENDING'",
-        node_id
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
-}
+    /// Cancels the node's pending bind, if any (there is at most one: a
+    /// unique index); true when there was one.
+    pub fn cancel_pending(db, node_id: i64) -> bool {
+        one_row(query!(
+            "UPDATE node_binds SET state = 'CANCELLED', finished_at = now() \
+             WHERE node_id = $1 AND state = 'PENDING'",
+            node_id
+        ))
+    }
 
-/// Cancels bind `id` if it is pending (its config could not be published).
-pub async fn cancel(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE node_binds SET state = 'CANCELLED', finished_at = now() WHERE id = $1 AND state = 'PENDING'",
-        id
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+    /// Cancels bind `id` if it is pending (its config could not be published).
+    pub fn cancel(db, id: i64) {
+        execute(query!(
+            "UPDATE node_binds SET state = 'CANCELLED', finished_at = now() \
+             WHERE id = $1 AND state = 'PENDING'",
+            id
+        ))
+    }
 
-/// Marks bind `id` DONE if it is pending and unexpired; true when it was.
-pub async fn mark_done(db: impl PgExecutor<'_>, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE node_binds SET state = 'DONE', finished_at = now() \
-          WHERE id = $1 AND state = 'PENDING' AND expires_at > now()",
-        id
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    /// Marks bind `id` DONE if it is pending and unexpired; true when it was.
+    pub fn mark_done(db, id: i64) -> bool {
+        one_row(query!(
+            "UPDATE node_binds SET state = 'DONE', finished_at = now() \
+              WHERE id = $1 AND state = 'PENDING' AND expires_at > now()",
+            id
+        ))
+    }
 }
 
 /// A bind marked EXPIRED by [`expire`].
@@ -190,22 +171,22 @@ pub struct Expired {
     pub node_id: i64,
 }
 
-/// Marks every pending bind past its TTL EXPIRED.
-pub async fn expire(db: impl PgExecutor<'_>) -> Result<Vec<Expired>, sqlx::Error> {
-    sqlx::query_as!(
-        Expired,
-        "UPDATE node_binds SET state = 'EXPIRED', finished_at = now() \
-          WHERE state = 'PENDING' AND expires_at <= now() RETURNING node_uid, node_id"
-    )
-    .fetch_all(db)
-    .await
-}
+queries! {
+    /// Marks every pending bind past its TTL EXPIRED.
+    pub fn expire(db) -> Vec<Expired> {
+        fetch_all(query_as!(
+            Expired,
+            "UPDATE node_binds SET state = 'EXPIRED', finished_at = now() \
+              WHERE state = 'PENDING' AND expires_at <= now() RETURNING node_uid, node_id"
+        ))
+    }
 
-/// How many binds are pending.
-pub async fn pending_count(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM node_binds WHERE state = 'PENDING'"#)
-        .fetch_one(db)
-        .await
+    /// How many binds are pending.
+    pub fn pending_count(db) -> i64 {
+        fetch_one(query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM node_binds WHERE state = 'PENDING'"#
+        ))
+    }
 }
 
 #[cfg(test)]

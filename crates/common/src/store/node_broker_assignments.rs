@@ -10,22 +10,16 @@ use crate::placement::balance::{Move, MoveVia};
 use serde::Serialize;
 use sqlx::PgExecutor;
 
-/// Confirms a pending move of the node to `broker_id` (its config_report
-/// arrived there). True when one was confirmed.
-pub async fn confirm_by_report(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-    broker_id: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE node_broker_assignments SET confirmed_at = now() \
-          WHERE node_id = $1 AND broker_id = $2 AND confirmed_at IS NULL",
-        node_id,
-        broker_id
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+queries! {
+    /// Confirms a pending move of the node to `broker_id` (its config_report
+    /// arrived there). True when one was confirmed.
+    pub fn confirm_by_report(db, node_id: i64, broker_id: &str) -> bool {
+        one_row(query!(
+            "UPDATE node_broker_assignments SET confirmed_at = now() \
+              WHERE node_id = $1 AND broker_id = $2 AND confirmed_at IS NULL",
+            node_id, broker_id
+        ))
+    }
 }
 
 /// One node's row, with the node's uid and what `nodes` says of its moves.
@@ -65,29 +59,22 @@ pub async fn by_uid(
     filtered(db, None, broker_id, true).await
 }
 
-/// The assignments of the nodes `ids` to `broker_id` (`None`: any), by node
-/// uid or by node id: one statement serves both lists.
-async fn filtered(
-    db: impl PgExecutor<'_>,
-    ids: Option<&[i64]>,
-    broker_id: Option<&str>,
-    by_uid: bool,
-) -> Result<Vec<Assignment>, sqlx::Error> {
-    sqlx::query_as!(
-        Assignment,
-        r#"SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at,
-                  a.confirmed_at, a.previous_broker_id, a.config_ts, n.move_via AS "move_via: _",
-                  n.observed_broker_id, n.observed_at
-           FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id
-           WHERE ($1::int8[] IS NULL OR a.node_id = ANY($1))
-             AND ($2::text IS NULL OR a.broker_id = $2)
-           ORDER BY CASE WHEN $3 THEN n.uid END, a.node_id"#,
-        ids,
-        broker_id,
-        by_uid
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The assignments of the nodes `ids` to `broker_id` (`None`: any), by node
+    /// uid or by node id: one statement serves both lists.
+    fn filtered(db, ids: Option<&[i64]>, broker_id: Option<&str>, by_uid: bool) -> Vec<Assignment> {
+        fetch_all(query_as!(
+            Assignment,
+            r#"SELECT a.node_id, n.uid AS node_uid, a.broker_id, a.strategy, a.assigned_at,
+                      a.confirmed_at, a.previous_broker_id, a.config_ts,
+                      n.move_via AS "move_via: _", n.observed_broker_id, n.observed_at
+               FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id
+               WHERE ($1::int8[] IS NULL OR a.node_id = ANY($1))
+                 AND ($2::text IS NULL OR a.broker_id = $2)
+               ORDER BY CASE WHEN $3 THEN n.uid END, a.node_id"#,
+            ids, broker_id, by_uid
+        ))
+    }
 }
 
 /// Writes `moves` with `strategy` as the reason, each with `confirmed_at`
@@ -125,100 +112,76 @@ pub async fn record_moves(
     .await
 }
 
-/// Marks the move of `node_uid` to `broker_id` confirmed if it is not yet,
-/// given a status that arrived there `live`, or replayed with `ts` no older
-/// than the config. True when this confirmed it.
-pub async fn confirm(
-    db: impl PgExecutor<'_>,
-    node_uid: &str,
-    broker_id: &str,
-    live: bool,
-    ts: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
-         WHERE n.uid = $1 AND a.node_id = n.id AND a.broker_id = $2 \
-           AND a.confirmed_at IS NULL AND ($3 OR $4 >= a.config_ts)",
-        node_uid,
-        broker_id,
-        live,
-        ts
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
+queries! {
+    /// Marks the move of `node_uid` to `broker_id` confirmed if it is not yet,
+    /// given a status that arrived there `live`, or replayed with `ts` no older
+    /// than the config. True when this confirmed it.
+    pub fn confirm(db, node_uid: &str, broker_id: &str, live: bool, ts: i64) -> bool {
+        one_row(query!(
+            "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
+             WHERE n.uid = $1 AND a.node_id = n.id AND a.broker_id = $2 \
+               AND a.confirmed_at IS NULL AND ($3 OR $4 >= a.config_ts)",
+            node_uid, broker_id, live, ts
+        ))
+    }
 
-/// Confirms every move whose node was observed on its new broker since the
-/// move was recorded; returns how many.
-pub async fn confirm_observed(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
-         WHERE n.id = a.node_id AND a.confirmed_at IS NULL \
-           AND n.observed_broker_id = a.broker_id AND n.observed_at >= a.assigned_at"
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
+    /// Confirms every move whose node was observed on its new broker since the
+    /// move was recorded; returns how many.
+    pub fn confirm_observed(db) -> u64 {
+        rows_affected(query!(
+            "UPDATE node_broker_assignments a SET confirmed_at = now() FROM nodes n \
+             WHERE n.id = a.node_id AND a.confirmed_at IS NULL \
+               AND n.observed_broker_id = a.broker_id AND n.observed_at >= a.assigned_at"
+        ))
+    }
 
-/// Gives each observed node that cannot follow a `config/update` and has no
-/// assignment one, confirmed, where it is observed; returns how many.
-pub async fn adopt_observed(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "INSERT INTO node_broker_assignments (node_id, broker_id, strategy, config_ts, confirmed_at) \
-         SELECT n.id, n.observed_broker_id, 'observed', floor(extract(epoch FROM now()))::int8, now() \
-         FROM nodes n WHERE n.move_via <> 'config_update' AND n.observed_broker_id IS NOT NULL \
-           AND NOT EXISTS (SELECT 1 FROM node_broker_assignments a WHERE a.node_id = n.id) \
-         ON CONFLICT (node_id) DO NOTHING"
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
+    /// Gives each observed node that cannot follow a `config/update` and has no
+    /// assignment one, confirmed, where it is observed; returns how many.
+    pub fn adopt_observed(db) -> u64 {
+        rows_affected(query!(
+            "INSERT INTO node_broker_assignments \
+                 (node_id, broker_id, strategy, config_ts, confirmed_at) \
+             SELECT n.id, n.observed_broker_id, 'observed', \
+                    floor(extract(epoch FROM now()))::int8, now() \
+             FROM nodes n WHERE n.move_via <> 'config_update' AND n.observed_broker_id IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM node_broker_assignments a WHERE a.node_id = n.id) \
+             ON CONFLICT (node_id) DO NOTHING"
+        ))
+    }
 
-/// Moves the assignment of each node that cannot follow a `config/update`
-/// to where it is observed, when that is elsewhere and it was seen there
-/// after its move was confirmed, or its move is unconfirmed after
-/// `move_timeout_secs`; returns how many.
-pub async fn follow_observed(
-    db: impl PgExecutor<'_>,
-    move_timeout_secs: f64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE node_broker_assignments a \
-         SET previous_broker_id = a.broker_id, broker_id = n.observed_broker_id, strategy = 'observed', \
-             assigned_at = now(), confirmed_at = now(), \
-             config_ts = GREATEST(floor(extract(epoch FROM now()))::int8, a.config_ts + 1) \
-         FROM nodes n \
-         WHERE n.id = a.node_id AND n.move_via <> 'config_update' \
-           AND n.observed_broker_id IS NOT NULL AND n.observed_broker_id <> a.broker_id \
-           AND ((a.confirmed_at IS NOT NULL AND n.observed_at > a.confirmed_at) \
-                OR (a.confirmed_at IS NULL AND a.assigned_at < now() - make_interval(secs => $1)))",
-        move_timeout_secs
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
+    /// Moves the assignment of each node that cannot follow a `config/update`
+    /// to where it is observed, when that is elsewhere and it was seen there
+    /// after its move was confirmed, or its move is unconfirmed after
+    /// `move_timeout_secs`; returns how many.
+    pub fn follow_observed(db, move_timeout_secs: f64) -> u64 {
+        rows_affected(query!(
+            "UPDATE node_broker_assignments a \
+             SET previous_broker_id = a.broker_id, broker_id = n.observed_broker_id, \
+                 strategy = 'observed', assigned_at = now(), confirmed_at = now(), \
+                 config_ts = GREATEST(floor(extract(epoch FROM now()))::int8, a.config_ts + 1) \
+             FROM nodes n \
+             WHERE n.id = a.node_id AND n.move_via <> 'config_update' \
+               AND n.observed_broker_id IS NOT NULL AND n.observed_broker_id <> a.broker_id \
+               AND ((a.confirmed_at IS NOT NULL AND n.observed_at > a.confirmed_at) \
+                    OR (a.confirmed_at IS NULL \
+                        AND a.assigned_at < now() - make_interval(secs => $1)))",
+            move_timeout_secs
+        ))
+    }
 
-/// Brokers with confirmed nodes on them.
-pub async fn brokers_with_confirmed(db: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT DISTINCT broker_id FROM node_broker_assignments WHERE confirmed_at IS NOT NULL"
-    )
-    .fetch_all(db)
-    .await
-}
+    /// Brokers with confirmed nodes on them.
+    pub fn brokers_with_confirmed(db) -> Vec<String> {
+        fetch_all(query_scalar!(
+            "SELECT DISTINCT broker_id FROM node_broker_assignments WHERE confirmed_at IS NOT NULL"
+        ))
+    }
 
-/// Deletes the assignments of the nodes `uids`.
-pub async fn forget(db: impl PgExecutor<'_>, uids: &[String]) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "DELETE FROM node_broker_assignments a USING nodes n \
-         WHERE a.node_id = n.id AND n.uid = ANY($1)",
-        uids
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    /// Deletes the assignments of the nodes `uids`.
+    pub fn forget(db, uids: &[String]) -> u64 {
+        rows_affected(query!(
+            "DELETE FROM node_broker_assignments a USING nodes n \
+             WHERE a.node_id = n.id AND n.uid = ANY($1)",
+            uids
+        ))
+    }
 }

@@ -25,52 +25,35 @@ pub struct ChannelRow {
     pub unit: Option<String>,
 }
 
-/// The node's channels, locked until the transaction `db` ends.
-pub async fn lock(db: impl PgExecutor<'_>, node_id: i64) -> Result<Vec<ChannelRow>, sqlx::Error> {
-    sqlx::query_as!(
-        ChannelRow,
-        "SELECT channel, type AS kind, metric_type, unit FROM node_channels WHERE node_id = $1 FOR UPDATE",
-        node_id
-    )
-    .fetch_all(db)
-    .await
-}
+queries! {
+    /// The node's channels, locked until the transaction `db` ends.
+    pub fn lock(db, node_id: i64) -> Vec<ChannelRow> {
+        fetch_all(query_as!(
+            ChannelRow,
+            "SELECT channel, type AS kind, metric_type, unit FROM node_channels \
+             WHERE node_id = $1 FOR UPDATE",
+            node_id
+        ))
+    }
 
-/// Deletes the node's channels named in `channels`.
-pub async fn remove(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-    channels: &[String],
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM node_channels WHERE node_id = $1 AND channel = ANY($2)",
-        node_id,
-        channels
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+    /// Deletes the node's channels named in `channels`.
+    pub fn remove(db, node_id: i64, channels: &[String]) {
+        execute(query!(
+            "DELETE FROM node_channels WHERE node_id = $1 AND channel = ANY($2)",
+            node_id, channels
+        ))
+    }
 
-/// Adds the channel to the node, or changes the one of that name.
-pub async fn upsert(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-    row: &ChannelRow,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO node_channels (node_id, channel, type, metric_type, unit) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (node_id, channel) DO UPDATE SET type = EXCLUDED.type, \
-            metric_type = EXCLUDED.metric_type, unit = EXCLUDED.unit",
-        node_id,
-        row.channel,
-        row.kind,
-        row.metric_type,
-        row.unit
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Adds the channel to the node, or changes the one of that name.
+    pub fn upsert(db, node_id: i64, row: &ChannelRow) {
+        execute(query!(
+            "INSERT INTO node_channels (node_id, channel, type, metric_type, unit) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (node_id, channel) DO UPDATE SET type = EXCLUDED.type, \
+                metric_type = EXCLUDED.metric_type, unit = EXCLUDED.unit",
+            node_id, row.channel, row.kind, row.metric_type, row.unit
+        ))
+    }
 }
 
 /// A `query_as!` of [`Target`] rows: the route expression (handed in by
@@ -144,19 +127,16 @@ pub async fn in_zones(
     .await
 }
 
-/// The channels of node `node_id`, by name.
-pub async fn for_node(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-) -> Result<Vec<ChannelRow>, sqlx::Error> {
-    sqlx::query_as!(
-        ChannelRow,
-        "SELECT channel, type AS kind, metric_type, unit FROM node_channels \
-         WHERE node_id = $1 ORDER BY channel",
-        node_id
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The channels of node `node_id`, by name.
+    pub fn for_node(db, node_id: i64) -> Vec<ChannelRow> {
+        fetch_all(query_as!(
+            ChannelRow,
+            "SELECT channel, type AS kind, metric_type, unit FROM node_channels \
+             WHERE node_id = $1 ORDER BY channel",
+            node_id
+        ))
+    }
 }
 
 /// Upserts `channels` of the nodes `node_uids` (the uid at the same index):

@@ -8,7 +8,7 @@
 //! `UNNEST` statements for a batch of any size: runtime queries.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgConnection;
 
 /// `nodes.status`, mapped to its SQL text here only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,29 +55,26 @@ pub struct Placement {
     pub metrics: Vec<Option<String>>,
 }
 
-/// The placements of the nodes of `uids` (unknown uids are left out), in
-/// one statement.
-pub async fn placements(
-    db: impl PgExecutor<'_>,
-    uids: &[String],
-) -> Result<Vec<Placement>, sqlx::Error> {
-    sqlx::query_as!(
-        Placement,
-        r#"SELECT n.uid, n.id, n.zone_id, z.uid AS "zone_uid?", g.uid AS "greenhouse_uid?",
-                  COALESCE(array_agg(c.channel) FILTER (WHERE c.id IS NOT NULL), '{}')
-                      AS "channels!: Vec<String>",
-                  COALESCE(array_agg(c.metric_type) FILTER (WHERE c.id IS NOT NULL), '{}')
-                      AS "metrics!: Vec<Option<String>>"
-             FROM nodes n
-             LEFT JOIN zones z ON z.id = n.zone_id
-             LEFT JOIN greenhouses g ON g.id = z.greenhouse_id
-             LEFT JOIN node_channels c ON c.node_id = n.id
-            WHERE n.uid = ANY($1)
-            GROUP BY n.id, z.uid, g.uid"#,
-        uids
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The placements of the nodes of `uids` (unknown uids are left out), in
+    /// one statement.
+    pub fn placements(db, uids: &[String]) -> Vec<Placement> {
+        fetch_all(query_as!(
+            Placement,
+            r#"SELECT n.uid, n.id, n.zone_id, z.uid AS "zone_uid?", g.uid AS "greenhouse_uid?",
+                      COALESCE(array_agg(c.channel) FILTER (WHERE c.id IS NOT NULL), '{}')
+                          AS "channels!: Vec<String>",
+                      COALESCE(array_agg(c.metric_type) FILTER (WHERE c.id IS NOT NULL), '{}')
+                          AS "metrics!: Vec<Option<String>>"
+                 FROM nodes n
+                 LEFT JOIN zones z ON z.id = n.zone_id
+                 LEFT JOIN greenhouses g ON g.id = z.greenhouse_id
+                 LEFT JOIN node_channels c ON c.node_id = n.id
+                WHERE n.uid = ANY($1)
+                GROUP BY n.id, z.uid, g.uid"#,
+            uids
+        ))
+    }
 }
 
 /// A node's row as read under lock: what a batch's status rules start from.

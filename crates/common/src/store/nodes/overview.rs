@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
 
 /// One node as the operator's node table shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -33,39 +32,40 @@ pub struct NodeOverview {
     pub commands_last_hour: i64,
 }
 
-/// Every node that is not decommissioned, by uid. Readings are counted per
-/// zone over `telemetry_samples_zone_ts_idx` (unbound nodes keep no
-/// samples), commands over `commands_created_brin`: one statement, a few
-/// index range scans, whatever the number of nodes.
-pub async fn overview(db: impl PgExecutor<'_>) -> Result<Vec<NodeOverview>, sqlx::Error> {
-    sqlx::query_as!(
-        NodeOverview,
-        r#"WITH readings AS (
-               SELECT s.node_id, count(*) AS n
-               FROM zones z CROSS JOIN LATERAL (
-                   SELECT t.node_id FROM telemetry_samples t
-                   WHERE t.zone_id = z.id AND t.ts >= now() - interval '5 minutes') s
-               GROUP BY s.node_id),
-           sent AS (
-               SELECT c.node_id, count(*) AS n FROM commands c
-               WHERE c.created_at >= now() - interval '1 hour' AND c.node_id IS NOT NULL
-               GROUP BY c.node_id)
-           SELECT n.uid, n.name, z.uid AS "zone_uid?", n.status,
-                  (n.zone_id IS NULL) AS "unbound!",
-                  EXISTS (SELECT 1 FROM node_binds b WHERE b.node_id = n.id AND b.state = 'PENDING') AS "bind_pending!",
-                  a.broker_id AS "broker_id?",
-                  (a.node_id IS NOT NULL AND a.confirmed_at IS NULL) AS "moving!",
-                  n.observed_broker_id, n.last_seen_at, n.rssi,
-                  COALESCE(r.n, 0)::float8 / 5 AS "readings_per_min!",
-                  COALESCE(c.n, 0) AS "commands_last_hour!"
-           FROM nodes n
-           LEFT JOIN zones z ON z.id = n.zone_id
-           LEFT JOIN node_broker_assignments a ON a.node_id = n.id
-           LEFT JOIN readings r ON r.node_id = n.id
-           LEFT JOIN sent c ON c.node_id = n.id
-           WHERE n.lifecycle <> 'DECOMMISSIONED'
-           ORDER BY n.uid"#
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// Every node that is not decommissioned, by uid. Readings are counted per
+    /// zone over `telemetry_samples_zone_ts_idx` (unbound nodes keep no
+    /// samples), commands over `commands_created_brin`: one statement, a few
+    /// index range scans, whatever the number of nodes.
+    pub fn overview(db) -> Vec<NodeOverview> {
+        fetch_all(query_as!(
+            NodeOverview,
+            r#"WITH readings AS (
+                   SELECT s.node_id, count(*) AS n
+                   FROM zones z CROSS JOIN LATERAL (
+                       SELECT t.node_id FROM telemetry_samples t
+                       WHERE t.zone_id = z.id AND t.ts >= now() - interval '5 minutes') s
+                   GROUP BY s.node_id),
+               sent AS (
+                   SELECT c.node_id, count(*) AS n FROM commands c
+                   WHERE c.created_at >= now() - interval '1 hour' AND c.node_id IS NOT NULL
+                   GROUP BY c.node_id)
+               SELECT n.uid, n.name, z.uid AS "zone_uid?", n.status,
+                      (n.zone_id IS NULL) AS "unbound!",
+                      EXISTS (SELECT 1 FROM node_binds b
+                              WHERE b.node_id = n.id AND b.state = 'PENDING') AS "bind_pending!",
+                      a.broker_id AS "broker_id?",
+                      (a.node_id IS NOT NULL AND a.confirmed_at IS NULL) AS "moving!",
+                      n.observed_broker_id, n.last_seen_at, n.rssi,
+                      COALESCE(r.n, 0)::float8 / 5 AS "readings_per_min!",
+                      COALESCE(c.n, 0) AS "commands_last_hour!"
+               FROM nodes n
+               LEFT JOIN zones z ON z.id = n.zone_id
+               LEFT JOIN node_broker_assignments a ON a.node_id = n.id
+               LEFT JOIN readings r ON r.node_id = n.id
+               LEFT JOIN sent c ON c.node_id = n.id
+               WHERE n.lifecycle <> 'DECOMMISSIONED'
+               ORDER BY n.uid"#
+        ))
+    }
 }

@@ -16,15 +16,11 @@ pub struct NodeSecret {
     pub secret: Option<String>,
 }
 
-/// The secrets of the nodes `ids`.
-pub async fn secrets(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<NodeSecret>, sqlx::Error> {
-    sqlx::query_as!(
-        NodeSecret,
-        "SELECT id, secret FROM nodes WHERE id = ANY($1)",
-        ids
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The secrets of the nodes `ids`.
+    pub fn secrets(db, ids: &[i64]) -> Vec<NodeSecret> {
+        fetch_all(query_as!(NodeSecret, "SELECT id, secret FROM nodes WHERE id = ANY($1)", ids))
+    }
 }
 
 /// What a NodeConfig for one node is built from.
@@ -41,45 +37,37 @@ pub struct ConfigSource {
     pub mqtt_password: Option<String>,
 }
 
-/// What NodeConfigs for node `id` are built from, if it exists.
-pub async fn config_source(
-    db: impl PgExecutor<'_>,
-    id: i64,
-) -> Result<Option<ConfigSource>, sqlx::Error> {
-    sqlx::query_as!(
-        ConfigSource,
-        r#"SELECT n.uid, n.type AS node_type, g.uid AS "gh_uid?", z.uid AS "zone_uid?", n.secret,
-                  n.config, n.mqtt_password
-           FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id
-           LEFT JOIN greenhouses g ON g.id = z.greenhouse_id WHERE n.id = $1"#,
-        id
-    )
-    .fetch_optional(db)
-    .await
-}
+queries! {
+    /// What NodeConfigs for node `id` are built from, if it exists.
+    pub fn config_source(db, id: i64) -> Option<ConfigSource> {
+        fetch_optional(query_as!(
+            ConfigSource,
+            r#"SELECT n.uid, n.type AS node_type, g.uid AS "gh_uid?", z.uid AS "zone_uid?",
+                      n.secret, n.config, n.mqtt_password
+               FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id
+               LEFT JOIN greenhouses g ON g.id = z.greenhouse_id WHERE n.id = $1"#,
+            id
+        ))
+    }
 
-/// Every node as the planner sees it, by id; a node a plan moved within
-/// `cooldown_secs` is cooling (not one a failover forced off its broker, or
-/// that moved by itself).
-pub async fn views(
-    db: impl PgExecutor<'_>,
-    cooldown_secs: f64,
-) -> Result<Vec<NodeView>, sqlx::Error> {
-    sqlx::query_as!(
-        NodeView,
-        r#"SELECT n.id AS node_id, COALESCE(z.priority = 'critical', false) AS "critical!",
-                  a.broker_id AS "current?",
-                  COALESCE(a.assigned_at > now() - make_interval(secs => $1)
-                           AND a.strategy NOT IN ('failover', 'observed'), false) AS "cooling!",
-                  n.move_via AS "via: _", n.observed_broker_id AS observed,
-                  COALESCE(o.enabled AND o.status <> 'OFFLINE', false) AS "reachable!"
-           FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id
-           LEFT JOIN node_broker_assignments a ON a.node_id = n.id
-           LEFT JOIN brokers o ON o.id = n.observed_broker_id ORDER BY n.id"#,
-        cooldown_secs
-    )
-    .fetch_all(db)
-    .await
+    /// Every node as the planner sees it, by id; a node a plan moved within
+    /// `cooldown_secs` is cooling (not one a failover forced off its broker, or
+    /// that moved by itself).
+    pub fn views(db, cooldown_secs: f64) -> Vec<NodeView> {
+        fetch_all(query_as!(
+            NodeView,
+            r#"SELECT n.id AS node_id, COALESCE(z.priority = 'critical', false) AS "critical!",
+                      a.broker_id AS "current?",
+                      COALESCE(a.assigned_at > now() - make_interval(secs => $1)
+                               AND a.strategy NOT IN ('failover', 'observed'), false) AS "cooling!",
+                      n.move_via AS "via: _", n.observed_broker_id AS observed,
+                      COALESCE(o.enabled AND o.status <> 'OFFLINE', false) AS "reachable!"
+               FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id
+               LEFT JOIN node_broker_assignments a ON a.node_id = n.id
+               LEFT JOIN brokers o ON o.id = n.observed_broker_id ORDER BY n.id"#,
+            cooldown_secs
+        ))
+    }
 }
 
 /// A node stranded on a dead broker.

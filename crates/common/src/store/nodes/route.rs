@@ -84,28 +84,18 @@ pub async fn route_now(
         .await
 }
 
-/// Whether node `node_uid` exists, and if so its zone (`Some(None)`: not
-/// placed in a zone yet).
-pub async fn zone_of(
-    db: impl PgExecutor<'_>,
-    node_uid: &str,
-) -> Result<Option<Option<i64>>, sqlx::Error> {
-    sqlx::query_scalar!("SELECT zone_id FROM nodes WHERE uid = $1", node_uid)
-        .fetch_optional(db)
-        .await
-}
+queries! {
+    /// Whether node `node_uid` exists, and if so its zone (`Some(None)`: not
+    /// placed in a zone yet).
+    pub fn zone_of(db, node_uid: &str) -> Option<Option<i64>> {
+        fetch_optional(query_scalar!("SELECT zone_id FROM nodes WHERE uid = $1", node_uid))
+    }
 
-/// Whether node `node_uid` is in zone `zone_id`.
-pub async fn is_in_zone(
-    db: impl PgExecutor<'_>,
-    node_uid: &str,
-    zone_id: i64,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT EXISTS (SELECT 1 FROM nodes WHERE uid = $1 AND zone_id = $2) AS \"in_zone!\"",
-        node_uid,
-        zone_id
-    )
-    .fetch_one(db)
-    .await
+    /// Whether node `node_uid` is in zone `zone_id`.
+    pub fn is_in_zone(db, node_uid: &str, zone_id: i64) -> bool {
+        fetch_one(query_scalar!(
+            "SELECT EXISTS (SELECT 1 FROM nodes WHERE uid = $1 AND zone_id = $2) AS \"in_zone!\"",
+            node_uid, zone_id
+        ))
+    }
 }

@@ -1,8 +1,6 @@
 //! The `nodes` table as node-sim fills it: its simulated nodes seeded into
 //! their zones, and their broker credentials read back.
 
-use sqlx::PgExecutor;
-
 use crate::placement::balance::MoveVia;
 
 /// The simulated nodes to seed: uid, zone uid and type of each.
@@ -16,51 +14,37 @@ pub struct SeedNodes<'a> {
     pub move_via: MoveVia,
 }
 
-/// Upserts `nodes` into their zones (by zone uid); a node already there
-/// with the same zone, type, firmware and move means is left alone.
-/// Returns the rows written.
-pub async fn seed(db: impl PgExecutor<'_>, nodes: SeedNodes<'_>) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "INSERT INTO nodes (uid, zone_id, type, fw_version, move_via)
-         SELECT t.uid, z.id, t.kind, $4, $5
-         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, zone, kind)
-         JOIN zones z ON z.uid = t.zone
-         ON CONFLICT (uid) DO UPDATE
-         SET zone_id = EXCLUDED.zone_id, type = EXCLUDED.type,
-             fw_version = EXCLUDED.fw_version, move_via = EXCLUDED.move_via, updated_at = now()
-         WHERE (nodes.zone_id, nodes.type, nodes.fw_version, nodes.move_via)
-               IS DISTINCT FROM (EXCLUDED.zone_id, EXCLUDED.type, EXCLUDED.fw_version, EXCLUDED.move_via)",
-        nodes.uids,
-        nodes.zones,
-        nodes.kinds,
-        nodes.fw_version,
-        nodes.move_via as _
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
+queries! {
+    /// Upserts `nodes` into their zones (by zone uid); a node already there
+    /// with the same zone, type, firmware and move means is left alone.
+    /// Returns the rows written.
+    pub fn seed(db, nodes: SeedNodes<'_>) -> u64 {
+        rows_affected(query!(
+            "INSERT INTO nodes (uid, zone_id, type, fw_version, move_via)
+             SELECT t.uid, z.id, t.kind, $4, $5
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, zone, kind)
+             JOIN zones z ON z.uid = t.zone
+             ON CONFLICT (uid) DO UPDATE
+             SET zone_id = EXCLUDED.zone_id, type = EXCLUDED.type,
+                 fw_version = EXCLUDED.fw_version, move_via = EXCLUDED.move_via, updated_at = now()
+             WHERE (nodes.zone_id, nodes.type, nodes.fw_version, nodes.move_via)
+                   IS DISTINCT FROM
+                   (EXCLUDED.zone_id, EXCLUDED.type, EXCLUDED.fw_version, EXCLUDED.move_via)",
+            nodes.uids, nodes.zones, nodes.kinds, nodes.fw_version, nodes.move_via as _
+        ))
+    }
 
-/// Gives each node of `uids` lacking one the secret and broker password at
-/// its index in `secrets` and `passwords`; what a node has is kept.
-pub async fn fill_credentials(
-    db: impl PgExecutor<'_>,
-    uids: &[String],
-    secrets: &[String],
-    passwords: &[String],
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE nodes n SET secret = COALESCE(n.secret, t.secret),
-                mqtt_password = COALESCE(n.mqtt_password, t.password), updated_at = now()
-           FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, secret, password)
-          WHERE n.uid = t.uid AND (n.secret IS NULL OR n.mqtt_password IS NULL)",
-        uids,
-        secrets,
-        passwords
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Gives each node of `uids` lacking one the secret and broker password at
+    /// its index in `secrets` and `passwords`; what a node has is kept.
+    pub fn fill_credentials(db, uids: &[String], secrets: &[String], passwords: &[String]) {
+        execute(query!(
+            "UPDATE nodes n SET secret = COALESCE(n.secret, t.secret),
+                    mqtt_password = COALESCE(n.mqtt_password, t.password), updated_at = now()
+               FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (uid, secret, password)
+              WHERE n.uid = t.uid AND (n.secret IS NULL OR n.mqtt_password IS NULL)",
+            uids, secrets, passwords
+        ))
+    }
 }
 
 /// A node's command secret and broker password.
@@ -71,17 +55,14 @@ pub struct Credentials {
     pub mqtt_password: Option<String>,
 }
 
-/// The credentials of the nodes `uids` that have a secret.
-pub async fn credentials(
-    db: impl PgExecutor<'_>,
-    uids: &[String],
-) -> Result<Vec<Credentials>, sqlx::Error> {
-    sqlx::query_as!(
-        Credentials,
-        r#"SELECT uid, secret AS "secret!", mqtt_password FROM nodes
-           WHERE uid = ANY($1) AND secret IS NOT NULL"#,
-        uids
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The credentials of the nodes `uids` that have a secret.
+    pub fn credentials(db, uids: &[String]) -> Vec<Credentials> {
+        fetch_all(query_as!(
+            Credentials,
+            r#"SELECT uid, secret AS "secret!", mqtt_password FROM nodes
+               WHERE uid = ANY($1) AND secret IS NOT NULL"#,
+            uids
+        ))
+    }
 }

@@ -44,31 +44,24 @@ pub struct HardwareOwner {
     pub lifecycle: Lifecycle,
 }
 
-/// The node whose hardware id is `hardware_id`.
-pub async fn owner_of_hardware_id(
-    db: impl PgExecutor<'_>,
-    hardware_id: &str,
-) -> Result<Option<HardwareOwner>, sqlx::Error> {
-    sqlx::query_as!(
-        HardwareOwner,
-        r#"SELECT id, uid, lifecycle AS "lifecycle: Lifecycle" FROM nodes WHERE hardware_id = $1"#,
-        hardware_id
-    )
-    .fetch_optional(db)
-    .await
-}
+queries! {
+    /// The node whose hardware id is `hardware_id`.
+    pub fn owner_of_hardware_id(db, hardware_id: &str) -> Option<HardwareOwner> {
+        fetch_optional(query_as!(
+            HardwareOwner,
+            r#"SELECT id, uid, lifecycle AS "lifecycle: Lifecycle" FROM nodes
+               WHERE hardware_id = $1"#,
+            hardware_id
+        ))
+    }
 
-/// Whether a node has the hardware id `hardware_id`.
-pub async fn hardware_id_taken(
-    db: impl PgExecutor<'_>,
-    hardware_id: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM nodes WHERE hardware_id = $1) AS "taken!""#,
-        hardware_id
-    )
-    .fetch_one(db)
-    .await
+    /// Whether a node has the hardware id `hardware_id`.
+    pub fn hardware_id_taken(db, hardware_id: &str) -> bool {
+        fetch_one(query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM nodes WHERE hardware_id = $1) AS "taken!""#,
+            hardware_id
+        ))
+    }
 }
 
 /// Refreshes the `target` node unless it is decommissioned: last seen,
@@ -106,73 +99,46 @@ pub async fn touch(
     .await
 }
 
-/// Registers a new node (REGISTERED, unbound) under `uid` with type `kind`;
-/// `None` when the uid or the hardware id is taken. Returns its id.
-pub async fn insert_registered(
-    db: impl PgExecutor<'_>,
-    uid: &str,
-    kind: &str,
-    seen: &Seen<'_>,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "INSERT INTO nodes (uid, hardware_id, type, fw_version, capabilities, move_via, \
-            lifecycle, last_seen_at, observed_broker_id, observed_at) \
-         VALUES ($1, $2, $3, $4, COALESCE($5, '[]'::jsonb), COALESCE($6, 'node_config'), \
-            'REGISTERED', now(), (SELECT id FROM brokers WHERE id = $7), \
-            CASE WHEN EXISTS (SELECT 1 FROM brokers WHERE id = $7) THEN now() END) \
-         ON CONFLICT DO NOTHING RETURNING id",
-        uid,
-        seen.hardware_id,
-        kind,
-        seen.fw_version,
-        seen.capabilities,
-        seen.move_via,
-        seen.broker_id
-    )
-    .fetch_optional(db)
-    .await
-}
+queries! {
+    /// Registers a new node (REGISTERED, unbound) under `uid` with type `kind`;
+    /// `None` when the uid or the hardware id is taken. Returns its id.
+    pub fn insert_registered(db, uid: &str, kind: &str, seen: &Seen<'_>) -> Option<i64> {
+        fetch_optional(query_scalar!(
+            "INSERT INTO nodes (uid, hardware_id, type, fw_version, capabilities, move_via, \
+                lifecycle, last_seen_at, observed_broker_id, observed_at) \
+             VALUES ($1, $2, $3, $4, COALESCE($5, '[]'::jsonb), COALESCE($6, 'node_config'), \
+                'REGISTERED', now(), (SELECT id FROM brokers WHERE id = $7), \
+                CASE WHEN EXISTS (SELECT 1 FROM brokers WHERE id = $7) THEN now() END) \
+             ON CONFLICT DO NOTHING RETURNING id",
+            uid, seen.hardware_id, kind, seen.fw_version, seen.capabilities, seen.move_via,
+            seen.broker_id
+        ))
+    }
 
-/// Keeps the latest reading of an unbound node's channel.
-pub async fn store_reading(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-    channel: &str,
-    reading: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE nodes SET unbound_readings = unbound_readings || jsonb_build_object($2::text, $3::jsonb) \
-          WHERE id = $1",
-        node_id,
-        channel,
-        reading
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+    /// Keeps the latest reading of an unbound node's channel.
+    pub fn store_reading(db, node_id: i64, channel: &str, reading: &Value) {
+        execute(query!(
+            "UPDATE nodes \
+             SET unbound_readings = unbound_readings || jsonb_build_object($2::text, $3::jsonb) \
+             WHERE id = $1",
+            node_id, channel, reading
+        ))
+    }
 
-/// Stores a reported config (without its secret), its fw_version and the
-/// broker it came from.
-pub async fn store_config(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-    config: &Value,
-    fw_version: Option<&str>,
-    broker_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE nodes SET config = $2, config_reported_at = now(), fw_version = COALESCE($3, fw_version), \
-            last_seen_at = now(), updated_at = now(), \
-            observed_broker_id = COALESCE((SELECT id FROM brokers WHERE id = $4), observed_broker_id), \
-            observed_at = CASE WHEN EXISTS (SELECT 1 FROM brokers WHERE id = $4) THEN now() ELSE observed_at END \
-          WHERE id = $1",
-        node_id,
-        config,
-        fw_version,
-        broker_id
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Stores a reported config (without its secret), its fw_version and the
+    /// broker it came from.
+    pub fn store_config(
+        db, node_id: i64, config: &Value, fw_version: Option<&str>, broker_id: &str
+    ) {
+        execute(query!(
+            "UPDATE nodes SET config = $2, config_reported_at = now(), \
+                fw_version = COALESCE($3, fw_version), last_seen_at = now(), updated_at = now(), \
+                observed_broker_id = COALESCE((SELECT id FROM brokers WHERE id = $4), \
+                                              observed_broker_id), \
+                observed_at = CASE WHEN EXISTS (SELECT 1 FROM brokers WHERE id = $4) \
+                                   THEN now() ELSE observed_at END \
+              WHERE id = $1",
+            node_id, config, fw_version, broker_id
+        ))
+    }
 }

@@ -41,24 +41,26 @@ pub struct NodeRef {
     pub uid: String,
 }
 
-/// The nodes whose uid or hardware id is `key` (the uid's first), or every
-/// node by uid (`None`): one statement serves both.
-async fn select(db: impl PgExecutor<'_>, key: Option<&str>) -> Result<Vec<NodeView>, sqlx::Error> {
-    sqlx::query_as!(
-        NodeView,
-        r#"SELECT n.id, n.uid, n.hardware_id, n.name, n.type AS node_type,
-                  n.lifecycle AS "lifecycle: Lifecycle", n.status, n.zone_id,
-                  z.uid AS "zone_uid?", g.uid AS "gh_uid?", n.fw_version, n.capabilities, n.move_via,
-                  n.observed_broker_id, n.observed_at, n.last_seen_at, n.config, n.config_reported_at,
-                  n.unbound_readings,
-                  EXISTS (SELECT 1 FROM node_binds b WHERE b.node_id = n.id AND b.state = 'PENDING') AS "pending!"
-             FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id LEFT JOIN greenhouses g ON g.id = z.greenhouse_id
-            WHERE $1::text IS NULL OR n.uid = $1 OR n.hardware_id = $1
-            ORDER BY (n.uid = $1) DESC, n.uid"#,
-        key
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The nodes whose uid or hardware id is `key` (the uid's first), or every
+    /// node by uid (`None`): one statement serves both.
+    fn select(db, key: Option<&str>) -> Vec<NodeView> {
+        fetch_all(query_as!(
+            NodeView,
+            r#"SELECT n.id, n.uid, n.hardware_id, n.name, n.type AS node_type,
+                      n.lifecycle AS "lifecycle: Lifecycle", n.status, n.zone_id,
+                      z.uid AS "zone_uid?", g.uid AS "gh_uid?", n.fw_version, n.capabilities,
+                      n.move_via, n.observed_broker_id, n.observed_at, n.last_seen_at, n.config,
+                      n.config_reported_at, n.unbound_readings,
+                      EXISTS (SELECT 1 FROM node_binds b
+                              WHERE b.node_id = n.id AND b.state = 'PENDING') AS "pending!"
+                 FROM nodes n LEFT JOIN zones z ON z.id = n.zone_id
+                 LEFT JOIN greenhouses g ON g.id = z.greenhouse_id
+                WHERE $1::text IS NULL OR n.uid = $1 OR n.hardware_id = $1
+                ORDER BY (n.uid = $1) DESC, n.uid"#,
+            key
+        ))
+    }
 }
 
 /// The node whose uid, else hardware id, is `key`.
@@ -71,32 +73,27 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<NodeView>, sqlx::Error>
     select(db, None).await
 }
 
-/// The node a message from `node` (a uid, or a hardware id in the temp
-/// namespace) belongs to.
-pub async fn resolve(db: impl PgExecutor<'_>, node: &str) -> Result<Option<NodeRef>, sqlx::Error> {
-    sqlx::query_as!(
-        NodeRef,
-        "SELECT id, uid FROM nodes WHERE uid = $1 OR hardware_id = $1 ORDER BY (uid = $1) DESC LIMIT 1",
-        node
-    )
-    .fetch_optional(db)
-    .await
-}
+queries! {
+    /// The node a message from `node` (a uid, or a hardware id in the temp
+    /// namespace) belongs to.
+    pub fn resolve(db, node: &str) -> Option<NodeRef> {
+        fetch_optional(query_as!(
+            NodeRef,
+            "SELECT id, uid FROM nodes WHERE uid = $1 OR hardware_id = $1 \
+             ORDER BY (uid = $1) DESC LIMIT 1",
+            node
+        ))
+    }
 
-/// Whether `uid` belongs to another node than `node_id`, or is the target of
-/// another node's pending bind.
-pub async fn uid_taken(
-    db: impl PgExecutor<'_>,
-    uid: &str,
-    node_id: i64,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM nodes WHERE uid = $1 AND id <> $2)
-               OR EXISTS (SELECT 1 FROM node_binds WHERE node_uid = $1 AND node_id <> $2 AND state = 'PENDING')
-               AS "taken!""#,
-        uid,
-        node_id
-    )
-    .fetch_one(db)
-    .await
+    /// Whether `uid` belongs to another node than `node_id`, or is the target of
+    /// another node's pending bind.
+    pub fn uid_taken(db, uid: &str, node_id: i64) -> bool {
+        fetch_one(query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM nodes WHERE uid = $1 AND id <> $2)
+                   OR EXISTS (SELECT 1 FROM node_binds
+                              WHERE node_uid = $1 AND node_id <> $2 AND state = 'PENDING')
+                   AS "taken!""#,
+            uid, node_id
+        ))
+    }
 }
