@@ -204,13 +204,15 @@ impl Physics {
     ) -> (Duration, Option<Map<String, Value>>) {
         self.apply(kind, channel.channel, action);
         let wait = match action {
-            Action::RunPump { duration_ms } => Duration::from_millis(duration_ms).min(MAX_DONE_WAIT),
+            Action::RunPump { duration_ms } => {
+                Duration::from_millis(duration_ms).min(MAX_DONE_WAIT)
+            }
             _ => Duration::ZERO,
         };
         let details = match (action, channel.channel_type, channel.metric_type) {
-            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => {
-                Some(Map::from_iter([("value".to_owned(), json!(self.reading(metric)))]))
-            }
+            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => Some(
+                Map::from_iter([("value".to_owned(), json!(self.reading(metric)))]),
+            ),
             _ => None,
         };
         (wait, details)

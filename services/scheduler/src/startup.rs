@@ -37,7 +37,10 @@ impl App {
             .spawn(tick::run(worker, scheduler.tick(), base.stop.clone()));
 
         let runner = base.bind_ops(&settings, DEFAULT_PORT, brokers).await?;
-        Ok(App { runner, lease: lease_watch })
+        Ok(App {
+            runner,
+            lease: lease_watch,
+        })
     }
 
     /// Watches whether this instance holds the lease and so fires (for tests).
