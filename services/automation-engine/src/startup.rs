@@ -34,8 +34,7 @@ impl App {
         base.tasks
             .spawn(cycle::run(engine, automation.interval(), base.stop.clone()));
 
-        let router = common::runtime::http::ops_only_router(base.health(&brokers));
-        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
+        let runner = base.bind_ops(&settings, DEFAULT_PORT, brokers).await?;
         Ok(App { runner })
     }
 }

@@ -348,33 +348,41 @@ mod tests {
             )
             .unwrap()
         };
-        let topic = |gh: &str, zone: &str, node: &str| {
-            NodeTopic::new(gh, zone, node, None, TopicKind::ConfigReport)
-        };
-        assert!(completes(
-            &target,
-            &topic("gh-1", "zn-1", "nd-ph-1"),
-            &report("gh-1", "zn-1", "nd-ph-1")
-        ));
-        assert!(!completes(
-            &target,
-            &topic("gh-1", "zn-2", "nd-ph-1"),
-            &report("gh-1", "zn-2", "nd-ph-1")
-        ));
-        assert!(!completes(
-            &target,
-            &topic("gh-1", "zn-1", "nd-ph-1"),
-            &report("gh-1", "zn-2", "nd-ph-1")
-        ));
-        assert!(!completes(
-            &target,
-            &topic("gh-temp", "zn-temp", "esp"),
-            &report("gh-1", "zn-1", "nd-ph-1")
-        ));
-        assert!(!completes(
-            &target,
-            &topic("gh-1", "zn-1", "nd-ph-1"),
-            &report("gh-1", "zn-1", "nd-ph-9")
-        ));
+        // (topic namespace, report namespace, completes)
+        let cases = [
+            (
+                ("gh-1", "zn-1", "nd-ph-1"),
+                ("gh-1", "zn-1", "nd-ph-1"),
+                true,
+            ),
+            (
+                ("gh-1", "zn-2", "nd-ph-1"),
+                ("gh-1", "zn-2", "nd-ph-1"),
+                false,
+            ),
+            (
+                ("gh-1", "zn-1", "nd-ph-1"),
+                ("gh-1", "zn-2", "nd-ph-1"),
+                false,
+            ),
+            (
+                ("gh-temp", "zn-temp", "esp"),
+                ("gh-1", "zn-1", "nd-ph-1"),
+                false,
+            ),
+            (
+                ("gh-1", "zn-1", "nd-ph-1"),
+                ("gh-1", "zn-1", "nd-ph-9"),
+                false,
+            ),
+        ];
+        for ((gh, zone, node), (r_gh, r_zone, r_node), want) in cases {
+            let topic = NodeTopic::new(gh, zone, node, None, TopicKind::ConfigReport);
+            let got = completes(&target, &topic, &report(r_gh, r_zone, r_node));
+            assert_eq!(
+                got, want,
+                "topic {gh}/{zone}/{node}, report {r_gh}/{r_zone}/{r_node}"
+            );
+        }
     }
 }

@@ -216,9 +216,8 @@ impl Ingest {
                     if warn_limit.ready(Instant::now()) {
                         warn!(error = %e, "Cannot append to the uplink queue: not acknowledging to the brokers; retrying.");
                     }
-                    tokio::select! {
-                        _ = stop.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    if !backoff.pause(stop).await {
+                        return false;
                     }
                 }
             }

@@ -131,20 +131,8 @@ impl Resolver {
             self.zones.clear();
             self.filled_at = Instant::now();
         }
-        let nodes: Vec<String> = node_uids
-            .into_iter()
-            .filter(|u| !self.nodes.contains_key(*u))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let zones: Vec<String> = zone_uids
-            .into_iter()
-            .filter(|u| !self.zones.contains_key(*u))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let nodes = missing(&self.nodes, node_uids);
+        let zones = missing(&self.zones, zone_uids);
         if !zones.is_empty() {
             for z in zones::ids_by_uid(pool, &zones).await? {
                 self.remember_zone(&z.uid, z.id);
@@ -200,6 +188,18 @@ impl Resolver {
     pub fn zone(&self, uid: &str) -> Option<i64> {
         self.zones.get(uid).copied()
     }
+}
+
+/// The uids of `uids` that `known` lacks, each once.
+fn missing<'a, V>(
+    known: &HashMap<String, V>,
+    uids: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let missing: HashSet<&str> = uids
+        .into_iter()
+        .filter(|u| !known.contains_key(*u))
+        .collect();
+    missing.into_iter().map(str::to_owned).collect()
 }
 
 #[cfg(test)]

@@ -194,9 +194,8 @@ async fn lookup_with_retry(
             Ok(o) => return Some(o),
             Err(e) => {
                 warn!(error = %e, responses = ids.len(), "Could not look up the commands of responses; retrying.");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                if !backoff.pause(shutdown).await {
+                    return None;
                 }
             }
         }
@@ -226,9 +225,8 @@ async fn write_with_retry(
         updates = failed;
         if let Some(e) = error {
             warn!(error = %e, responses = updates.len(), "Could not apply command responses; retrying.");
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            if !backoff.pause(shutdown).await {
+                return;
             }
         }
     }
@@ -258,29 +256,25 @@ mod tests {
     #[test]
     fn a_response_counts_only_from_the_node_and_channel_the_command_went_to() {
         let o = origin();
-        assert_eq!(
-            check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_acid"), Some(&o)),
-            Ok(())
-        );
+        // (greenhouse, zone, node, channel the response came on; its verdict)
+        let cases = [
+            (("gh-1", "zn-a", "nd-1", "pump_acid"), Ok(())),
+            (("gh-1", "zn-a", "nd-2", "pump_acid"), Err("wrong_node")),
+            (("gh-1", "zn-a", "nd-1", "pump_base"), Err("wrong_channel")),
+            (("gh-1", "zn-b", "nd-1", "pump_acid"), Err("wrong_zone")),
+            (("gh-2", "zn-a", "nd-1", "pump_acid"), Err("wrong_zone")),
+        ];
+        for ((gh, zone, node, channel), want) in cases {
+            let on = topic(gh, zone, node, channel);
+            assert_eq!(
+                check_origin(&on, Some(&o)),
+                want,
+                "{gh}/{zone}/{node}/{channel}"
+            );
+        }
         assert_eq!(
             check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_acid"), None),
             Err("unknown_command")
-        );
-        assert_eq!(
-            check_origin(&topic("gh-1", "zn-a", "nd-2", "pump_acid"), Some(&o)),
-            Err("wrong_node")
-        );
-        assert_eq!(
-            check_origin(&topic("gh-1", "zn-a", "nd-1", "pump_base"), Some(&o)),
-            Err("wrong_channel")
-        );
-        assert_eq!(
-            check_origin(&topic("gh-1", "zn-b", "nd-1", "pump_acid"), Some(&o)),
-            Err("wrong_zone")
-        );
-        assert_eq!(
-            check_origin(&topic("gh-2", "zn-a", "nd-1", "pump_acid"), Some(&o)),
-            Err("wrong_zone")
         );
         // A command whose node was deleted has no origin to answer from.
         let gone = Origin {

@@ -4,12 +4,19 @@
 //! against this, so a dose must move its value in the right direction and by
 //! a predictable amount.
 
+use std::time::Duration;
+
 use proto::payloads::MetricType;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
 
 use crate::command::Action;
-use crate::layout::NodeKind;
+use crate::layout::{ChannelSpec, ChannelType, NodeKind};
+
+/// The longest a `run_pump` keeps its DONE back; longer runs report DONE
+/// after this, so a 10-minute run does not hold a test or a timeout hostage.
+pub const MAX_DONE_WAIT: Duration = Duration::from_secs(10);
 
 /// pH change per second of `run_pump` on `pump_acid` (down) or `pump_base` (up).
 pub const PH_PER_PUMP_SECOND: f64 = 0.1;
@@ -183,6 +190,32 @@ impl Physics {
             MetricType::SoilMoisture => round(self.soil, 1),
             _ => 0.0,
         }
+    }
+
+    /// Carries out `action` on `channel` of a node of `kind` (see
+    /// [`Physics::apply`]) and says how the node reports it: how long DONE
+    /// waits (a pump's run, at most [`MAX_DONE_WAIT`]) and DONE's details (a
+    /// sensor's value when it is read or calibrated).
+    pub fn perform(
+        &mut self,
+        kind: NodeKind,
+        channel: &ChannelSpec,
+        action: Action,
+    ) -> (Duration, Option<Map<String, Value>>) {
+        self.apply(kind, channel.channel, action);
+        let wait = match action {
+            Action::RunPump { duration_ms } => {
+                Duration::from_millis(duration_ms).min(MAX_DONE_WAIT)
+            }
+            _ => Duration::ZERO,
+        };
+        let details = match (action, channel.channel_type, channel.metric_type) {
+            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => Some(
+                Map::from_iter([("value".to_owned(), json!(self.reading(metric)))]),
+            ),
+            _ => None,
+        };
+        (wait, details)
     }
 
     /// The effect of `action` on `channel` of a node of `kind`. Commands

@@ -36,9 +36,7 @@ impl App {
         base.tasks
             .spawn(tick::run(worker, scheduler.tick(), base.stop.clone()));
 
-        let router = common::runtime::http::ops_only_router(base.health(&brokers));
-        let _pool = base.pool.clone();
-        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
+        let runner = base.bind_ops(&settings, DEFAULT_PORT, brokers).await?;
         Ok(App {
             runner,
             lease: lease_watch,

@@ -130,23 +130,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forward_only() {
-        assert_eq!(Queued.advance(Sent), Sent);
-        assert_eq!(Sent.advance(Ack), Ack);
-        assert_eq!(Ack.advance(Done), Done);
-        // A response may overtake the SENT update.
-        assert_eq!(Queued.advance(Ack), Ack);
-        assert_eq!(Queued.advance(Done), Done);
-    }
-
-    #[test]
-    fn never_backwards_and_finals_are_final() {
-        assert_eq!(Ack.advance(Sent), Ack);
-        assert_eq!(Done.advance(Ack), Done);
-        assert_eq!(Done.advance(Error), Done);
-        assert_eq!(Timeout.advance(Done), Timeout);
-        assert_eq!(SendFailed.advance(Done), SendFailed);
-        assert_eq!(Done.advance(Done), Done);
+    fn forward_only_and_finals_are_final() {
+        // (status, update, status after it)
+        let cases = [
+            (Queued, Sent, Sent),
+            (Sent, Ack, Ack),
+            (Ack, Done, Done),
+            // A response may overtake the SENT update.
+            (Queued, Ack, Ack),
+            (Queued, Done, Done),
+            // Never backwards; a final status stays.
+            (Ack, Sent, Ack),
+            (Done, Ack, Done),
+            (Done, Error, Done),
+            (Timeout, Done, Timeout),
+            (SendFailed, Done, SendFailed),
+            (Done, Done, Done),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(from.advance(to), want, "{from:?} then {to:?}");
+        }
     }
 
     #[test]

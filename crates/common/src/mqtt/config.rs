@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::mqtt::error::MqttError;
 
-/// Host, port and TLS flag of an `mqtt://host:port` / `mqtts://host:port` URL.
+/// Host, port and TLS flag of an `mqtt://host:port` / `mqtts://host:port` URL
+/// (the port defaults to 1883, 8883 with TLS; a trailing `/` is ignored).
 pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), MqttError> {
     let bad = || MqttError::BadUrl(url.to_owned());
     let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
@@ -24,7 +25,7 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), MqttError> {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
         None => (rest, if tls { 8883 } else { 1883 }),
     };
-    if host.is_empty() || port == 0 {
+    if host.is_empty() || host.contains('/') || port == 0 {
         return Err(bad());
     }
     Ok((host.to_owned(), port, tls))

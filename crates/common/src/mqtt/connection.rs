@@ -330,9 +330,8 @@ async fn run_event_loop(
                     warn!(broker, url, error = %e, attempt = failures_logged + 1, "MQTT connect failed; retrying.");
                 }
                 failures_logged += 1;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                if !backoff.pause(&shutdown).await {
+                    break;
                 }
             }
         }

@@ -95,9 +95,8 @@ pub async fn follow(pool: PgPool, brokers: BrokerPool, shutdown: CancellationTok
                 Ok(l) => l,
                 Err(e) => {
                     warn!(error = %e, "Cannot listen for broker registry changes; retrying.");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    if !backoff.pause(&shutdown).await {
+                        return;
                     }
                     continue;
                 }

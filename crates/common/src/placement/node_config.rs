@@ -27,6 +27,7 @@
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
+use crate::mqtt::config::parse_broker_url;
 use crate::mqtt::{MqttConnection, MqttError};
 use crate::store::node_channels::{self, ChannelRow};
 use crate::store::nodes;
@@ -57,22 +58,8 @@ pub enum NodeConfigError {
 /// The `mqtt` section for a broker URL: `{"host","port","keepalive"}` (plus
 /// `"tls": true` for `mqtts://`).
 pub fn broker_section(url: &str) -> Result<Value, NodeConfigError> {
-    let bad = || NodeConfigError::BadBrokerUrl(url.to_owned());
-    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("mqtt://") {
-        (false, rest)
-    } else {
-        return Err(bad());
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad())?),
-        None => (rest, if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(bad());
-    }
+    let (host, port, tls) =
+        parse_broker_url(url).map_err(|_| NodeConfigError::BadBrokerUrl(url.to_owned()))?;
     let mut section = json!({ "host": host, "port": port, "keepalive": NODE_KEEPALIVE_SEC });
     if tls {
         section["tls"] = Value::Bool(true);

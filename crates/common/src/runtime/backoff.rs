@@ -1,9 +1,12 @@
 //! The one retry delay of the workspace: exponential from a base to a cap,
 //! optionally jittered so that many clients of a restarted broker do not
 //! come back in lockstep. Every retry loop (MQTT reconnects, history-logger's
-//! writer and its Redis appends) takes its delays from here.
+//! writer and its Redis appends) takes its delays from here, and waits them
+//! out with [`Backoff::pause`], which a stop cuts short.
 
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 /// Delays `base`, 2×`base`, 4×`base`… capped at `max`; with jitter, each
 /// delay is within about ±1/8 of its step.
@@ -45,6 +48,16 @@ impl Backoff {
         }
         let jitter = rand::random_range(0..=step / 4);
         Duration::from_millis(step - step / 8 + jitter)
+    }
+
+    /// Waits out the next delay, unless `stop` comes first: true when the
+    /// delay passed (retry), false when the caller should stop.
+    pub async fn pause(&mut self, stop: &CancellationToken) -> bool {
+        let delay = self.next_delay();
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
     }
 
     /// After a success: the next delay is `base` again.
@@ -96,5 +109,20 @@ mod tests {
             let d = b.next_delay();
             assert!(attempt < 5 || within(d, 2000), "attempt {attempt}: {d:?}");
         }
+    }
+
+    /// A retry loop's wait: the delay passes (virtual time), or the stop
+    /// ends it at once.
+    #[tokio::test(start_paused = true)]
+    async fn pause_waits_the_delay_unless_stopped() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let stop = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        assert!(b.pause(&stop).await);
+        assert!(b.pause(&stop).await);
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        stop.cancel();
+        assert!(!b.pause(&stop).await);
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
     }
 }

@@ -97,7 +97,6 @@ impl Base {
         })
     }
 
-    /// The lease `lease` ([`LEASE_TTL`]), competed for until the service stops.
     /// Connects to every broker (to publish, with no inbox) and makes the
     /// sender of commands whose statuses it records itself: what a service
     /// that only sends commands (automation, scheduler) needs.
@@ -115,6 +114,7 @@ impl Base {
         Ok((brokers, sender))
     }
 
+    /// The lease `lease` ([`LEASE_TTL`]), competed for until the service stops.
     pub fn lease(&self, lease: &str) -> LeaseGuard {
         Lease::new(self.pool.clone(), lease, &self.holder, LEASE_TTL).spawn(self.stop.clone())
     }
@@ -126,8 +126,6 @@ impl Base {
             .require(Dependency::Brokers(brokers.clone()))
     }
 
-    /// Binds the service's HTTP address (`HTTP_HOST`, `HTTP_PORT`, else
-    /// `default_port`) for `router`: the runner that serves it.
     /// Binds the service's `api` behind `token` (reads too when
     /// `HTTP_READS_REQUIRE_TOKEN` says so, else when `reads_guarded`), beside
     /// `/health` (PostgreSQL and the brokers) and `/metrics`.
@@ -146,6 +144,20 @@ impl Base {
         self.bind(settings, default_port, router, brokers).await
     }
 
+    /// Binds `/health` (PostgreSQL and the brokers) and `/metrics` only:
+    /// what a service without an API of its own serves.
+    pub async fn bind_ops(
+        self,
+        settings: &Settings,
+        default_port: u16,
+        brokers: BrokerPool,
+    ) -> std::io::Result<Runner> {
+        let router = crate::runtime::http::ops_only_router(self.health(&brokers));
+        self.bind(settings, default_port, router, brokers).await
+    }
+
+    /// Binds the service's HTTP address (`HTTP_HOST`, `HTTP_PORT`, else
+    /// `default_port`) for `router`: the runner that serves it.
     pub async fn bind(
         self,
         settings: &Settings,

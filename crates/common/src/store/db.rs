@@ -89,9 +89,8 @@ pub async fn connect(
             Err(e) if tokio::time::Instant::now() < deadline => {
                 attempt += 1;
                 warn!(target = %target, attempt, error = %e, "PostgreSQL not reachable yet; retrying.");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(DbError::Stopped),
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                if !backoff.pause(shutdown).await {
+                    return Err(DbError::Stopped);
                 }
             }
             Err(source) => return Err(DbError::Connect { target, source }),

@@ -15,7 +15,7 @@ use common::store::nodes::{self, NodeView};
 
 use crate::error::ApiError;
 use crate::lifecycle::NodeState;
-use crate::pushes::{BindOutcome, Registry};
+use crate::pushes::{BindOutcome, OpError, Registry};
 use crate::routes::body;
 
 pub fn router() -> Router<Registry> {
@@ -147,29 +147,25 @@ async fn bind(
     Ok((status, ok(data)))
 }
 
-async fn unbind(
-    State(registry): State<Registry>,
-    Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    check_key(&key)?;
-    let node = registry.unbind(&key).await?;
-    Ok(ok(detail(&registry, &node).await?))
+async fn unbind(s: State<Registry>, key: Path<String>) -> Result<Json<Value>, ApiError> {
+    step(s, key, Registry::unbind).await
 }
 
-async fn push_config(
-    State(registry): State<Registry>,
-    Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    check_key(&key)?;
-    let node = registry.push_config(&key).await?;
-    Ok(ok(detail(&registry, &node).await?))
+async fn push_config(s: State<Registry>, key: Path<String>) -> Result<Json<Value>, ApiError> {
+    step(s, key, Registry::push_config).await
 }
 
-async fn decommission(
+async fn decommission(s: State<Registry>, key: Path<String>) -> Result<Json<Value>, ApiError> {
+    step(s, key, Registry::decommission).await
+}
+
+/// A lifecycle step on node `key` that answers the node as it is after it.
+async fn step(
     State(registry): State<Registry>,
     Path(key): Path<String>,
+    run: impl AsyncFn(&Registry, &str) -> Result<NodeView, OpError>,
 ) -> Result<Json<Value>, ApiError> {
     check_key(&key)?;
-    let node = registry.decommission(&key).await?;
+    let node = run(&registry, &key).await?;
     Ok(ok(detail(&registry, &node).await?))
 }

@@ -67,9 +67,8 @@ impl Shared {
                     if self.warn_now() {
                         warn!(error = %e, messages = items.len(), "Cannot write the batch to PostgreSQL; retrying.");
                     }
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    if !backoff.pause(&stop).await {
+                        return;
                     }
                 }
             }
@@ -124,13 +123,9 @@ impl Shared {
             match done.await {
                 Ok(()) => break,
                 Err(e) => {
-                    metrics::counter!(m::UPLINK_REDIS_ERRORS).increment(1);
-                    if self.warn_now() {
-                        warn!(error = %e, "Cannot acknowledge a written batch in Redis; retrying.");
-                    }
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    self.redis_failed(&e, "Cannot acknowledge a written batch in Redis");
+                    if !backoff.pause(&stop).await {
+                        return;
                     }
                 }
             }

@@ -132,6 +132,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// Counts a failed Redis call and warns that `what` failed (at most once
+    /// per warning window); the caller retries.
+    fn redis_failed(&self, error: &dyn std::fmt::Display, what: &str) {
+        metrics::counter!(m::UPLINK_REDIS_ERRORS).increment(1);
+        if self.warn_now() {
+            warn!(error = %error, "{what}; retrying.");
+        }
+    }
+
     fn warn_now(&self) -> bool {
         self.warn_limit
             .lock()
@@ -203,13 +212,9 @@ impl Writer {
                     batch.extend(entries);
                 }
                 Err(e) => {
-                    metrics::counter!(m::UPLINK_REDIS_ERRORS).increment(1);
-                    if shared.warn_now() {
-                        warn!(error = %e, "Cannot read the uplink queue; retrying.");
-                    }
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    shared.redis_failed(&e, "Cannot read the uplink queue");
+                    if !backoff.pause(&stop).await {
+                        break;
                     }
                 }
             }

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use proto::payloads::{CommandResponse, ResponseStatus};
 use proto::topics::TopicKind;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tracing::debug;
 
 use super::node::{Inner, lock};
 use super::signature::{self, HmacRejection};
 use crate::command::{Action, Rejection, parse_action};
-use crate::layout::{ChannelSpec, ChannelType};
+use crate::layout::ChannelSpec;
 use crate::metrics as m;
-use crate::node::MAX_DONE_WAIT;
 use crate::recent::Seen;
 
 impl Inner {
@@ -104,23 +103,7 @@ impl Inner {
     ) {
         self.executed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::COMMANDS_RECEIVED, "result" => "done").increment(1);
-        let mut physics = lock(&self.physics);
-        physics.apply(self.hardware.kind, spec.channel, action);
-        let wait = match action {
-            Action::RunPump { duration_ms } => {
-                Duration::from_millis(duration_ms).min(MAX_DONE_WAIT)
-            }
-            _ => Duration::ZERO,
-        };
-        let details = match (action, spec.channel_type, spec.metric_type) {
-            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => {
-                let mut d = Map::new();
-                d.insert("value".into(), json!(physics.reading(metric)));
-                Some(d)
-            }
-            _ => None,
-        };
-        drop(physics);
+        let (wait, details) = lock(&self.physics).perform(self.hardware.kind, &spec, action);
         let ack = response(&cmd_id, ResponseStatus::Ack);
         let mut done = response(&cmd_id, ResponseStatus::Done);
         done.details = details;

@@ -12,13 +12,13 @@ use proto::payloads::{Command, CommandResponse, ResponseStatus};
 use proto::signing;
 use proto::topics::{NodeTopic, TopicKind};
 use secrecy::ExposeSecret;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{Inner, MAX_CLOCK_SKEW_SECS, MAX_DONE_WAIT, lock, now_millis, now_secs};
+use super::{Inner, MAX_CLOCK_SKEW_SECS, lock, now_millis, now_secs};
 use crate::command::{Action, Rejection, parse_action};
-use crate::layout::{ChannelSpec, ChannelType};
+use crate::layout::ChannelSpec;
 use crate::metrics as m;
 use crate::recent::Seen;
 
@@ -119,22 +119,7 @@ impl Inner {
     /// Applies the action and says how to report it.
     fn execute(&self, channel: &ChannelSpec, action: Action) -> Plan {
         self.executed.fetch_add(1, Ordering::Relaxed);
-        let mut physics = lock(&self.physics);
-        physics.apply(self.spec.kind, channel.channel, action);
-        let wait = match action {
-            Action::RunPump { duration_ms } => {
-                Duration::from_millis(duration_ms).min(MAX_DONE_WAIT)
-            }
-            _ => Duration::ZERO,
-        };
-        let details = match (action, channel.channel_type, channel.metric_type) {
-            (Action::ReadNow | Action::Calibrate, ChannelType::Sensor, Some(metric)) => {
-                let mut d = Map::new();
-                d.insert("value".into(), json!(physics.reading(metric)));
-                Some(d)
-            }
-            _ => None,
-        };
+        let (wait, details) = lock(&self.physics).perform(self.spec.kind, channel, action);
         Plan::Execute { wait, details }
     }
 

@@ -38,9 +38,6 @@ pub(crate) use uplink::{reading, staggered_interval};
 
 /// A node refuses a command whose `ts` is this far from its clock (contract).
 pub const MAX_CLOCK_SKEW_SECS: i64 = 10;
-/// The longest a `run_pump` keeps its DONE back; longer runs report DONE
-/// after this, so a 10-minute run does not hold a test or a timeout hostage.
-pub const MAX_DONE_WAIT: Duration = Duration::from_secs(10);
 /// Commands waiting for the node's dispatcher; beyond this the broker
 /// connection is slowed down (backpressure), not the node's memory grown.
 const INBOX_CAPACITY: usize = 1024;
