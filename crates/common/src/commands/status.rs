@@ -12,50 +12,53 @@ use serde_json::Value;
 
 use proto::payloads::ResponseStatus;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CommandStatus {
-    Queued,
-    Sent,
-    Ack,
-    Done,
-    Error,
-    Invalid,
-    Busy,
-    NoEffect,
-    Timeout,
-    SendFailed,
+/// Declares [`CommandStatus`] from one table, in lifecycle order: each
+/// status, its name (in `commands.status`, the API and serde) and, for a
+/// status a node answers with, the [`ResponseStatus`] it comes from. Writes
+/// the enum, [`CommandStatus::ALL`], [`CommandStatus::as_str`] and the
+/// conversion from [`ResponseStatus`].
+macro_rules! command_statuses {
+    ($($status:ident = $name:literal $(from $response:path)?,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum CommandStatus {
+            $($status,)*
+        }
+
+        impl CommandStatus {
+            pub const ALL: [CommandStatus; [$($name),*].len()] = [$(CommandStatus::$status),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CommandStatus::$status => $name,)*
+                }
+            }
+        }
+
+        impl From<ResponseStatus> for CommandStatus {
+            fn from(s: ResponseStatus) -> Self {
+                match s {
+                    $($($response => CommandStatus::$status,)?)*
+                }
+            }
+        }
+    };
+}
+
+command_statuses! {
+    Queued = "QUEUED",
+    Sent = "SENT",
+    Ack = "ACK" from ResponseStatus::Ack,
+    Done = "DONE" from ResponseStatus::Done,
+    Error = "ERROR" from ResponseStatus::Error,
+    Invalid = "INVALID" from ResponseStatus::Invalid,
+    Busy = "BUSY" from ResponseStatus::Busy,
+    NoEffect = "NO_EFFECT" from ResponseStatus::NoEffect,
+    Timeout = "TIMEOUT" from ResponseStatus::Timeout,
+    SendFailed = "SEND_FAILED",
 }
 
 impl CommandStatus {
-    pub const ALL: [CommandStatus; 10] = [
-        CommandStatus::Queued,
-        CommandStatus::Sent,
-        CommandStatus::Ack,
-        CommandStatus::Done,
-        CommandStatus::Error,
-        CommandStatus::Invalid,
-        CommandStatus::Busy,
-        CommandStatus::NoEffect,
-        CommandStatus::Timeout,
-        CommandStatus::SendFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandStatus::Queued => "QUEUED",
-            CommandStatus::Sent => "SENT",
-            CommandStatus::Ack => "ACK",
-            CommandStatus::Done => "DONE",
-            CommandStatus::Error => "ERROR",
-            CommandStatus::Invalid => "INVALID",
-            CommandStatus::Busy => "BUSY",
-            CommandStatus::NoEffect => "NO_EFFECT",
-            CommandStatus::Timeout => "TIMEOUT",
-            CommandStatus::SendFailed => "SEND_FAILED",
-        }
-    }
-
     /// 0 QUEUED, 1 SENT, 2 ACK, 3 any final status.
     pub fn rank(self) -> u8 {
         match self {
@@ -77,20 +80,6 @@ impl CommandStatus {
             next
         } else {
             self
-        }
-    }
-}
-
-impl From<ResponseStatus> for CommandStatus {
-    fn from(s: ResponseStatus) -> Self {
-        match s {
-            ResponseStatus::Ack => CommandStatus::Ack,
-            ResponseStatus::Done => CommandStatus::Done,
-            ResponseStatus::Error => CommandStatus::Error,
-            ResponseStatus::Invalid => CommandStatus::Invalid,
-            ResponseStatus::Busy => CommandStatus::Busy,
-            ResponseStatus::NoEffect => CommandStatus::NoEffect,
-            ResponseStatus::Timeout => CommandStatus::Timeout,
         }
     }
 }
@@ -131,7 +120,7 @@ mod tests {
 
     #[test]
     fn forward_only_and_finals_are_final() {
-        // (status, update, status after it)
+        // (status, next, the status after next is applied)
         let cases = [
             (Queued, Sent, Sent),
             (Sent, Ack, Ack),
@@ -139,7 +128,7 @@ mod tests {
             // A response may overtake the SENT update.
             (Queued, Ack, Ack),
             (Queued, Done, Done),
-            // Never backwards; a final status stays.
+            // Never backwards; a final status is final.
             (Ack, Sent, Ack),
             (Done, Ack, Done),
             (Done, Error, Done),
@@ -147,8 +136,8 @@ mod tests {
             (SendFailed, Done, SendFailed),
             (Done, Done, Done),
         ];
-        for (from, to, want) in cases {
-            assert_eq!(from.advance(to), want, "{from:?} then {to:?}");
+        for (status, next, after) in cases {
+            assert_eq!(status.advance(next), after, "{status} then {next}");
         }
     }
 

@@ -96,7 +96,7 @@ pub async fn set_status(
         tx.rollback().await?;
         return Ok(None);
     };
-    broker_status_changes::record(&mut tx, broker_id, from, to, reason).await?;
+    broker_status_changes::record(&mut *tx, broker_id, from, to, reason).await?;
     tx.commit().await?;
     Ok(Some(from))
 }

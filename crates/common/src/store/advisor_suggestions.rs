@@ -6,7 +6,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgExecutor;
 
 /// `advisor_suggestions.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -64,111 +63,78 @@ pub struct NewSuggestion<'a> {
     pub fingerprint: &'a str,
 }
 
-/// Stores `s`, or refreshes the open row with its fingerprint and status
-/// (figures, summary, `seen_at`); returns the row.
-pub async fn upsert(
-    db: impl PgExecutor<'_>,
-    s: &NewSuggestion<'_>,
-) -> Result<Suggestion, sqlx::Error> {
-    sqlx::query_as!(
-        Suggestion,
-        r#"INSERT INTO advisor_suggestions
-               (kind, source, summary, evidence, moves, strategy, status, refused_reason, fingerprint)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (fingerprint, status) WHERE status IN ('proposed', 'refused')
-           DO UPDATE SET summary = EXCLUDED.summary, evidence = EXCLUDED.evidence,
-                         refused_reason = EXCLUDED.refused_reason, seen_at = now()
-           RETURNING id, kind, source AS "source: SuggestionSource", summary, evidence, moves,
-                     strategy, status AS "status: SuggestionStatus", refused_reason, created_at"#,
-        s.kind,
-        s.source as SuggestionSource,
-        s.summary,
-        s.evidence,
-        s.moves,
-        s.strategy,
-        s.status as SuggestionStatus,
-        s.refused_reason,
-        s.fingerprint,
-    )
-    .fetch_one(db)
-    .await
-}
+queries! {
+    /// Stores `s`, or refreshes the open row with its fingerprint and status
+    /// (figures, summary, `seen_at`); returns the row.
+    pub fn upsert(db, s: &NewSuggestion<'_>) -> Suggestion {
+        fetch_one(query_as!(
+            Suggestion,
+            r#"INSERT INTO advisor_suggestions (kind, source, summary, evidence, moves, strategy,
+                                                status, refused_reason, fingerprint)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (fingerprint, status) WHERE status IN ('proposed', 'refused')
+               DO UPDATE SET summary = EXCLUDED.summary, evidence = EXCLUDED.evidence,
+                             refused_reason = EXCLUDED.refused_reason, seen_at = now()
+               RETURNING id, kind, source AS "source: SuggestionSource", summary, evidence,
+                         moves, strategy, status AS "status: SuggestionStatus", refused_reason,
+                         created_at"#,
+            s.kind, s.source as SuggestionSource, s.summary, s.evidence, s.moves, s.strategy,
+            s.status as SuggestionStatus, s.refused_reason, s.fingerprint
+        ))
+    }
 
-/// Marks every open proposal of `source` not in `keep` superseded; returns
-/// how many.
-pub async fn supersede_except(
-    db: impl PgExecutor<'_>,
-    source: SuggestionSource,
-    keep: &[i64],
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE advisor_suggestions SET status = 'superseded' \
-         WHERE source = $1 AND status = 'proposed' AND id <> ALL($2)",
-        source as SuggestionSource,
-        keep
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
+    /// Marks every open proposal of `source` not in `keep` superseded; returns
+    /// how many.
+    pub fn supersede_except(db, source: SuggestionSource, keep: &[i64]) -> u64 {
+        rows_affected(query!(
+            "UPDATE advisor_suggestions SET status = 'superseded' \
+             WHERE source = $1 AND status = 'proposed' AND id <> ALL($2)",
+            source as SuggestionSource, keep
+        ))
+    }
 
-/// Suggestion `id`.
-pub async fn get(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Suggestion>, sqlx::Error> {
-    sqlx::query_as!(
-        Suggestion,
-        r#"SELECT id, kind, source AS "source: SuggestionSource", summary, evidence, moves,
-                  strategy, status AS "status: SuggestionStatus", refused_reason, created_at
-           FROM advisor_suggestions WHERE id = $1"#,
-        id
-    )
-    .fetch_optional(db)
-    .await
-}
+    /// Suggestion `id`.
+    pub fn get(db, id: i64) -> Option<Suggestion> {
+        fetch_optional(query_as!(
+            Suggestion,
+            r#"SELECT id, kind, source AS "source: SuggestionSource", summary, evidence, moves,
+                      strategy, status AS "status: SuggestionStatus", refused_reason, created_at
+               FROM advisor_suggestions WHERE id = $1"#,
+            id
+        ))
+    }
 
-/// The open proposals and the refusals seen within `refused_secs`, newest
-/// first, at most `limit`.
-pub async fn open(
-    db: impl PgExecutor<'_>,
-    refused_secs: f64,
-    limit: i64,
-) -> Result<Vec<Suggestion>, sqlx::Error> {
-    sqlx::query_as!(
-        Suggestion,
-        r#"SELECT id, kind, source AS "source: SuggestionSource", summary, evidence, moves,
-                  strategy, status AS "status: SuggestionStatus", refused_reason, created_at
-           FROM advisor_suggestions
-           WHERE status = 'proposed'
-              OR (status = 'refused' AND seen_at > now() - make_interval(secs => $1))
-           ORDER BY id DESC LIMIT $2"#,
-        refused_secs,
-        limit
-    )
-    .fetch_all(db)
-    .await
-}
+    /// The open proposals and the refusals seen within `refused_secs`, newest
+    /// first, at most `limit`.
+    pub fn open(db, refused_secs: f64, limit: i64) -> Vec<Suggestion> {
+        fetch_all(query_as!(
+            Suggestion,
+            r#"SELECT id, kind, source AS "source: SuggestionSource", summary, evidence, moves,
+                      strategy, status AS "status: SuggestionStatus", refused_reason, created_at
+               FROM advisor_suggestions
+               WHERE status = 'proposed'
+                  OR (status = 'refused' AND seen_at > now() - make_interval(secs => $1))
+               ORDER BY id DESC LIMIT $2"#,
+            refused_secs, limit
+        ))
+    }
 
-/// Claims proposal `id` for applying: marks it applied by `actor`; false
-/// when it is not (or no longer) a proposal.
-pub async fn claim(db: impl PgExecutor<'_>, id: i64, actor: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE advisor_suggestions SET status = 'applied', applied_at = now(), applied_by = $2 \
-         WHERE id = $1 AND status = 'proposed'",
-        id,
-        actor
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
+    /// Claims proposal `id` for applying: marks it applied by `actor`; false
+    /// when it is not (or no longer) a proposal.
+    pub fn claim(db, id: i64, actor: &str) -> bool {
+        one_row(query!(
+            "UPDATE advisor_suggestions SET status = 'applied', applied_at = now(), \
+                    applied_by = $2 WHERE id = $1 AND status = 'proposed'",
+            id, actor
+        ))
+    }
 
-/// Gives a claimed suggestion back (applying it failed).
-pub async fn unclaim(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE advisor_suggestions SET status = 'proposed', applied_at = NULL, applied_by = NULL \
-         WHERE id = $1 AND status = 'applied'",
-        id
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Gives a claimed suggestion back (applying it failed).
+    pub fn unclaim(db, id: i64) {
+        execute(query!(
+            "UPDATE advisor_suggestions SET status = 'proposed', applied_at = NULL, \
+                    applied_by = NULL WHERE id = $1 AND status = 'applied'",
+            id
+        ))
+    }
 }

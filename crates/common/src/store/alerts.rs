@@ -25,39 +25,24 @@ impl<'a> Subject<'a> {
     }
 }
 
-/// Raises alert `kind` about `subject` (a no-op while it is active).
-pub async fn raise(
-    db: impl PgExecutor<'_>,
-    kind: &str,
-    subject: Subject<'_>,
-    details: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO alerts (type, broker_id, details) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        kind,
-        subject.broker_id(),
-        details
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+queries! {
+    /// Raises alert `kind` about `subject` (a no-op while it is active).
+    pub fn raise(db, kind: &str, subject: Subject<'_>, details: &Value) {
+        execute(query!(
+            "INSERT INTO alerts (type, broker_id, details) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+            kind, subject.broker_id(), details
+        ))
+    }
 
-/// Resolves the active alert `kind` about `subject`, if any.
-pub async fn resolve(
-    db: impl PgExecutor<'_>,
-    kind: &str,
-    subject: Subject<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
-         WHERE type = $1 AND broker_id IS NOT DISTINCT FROM $2 AND status = 'ACTIVE'",
-        kind,
-        subject.broker_id()
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Resolves the active alert `kind` about `subject`, if any.
+    pub fn resolve(db, kind: &str, subject: Subject<'_>) {
+        execute(query!(
+            "UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), updated_at = now() \
+             WHERE type = $1 AND broker_id IS NOT DISTINCT FROM $2 AND status = 'ACTIVE'",
+            kind, subject.broker_id()
+        ))
+    }
 }
 
 /// Raises alert `kind` for each node of `nodes` (`(zone, node, details)`),

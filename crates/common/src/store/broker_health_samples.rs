@@ -24,24 +24,21 @@ pub struct HealthSummary {
     pub avg_msgs_per_sec: Option<f64>,
 }
 
-/// Each sampled broker's summary over the last `within_secs`.
-pub async fn summary(
-    db: impl PgExecutor<'_>,
-    within_secs: f64,
-) -> Result<Vec<HealthSummary>, sqlx::Error> {
-    sqlx::query_as!(
-        HealthSummary,
-        r#"SELECT broker_id, count(*) AS "samples!",
-                  count(*) FILTER (WHERE NOT probe_ok) AS "failed_probes!",
-                  avg(latency_ms) AS avg_latency_ms, max(latency_ms) AS max_latency_ms,
-                  avg(load_index) AS avg_load_index, avg(msgs_per_sec) AS avg_msgs_per_sec
-           FROM broker_health_samples
-           WHERE sampled_at > now() - make_interval(secs => $1)
-           GROUP BY broker_id ORDER BY broker_id"#,
-        within_secs
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// Each sampled broker's summary over the last `within_secs`.
+    pub fn summary(db, within_secs: f64) -> Vec<HealthSummary> {
+        fetch_all(query_as!(
+            HealthSummary,
+            r#"SELECT broker_id, count(*) AS "samples!",
+                      count(*) FILTER (WHERE NOT probe_ok) AS "failed_probes!",
+                      avg(latency_ms) AS avg_latency_ms, max(latency_ms) AS max_latency_ms,
+                      avg(load_index) AS avg_load_index, avg(msgs_per_sec) AS avg_msgs_per_sec
+               FROM broker_health_samples
+               WHERE sampled_at > now() - make_interval(secs => $1)
+               GROUP BY broker_id ORDER BY broker_id"#,
+            within_secs
+        ))
+    }
 }
 
 /// One point of a broker's chart: the samples of one time bucket.
@@ -105,41 +102,26 @@ pub struct NewSample<'a> {
     pub status: BrokerStatus,
 }
 
-/// Writes `sample`.
-pub async fn insert(db: impl PgExecutor<'_>, sample: &NewSample<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO broker_health_samples (broker_id, probe_ok, latency_ms, connections, msgs_per_sec, \
-             retained, uptime_sec, disconnects, load_index, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        sample.broker_id,
-        sample.probe_ok,
-        sample.latency_ms,
-        sample.connections,
-        sample.msgs_per_sec,
-        sample.retained,
-        sample.uptime_sec,
-        sample.disconnects,
-        sample.load_index,
-        sample.status.as_str()
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+queries! {
+    /// Writes `sample`.
+    pub fn insert(db, sample: &NewSample<'_>) {
+        execute(query!(
+            "INSERT INTO broker_health_samples (broker_id, probe_ok, latency_ms, connections, \
+                 msgs_per_sec, retained, uptime_sec, disconnects, load_index, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            sample.broker_id, sample.probe_ok, sample.latency_ms, sample.connections,
+            sample.msgs_per_sec, sample.retained, sample.uptime_sec, sample.disconnects,
+            sample.load_index, sample.status.as_str()
+        ))
+    }
 
-/// Broker `broker_id`'s latest `limit` samples, newest first, each as a JSON
-/// object of every column but `id` (the API shows them as they are stored).
-pub async fn latest_json(
-    db: impl PgExecutor<'_>,
-    broker_id: &str,
-    limit: i64,
-) -> Result<Vec<Value>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT to_jsonb(s) - 'id' AS "sample!" FROM (SELECT * FROM broker_health_samples
-           WHERE broker_id = $1 ORDER BY sampled_at DESC LIMIT $2) s"#,
-        broker_id,
-        limit
-    )
-    .fetch_all(db)
-    .await
+    /// Broker `broker_id`'s latest `limit` samples, newest first, each as a JSON
+    /// object of every column but `id` (the API shows them as they are stored).
+    pub fn latest_json(db, broker_id: &str, limit: i64) -> Vec<Value> {
+        fetch_all(query_scalar!(
+            r#"SELECT to_jsonb(s) - 'id' AS "sample!" FROM (SELECT * FROM broker_health_samples
+               WHERE broker_id = $1 ORDER BY sampled_at DESC LIMIT $2) s"#,
+            broker_id, limit
+        ))
+    }
 }

@@ -6,7 +6,6 @@
 use crate::placement::broker_status::BrokerStatus;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgConnection, PgExecutor};
 
 /// A broker's latest return from OFFLINE.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -15,53 +14,36 @@ pub struct Recovery {
     pub changed_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Each broker's latest change from OFFLINE to another status within the
-/// last `within_secs`.
-pub async fn recent_recoveries(
-    db: impl PgExecutor<'_>,
-    within_secs: f64,
-) -> Result<Vec<Recovery>, sqlx::Error> {
-    sqlx::query_as!(
-        Recovery,
-        r#"SELECT broker_id, max(changed_at) AS "changed_at!" FROM broker_status_changes
-           WHERE from_status = 'OFFLINE' AND to_status <> 'OFFLINE'
-             AND changed_at > now() - make_interval(secs => $1)
-           GROUP BY broker_id ORDER BY broker_id"#,
-        within_secs
-    )
-    .fetch_all(db)
-    .await
-}
+queries! {
+    /// Each broker's latest change from OFFLINE to another status within the
+    /// last `within_secs`.
+    pub fn recent_recoveries(db, within_secs: f64) -> Vec<Recovery> {
+        fetch_all(query_as!(
+            Recovery,
+            r#"SELECT broker_id, max(changed_at) AS "changed_at!" FROM broker_status_changes
+               WHERE from_status = 'OFFLINE' AND to_status <> 'OFFLINE'
+                 AND changed_at > now() - make_interval(secs => $1)
+               GROUP BY broker_id ORDER BY broker_id"#,
+            within_secs
+        ))
+    }
 
-/// Records that `broker` went from `from` to `to` for `reason`.
-pub async fn record(
-    db: &mut PgConnection,
-    broker: &str,
-    from: BrokerStatus,
-    to: BrokerStatus,
-    reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO broker_status_changes (broker_id, from_status, to_status, reason) \
-         VALUES ($1, $2, $3, $4)",
-        broker,
-        from.as_str(),
-        to.as_str(),
-        reason
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+    /// Records that `broker` went from `from` to `to` for `reason`.
+    pub fn record(db, broker: &str, from: BrokerStatus, to: BrokerStatus, reason: &str) {
+        execute(query!(
+            "INSERT INTO broker_status_changes (broker_id, from_status, to_status, reason) \
+             VALUES ($1, $2, $3, $4)",
+            broker, from.as_str(), to.as_str(), reason
+        ))
+    }
 
-/// The latest `limit` changes, newest first, each as a JSON object of every
-/// column (the API shows them as they are stored).
-pub async fn latest_json(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Value>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT to_jsonb(c) AS "change!" FROM (SELECT * FROM broker_status_changes
-           ORDER BY changed_at DESC, id DESC LIMIT $1) c"#,
-        limit
-    )
-    .fetch_all(db)
-    .await
+    /// The latest `limit` changes, newest first, each as a JSON object of every
+    /// column (the API shows them as they are stored).
+    pub fn latest_json(db, limit: i64) -> Vec<Value> {
+        fetch_all(query_scalar!(
+            r#"SELECT to_jsonb(c) AS "change!" FROM (SELECT * FROM broker_status_changes
+               ORDER BY changed_at DESC, id DESC LIMIT $1) c"#,
+            limit
+        ))
+    }
 }

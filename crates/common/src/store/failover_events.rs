@@ -22,43 +22,29 @@ pub struct FinishedEvent {
     pub settled: bool,
 }
 
-/// Opens a failover of `broker`, unless one is open already.
-pub async fn open(
-    db: impl PgExecutor<'_>,
-    broker: &str,
-    details: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO failover_events (broker_id, kind, details) \
-         SELECT $1, 'failover', $2 WHERE NOT EXISTS \
-             (SELECT 1 FROM failover_events WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL)",
-        broker,
-        details
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+queries! {
+    /// Opens a failover of `broker`, unless one is open already.
+    pub fn open(db, broker: &str, details: &Value) {
+        execute(query!(
+            "INSERT INTO failover_events (broker_id, kind, details) \
+             SELECT $1, 'failover', $2 WHERE NOT EXISTS \
+                 (SELECT 1 FROM failover_events \
+                  WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL)",
+            broker, details
+        ))
+    }
 
-/// Adds `moved` nodes to the open failover of `broker`, and `targets`
-/// (`{broker: count}`) to where they went.
-pub async fn add_moves(
-    db: impl PgExecutor<'_>,
-    broker: &str,
-    moved: usize,
-    targets: serde_json::Map<String, Value>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE failover_events SET nodes_moved = nodes_moved + $2, \
-             details = details || jsonb_build_object('moved_to', COALESCE(details->'moved_to', '{}'::jsonb) || $3) \
-         WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL",
-        broker,
-        i32::try_from(moved).unwrap_or(i32::MAX),
-        Value::Object(targets)
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Adds `moved` nodes to the open failover of `broker`, and `targets`
+    /// (`{broker: count}`) to where they went.
+    pub fn add_moves(db, broker: &str, moved: usize, targets: serde_json::Map<String, Value>) {
+        execute(query!(
+            "UPDATE failover_events SET nodes_moved = nodes_moved + $2, \
+                 details = details || jsonb_build_object('moved_to', \
+                     COALESCE(details->'moved_to', '{}'::jsonb) || $3) \
+             WHERE broker_id = $1 AND kind = 'failover' AND finished_at IS NULL",
+            broker, i32::try_from(moved).unwrap_or(i32::MAX), Value::Object(targets)
+        ))
+    }
 }
 
 /// Closes the open failovers that settled, or that are older than
@@ -101,14 +87,15 @@ pub async fn finish_settled_or_due(
     .await
 }
 
-/// The latest `limit` failovers, newest first, as JSON rows.
-pub async fn recent(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Value>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT to_jsonb(f) AS "row!" FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT $1) f"#,
-        limit
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The latest `limit` failovers, newest first, as JSON rows.
+    pub fn recent(db, limit: i64) -> Vec<Value> {
+        fetch_all(query_scalar!(
+            r#"SELECT to_jsonb(f) AS "row!"
+               FROM (SELECT * FROM failover_events ORDER BY started_at DESC, id DESC LIMIT $1) f"#,
+            limit
+        ))
+    }
 }
 
 // ---- Read for broker-registry's advisor (issue 15).
@@ -121,18 +108,15 @@ pub struct FailoverCount {
     pub last_started_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Failovers per broker started within the last `within_secs`.
-pub async fn counts_since(
-    db: impl PgExecutor<'_>,
-    within_secs: f64,
-) -> Result<Vec<FailoverCount>, sqlx::Error> {
-    sqlx::query_as!(
-        FailoverCount,
-        r#"SELECT broker_id, count(*) AS "failovers!", max(started_at) AS "last_started_at!"
-           FROM failover_events WHERE started_at > now() - make_interval(secs => $1)
-           GROUP BY broker_id ORDER BY broker_id"#,
-        within_secs
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// Failovers per broker started within the last `within_secs`.
+    pub fn counts_since(db, within_secs: f64) -> Vec<FailoverCount> {
+        fetch_all(query_as!(
+            FailoverCount,
+            r#"SELECT broker_id, count(*) AS "failovers!", max(started_at) AS "last_started_at!"
+               FROM failover_events WHERE started_at > now() - make_interval(secs => $1)
+               GROUP BY broker_id ORDER BY broker_id"#,
+            within_secs
+        ))
+    }
 }

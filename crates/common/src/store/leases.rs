@@ -32,31 +32,19 @@ pub async fn take(
     Ok(taken.is_some())
 }
 
-/// Gives lease `name` up if `holder` holds it.
-pub async fn release(db: impl PgExecutor<'_>, name: &str, holder: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM leases WHERE name = $1 AND holder = $2",
-        name,
-        holder
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+queries! {
+    /// Gives lease `name` up if `holder` holds it.
+    pub fn release(db, name: &str, holder: &str) {
+        execute(query!("DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder))
+    }
 
-/// Whether `holder` holds lease `name` right now, by the database's clock
-/// (a decision about to be written checks it once more).
-pub async fn is_held_by(
-    db: impl PgExecutor<'_>,
-    name: &str,
-    holder: &str,
-) -> Result<bool, sqlx::Error> {
-    let held = sqlx::query_scalar!(
-        "SELECT EXISTS (SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > now()) AS \"held!\"",
-        name,
-        holder
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(held)
+    /// Whether `holder` holds lease `name` right now, by the database's clock
+    /// (a decision about to be written checks it once more).
+    pub fn is_held_by(db, name: &str, holder: &str) -> bool {
+        fetch_one(query_scalar!(
+            "SELECT EXISTS (SELECT 1 FROM leases \
+                            WHERE name = $1 AND holder = $2 AND expires_at > now()) AS \"held!\"",
+            name, holder
+        ))
+    }
 }

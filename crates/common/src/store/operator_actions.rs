@@ -5,7 +5,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgExecutor;
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -21,37 +20,22 @@ pub struct OperatorAction {
     pub detail: Value,
 }
 
-/// Records that `actor` did `action` on `target`.
-pub async fn record(
-    db: impl PgExecutor<'_>,
-    actor: &str,
-    action: &str,
-    target: Option<&str>,
-    detail: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO operator_actions (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
-        actor,
-        action,
-        target,
-        detail
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+queries! {
+    /// Records that `actor` did `action` on `target`.
+    pub fn record(db, actor: &str, action: &str, target: Option<&str>, detail: &Value) {
+        execute(query!(
+            "INSERT INTO operator_actions (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+            actor, action, target, detail
+        ))
+    }
 
-/// The latest `limit` entries, newest first.
-pub async fn recent(
-    db: impl PgExecutor<'_>,
-    limit: i64,
-) -> Result<Vec<OperatorAction>, sqlx::Error> {
-    sqlx::query_as!(
-        OperatorAction,
-        "SELECT id, at, actor, action, target, detail FROM operator_actions \
-         ORDER BY at DESC, id DESC LIMIT $1",
-        limit
-    )
-    .fetch_all(db)
-    .await
+    /// The latest `limit` entries, newest first.
+    pub fn recent(db, limit: i64) -> Vec<OperatorAction> {
+        fetch_all(query_as!(
+            OperatorAction,
+            "SELECT id, at, actor, action, target, detail FROM operator_actions \
+             ORDER BY at DESC, id DESC LIMIT $1",
+            limit
+        ))
+    }
 }

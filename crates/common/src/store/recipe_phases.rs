@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgPool;
 
 /// `zone_recipe_instances.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -75,30 +75,25 @@ pub async fn load(pool: &PgPool) -> Result<(DateTime<Utc>, Vec<ActivePhase>), sq
     Ok((now, phases))
 }
 
-/// Moves instance `instance_id` from phase `from_index` to `index` started at
-/// `started_at`, with `status`, unless another writer moved it first (it is
-/// no longer ACTIVE in `from_index`). True when this moved it.
-pub async fn advance(
-    db: impl PgExecutor<'_>,
-    instance_id: i64,
-    from_index: i32,
-    index: i32,
-    started_at: DateTime<Utc>,
-    status: InstanceStatus,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE zone_recipe_instances \
-         SET current_phase_index = $2, phase_started_at = $3, status = $4 \
-         WHERE id = $1 AND status = 'ACTIVE' AND current_phase_index = $5",
-        instance_id,
-        index,
-        started_at,
-        status as _,
-        from_index
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+queries! {
+    /// Moves instance `instance_id` from phase `from_index` to `index` started at
+    /// `started_at`, with `status`, unless another writer moved it first (it is
+    /// no longer ACTIVE in `from_index`). True when this moved it.
+    pub fn advance(
+        db,
+        instance_id: i64,
+        from_index: i32,
+        index: i32,
+        started_at: DateTime<Utc>,
+        status: InstanceStatus,
+    ) -> bool {
+        one_row(query!(
+            "UPDATE zone_recipe_instances \
+             SET current_phase_index = $2, phase_started_at = $3, status = $4 \
+             WHERE id = $1 AND status = 'ACTIVE' AND current_phase_index = $5",
+            instance_id, index, started_at, status as _, from_index
+        ))
+    }
 }
 
 /// One phase of a recipe.
@@ -110,44 +105,27 @@ pub struct NewPhase<'a> {
     pub targets: &'a Value,
 }
 
-/// Adds `phase` to recipe `recipe` (by name), or sets the targets of the
-/// phase it has at that index (its name and duration stay).
-pub async fn upsert_phase(
-    db: impl PgExecutor<'_>,
-    recipe: &str,
-    phase: &NewPhase<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO recipe_phases (recipe_id, phase_index, name, duration_hours, targets) \
-         SELECT r.id, $2, $3, $4, $5 FROM recipes r WHERE r.name = $1 \
-         ON CONFLICT (recipe_id, phase_index) DO UPDATE SET targets = EXCLUDED.targets",
-        recipe,
-        phase.index,
-        phase.name,
-        phase.duration_hours,
-        phase.targets
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
+queries! {
+    /// Adds `phase` to recipe `recipe` (by name), or sets the targets of the
+    /// phase it has at that index (its name and duration stay).
+    pub fn upsert_phase(db, recipe: &str, phase: &NewPhase<'_>) {
+        execute(query!(
+            "INSERT INTO recipe_phases (recipe_id, phase_index, name, duration_hours, targets) \
+             SELECT r.id, $2, $3, $4, $5 FROM recipes r WHERE r.name = $1 \
+             ON CONFLICT (recipe_id, phase_index) DO UPDATE SET targets = EXCLUDED.targets",
+            recipe, phase.index, phase.name, phase.duration_hours, phase.targets
+        ))
+    }
 
-/// Starts recipe `recipe` (by name) on each zone of `zone_uids` that has no
-/// active recipe; returns on how many.
-pub async fn start_where_idle(
-    db: impl PgExecutor<'_>,
-    zone_uids: &[String],
-    recipe: &str,
-) -> Result<u64, sqlx::Error> {
-    // At most one active recipe per zone (a unique index): the others keep theirs.
-    let done = sqlx::query!(
-        "INSERT INTO zone_recipe_instances (zone_id, recipe_id) \
-         SELECT z.id, r.id FROM zones z, recipes r WHERE z.uid = ANY($1) AND r.name = $2 \
-         ON CONFLICT DO NOTHING",
-        zone_uids,
-        recipe
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    /// Starts recipe `recipe` (by name) on each zone of `zone_uids` that has no
+    /// active recipe (at most one per zone, a unique index: the others keep
+    /// theirs); returns on how many.
+    pub fn start_where_idle(db, zone_uids: &[String], recipe: &str) -> u64 {
+        rows_affected(query!(
+            "INSERT INTO zone_recipe_instances (zone_id, recipe_id) \
+             SELECT z.id, r.id FROM zones z, recipes r WHERE z.uid = ANY($1) AND r.name = $2 \
+             ON CONFLICT DO NOTHING",
+            zone_uids, recipe
+        ))
+    }
 }

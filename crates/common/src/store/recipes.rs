@@ -2,20 +2,12 @@
 //! `recipe_phases` (see [`super::recipe_phases`]). node-sim creates its
 //! demo recipe here.
 
-use sqlx::PgExecutor;
-
-/// Creates recipe `name` with `description` unless it exists.
-pub async fn create_if_missing(
-    db: impl PgExecutor<'_>,
-    name: &str,
-    description: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO recipes (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        name,
-        description
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+queries! {
+    /// Creates recipe `name` with `description` unless it exists.
+    pub fn create_if_missing(db, name: &str, description: &str) {
+        execute(query!(
+            "INSERT INTO recipes (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            name, description
+        ))
+    }
 }

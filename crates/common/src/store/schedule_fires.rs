@@ -15,21 +15,19 @@ pub struct Slot {
     pub slot: DateTime<Utc>,
 }
 
-/// The slots since `from` that are settled: skipped, or fired with their
-/// command written.
-pub async fn settled(
-    db: impl PgExecutor<'_>,
-    from: DateTime<Utc>,
-) -> Result<Vec<Slot>, sqlx::Error> {
-    sqlx::query_as!(
-        Slot,
-        "SELECT f.zone_id, f.kind, f.slot FROM schedule_fires f \
-         WHERE f.slot >= $1 \
-           AND (f.outcome = 'skipped' OR EXISTS (SELECT 1 FROM commands c WHERE c.cmd_id = f.cmd_id))",
-        from
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The slots since `from` that are settled: skipped, or fired with their
+    /// command written.
+    pub fn settled(db, from: DateTime<Utc>) -> Vec<Slot> {
+        fetch_all(query_as!(
+            Slot,
+            "SELECT f.zone_id, f.kind, f.slot FROM schedule_fires f \
+             WHERE f.slot >= $1 \
+               AND (f.outcome = 'skipped' \
+                    OR EXISTS (SELECT 1 FROM commands c WHERE c.cmd_id = f.cmd_id))",
+            from
+        ))
+    }
 }
 
 /// Claims a slot for firing with `cmd_id`. Answers the command id to send
@@ -59,23 +57,15 @@ pub async fn claim(
     Ok(claimed.flatten())
 }
 
-/// Records a slot as missed; true when this call recorded it, false when it
-/// was already settled.
-pub async fn skip(
-    db: impl PgExecutor<'_>,
-    zone_id: i64,
-    kind: &str,
-    slot: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let recorded = sqlx::query!(
-        "INSERT INTO schedule_fires (zone_id, kind, slot, outcome) VALUES ($1, $2, $3, 'skipped') \
-         ON CONFLICT (zone_id, kind, slot) DO NOTHING",
-        zone_id,
-        kind,
-        slot
-    )
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(recorded == 1)
+queries! {
+    /// Records a slot as missed; true when this call recorded it, false when it
+    /// was already settled.
+    pub fn skip(db, zone_id: i64, kind: &str, slot: DateTime<Utc>) -> bool {
+        one_row(query!(
+            "INSERT INTO schedule_fires (zone_id, kind, slot, outcome) \
+             VALUES ($1, $2, $3, 'skipped') \
+             ON CONFLICT (zone_id, kind, slot) DO NOTHING",
+            zone_id, kind, slot
+        ))
+    }
 }

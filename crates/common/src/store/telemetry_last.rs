@@ -4,7 +4,7 @@
 //! automation-engine reads each zone's newest readings.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgConnection;
 
 use super::telemetry_samples::{Columns, Sample};
 
@@ -20,28 +20,26 @@ pub struct ZoneReading {
     pub ts: DateTime<Utc>,
 }
 
-/// The newest reading of each of `metrics` in each zone of `zone_ids`,
-/// whichever of its nodes gave it; a reading more than `future_secs` ahead
-/// of the database's clock only when the zone has no other, so one node's
-/// clock running ahead cannot hide the others' current readings.
-pub async fn newest_by_zone(
-    db: impl PgExecutor<'_>,
-    zone_ids: &[i64],
-    metrics: &[String],
-    future_secs: f64,
-) -> Result<Vec<ZoneReading>, sqlx::Error> {
-    sqlx::query_as!(
-        ZoneReading,
-        r#"SELECT DISTINCT ON (zone_id, metric_type)
-                  zone_id AS "zone_id!", metric_type, node_id, value, stable, ts
-           FROM telemetry_last WHERE zone_id = ANY($1) AND metric_type = ANY($2)
-           ORDER BY zone_id, metric_type, ts > now() + make_interval(secs => $3), ts DESC"#,
-        zone_ids,
-        metrics,
-        future_secs
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The newest reading of each of `metrics` in each zone of `zone_ids`,
+    /// whichever of its nodes gave it; a reading more than `future_secs` ahead
+    /// of the database's clock only when the zone has no other, so one node's
+    /// clock running ahead cannot hide the others' current readings.
+    pub fn newest_by_zone(
+        db,
+        zone_ids: &[i64],
+        metrics: &[String],
+        future_secs: f64,
+    ) -> Vec<ZoneReading> {
+        fetch_all(query_as!(
+            ZoneReading,
+            r#"SELECT DISTINCT ON (zone_id, metric_type)
+                      zone_id AS "zone_id!", metric_type, node_id, value, stable, ts
+               FROM telemetry_last WHERE zone_id = ANY($1) AND metric_type = ANY($2)
+               ORDER BY zone_id, metric_type, ts > now() + make_interval(secs => $3), ts DESC"#,
+            zone_ids, metrics, future_secs
+        ))
+    }
 }
 
 /// Upserts `rows` (one per key) where the stored row is older, or stamped
@@ -51,24 +49,16 @@ pub async fn advance(conn: &mut PgConnection, rows: &[&Sample]) -> Result<(), sq
     if rows.is_empty() {
         return Ok(());
     }
-    let c = Columns::of(rows);
-    sqlx::query(
-        "INSERT INTO telemetry_last (node_id, channel, metric_type, zone_id, value, raw, stable, ts)
-         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::float8[],
+    sqlx::query_with(
+        "INSERT INTO telemetry_last (node_id, zone_id, channel, metric_type, value, raw, stable, ts)
+         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float8[],
                               $6::int8[], $7::bool[], $8::timestamptz[])
          ON CONFLICT (node_id, channel, metric_type) DO UPDATE
             SET zone_id = EXCLUDED.zone_id, value = EXCLUDED.value, raw = EXCLUDED.raw,
                 stable = EXCLUDED.stable, ts = EXCLUDED.ts, updated_at = now()
           WHERE telemetry_last.ts < EXCLUDED.ts OR telemetry_last.ts > now()",
+        Columns::of(rows).arguments()?,
     )
-    .bind(&c.node)
-    .bind(&c.channel)
-    .bind(&c.metric)
-    .bind(&c.zone)
-    .bind(&c.value)
-    .bind(&c.raw)
-    .bind(&c.stable)
-    .bind(&c.ts)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -13,7 +13,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection};
 
 /// One reading, resolved to ids: a row of `telemetry_samples` (and, when it
 /// is the newest of its key, of `telemetry_last`).
@@ -76,6 +78,25 @@ impl<'a> Columns<'a> {
             stable: rows.iter().map(|s| s.stable).collect(),
             ts: rows.iter().map(|s| s.at()).collect(),
         }
+    }
+
+    /// The arrays as the arguments of an `UNNEST` statement, in this order:
+    /// `$1::int8[]` node, `$2::int8[]` zone, `$3::text[]` channel,
+    /// `$4::text[]` metric, `$5::float8[]` value, `$6::int8[]` raw,
+    /// `$7::bool[]` stable, `$8::timestamptz[]` ts.
+    pub fn arguments(&self) -> Result<PgArguments, sqlx::Error> {
+        let mut args = PgArguments::default();
+        let added = (|| -> Result<(), BoxDynError> {
+            args.add(&self.node)?;
+            args.add(&self.zone)?;
+            args.add(&self.channel)?;
+            args.add(&self.metric)?;
+            args.add(&self.value)?;
+            args.add(&self.raw)?;
+            args.add(&self.stable)?;
+            args.add(&self.ts)
+        })();
+        added.map(|()| args).map_err(sqlx::Error::Encode)
     }
 }
 
@@ -164,21 +185,17 @@ async fn insert_missing<'a>(
     conn: &mut PgConnection,
     rows: &[&'a Sample],
 ) -> Result<HashSet<(i64, &'a str, &'static str, i64)>, sqlx::Error> {
-    let c = Columns::of(rows);
-    let done: Vec<Inserted> = sqlx::query_as(
+    // Every column array is bound; `stable` is not a column of this table.
+    let done: Vec<Inserted> = sqlx::query_as_with(
         "INSERT INTO telemetry_samples (node_id, zone_id, channel, metric_type, value, raw, ts)
-         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float8[],
-                              $6::int8[], $7::timestamptz[])
+         SELECT node_id, zone_id, channel, metric_type, value, raw, ts
+           FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float8[],
+                       $6::int8[], $7::bool[], $8::timestamptz[])
+                AS u(node_id, zone_id, channel, metric_type, value, raw, stable, ts)
          ON CONFLICT DO NOTHING
          RETURNING node_id, channel, metric_type, ts",
+        Columns::of(rows).arguments()?,
     )
-    .bind(&c.node)
-    .bind(&c.zone)
-    .bind(&c.channel)
-    .bind(&c.metric)
-    .bind(&c.value)
-    .bind(&c.raw)
-    .bind(&c.ts)
     .fetch_all(&mut *conn)
     .await?;
     let done: HashSet<(i64, String, String, i64)> = done

@@ -10,57 +10,36 @@
 use serde::Serialize;
 use sqlx::PgExecutor;
 
-/// The id of the zone whose uid is `uid`, in greenhouse `greenhouse_id`.
-pub async fn id_in(
-    db: impl PgExecutor<'_>,
-    greenhouse_id: i64,
-    uid: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT id FROM zones WHERE uid = $1 AND greenhouse_id = $2",
-        uid,
-        greenhouse_id
-    )
-    .fetch_optional(db)
-    .await
-}
+queries! {
+    /// The id of the zone whose uid is `uid`, in greenhouse `greenhouse_id`.
+    pub fn id_in(db, greenhouse_id: i64, uid: &str) -> Option<i64> {
+        fetch_optional(query_scalar!(
+            "SELECT id FROM zones WHERE uid = $1 AND greenhouse_id = $2",
+            uid, greenhouse_id
+        ))
+    }
 
-/// The id of the zone with uid `zone`, or with id `zone_id`.
-pub async fn find_id(
-    db: impl PgExecutor<'_>,
-    zone: &str,
-    zone_id: Option<i64>,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT id FROM zones WHERE uid = $1 OR id = $2",
-        zone,
-        zone_id
-    )
-    .fetch_optional(db)
-    .await
-}
+    /// The id of the zone with uid `zone`, or with id `zone_id`.
+    pub fn find_id(db, zone: &str, zone_id: Option<i64>) -> Option<i64> {
+        fetch_optional(query_scalar!(
+            "SELECT id FROM zones WHERE uid = $1 OR id = $2",
+            zone, zone_id
+        ))
+    }
 
-/// Puts the zones `uids` (named `names`, at the same index) in greenhouse
-/// `greenhouse_id`, creating the missing ones and moving the others there;
-/// a zone's name is left as it is. Returns the rows written.
-pub async fn seed(
-    db: impl PgExecutor<'_>,
-    greenhouse_id: i64,
-    uids: &[String],
-    names: &[String],
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "INSERT INTO zones (uid, greenhouse_id, name)
-         SELECT uid, $1, name FROM UNNEST($2::text[], $3::text[]) AS t (uid, name)
-         ON CONFLICT (uid) DO UPDATE SET greenhouse_id = EXCLUDED.greenhouse_id, updated_at = now()
-         WHERE zones.greenhouse_id IS DISTINCT FROM EXCLUDED.greenhouse_id",
-        greenhouse_id,
-        uids,
-        names
-    )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    /// Puts the zones `uids` (named `names`, at the same index) in greenhouse
+    /// `greenhouse_id`, creating the missing ones and moving the others there;
+    /// a zone's name is left as it is. Returns the rows written.
+    pub fn seed(db, greenhouse_id: i64, uids: &[String], names: &[String]) -> u64 {
+        rows_affected(query!(
+            "INSERT INTO zones (uid, greenhouse_id, name)
+             SELECT uid, $1, name FROM UNNEST($2::text[], $3::text[]) AS t (uid, name)
+             ON CONFLICT (uid) DO UPDATE
+                 SET greenhouse_id = EXCLUDED.greenhouse_id, updated_at = now()
+             WHERE zones.greenhouse_id IS DISTINCT FROM EXCLUDED.greenhouse_id",
+            greenhouse_id, uids, names
+        ))
+    }
 }
 
 /// The nodes of one zone that route to one broker.
@@ -108,16 +87,9 @@ pub struct ZoneId {
     pub id: i64,
 }
 
-/// The zones of `uids` (unknown uids are left out), in one statement.
-pub async fn ids_by_uid(
-    db: impl PgExecutor<'_>,
-    uids: &[String],
-) -> Result<Vec<ZoneId>, sqlx::Error> {
-    sqlx::query_as!(
-        ZoneId,
-        "SELECT uid, id FROM zones WHERE uid = ANY($1)",
-        uids
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// The zones of `uids` (unknown uids are left out), in one statement.
+    pub fn ids_by_uid(db, uids: &[String]) -> Vec<ZoneId> {
+        fetch_all(query_as!(ZoneId, "SELECT uid, id FROM zones WHERE uid = ANY($1)", uids))
+    }
 }

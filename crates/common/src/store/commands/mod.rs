@@ -65,38 +65,21 @@ pub async fn insert(db: impl PgExecutor<'_>, rows: &[NewRow]) -> Result<Vec<bool
     Ok(rows.iter().map(|r| new.remove(&r.cmd_id)).collect())
 }
 
-/// Marks an open command SEND_FAILED with `message`; true when it was open.
-pub async fn mark_send_failed(
-    db: impl PgExecutor<'_>,
-    cmd_id: &str,
-    message: &str,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query!(
-        "UPDATE commands SET status = 'SEND_FAILED', finished_at = now(), \
-         error_code = 'send_failed', error_message = $2 \
-         WHERE cmd_id = $1 AND finished_at IS NULL",
-        cmd_id,
-        message
-    )
-    .execute(db)
-    .await?;
-    Ok(updated.rows_affected() == 1)
-}
+queries! {
+    /// Marks an open command SEND_FAILED with `message`; true when it was open.
+    pub fn mark_send_failed(db, cmd_id: &str, message: &str) -> bool {
+        one_row(query!(
+            "UPDATE commands SET status = 'SEND_FAILED', finished_at = now(), \
+             error_code = 'send_failed', error_message = $2 \
+             WHERE cmd_id = $1 AND finished_at IS NULL",
+            cmd_id, message
+        ))
+    }
 
-/// Records the broker a command went out on.
-pub async fn set_broker(
-    db: impl PgExecutor<'_>,
-    cmd_id: &str,
-    broker_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE commands SET broker_id = $2 WHERE cmd_id = $1",
-        cmd_id,
-        broker_id
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    /// Records the broker a command went out on.
+    pub fn set_broker(db, cmd_id: &str, broker_id: &str) {
+        execute(query!("UPDATE commands SET broker_id = $2 WHERE cmd_id = $1", cmd_id, broker_id))
+    }
 }
 
 /// What a repeated `cmd_id` is answered from.
@@ -109,20 +92,17 @@ pub struct ReplayState {
     pub node_uid: Option<String>,
 }
 
-/// The state of command `cmd_id`, for answering a repeated request.
-pub async fn replay_state(
-    db: impl PgExecutor<'_>,
-    cmd_id: &str,
-) -> Result<Option<ReplayState>, sqlx::Error> {
-    sqlx::query_as!(
-        ReplayState,
-        "SELECT c.status AS \"status: CommandStatus\", c.request_hash, c.broker_id, c.error_message, \
-                n.uid AS \"node_uid?\" \
-         FROM commands c LEFT JOIN nodes n ON n.id = c.node_id WHERE c.cmd_id = $1",
-        cmd_id
-    )
-    .fetch_optional(db)
-    .await
+queries! {
+    /// The state of command `cmd_id`, for answering a repeated request.
+    pub fn replay_state(db, cmd_id: &str) -> Option<ReplayState> {
+        fetch_optional(query_as!(
+            ReplayState,
+            "SELECT c.status AS \"status: CommandStatus\", c.request_hash, c.broker_id, \
+                    c.error_message, n.uid AS \"node_uid?\" \
+             FROM commands c LEFT JOIN nodes n ON n.id = c.node_id WHERE c.cmd_id = $1",
+            cmd_id
+        ))
+    }
 }
 
 /// A command's row, with its zone's and node's uids.
@@ -148,23 +128,21 @@ pub struct CommandDetail {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// Command `cmd_id`, if it exists.
-pub async fn detail(
-    db: impl PgExecutor<'_>,
-    cmd_id: &str,
-) -> Result<Option<CommandDetail>, sqlx::Error> {
-    sqlx::query_as!(
-        CommandDetail,
-        "SELECT c.cmd_id, c.zone_id, z.uid AS \"zone_uid?\", c.node_id, n.uid AS \"node_uid?\", \
-                c.channel, c.cmd, c.params, c.status AS \"status: CommandStatus\", c.source, \
-                c.broker_id, c.error_code, c.error_message, c.result, \
-                c.created_at, c.sent_at, c.ack_at, c.finished_at \
-         FROM commands c LEFT JOIN zones z ON z.id = c.zone_id LEFT JOIN nodes n ON n.id = c.node_id \
-         WHERE c.cmd_id = $1",
-        cmd_id
-    )
-    .fetch_optional(db)
-    .await
+queries! {
+    /// Command `cmd_id`, if it exists.
+    pub fn detail(db, cmd_id: &str) -> Option<CommandDetail> {
+        fetch_optional(query_as!(
+            CommandDetail,
+            "SELECT c.cmd_id, c.zone_id, z.uid AS \"zone_uid?\", c.node_id, \
+                    n.uid AS \"node_uid?\", c.channel, c.cmd, c.params, \
+                    c.status AS \"status: CommandStatus\", c.source, c.broker_id, c.error_code, \
+                    c.error_message, c.result, c.created_at, c.sent_at, c.ack_at, c.finished_at \
+             FROM commands c LEFT JOIN zones z ON z.id = c.zone_id \
+             LEFT JOIN nodes n ON n.id = c.node_id \
+             WHERE c.cmd_id = $1",
+            cmd_id
+        ))
+    }
 }
 
 /// Where a command was sent: its row's node, channel, zone and greenhouse.
@@ -177,22 +155,20 @@ pub struct Origin {
     pub greenhouse_uid: Option<String>,
 }
 
-/// Where each of `cmd_ids` was sent (commands that do not exist are absent).
-pub async fn origins(
-    db: impl PgExecutor<'_>,
-    cmd_ids: &[&str],
-) -> Result<Vec<Origin>, sqlx::Error> {
-    sqlx::query_as!(
-        Origin,
-        "SELECT c.cmd_id, n.uid AS \"node_uid?\", c.channel, z.uid AS \"zone_uid?\", \
-                g.uid AS \"greenhouse_uid?\" \
-         FROM commands c LEFT JOIN nodes n ON n.id = c.node_id \
-         LEFT JOIN zones z ON z.id = c.zone_id LEFT JOIN greenhouses g ON g.id = z.greenhouse_id \
-         WHERE c.cmd_id = ANY($1)",
-        cmd_ids as _
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// Where each of `cmd_ids` was sent (commands that do not exist are absent).
+    pub fn origins(db, cmd_ids: &[&str]) -> Vec<Origin> {
+        fetch_all(query_as!(
+            Origin,
+            "SELECT c.cmd_id, n.uid AS \"node_uid?\", c.channel, z.uid AS \"zone_uid?\", \
+                    g.uid AS \"greenhouse_uid?\" \
+             FROM commands c LEFT JOIN nodes n ON n.id = c.node_id \
+             LEFT JOIN zones z ON z.id = c.zone_id \
+             LEFT JOIN greenhouses g ON g.id = z.greenhouse_id \
+             WHERE c.cmd_id = ANY($1)",
+            cmd_ids as _
+        ))
+    }
 }
 
 /// A SENT command stranded on a dead broker (see mqtt-bridge's redelivery).
@@ -233,23 +209,22 @@ pub async fn stranded(db: impl PgExecutor<'_>) -> Result<Vec<Stranded>, sqlx::Er
         .await
 }
 
-/// Brokers where at least 3 open commands of the last minute have waited
-/// `after` or longer for any answer while no open command there was
-/// acknowledged within `after`. Reads only open commands (a partial index).
-pub async fn brokers_unanswered(
-    db: impl PgExecutor<'_>,
-    after: Duration,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT broker_id AS \"broker_id!\" FROM commands \
-         WHERE finished_at IS NULL AND created_at > now() - interval '60 seconds' AND broker_id IS NOT NULL \
-         GROUP BY broker_id \
-         HAVING count(*) FILTER (WHERE status = 'SENT' AND sent_at < now() - make_interval(secs => $1)) >= 3 \
-            AND count(*) FILTER (WHERE ack_at > now() - make_interval(secs => $1)) = 0",
-        after.as_secs_f64()
-    )
-    .fetch_all(db)
-    .await
+queries! {
+    /// Brokers where at least 3 open commands of the last minute have waited
+    /// `after` or longer for any answer while no open command there was
+    /// acknowledged within `after`. Reads only open commands (a partial index).
+    pub fn brokers_unanswered(db, after: Duration) -> Vec<String> {
+        fetch_all(query_scalar!(
+            "SELECT broker_id AS \"broker_id!\" FROM commands \
+             WHERE finished_at IS NULL AND created_at > now() - interval '60 seconds' \
+               AND broker_id IS NOT NULL \
+             GROUP BY broker_id \
+             HAVING count(*) FILTER (WHERE status = 'SENT' \
+                                       AND sent_at < now() - make_interval(secs => $1)) >= 3 \
+                AND count(*) FILTER (WHERE ack_at > now() - make_interval(secs => $1)) = 0",
+            after.as_secs_f64()
+        ))
+    }
 }
 
 /// The newest command to a zone's channel.
