@@ -2,12 +2,19 @@
 //! each answers `{"status":"error","code":"<snake_case>","message":"<what to
 //! fix>"}`. Database and other internal errors are logged and shown as an
 //! opaque 500. A service maps its own domain errors into it with `From`.
+//! A success answers in the same envelope: [`ok`].
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 use tracing::error;
+
+/// A success: `{"status":"ok","data":<data>}`.
+pub fn ok(data: impl Serialize) -> Json<Value> {
+    Json(json!({ "status": "ok", "data": data }))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::placement::balance::Strategy;
+use common::runtime::api_error::ok;
 use common::store::operator_actions;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,18 +30,15 @@ async fn actions(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let rows = operator_actions::recent(&s.pool, page.limit_or(100)?).await?;
-    Ok(Json(json!({ "status": "ok", "data": rows })))
+    Ok(ok(rows))
 }
 
-fn described(strategy: Strategy) -> Value {
-    json!({
-        "status": "ok",
-        "data": { "strategy": strategy.as_str(), "available": AVAILABLE.map(Strategy::as_str) },
-    })
+fn described(strategy: Strategy) -> Json<Value> {
+    ok(json!({ "strategy": strategy.as_str(), "available": AVAILABLE.map(Strategy::as_str) }))
 }
 
 async fn strategy(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(described(s.strategy.current(&s.pool).await?)))
+    Ok(described(s.strategy.current(&s.pool).await?))
 }
 
 #[derive(Deserialize)]
@@ -68,5 +66,5 @@ async fn set_strategy(
         json!({ "strategy": strategy.as_str(), "previous": previous.as_str() }),
     )
     .await?;
-    Ok(Json(described(strategy)))
+    Ok(described(strategy))
 }

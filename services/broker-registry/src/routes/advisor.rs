@@ -5,6 +5,7 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::runtime::api_error::ok;
 use serde_json::{Value, json};
 
 use super::ApiState;
@@ -20,15 +21,12 @@ pub fn router() -> Router<ApiState> {
 
 async fn advise(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let report = run::run(&s).await?;
-    Ok(Json(json!({
-        "status": "ok",
-        "data": {
-            "generated_at": chrono::Utc::now(),
-            "strategy": s.strategy.get().as_str(),
-            "suggestions": report.suggestions,
-            "refused": report.refused,
-            "model": report.model,
-        },
+    Ok(ok(json!({
+        "generated_at": chrono::Utc::now(),
+        "strategy": s.strategy.get().as_str(),
+        "suggestions": report.suggestions,
+        "refused": report.refused,
+        "model": report.model,
     })))
 }
 
@@ -41,5 +39,5 @@ async fn apply(
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_id", "a suggestion id is a number"))?;
     let done = run::apply(&s, id, &who).await?;
-    Ok(Json(json!({ "status": "ok", "data": done })))
+    Ok(ok(done))
 }

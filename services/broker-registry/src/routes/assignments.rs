@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::placement::balance::{self, Move, RebalanceLimits, Strategy};
+use common::runtime::api_error::ok;
 use common::store::{node_broker_assignments, nodes};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,12 +36,12 @@ struct Filter {
 async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
     common::runtime::http::check_opt_text("broker", f.broker.as_deref(), super::MAX_ID_CHARS)?;
     let rows = node_broker_assignments::by_uid(&s.pool, f.broker.as_deref()).await?;
-    Ok(Json(json!({ "status": "ok", "data": rows })))
+    Ok(ok(rows))
 }
 
 async fn stranded(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let rows = common::placement::observed::stranded(&s.pool, None).await?;
-    Ok(Json(json!({ "status": "ok", "data": rows })))
+    Ok(ok(rows))
 }
 
 #[derive(Deserialize, Default)]
@@ -94,9 +95,7 @@ async fn plan(
     Query(q): Query<PlanRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (strategy, moves) = make_plan(&s, &q).await?;
-    Ok(Json(
-        json!({ "status": "ok", "data": describe(&s, strategy, &moves).await? }),
-    ))
+    Ok(ok(describe(&s, strategy, &moves).await?))
 }
 
 async fn rebalance(
@@ -124,5 +123,5 @@ async fn rebalance(
         .collect();
     let data = describe(&s, strategy, &applied).await?;
     who.record(&s.pool, "rebalance", None, data.clone()).await?;
-    Ok(Json(json!({ "status": "ok", "data": data })))
+    Ok(ok(data))
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::placement::balance::Role;
+use common::runtime::api_error::ok;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,9 +26,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "status": "ok", "data": brokers::overview(&s.pool).await? }),
-    ))
+    Ok(ok(brokers::overview(&s.pool).await?))
 }
 
 #[derive(Deserialize)]
@@ -80,10 +79,7 @@ async fn add(
         json!({ "url": new.url, "role": new.role.as_str() }),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "status": "ok", "data": { "id": new.id } })),
-    ))
+    Ok((StatusCode::CREATED, ok(json!({ "id": new.id }))))
 }
 
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -96,9 +92,7 @@ async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<V
             ApiError::not_found("broker_not_found", format!("broker `{id}` does not exist"))
         })?;
     let samples = broker_health_samples::latest_json(&s.pool, &id, SAMPLES_SHOWN).await?;
-    Ok(Json(
-        json!({ "status": "ok", "data": { "broker": broker, "samples": samples } }),
-    ))
+    Ok(ok(json!({ "broker": broker, "samples": samples })))
 }
 
 #[derive(Deserialize)]
@@ -153,5 +147,5 @@ async fn change(
         });
         who.record(&s.pool, action, Some(&id), detail).await?;
     }
-    Ok(Json(json!({ "status": "ok", "data": { "id": id } })))
+    Ok(ok(json!({ "id": id })))
 }

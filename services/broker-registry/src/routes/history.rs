@@ -5,9 +5,10 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use common::runtime::api_error::ok;
 use common::store::{broker_status_changes, failover_events};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiState;
 
@@ -45,7 +46,7 @@ async fn failovers(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let rows = failover_events::recent(&s.pool, page.limit_or(100)?).await?;
-    Ok(Json(json!({ "status": "ok", "data": rows })))
+    Ok(ok(rows))
 }
 
 async fn status_changes(
@@ -53,5 +54,5 @@ async fn status_changes(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let rows = broker_status_changes::latest_json(&s.pool, page.limit_or(200)?).await?;
-    Ok(Json(json!({ "status": "ok", "data": rows })))
+    Ok(ok(rows))
 }

@@ -5,6 +5,7 @@
 //! and `GET /api/stream`, a server-sent event stream: a `snapshot` of the
 //! brokers every two seconds and a `broker-status` event when one changes.
 
+use common::runtime::api_error::ok;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -64,20 +65,17 @@ async fn history(
     for p in points {
         by_broker.entry(p.broker_id.clone()).or_default().push(p);
     }
-    Ok(Json(json!({
-        "status": "ok",
-        "data": { "minutes": minutes, "brokers": by_broker },
-    })))
+    Ok(ok(json!({ "minutes": minutes, "brokers": by_broker })))
 }
 
 async fn zone_map(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let cells = zones::broker_map(&s.pool).await?;
-    Ok(Json(json!({ "status": "ok", "data": cells })))
+    Ok(ok(cells))
 }
 
 async fn node_list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let rows = nodes::overview(&s.pool).await?;
-    Ok(Json(json!({ "status": "ok", "data": rows })))
+    Ok(ok(rows))
 }
 
 /// The stream, until the client leaves or the service stops (a stream

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::runtime::api_error::ok;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -85,10 +86,6 @@ async fn detail(registry: &Registry, node: &NodeView) -> Result<Value, ApiError>
         .as_ref()
         .map_or(Value::Null, bind_json);
     Ok(v)
-}
-
-fn ok(data: Value) -> Json<Value> {
-    Json(json!({ "status": "ok", "data": data }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -223,23 +223,17 @@ impl NodeLink {
         lock(&self.buffers).offline.len()
     }
 
-    /// Publishes on the current connection (status, heartbeat, responses).
-    pub async fn publish(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-        retain: bool,
-    ) -> Result<(), MqttError> {
-        self.connection().publish(topic, payload, retain).await
-    }
-
     async fn publish_status(&self, state: NodeState) {
         let status = Status {
             status: state,
             ts: chrono::Utc::now().timestamp(),
         };
         let payload = serde_json::to_vec(&status).expect("status serialises");
-        if let Err(e) = self.publish(&self.config.status_topic, payload, true).await {
+        if let Err(e) = self
+            .connection()
+            .publish(&self.config.status_topic, payload, true)
+            .await
+        {
             metrics::counter!(m::PUBLISH_ERRORS, "kind" => "status").increment(1);
             debug!(node = %self.uid, error = %e, "Status publish failed.");
         }

@@ -55,7 +55,7 @@ impl Inner {
         payload: Vec<u8>,
         retain: bool,
     ) -> bool {
-        match self.link.publish(topic, payload, retain).await {
+        match self.link.connection().publish(topic, payload, retain).await {
             Ok(()) => true,
             Err(e) => {
                 metrics::counter!(m::PUBLISH_ERRORS, "kind" => kind).increment(1);

@@ -1,6 +1,7 @@
 //! The send, run to its end whatever the client does, and its answer; a
 //! repeated `cmd_id` answered again (or 409 for another body).
 
+use common::runtime::api_error::ok;
 use std::time::Duration;
 
 use axum::Json;
@@ -14,10 +15,9 @@ use crate::error::ApiError;
 use super::*;
 
 pub(super) fn sent_answer(cmd_id: &str, node_uid: &str, broker_id: &str) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "data": { "command_id": cmd_id, "status": "SENT", "node_uid": node_uid, "broker_id": broker_id },
-    }))
+    ok(
+        json!({ "command_id": cmd_id, "status": "SENT", "node_uid": node_uid, "broker_id": broker_id }),
+    )
 }
 
 pub(super) fn send_failed(message: &str) -> ApiError {

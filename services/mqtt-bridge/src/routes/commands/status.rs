@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use common::runtime::api_error::ok;
 use common::store::commands::{self, CommandDetail};
 use serde_json::{Value, json};
 
@@ -37,28 +38,25 @@ pub(super) async fn get_command(
         ));
     };
     let history = history(&row);
-    Ok(Json(json!({
-        "status": "ok",
-        "data": {
-            "command_id": row.cmd_id,
-            "zone_id": row.zone_id,
-            "zone_uid": row.zone_uid,
-            "node_id": row.node_id,
-            "node_uid": row.node_uid,
-            "channel": row.channel,
-            "cmd": row.cmd,
-            "params": row.params,
-            "status": row.status,
-            "source": row.source,
-            "broker_id": row.broker_id,
-            "error_code": row.error_code,
-            "error_message": row.error_message,
-            "result": row.result,
-            "created_at": row.created_at,
-            "sent_at": row.sent_at,
-            "ack_at": row.ack_at,
-            "finished_at": row.finished_at,
-            "history": history,
-        },
+    Ok(ok(json!({
+        "command_id": row.cmd_id,
+        "zone_id": row.zone_id,
+        "zone_uid": row.zone_uid,
+        "node_id": row.node_id,
+        "node_uid": row.node_uid,
+        "channel": row.channel,
+        "cmd": row.cmd,
+        "params": row.params,
+        "status": row.status,
+        "source": row.source,
+        "broker_id": row.broker_id,
+        "error_code": row.error_code,
+        "error_message": row.error_message,
+        "result": row.result,
+        "created_at": row.created_at,
+        "sent_at": row.sent_at,
+        "ack_at": row.ack_at,
+        "finished_at": row.finished_at,
+        "history": history,
     })))
 }
