@@ -18,34 +18,44 @@
 /// The run is `fetch_all`, `fetch_one` or `fetch_optional` (answering the
 /// declared type), or one for a statement without rows: `execute` (no
 /// return type: answers `()`), `rows_affected` (answers the `u64` count) or
-/// `one_row` (answers whether it touched exactly one row).
+/// `one_row` (answers whether it touched exactly one row). The statement is
+/// sqlx's `query!`, `query_as!` or `query_scalar!`, or an expression that
+/// builds one (`with_route_broker_sql!(…)`).
 macro_rules! queries {
     () => {};
     (
         $(#[$meta:meta])*
         $vis:vis fn $name:ident($db:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty {
-            $run:ident($macro:ident!($($query:tt)*))
+            $run:ident($($query:tt)*)
         }
         $($rest:tt)*
     ) => {
         $(#[$meta])*
         $vis async fn $name($db: impl sqlx::PgExecutor<'_> $(, $arg: $ty)*) -> sqlx::Result<$ret> {
-            queries!(@run $run, $db, sqlx::$macro!($($query)*))
+            queries!(@run $run, $db, queries!(@query $($query)*))
         }
         queries!($($rest)*);
     };
     (
         $(#[$meta:meta])*
         $vis:vis fn $name:ident($db:ident $(, $arg:ident: $ty:ty)* $(,)?) {
-            $run:ident($macro:ident!($($query:tt)*))
+            $run:ident($($query:tt)*)
         }
         $($rest:tt)*
     ) => {
         $(#[$meta])*
         $vis async fn $name($db: impl sqlx::PgExecutor<'_> $(, $arg: $ty)*) -> sqlx::Result<()> {
-            queries!(@run $run, $db, sqlx::$macro!($($query)*))
+            queries!(@run $run, $db, queries!(@query $($query)*))
         }
         queries!($($rest)*);
+    };
+    // `query!(…)` is sqlx's; any other expression (a macro that splices
+    // the route rule into a checked statement) is taken as it is.
+    (@query $macro:ident!($($query:tt)*)) => {
+        sqlx::$macro!($($query)*)
+    };
+    (@query $($query:tt)*) => {
+        $($query)*
     };
     (@run execute, $db:ident, $query:expr) => {
         $query.execute($db).await.map(drop)

@@ -75,56 +75,33 @@ macro_rules! target_query {
     };
 }
 
-/// The target for `channel` of the node `node_uid`, if both exist.
-pub async fn find(
-    db: impl PgExecutor<'_>,
-    node_uid: &str,
-    channel: &str,
-) -> Result<Option<Target>, sqlx::Error> {
-    crate::with_route_broker_sql!(target_query!(,
-        "WHERE n.uid = $1 AND c.channel = $2",
-        node_uid,
-        channel
-    ))
-    .fetch_optional(db)
-    .await
-}
+queries! {
+    /// The target for `channel` of the node `node_uid`, if both exist.
+    pub fn find(db, node_uid: &str, channel: &str) -> Option<Target> {
+        fetch_optional(crate::with_route_broker_sql!(target_query!(,
+            "WHERE n.uid = $1 AND c.channel = $2",
+            node_uid, channel
+        )))
+    }
 
-/// The targets for `channel` in the zone with uid `zone` (or id
-/// `zone_id`), only node `node_uid`'s if given; by node uid, at most 10 (a
-/// request needs exactly one; the rest name the ambiguity).
-pub async fn in_zone(
-    db: impl PgExecutor<'_>,
-    zone: &str,
-    zone_id: Option<i64>,
-    channel: &str,
-    node_uid: Option<&str>,
-) -> Result<Vec<Target>, sqlx::Error> {
-    crate::with_route_broker_sql!(target_query!(,
-        "WHERE (z.uid = $1 OR z.id = $2) AND c.channel = $3 AND ($4::text IS NULL OR n.uid = $4) \
-         ORDER BY n.uid LIMIT 10",
-        zone,
-        zone_id,
-        channel,
-        node_uid
-    ))
-    .fetch_all(db)
-    .await
-}
+    /// The targets for `channel` in the zone with uid `zone` (or id
+    /// `zone_id`), only node `node_uid`'s if given; by node uid, at most 10
+    /// (a request needs exactly one; the rest name the ambiguity).
+    pub fn in_zone(db, zone: &str, zone_id: Option<i64>, channel: &str, node_uid: Option<&str>) -> Vec<Target> {
+        fetch_all(crate::with_route_broker_sql!(target_query!(,
+            "WHERE (z.uid = $1 OR z.id = $2) AND c.channel = $3 AND ($4::text IS NULL OR n.uid = $4) \
+             ORDER BY n.uid LIMIT 10",
+            zone, zone_id, channel, node_uid
+        )))
+    }
 
-/// Every target of `channels` in the zones `zone_ids`, by node id.
-pub async fn in_zones(
-    db: impl PgExecutor<'_>,
-    zone_ids: &[i64],
-    channels: &[&str],
-) -> Result<Vec<Target>, sqlx::Error> {
-    crate::with_route_broker_sql!(target_query!(,
-        "WHERE z.id = ANY($1) AND c.channel = ANY($2) ORDER BY n.id",
-        zone_ids,
-        channels as _
-    ))
-    .fetch_all(db)
-    .await
+    /// Every target of `channels` in the zones `zone_ids`, by node id.
+    pub fn in_zones(db, zone_ids: &[i64], channels: &[&str]) -> Vec<Target> {
+        fetch_all(crate::with_route_broker_sql!(target_query!(,
+            "WHERE z.id = ANY($1) AND c.channel = ANY($2) ORDER BY n.id",
+            zone_ids, channels as _
+        )))
+    }
 }
 
 queries! {

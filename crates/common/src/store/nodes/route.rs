@@ -8,7 +8,6 @@
 //! more recently; else its assignment; NULL (the default broker) without
 //! either.
 
-use sqlx::PgExecutor;
 
 /// Hands the route expression — over `nodes n` and `node_broker_assignments
 /// a` (LEFT JOINed), NULL meaning the default broker — as a string literal to
@@ -74,17 +73,12 @@ macro_rules! route_now_query {
     };
 }
 
-/// Reads node `node_id`'s route (one indexed lookup).
-pub async fn route_now(
-    db: impl PgExecutor<'_>,
-    node_id: i64,
-) -> Result<Option<RouteNow>, sqlx::Error> {
-    crate::with_route_broker_sql!(route_now_query!(, node_id))
-        .fetch_optional(db)
-        .await
-}
-
 queries! {
+    /// Reads node `node_id`'s route (one indexed lookup).
+    pub fn route_now(db, node_id: i64) -> Option<RouteNow> {
+        fetch_optional(crate::with_route_broker_sql!(route_now_query!(, node_id)))
+    }
+
     /// Whether node `node_uid` exists, and if so its zone (`Some(None)`: not
     /// placed in a zone yet).
     pub fn zone_of(db, node_uid: &str) -> Option<Option<i64>> {
