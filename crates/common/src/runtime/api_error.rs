@@ -11,6 +11,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::error;
 
+/// What an API handler answers: a success ([`ok`]) or an [`ApiError`].
+pub type ApiResult = Result<Json<Value>, ApiError>;
+
 /// A success: `{"status":"ok","data":<data>}`.
 pub fn ok(data: impl Serialize) -> Json<Value> {
     Json(json!({ "status": "ok", "data": data }))

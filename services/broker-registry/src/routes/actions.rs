@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::placement::balance::Strategy;
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use common::store::operator_actions;
 use serde::Deserialize;
@@ -25,10 +26,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/strategy", get(strategy).put(set_strategy))
 }
 
-async fn actions(
-    State(s): State<ApiState>,
-    Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+async fn actions(State(s): State<ApiState>, Query(page): Query<Page>) -> ApiResult {
     let rows = operator_actions::recent(&s.pool, page.limit_or(100)?).await?;
     Ok(ok(rows))
 }
@@ -37,7 +35,7 @@ fn described(strategy: Strategy) -> Json<Value> {
     ok(json!({ "strategy": strategy.as_str(), "available": AVAILABLE.map(Strategy::as_str) }))
 }
 
-async fn strategy(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn strategy(State(s): State<ApiState>) -> ApiResult {
     Ok(described(s.strategy.current(&s.pool).await?))
 }
 
@@ -47,11 +45,7 @@ struct StrategyBody {
     strategy: String,
 }
 
-async fn set_strategy(
-    State(s): State<ApiState>,
-    who: Operator,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn set_strategy(State(s): State<ApiState>, who: Operator, body: Bytes) -> ApiResult {
     let body: StrategyBody = parse_body(&body)?;
     let strategy: Strategy = body
         .strategy

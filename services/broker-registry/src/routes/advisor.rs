@@ -2,11 +2,12 @@
 //! proposals and recent refusals, stored); `POST
 //! /api/advisor/suggestions/{id}/apply` (token): applies a proposal.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::ApiState;
 use crate::advisor::run;
@@ -19,7 +20,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/advisor/suggestions/{id}/apply", post(apply))
 }
 
-async fn advise(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn advise(State(s): State<ApiState>) -> ApiResult {
     let report = run::run(&s).await?;
     Ok(ok(json!({
         "generated_at": chrono::Utc::now(),
@@ -30,11 +31,7 @@ async fn advise(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-async fn apply(
-    State(s): State<ApiState>,
-    who: Operator,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn apply(State(s): State<ApiState>, who: Operator, Path(id): Path<String>) -> ApiResult {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_id", "a suggestion id is a number"))?;

@@ -5,11 +5,12 @@
 //! rebalance: `GET /api/rebalance/plan` shows what a rebalance would move,
 //! `POST /api/rebalance` applies one (`{"strategy"?, "max_moves"?}`).
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use common::placement::balance::{self, Move, RebalanceLimits, Strategy};
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use common::store::{node_broker_assignments, nodes};
 use serde::Deserialize;
@@ -33,13 +34,13 @@ struct Filter {
     broker: Option<String>,
 }
 
-async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> Result<Json<Value>, ApiError> {
+async fn list(State(s): State<ApiState>, Query(f): Query<Filter>) -> ApiResult {
     common::runtime::http::check_opt_text("broker", f.broker.as_deref(), super::MAX_ID_CHARS)?;
     let rows = node_broker_assignments::by_uid(&s.pool, f.broker.as_deref()).await?;
     Ok(ok(rows))
 }
 
-async fn stranded(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn stranded(State(s): State<ApiState>) -> ApiResult {
     let rows = common::placement::observed::stranded(&s.pool, None).await?;
     Ok(ok(rows))
 }
@@ -90,19 +91,12 @@ async fn describe(s: &ApiState, strategy: Strategy, moves: &[Move]) -> Result<Va
     Ok(json!({ "strategy": strategy.as_str(), "moves": moves }))
 }
 
-async fn plan(
-    State(s): State<ApiState>,
-    Query(q): Query<PlanRequest>,
-) -> Result<Json<Value>, ApiError> {
+async fn plan(State(s): State<ApiState>, Query(q): Query<PlanRequest>) -> ApiResult {
     let (strategy, moves) = make_plan(&s, &q).await?;
     Ok(ok(describe(&s, strategy, &moves).await?))
 }
 
-async fn rebalance(
-    State(s): State<ApiState>,
-    who: Operator,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn rebalance(State(s): State<ApiState>, who: Operator, body: Bytes) -> ApiResult {
     let request: PlanRequest = if body.is_empty() {
         PlanRequest::default()
     } else {

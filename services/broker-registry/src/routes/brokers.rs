@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::placement::balance::Role;
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,7 +26,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/brokers/{id}", get(one).patch(change))
 }
 
-async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn list(State(s): State<ApiState>) -> ApiResult {
     Ok(ok(brokers::overview(&s.pool).await?))
 }
 
@@ -82,7 +83,7 @@ async fn add(
     Ok((StatusCode::CREATED, ok(json!({ "id": new.id }))))
 }
 
-async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     check_text("id", &id, MAX_ID_CHARS)?;
     let broker = brokers::overview(&s.pool)
         .await?
@@ -111,7 +112,7 @@ async fn change(
     who: Operator,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult {
     check_text("id", &id, MAX_ID_CHARS)?;
     let body: ChangeBody = parse_body(&body)?;
     let change = BrokerChange {

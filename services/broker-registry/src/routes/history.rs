@@ -2,13 +2,13 @@
 //! (every broker status change, newest first), both taking `?limit=` (1 to
 //! 1000; 100 and 200 by default).
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use common::store::{broker_status_changes, failover_events};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::ApiState;
 
@@ -41,18 +41,12 @@ impl Page {
     }
 }
 
-async fn failovers(
-    State(s): State<ApiState>,
-    Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+async fn failovers(State(s): State<ApiState>, Query(page): Query<Page>) -> ApiResult {
     let rows = failover_events::recent(&s.pool, page.limit_or(100)?).await?;
     Ok(ok(rows))
 }
 
-async fn status_changes(
-    State(s): State<ApiState>,
-    Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+async fn status_changes(State(s): State<ApiState>, Query(page): Query<Page>) -> ApiResult {
     let rows = broker_status_changes::latest_json(&s.pool, page.limit_or(200)?).await?;
     Ok(ok(rows))
 }

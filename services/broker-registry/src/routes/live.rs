@@ -5,21 +5,22 @@
 //! and `GET /api/stream`, a server-sent event stream: a `snapshot` of the
 //! brokers every two seconds and a `broker-status` event when one changes.
 
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use axum::{Json, Router};
 use common::placement::broker_status::BrokerStatus;
 use common::store::broker_health_samples::{self, HealthPoint};
 use common::store::{brokers, failover_events, nodes, zones};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 use tracing::warn;
 
@@ -46,10 +47,7 @@ struct Window {
     minutes: Option<u32>,
 }
 
-async fn history(
-    State(s): State<ApiState>,
-    Query(w): Query<Window>,
-) -> Result<Json<Value>, ApiError> {
+async fn history(State(s): State<ApiState>, Query(w): Query<Window>) -> ApiResult {
     let minutes = match w.minutes.unwrap_or(60) {
         m @ 1..=MAX_MINUTES => m,
         m => {
@@ -68,12 +66,12 @@ async fn history(
     Ok(ok(json!({ "minutes": minutes, "brokers": by_broker })))
 }
 
-async fn zone_map(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn zone_map(State(s): State<ApiState>) -> ApiResult {
     let cells = zones::broker_map(&s.pool).await?;
     Ok(ok(cells))
 }
 
-async fn node_list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn node_list(State(s): State<ApiState>) -> ApiResult {
     let rows = nodes::overview(&s.pool).await?;
     Ok(ok(rows))
 }

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -93,10 +94,7 @@ struct ListQuery {
     state: Option<String>,
 }
 
-async fn list(
-    State(registry): State<Registry>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+async fn list(State(registry): State<Registry>, Query(q): Query<ListQuery>) -> ApiResult {
     let state = q
         .state
         .as_deref()
@@ -113,10 +111,7 @@ async fn list(
     )))
 }
 
-async fn show(
-    State(registry): State<Registry>,
-    Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn show(State(registry): State<Registry>, Path(key): Path<String>) -> ApiResult {
     check_key(&key)?;
     let node = nodes::find(&registry.pool, &key).await?.ok_or_else(|| {
         ApiError::not_found(
@@ -144,15 +139,15 @@ async fn bind(
     Ok((status, ok(data)))
 }
 
-async fn unbind(s: State<Registry>, key: Path<String>) -> Result<Json<Value>, ApiError> {
+async fn unbind(s: State<Registry>, key: Path<String>) -> ApiResult {
     step(s, key, Registry::unbind).await
 }
 
-async fn push_config(s: State<Registry>, key: Path<String>) -> Result<Json<Value>, ApiError> {
+async fn push_config(s: State<Registry>, key: Path<String>) -> ApiResult {
     step(s, key, Registry::push_config).await
 }
 
-async fn decommission(s: State<Registry>, key: Path<String>) -> Result<Json<Value>, ApiError> {
+async fn decommission(s: State<Registry>, key: Path<String>) -> ApiResult {
     step(s, key, Registry::decommission).await
 }
 
@@ -161,7 +156,7 @@ async fn step(
     State(registry): State<Registry>,
     Path(key): Path<String>,
     run: impl AsyncFn(&Registry, &str) -> Result<NodeView, OpError>,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult {
     check_key(&key)?;
     let node = run(&registry, &key).await?;
     Ok(ok(detail(&registry, &node).await?))

@@ -8,7 +8,6 @@
 //! more recently; else its assignment; NULL (the default broker) without
 //! either.
 
-
 /// Hands the route expression — over `nodes n` and `node_broker_assignments
 /// a` (LEFT JOINed), NULL meaning the default broker — as a string literal to
 /// `$then!`, ahead of `$then`'s own arguments. A macro because the

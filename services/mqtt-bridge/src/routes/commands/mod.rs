@@ -16,6 +16,7 @@ mod send;
 mod status;
 mod target;
 
+use common::runtime::api_error::ApiResult;
 use request::*;
 use send::*;
 use status::*;
@@ -24,12 +25,11 @@ use target::*;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use common::commands::CommandSender;
-use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
@@ -61,7 +61,7 @@ pub(super) async fn post_zone_command(
     State(state): State<CommandsState>,
     Path(zone): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult {
     check_text("zone_id", &zone, MAX_UID_CHARS)?;
     let request = parse_body(&body)?;
     let target = resolve_in_zone(&state, &zone, &request).await?;
@@ -72,7 +72,7 @@ pub(super) async fn post_node_command(
     State(state): State<CommandsState>,
     Path(node_uid): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult {
     check_text("node_uid", &node_uid, MAX_UID_CHARS)?;
     let mut request = parse_body(&body)?;
     match &request.node_uid {

@@ -1,6 +1,7 @@
 //! The send, run to its end whatever the client does, and its answer; a
 //! repeated `cmd_id` answered again (or 409 for another body).
 
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub(super) async fn send(
     state: &CommandsState,
     request: CommandRequest,
     target: Target,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult {
     let hash = request_hash(&request, &target);
     let cmd_id = request.cmd_id.clone().unwrap_or_else(new_cmd_id);
     let command = NewCommand {
@@ -65,11 +66,7 @@ pub(super) async fn send(
 
 /// The answer to a repeated `cmd_id`: the first answer if the body is the
 /// same (waiting for the first request to finish publishing), else 409.
-pub(super) async fn replay(
-    state: &CommandsState,
-    cmd_id: &str,
-    hash: &str,
-) -> Result<Json<Value>, ApiError> {
+pub(super) async fn replay(state: &CommandsState, cmd_id: &str, hash: &str) -> ApiResult {
     let deadline = tokio::time::Instant::now() + state.replay_wait;
     loop {
         let Some(row) = commands::replay_state(&state.pool, cmd_id).await? else {

@@ -1,7 +1,7 @@
 //! `GET /bridge/commands/{cmd_id}`: the command's row and statuses.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use common::runtime::api_error::ApiResult;
 use common::runtime::api_error::ok;
 use common::store::commands::{self, CommandDetail};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ fn history(row: &CommandDetail) -> Vec<Value> {
 pub(super) async fn get_command(
     State(state): State<CommandsState>,
     Path(cmd_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult {
     check_text("cmd_id", &cmd_id, MAX_CMD_ID_CHARS)?;
     let Some(row) = commands::detail(&state.pool, &cmd_id).await? else {
         return Err(ApiError::not_found(
