@@ -3,7 +3,6 @@
 //! be applied in any order and a duplicate changes nothing. The same rank is
 //! [`rank_sql`] for the statements that write statuses.
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -12,50 +11,26 @@ use serde_json::Value;
 
 use proto::payloads::ResponseStatus;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CommandStatus {
-    Queued,
-    Sent,
-    Ack,
-    Done,
-    Error,
-    Invalid,
-    Busy,
-    NoEffect,
-    Timeout,
-    SendFailed,
+proto::text_enum! {
+    /// A command's status (`commands.status`, the same text in JSON).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum CommandStatus {
+        Queued => "QUEUED",
+        Sent => "SENT",
+        Ack => "ACK",
+        Done => "DONE",
+        Error => "ERROR",
+        Invalid => "INVALID",
+        Busy => "BUSY",
+        NoEffect => "NO_EFFECT",
+        Timeout => "TIMEOUT",
+        SendFailed => "SEND_FAILED",
+    }
+    impl Display;
 }
 
 impl CommandStatus {
-    pub const ALL: [CommandStatus; 10] = [
-        CommandStatus::Queued,
-        CommandStatus::Sent,
-        CommandStatus::Ack,
-        CommandStatus::Done,
-        CommandStatus::Error,
-        CommandStatus::Invalid,
-        CommandStatus::Busy,
-        CommandStatus::NoEffect,
-        CommandStatus::Timeout,
-        CommandStatus::SendFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandStatus::Queued => "QUEUED",
-            CommandStatus::Sent => "SENT",
-            CommandStatus::Ack => "ACK",
-            CommandStatus::Done => "DONE",
-            CommandStatus::Error => "ERROR",
-            CommandStatus::Invalid => "INVALID",
-            CommandStatus::Busy => "BUSY",
-            CommandStatus::NoEffect => "NO_EFFECT",
-            CommandStatus::Timeout => "TIMEOUT",
-            CommandStatus::SendFailed => "SEND_FAILED",
-        }
-    }
-
     /// 0 QUEUED, 1 SENT, 2 ACK, 3 any final status.
     pub fn rank(self) -> u8 {
         match self {
@@ -95,19 +70,11 @@ impl From<ResponseStatus> for CommandStatus {
     }
 }
 
-impl fmt::Display for CommandStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+// By hand: its error has another shape than `text_enum!`'s.
 impl FromStr for CommandStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CommandStatus::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown command status `{s}`"))
+        CommandStatus::from_text(s).ok_or_else(|| format!("unknown command status `{s}`"))
     }
 }
 
@@ -159,5 +126,10 @@ mod tests {
             );
         }
         assert!("DONE ".parse::<CommandStatus>().is_err());
+        assert_eq!(
+            "DONE ".parse::<CommandStatus>(),
+            Err("unknown command status `DONE `".to_owned())
+        );
+        assert_eq!(CommandStatus::NoEffect.to_string(), "NO_EFFECT");
     }
 }
