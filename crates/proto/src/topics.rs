@@ -10,42 +10,27 @@
 
 use std::fmt;
 
-/// What a node-side topic carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TopicKind {
-    Telemetry,
-    Command,
-    CommandResponse,
-    Event,
-    Status,
-    Lwt,
-    Heartbeat,
-    Error,
-    NodeHello,
-    /// Node → backend: the NodeConfig the node runs.
-    ConfigReport,
-    /// Backend → node: a NodeConfig push (bind, rebind, change, move).
-    Config,
+crate::text_enum! {
+    /// What a node-side topic carries; its text is the last topic level.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum TopicKind {
+        Telemetry => "telemetry",
+        Command => "command",
+        CommandResponse => "command_response",
+        Event => "event",
+        Status => "status",
+        Lwt => "lwt",
+        Heartbeat => "heartbeat",
+        Error => "error",
+        NodeHello => "node_hello",
+        /// Node → backend: the NodeConfig the node runs.
+        ConfigReport => "config_report",
+        /// Backend → node: a NodeConfig push (bind, rebind, change, move).
+        Config => "config",
+    }
 }
 
 impl TopicKind {
-    /// The last topic level.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TopicKind::Telemetry => "telemetry",
-            TopicKind::Command => "command",
-            TopicKind::CommandResponse => "command_response",
-            TopicKind::Event => "event",
-            TopicKind::Status => "status",
-            TopicKind::Lwt => "lwt",
-            TopicKind::Heartbeat => "heartbeat",
-            TopicKind::Error => "error",
-            TopicKind::NodeHello => "node_hello",
-            TopicKind::ConfigReport => "config_report",
-            TopicKind::Config => "config",
-        }
-    }
-
     /// Whether the topic has a `{channel}` level before the kind.
     pub fn has_channel(self) -> bool {
         matches!(
@@ -55,23 +40,6 @@ impl TopicKind {
                 | TopicKind::CommandResponse
                 | TopicKind::Event
         )
-    }
-
-    fn from_level(level: &str) -> Option<Self> {
-        Some(match level {
-            "telemetry" => TopicKind::Telemetry,
-            "command" => TopicKind::Command,
-            "command_response" => TopicKind::CommandResponse,
-            "event" => TopicKind::Event,
-            "status" => TopicKind::Status,
-            "lwt" => TopicKind::Lwt,
-            "heartbeat" => TopicKind::Heartbeat,
-            "error" => TopicKind::Error,
-            "node_hello" => TopicKind::NodeHello,
-            "config_report" => TopicKind::ConfigReport,
-            "config" => TopicKind::Config,
-            _ => return None,
-        })
     }
 
     /// The wildcard filter matching this kind on every node, e.g.
@@ -165,16 +133,14 @@ impl Topic {
                 node: (*node).to_owned(),
             }),
             ["hydro", gh, zone, node, kind] => {
-                let kind =
-                    TopicKind::from_level(kind).ok_or_else(|| err("unknown message kind"))?;
+                let kind = TopicKind::from_text(kind).ok_or_else(|| err("unknown message kind"))?;
                 if kind.has_channel() {
                     return Err(err("this kind needs a channel level"));
                 }
                 Ok(Topic::Node(NodeTopic::new(gh, zone, node, None, kind)))
             }
             ["hydro", gh, zone, node, channel, kind] => {
-                let kind =
-                    TopicKind::from_level(kind).ok_or_else(|| err("unknown message kind"))?;
+                let kind = TopicKind::from_text(kind).ok_or_else(|| err("unknown message kind"))?;
                 if !kind.has_channel() {
                     return Err(err("this kind takes no channel level"));
                 }

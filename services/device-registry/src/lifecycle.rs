@@ -3,37 +3,31 @@
 //! request does given the node's current state, and whether a
 //! `config_report` completes a pending bind. No I/O: unit-tested here.
 
-use std::fmt;
 use std::str::FromStr;
 
 use common::store::node_binds::Bind;
 use common::store::nodes::{Lifecycle, NodeView};
 use proto::payloads::{CAPABILITY_CONFIG_UPDATE, NodeConfig};
+use proto::text_enum::one_of;
 use proto::topics::NodeTopic;
 use rand::RngCore;
 
-/// What the API calls a node's state (`?state=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeState {
-    /// Not in a zone, no bind pending.
-    Unbound,
-    /// A bind waits for the node's config_report.
-    Pending,
-    /// In a zone.
-    Bound,
-    Decommissioned,
+proto::text_enum! {
+    /// What the API calls a node's state (`?state=`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum NodeState {
+        /// Not in a zone, no bind pending.
+        Unbound => "unbound",
+        /// A bind waits for the node's config_report.
+        Pending => "pending",
+        /// In a zone.
+        Bound => "bound",
+        Decommissioned => "decommissioned",
+    }
+    impl Display;
 }
 
 impl NodeState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Unbound => "unbound",
-            NodeState::Pending => "pending",
-            NodeState::Bound => "bound",
-            NodeState::Decommissioned => "decommissioned",
-        }
-    }
-
     /// From the lifecycle, whether the node has a zone and whether a bind is pending.
     pub fn of(lifecycle: Lifecycle, has_zone: bool, pending: bool) -> Self {
         match (lifecycle, pending, has_zone) {
@@ -50,24 +44,14 @@ impl NodeState {
     }
 }
 
+// By hand: its error says "; use" where `text_enum!`'s says ": use".
 impl FromStr for NodeState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "unbound" => Ok(NodeState::Unbound),
-            "pending" => Ok(NodeState::Pending),
-            "bound" => Ok(NodeState::Bound),
-            "decommissioned" => Ok(NodeState::Decommissioned),
-            other => Err(format!(
-                "`{other}` is not a state; use unbound, pending, bound or decommissioned"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        NodeState::from_text(s).ok_or_else(|| {
+            let states = one_of(&NodeState::ALL.map(NodeState::as_str));
+            format!("`{s}` is not a state; use {states}")
+        })
     }
 }
 
@@ -284,6 +268,14 @@ mod tests {
         );
         assert_eq!("pending".parse::<NodeState>().unwrap(), NodeState::Pending);
         assert!("sleeping".parse::<NodeState>().is_err());
+        assert_eq!(
+            "sleeping".parse::<NodeState>(),
+            Err(
+                "`sleeping` is not a state; use unbound, pending, bound or decommissioned"
+                    .to_owned()
+            )
+        );
+        assert_eq!(NodeState::Decommissioned.to_string(), "decommissioned");
     }
 
     fn view(zone: Option<i64>, pending: Option<(i64, i64, &str)>) -> BindView {

@@ -9,25 +9,15 @@
 //! again only after `FAILOVER_RECOVER_PROBES` good probes in a row; its nodes
 //! come back only through a normal, rate-limited rebalance.
 
-/// What was seen about a broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    ProbeOk,
-    ProbeFailed,
-    ConnectionDropped,
-    NodesSilent,
-    CommandsUnanswered,
-}
-
-impl Signal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::ProbeOk => "probe_ok",
-            Signal::ProbeFailed => "probe_failed",
-            Signal::ConnectionDropped => "connection_dropped",
-            Signal::NodesSilent => "nodes_silent",
-            Signal::CommandsUnanswered => "commands_unanswered",
-        }
+proto::text_enum! {
+    /// What was seen about a broker.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Signal {
+        ProbeOk => "probe_ok",
+        ProbeFailed => "probe_failed",
+        ConnectionDropped => "connection_dropped",
+        NodesSilent => "nodes_silent",
+        CommandsUnanswered => "commands_unanswered",
     }
 }
 

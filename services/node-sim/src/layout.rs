@@ -3,7 +3,7 @@
 //! name nodes without asking.
 //!
 //! Zones are `zn-1`..`zn-{zones}`. Node `i` (0-based) sits in zone
-//! `zn-{(i % zones) + 1}`, has kind `KINDS[(i / zones) % 5]` and uid
+//! `zn-{(i % zones) + 1}`, has kind `NodeKind::ALL[(i / zones) % 5]` and uid
 //! `nd-{kind}-{i + 1}`: with 3 zones, `nd-ph-1`, `nd-ph-2`, `nd-ph-3` (one per
 //! zone), then `nd-ec-4`, …, and `nd-ph-16` starts the cycle again.
 //!
@@ -17,40 +17,27 @@ use serde::Serialize;
 
 use crate::settings::SimSettings;
 
-/// What a node is for; its channels follow from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeKind {
-    Ph,
-    Ec,
-    Climate,
-    Irrigation,
-    Light,
+proto::text_enum! {
+    /// What a node is for; its channels follow from it. Its text is the name
+    /// in uids and `nodes.type`; `ALL` is in layout order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NodeKind {
+        Ph => "ph",
+        Ec => "ec",
+        Climate => "climate",
+        Irrigation => "irrigation",
+        Light => "light",
+    }
 }
 
-/// The kinds in layout order.
-pub const KINDS: [NodeKind; 5] = [
-    NodeKind::Ph,
-    NodeKind::Ec,
-    NodeKind::Climate,
-    NodeKind::Irrigation,
-    NodeKind::Light,
-];
-
-/// Whether a channel measures or acts; stored in `node_channels.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelType {
-    Sensor,
-    Actuator,
-}
-
-impl ChannelType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelType::Sensor => "sensor",
-            ChannelType::Actuator => "actuator",
-        }
+proto::text_enum! {
+    /// Whether a channel measures or acts; stored in `node_channels.type`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ChannelType {
+        Sensor => "sensor",
+        Actuator => "actuator",
     }
 }
 
@@ -130,17 +117,6 @@ pub const PROBE_CHANNELS: [ChannelSpec; 16] = [
 ];
 
 impl NodeKind {
-    /// The name in uids and `nodes.type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeKind::Ph => "ph",
-            NodeKind::Ec => "ec",
-            NodeKind::Climate => "climate",
-            NodeKind::Irrigation => "irrigation",
-            NodeKind::Light => "light",
-        }
-    }
-
     /// Every channel a node of this kind has.
     pub fn channels(self) -> &'static [ChannelSpec] {
         match self {
@@ -196,7 +172,7 @@ fn build(zones: usize, nodes: usize, probes: usize) -> Layout {
         zones: (1..=zones).map(|z| format!("zn-{z}")).collect(),
         nodes: (0..nodes)
             .map(|i| {
-                let kind = KINDS[(i / zones) % KINDS.len()];
+                let kind = NodeKind::ALL[(i / zones) % NodeKind::ALL.len()];
                 NodeSpec {
                     index: i,
                     uid: format!("nd-{}-{}", kind.as_str(), i + 1),
@@ -245,7 +221,7 @@ mod tests {
     fn every_zone_gets_every_kind_when_there_are_enough_nodes() {
         let l = build(3, 15, 0);
         for zone in &l.zones {
-            for kind in KINDS {
+            for kind in NodeKind::ALL {
                 assert_eq!(
                     l.nodes
                         .iter()
@@ -286,7 +262,7 @@ mod tests {
             ["pump_irrigation", "water_level", "flow"]
         );
         assert_eq!(names(NodeKind::Light), ["light", "light_sensor"]);
-        for kind in KINDS {
+        for kind in NodeKind::ALL {
             for c in kind.channels() {
                 // Sensors report a metric with a unit; actuators neither.
                 assert_eq!(

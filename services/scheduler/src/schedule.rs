@@ -13,24 +13,17 @@ pub const DEFAULT_IRRIGATION_SEC: u64 = 60;
 /// The longest pump run a node accepts (the firmware's limit).
 pub const MAX_IRRIGATION_SEC: u64 = 600;
 
-/// What a slot does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Irrigation,
-    Lighting,
+proto::text_enum! {
+    /// What a slot does; its text is `schedule_fires.kind`, the metric label
+    /// and the key in the phase's targets.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Kind {
+        Irrigation => "irrigation",
+        Lighting => "lighting",
+    }
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Irrigation, Kind::Lighting];
-
-    /// `schedule_fires.kind`, metric label, key in the phase's targets.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Irrigation => "irrigation",
-            Kind::Lighting => "lighting",
-        }
-    }
-
     /// The channel the command goes to.
     pub fn channel(self) -> &'static str {
         match self {

@@ -29,22 +29,14 @@ use crate::runtime::batcher::Batcher;
 use crate::store::commands::{self as rows, NewRow};
 use proto::signing;
 
-/// Who sent a command (`commands.source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Api,
-    Automation,
-    Scheduler,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Api => "api",
-            Source::Automation => "automation",
-            Source::Scheduler => "scheduler",
-        }
+proto::text_enum! {
+    /// Who sent a command (`commands.source`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Source {
+        Api => "api",
+        Automation => "automation",
+        Scheduler => "scheduler",
     }
 }
 

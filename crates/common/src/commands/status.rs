@@ -3,7 +3,6 @@
 //! be applied in any order and a duplicate changes nothing. The same rank is
 //! [`rank_sql`] for the statements that write statuses.
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -12,50 +11,23 @@ use serde_json::Value;
 
 use proto::payloads::ResponseStatus;
 
-/// Declares [`CommandStatus`] from one table, in lifecycle order: each
-/// status, its name (in `commands.status`, the API and serde) and, for a
-/// status a node answers with, the [`ResponseStatus`] it comes from. Writes
-/// the enum, [`CommandStatus::ALL`], [`CommandStatus::as_str`] and the
-/// conversion from [`ResponseStatus`].
-macro_rules! command_statuses {
-    ($($status:ident = $name:literal $(from $response:path)?,)*) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        pub enum CommandStatus {
-            $($status,)*
-        }
-
-        impl CommandStatus {
-            pub const ALL: [CommandStatus; [$($name),*].len()] = [$(CommandStatus::$status),*];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(CommandStatus::$status => $name,)*
-                }
-            }
-        }
-
-        impl From<ResponseStatus> for CommandStatus {
-            fn from(s: ResponseStatus) -> Self {
-                match s {
-                    $($($response => CommandStatus::$status,)?)*
-                }
-            }
-        }
-    };
-}
-
-command_statuses! {
-    Queued = "QUEUED",
-    Sent = "SENT",
-    Ack = "ACK" from ResponseStatus::Ack,
-    Done = "DONE" from ResponseStatus::Done,
-    Error = "ERROR" from ResponseStatus::Error,
-    Invalid = "INVALID" from ResponseStatus::Invalid,
-    Busy = "BUSY" from ResponseStatus::Busy,
-    NoEffect = "NO_EFFECT" from ResponseStatus::NoEffect,
-    Timeout = "TIMEOUT" from ResponseStatus::Timeout,
-    SendFailed = "SEND_FAILED",
+proto::text_enum! {
+    /// A command's status (`commands.status`, the same text in JSON).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum CommandStatus {
+        Queued => "QUEUED",
+        Sent => "SENT",
+        Ack => "ACK",
+        Done => "DONE",
+        Error => "ERROR",
+        Invalid => "INVALID",
+        Busy => "BUSY",
+        NoEffect => "NO_EFFECT",
+        Timeout => "TIMEOUT",
+        SendFailed => "SEND_FAILED",
+    }
+    impl Display;
 }
 
 impl CommandStatus {
@@ -84,19 +56,25 @@ impl CommandStatus {
     }
 }
 
-impl fmt::Display for CommandStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl From<ResponseStatus> for CommandStatus {
+    fn from(s: ResponseStatus) -> Self {
+        match s {
+            ResponseStatus::Ack => CommandStatus::Ack,
+            ResponseStatus::Done => CommandStatus::Done,
+            ResponseStatus::Error => CommandStatus::Error,
+            ResponseStatus::Invalid => CommandStatus::Invalid,
+            ResponseStatus::Busy => CommandStatus::Busy,
+            ResponseStatus::NoEffect => CommandStatus::NoEffect,
+            ResponseStatus::Timeout => CommandStatus::Timeout,
+        }
     }
 }
 
+// By hand: its error has another shape than `text_enum!`'s.
 impl FromStr for CommandStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CommandStatus::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown command status `{s}`"))
+        CommandStatus::from_text(s).ok_or_else(|| format!("unknown command status `{s}`"))
     }
 }
 
@@ -151,5 +129,10 @@ mod tests {
             );
         }
         assert!("DONE ".parse::<CommandStatus>().is_err());
+        assert_eq!(
+            "DONE ".parse::<CommandStatus>(),
+            Err("unknown command status `DONE `".to_owned())
+        );
+        assert_eq!(CommandStatus::NoEffect.to_string(), "NO_EFFECT");
     }
 }

@@ -13,30 +13,23 @@ use sqlx::PgPool;
 
 use crate::store::{broker_status_changes, brokers};
 
-/// A broker's health, best first (`brokers.status`, the same text in JSON
-/// and in SQL).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
-)]
-#[serde(rename_all = "UPPERCASE")]
-#[sqlx(type_name = "text", rename_all = "UPPERCASE")]
-pub enum BrokerStatus {
-    Good,
-    Degraded,
-    Critical,
-    Offline,
+proto::text_enum! {
+    /// A broker's health, best first (`brokers.status`, the same text in JSON
+    /// and in SQL).
+    #[derive(
+        Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+    )]
+    #[serde(rename_all = "UPPERCASE")]
+    #[sqlx(type_name = "text", rename_all = "UPPERCASE")]
+    pub enum BrokerStatus {
+        Good => "GOOD",
+        Degraded => "DEGRADED",
+        Critical => "CRITICAL",
+        Offline => "OFFLINE",
+    }
 }
 
 impl BrokerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BrokerStatus::Good => "GOOD",
-            BrokerStatus::Degraded => "DEGRADED",
-            BrokerStatus::Critical => "CRITICAL",
-            BrokerStatus::Offline => "OFFLINE",
-        }
-    }
-
     /// The value of the `broker_status{broker}` gauge: 0 GOOD … 3 OFFLINE.
     pub fn gauge(self) -> f64 {
         match self {
@@ -53,17 +46,12 @@ impl BrokerStatus {
     }
 }
 
+// By hand: its error names no choices (unlike `text_enum!`'s).
 impl std::str::FromStr for BrokerStatus {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "GOOD" => BrokerStatus::Good,
-            "DEGRADED" => BrokerStatus::Degraded,
-            "CRITICAL" => BrokerStatus::Critical,
-            "OFFLINE" => BrokerStatus::Offline,
-            other => return Err(format!("`{other}` is not a broker status")),
-        })
+        BrokerStatus::from_text(s).ok_or_else(|| format!("`{s}` is not a broker status"))
     }
 }
 
@@ -118,6 +106,10 @@ mod tests {
         assert!(BrokerStatus::Good < BrokerStatus::Degraded);
         assert!(BrokerStatus::Critical < BrokerStatus::Offline);
         assert!("good".parse::<BrokerStatus>().is_err());
+        assert_eq!(
+            "good".parse::<BrokerStatus>(),
+            Err("`good` is not a broker status".to_owned())
+        );
         assert!(!BrokerStatus::Offline.takes_nodes());
         assert!(BrokerStatus::Critical.takes_nodes());
     }

@@ -6,45 +6,27 @@ use serde_json::{Map, Value};
 
 use super::*;
 
-/// The metric kinds a node may report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MetricType {
-    Ph,
-    Ec,
-    Temperature,
-    Humidity,
-    Co2,
-    LightIntensity,
-    WaterLevel,
-    WaterLevelSwitch,
-    SoilMoisture,
-    SoilTemp,
-    WindSpeed,
-    OutsideTemp,
-    FlowRate,
-    PumpCurrent,
-}
-
-impl MetricType {
-    /// The wire name, as stored in `telemetry_samples.metric_type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricType::Ph => "PH",
-            MetricType::Ec => "EC",
-            MetricType::Temperature => "TEMPERATURE",
-            MetricType::Humidity => "HUMIDITY",
-            MetricType::Co2 => "CO2",
-            MetricType::LightIntensity => "LIGHT_INTENSITY",
-            MetricType::WaterLevel => "WATER_LEVEL",
-            MetricType::WaterLevelSwitch => "WATER_LEVEL_SWITCH",
-            MetricType::SoilMoisture => "SOIL_MOISTURE",
-            MetricType::SoilTemp => "SOIL_TEMP",
-            MetricType::WindSpeed => "WIND_SPEED",
-            MetricType::OutsideTemp => "OUTSIDE_TEMP",
-            MetricType::FlowRate => "FLOW_RATE",
-            MetricType::PumpCurrent => "PUMP_CURRENT",
-        }
+crate::text_enum! {
+    /// The metric kinds a node may report; the text is the wire name, as
+    /// stored in `telemetry_samples.metric_type`. `ALL`: every metric, for
+    /// tables and tests.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum MetricType {
+        Ph => "PH",
+        Ec => "EC",
+        Temperature => "TEMPERATURE",
+        Humidity => "HUMIDITY",
+        Co2 => "CO2",
+        LightIntensity => "LIGHT_INTENSITY",
+        WaterLevel => "WATER_LEVEL",
+        WaterLevelSwitch => "WATER_LEVEL_SWITCH",
+        SoilMoisture => "SOIL_MOISTURE",
+        SoilTemp => "SOIL_TEMP",
+        WindSpeed => "WIND_SPEED",
+        OutsideTemp => "OUTSIDE_TEMP",
+        FlowRate => "FLOW_RATE",
+        PumpCurrent => "PUMP_CURRENT",
     }
 }
 
@@ -85,24 +67,6 @@ impl MetricType {
             MetricType::PumpCurrent => 0.0..=10_000.0,
         }
     }
-
-    /// Every metric, for tables and tests.
-    pub const ALL: [MetricType; 14] = [
-        MetricType::Ph,
-        MetricType::Ec,
-        MetricType::Temperature,
-        MetricType::Humidity,
-        MetricType::Co2,
-        MetricType::LightIntensity,
-        MetricType::WaterLevel,
-        MetricType::WaterLevelSwitch,
-        MetricType::SoilMoisture,
-        MetricType::SoilTemp,
-        MetricType::WindSpeed,
-        MetricType::OutsideTemp,
-        MetricType::FlowRate,
-        MetricType::PumpCurrent,
-    ];
 }
 
 // ---------------------------------------------------------------- end of physical ranges
@@ -153,23 +117,15 @@ impl Telemetry {
     }
 }
 
-/// ONLINE, OFFLINE, or RESTARTING (announced by a node about to reboot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum NodeState {
-    Online,
-    Offline,
-    Restarting,
-}
-
-impl NodeState {
-    /// The value stored in `nodes.status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Online => "ONLINE",
-            NodeState::Offline => "OFFLINE",
-            NodeState::Restarting => "RESTARTING",
-        }
+crate::text_enum! {
+    /// ONLINE, OFFLINE, or RESTARTING (announced by a node about to reboot);
+    /// the text is the value stored in `nodes.status`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum NodeState {
+        Online => "ONLINE",
+        Offline => "OFFLINE",
+        Restarting => "RESTARTING",
     }
 }
 

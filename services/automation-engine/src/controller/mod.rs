@@ -21,25 +21,18 @@ use crate::limits::Limits;
 /// be trusted.
 pub const FUTURE_TOLERANCE_SEC: i64 = 5;
 
-/// What the engine corrects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Quantity {
-    Ph,
-    Ec,
+proto::text_enum! {
+    /// What the engine corrects; its text is the key in
+    /// `recipe_phases.targets` and in `zones.capabilities.automation`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Quantity {
+        Ph => "ph",
+        Ec => "ec",
+    }
 }
 
 impl Quantity {
-    pub const ALL: [Quantity; 2] = [Quantity::Ph, Quantity::Ec];
-
-    /// The key in `recipe_phases.targets` and in `zones.capabilities.automation`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Quantity::Ph => "ph",
-            Quantity::Ec => "ec",
-        }
-    }
-
     /// `telemetry_last.metric_type` of its readings.
     pub fn metric_type(self) -> &'static str {
         match self {

@@ -110,7 +110,7 @@ const INJECTION_PHRASES: &[&str] = &[
 
 /// Checks `p` against the figures of `inputs`; `Err` holds the reason.
 pub fn check(p: &Proposal, inputs: &Inputs) -> Result<(), String> {
-    let kind = Kind::parse(&p.kind).ok_or_else(|| {
+    let kind = Kind::from_text(&p.kind).ok_or_else(|| {
         format!(
             "`{}` is not a suggestion the advisor knows (use one of {})",
             clip(&p.kind),

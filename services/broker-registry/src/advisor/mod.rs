@@ -38,52 +38,28 @@ pub const RECOVERY_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// How far back failovers are counted.
 pub const FAILOVER_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// What the advisor can propose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Move nodes off an overloaded (or unhealthy) broker.
-    OffloadBroker,
-    /// Give a critical zone a broker of its own.
-    DedicateBroker,
-    /// Put the nodes of quiet zones on one broker.
-    MergeQuietZones,
-    /// Place nodes by another strategy.
-    SwitchStrategy,
-    /// Refill a broker that came back after a failure.
-    RestoreSpread,
-    /// Look at nodes with a poor signal or odd command rates.
-    InspectNodes,
+proto::text_enum! {
+    /// What the advisor can propose.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Kind {
+        /// Move nodes off an overloaded (or unhealthy) broker.
+        OffloadBroker => "offload_broker",
+        /// Give a critical zone a broker of its own.
+        DedicateBroker => "dedicate_broker",
+        /// Put the nodes of quiet zones on one broker.
+        MergeQuietZones => "merge_quiet_zones",
+        /// Place nodes by another strategy.
+        SwitchStrategy => "switch_strategy",
+        /// Refill a broker that came back after a failure.
+        RestoreSpread => "restore_spread",
+        /// Look at nodes with a poor signal or odd command rates.
+        InspectNodes => "inspect_nodes",
+    }
 }
 
 /// The kind stored for a model answer that named none of [`Kind`].
 pub const INVALID_KIND: &str = "invalid";
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::OffloadBroker,
-        Kind::DedicateBroker,
-        Kind::MergeQuietZones,
-        Kind::SwitchStrategy,
-        Kind::RestoreSpread,
-        Kind::InspectNodes,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::OffloadBroker => "offload_broker",
-            Kind::DedicateBroker => "dedicate_broker",
-            Kind::MergeQuietZones => "merge_quiet_zones",
-            Kind::SwitchStrategy => "switch_strategy",
-            Kind::RestoreSpread => "restore_spread",
-            Kind::InspectNodes => "inspect_nodes",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-}
 
 /// One node to one broker, as a suggestion names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -97,7 +97,7 @@ async fn store_one(
     p: &Proposal,
     verdict: Result<(), String>,
 ) -> Result<Suggestion, ApiError> {
-    let (kind, evidence) = match Kind::parse(&p.kind) {
+    let (kind, evidence) = match Kind::from_text(&p.kind) {
         Some(k) => (k.as_str(), p.evidence.clone()),
         None if p.kind == INVALID_KIND => (INVALID_KIND, p.evidence.clone()),
         None => (
@@ -220,7 +220,7 @@ pub async fn apply(s: &ApiState, id: i64, who: &Operator) -> Result<Value, ApiEr
             format!("suggestion {id} no longer passes the guard: {reason}"),
         )
     })?;
-    let kind = Kind::parse(&row.kind)
+    let kind = Kind::from_text(&row.kind)
         .ok_or_else(|| ApiError::internal("a proposed suggestion of no known kind"))?;
     if proposal.moves.is_empty() && kind != Kind::SwitchStrategy {
         return Err(ApiError::conflict(

@@ -26,80 +26,45 @@ mod tests;
 
 pub use plan::*;
 
+use proto::text_enum::not_one_of;
 use serde::{Deserialize, Serialize};
 
 use crate::placement::broker_status::BrokerStatus;
 
-/// How nodes are placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    Static,
-    Dynamic,
-    Priority,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Static => "static",
-            Strategy::Dynamic => "dynamic",
-            Strategy::Priority => "priority",
-        }
+proto::text_enum! {
+    /// How nodes are placed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Strategy {
+        Static => "static",
+        Dynamic => "dynamic",
+        Priority => "priority",
     }
 }
 
+/// Case and blanks around the text do not matter.
 impl std::str::FromStr for Strategy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "static" => Ok(Strategy::Static),
-            "dynamic" => Ok(Strategy::Dynamic),
-            "priority" => Ok(Strategy::Priority),
-            other => Err(format!(
-                "`{other}` is not a strategy: use static, dynamic or priority"
-            )),
-        }
+        let s = s.trim().to_ascii_lowercase();
+        Strategy::from_text(&s)
+            .ok_or_else(|| not_one_of(&s, "strategy", &Strategy::ALL.map(Strategy::as_str)))
     }
 }
 
-/// `brokers.role` (the same text in JSON and in SQL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum Role {
-    Primary,
-    Standby,
-    Optional,
-    Dedicated,
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "primary" => Ok(Role::Primary),
-            "standby" => Ok(Role::Standby),
-            "optional" => Ok(Role::Optional),
-            "dedicated" => Ok(Role::Dedicated),
-            other => Err(format!(
-                "`{other}` is not a role: use primary, standby, optional or dedicated"
-            )),
-        }
+proto::text_enum! {
+    /// `brokers.role` (the same text in JSON and in SQL).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+    #[serde(rename_all = "lowercase")]
+    #[sqlx(type_name = "text", rename_all = "lowercase")]
+    pub enum Role {
+        Primary => "primary",
+        Standby => "standby",
+        Optional => "optional",
+        Dedicated => "dedicated",
     }
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Standby => "standby",
-            Role::Optional => "optional",
-            Role::Dedicated => "dedicated",
-        }
-    }
+    impl FromStr(noun = "role");
 }
 
 /// A broker as the planner sees it.
@@ -119,33 +84,21 @@ impl BrokerView {
     }
 }
 
-/// How a node can be moved (`nodes.move_via`, the same text in JSON and in
-/// SQL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum MoveVia {
-    /// A retained `config/update` with fallbacks (node-sim's classic nodes).
-    ConfigUpdate,
-    /// A NodeConfig push naming the new broker (the firmware).
-    NodeConfig,
-    /// Not at all.
-    None,
-}
-
-impl std::str::FromStr for MoveVia {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "config_update" => Ok(MoveVia::ConfigUpdate),
-            "node_config" => Ok(MoveVia::NodeConfig),
-            "none" => Ok(MoveVia::None),
-            other => Err(format!(
-                "`{other}` is not a move means: use config_update, node_config or none"
-            )),
-        }
+proto::text_enum! {
+    /// How a node can be moved (`nodes.move_via`, the same text in JSON and
+    /// in SQL).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+    #[serde(rename_all = "snake_case")]
+    #[sqlx(type_name = "text", rename_all = "snake_case")]
+    pub enum MoveVia {
+        /// A retained `config/update` with fallbacks (node-sim's classic nodes).
+        ConfigUpdate => "config_update",
+        /// A NodeConfig push naming the new broker (the firmware).
+        NodeConfig => "node_config",
+        /// Not at all.
+        None => "none",
     }
+    impl FromStr(noun = "move means");
 }
 
 /// A node as the planner sees it.

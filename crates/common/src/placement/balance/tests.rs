@@ -310,4 +310,18 @@ fn strategy_names() {
     assert!("random".parse::<Strategy>().unwrap_err().contains("static"));
     assert_eq!("dedicated".parse::<Role>(), Ok(Role::Dedicated));
     assert!("master".parse::<Role>().is_err());
+    assert_eq!("node_config".parse::<MoveVia>(), Ok(MoveVia::NodeConfig));
+    // The errors, word for word (the strategy's after trimming and lowercasing).
+    assert_eq!(
+        " Random ".parse::<Strategy>(),
+        Err("`random` is not a strategy: use static, dynamic or priority".to_owned())
+    );
+    assert_eq!(
+        "master".parse::<Role>(),
+        Err("`master` is not a role: use primary, standby, optional or dedicated".to_owned())
+    );
+    assert_eq!(
+        "push".parse::<MoveVia>(),
+        Err("`push` is not a move means: use config_update, node_config or none".to_owned())
+    );
 }

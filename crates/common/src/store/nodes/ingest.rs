@@ -10,34 +10,21 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-/// `nodes.status`, mapped to its SQL text here only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeStatus {
-    Online,
-    Offline,
-    Restarting,
-    Unknown,
+proto::text_enum! {
+    /// `nodes.status`, mapped to its SQL text here only.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum NodeStatus {
+        Online => "ONLINE",
+        Offline => "OFFLINE",
+        Restarting => "RESTARTING",
+        Unknown => "UNKNOWN",
+    }
 }
 
 impl NodeStatus {
-    /// The value stored in `nodes.status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Online => "ONLINE",
-            NodeStatus::Offline => "OFFLINE",
-            NodeStatus::Restarting => "RESTARTING",
-            NodeStatus::Unknown => "UNKNOWN",
-        }
-    }
-
     /// A `nodes.status` value; anything else is UNKNOWN.
     pub fn parse(s: &str) -> NodeStatus {
-        match s {
-            "ONLINE" => NodeStatus::Online,
-            "OFFLINE" => NodeStatus::Offline,
-            "RESTARTING" => NodeStatus::Restarting,
-            _ => NodeStatus::Unknown,
-        }
+        NodeStatus::from_text(s).unwrap_or(NodeStatus::Unknown)
     }
 }
 
