@@ -4,38 +4,34 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{SettingsError, from_env};
 use serde::Deserialize;
-
-const fn default_interval_sec() -> u64 {
-    15
-}
-const fn default_target_cycle_time_sec() -> f64 {
-    1.0
-}
-const fn default_event_repeat_sec() -> u64 {
-    300
-}
 
 /// How often the engine decides and how hard it works at it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct AutomationSettings {
-    /// `AUTOMATION_INTERVAL_SEC`: time between the starts of two cycles.
-    #[serde(default = "default_interval_sec", deserialize_with = "de_from_str")]
+    /// `AUTOMATION_INTERVAL_SEC`: time between the starts of two cycles;
+    /// default 15.
     pub automation_interval_sec: u64,
     /// `TARGET_CYCLE_TIME_SEC`: the time a cycle should take; the number of
-    /// zones processed at once adapts to it (5..50). 1 s: 1,000 zones
+    /// zones processed at once adapts to it (5..50). Default 1 s: 1,000 zones
     /// decided well within one cycle interval.
-    #[serde(
-        default = "default_target_cycle_time_sec",
-        deserialize_with = "de_from_str"
-    )]
     pub target_cycle_time_sec: f64,
     /// `AUTOMATION_EVENT_REPEAT_SEC`: a skip or error with the same reason
     /// as the zone's previous one is written as a zone event again only
-    /// after this; 0 writes every decision.
-    #[serde(default = "default_event_repeat_sec", deserialize_with = "de_from_str")]
+    /// after this; 0 writes every decision. Default 300.
     pub automation_event_repeat_sec: u64,
+}
+
+impl Default for AutomationSettings {
+    fn default() -> Self {
+        AutomationSettings {
+            automation_interval_sec: 15,
+            target_cycle_time_sec: 1.0,
+            automation_event_repeat_sec: 300,
+        }
+    }
 }
 
 impl AutomationSettings {

@@ -5,74 +5,54 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::placement::balance::Strategy;
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{SettingsError, from_env};
 use serde::Deserialize;
 
 use crate::detector::Thresholds;
 
-const fn default_probe_interval_ms() -> u64 {
-    1_000
-}
-const fn default_suspect_probe_ms() -> u64 {
-    400
-}
-const fn default_confirm_probes() -> u32 {
-    3
-}
-const fn default_recover_probes() -> u32 {
-    5
-}
-const fn default_silence_sec() -> u64 {
-    10
-}
-const fn default_unanswered_sec() -> u64 {
-    5
-}
-const fn default_event_deadline_sec() -> u64 {
-    120
-}
-fn default_strategy() -> String {
-    "priority".into()
-}
-
 /// How brokers are watched and where nodes go.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct FailoverSettings {
     /// `ASSIGNMENT_STRATEGY`: the strategy nodes of a dead broker are placed
-    /// by (the same variable broker-registry reads).
-    #[serde(default = "default_strategy")]
+    /// by (the same variable broker-registry reads); default `priority`.
     pub assignment_strategy: String,
-    /// `FAILOVER_PROBE_INTERVAL_MS`: round-trip probe period per broker.
-    #[serde(
-        default = "default_probe_interval_ms",
-        deserialize_with = "de_from_str"
-    )]
+    /// `FAILOVER_PROBE_INTERVAL_MS`: round-trip probe period per broker;
+    /// default 1000.
     pub failover_probe_interval_ms: u64,
-    /// `FAILOVER_SUSPECT_PROBE_MS`: probe period of a suspect broker.
-    #[serde(default = "default_suspect_probe_ms", deserialize_with = "de_from_str")]
+    /// `FAILOVER_SUSPECT_PROBE_MS`: probe period of a suspect broker; default 400.
     pub failover_suspect_probe_ms: u64,
-    /// `FAILOVER_CONFIRM_PROBES`: failed probes in a row that confirm a broker dead.
-    #[serde(default = "default_confirm_probes", deserialize_with = "de_from_str")]
+    /// `FAILOVER_CONFIRM_PROBES`: failed probes in a row that confirm a broker
+    /// dead; default 3.
     pub failover_confirm_probes: u32,
-    /// `FAILOVER_RECOVER_PROBES`: good probes in a row before a dead broker is GOOD again.
-    #[serde(default = "default_recover_probes", deserialize_with = "de_from_str")]
+    /// `FAILOVER_RECOVER_PROBES`: good probes in a row before a dead broker is
+    /// GOOD again; default 5.
     pub failover_recover_probes: u32,
     /// `FAILOVER_SILENCE_SEC`: no uplink this long from a broker with nodes
-    /// makes it suspect.
-    #[serde(default = "default_silence_sec", deserialize_with = "de_from_str")]
+    /// makes it suspect; default 10.
     pub failover_silence_sec: u64,
     /// `FAILOVER_UNANSWERED_SEC`: commands SENT on a broker this long
-    /// without an answer make it suspect.
-    #[serde(default = "default_unanswered_sec", deserialize_with = "de_from_str")]
+    /// without an answer make it suspect; default 5.
     pub failover_unanswered_sec: u64,
     /// `FAILOVER_EVENT_DEADLINE_SEC`: a failover event not settled (moves
     /// unconfirmed, or nodes stranded) this long after it started is closed
-    /// with its counts.
-    #[serde(
-        default = "default_event_deadline_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// with its counts; default 120.
     pub failover_event_deadline_sec: u64,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings {
+            assignment_strategy: "priority".into(),
+            failover_probe_interval_ms: 1_000,
+            failover_suspect_probe_ms: 400,
+            failover_confirm_probes: 3,
+            failover_recover_probes: 5,
+            failover_silence_sec: 10,
+            failover_unanswered_sec: 5,
+            failover_event_deadline_sec: 120,
+        }
+    }
 }
 
 impl FailoverSettings {

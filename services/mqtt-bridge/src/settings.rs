@@ -5,22 +5,24 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{SettingsError, from_env};
 use serde::Deserialize;
-
-const fn default_command_timeout_sec() -> u64 {
-    30
-}
 
 /// How long a command may stay without a final status.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct BridgeSettings {
-    /// `COMMAND_TIMEOUT_SEC`: a command with no final status after this is TIMEOUT.
-    #[serde(
-        default = "default_command_timeout_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// `COMMAND_TIMEOUT_SEC`: a command with no final status after this is
+    /// TIMEOUT; default 30.
     pub command_timeout_sec: u64,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            command_timeout_sec: 30,
+        }
+    }
 }
 
 impl BridgeSettings {

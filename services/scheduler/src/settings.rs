@@ -4,27 +4,29 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{SettingsError, from_env};
 use serde::Deserialize;
-
-const fn default_tick_sec() -> u64 {
-    60
-}
-const fn default_catch_up_sec() -> u64 {
-    900
-}
 
 /// How often the scheduler looks and how late a slot may still fire.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct SchedulerSettings {
-    /// `SCHEDULER_TICK_SEC`: time between two ticks (the first is at start).
-    #[serde(default = "default_tick_sec", deserialize_with = "de_from_str")]
+    /// `SCHEDULER_TICK_SEC`: time between two ticks (the first is at start);
+    /// default 60.
     pub scheduler_tick_sec: u64,
     /// `SCHEDULER_CATCHUP_MAX_AGE_SEC`: a slot found due later than this
     /// (the service was down, or no instance held the lease) is not fired
-    /// but recorded as missed, with a zone event.
-    #[serde(default = "default_catch_up_sec", deserialize_with = "de_from_str")]
+    /// but recorded as missed, with a zone event. Default 900.
     pub scheduler_catchup_max_age_sec: u64,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            scheduler_tick_sec: 60,
+            scheduler_catchup_max_age_sec: 900,
+        }
+    }
 }
 
 impl SchedulerSettings {

@@ -34,10 +34,6 @@ pub enum LogFormat {
     Json,
 }
 
-fn default_node_secret() -> SecretString {
-    SecretString::from(DEV_NODE_SECRET)
-}
-
 /// Settings every service shares, one struct per concern, each read from
 /// the contract's flat variable names (`MQTT_HOST` is `mqtt.host`). A knob
 /// only one service reads lives in that service's settings, read with
@@ -52,24 +48,34 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// `HTTP_*`, `BRIDGE_API_TOKEN`: the service's HTTP server and its API.
     pub http: HttpSettings,
-    /// `NODE_DEFAULT_SECRET`: HMAC key for nodes without their own secret.
+    /// `NODE_DEFAULT_SECRET`: HMAC key for nodes without their own secret;
+    /// default [`DEV_NODE_SECRET`].
     pub node_default_secret: SecretString,
-    /// `LOG_FORMAT`: `text` or `json`.
+    /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
     /// `HYDRO_ENV`: `production` makes the service refuse to start on any
     /// development default (see [`Settings::refuse_dev_defaults`]).
     pub hydro_env: Option<String>,
 }
 
-/// The shared settings that belong to no concern of their own.
+/// The shared settings that belong to no concern of their own (documented
+/// on [`Settings`]).
 #[derive(Deserialize)]
+#[serde(default)]
 struct General {
-    #[serde(default = "default_node_secret")]
     node_default_secret: SecretString,
-    #[serde(default)]
     log_format: LogFormat,
-    #[serde(default)]
     hydro_env: Option<String>,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            node_default_secret: SecretString::from(DEV_NODE_SECRET),
+            log_format: LogFormat::Text,
+            hydro_env: None,
+        }
+    }
 }
 
 impl Settings {

@@ -119,3 +119,24 @@ fn bad_values_name_the_variable() {
         assert!(text.contains(&k.to_lowercase()), "{k}={v}: {err}");
     }
 }
+
+#[test]
+fn values_are_trimmed_and_blank_is_unset() {
+    let s = SimSettings::from_vars(vars(&[
+        ("SIM_ZONES", " 4 "),
+        ("SIM_MODE", " firmware "),
+        ("SIM_TCP_NODELAY", ""),
+        ("SIM_SEED_DB", " "),
+        ("SIM_BROKER_URL", ""),
+        ("SIM_STATE_DIR", " "),
+        ("SIM_API_TOKEN", ""),
+    ]))
+    .unwrap();
+    assert_eq!(s.zones, 4);
+    assert_eq!(s.mode, SimMode::Firmware);
+    assert!(s.tcp_nodelay, "blank is unset: the default, true");
+    assert!(!s.seed_db);
+    assert!(s.broker_url.is_none());
+    assert!(s.state_dir.is_none());
+    assert!(s.api_token.is_none());
+}
