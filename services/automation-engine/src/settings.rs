@@ -1,10 +1,9 @@
 //! automation-engine's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
 /// How often the engine decides and how hard it works at it.
@@ -34,19 +33,7 @@ impl Default for AutomationSettings {
     }
 }
 
-impl AutomationSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: AutomationSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for AutomationSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         if !(1..=3_600).contains(&self.automation_interval_sec) {
@@ -62,7 +49,9 @@ impl AutomationSettings {
         }
         Ok(())
     }
+}
 
+impl AutomationSettings {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.automation_interval_sec)
     }

@@ -1,11 +1,10 @@
 //! broker-registry's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::placement::balance::{Role, Strategy};
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -98,17 +97,7 @@ pub struct SeedBroker {
     pub role: Role,
 }
 
-impl RegistrySettings {
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: RegistrySettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for RegistrySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.strategy()?;
         self.seed_brokers()?;
@@ -138,7 +127,9 @@ impl RegistrySettings {
         }
         Ok(())
     }
+}
 
+impl RegistrySettings {
     pub fn strategy(&self) -> Result<Strategy, SettingsError> {
         self.assignment_strategy
             .parse()

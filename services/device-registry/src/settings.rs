@@ -1,10 +1,9 @@
 //! device-registry's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -55,17 +54,7 @@ impl Default for DeviceSettings {
     }
 }
 
-impl DeviceSettings {
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: DeviceSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for DeviceSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         if !(1..=7 * 86_400).contains(&self.device_bind_ttl_sec) {
             return Err(SettingsError(
@@ -89,7 +78,9 @@ impl DeviceSettings {
         }
         Ok(())
     }
+}
 
+impl DeviceSettings {
     /// The dynsec admin login, when node accounts are managed.
     pub fn admin_login(&self) -> Option<(&str, &SecretString)> {
         Some((

@@ -1,11 +1,10 @@
 //! failover's own settings, read from the environment next to the shared
 //! [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::placement::balance::Strategy;
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
 use crate::detector::Thresholds;
@@ -55,33 +54,30 @@ impl Default for FailoverSettings {
     }
 }
 
-impl FailoverSettings {
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: FailoverSettings = from_env(vars)?;
-        s.strategy()?;
+impl FromEnv for FailoverSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.strategy()?;
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if !(100..=60_000).contains(&s.failover_probe_interval_ms) {
+        if !(100..=60_000).contains(&self.failover_probe_interval_ms) {
             return fail("FAILOVER_PROBE_INTERVAL_MS must be between 100 and 60000");
         }
-        if !(50..=60_000).contains(&s.failover_suspect_probe_ms) {
+        if !(50..=60_000).contains(&self.failover_suspect_probe_ms) {
             return fail("FAILOVER_SUSPECT_PROBE_MS must be between 50 and 60000");
         }
-        if s.failover_confirm_probes == 0 || s.failover_recover_probes == 0 {
+        if self.failover_confirm_probes == 0 || self.failover_recover_probes == 0 {
             return fail("FAILOVER_CONFIRM_PROBES and FAILOVER_RECOVER_PROBES must be at least 1");
         }
-        if s.failover_silence_sec == 0 || s.failover_unanswered_sec == 0 {
+        if self.failover_silence_sec == 0 || self.failover_unanswered_sec == 0 {
             return fail("FAILOVER_SILENCE_SEC and FAILOVER_UNANSWERED_SEC must be at least 1");
         }
-        if s.failover_event_deadline_sec == 0 {
+        if self.failover_event_deadline_sec == 0 {
             return fail("FAILOVER_EVENT_DEADLINE_SEC must be at least 1");
         }
-        Ok(s)
+        Ok(())
     }
+}
 
+impl FailoverSettings {
     pub fn strategy(&self) -> Result<Strategy, SettingsError> {
         self.assignment_strategy
             .parse()

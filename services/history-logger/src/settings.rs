@@ -2,10 +2,9 @@
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
 /// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
@@ -72,19 +71,7 @@ impl Default for HistorySettings {
     }
 }
 
-impl HistorySettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: HistorySettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for HistorySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         if self.history_stream.trim().is_empty() {
@@ -129,7 +116,9 @@ impl HistorySettings {
         }
         Ok(())
     }
+}
 
+impl HistorySettings {
     /// `INSTANCE_ID`, else the host name, else `local`.
     pub fn instance(&self) -> String {
         if let Some(id) = self.instance_id.as_ref().filter(|s| !s.is_empty()) {

@@ -2,10 +2,9 @@
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
 /// How long a command may stay without a final status.
@@ -25,23 +24,18 @@ impl Default for BridgeSettings {
     }
 }
 
-impl BridgeSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: BridgeSettings = from_env(vars)?;
-        if !(1..=86_400).contains(&s.command_timeout_sec) {
+impl FromEnv for BridgeSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(1..=86_400).contains(&self.command_timeout_sec) {
             return Err(SettingsError(
                 "COMMAND_TIMEOUT_SEC must be between 1 and 86400".into(),
             ));
         }
-        Ok(s)
+        Ok(())
     }
+}
 
+impl BridgeSettings {
     /// The command timeout as a duration.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_sec)

@@ -1,10 +1,9 @@
 //! scheduler's own settings, read from the environment next to the shared
 //! [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
 /// How often the scheduler looks and how late a slot may still fire.
@@ -29,19 +28,7 @@ impl Default for SchedulerSettings {
     }
 }
 
-impl SchedulerSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: SchedulerSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for SchedulerSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         if !(1..=3_600).contains(&self.scheduler_tick_sec) {
@@ -57,7 +44,9 @@ impl SchedulerSettings {
         }
         Ok(())
     }
+}
 
+impl SchedulerSettings {
     pub fn tick(&self) -> Duration {
         Duration::from_secs(self.scheduler_tick_sec)
     }

@@ -1,6 +1,7 @@
 //! Reading the environment: variables into typed settings (one rule for
-//! every value, see [`from_env`]), secrets from files, and the one
-//! deserialiser the generic path lacks ([`de_from_str`]).
+//! every value, see [`from_env`]; a service's own settings are [`FromEnv`]),
+//! secrets from files, and the one deserialiser the generic path lacks
+//! ([`de_from_str`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -35,6 +36,26 @@ pub fn from_env<T: DeserializeOwned>(
     vars: Option<HashMap<String, String>>,
 ) -> Result<T, SettingsError> {
     from_resolved(with_secret_files(vars.unwrap_or_else(process_vars))?)
+}
+
+/// A service's own settings: read with [`from_env`], then checked before
+/// anything starts. A service implements [`FromEnv::validate`]; `load` and
+/// `from_vars` come with it.
+pub trait FromEnv: DeserializeOwned {
+    /// Checks every value; the error names the variable to fix.
+    fn validate(&self) -> Result<(), SettingsError>;
+
+    /// Reads and validates the process environment.
+    fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let settings: Self = from_env(vars)?;
+        settings.validate()?;
+        Ok(settings)
+    }
 }
 
 /// [`from_env`] over variables whose secret files are already read.

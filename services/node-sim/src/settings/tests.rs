@@ -3,6 +3,8 @@
 
 use super::*;
 
+use common::settings::FromEnv;
+
 use testkit::env_vars as vars;
 
 #[test]
