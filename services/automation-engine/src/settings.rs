@@ -1,8 +1,6 @@
 //! automation-engine's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::time::Duration;
-
 use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
@@ -51,22 +49,16 @@ impl FromEnv for AutomationSettings {
     }
 }
 
-impl AutomationSettings {
-    pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.automation_interval_sec)
-    }
-
-    pub fn target_cycle_time(&self) -> Duration {
-        Duration::from_secs_f64(self.target_cycle_time_sec)
-    }
-
-    pub fn event_repeat(&self) -> Duration {
-        Duration::from_secs(self.automation_event_repeat_sec)
-    }
-}
+common::durations!(AutomationSettings {
+    interval: from_secs(automation_interval_sec),
+    target_cycle_time: from_secs_f64(target_cycle_time_sec),
+    event_repeat: from_secs(automation_event_repeat_sec),
+});
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use testkit::env_vars;
 
     use super::*;

@@ -148,22 +148,6 @@ impl RegistrySettings {
             .collect()
     }
 
-    pub fn health_interval(&self) -> Duration {
-        Duration::from_millis(self.health_interval_ms)
-    }
-
-    pub fn assign_interval(&self) -> Duration {
-        Duration::from_millis(self.assign_interval_ms)
-    }
-
-    pub fn move_cooldown(&self) -> Duration {
-        Duration::from_secs(self.move_cooldown_sec)
-    }
-
-    pub fn move_confirm_timeout(&self) -> Duration {
-        Duration::from_secs(self.move_confirm_timeout_sec)
-    }
-
     /// The advisor's model, when `ADVISOR_MODEL_URL` is set.
     pub fn advisor_model(&self) -> Option<crate::advisor::model::ModelConfig> {
         let url = self.advisor_model_url.as_deref()?.trim();
@@ -180,6 +164,13 @@ impl RegistrySettings {
         self.broker_registry_api_token.as_ref().or(bridge)
     }
 }
+
+common::durations!(RegistrySettings {
+    health_interval: from_millis(health_interval_ms),
+    assign_interval: from_millis(assign_interval_ms),
+    move_cooldown: from_secs(move_cooldown_sec),
+    move_confirm_timeout: from_secs(move_confirm_timeout_sec),
+});
 
 /// `id=url` or `id=url@role`.
 pub fn parse_seed(entry: &str) -> Result<SeedBroker, String> {

@@ -89,18 +89,6 @@ impl DeviceSettings {
         ))
     }
 
-    pub fn account_sync_interval(&self) -> Duration {
-        Duration::from_secs(self.device_account_sync_sec)
-    }
-
-    pub fn bind_ttl(&self) -> Duration {
-        Duration::from_secs(self.device_bind_ttl_sec)
-    }
-
-    pub fn unbound_write_interval(&self) -> Duration {
-        Duration::from_millis(self.device_unbound_write_ms)
-    }
-
     /// How often expired binds are looked for: half the TTL, 0.2 to 5 s.
     pub fn expiry_interval(&self) -> Duration {
         Duration::from_millis((self.device_bind_ttl_sec * 500).clamp(200, 5_000))
@@ -111,6 +99,12 @@ impl DeviceSettings {
         self.device_registry_api_token.as_ref().or(bridge)
     }
 }
+
+common::durations!(DeviceSettings {
+    account_sync_interval: from_secs(device_account_sync_sec),
+    bind_ttl: from_secs(device_bind_ttl_sec),
+    unbound_write_interval: from_millis(device_unbound_write_ms),
+});
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,6 @@
 //! failover's own settings, read from the environment next to the shared
 //! [`common::settings::Settings`] and validated before anything starts.
 
-use std::time::Duration;
-
 use common::placement::balance::Strategy;
 use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
@@ -90,30 +88,20 @@ impl FailoverSettings {
             recover_probes: self.failover_recover_probes,
         }
     }
-
-    pub fn probe_interval(&self) -> Duration {
-        Duration::from_millis(self.failover_probe_interval_ms)
-    }
-
-    pub fn suspect_probe(&self) -> Duration {
-        Duration::from_millis(self.failover_suspect_probe_ms)
-    }
-
-    pub fn silence(&self) -> Duration {
-        Duration::from_secs(self.failover_silence_sec)
-    }
-
-    pub fn event_deadline(&self) -> Duration {
-        Duration::from_secs(self.failover_event_deadline_sec)
-    }
-
-    pub fn unanswered(&self) -> Duration {
-        Duration::from_secs(self.failover_unanswered_sec)
-    }
 }
+
+common::durations!(FailoverSettings {
+    probe_interval: from_millis(failover_probe_interval_ms),
+    suspect_probe: from_millis(failover_suspect_probe_ms),
+    silence: from_secs(failover_silence_sec),
+    event_deadline: from_secs(failover_event_deadline_sec),
+    unanswered: from_secs(failover_unanswered_sec),
+});
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use testkit::env_vars as vars;
 

@@ -23,6 +23,24 @@ use std::collections::HashMap;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+/// Writes the `Duration` views of a settings struct's numeric fields, one
+/// line each: `durations!(S { tick: from_secs(tick_sec) })` gives
+/// `S::tick(&self) -> Duration`, `Duration::from_secs(self.tick_sec)` (any
+/// `Duration` constructor of one number: `from_millis`, `from_secs_f64`, …).
+#[macro_export]
+macro_rules! durations {
+    ($settings:ty { $($(#[$doc:meta])* $name:ident: $unit:ident($field:ident)),* $(,)? }) => {
+        impl $settings {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> ::std::time::Duration {
+                    ::std::time::Duration::$unit(self.$field)
+                }
+            )*
+        }
+    };
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

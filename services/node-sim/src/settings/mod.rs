@@ -9,8 +9,6 @@ mod brokers;
 mod tests;
 mod validate;
 
-use std::time::Duration;
-
 use common::settings::de_from_str;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -192,20 +190,9 @@ impl Default for SimSettings {
     }
 }
 
-impl SimSettings {
-    pub fn telemetry_interval(&self) -> Duration {
-        Duration::from_millis(self.telemetry_interval_ms)
-    }
-
-    pub fn heartbeat_interval(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_interval_ms)
-    }
-
-    pub fn fallback_after(&self) -> Duration {
-        Duration::from_millis(self.fallback_after_ms)
-    }
-
-    pub fn time_retry(&self) -> Duration {
-        Duration::from_millis(self.time_retry_ms)
-    }
-}
+common::durations!(SimSettings {
+    telemetry_interval: from_millis(telemetry_interval_ms),
+    heartbeat_interval: from_millis(heartbeat_interval_ms),
+    fallback_after: from_millis(fallback_after_ms),
+    time_retry: from_millis(time_retry_ms),
+});
