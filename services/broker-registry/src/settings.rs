@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        for (k, v) in [
+        testkit::assert_each_refused::<RegistrySettings>(&[
             ("MQTT_BROKERS", "mqtt1"),
             ("MQTT_BROKERS", "mqtt1=tcp://x:1"),
             ("MQTT_BROKERS", "mqtt1=mqtt://x:1@boss"),
@@ -265,14 +265,6 @@ mod tests {
             ("REBALANCE_MAX_MOVES", "0"),
             ("ADVISOR_MODEL_URL", "ftp://model"),
             ("ADVISOR_MODEL_TIMEOUT_MS", "5"),
-        ] {
-            let err = RegistrySettings::from_vars(vars(&[(k, v)]))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.to_lowercase().contains(&k.to_lowercase()),
-                "{k}={v}: {err}"
-            );
-        }
+        ]);
     }
 }

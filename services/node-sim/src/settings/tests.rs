@@ -97,7 +97,7 @@ fn values_are_read() {
 
 #[test]
 fn bad_values_name_the_variable() {
-    for (k, v) in [
+    testkit::assert_each_refused::<SimSettings>(&[
         ("SIM_ZONES", "0"),
         ("SIM_NODES", "0"),
         ("SIM_TELEMETRY_INTERVAL_MS", "5"),
@@ -115,11 +115,7 @@ fn bad_values_name_the_variable() {
         ("SIM_MODE", "legacy"),
         ("SIM_TIME_RETRY_MS", "5"),
         ("SIM_FW_APPLY_MQTT_ONLY", "perhaps"),
-    ] {
-        let err = SimSettings::from_vars(vars(&[(k, v)])).unwrap_err();
-        let text = err.to_string().to_lowercase();
-        assert!(text.contains(&k.to_lowercase()), "{k}={v}: {err}");
-    }
+    ]);
 }
 
 #[test]
