@@ -5,6 +5,9 @@
 //! Secrets are [`SecretString`]s: `Debug` prints `[REDACTED]`, so logging the
 //! settings at start is safe. Each secret variable may instead name a file
 //! holding it (`PG_PASS_FILE`, …: [`from_env`]).
+//!
+//! A service's own settings implement [`FromEnv`] (read, then validated);
+//! [`durations!`](crate::durations) writes their `Duration` views.
 
 mod database;
 mod env;

@@ -2,7 +2,7 @@
 //! shared [`common::settings::Settings`] and validated before anything starts.
 //!
 //! This file holds the settings and their defaults; the checks are in
-//! [`validate`], the broker list and which node goes where in [`brokers`].
+//! `validate.rs`, the broker list and which node goes where in `brokers.rs`.
 
 mod brokers;
 #[cfg(test)]

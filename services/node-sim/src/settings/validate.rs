@@ -1,5 +1,6 @@
-//! Reading and checking [`SimSettings`]: every value is validated before
-//! anything starts, and each error names the variable to fix.
+//! Checking [`SimSettings`] (its [`FromEnv`] impl, so `SimSettings::load`
+//! refuses a bad value): every value is validated before anything starts,
+//! and each error names the variable to fix.
 
 use common::settings::{FromEnv, SettingsError};
 
