@@ -6,7 +6,7 @@
 //! - [`net`]: free ports and a TCP proxy that cuts a connection;
 //! - [`process`]: a service binary as its own process (signals);
 //! - [`recipes`]: recipes and phases for automation and scheduling tests;
-//! - below: waits, benchmark knobs and verdicts.
+//! - below: waits, settings refusals, benchmark knobs and verdicts.
 
 pub mod broker;
 pub mod db;
@@ -42,6 +42,19 @@ where
 }
 
 pub use common::settings::env_vars;
+
+/// Asserts that `T` refuses each `(variable, value)` set alone, with an error
+/// that names the variable (in any case).
+#[track_caller]
+pub fn assert_each_refused<T: common::settings::FromEnv + std::fmt::Debug>(cases: &[(&str, &str)]) {
+    for (k, v) in cases {
+        let err = T::from_vars(env_vars(&[(k, v)])).unwrap_err().to_string();
+        assert!(
+            err.to_lowercase().contains(&k.to_lowercase()),
+            "{k}={v}: {err}"
+        );
+    }
+}
 
 /// `REDIS_URL`, else the local development Redis.
 pub fn redis_url() -> String {

@@ -19,7 +19,7 @@ use common::commands::CommandSender;
 use common::commands::status_writer::StatusWriter;
 use common::mqtt::pool::BrokerPool;
 use common::runtime::lease::Lease;
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use testkit::{TestBroker, TestDb, env_u64, env_vars, load_average};
 use tokio_util::sync::CancellationToken;
 

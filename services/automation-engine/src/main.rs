@@ -2,6 +2,7 @@
 
 use automation_engine::{App, AutomationSettings, SERVICE};
 use common::runtime::service;
+use common::settings::FromEnv;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,56 +1,37 @@
 //! automation-engine's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
-
-const fn default_interval_sec() -> u64 {
-    15
-}
-const fn default_target_cycle_time_sec() -> f64 {
-    1.0
-}
-const fn default_event_repeat_sec() -> u64 {
-    300
-}
 
 /// How often the engine decides and how hard it works at it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct AutomationSettings {
-    /// `AUTOMATION_INTERVAL_SEC`: time between the starts of two cycles.
-    #[serde(default = "default_interval_sec", deserialize_with = "de_from_str")]
+    /// `AUTOMATION_INTERVAL_SEC`: time between the starts of two cycles;
+    /// default 15.
     pub automation_interval_sec: u64,
     /// `TARGET_CYCLE_TIME_SEC`: the time a cycle should take; the number of
-    /// zones processed at once adapts to it (5..50). 1 s: 1,000 zones
+    /// zones processed at once adapts to it (5..50). Default 1 s: 1,000 zones
     /// decided well within one cycle interval.
-    #[serde(
-        default = "default_target_cycle_time_sec",
-        deserialize_with = "de_from_str"
-    )]
     pub target_cycle_time_sec: f64,
     /// `AUTOMATION_EVENT_REPEAT_SEC`: a skip or error with the same reason
     /// as the zone's previous one is written as a zone event again only
-    /// after this; 0 writes every decision.
-    #[serde(default = "default_event_repeat_sec", deserialize_with = "de_from_str")]
+    /// after this; 0 writes every decision. Default 300.
     pub automation_event_repeat_sec: u64,
 }
 
-impl AutomationSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
+impl Default for AutomationSettings {
+    fn default() -> Self {
+        AutomationSettings {
+            automation_interval_sec: 15,
+            target_cycle_time_sec: 1.0,
+            automation_event_repeat_sec: 300,
+        }
     }
+}
 
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: AutomationSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for AutomationSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         if !(1..=3_600).contains(&self.automation_interval_sec) {
@@ -66,22 +47,18 @@ impl AutomationSettings {
         }
         Ok(())
     }
-
-    pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.automation_interval_sec)
-    }
-
-    pub fn target_cycle_time(&self) -> Duration {
-        Duration::from_secs_f64(self.target_cycle_time_sec)
-    }
-
-    pub fn event_repeat(&self) -> Duration {
-        Duration::from_secs(self.automation_event_repeat_sec)
-    }
 }
+
+common::durations!(AutomationSettings {
+    interval: from_secs(automation_interval_sec),
+    target_cycle_time: from_secs_f64(target_cycle_time_sec),
+    event_repeat: from_secs(automation_event_repeat_sec),
+});
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use testkit::env_vars;
 
     use super::*;

@@ -2,6 +2,7 @@
 
 use broker_registry::{App, RegistrySettings, SERVICE};
 use common::runtime::service;
+use common::settings::FromEnv;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

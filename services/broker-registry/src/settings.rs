@@ -1,141 +1,92 @@
 //! broker-registry's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::placement::balance::{Role, Strategy};
-use common::settings::{SettingsError, de_from_str, de_opt_secret, from_env};
+use common::settings::{FromEnv, SettingsError};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-const fn default_health_interval_ms() -> u64 {
-    5_000
-}
-const fn default_assign_interval_ms() -> u64 {
-    2_000
-}
-const fn default_rebalance_interval_sec() -> u64 {
-    60
-}
-const fn default_rebalance_threshold() -> f64 {
-    0.15
-}
-const fn default_rebalance_max_moves() -> usize {
-    20
-}
-const fn default_move_cooldown_sec() -> u64 {
-    600
-}
-const fn default_move_confirm_timeout_sec() -> u64 {
-    60
-}
-const fn default_true() -> bool {
-    true
-}
-const fn default_model_timeout_ms() -> u64 {
-    20_000
-}
-const fn default_model_interval_sec() -> u64 {
-    300
-}
-fn default_model_name() -> String {
-    "gpt-4o-mini".into()
-}
-fn default_strategy() -> String {
-    "priority".into()
-}
-
 /// What the registry seeds and how the engine places nodes.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct RegistrySettings {
     /// `MQTT_BROKERS`: the brokers to register at first start, comma
     /// separated `id=url` or `id=url@role`, e.g.
     /// `mqtt1=mqtt://127.0.0.1:1883,mqtt2=mqtt://127.0.0.1:1884@standby`.
     /// Brokers already in the table are left as the API made them. Unset:
     /// the default broker (`MQTT_BROKER_ID` at `MQTT_HOST:MQTT_PORT`).
-    #[serde(default)]
     pub mqtt_brokers: Option<String>,
-    /// `ASSIGNMENT_STRATEGY`: `static`, `dynamic` or `priority`.
-    #[serde(default = "default_strategy")]
+    /// `ASSIGNMENT_STRATEGY`: `static`, `dynamic` or `priority` (default).
     pub assignment_strategy: String,
-    /// `HEALTH_INTERVAL_MS`: how often each broker is sampled.
-    #[serde(
-        default = "default_health_interval_ms",
-        deserialize_with = "de_from_str"
-    )]
+    /// `HEALTH_INTERVAL_MS`: how often each broker is sampled; default 5000.
     pub health_interval_ms: u64,
-    /// `ASSIGN_INTERVAL_MS`: how often new nodes are looked for.
-    #[serde(
-        default = "default_assign_interval_ms",
-        deserialize_with = "de_from_str"
-    )]
+    /// `ASSIGN_INTERVAL_MS`: how often new nodes are looked for; default 2000.
     pub assign_interval_ms: u64,
-    /// `REBALANCE_INTERVAL_SEC`: how often the automatic rebalance runs; 0 = never.
-    #[serde(
-        default = "default_rebalance_interval_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// `REBALANCE_INTERVAL_SEC`: how often the automatic rebalance runs; 0 =
+    /// never; default 60.
     pub rebalance_interval_sec: u64,
-    /// `REBALANCE_THRESHOLD`: load-index spread above which nodes move.
-    #[serde(
-        default = "default_rebalance_threshold",
-        deserialize_with = "de_from_str"
-    )]
+    /// `REBALANCE_THRESHOLD`: load-index spread above which nodes move;
+    /// default 0.15.
     pub rebalance_threshold: f64,
-    /// `REBALANCE_MAX_MOVES`: the most nodes one rebalance round moves.
-    #[serde(
-        default = "default_rebalance_max_moves",
-        deserialize_with = "de_from_str"
-    )]
+    /// `REBALANCE_MAX_MOVES`: the most nodes one rebalance round moves;
+    /// default 20.
     pub rebalance_max_moves: usize,
-    /// `MOVE_COOLDOWN_SEC`: a node moved this recently is not moved by a rebalance.
-    #[serde(
-        default = "default_move_cooldown_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// `MOVE_COOLDOWN_SEC`: a node moved this recently is not moved by a
+    /// rebalance; default 600.
     pub move_cooldown_sec: u64,
     /// `MOVE_CONFIRM_TIMEOUT_SEC`: a NodeConfig move the node has not made
     /// (not observed on its new broker) after this long is taken back: its
-    /// assignment returns to where the node is observed.
-    #[serde(
-        default = "default_move_confirm_timeout_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// assignment returns to where the node is observed. Default 60.
     pub move_confirm_timeout_sec: u64,
     /// `REBALANCE_FILL_EMPTY`: whether a rebalance gives a usable general
     /// broker holding no node (a recovered one) nodes of the fullest one,
     /// whatever the load figures say. `false` leaves it empty until the load
-    /// spread calls for it.
-    #[serde(default = "default_true", deserialize_with = "de_from_str")]
+    /// spread calls for it. Default `true`.
     pub rebalance_fill_empty: bool,
     /// `BROKER_REGISTRY_API_TOKEN`: the bearer token every write of the API
     /// (add or change a broker, rebalance) demands, and reads too when
     /// `HTTP_READS_REQUIRE_TOKEN` is true; unset = `BRIDGE_API_TOKEN`; both
     /// unset = no auth (warned; refused with `HYDRO_ENV=production`).
-    #[serde(default, deserialize_with = "de_opt_secret")]
     pub broker_registry_api_token: Option<SecretString>,
     /// `ADVISOR_MODEL_URL`: the base URL of an OpenAI-compatible endpoint
     /// (`http://host:8000/v1`; `/chat/completions` is added) the advisor
     /// also asks. Unset (the default): no model.
-    #[serde(default)]
     pub advisor_model_url: Option<String>,
-    /// `ADVISOR_MODEL_NAME`: the model asked.
-    #[serde(default = "default_model_name")]
+    /// `ADVISOR_MODEL_NAME`: the model asked; default `gpt-4o-mini`.
     pub advisor_model_name: String,
     /// `ADVISOR_MODEL_API_KEY` (or `_FILE`): its bearer key, if it needs one.
-    #[serde(default, deserialize_with = "de_opt_secret")]
     pub advisor_model_api_key: Option<SecretString>,
-    /// `ADVISOR_MODEL_TIMEOUT_MS`: how long an answer may take.
-    #[serde(default = "default_model_timeout_ms", deserialize_with = "de_from_str")]
+    /// `ADVISOR_MODEL_TIMEOUT_MS`: how long an answer may take; default 20000.
     pub advisor_model_timeout_ms: u64,
     /// `ADVISOR_MODEL_INTERVAL_SEC`: the model is asked at most this often
     /// (the dashboard polls the advisor); its last suggestions stay listed.
-    #[serde(
-        default = "default_model_interval_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// Default 300.
     pub advisor_model_interval_sec: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            mqtt_brokers: None,
+            assignment_strategy: "priority".into(),
+            health_interval_ms: 5_000,
+            assign_interval_ms: 2_000,
+            rebalance_interval_sec: 60,
+            rebalance_threshold: 0.15,
+            rebalance_max_moves: 20,
+            move_cooldown_sec: 600,
+            move_confirm_timeout_sec: 60,
+            rebalance_fill_empty: true,
+            broker_registry_api_token: None,
+            advisor_model_url: None,
+            advisor_model_name: "gpt-4o-mini".into(),
+            advisor_model_api_key: None,
+            advisor_model_timeout_ms: 20_000,
+            advisor_model_interval_sec: 300,
+        }
+    }
 }
 
 /// One broker of `MQTT_BROKERS`.
@@ -146,17 +97,7 @@ pub struct SeedBroker {
     pub role: Role,
 }
 
-impl RegistrySettings {
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: RegistrySettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for RegistrySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.strategy()?;
         self.seed_brokers()?;
@@ -186,7 +127,9 @@ impl RegistrySettings {
         }
         Ok(())
     }
+}
 
+impl RegistrySettings {
     pub fn strategy(&self) -> Result<Strategy, SettingsError> {
         self.assignment_strategy
             .parse()
@@ -205,22 +148,6 @@ impl RegistrySettings {
             .collect()
     }
 
-    pub fn health_interval(&self) -> Duration {
-        Duration::from_millis(self.health_interval_ms)
-    }
-
-    pub fn assign_interval(&self) -> Duration {
-        Duration::from_millis(self.assign_interval_ms)
-    }
-
-    pub fn move_cooldown(&self) -> Duration {
-        Duration::from_secs(self.move_cooldown_sec)
-    }
-
-    pub fn move_confirm_timeout(&self) -> Duration {
-        Duration::from_secs(self.move_confirm_timeout_sec)
-    }
-
     /// The advisor's model, when `ADVISOR_MODEL_URL` is set.
     pub fn advisor_model(&self) -> Option<crate::advisor::model::ModelConfig> {
         let url = self.advisor_model_url.as_deref()?.trim();
@@ -237,6 +164,13 @@ impl RegistrySettings {
         self.broker_registry_api_token.as_ref().or(bridge)
     }
 }
+
+common::durations!(RegistrySettings {
+    health_interval: from_millis(health_interval_ms),
+    assign_interval: from_millis(assign_interval_ms),
+    move_cooldown: from_secs(move_cooldown_sec),
+    move_confirm_timeout: from_secs(move_confirm_timeout_sec),
+});
 
 /// `id=url` or `id=url@role`.
 pub fn parse_seed(entry: &str) -> Result<SeedBroker, String> {
@@ -321,7 +255,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        for (k, v) in [
+        testkit::assert_each_refused::<RegistrySettings>(&[
             ("MQTT_BROKERS", "mqtt1"),
             ("MQTT_BROKERS", "mqtt1=tcp://x:1"),
             ("MQTT_BROKERS", "mqtt1=mqtt://x:1@boss"),
@@ -331,14 +265,6 @@ mod tests {
             ("REBALANCE_MAX_MOVES", "0"),
             ("ADVISOR_MODEL_URL", "ftp://model"),
             ("ADVISOR_MODEL_TIMEOUT_MS", "5"),
-        ] {
-            let err = RegistrySettings::from_vars(vars(&[(k, v)]))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.to_lowercase().contains(&k.to_lowercase()),
-                "{k}={v}: {err}"
-            );
-        }
+        ]);
     }
 }

@@ -1,6 +1,7 @@
 //! device-registry: unbound nodes, binds to zones, NodeConfig pushes.
 
 use common::runtime::service;
+use common::settings::FromEnv;
 use device_registry::{App, DeviceSettings, SERVICE};
 
 #[tokio::main]

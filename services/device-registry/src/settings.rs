@@ -1,85 +1,60 @@
 //! device-registry's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{FromEnv, SettingsError};
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
-
-const fn default_bind_ttl_sec() -> u64 {
-    1800
-}
-const fn default_unbound_write_ms() -> u64 {
-    1000
-}
-const fn default_account_sync_sec() -> u64 {
-    30
-}
-fn default_provision_user() -> String {
-    "hydro-provision".into()
-}
-
-fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.trim().is_empty()))
-}
-
-fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
-        .filter(|s| !s.trim().is_empty())
-        .map(SecretString::from))
-}
+use serde::Deserialize;
 
 /// How binds expire and how often unbound nodes are written.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct DeviceSettings {
     /// `DEVICE_REGISTRY_API_TOKEN`: bearer token every route of the API
     /// demands; unset = `BRIDGE_API_TOKEN`; both unset = no auth (warned).
-    #[serde(default, deserialize_with = "de_opt_secret")]
     pub device_registry_api_token: Option<SecretString>,
     /// `DEVICE_BIND_TTL_SEC`: a bind with no confirming `config_report` after
-    /// this long is EXPIRED (the node stays unbound).
-    #[serde(default = "default_bind_ttl_sec", deserialize_with = "de_from_str")]
+    /// this long is EXPIRED (the node stays unbound); default 1800.
     pub device_bind_ttl_sec: u64,
     /// `DEVICE_UNBOUND_WRITE_MS`: the shortest interval between two database
     /// writes for one unbound node and channel; a chatty node's readings in
-    /// between are counted, not written.
-    #[serde(default = "default_unbound_write_ms", deserialize_with = "de_from_str")]
+    /// between are counted, not written. Default 1000.
     pub device_unbound_write_ms: u64,
     /// `MQTT_ADMIN_USER`: the dynamic-security admin account the registry
     /// manages node accounts with, on every broker. Unset: node accounts are
     /// not managed (warned; brokers without authentication only).
-    #[serde(default, deserialize_with = "de_opt_string")]
     pub mqtt_admin_user: Option<String>,
     /// `MQTT_ADMIN_PASS`: its password.
-    #[serde(default, deserialize_with = "de_opt_secret")]
     pub mqtt_admin_pass: Option<SecretString>,
     /// `MQTT_PROVISION_USER`: the login of unbound nodes, put in the
-    /// temp-namespace NodeConfig of an unbind.
-    #[serde(default = "default_provision_user")]
+    /// temp-namespace NodeConfig of an unbind; default `hydro-provision`.
     pub mqtt_provision_user: String,
     /// `MQTT_PROVISION_PASS`: its password. Unset: an unbind's NodeConfig
     /// carries no login (warned).
-    #[serde(default, deserialize_with = "de_opt_secret")]
     pub mqtt_provision_pass: Option<SecretString>,
     /// `DEVICE_ACCOUNT_SYNC_SEC`: how often every broker's node accounts are
-    /// brought in line with the database (also on every (re)connect).
-    #[serde(default = "default_account_sync_sec", deserialize_with = "de_from_str")]
+    /// brought in line with the database (also on every (re)connect);
+    /// default 30.
     pub device_account_sync_sec: u64,
 }
 
-impl DeviceSettings {
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            device_registry_api_token: None,
+            device_bind_ttl_sec: 1800,
+            device_unbound_write_ms: 1000,
+            mqtt_admin_user: None,
+            mqtt_admin_pass: None,
+            mqtt_provision_user: "hydro-provision".into(),
+            mqtt_provision_pass: None,
+            device_account_sync_sec: 30,
+        }
     }
+}
 
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: DeviceSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for DeviceSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         if !(1..=7 * 86_400).contains(&self.device_bind_ttl_sec) {
             return Err(SettingsError(
@@ -103,25 +78,15 @@ impl DeviceSettings {
         }
         Ok(())
     }
+}
 
+impl DeviceSettings {
     /// The dynsec admin login, when node accounts are managed.
     pub fn admin_login(&self) -> Option<(&str, &SecretString)> {
         Some((
             self.mqtt_admin_user.as_deref()?,
             self.mqtt_admin_pass.as_ref()?,
         ))
-    }
-
-    pub fn account_sync_interval(&self) -> Duration {
-        Duration::from_secs(self.device_account_sync_sec)
-    }
-
-    pub fn bind_ttl(&self) -> Duration {
-        Duration::from_secs(self.device_bind_ttl_sec)
-    }
-
-    pub fn unbound_write_interval(&self) -> Duration {
-        Duration::from_millis(self.device_unbound_write_ms)
     }
 
     /// How often expired binds are looked for: half the TTL, 0.2 to 5 s.
@@ -134,6 +99,12 @@ impl DeviceSettings {
         self.device_registry_api_token.as_ref().or(bridge)
     }
 }
+
+common::durations!(DeviceSettings {
+    account_sync_interval: from_secs(device_account_sync_sec),
+    bind_ttl: from_secs(device_bind_ttl_sec),
+    unbound_write_interval: from_millis(device_unbound_write_ms),
+});
 
 #[cfg(test)]
 mod tests {
@@ -165,6 +136,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("MQTT_ADMIN_PASS"), "{err}");
+        // Blank halves are unset (compose passes empty values): no login.
+        let s =
+            DeviceSettings::from_vars(vars(&[("MQTT_ADMIN_USER", " "), ("MQTT_ADMIN_PASS", "")]))
+                .unwrap();
+        assert!(s.admin_login().is_none());
     }
 
     #[test]
@@ -181,19 +157,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        for (k, v) in [
+        testkit::assert_each_refused::<DeviceSettings>(&[
             ("DEVICE_BIND_TTL_SEC", "0"),
             ("DEVICE_BIND_TTL_SEC", "x"),
             ("DEVICE_UNBOUND_WRITE_MS", "9999999"),
             ("DEVICE_ACCOUNT_SYNC_SEC", "0"),
-        ] {
-            let err = DeviceSettings::from_vars(vars(&[(k, v)]))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.to_lowercase().contains(&k.to_lowercase()),
-                "{k}={v}: {err}"
-            );
-        }
+        ]);
     }
 }

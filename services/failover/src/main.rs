@@ -1,6 +1,7 @@
 //! failover: moves the nodes of dead brokers.
 
 use common::runtime::service;
+use common::settings::FromEnv;
 use failover::{App, FailoverSettings, SERVICE};
 
 #[tokio::main]

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use deadpool_redis::redis;
 use futures::StreamExt;
 use node_sim::SimSettings;

@@ -1,6 +1,7 @@
 //! history-logger: node uplink → Redis stream → PostgreSQL in batches.
 
 use common::runtime::service;
+use common::settings::FromEnv;
 use history_logger::{App, HistorySettings, SERVICE};
 
 #[tokio::main]

@@ -2,115 +2,76 @@
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, de_opt_from_str, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
 
-fn default_stream() -> String {
-    "history-logger:uplink".into()
-}
-fn default_dead_letter_key() -> String {
-    "history-logger:dead-letter".into()
-}
-fn default_consumer_group() -> String {
-    crate::SERVICE.into()
-}
-const fn default_queue_max() -> u64 {
-    1_000_000
-}
-const fn default_dead_letter_max() -> u64 {
-    10_000
-}
-const fn default_claim_idle_ms() -> u64 {
-    30_000
-}
-const fn default_batch_size() -> usize {
-    200
-}
-const fn default_flush_ms() -> u64 {
-    500
-}
-const fn default_writers() -> usize {
-    4
-}
-const fn default_session_expiry_sec() -> u32 {
-    3_600
-}
 /// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
 /// node clock drifts, far less than a clock that was never set.
 pub const DEFAULT_MAX_FUTURE_SKEW_SEC: i64 = 300;
-const fn default_max_future_skew_sec() -> i64 {
-    DEFAULT_MAX_FUTURE_SKEW_SEC
-}
 
 /// Where the uplink queue lives and how this instance takes part in it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct HistorySettings {
-    /// `HISTORY_STREAM`: the Redis stream every instance appends to.
-    #[serde(default = "default_stream")]
+    /// `HISTORY_STREAM`: the Redis stream every instance appends to; default
+    /// `history-logger:uplink`.
     pub history_stream: String,
-    /// `HISTORY_DEAD_LETTER_KEY`: the Redis list of refused messages.
-    #[serde(default = "default_dead_letter_key")]
+    /// `HISTORY_DEAD_LETTER_KEY`: the Redis list of refused messages; default
+    /// `history-logger:dead-letter`.
     pub history_dead_letter_key: String,
-    /// `HISTORY_CONSUMER_GROUP`: the stream's consumer group.
-    #[serde(default = "default_consumer_group")]
+    /// `HISTORY_CONSUMER_GROUP`: the stream's consumer group; default the
+    /// service name.
     pub history_consumer_group: String,
     /// `HISTORY_QUEUE_MAX`: the queue's bound in messages. Past 90 % it warns;
-    /// at the bound it stops acknowledging to the brokers.
-    #[serde(default = "default_queue_max", deserialize_with = "de_from_str")]
+    /// at the bound it stops acknowledging to the brokers. Default 1000000.
     pub history_queue_max: u64,
-    /// `HISTORY_DEAD_LETTER_MAX`: refused messages kept (newest first).
-    #[serde(default = "default_dead_letter_max", deserialize_with = "de_from_str")]
+    /// `HISTORY_DEAD_LETTER_MAX`: refused messages kept (newest first);
+    /// default 10000.
     pub history_dead_letter_max: u64,
     /// `HISTORY_CLAIM_IDLE_MS`: a pending entry idle this long belongs to a
-    /// dead consumer and is claimed by a live one.
-    #[serde(default = "default_claim_idle_ms", deserialize_with = "de_from_str")]
+    /// dead consumer and is claimed by a live one; default 30000.
     pub history_claim_idle_ms: u64,
-    /// `HISTORY_WRITERS`: batches written to PostgreSQL at once.
-    #[serde(default = "default_writers", deserialize_with = "de_from_str")]
+    /// `HISTORY_WRITERS`: batches written to PostgreSQL at once; default 4.
     pub history_writers: usize,
     /// `HISTORY_SESSION_EXPIRY_SEC`: how long a broker keeps this instance's
     /// MQTT session (and the messages it holds) after a disconnect; 0 = a
-    /// clean session on every connect.
-    #[serde(
-        default = "default_session_expiry_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// clean session on every connect. Default 3600.
     pub history_session_expiry_sec: u32,
     /// `HISTORY_MAX_FUTURE_SKEW_SEC`: a reading whose `ts` is more than this
-    /// many seconds after it arrived is refused (`future_ts`); 0..=86400.
-    #[serde(
-        default = "default_max_future_skew_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// many seconds after it arrived is refused (`future_ts`); 0..=86400,
+    /// default [`DEFAULT_MAX_FUTURE_SKEW_SEC`].
     pub history_max_future_skew_sec: i64,
-    /// `TELEMETRY_BATCH_SIZE`: messages per write batch.
-    #[serde(default = "default_batch_size", deserialize_with = "de_from_str")]
+    /// `TELEMETRY_BATCH_SIZE`: messages per write batch; default 200.
     pub telemetry_batch_size: usize,
-    /// `TELEMETRY_FLUSH_MS`: the longest a partial batch waits.
-    #[serde(default = "default_flush_ms", deserialize_with = "de_from_str")]
+    /// `TELEMETRY_FLUSH_MS`: the longest a partial batch waits; default 500.
     pub telemetry_flush_ms: u64,
     /// `INSTANCE_ID`: this instance's stable name (MQTT client ids, stream
     /// consumer); default the host name. Must differ between instances.
-    #[serde(default, deserialize_with = "de_opt_from_str")]
     pub instance_id: Option<String>,
 }
 
-impl HistorySettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            history_stream: "history-logger:uplink".into(),
+            history_dead_letter_key: "history-logger:dead-letter".into(),
+            history_consumer_group: crate::SERVICE.into(),
+            history_queue_max: 1_000_000,
+            history_dead_letter_max: 10_000,
+            history_claim_idle_ms: 30_000,
+            history_writers: 4,
+            history_session_expiry_sec: 3_600,
+            history_max_future_skew_sec: DEFAULT_MAX_FUTURE_SKEW_SEC,
+            telemetry_batch_size: 200,
+            telemetry_flush_ms: 500,
+            instance_id: None,
+        }
     }
+}
 
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: HistorySettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for HistorySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         if self.history_stream.trim().is_empty() {
@@ -155,7 +116,9 @@ impl HistorySettings {
         }
         Ok(())
     }
+}
 
+impl HistorySettings {
     /// `INSTANCE_ID`, else the host name, else `local`.
     pub fn instance(&self) -> String {
         if let Some(id) = self.instance_id.as_ref().filter(|s| !s.is_empty()) {
@@ -227,10 +190,19 @@ mod tests {
         assert_eq!(s.history_stream, "t:s");
         assert_eq!(s.session_expiry(), None);
         assert_eq!(s.instance(), "hl-a");
+        // Blank is unset (see `common::settings::from_env`): the defaults.
+        let s = HistorySettings::from_vars(env_vars(&[
+            ("HISTORY_STREAM", " "),
+            ("INSTANCE_ID", ""),
+            ("HISTORY_WRITERS", " 8 "),
+        ]))
+        .unwrap();
+        assert_eq!(s.history_stream, "history-logger:uplink");
+        assert!(s.instance_id.is_none());
+        assert_eq!(s.history_writers, 8);
         for (k, v) in [
             ("HISTORY_QUEUE_MAX", "5"),
             ("INSTANCE_ID", "a/b"),
-            ("HISTORY_STREAM", " "),
             ("HISTORY_WRITERS", "0"),
             ("TELEMETRY_BATCH_SIZE", "0"),
             ("TELEMETRY_FLUSH_MS", "0"),

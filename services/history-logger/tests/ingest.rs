@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use helpers::{TELEMETRY_ROWS, World, publish, qos1, reading};
 use proto::payloads::Telemetry;
 use tokio::sync::mpsc;

@@ -1,6 +1,7 @@
 //! mqtt-bridge: REST → MQTT commands, tracked to their final status.
 
 use common::runtime::service;
+use common::settings::FromEnv;
 use mqtt_bridge::{App, BridgeSettings, SERVICE};
 
 #[tokio::main]

@@ -2,44 +2,40 @@
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
-
-const fn default_command_timeout_sec() -> u64 {
-    30
-}
 
 /// How long a command may stay without a final status.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct BridgeSettings {
-    /// `COMMAND_TIMEOUT_SEC`: a command with no final status after this is TIMEOUT.
-    #[serde(
-        default = "default_command_timeout_sec",
-        deserialize_with = "de_from_str"
-    )]
+    /// `COMMAND_TIMEOUT_SEC`: a command with no final status after this is
+    /// TIMEOUT; default 30.
     pub command_timeout_sec: u64,
 }
 
-impl BridgeSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            command_timeout_sec: 30,
+        }
     }
+}
 
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: BridgeSettings = from_env(vars)?;
-        if !(1..=86_400).contains(&s.command_timeout_sec) {
+impl FromEnv for BridgeSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(1..=86_400).contains(&self.command_timeout_sec) {
             return Err(SettingsError(
                 "COMMAND_TIMEOUT_SEC must be between 1 and 86400".into(),
             ));
         }
-        Ok(s)
+        Ok(())
     }
+}
 
+impl BridgeSettings {
     /// The command timeout as a duration.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_sec)
@@ -57,15 +53,10 @@ mod tests {
         assert_eq!(s.command_timeout_sec, 30);
         let s = BridgeSettings::from_vars(env_vars(&[("COMMAND_TIMEOUT_SEC", "5")])).unwrap();
         assert_eq!(s.command_timeout(), Duration::from_secs(5));
-        for bad in ["0", "86401", "soon"] {
-            let err =
-                BridgeSettings::from_vars(env_vars(&[("COMMAND_TIMEOUT_SEC", bad)])).unwrap_err();
-            assert!(
-                err.to_string()
-                    .to_lowercase()
-                    .contains("command_timeout_sec"),
-                "{bad}: {err}"
-            );
-        }
+        testkit::assert_each_refused::<BridgeSettings>(&[
+            ("COMMAND_TIMEOUT_SEC", "0"),
+            ("COMMAND_TIMEOUT_SEC", "86401"),
+            ("COMMAND_TIMEOUT_SEC", "soon"),
+        ]);
     }
 }

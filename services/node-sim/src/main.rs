@@ -2,6 +2,7 @@
 //! SIGINT or SIGTERM.
 
 use common::runtime::service;
+use common::settings::FromEnv;
 use node_sim::{App, SERVICE, SimSettings};
 
 #[tokio::main]

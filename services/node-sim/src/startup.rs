@@ -9,7 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use common::runtime::auth::{Access, ApiToken};
 use common::runtime::http::{Dependency, Health, api_router, serve};
-use common::settings::{Settings, Uses};
+use common::settings::{FromEnv, Settings, Uses};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

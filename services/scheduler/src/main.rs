@@ -1,6 +1,7 @@
 //! scheduler: irrigation and lighting from recipe phases.
 
 use common::runtime::service;
+use common::settings::FromEnv;
 use scheduler::{App, SERVICE, SchedulerSettings};
 
 #[tokio::main]

@@ -1,45 +1,34 @@
 //! scheduler's own settings, read from the environment next to the shared
 //! [`common::settings::Settings`] and validated before anything starts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{SettingsError, de_from_str, from_env};
+use common::settings::{FromEnv, SettingsError};
 use serde::Deserialize;
-
-const fn default_tick_sec() -> u64 {
-    60
-}
-const fn default_catch_up_sec() -> u64 {
-    900
-}
 
 /// How often the scheduler looks and how late a slot may still fire.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct SchedulerSettings {
-    /// `SCHEDULER_TICK_SEC`: time between two ticks (the first is at start).
-    #[serde(default = "default_tick_sec", deserialize_with = "de_from_str")]
+    /// `SCHEDULER_TICK_SEC`: time between two ticks (the first is at start);
+    /// default 60.
     pub scheduler_tick_sec: u64,
     /// `SCHEDULER_CATCHUP_MAX_AGE_SEC`: a slot found due later than this
     /// (the service was down, or no instance held the lease) is not fired
-    /// but recorded as missed, with a zone event.
-    #[serde(default = "default_catch_up_sec", deserialize_with = "de_from_str")]
+    /// but recorded as missed, with a zone event. Default 900.
     pub scheduler_catchup_max_age_sec: u64,
 }
 
-impl SchedulerSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            scheduler_tick_sec: 60,
+            scheduler_catchup_max_age_sec: 900,
+        }
     }
+}
 
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: SchedulerSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for SchedulerSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         if !(1..=3_600).contains(&self.scheduler_tick_sec) {
@@ -55,7 +44,9 @@ impl SchedulerSettings {
         }
         Ok(())
     }
+}
 
+impl SchedulerSettings {
     pub fn tick(&self) -> Duration {
         Duration::from_secs(self.scheduler_tick_sec)
     }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use serde_json::{Value, json};
 use testkit::{TestBroker, TestDb, eventually, redis_url};
 use tokio_util::sync::CancellationToken;

@@ -7,62 +7,46 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
 
-use super::{SettingsError, de_from_str, de_opt_secret};
-
-const fn default_port() -> u16 {
-    5432
-}
-const fn default_max_connections() -> u32 {
-    16
-}
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_db() -> String {
-    "hydro_dev".into()
-}
-fn default_user() -> String {
-    "hydro".into()
-}
-fn default_pass() -> SecretString {
-    SecretString::from("hydro")
-}
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379".into()
-}
+use super::SettingsError;
 
 /// Where PostgreSQL is and how many connections a service keeps.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct PgSettings {
-    /// `DATABASE_URL`: wins over the `PG_*` pieces.
-    #[serde(default, deserialize_with = "de_opt_secret")]
+    /// `DATABASE_URL`: wins over the `PG_*` pieces; unset by default.
     pub database_url: Option<SecretString>,
-    /// `PG_HOST`.
-    #[serde(rename = "pg_host", default = "default_host")]
+    /// `PG_HOST`, default `127.0.0.1`.
+    #[serde(rename = "pg_host")]
     pub host: String,
-    /// `PG_PORT`.
-    #[serde(
-        rename = "pg_port",
-        default = "default_port",
-        deserialize_with = "de_from_str"
-    )]
+    /// `PG_PORT`, default 5432.
+    #[serde(rename = "pg_port")]
     pub port: u16,
-    /// `PG_DB`.
-    #[serde(rename = "pg_db", default = "default_db")]
+    /// `PG_DB`, default `hydro_dev`.
+    #[serde(rename = "pg_db")]
     pub db: String,
-    /// `PG_USER`.
-    #[serde(rename = "pg_user", default = "default_user")]
+    /// `PG_USER`, default `hydro`.
+    #[serde(rename = "pg_user")]
     pub user: String,
-    /// `PG_PASS`.
-    #[serde(rename = "pg_pass", default = "default_pass")]
+    /// `PG_PASS`, default `hydro`.
+    #[serde(rename = "pg_pass")]
     pub pass: SecretString,
-    /// `PG_MAX_CONNECTIONS`: size of the service's connection pool.
-    #[serde(
-        rename = "pg_max_connections",
-        default = "default_max_connections",
-        deserialize_with = "de_from_str"
-    )]
+    /// `PG_MAX_CONNECTIONS`: size of the service's connection pool; default 16.
+    #[serde(rename = "pg_max_connections")]
     pub max_connections: u32,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            database_url: None,
+            host: "127.0.0.1".into(),
+            port: 5432,
+            db: "hydro_dev".into(),
+            user: "hydro".into(),
+            pass: SecretString::from("hydro"),
+            max_connections: 16,
+        }
+    }
 }
 
 impl PgSettings {
@@ -103,10 +87,19 @@ impl PgSettings {
 
 /// Where Redis is.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct RedisSettings {
-    /// `REDIS_URL`.
-    #[serde(rename = "redis_url", default = "default_redis_url")]
+    /// `REDIS_URL`, default `redis://127.0.0.1:6379`.
+    #[serde(rename = "redis_url")]
     pub url: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: "redis://127.0.0.1:6379".into(),
+        }
+    }
 }
 
 impl RedisSettings {

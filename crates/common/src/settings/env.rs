@@ -1,10 +1,11 @@
-//! Reading the environment: variables into typed settings, secrets from
-//! files, and the deserialisers for values that arrive as strings.
+//! Reading the environment: variables into typed settings (one rule for
+//! every value, see [`from_env`]; a service's own settings are [`FromEnv`]),
+//! secrets from files, and the one deserialiser the generic path lacks
+//! ([`de_from_str`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -16,6 +17,19 @@ pub struct SettingsError(pub String);
 /// Reads environment variables (names case-insensitive, e.g. `MQTT_HOST` →
 /// `mqtt_host`) into `T`. `vars` replaces the process environment in tests.
 ///
+/// Every value is read by one rule, whatever its setting:
+/// - it is trimmed, and a blank value (`X=`, or only spaces: what compose
+///   passes for an unset `${X:-}`) is unset, so the setting takes its
+///   default (`None` for an optional one);
+/// - the text is converted to the field's type by the `config` crate:
+///   numbers (`1883`, `0.25`), booleans (`1`, `true`, `yes`, `on` and `0`,
+///   `false`, `no`, `off`, any case; `config` also reads those words as 1 and
+///   0 where a number is wanted), enums by their serde names, and an
+///   `Option` is `Some` when set;
+/// - a value that does not convert is refused, and the error names the
+///   variable (`invalid type: string "abc", expected an integer for key
+///   `mqtt_port``). A type with its own parser uses [`de_from_str`].
+///
 /// A secret variable `X` may be given as `X_FILE`, the path of a file that
 /// holds its value (Docker and Kubernetes secrets); see [`with_secret_files`].
 pub fn from_env<T: DeserializeOwned>(
@@ -24,13 +38,38 @@ pub fn from_env<T: DeserializeOwned>(
     from_resolved(with_secret_files(vars.unwrap_or_else(process_vars))?)
 }
 
+/// A service's own settings: read with [`from_env`], then checked before
+/// anything starts. A service implements [`FromEnv::validate`]; `load` and
+/// `from_vars` come with it.
+pub trait FromEnv: DeserializeOwned {
+    /// Checks every value; the error names the variable to fix.
+    fn validate(&self) -> Result<(), SettingsError>;
+
+    /// Reads and validates the process environment.
+    fn load() -> Result<Self, SettingsError> {
+        Self::from_vars(None)
+    }
+
+    /// Reads and validates the given variables instead of the environment.
+    fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
+        let settings: Self = from_env(vars)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
 /// [`from_env`] over variables whose secret files are already read.
 pub(super) fn from_resolved<T: DeserializeOwned>(
     vars: HashMap<String, String>,
 ) -> Result<T, SettingsError> {
+    let trimmed = vars
+        .into_iter()
+        .map(|(name, value)| (name, value.trim().to_owned()))
+        .collect();
     let env = config::Environment::default()
         .try_parsing(false)
-        .source(Some(vars));
+        .ignore_empty(true)
+        .source(Some(trimmed));
     config::Config::builder()
         .add_source(env)
         .build()
@@ -38,11 +77,6 @@ pub(super) fn from_resolved<T: DeserializeOwned>(
         .map_err(|e| SettingsError(e.to_string()))
 }
 
-/// Whether `name` is a secret variable that may come from a file: a
-/// password, token, API key or secret (`…_PASS`, `…_TOKEN`, `…_API_KEY`,
-/// `…_SECRET`), or a URL that
-/// can carry one (`DATABASE_URL`, `REDIS_URL`). Other `…_FILE` variables
-/// (`SSL_CERT_FILE`) are not ours to read.
 /// The process environment (variables that are not UTF-8 left out).
 pub fn process_vars() -> HashMap<String, String> {
     std::env::vars_os()
@@ -50,6 +84,10 @@ pub fn process_vars() -> HashMap<String, String> {
         .collect()
 }
 
+/// Whether `name` is a secret variable that may come from a file: a
+/// password, token, API key or secret (`…_PASS`, `…_TOKEN`, `…_API_KEY`,
+/// `…_SECRET`), or a URL that can carry one (`DATABASE_URL`, `REDIS_URL`).
+/// Other `…_FILE` variables (`SSL_CERT_FILE`) are not ours to read.
 fn is_secret_var(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
     ["_PASS", "_TOKEN", "_API_KEY", "_SECRET"]
@@ -105,50 +143,18 @@ pub fn env_vars<K: AsRef<str>, V: AsRef<str>>(
     )
 }
 
-/// Deserialises a value that arrives as a string from the environment
-/// (`"1883"`, `"true"`, `"0"`) into any `FromStr` type.
+/// Deserialises a setting by its own [`FromStr`] parser, for a type the
+/// generic path of [`from_env`] cannot read (an enum whose names are
+/// case-insensitive). The value arrives trimmed and never blank.
 pub fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: FromStr,
     T::Err: std::fmt::Display,
 {
-    let s = String::deserialize(d)?;
-    s.trim().parse().map_err(serde::de::Error::custom)
-}
-
-/// Like [`de_from_str`] for optional values; an empty string is `None`.
-pub fn de_opt_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    match Option::<String>::deserialize(d)? {
-        Some(s) if !s.trim().is_empty() => {
-            s.trim().parse().map(Some).map_err(serde::de::Error::custom)
-        }
-        _ => Ok(None),
-    }
-}
-
-/// `1`, `true`, `yes`, `on` (any case) are true; `0`, `false`, `no`, `off`, `` false.
-pub fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    let s = String::deserialize(d)?;
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(serde::de::Error::custom(format!(
-            "`{other}` is not a boolean (use true or false)"
-        ))),
-    }
-}
-
-/// An optional secret; empty or blank is `None`.
-pub fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
-        .filter(|s| !s.trim().is_empty())
-        .map(SecretString::from))
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -5,40 +5,40 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{SettingsError, de_opt_from_str, de_opt_secret};
-
-fn default_host() -> String {
-    "0.0.0.0".into()
-}
+use super::SettingsError;
 
 /// The service's HTTP server and its API's access.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct HttpSettings {
     /// `HTTP_PORT`: the service's port; each service has its own default.
-    #[serde(rename = "http_port", default, deserialize_with = "de_opt_from_str")]
+    #[serde(rename = "http_port")]
     pub port: Option<u16>,
     /// `HTTP_HOST`: the address the HTTP server listens on; `0.0.0.0` (every
     /// interface) by default, `127.0.0.1` keeps it to the machine.
-    #[serde(rename = "http_host", default = "default_host")]
+    #[serde(rename = "http_host")]
     pub host: String,
     /// `HTTP_READS_REQUIRE_TOKEN`: whether reads (GET, HEAD) of the API need
     /// the bearer token too. Writes always do. Unset: the service's default
     /// (guarded on mqtt-bridge and device-registry, open elsewhere).
     /// `/health` and `/metrics` stay open for probes either way.
-    #[serde(
-        rename = "http_reads_require_token",
-        default,
-        deserialize_with = "de_opt_from_str"
-    )]
+    #[serde(rename = "http_reads_require_token")]
     pub reads_require_token: Option<bool>,
     /// `BRIDGE_API_TOKEN`: bearer token the REST API demands (a service's own
     /// token variable wins where it has one); unset = no auth.
-    #[serde(
-        rename = "bridge_api_token",
-        default,
-        deserialize_with = "de_opt_secret"
-    )]
+    #[serde(rename = "bridge_api_token")]
     pub api_token: Option<SecretString>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            port: None,
+            host: "0.0.0.0".into(),
+            reads_require_token: None,
+            api_token: None,
+        }
+    }
 }
 
 impl HttpSettings {

@@ -5,6 +5,9 @@
 //! Secrets are [`SecretString`]s: `Debug` prints `[REDACTED]`, so logging the
 //! settings at start is safe. Each secret variable may instead name a file
 //! holding it (`PG_PASS_FILE`, …: [`from_env`]).
+//!
+//! A service's own settings implement [`FromEnv`] (read, then validated);
+//! [`durations!`](crate::durations) writes their `Duration` views.
 
 mod database;
 mod env;
@@ -23,6 +26,24 @@ use std::collections::HashMap;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+/// Writes the `Duration` views of a settings struct's numeric fields, one
+/// line each: `durations!(S { tick: from_secs(tick_sec) })` gives
+/// `S::tick(&self) -> Duration`, `Duration::from_secs(self.tick_sec)` (any
+/// `Duration` constructor of one number: `from_millis`, `from_secs_f64`, …).
+#[macro_export]
+macro_rules! durations {
+    ($settings:ty { $($(#[$doc:meta])* $name:ident: $unit:ident($field:ident)),* $(,)? }) => {
+        impl $settings {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> ::std::time::Duration {
+                    ::std::time::Duration::$unit(self.$field)
+                }
+            )*
+        }
+    };
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -32,10 +53,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
-}
-
-fn default_node_secret() -> SecretString {
-    SecretString::from(DEV_NODE_SECRET)
 }
 
 /// Settings every service shares, one struct per concern, each read from
@@ -52,24 +69,34 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// `HTTP_*`, `BRIDGE_API_TOKEN`: the service's HTTP server and its API.
     pub http: HttpSettings,
-    /// `NODE_DEFAULT_SECRET`: HMAC key for nodes without their own secret.
+    /// `NODE_DEFAULT_SECRET`: HMAC key for nodes without their own secret;
+    /// default [`DEV_NODE_SECRET`].
     pub node_default_secret: SecretString,
-    /// `LOG_FORMAT`: `text` or `json`.
+    /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
     /// `HYDRO_ENV`: `production` makes the service refuse to start on any
     /// development default (see [`Settings::refuse_dev_defaults`]).
     pub hydro_env: Option<String>,
 }
 
-/// The shared settings that belong to no concern of their own.
+/// The shared settings that belong to no concern of their own (documented
+/// on [`Settings`]).
 #[derive(Deserialize)]
+#[serde(default)]
 struct General {
-    #[serde(default = "default_node_secret")]
     node_default_secret: SecretString,
-    #[serde(default)]
     log_format: LogFormat,
-    #[serde(default)]
     hydro_env: Option<String>,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            node_default_secret: SecretString::from(DEV_NODE_SECRET),
+            log_format: LogFormat::Text,
+            hydro_env: None,
+        }
+    }
 }
 
 impl Settings {

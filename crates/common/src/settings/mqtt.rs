@@ -6,59 +6,56 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{SettingsError, de_bool, de_from_str, de_opt_secret};
-
-const fn default_port() -> u16 {
-    1883
-}
-const fn default_publish_timeout_ms() -> u64 {
-    5000
-}
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_broker_id() -> String {
-    "mqtt1".into()
-}
+use super::SettingsError;
 
 /// How a service reaches its brokers.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct MqttSettings {
-    /// `MQTT_HOST`: the default broker's host.
-    #[serde(rename = "mqtt_host", default = "default_host")]
+    /// `MQTT_HOST`: the default broker's host; default `127.0.0.1`.
+    #[serde(rename = "mqtt_host")]
     pub host: String,
-    /// `MQTT_PORT`: the default broker's port.
-    #[serde(
-        rename = "mqtt_port",
-        default = "default_port",
-        deserialize_with = "de_from_str"
-    )]
+    /// `MQTT_PORT`: the default broker's port; default 1883.
+    #[serde(rename = "mqtt_port")]
     pub port: u16,
     /// `MQTT_USER`: username for every broker, if they need one.
-    #[serde(rename = "mqtt_user", default)]
+    #[serde(rename = "mqtt_user")]
     pub user: Option<String>,
     /// `MQTT_PASS`: password for `MQTT_USER`.
-    #[serde(rename = "mqtt_pass", default, deserialize_with = "de_opt_secret")]
+    #[serde(rename = "mqtt_pass")]
     pub pass: Option<SecretString>,
-    /// `MQTT_TLS`: connect with TLS (`mqtts`).
-    #[serde(rename = "mqtt_tls", default, deserialize_with = "de_bool")]
+    /// `MQTT_TLS`: connect with TLS (`mqtts`); default false.
+    #[serde(rename = "mqtt_tls")]
     pub tls: bool,
-    /// `MQTT_BROKER_ID`: the id of the default broker in the `brokers` table.
-    #[serde(rename = "mqtt_broker_id", default = "default_broker_id")]
+    /// `MQTT_BROKER_ID`: the id of the default broker in the `brokers` table;
+    /// default `mqtt1`.
+    #[serde(rename = "mqtt_broker_id")]
     pub broker_id: String,
     /// `MQTT_SHARE_GROUP`: the shared-subscription group of this service's
     /// instances; defaults to the service name. Set it to keep two separate
     /// deployments on one broker from splitting each other's messages.
-    #[serde(rename = "mqtt_share_group", default)]
+    #[serde(rename = "mqtt_share_group")]
     pub share_group: Option<String>,
     /// `MQTT_PUBLISH_TIMEOUT_MS`: how long a QoS 1 publish may wait for the
-    /// broker (connection and PUBACK) before it is reported failed.
-    #[serde(
-        rename = "mqtt_publish_timeout_ms",
-        default = "default_publish_timeout_ms",
-        deserialize_with = "de_from_str"
-    )]
+    /// broker (connection and PUBACK) before it is reported failed; default
+    /// 5000.
+    #[serde(rename = "mqtt_publish_timeout_ms")]
     pub publish_timeout_ms: u64,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            user: None,
+            pass: None,
+            tls: false,
+            broker_id: "mqtt1".into(),
+            share_group: None,
+            publish_timeout_ms: 5000,
+        }
+    }
 }
 
 impl MqttSettings {

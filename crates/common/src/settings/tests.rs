@@ -65,12 +65,23 @@ fn bad_values_name_the_variable() {
         ("LOG_FORMAT", "xml", "log_format"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL"),
+        // A value that does not convert to its type, trimmed or not.
+        ("MQTT_PORT", " 70000 ", "mqtt_port"),
+        ("PG_PORT", "-1", "pg_port"),
+        ("PG_MAX_CONNECTIONS", "1.5", "pg_max_connections"),
+        ("HTTP_PORT", "eighty", "http_port"),
+        ("HTTP_READS_REQUIRE_TOKEN", "2", "http_reads_require_token"),
     ] {
-        let err = Settings::from_vars(vars(&[(k, v)]))
-            .unwrap_err()
-            .to_string();
+        let err = refusal(k, v);
         assert!(err.contains(needle), "{k}={v}: {err}");
     }
+}
+
+/// The error of settings from `k=v` alone.
+fn refusal(k: &str, v: &str) -> String {
+    Settings::from_vars(vars(&[(k, v)]))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -100,17 +111,46 @@ fn http_host_and_reads_are_read() {
     .unwrap();
     assert_eq!(s.http.addr(9403), ("127.0.0.1".to_owned(), 8080));
     assert!(s.http.reads_require_token_or(false));
+    // A blank HTTP_HOST is unset (see `from_env`): the default, every interface.
+    let s = Settings::from_vars(vars(&[("HTTP_HOST", " ")])).unwrap();
+    assert_eq!(s.http.addr(9403), ("0.0.0.0".to_owned(), 9403));
     for (k, v) in [
-        ("HTTP_HOST", " "),
         ("HTTP_READS_REQUIRE_TOKEN", "maybe"),
         ("HYDRO_ENV", "producton"),
     ] {
-        let err = Settings::from_vars(vars(&[(k, v)]))
-            .unwrap_err()
-            .to_string();
+        let err = refusal(k, v);
         assert!(
             err.to_lowercase().contains(&k.to_lowercase()),
             "{k}={v}: {err}"
         );
     }
+}
+
+#[test]
+fn values_are_trimmed_and_blank_is_unset() {
+    let s = Settings::from_vars(vars(&[
+        ("MQTT_HOST", " mqtt2 "),
+        ("MQTT_PORT", " 1884 "),
+        ("MQTT_TLS", " Yes "),
+        ("PG_PORT", ""),
+        ("PG_PASS", "  "),
+        ("MQTT_PASS", ""),
+        ("BRIDGE_API_TOKEN", " "),
+        ("HTTP_PORT", " "),
+        ("HTTP_READS_REQUIRE_TOKEN", ""),
+        ("LOG_FORMAT", " "),
+        ("NODE_DEFAULT_SECRET", ""),
+        ("HYDRO_ENV", ""),
+    ]))
+    .unwrap();
+    assert_eq!(s.mqtt.default_broker_url(), "mqtts://mqtt2:1884");
+    assert_eq!(s.pg.port, 5432);
+    assert_eq!(s.pg.pass.expose_secret(), "hydro");
+    assert!(s.mqtt.pass.is_none());
+    assert!(s.http.api_token.is_none());
+    assert_eq!(s.http.port_or(9000), 9000);
+    assert!(s.http.reads_require_token.is_none());
+    assert_eq!(s.log_format, LogFormat::Text);
+    assert!(s.uses_dev_node_secret());
+    assert!(s.hydro_env.is_none());
 }

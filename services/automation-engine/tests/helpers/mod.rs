@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use automation_engine::{App, AutomationSettings};
 use chrono::Utc;
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use serde_json::Value;
 use sqlx::PgPool;
 use testkit::{TestBroker, TestDb, env_vars};

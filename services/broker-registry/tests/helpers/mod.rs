@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use broker_registry::{App, RegistrySettings};
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use serde_json::Value;
 use sqlx::PgPool;
 use testkit::{TestBroker, TestDb};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use device_registry::{App, DeviceSettings};
 use serde_json::Value;
 use sqlx::PgPool;

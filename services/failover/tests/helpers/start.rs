@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use testkit::{TestBroker, TestDb};
 use tokio_util::sync::CancellationToken;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use deadpool_redis::redis;
 use history_logger::ingest::IngestStats;
 use history_logger::queue::Queue;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use mqtt_bridge::{App, BridgeSettings};
 use proto::payloads::{Command, CommandResponse, ResponseStatus};
 use serde_json::Value;

@@ -1,9 +1,8 @@
-//! Reading and checking [`SimSettings`]: every value is validated before
-//! anything starts, and each error names the variable to fix.
+//! Checking [`SimSettings`] (its [`FromEnv`] impl, so `SimSettings::load`
+//! refuses a bad value): every value is validated before anything starts,
+//! and each error names the variable to fix.
 
-use std::collections::HashMap;
-
-use common::settings::{SettingsError, from_env};
+use common::settings::{FromEnv, SettingsError};
 
 use super::brokers::split_urls;
 use super::{MAX_PROBES, MIN_INTERVAL_MS, SimMode, SimSettings};
@@ -33,21 +32,9 @@ pub fn check_delay(name: &str, ms: u64) -> Result<(), String> {
     }
 }
 
-impl SimSettings {
-    /// Reads and validates the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_vars(None)
-    }
-
-    /// Reads and validates the given variables instead of the environment.
-    pub fn from_vars(vars: Option<HashMap<String, String>>) -> Result<Self, SettingsError> {
-        let s: SimSettings = from_env(vars)?;
-        s.validate()?;
-        Ok(s)
-    }
-
+impl FromEnv for SimSettings {
     /// Checks every value; the error names the variable to fix.
-    pub fn validate(&self) -> Result<(), SettingsError> {
+    fn validate(&self) -> Result<(), SettingsError> {
         let uid_ok = !self.greenhouse.is_empty()
             && self.greenhouse.len() <= 64
             && self

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::runtime::lease::LeaseGuard;
-use common::settings::Settings;
+use common::settings::{FromEnv, Settings};
 use scheduler::{App, SchedulerSettings};
 use serde_json::Value;
 use sqlx::PgPool;
