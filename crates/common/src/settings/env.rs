@@ -17,18 +17,18 @@ pub struct SettingsError(pub String);
 /// Reads environment variables (names case-insensitive, e.g. `MQTT_HOST` →
 /// `mqtt_host`) into `T`. `vars` replaces the process environment in tests.
 ///
-/// Every value is read by one rule, whatever its setting:
-/// - it is trimmed, and a blank value (`X=`, or only spaces: what compose
-///   passes for an unset `${X:-}`) is unset, so the setting takes its
-///   default (`None` for an optional one);
-/// - the text is converted to the field's type by the `config` crate:
-///   numbers (`1883`, `0.25`), booleans (`1`, `true`, `yes`, `on` and `0`,
-///   `false`, `no`, `off`, any case; `config` also reads those words as 1 and
-///   0 where a number is wanted), enums by their serde names, and an
+/// Every value is read by one rule, whatever its setting (see
+/// [`super::text`]):
+/// - a blank value (`X=`, or only spaces: what compose passes for an unset
+///   `${X:-}`) is unset, so the setting takes its default (`None` for an
+///   optional one);
+/// - the value is trimmed; numbers (`1883`, `0.25`) and booleans (`1`,
+///   `true`, `yes`, `on` and `0`, `false`, `no`, `off`, any case) are read
+///   strictly (`yes` is never a number); enums by their serde names; an
 ///   `Option` is `Some` when set;
-/// - a value that does not convert is refused, and the error names the
-///   variable (`invalid type: string "abc", expected an integer for key
-///   `mqtt_port``). A type with its own parser uses [`de_from_str`].
+/// - a value that does not read is refused, and the error names the
+///   variable (`mqtt_port: `abc` is not a whole number from 0 to 65535 (…)`).
+///   A type with its own parser uses [`de_from_str`].
 ///
 /// A secret variable `X` may be given as `X_FILE`, the path of a file that
 /// holds its value (Docker and Kubernetes secrets); see [`with_secret_files`].
@@ -62,19 +62,7 @@ pub trait FromEnv: DeserializeOwned {
 pub(super) fn from_resolved<T: DeserializeOwned>(
     vars: HashMap<String, String>,
 ) -> Result<T, SettingsError> {
-    let trimmed = vars
-        .into_iter()
-        .map(|(name, value)| (name, value.trim().to_owned()))
-        .collect();
-    let env = config::Environment::default()
-        .try_parsing(false)
-        .ignore_empty(true)
-        .source(Some(trimmed));
-    config::Config::builder()
-        .add_source(env)
-        .build()
-        .and_then(|c| c.try_deserialize::<T>())
-        .map_err(|e| SettingsError(e.to_string()))
+    super::text::from_vars(vars)
 }
 
 /// The process environment (variables that are not UTF-8 left out).

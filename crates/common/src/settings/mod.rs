@@ -14,6 +14,7 @@ mod env;
 mod http;
 mod mqtt;
 mod production;
+mod text;
 
 pub use database::*;
 pub use env::*;
