@@ -2,18 +2,16 @@
 //! the decision lease, the cycle loop, and the HTTP server (`/metrics`,
 //! `/health`).
 
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 
 use crate::cycle::{self, Engine};
 use crate::{AutomationSettings, DEFAULT_PORT, LEASE_NAME, SERVICE};
 
-/// A built engine, listening but not yet serving.
-pub struct App {
-    runner: Runner,
+common::service_app! {
+    /// A built engine, listening but not yet serving.
+    pub struct App {}
 }
-
-common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, competes for

@@ -11,7 +11,7 @@ use common::placement::balance::RebalanceLimits;
 use common::placement::probe::Prober;
 use common::runtime::auth::{Access, ApiToken};
 use common::runtime::http::{Dependency, Health};
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
@@ -27,12 +27,10 @@ use crate::strategy::SharedStrategy;
 use crate::sys_stats::{SYS_FILTER, SysStats};
 use crate::{DEFAULT_PORT, SERVICE};
 
-/// A built registry, listening but not yet serving.
-pub struct App {
-    runner: Runner,
+common::service_app! {
+    /// A built registry, listening but not yet serving.
+    pub struct App {}
 }
-
-common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it), registers the configured

@@ -8,7 +8,7 @@ use common::QoS;
 use common::mqtt::accounts::{RESPONSE_TOPIC, Responses};
 use common::mqtt::pool::BrokerPool;
 use common::runtime::auth::ApiToken;
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 use proto::topics::{GLOBAL_NODE_HELLO, TEMP_GREENHOUSE, TEMP_ZONE, TopicKind};
 use tokio::sync::mpsc;
@@ -31,12 +31,10 @@ pub fn filters(group: &str) -> Vec<String> {
     ]
 }
 
-/// A built registry, listening but not yet serving.
-pub struct App {
-    runner: Runner,
+common::service_app! {
+    /// A built registry, listening but not yet serving.
+    pub struct App {}
 }
-
-common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and to every broker, subscribes,

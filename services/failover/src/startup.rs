@@ -6,7 +6,7 @@
 use common::mqtt::pool::BrokerPool;
 use common::placement::probe::Prober;
 use common::runtime::http::{Dependency, Health};
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
@@ -18,13 +18,12 @@ use crate::signals::Uplink;
 use crate::watcher::Watcher;
 use crate::{DEFAULT_PORT, SERVICE};
 
-/// A built failover instance, listening but not yet serving.
-pub struct App {
-    runner: Runner,
-    holder: String,
+common::service_app! {
+    /// A built failover instance, listening but not yet serving.
+    pub struct App {
+        holder: String,
+    }
 }
-
-common::service_app!(App);
 
 impl App {
     pub async fn build(settings: Settings, failover: FailoverSettings) -> anyhow::Result<App> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::QoS;
 use common::mqtt::pool::BrokerPool;
 use common::runtime::http::{Dependency, Health};
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 use proto::topics::{TIME_REQUEST, TopicKind};
 use tokio::sync::mpsc;
@@ -35,14 +35,13 @@ pub const KINDS: [TopicKind; 6] = [
     TopicKind::Error,
 ];
 
-/// A built history-logger, listening but not yet serving.
-pub struct App {
-    runner: Runner,
-    queue: Queue,
-    stats: Arc<IngestStats>,
+common::service_app! {
+    /// A built history-logger, listening but not yet serving.
+    pub struct App {
+        queue: Queue,
+        stats: Arc<IngestStats>,
+    }
 }
-
-common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it), Redis and the brokers, starts

@@ -8,7 +8,7 @@ use common::QoS;
 use common::commands::CommandSender;
 use common::commands::status_writer::StatusWriter;
 use common::mqtt::pool::BrokerPool;
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
@@ -17,12 +17,10 @@ use crate::auth::ApiToken;
 use crate::routes::commands::{self, CommandsState};
 use crate::{BridgeSettings, DEFAULT_PORT, SERVICE, redelivery, responses, sweeper};
 
-/// A built bridge, listening but not yet serving.
-pub struct App {
-    runner: Runner,
+common::service_app! {
+    /// A built bridge, listening but not yet serving.
+    pub struct App {}
 }
-
-common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, starts the

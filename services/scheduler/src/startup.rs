@@ -3,19 +3,18 @@
 //! `/health`).
 
 use common::runtime::lease::LeaseGuard;
-use common::runtime::service::{Base, Runner};
+use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
 
 use crate::tick::{self, Scheduler};
 use crate::{DEFAULT_PORT, LEASE_NAME, SERVICE, SchedulerSettings};
 
-/// A built scheduler, listening but not yet serving.
-pub struct App {
-    runner: Runner,
-    lease: LeaseGuard,
+common::service_app! {
+    /// A built scheduler, listening but not yet serving.
+    pub struct App {
+        lease: LeaseGuard,
+    }
 }
-
-common::service_app!(App);
 
 impl App {
     /// Connects to PostgreSQL (migrating it) and the brokers, competes for

@@ -184,13 +184,30 @@ pub struct Runner {
     brokers: BrokerPool,
 }
 
-/// For a service's `App`, whose `runner` field is the [`Runner`] it was
-/// built into: `Deref<Target = Runner>` (`port()`, `pool()`, `brokers()`)
-/// and `run_until_stopped`, which serves until `shutdown`, then stops the
-/// background work (waiting for it at most 10 s) and leaves the brokers.
+/// Declares a service's `App`: the struct, with its [`Runner`] as field
+/// `runner` besides the fields given, `Deref<Target = Runner>` (`port()`,
+/// `pool()`, `brokers()`) and `run_until_stopped`, which serves until
+/// `shutdown`, then stops the background work (waiting for it at most 10 s)
+/// and leaves the brokers.
+///
+/// ```text
+/// common::service_app! {
+///     /// A built scheduler, listening but not yet serving.
+///     pub struct App { lease: LeaseGuard }
+/// }
+/// ```
 #[macro_export]
 macro_rules! service_app {
-    ($app:ty) => {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $app:ident { $($(#[$field_meta:meta])* $field:ident: $ty:ty),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        $vis struct $app {
+            runner: $crate::runtime::service::Runner,
+            $($(#[$field_meta])* $field: $ty,)*
+        }
+
         impl std::ops::Deref for $app {
             type Target = $crate::runtime::service::Runner;
             fn deref(&self) -> &Self::Target {
