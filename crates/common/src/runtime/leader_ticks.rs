@@ -105,6 +105,14 @@ mod tests {
         });
     }
 
+    /// The lease lost at `lost` and held again at `regained`.
+    fn lose_and_regain(lease: &Arc<ManualLease>, lost: Instant, regained: Instant) {
+        let l = lease.clone();
+        at(lost, move || l.revoke());
+        let l = lease.clone();
+        at(regained, move || l.grant());
+    }
+
     fn held_ticks() -> (Arc<ManualLease>, LeaderTicks) {
         let (lease, guard) = ManualLease::new();
         lease.grant();
@@ -158,10 +166,7 @@ mod tests {
         // Lost half-way to the next tick, regained 5 periods later: the tick
         // in between finds it not held and yields nothing.
         let (lost, regained) = (t0 + EVERY * 3 / 2, t0 + EVERY * 13 / 2);
-        let l = lease.clone();
-        at(lost, move || l.revoke());
-        let l = lease.clone();
-        at(regained, move || l.grant());
+        lose_and_regain(&lease, lost, regained);
         assert_eq!(
             next(&mut ticks, &stop).await,
             (Some(Turn::Gained), regained)
@@ -182,10 +187,7 @@ mod tests {
         let (lease, mut ticks) = held_ticks();
         let stop = CancellationToken::new();
         assert_eq!(next(&mut ticks, &stop).await, (Some(Turn::Gained), t0));
-        let l = lease.clone();
-        at(t0 + EVERY / 4, move || l.revoke());
-        let l = lease.clone();
-        at(t0 + EVERY / 2, move || l.grant());
+        lose_and_regain(&lease, t0 + EVERY / 4, t0 + EVERY / 2);
         assert_eq!(
             next(&mut ticks, &stop).await,
             (Some(Turn::Gained), t0 + EVERY)
