@@ -45,6 +45,22 @@ fn bad_params(message: impl Into<String>) -> Rejection {
     Rejection::new("bad_params", message)
 }
 
+/// `params.<name>` read by `read` and accepted by `ok`, else `bad_params`
+/// saying it must be `wants`.
+fn param<T>(
+    params: &Map<String, Value>,
+    name: &str,
+    read: impl Fn(&Value) -> Option<T>,
+    wants: &str,
+    ok: impl Fn(&T) -> bool,
+) -> Result<T, Rejection> {
+    params
+        .get(name)
+        .and_then(read)
+        .filter(ok)
+        .ok_or_else(|| bad_params(format!("params.{name} must be {wants}")))
+}
+
 /// Checks `cmd` and its `params` against the channel it was sent to.
 pub fn parse_action(
     channel: &ChannelSpec,
@@ -55,42 +71,32 @@ pub fn parse_action(
     match (cmd, actuator) {
         ("ping", _) => Ok(Action::Ping),
         ("run_pump", true) => {
-            let duration_ms = params
-                .get("duration_ms")
-                .and_then(Value::as_u64)
-                .filter(|d| (1..=MAX_RUN_MS).contains(d))
-                .ok_or_else(|| {
-                    bad_params(format!(
-                        "params.duration_ms must be an integer between 1 and {MAX_RUN_MS}"
-                    ))
-                })?;
+            let between = format!("an integer between 1 and {MAX_RUN_MS}");
+            let duration_ms = param(params, "duration_ms", Value::as_u64, &between, |d| {
+                (1..=MAX_RUN_MS).contains(d)
+            })?;
             Ok(Action::RunPump { duration_ms })
         }
         ("dose", true) => {
-            let ml = params
-                .get("ml")
-                .and_then(Value::as_f64)
-                .filter(|ml| *ml > 0.0 && *ml <= MAX_DOSE_ML)
-                .ok_or_else(|| {
-                    bad_params(format!(
-                        "params.ml must be a number above 0 and at most {MAX_DOSE_ML}"
-                    ))
-                })?;
+            let above = format!("a number above 0 and at most {MAX_DOSE_ML}");
+            let ml = param(params, "ml", Value::as_f64, &above, |ml| {
+                *ml > 0.0 && *ml <= MAX_DOSE_ML
+            })?;
             Ok(Action::Dose { ml })
         }
         ("set_relay", true) => {
-            let on = params
-                .get("state")
-                .and_then(Value::as_bool)
-                .ok_or_else(|| bad_params("params.state must be true or false"))?;
+            let on = param(params, "state", Value::as_bool, "true or false", |_| true)?;
             Ok(Action::SetRelay { on })
         }
         ("set_pwm", true) => {
-            let value = params
-                .get("value")
-                .and_then(Value::as_u64)
-                .and_then(|v| u8::try_from(v).ok())
-                .ok_or_else(|| bad_params("params.value must be an integer between 0 and 255"))?;
+            let read = |v: &Value| v.as_u64().and_then(|v| u8::try_from(v).ok());
+            let value = param(
+                params,
+                "value",
+                read,
+                "an integer between 0 and 255",
+                |_| true,
+            )?;
             Ok(Action::SetPwm { value })
         }
         ("stop", true) => Ok(Action::Stop),
