@@ -81,9 +81,17 @@ impl Drop for TestDb {
 /// How long the database helpers below wait for a count.
 pub const COUNT_WAIT: Duration = Duration::from_secs(60);
 
+/// The one value `sql` selects.
+pub async fn scalar<T>(pool: &PgPool, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
 /// `SELECT count(*)` of a query.
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+    scalar(pool, sql).await
 }
 
 /// Waits (up to [`COUNT_WAIT`]) until `sql`'s count reaches at least `n`;

@@ -78,10 +78,8 @@ async fn health_is_sampled_stored_and_exported_and_the_dashboard_is_served() {
     })
     .await;
     assert!(offline.is_some());
-    let status: String = sqlx::query_scalar("SELECT status FROM brokers WHERE id = 'mqtt2'")
-        .fetch_one(r.pool())
-        .await
-        .unwrap();
+    let status: String =
+        testkit::scalar(r.pool(), "SELECT status FROM brokers WHERE id = 'mqtt2'").await;
     assert_ne!(
         status, "OFFLINE",
         "the monitor does not decide a broker is dead"
