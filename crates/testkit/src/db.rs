@@ -78,6 +78,19 @@ impl Drop for TestDb {
     }
 }
 
+/// Registers brokers `(id, url)` in the `brokers` table, as an operator
+/// would.
+pub async fn register_brokers(pool: &PgPool, brokers: &[(String, String)]) {
+    for (id, url) in brokers {
+        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
+            .bind(id)
+            .bind(url)
+            .execute(pool)
+            .await
+            .expect("register broker");
+    }
+}
+
 /// How long the database helpers below wait for a count.
 pub const COUNT_WAIT: Duration = Duration::from_secs(60);
 
@@ -106,6 +119,20 @@ pub async fn wait_count(pool: &PgPool, sql: &str, n: i64) -> i64 {
         Some(c) => c,
         None => count(pool, sql).await,
     }
+}
+
+/// Whether `sql`'s count comes to satisfy `holds` within `timeout` (polled).
+pub async fn count_comes_to(
+    pool: &PgPool,
+    sql: &str,
+    timeout: Duration,
+    holds: impl Fn(i64) -> bool,
+) -> bool {
+    eventually(timeout, || async {
+        holds(count(pool, sql).await).then_some(())
+    })
+    .await
+    .is_some()
 }
 
 /// The payloads of the zone events of type `kind` in zone `zone`, oldest first.

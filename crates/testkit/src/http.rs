@@ -5,6 +5,8 @@
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::StopOnDrop;
+
 /// Sends `request` with `token` as its bearer (None: no Authorization
 /// header) and `body` as its JSON text (None: no body); answers the status
 /// and the JSON answer (Null when the answer is not JSON). Panics when no
@@ -31,7 +33,7 @@ pub async fn call(
 pub struct Service {
     pub base: String,
     pub http: reqwest::Client,
-    pub stop: CancellationToken,
+    pub stop: StopOnDrop,
 }
 
 impl Service {
@@ -42,7 +44,7 @@ impl Service {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let stop = CancellationToken::new();
+        let stop = StopOnDrop::new();
         tokio::spawn(run(stop.clone()));
         Service {
             base: format!("http://127.0.0.1:{port}"),
@@ -65,11 +67,5 @@ impl Service {
         token: Option<&str>,
     ) -> (u16, Value) {
         call(self.request(method, path), token, body.map(str::to_owned)).await
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }

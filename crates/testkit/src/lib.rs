@@ -26,7 +26,10 @@ pub mod stack;
 pub mod vars;
 
 pub use broker::{TestBroker, backend_login, login, login_vars};
-pub use db::{COUNT_WAIT, TestDb, admin_url, count, scalar, wait_count, zone_event_payloads};
+pub use db::{
+    COUNT_WAIT, TestDb, admin_url, count, count_comes_to, register_brokers, scalar, wait_count,
+    zone_event_payloads,
+};
 pub use dynsec::Credentials;
 pub use http::Service;
 pub use net::{TcpProxy, free_port};
@@ -51,6 +54,36 @@ macro_rules! wraps {
     };
 }
 
+/// A stop token that stops what it was handed to when this is dropped: a
+/// test's world stops its services with it.
+pub struct StopOnDrop(tokio_util::sync::CancellationToken);
+
+impl StopOnDrop {
+    pub fn new() -> StopOnDrop {
+        StopOnDrop(tokio_util::sync::CancellationToken::new())
+    }
+}
+
+impl Default for StopOnDrop {
+    fn default() -> Self {
+        StopOnDrop::new()
+    }
+}
+
+impl std::ops::Deref for StopOnDrop {
+    type Target = tokio_util::sync::CancellationToken;
+
+    fn deref(&self) -> &tokio_util::sync::CancellationToken {
+        &self.0
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// Polls `check` until it returns `Some`, for at most `timeout`; a generous
 /// timeout keeps tests green on a slow, busy machine without fixed sleeps.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
@@ -71,7 +104,6 @@ where
 }
 
 pub use common::settings::env_vars;
-
 
 /// `REDIS_URL`, else the local development Redis.
 pub fn redis_url() -> String {

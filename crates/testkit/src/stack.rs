@@ -3,22 +3,38 @@
 //! and answers commands) and mqtt-bridge, in this process on port 0. The
 //! engines' and the bridge's tests and benchmarks run against it.
 
-use tokio_util::sync::CancellationToken;
-
 use crate::vars::{service_vars, set_vars, settings};
-use crate::{COUNT_WAIT, TestBroker, TestDb, eventually};
+use crate::{COUNT_WAIT, Service, StopOnDrop, TestBroker, TestDb, eventually};
+
+/// node-sim built with `vars`; panics when it does not build.
+pub async fn build_sim(vars: &[(String, String)]) -> node_sim::App {
+    let (shared, sim) = settings(vars, node_sim::SimSettings::from_vars);
+    node_sim::App::build(sim, shared)
+        .await
+        .expect("node-sim starts")
+}
+
+/// mqtt-bridge built with `vars` and running; panics when it does not build.
+pub async fn serve_bridge(vars: &[(String, String)]) -> Service {
+    let (shared, bridge) = settings(vars, mqtt_bridge::BridgeSettings::from_vars);
+    let bridge = mqtt_bridge::App::build(shared, bridge)
+        .await
+        .expect("bridge starts");
+    Service::start(bridge.port(), |stop| bridge.run_until_stopped(stop))
+}
 
 /// node-sim and mqtt-bridge on a database and a broker of their own; both
 /// stop when this is dropped.
 pub struct SimStack {
     pub db: TestDb,
     pub broker: TestBroker,
-    pub stop: CancellationToken,
+    /// Stops node-sim.
+    pub stop: StopOnDrop,
     /// What both were started with (node-sim's had `SIM_SEED_DB`,
     /// `SIM_ZONES` and `SIM_NODES` too).
     pub vars: Vec<(String, String)>,
     pub sim_url: String,
-    pub bridge_url: String,
+    pub bridge: Service,
     /// Every (node uid, channel) node-sim has.
     pub targets: Vec<(String, String)>,
 }
@@ -30,7 +46,7 @@ impl SimStack {
     pub async fn start(zones: usize, nodes: usize, more: &[(&str, &str)]) -> SimStack {
         let db = TestDb::new().await;
         let broker = TestBroker::start().await;
-        let stop = CancellationToken::new();
+        let stop = StopOnDrop::new();
         let vars = service_vars(&db.url, broker.port, more);
         let mut sim_vars = vars.clone();
         set_vars(
@@ -41,10 +57,7 @@ impl SimStack {
                 ("SIM_NODES", &nodes.to_string()),
             ],
         );
-        let (shared, sim_settings) = settings(&sim_vars, node_sim::SimSettings::from_vars);
-        let sim = node_sim::App::build(sim_settings, shared)
-            .await
-            .expect("node-sim starts");
+        let sim = build_sim(&sim_vars).await;
         broker.sync_node_accounts(&db.pool).await;
         let sim_url = format!("http://127.0.0.1:{}", sim.port());
         let targets = sim
@@ -67,26 +80,15 @@ impl SimStack {
         })
         .await
         .expect("node-sim's nodes log in with their accounts");
-        let (shared, bridge_settings) = settings(&vars, mqtt_bridge::BridgeSettings::from_vars);
-        let bridge = mqtt_bridge::App::build(shared, bridge_settings)
-            .await
-            .expect("bridge starts");
-        let bridge_url = format!("http://127.0.0.1:{}", bridge.port());
-        tokio::spawn(bridge.run_until_stopped(stop.clone()));
+        let bridge = serve_bridge(&vars).await;
         SimStack {
             db,
             broker,
             stop,
             vars,
             sim_url,
-            bridge_url,
+            bridge,
             targets,
         }
-    }
-}
-
-impl Drop for SimStack {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }

@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
 
     let setup = helpers::spawn_with_sim(&[("BRIDGE_API_TOKEN", helpers::TOKEN)], 3, 20).await;
     let (url, pool, targets) = (
-        setup.bridge_url.clone(),
+        setup.bridge.base.clone(),
         setup.db.pool.clone(),
         setup.targets.clone(),
     );

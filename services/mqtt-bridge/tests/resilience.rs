@@ -29,7 +29,7 @@ async fn broker_down_for_5s_leaves_no_command_unfinished() {
     )
     .await;
     let (url, db, broker, stop) = (
-        setup.bridge_url.clone(),
+        setup.bridge.base.clone(),
         &setup.db,
         &mut setup.broker,
         setup.stop.clone(),

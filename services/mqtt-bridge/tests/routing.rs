@@ -31,14 +31,11 @@ async fn spawn_two() -> TwoBrokers {
     let db = TestDb::new().await;
     seed(&db.pool).await;
     let brokers = [TestBroker::start().await, TestBroker::start().await];
-    for (id, b) in ["mqtt1", "mqtt2"].iter().zip(&brokers) {
-        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
-            .bind(id)
-            .bind(b.url())
-            .execute(&db.pool)
-            .await
-            .unwrap();
-    }
+    let registered = [
+        ("mqtt1".to_owned(), brokers[0].url()),
+        ("mqtt2".to_owned(), brokers[1].url()),
+    ];
+    testkit::register_brokers(&db.pool, &registered).await;
     let (settings, bridge) = settings_for(&db, brokers[0].port, &[]);
     let app = App::build(settings, bridge).await.expect("app builds");
     for id in ["mqtt1", "mqtt2"] {

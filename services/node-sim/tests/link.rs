@@ -13,19 +13,12 @@ use node_sim::link::BUFFER_PACKETS;
 use proto::payloads::{ConfigUpdate, NodeState, Status, Telemetry};
 use proto::signing;
 use support::{Recorder, WAIT, now_secs, settings, sim_settings};
-use testkit::{TestBroker, eventually};
-use tokio_util::sync::CancellationToken;
+use testkit::{StopOnDrop, TestBroker, eventually};
 
 struct Running {
     nodes: std::sync::Arc<[node_sim::SimNode]>,
     port: u16,
-    stop: CancellationToken,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    _stop: StopOnDrop,
 }
 
 /// node-sim with `sim`, once its (first) node is connected.
@@ -33,13 +26,17 @@ async fn run(sim: node_sim::SimSettings) -> Running {
     let app = App::build(sim, settings(&[])).await.expect("app builds");
     let nodes = app.nodes().clone();
     let port = app.port();
-    let stop = CancellationToken::new();
+    let stop = StopOnDrop::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
     let node = &nodes[0];
     eventually(WAIT, || async { node.is_connected().then_some(()) })
         .await
         .unwrap();
-    Running { nodes, port, stop }
+    Running {
+        nodes,
+        port,
+        _stop: stop,
+    }
 }
 
 /// Two brokers and one node on the first, its config/updates recorded

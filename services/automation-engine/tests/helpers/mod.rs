@@ -79,15 +79,17 @@ pub async fn ph_recipe(pool: &PgPool, zone: &str) -> i64 {
     .await
 }
 
+/// Sets `zone`'s pH overrides (`capabilities.automation.ph`).
+pub async fn ph_overrides(pool: &PgPool, zone: &str, overrides: Value) {
+    let capabilities = serde_json::json!({"automation": {"ph": overrides}});
+    testkit::recipes::set_capabilities(pool, zone, capabilities).await;
+}
+
 /// Lets `zone` dose pH back to back in short doses (no interval, 300 ms at
 /// most), so each finished dose is followed by the next while pH stays high.
 pub async fn back_to_back_doses(pool: &PgPool, zone: &str) {
-    testkit::recipes::set_capabilities(
-        pool,
-        zone,
-        serde_json::json!({"automation": {"ph": {"min_interval_sec": 0, "max_dose_ms": 300}}}),
-    )
-    .await;
+    let overrides = serde_json::json!({"min_interval_sec": 0, "max_dose_ms": 300});
+    ph_overrides(pool, zone, overrides).await;
 }
 
 /// Plays history-logger: the newest `metric` reading of `node`'s `channel`

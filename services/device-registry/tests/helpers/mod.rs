@@ -66,14 +66,11 @@ pub async fn spawn_secured_registry(extra: &[(&str, &str)]) -> TestRegistry {
 async fn spawn_on(urls: &[String], extra: &[(&str, &str)]) -> TestRegistry {
     common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
-    for (i, url) in urls.iter().enumerate() {
-        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
-            .bind(format!("mqtt{}", i + 1))
-            .bind(url)
-            .execute(&db.pool)
-            .await
-            .expect("register broker");
-    }
+    let brokers: Vec<(String, String)> = (1..)
+        .zip(urls)
+        .map(|(i, url)| (format!("mqtt{i}"), url.clone()))
+        .collect();
+    testkit::register_brokers(&db.pool, &brokers).await;
     let port = common::mqtt::parse_broker_url(&urls[0]).expect("url").1;
     sqlx::raw_sql(
         "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');

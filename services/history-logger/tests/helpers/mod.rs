@@ -155,14 +155,7 @@ impl World {
     pub async fn register(&self, brokers: &[(&str, &TestBroker)]) {
         let mut all = vec![("mqtt1".to_owned(), self.broker.url())];
         all.extend(brokers.iter().map(|(id, b)| ((*id).to_owned(), b.url())));
-        for (id, url) in all {
-            sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
-                .bind(id)
-                .bind(url)
-                .execute(&self.db.pool)
-                .await
-                .expect("broker row");
-        }
+        testkit::register_brokers(&self.db.pool, &all).await;
     }
 
     /// A client that plays the nodes.

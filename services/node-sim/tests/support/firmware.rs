@@ -11,8 +11,8 @@ use node_sim::{App, FirmwareNode, SimSettings};
 use proto::payloads::{CommandResponse, ResponseStatus, TimeResponse};
 use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
 use sha2::Sha256;
-use testkit::eventually;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use testkit::{StopOnDrop, eventually};
+use tokio_util::sync::DropGuard;
 
 use super::{Recorder, Seen, WAIT, listener, now_secs, settings};
 
@@ -73,7 +73,7 @@ pub fn ph_config(node_id: &str, port: u16, login: serde_json::Value, secret: &st
 pub struct Running {
     pub node: FirmwareNode,
     pub port: u16,
-    stop: CancellationToken,
+    stop: StopOnDrop,
     app: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -88,12 +88,6 @@ impl Running {
                 .unwrap()
                 .unwrap();
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -130,7 +124,7 @@ pub async fn boot_custom(
     assert!(app.nodes().is_empty(), "no classic node in firmware mode");
     let node = app.firmware_nodes()[0].clone();
     let port = app.port();
-    let stop = CancellationToken::new();
+    let stop = StopOnDrop::new();
     let app = tokio::spawn(app.run_until_stopped(stop.clone()));
     Running {
         node,

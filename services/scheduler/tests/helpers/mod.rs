@@ -53,6 +53,23 @@ impl World {
     }
 }
 
+/// Starts, in `zone`, a one-phase recipe (48 h) whose `schedule` (its
+/// `lighting` or `irrigation` targets) began `phase_age` ago.
+pub async fn schedule_recipe(
+    pool: &PgPool,
+    zone: &str,
+    schedule: Value,
+    phase_age: chrono::Duration,
+) {
+    testkit::recipes::start_recipe(pool, zone, &[(48.0, schedule)], phase_age).await;
+}
+
+/// [`schedule_recipe`] of a lighting `window` (`HH:MM-HH:MM`).
+pub async fn lighting_recipe(pool: &PgPool, zone: &str, window: &str, phase_age: chrono::Duration) {
+    let schedule = serde_json::json!({"lighting": {"window": window}});
+    schedule_recipe(pool, zone, schedule, phase_age).await;
+}
+
 /// `HH:MM` (UTC, the seeded greenhouse's zone) of now + `offset`.
 pub fn hhmm(offset: chrono::Duration) -> String {
     hhmm_at(Utc::now(), offset)
