@@ -78,6 +78,36 @@ impl Drop for TestDb {
     }
 }
 
+/// Seeds greenhouse `(uid, name)` with `zones` `(uid, name)`; answers the
+/// zones' ids, in order.
+pub async fn seed_zones(
+    pool: &PgPool,
+    (greenhouse, greenhouse_name): (&str, &str),
+    zones: &[(&str, &str)],
+) -> Vec<i64> {
+    let greenhouse_id: i64 =
+        sqlx::query_scalar("INSERT INTO greenhouses (uid, name) VALUES ($1, $2) RETURNING id")
+            .bind(greenhouse)
+            .bind(greenhouse_name)
+            .fetch_one(pool)
+            .await
+            .expect("seed greenhouse");
+    let mut ids = Vec::new();
+    for (uid, name) in zones {
+        let id = sqlx::query_scalar(
+            "INSERT INTO zones (uid, greenhouse_id, name) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(uid)
+        .bind(greenhouse_id)
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .expect("seed zone");
+        ids.push(id);
+    }
+    ids
+}
+
 /// Registers brokers `(id, url)` in the `brokers` table, as an operator
 /// would.
 pub async fn register_brokers(pool: &PgPool, brokers: &[(String, String)]) {

@@ -28,6 +28,14 @@ pub async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Checks that `answer` (to the request `what` names) is the JSON error
+/// `status` with `code`.
+pub fn assert_error(what: &str, (got, answer): (u16, &Value), status: u16, code: &str) {
+    assert_eq!(got, status, "{what}: {answer}");
+    assert_eq!(answer["status"], "error", "{what}: {answer}");
+    assert_eq!(answer["code"], code, "{what}: {answer}");
+}
+
 /// A service built on port 0 and running in the background until `stop`
 /// (cancelled when this is dropped): its base URL and a client for it.
 pub struct Service {

@@ -16,17 +16,7 @@ async fn slot(kind: Kind, hour: u32) -> (TestDb, fires::SlotKey) {
 }
 
 async fn zone(pool: &sqlx::PgPool) -> i64 {
-    sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-f', 'F');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-f', id, 'F' FROM greenhouses;",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query_scalar("SELECT id FROM zones WHERE uid = 'zn-f'")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    testkit::seed_zones(pool, ("gh-f", "F"), &[("zn-f", "F")]).await[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

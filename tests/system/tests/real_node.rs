@@ -58,13 +58,7 @@ async fn stack() -> Stack {
     let db = TestDb::new().await;
     let broker = TestBroker::start().await;
     testkit::register_brokers(&db.pool, &[("mqtt1".to_owned(), broker.url())]).await;
-    sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-1', id, 'Z1' FROM greenhouses;",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    testkit::seed_zones(&db.pool, ("gh-1", "G1"), &[("zn-1", "Z1")]).await;
     let stop = StopOnDrop::new();
     let v = vars(&db, &broker, &[]);
 

@@ -72,14 +72,7 @@ async fn spawn_on(urls: &[String], extra: &[(&str, &str)]) -> TestRegistry {
         .collect();
     testkit::register_brokers(&db.pool, &brokers).await;
     let port = common::mqtt::parse_broker_url(&urls[0]).expect("url").1;
-    sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-1', id, 'Z1' FROM greenhouses;
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-2', id, 'Z2' FROM greenhouses;",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("seed zones");
+    testkit::seed_zones(&db.pool, ("gh-1", "G1"), &[("zn-1", "Z1"), ("zn-2", "Z2")]).await;
     let mut vars = testkit::service_vars(
         &db.url,
         port,

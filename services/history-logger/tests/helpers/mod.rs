@@ -46,11 +46,9 @@ impl World {
     pub async fn new() -> World {
         common::runtime::logging::init_for_tests();
         let db = TestDb::new().await;
+        testkit::seed_zones(&db.pool, ("gh-t", "Test"), &[("zn-a", "A"), ("zn-b", "B")]).await;
         sqlx::raw_sql(
-            "INSERT INTO greenhouses (uid, name) VALUES ('gh-t', 'Test');
-             INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-a', id, 'A' FROM greenhouses;
-             INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-b', id, 'B' FROM greenhouses;
-             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
+            "INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
              INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-2', id, 'ec' FROM zones WHERE uid = 'zn-a';
              INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-3', id, 'climate' FROM zones WHERE uid = 'zn-b';
              INSERT INTO node_channels (node_id, channel, type, metric_type)

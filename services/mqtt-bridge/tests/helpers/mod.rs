@@ -33,11 +33,9 @@ pub struct TestApp {
 /// with `pump_acid`; only `nd-ph-1` has `ph_sensor`), zone `zn-b` with
 /// `nd-ec-1` (`pump_nutrients`), and `nd-loose` without a zone.
 pub async fn seed(pool: &PgPool) {
+    testkit::seed_zones(pool, ("gh-t", "Test"), &[("zn-a", "A"), ("zn-b", "B")]).await;
     sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-t', 'Test');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-a', id, 'A' FROM greenhouses;
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-b', id, 'B' FROM greenhouses;
-         INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ph-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
+        "INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ph-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
          INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ph-2', id, 'ph' FROM zones WHERE uid = 'zn-a';
          INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ec-1', id, 'ec' FROM zones WHERE uid = 'zn-b';
          INSERT INTO nodes (uid, type) VALUES ('nd-loose', 'ph');
