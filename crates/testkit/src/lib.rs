@@ -11,7 +11,8 @@
 //! - [`vars`]: the variables a service under test starts with, its settings;
 //! - [`stack`] (feature `stack`): node-sim and mqtt-bridge, a simulated
 //!   greenhouse behind the bridge;
-//! - below: waits, benchmark knobs and verdicts.
+//! - below: waits, a stop token that stops on drop, [`wraps!`] for a
+//!   test's world, benchmark knobs and verdicts.
 
 pub mod broker;
 pub mod client;
