@@ -41,6 +41,18 @@ def metric(url: str, name: str, **labels) -> float:
     return total
 
 
+def counters(url: str, name: str, reasons) -> dict[str, float]:
+    """`name`'s value for each of `reasons` now."""
+    return {reason: metric(url, name, reason=reason) for reason in reasons}
+
+
+def wait_counted(url: str, name: str, before: dict[str, float]) -> None:
+    """Waits until `name` has grown past `before` for each of its reasons."""
+    for reason, was in before.items():
+        wait_until(lambda r=reason, w=was: metric(url, name, reason=r) > w,
+                   15, 0.3, f"{name}{{reason={reason}}} to grow")
+
+
 def canonical(obj: dict) -> bytes:
     # The canonical form (sorted keys, no spaces) for the plain strings and
     # integers these payloads hold; docs/protocol.md §6.
@@ -112,8 +124,7 @@ def test_forged_moves_are_refused_counted_and_the_node_stays(sim, db, seeded, no
         "stale": signed_move(secret, trap, now - STALE_SEC),
         "future": signed_move(secret, trap, now + STALE_SEC),
     }
-    before = {reason: metric(sim.url, "sim_moves_refused_total", reason=reason)
-              for reason in cases}
+    before = counters(sim.url, "sim_moves_refused_total", cases)
     topic = f"nodes/{uid}/config/update"
     publisher = Publisher("compat-forger")
     try:
@@ -121,10 +132,7 @@ def test_forged_moves_are_refused_counted_and_the_node_stays(sim, db, seeded, no
         # message would outlive the test. Delivered live, as a forger's would be.
         for payload in cases.values():
             publisher.publish(topic, payload)
-        for reason, was in before.items():
-            wait_until(lambda r=reason, w=was: metric(sim.url, "sim_moves_refused_total",
-                                                      reason=r) > w,
-                       15, 0.3, f"sim_moves_refused_total{{reason={reason}}} to grow")
+        wait_counted(sim.url, "sim_moves_refused_total", before)
     finally:
         publisher.close()
 
@@ -160,8 +168,7 @@ def test_forged_responses_do_not_end_a_command_and_the_real_done_lands(api, brid
         "wrong_zone": f"hydro/{seeded}/zn-2/nd-ph-1/pump_acid/command_response",
     }
     reasons = list(forged_topics) + ["unknown_command"]
-    before = {reason: metric(bridge.url, "bridge_responses_dropped_total", reason=reason)
-              for reason in reasons}
+    before = counters(bridge.url, "bridge_responses_dropped_total", reasons)
     forged = {"cmd_id": cmd_id, "status": "ERROR", "ts": int(time.time() * 1000),
               "error_code": "forged", "error_message": "not from the node"}
     publisher = Publisher("compat-forger")
@@ -170,10 +177,7 @@ def test_forged_responses_do_not_end_a_command_and_the_real_done_lands(api, brid
             publisher.publish(topic, json.dumps(forged).encode())
         publisher.publish(f"hydro/{seeded}/zn-1/nd-ph-1/pump_acid/command_response",
                           json.dumps({**forged, "cmd_id": "compat-no-such-command"}).encode())
-        for reason, was in before.items():
-            wait_until(lambda r=reason, w=was: metric(bridge.url, "bridge_responses_dropped_total",
-                                                      reason=r) > w,
-                       15, 0.3, f"bridge_responses_dropped_total{{reason={reason}}} to grow")
+        wait_counted(bridge.url, "bridge_responses_dropped_total", before)
     finally:
         publisher.close()
 

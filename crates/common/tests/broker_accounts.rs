@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use common::QoS;
 use common::mqtt::accounts::{
     Admin, Namespace, NodeAccount, create_missing_nodes, remove_nodes, sync_nodes,
 };
@@ -16,22 +15,42 @@ use testkit::TestBroker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-fn login(
-    broker: &TestBroker,
-    user: &str,
-    pass: &str,
-    inbox: Option<mpsc::Sender<Inbound>>,
-    stop: &CancellationToken,
-) -> MqttConnection {
+/// A connection config for `broker` logged in as `user`.
+fn config(broker: &TestBroker, user: &str, pass: &str) -> MqttConfig {
     let mut c = MqttConfig::new("test", &broker.url(), user);
     c.username = Some(user.to_owned());
     c.password = Some(SecretString::from(pass));
     c.publish_timeout = Duration::from_secs(5);
-    MqttConnection::start(c, inbox, stop.clone()).unwrap()
+    c
 }
 
-async fn admin(broker: &TestBroker, stop: &CancellationToken) -> Admin {
-    broker.admin_connection(stop).await
+/// `user` logged in on `broker`, once connected.
+async fn logged_in(
+    broker: &TestBroker,
+    user: &str,
+    pass: &str,
+    stop: &CancellationToken,
+) -> MqttConnection {
+    let c = config(broker, user, pass);
+    testkit::client::connect(c, None, Duration::from_secs(10), stop).await
+}
+
+/// Whether `broker` refuses `user` (no connection within 2 s).
+async fn refused(broker: &TestBroker, user: &str, pass: &str, stop: &CancellationToken) -> bool {
+    let c = config(broker, user, pass);
+    let connection = MqttConnection::start(c, None, stop.clone()).unwrap();
+    connection
+        .wait_connected(Duration::from_secs(2))
+        .await
+        .is_err()
+}
+
+/// A broker of the test's own and its dynsec admin, connected until `stop`.
+async fn broker_and_admin() -> (TestBroker, CancellationToken, Admin) {
+    let broker = TestBroker::start().await;
+    let stop = CancellationToken::new();
+    let admin = broker.admin_connection(&stop).await;
+    (broker, stop, admin)
 }
 
 fn account(uid: &str, zone: &str, password: &str) -> NodeAccount {
@@ -74,12 +93,7 @@ async fn receive_until(
 /// The broker's backend account (role `hydro-backend`), logged in.
 async fn backend(broker: &TestBroker, stop: &CancellationToken) -> MqttConnection {
     let who = broker.backend();
-    let connection = login(broker, &who.user, &who.pass, None, stop);
-    connection
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    connection
+    logged_in(broker, &who.user, &who.pass, stop).await
 }
 
 const PW_A: &str = "pa-0123456789abcdef0123456789abcdef";
@@ -88,9 +102,7 @@ const PW_B: &str = "pb-0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
 async fn a_node_account_uses_its_own_topics_only() {
-    let broker = TestBroker::start().await;
-    let stop = CancellationToken::new();
-    let admin = admin(&broker, &stop).await;
+    let (broker, stop, admin) = broker_and_admin().await;
     let report = sync_nodes(
         &admin,
         &[account("nd-a", "zn-1", PW_A), account("nd-b", "zn-2", PW_B)],
@@ -102,34 +114,26 @@ async fn a_node_account_uses_its_own_topics_only() {
     // A backend account sends commands and watches everything that gets through.
     let backend = backend(&broker, &stop).await;
     let backend_login = broker.backend();
-    let (watch_tx, mut watched) = mpsc::channel(100);
-    let watcher = login(
-        &broker,
-        &backend_login.user,
-        &backend_login.pass,
-        Some(watch_tx),
+    let (watcher, mut watched) = testkit::client::listen(
+        config(&broker, &backend_login.user, &backend_login.pass),
+        &["hydro/#"],
+        Duration::from_secs(10),
         &stop,
-    );
-    watcher.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
-    watcher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    // Its subscription is made right after CONNACK, and the broker handles
-    // a client's packets in order: after this PUBACK it is in place.
-    watcher
-        .publish("hydro-probe/settle", "x", false)
-        .await
-        .unwrap();
+    )
+    .await;
+    testkit::client::settle(&watcher).await;
 
-    let (a_tx, mut a_rx) = mpsc::channel(100);
-    let a = login(&broker, "nd-a", PW_A, Some(a_tx), &stop);
-    a.subscribe("hydro/gh-1/zn-1/nd-a/+/command", QoS::AtLeastOnce)
-        .unwrap();
-    a.subscribe("hydro/gh-1/zn-2/nd-b/+/command", QoS::AtLeastOnce)
-        .unwrap();
-    a.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
-    a.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let (a, mut a_rx) = testkit::client::listen(
+        config(&broker, "nd-a", PW_A),
+        &[
+            "hydro/gh-1/zn-1/nd-a/+/command",
+            "hydro/gh-1/zn-2/nd-b/+/command",
+            "hydro/#",
+        ],
+        Duration::from_secs(10),
+        &stop,
+    )
+    .await;
 
     // Answered after its subscriptions (in order): they are settled from here.
     let own = "hydro/gh-1/zn-1/nd-a/ph_sensor/telemetry";
@@ -168,16 +172,12 @@ async fn a_node_account_uses_its_own_topics_only() {
 
 #[tokio::test]
 async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
-    let broker = TestBroker::start().await;
-    let stop = CancellationToken::new();
-    let admin = admin(&broker, &stop).await;
+    let (broker, stop, admin) = broker_and_admin().await;
     let accounts = [account("nd-a", "zn-1", PW_A), account("nd-b", "zn-1", PW_B)];
     sync_nodes(&admin, &accounts).await.unwrap();
 
-    let a = login(&broker, "nd-a", PW_A, None, &stop);
-    let b = login(&broker, "nd-b", PW_B, None, &stop);
-    a.wait_connected(Duration::from_secs(10)).await.unwrap();
-    b.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let a = logged_in(&broker, "nd-a", PW_A, &stop).await;
+    let b = logged_in(&broker, "nd-b", PW_B, &stop).await;
     let mut a_state = a.connected_watch();
     a_state.mark_unchanged();
 
@@ -218,36 +218,23 @@ async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
     .await
     .unwrap();
     assert_eq!(changed.updated, 1, "{changed:?}");
-    let old = login(&broker, "nd-a", PW_A, None, &stop);
-    assert!(old.wait_connected(Duration::from_secs(2)).await.is_err());
-    let new = login(&broker, "nd-a", PW_A2, None, &stop);
-    new.wait_connected(Duration::from_secs(10)).await.unwrap();
+    assert!(refused(&broker, "nd-a", PW_A, &stop).await);
+    let _new = logged_in(&broker, "nd-a", PW_A2, &stop).await;
 
     // a no longer listed: its account is gone.
     let removed = sync_nodes(&admin, &[account("nd-b", "zn-2", PW_B)])
         .await
         .unwrap();
     assert_eq!(removed.deleted, 1, "{removed:?}");
-    let gone = login(&broker, "nd-a", PW_A2, None, &stop);
-    assert!(gone.wait_connected(Duration::from_secs(2)).await.is_err());
+    assert!(refused(&broker, "nd-a", PW_A2, &stop).await);
     // And the admin's own account is never a node account.
-    let admin_again = login(
-        &broker,
-        &broker.admin().user,
-        &broker.admin().pass,
-        None,
-        &stop,
-    );
-    admin_again
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let who = broker.admin();
+    let _admin_again = logged_in(&broker, &who.user, &who.pass, &stop).await;
 
     // remove_nodes deletes exactly the named node.
     let r = remove_nodes(&admin, &["nd-b".into()]).await.unwrap();
     assert_eq!(r.deleted, 1);
-    let b_gone = login(&broker, "nd-b", PW_B, None, &stop);
-    assert!(b_gone.wait_connected(Duration::from_secs(2)).await.is_err());
+    assert!(refused(&broker, "nd-b", PW_B, &stop).await);
     stop.cancel();
 }
 
@@ -256,9 +243,8 @@ async fn resync_keeps_unchanged_accounts_connected_and_applies_changes() {
 /// The loser must see the account there, not fail the bind.
 #[tokio::test]
 async fn two_syncs_creating_one_account_both_succeed() {
-    let broker = TestBroker::start().await;
-    let stop = CancellationToken::new();
-    let admin = admin(&broker, &stop).await;
+    // The broker lives to the end of the test.
+    let (_broker, stop, admin) = broker_and_admin().await;
     for round in 0..5 {
         let accounts = vec![account(&format!("nd-race-{round}"), "zn-1", "pw-race")];
         let (bind, periodic) = tokio::join!(

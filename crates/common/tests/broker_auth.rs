@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use common::QoS;
-use common::mqtt::MqttConnection;
 use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use testkit::{Credentials, TestBroker};
@@ -120,20 +119,18 @@ async fn an_unbound_node_receives_and_publishes_only_as_its_own_hardware_id() {
     let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
-    let (tx, mut backend_rx) = tokio::sync::mpsc::channel(1024);
-    let backend = MqttConnection::start(broker.backend_config(), Some(tx), stop.clone()).unwrap();
-    backend
-        .subscribe("hydro/gh-temp/zn-temp/#", QoS::AtLeastOnce)
-        .unwrap();
-    backend.wait_connected(WAIT).await.unwrap();
+    let (backend, mut backend_rx) = testkit::client::listen(
+        broker.backend_config(),
+        &["hydro/gh-temp/zn-temp/#"],
+        WAIT,
+        &stop,
+    )
+    .await;
 
     let mut config = broker.config_as(&broker.provision(), "test", "unused");
     config.client_id = "hw-1".into();
-    let (tx, mut node_rx) = tokio::sync::mpsc::channel(64);
-    let node = MqttConnection::start(config, Some(tx), stop.clone()).unwrap();
-    node.subscribe("hydro/gh-temp/zn-temp/+/config", QoS::AtLeastOnce)
-        .unwrap();
-    node.wait_connected(WAIT).await.unwrap();
+    let (node, mut node_rx) =
+        testkit::client::listen(config, &["hydro/gh-temp/zn-temp/+/config"], WAIT, &stop).await;
 
     // Downlink: another hardware id's config never arrives, its own does.
     let mut own = None;

@@ -33,24 +33,20 @@ async fn a_following_pool_connects_added_brokers_subscribes_them_and_lets_remove
     assert_eq!(pool.ids(), ["mqtt1"]);
 
     // A broker registered later is connected and subscribed, with no call.
-    sqlx::query("INSERT INTO brokers (id, url) VALUES ('b2', $1)")
-        .bind(second.url())
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    testkit::register_brokers(&db.pool, &[("b2".to_owned(), second.url())]).await;
     let added = eventually(WAIT, || async {
         pool.get("b2").filter(MqttConnection::is_connected)
     })
     .await
     .expect("the new broker is connected");
     assert_eq!(added.broker_id(), "b2");
-    let publisher = MqttConnection::start(
+    let publisher = testkit::client::connect(
         second.config_as(&second.backend(), "b2", "publisher"),
         None,
-        stop.clone(),
+        WAIT,
+        &stop,
     )
-    .unwrap();
-    publisher.wait_connected(WAIT).await.unwrap();
+    .await;
     // The subscription is made right after CONNACK; retry until it is in place.
     let mut message = None;
     for _ in 0..100 {

@@ -11,6 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// Who holds the lease `job` now.
+async fn holder_of_job(db: &TestDb) -> String {
+    testkit::scalar(&db.pool, "SELECT holder FROM leases WHERE name = 'job'").await
+}
+
 #[tokio::test]
 async fn only_one_holder_and_expiry_hands_over() {
     let db = TestDb::new().await;
@@ -69,11 +74,7 @@ async fn standby_takes_over_when_the_holder_is_killed() {
     tokio::time::timeout(ttl * 10, standby.wait_held())
         .await
         .expect("standby takes over within a few TTLs of the holder's death");
-    let row: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'job'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(row, "standby");
+    assert_eq!(holder_of_job(&db).await, "standby");
     standby_stop.cancel();
 }
 
@@ -254,11 +255,7 @@ async fn holder_stops_before_standby_takes_over(fault: Fault) {
     never_both(&holder, &standby, ttl * 2).await;
     assert!(standby.is_held(), "the standby keeps it");
     assert!(!holder.is_held());
-    let row: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'job'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(row, "standby");
+    assert_eq!(holder_of_job(&db).await, "standby");
     stop.cancel();
 }
 

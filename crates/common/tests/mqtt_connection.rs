@@ -33,6 +33,21 @@ async fn publish_until_received<T>(
     None
 }
 
+/// [`publish_until_received`] that must be heard (else panics saying
+/// `what`), on `topic`.
+async fn heard(
+    publisher: &MqttConnection,
+    (topic, payload): (&str, &str),
+    rx: &mut mpsc::Receiver<Inbound>,
+    what: &str,
+) -> Inbound {
+    let got = publish_until_received(publisher, topic, payload, rx)
+        .await
+        .expect(what);
+    assert_eq!(got.topic, topic);
+    got
+}
+
 fn config(broker: &TestBroker, prefix: &str) -> MqttConfig {
     let mut c = broker.config_as(&broker.backend(), "test", prefix);
     c.publish_timeout = Duration::from_secs(10);
@@ -45,9 +60,7 @@ async fn connected(
     inbox: Option<mpsc::Sender<Inbound>>,
     stop: &CancellationToken,
 ) -> MqttConnection {
-    let conn = MqttConnection::start(config, inbox, stop.clone()).unwrap();
-    conn.wait_connected(Duration::from_secs(10)).await.unwrap();
-    conn
+    testkit::client::connect(config, inbox, Duration::from_secs(10), stop).await
 }
 
 /// A connected subscriber to `filter`, and what it receives.
@@ -56,11 +69,7 @@ async fn subscriber(
     filter: &str,
     stop: &CancellationToken,
 ) -> (MqttConnection, mpsc::Receiver<Inbound>) {
-    let (tx, rx) = mpsc::channel(100);
-    let sub = MqttConnection::start(config, Some(tx), stop.clone()).unwrap();
-    sub.subscribe(filter, QoS::AtLeastOnce).unwrap();
-    sub.wait_connected(Duration::from_secs(10)).await.unwrap();
-    (sub, rx)
+    testkit::client::listen(config, &[filter], Duration::from_secs(10), stop).await
 }
 
 /// Waits until `conn` has noticed its broker is gone.
@@ -70,6 +79,32 @@ async fn until_disconnected(conn: &MqttConnection) {
     })
     .await
     .unwrap();
+}
+
+/// Brings `broker` back once `sub` has noticed it gone, and waits until
+/// `sub` is connected again.
+async fn resume_under(broker: &mut TestBroker, sub: &MqttConnection) {
+    until_disconnected(sub).await;
+    broker.resume().await;
+    sub.wait_connected(Duration::from_secs(15)).await.unwrap();
+}
+
+/// A publisher on `broker` (not waited for: the tests publish until heard).
+fn publisher(broker: &TestBroker, stop: &CancellationToken) -> MqttConnection {
+    MqttConnection::start(config(broker, "pub"), None, stop.clone()).unwrap()
+}
+
+/// Takes `broker` down (`take_down`: [`TestBroker::stop`] or
+/// [`TestBroker::kill`]) `after` a while, for `down`, then brings it back.
+async fn outage(
+    broker: &mut TestBroker,
+    take_down: fn(&mut TestBroker),
+    (after, down): (Duration, Duration),
+) {
+    tokio::time::sleep(after).await;
+    take_down(broker);
+    tokio::time::sleep(down).await;
+    broker.resume().await;
 }
 
 /// A payload and what publishing it gave.
@@ -108,13 +143,16 @@ async fn publish_reaches_a_subscriber_and_reports_success() {
     let broker = TestBroker::start().await;
     let stop = CancellationToken::new();
     let (_sub, mut rx) = subscriber(config(&broker, "sub"), "hydro/test/t/#", &stop).await;
-    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
+    let publisher = publisher(&broker, &stop);
     // The subscription is made right after CONNACK; give it a moment by
     // publishing until the first message arrives.
-    let got = publish_until_received(&publisher, "hydro/test/t/1", "hello", &mut rx)
-        .await
-        .expect("subscriber receives");
-    assert_eq!(got.topic, "hydro/test/t/1");
+    let got = heard(
+        &publisher,
+        ("hydro/test/t/1", "hello"),
+        &mut rx,
+        "subscriber receives",
+    )
+    .await;
     assert_eq!(&got.payload[..], b"hello");
     assert_eq!(publisher.pending_publishes(), 0);
     stop.cancel();
@@ -194,10 +232,8 @@ async fn broker_restart_loses_no_acknowledged_publish() {
         Duration::from_millis(10),
         |k, i| (1 + k * 100 + i).to_string(),
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    broker.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    broker.resume().await;
+    let (after, down) = (Duration::from_millis(400), Duration::from_millis(1500));
+    outage(&mut broker, TestBroker::stop, (after, down)).await;
     let mut acknowledged = Vec::new();
     for s in streams {
         for (n, result) in s.await.unwrap() {
@@ -249,15 +285,10 @@ async fn subscriptions_are_restored_after_reconnect() {
     broker.kill();
     // Wait until the subscriber noticed, then bring the broker back (its
     // persistent store has no session for a clean-start client).
-    until_disconnected(&sub).await;
-    broker.resume().await;
-    sub.wait_connected(Duration::from_secs(15)).await.unwrap();
-    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
-    let got = publish_until_received(&publisher, "hydro/test/r/1", "again", &mut rx).await;
-    assert_eq!(
-        got.expect("message after reconnect").topic,
-        "hydro/test/r/1"
-    );
+    resume_under(&mut broker, &sub).await;
+    let publisher = publisher(&broker, &stop);
+    let again = ("hydro/test/r/1", "again");
+    heard(&publisher, again, &mut rx, "message after reconnect").await;
     stop.cancel();
 }
 
@@ -277,10 +308,8 @@ async fn broker_crash_in_flight_publishes_are_resent() {
         Duration::from_millis(3),
         |k, i| format!("{k}-{i}"),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    broker.kill();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    broker.resume().await;
+    let (after, down) = (Duration::from_millis(300), Duration::from_millis(1000));
+    outage(&mut broker, TestBroker::kill, (after, down)).await;
     let mut failures = Vec::new();
     for s in streams {
         failures.extend(
@@ -313,21 +342,16 @@ async fn shared_subscription_of_a_persistent_session_survives_a_broker_restart()
     c.client_id = format!("persistent-{}", uuid::Uuid::new_v4().simple());
     c.session_expiry = Some(3600);
     let (sub, mut rx) = subscriber(c, "$share/g/hydro/test/s/#", &stop).await;
-    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
+    let publisher = publisher(&broker, &stop);
     publish_until_received(&publisher, "hydro/test/s/1", "before", &mut rx)
         .await
         .expect("subscribed before the crash");
     // A clean stop: the broker saves the session to its persistence file.
     broker.stop();
-    until_disconnected(&sub).await;
-    broker.resume().await;
-    sub.wait_connected(Duration::from_secs(15)).await.unwrap();
+    resume_under(&mut broker, &sub).await;
     while rx.try_recv().is_ok() {}
-    let got = publish_until_received(&publisher, "hydro/test/s/2", "after", &mut rx).await;
-    assert_eq!(
-        got.expect("message after the restart").topic,
-        "hydro/test/s/2"
-    );
+    let after = ("hydro/test/s/2", "after");
+    heard(&publisher, after, &mut rx, "message after the restart").await;
     stop.cancel();
 }
 
@@ -340,7 +364,7 @@ async fn disconnect_then_stop_leaves_no_last_will() {
     let stop = CancellationToken::new();
     let (_watcher, mut rx) =
         subscriber(config(&broker, "watcher"), "hydro/test/will/#", &stop).await;
-    let publisher = MqttConnection::start(config(&broker, "pub"), None, stop.clone()).unwrap();
+    let publisher = publisher(&broker, &stop);
     publish_until_received(&publisher, "hydro/test/will/probe", "probe", &mut rx)
         .await
         .expect("watcher subscribed");

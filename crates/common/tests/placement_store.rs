@@ -84,26 +84,18 @@ async fn moves_are_written_only_from_where_the_node_is() {
     assert_eq!(assignments::all(pool).await.unwrap().len(), 1);
 
     // A replayed status older than the config does not confirm; a live one does, once.
-    assert!(
-        !assignments::confirm(pool, "nd-1", "b2", false, first_ts)
+    // (broker, live, config ts, confirms)
+    for (broker, live, ts, confirms) in [
+        ("b2", false, first_ts, false),
+        ("b1", true, 0, false),
+        ("b2", true, 0, true),
+        ("b2", true, 0, false),
+    ] {
+        let confirmed = assignments::confirm(pool, "nd-1", broker, live, ts)
             .await
-            .unwrap()
-    );
-    assert!(
-        !assignments::confirm(pool, "nd-1", "b1", true, 0)
-            .await
-            .unwrap()
-    );
-    assert!(
-        assignments::confirm(pool, "nd-1", "b2", true, 0)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !assignments::confirm(pool, "nd-1", "b2", true, 0)
-            .await
-            .unwrap()
-    );
+            .unwrap();
+        assert_eq!(confirmed, confirms, "{broker} live={live} ts={ts}");
+    }
     assert_eq!(
         node_broker_assignments::brokers_with_confirmed(pool)
             .await
@@ -169,29 +161,36 @@ async fn status_changes_are_recorded_and_the_snapshot_reads_enums() {
     let db = setup().await;
     let pool = &db.pool;
     let set = |to, writer| broker_status::set_status(pool, "b1", to, writer, "test");
-    assert_eq!(
-        set(BrokerStatus::Degraded, Writer::Monitor).await.unwrap(),
-        Some(BrokerStatus::Good)
-    );
-    assert_eq!(
-        set(BrokerStatus::Degraded, Writer::Monitor).await.unwrap(),
-        None,
-        "no change"
-    );
-    assert_eq!(
-        set(BrokerStatus::Offline, Writer::Monitor).await.unwrap(),
-        None,
-        "monitor never"
-    );
-    assert_eq!(
-        set(BrokerStatus::Offline, Writer::Failover).await.unwrap(),
-        Some(BrokerStatus::Degraded)
-    );
-    assert_eq!(
-        set(BrokerStatus::Good, Writer::Monitor).await.unwrap(),
-        None,
-        "not from OFFLINE"
-    );
+    // (to, by whom, the status it changed from: None when nothing changed)
+    for (to, writer, from, what) in [
+        (
+            BrokerStatus::Degraded,
+            Writer::Monitor,
+            Some(BrokerStatus::Good),
+            "a change",
+        ),
+        (BrokerStatus::Degraded, Writer::Monitor, None, "no change"),
+        (
+            BrokerStatus::Offline,
+            Writer::Monitor,
+            None,
+            "monitor never",
+        ),
+        (
+            BrokerStatus::Offline,
+            Writer::Failover,
+            Some(BrokerStatus::Degraded),
+            "failover",
+        ),
+        (
+            BrokerStatus::Good,
+            Writer::Monitor,
+            None,
+            "not from OFFLINE",
+        ),
+    ] {
+        assert_eq!(set(to, writer).await.unwrap(), from, "{what}");
+    }
     assert_eq!(
         count(
             pool,

@@ -4,60 +4,9 @@
 //! the broker's PUBACK, which can come after the node's ACK arrived).
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use common::commands::status::CommandStatus;
+use common::commands::status::CommandStatus::{self, Ack, Done, Sent};
 use common::commands::status_writer::{StatusUpdate, apply};
 use testkit::TestDb;
-
-#[tokio::test]
-async fn a_late_sent_mark_is_never_after_the_answer() {
-    let db = TestDb::new().await;
-    sqlx::query("INSERT INTO commands (cmd_id, channel, cmd, source) VALUES ('c1', 'pump_acid', 'run_pump', 'api')")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let ack = Utc::now();
-    let sent = ack + Duration::milliseconds(3);
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c1", CommandStatus::Ack, ack)],
-    )
-    .await
-    .unwrap();
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c1", CommandStatus::Sent, sent)],
-    )
-    .await
-    .unwrap();
-    let (status, sent_at, ack_at): (String, chrono::DateTime<Utc>, chrono::DateTime<Utc>) =
-        sqlx::query_as("SELECT status, sent_at, ack_at FROM commands WHERE cmd_id = 'c1'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(status, "ACK");
-    assert!(sent_at <= ack_at, "sent {sent_at} after ack {ack_at}");
-
-    // Both in one batch, the SENT mark's clock read last: the same.
-    sqlx::query("INSERT INTO commands (cmd_id, channel, cmd, source) VALUES ('c2', 'pump_acid', 'run_pump', 'api')")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    apply(
-        &db.pool,
-        &[
-            StatusUpdate::new("c2", CommandStatus::Ack, ack),
-            StatusUpdate::new("c2", CommandStatus::Sent, sent),
-        ],
-    )
-    .await
-    .unwrap();
-    let (sent_at, ack_at): (chrono::DateTime<Utc>, chrono::DateTime<Utc>) =
-        sqlx::query_as("SELECT sent_at, ack_at FROM commands WHERE cmd_id = 'c2'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert!(sent_at <= ack_at, "sent {sent_at} after ack {ack_at}");
-}
 
 async fn insert(db: &TestDb, cmd_id: &str) {
     sqlx::query("INSERT INTO commands (cmd_id, channel, cmd, source) VALUES ($1, 'pump_acid', 'run_pump', 'api')")
@@ -65,6 +14,29 @@ async fn insert(db: &TestDb, cmd_id: &str) {
         .execute(&db.pool)
         .await
         .unwrap();
+}
+
+/// Applies `updates` of command `cmd_id`, each in a batch of its own, in
+/// order.
+async fn apply_each(db: &TestDb, cmd_id: &str, updates: &[(CommandStatus, DateTime<Utc>)]) {
+    for (status, at) in updates {
+        apply(&db.pool, &[StatusUpdate::new(cmd_id, *status, *at)])
+            .await
+            .unwrap();
+    }
+}
+
+/// Checks that command `cmd_id` has both marks, the send not after the
+/// acknowledgement; answers its status.
+async fn sent_not_after_ack(db: &TestDb, cmd_id: &str) -> String {
+    let (status, sent_at, ack_at): (String, DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("SELECT status, sent_at, ack_at FROM commands WHERE cmd_id = $1")
+            .bind(cmd_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(sent_at <= ack_at, "sent {sent_at} after ack {ack_at}");
+    status
 }
 
 async fn times(db: &TestDb, cmd_id: &str) -> (String, [Option<DateTime<Utc>>; 3]) {
@@ -79,6 +51,29 @@ async fn times(db: &TestDb, cmd_id: &str) -> (String, [Option<DateTime<Utc>>; 3]
 }
 
 #[tokio::test]
+async fn a_late_sent_mark_is_never_after_the_answer() {
+    let db = TestDb::new().await;
+    let ack = Utc::now();
+    let sent = ack + Duration::milliseconds(3);
+    insert(&db, "c1").await;
+    apply_each(&db, "c1", &[(Ack, ack), (Sent, sent)]).await;
+    assert_eq!(sent_not_after_ack(&db, "c1").await, "ACK");
+
+    // Both in one batch, the SENT mark's clock read last: the same.
+    insert(&db, "c2").await;
+    apply(
+        &db.pool,
+        &[
+            StatusUpdate::new("c2", Ack, ack),
+            StatusUpdate::new("c2", Sent, sent),
+        ],
+    )
+    .await
+    .unwrap();
+    sent_not_after_ack(&db, "c2").await;
+}
+
+#[tokio::test]
 async fn an_answer_read_before_the_committed_sent_mark_pulls_the_send_back() {
     let db = TestDb::new().await;
     let answer = Utc::now().trunc_subsecs(6);
@@ -86,18 +81,7 @@ async fn an_answer_read_before_the_committed_sent_mark_pulls_the_send_back() {
 
     // SENT committed first, the node's ACK (arrived earlier) applied after.
     insert(&db, "c3").await;
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c3", CommandStatus::Sent, sent)],
-    )
-    .await
-    .unwrap();
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c3", CommandStatus::Ack, answer)],
-    )
-    .await
-    .unwrap();
+    apply_each(&db, "c3", &[(Sent, sent), (Ack, answer)]).await;
     let (status, [sent_at, ack_at, _]) = times(&db, "c3").await;
     assert_eq!(status, "ACK");
     assert_eq!(ack_at, Some(answer));
@@ -105,18 +89,7 @@ async fn an_answer_read_before_the_committed_sent_mark_pulls_the_send_back() {
 
     // SENT committed first, then DONE without an ACK.
     insert(&db, "c4").await;
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c4", CommandStatus::Sent, sent)],
-    )
-    .await
-    .unwrap();
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c4", CommandStatus::Done, answer)],
-    )
-    .await
-    .unwrap();
+    apply_each(&db, "c4", &[(Sent, sent), (Done, answer)]).await;
     let (status, [sent_at, ack_at, finished_at]) = times(&db, "c4").await;
     assert_eq!(status, "DONE");
     assert_eq!(ack_at, None);
@@ -129,24 +102,7 @@ async fn an_answer_read_before_the_committed_sent_mark_pulls_the_send_back() {
     // An ACK dated after the DONE (two consumers' clocks): never after it.
     insert(&db, "c5").await;
     let done = answer - Duration::milliseconds(1);
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c5", CommandStatus::Sent, sent)],
-    )
-    .await
-    .unwrap();
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c5", CommandStatus::Done, done)],
-    )
-    .await
-    .unwrap();
-    apply(
-        &db.pool,
-        &[StatusUpdate::new("c5", CommandStatus::Ack, answer)],
-    )
-    .await
-    .unwrap();
+    apply_each(&db, "c5", &[(Sent, sent), (Done, done), (Ack, answer)]).await;
     let (status, [sent_at, ack_at, finished_at]) = times(&db, "c5").await;
     assert_eq!(status, "DONE");
     assert!(

@@ -78,12 +78,63 @@ impl Drop for TestDb {
     }
 }
 
+/// Seeds greenhouse `(uid, name)` with `zones` `(uid, name)`; answers the
+/// zones' ids, in order.
+pub async fn seed_zones(
+    pool: &PgPool,
+    (greenhouse, greenhouse_name): (&str, &str),
+    zones: &[(&str, &str)],
+) -> Vec<i64> {
+    let greenhouse_id: i64 =
+        sqlx::query_scalar("INSERT INTO greenhouses (uid, name) VALUES ($1, $2) RETURNING id")
+            .bind(greenhouse)
+            .bind(greenhouse_name)
+            .fetch_one(pool)
+            .await
+            .expect("seed greenhouse");
+    let mut ids = Vec::new();
+    for (uid, name) in zones {
+        let id = sqlx::query_scalar(
+            "INSERT INTO zones (uid, greenhouse_id, name) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(uid)
+        .bind(greenhouse_id)
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .expect("seed zone");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Registers brokers `(id, url)` in the `brokers` table, as an operator
+/// would.
+pub async fn register_brokers(pool: &PgPool, brokers: &[(String, String)]) {
+    for (id, url) in brokers {
+        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
+            .bind(id)
+            .bind(url)
+            .execute(pool)
+            .await
+            .expect("register broker");
+    }
+}
+
 /// How long the database helpers below wait for a count.
 pub const COUNT_WAIT: Duration = Duration::from_secs(60);
 
+/// The one value `sql` selects.
+pub async fn scalar<T>(pool: &PgPool, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
 /// `SELECT count(*)` of a query.
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+    scalar(pool, sql).await
 }
 
 /// Waits (up to [`COUNT_WAIT`]) until `sql`'s count reaches at least `n`;
@@ -98,6 +149,20 @@ pub async fn wait_count(pool: &PgPool, sql: &str, n: i64) -> i64 {
         Some(c) => c,
         None => count(pool, sql).await,
     }
+}
+
+/// Whether `sql`'s count comes to satisfy `holds` within `timeout` (polled).
+pub async fn count_comes_to(
+    pool: &PgPool,
+    sql: &str,
+    timeout: Duration,
+    holds: impl Fn(i64) -> bool,
+) -> bool {
+    eventually(timeout, || async {
+        holds(count(pool, sql).await).then_some(())
+    })
+    .await
+    .is_some()
 }
 
 /// The payloads of the zone events of type `kind` in zone `zone`, oldest first.

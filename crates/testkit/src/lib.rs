@@ -3,24 +3,87 @@
 //! - [`db`]: a fresh database per test, counts and waits over it;
 //! - [`broker`]: a private Mosquitto per test, authenticated like the
 //!   project's brokers, and the logins tests use;
+//! - [`client`]: a test's own MQTT clients (listening, settled);
+//! - [`http`]: a service's HTTP API as a test calls it, a service run for a test;
 //! - [`net`]: free ports and a TCP proxy that cuts a connection;
 //! - [`process`]: a service binary as its own process (signals);
 //! - [`recipes`]: recipes and phases for automation and scheduling tests;
-//! - below: waits, settings refusals, benchmark knobs and verdicts.
+//! - [`vars`]: the variables a service under test starts with, its settings;
+//! - [`stack`] (feature `stack`): node-sim and mqtt-bridge, a simulated
+//!   greenhouse behind the bridge;
+//! - below: waits, settings refusals, a stop token that stops on drop, [`wraps!`] for a
+//!   test's world, benchmark knobs and verdicts.
 
 pub mod broker;
+pub mod client;
 pub mod db;
 mod dynsec;
+pub mod http;
 pub mod net;
 pub mod process;
 pub mod recipes;
+#[cfg(feature = "stack")]
+pub mod stack;
+pub mod vars;
 
 pub use broker::{TestBroker, backend_login, login, login_vars};
-pub use db::{COUNT_WAIT, TestDb, admin_url, count, wait_count, zone_event_payloads};
+pub use db::{
+    COUNT_WAIT, TestDb, admin_url, count, count_comes_to, register_brokers, scalar, seed_zones,
+    wait_count, zone_event_payloads,
+};
 pub use dynsec::Credentials;
+pub use http::Service;
 pub use net::{TcpProxy, free_port};
+#[cfg(feature = "stack")]
+pub use stack::SimStack;
+pub use vars::{service_vars, set_vars, settings};
 
 use std::time::Duration;
+
+/// Lets a test's world stand for the part it wraps (`Deref`), so the test
+/// reads that part's fields through it: `testkit::wraps!(World => stack: SimStack);`.
+#[macro_export]
+macro_rules! wraps {
+    ($outer:ty => $field:tt: $inner:ty) => {
+        impl std::ops::Deref for $outer {
+            type Target = $inner;
+
+            fn deref(&self) -> &$inner {
+                &self.$field
+            }
+        }
+    };
+}
+
+/// A stop token that stops what it was handed to when this is dropped: a
+/// test's world stops its services with it.
+pub struct StopOnDrop(tokio_util::sync::CancellationToken);
+
+impl StopOnDrop {
+    pub fn new() -> StopOnDrop {
+        StopOnDrop(tokio_util::sync::CancellationToken::new())
+    }
+}
+
+impl Default for StopOnDrop {
+    fn default() -> Self {
+        StopOnDrop::new()
+    }
+}
+
+impl std::ops::Deref for StopOnDrop {
+    type Target = tokio_util::sync::CancellationToken;
+
+    fn deref(&self) -> &tokio_util::sync::CancellationToken {
+        &self.0
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
 
 /// Polls `check` until it returns `Some`, for at most `timeout`; a generous
 /// timeout keeps tests green on a slow, busy machine without fixed sleeps.
@@ -88,6 +151,12 @@ pub async fn scrape_metrics(base: &str) -> String {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {base}/metrics: {e}"))
+}
+
+/// The sum of the `series` (a name, labels allowed) on `GET {base}/metrics`;
+/// 0 when the service has none of it.
+pub async fn scrape_metric(base: &str, series: &str) -> f64 {
+    metric_sum(&scrape_metrics(base).await, series)
 }
 
 /// A benchmark's verdict: prints each goal as met or MISSED and the overall

@@ -12,17 +12,19 @@ const LOG_WAIT: Duration = Duration::from_secs(60);
 /// How long the process may outlive SIGTERM before the test gives up on it.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// `binary` started with `env` (added to the environment), its log read
-/// until a line contains `waiting` (start-up is blocked on something), then
-/// sent SIGTERM: how long it took to exit after the signal, and its status.
-/// Panics when the line never comes or the process outlives [`PATIENCE`].
+/// `binary` started with `env` (added to the environment, after
+/// `HTTP_PORT=0`), its log read until a line contains `waiting` (start-up is
+/// blocked on something), then sent SIGTERM: how long it took to exit after
+/// the signal, and its status. Panics when the line never comes or the
+/// process outlives [`PATIENCE`].
 async fn sigterm_while_waiting(
     binary: &str,
-    env: &[(String, String)],
+    env: &[(&str, &str)],
     waiting: &str,
 ) -> (Duration, std::process::ExitStatus) {
     let mut child: Child = Command::new(binary)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("HTTP_PORT", "0")
+        .envs(env.iter().copied())
         .env("LOG_FORMAT", "text")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -79,10 +81,11 @@ async fn sigterm_while_waiting(
     }
 }
 
-/// The start-up signal check: `binary` (with `env`) is sent SIGTERM while it
-/// logs `waiting`, and must exit cleanly within 5 s ("at once", with room
-/// for a slow, busy machine; the waits it cuts short last 30 s).
-pub async fn assert_sigterm_stops_startup(binary: &str, env: &[(String, String)], waiting: &str) {
+/// The start-up signal check: `binary` (with `env`, HTTP on port 0) is sent
+/// SIGTERM while it logs `waiting`, and must exit cleanly within 5 s ("at
+/// once", with room for a slow, busy machine; the waits it cuts short last
+/// 30 s).
+pub async fn assert_sigterm_stops_startup(binary: &str, env: &[(&str, &str)], waiting: &str) {
     let (took, status) = sigterm_while_waiting(binary, env, waiting).await;
     assert!(status.success(), "exit status {status}");
     assert!(

@@ -7,7 +7,7 @@ use chrono::Duration;
 use helpers::*;
 use serde_json::json;
 use testkit::eventually;
-use testkit::recipes::{set_capabilities, start_recipe};
+use testkit::recipes::start_recipe;
 
 const AUTOMATION_COMMANDS: &str = "SELECT count(*) FROM commands WHERE source = 'automation'";
 
@@ -20,12 +20,7 @@ async fn high_ph_gets_acid_and_the_node_is_corrected() {
     let w = world(2, 4, &[]).await;
     let pool = &w.db.pool;
     let before = sim_values(&w.sim_url, "nd-ph-1").await["ph_sensor"];
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"min_interval_sec": 3600}}}),
-    )
-    .await;
+    ph_overrides(pool, "zn-1", json!({"min_interval_sec": 3600})).await;
     ph(pool, "nd-ph-1", 6.8).await;
     reading(
         pool,

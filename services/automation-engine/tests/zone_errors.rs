@@ -8,7 +8,6 @@ mod helpers;
 
 use helpers::*;
 use serde_json::json;
-use testkit::recipes::set_capabilities;
 use testkit::{eventually, metric_sum};
 
 /// A zone with a typo in its overrides is an error (event, metric, alert at
@@ -17,12 +16,7 @@ use testkit::{eventually, metric_sum};
 async fn a_bad_zone_is_an_error_and_the_others_proceed() {
     let w = world(2, 2, &[]).await;
     let pool = &w.db.pool;
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"deadband": 0.1}}}),
-    )
-    .await;
+    ph_overrides(pool, "zn-1", json!({"deadband": 0.1})).await;
     ph(pool, "nd-ph-1", 6.8).await;
     ph(pool, "nd-ph-2", 6.8).await;
     for zone in ["zn-1", "zn-2"] {
@@ -74,12 +68,7 @@ async fn a_bad_zone_is_an_error_and_the_others_proceed() {
         "optimal_concurrency exported, clamped to 5..50:\n{metrics}"
     );
 
-    set_capabilities(
-        pool,
-        "zn-1",
-        json!({"automation": {"ph": {"dead_band": 0.1}}}),
-    )
-    .await;
+    ph_overrides(pool, "zn-1", json!({"dead_band": 0.1})).await;
     let resolved =
         "SELECT count(*) FROM alerts WHERE type = 'automation_zone_errors' AND status = 'RESOLVED'";
     assert_eq!(

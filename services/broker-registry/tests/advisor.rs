@@ -13,11 +13,23 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use helpers::{TestRegistry, empty_mqtt3, nodes_on, seed_nodes, spawn_registry};
+use helpers::{TestRegistry, nodes_on, spawn_registry, with_mqtt3_empty};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "advisor-test-token";
+
+/// A request with the token, naming `operator` in `X-Operator`.
+async fn call_as(
+    r: &TestRegistry,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+    operator: &str,
+) -> (u16, Value) {
+    let request = r.request(method, path).header("x-operator", operator);
+    testkit::http::call(request, Some(TOKEN), body.map(str::to_owned)).await
+}
 
 /// Records that `broker` came back from OFFLINE a moment ago.
 async fn recovered(r: &TestRegistry, broker: &str) {
@@ -65,8 +77,8 @@ async fn actions(r: &TestRegistry) -> Vec<(String, String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovered_broker_is_refilled_by_applying_the_advice_at_the_rate_limit() {
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
+    let r = with_mqtt3_empty(
+        12,
         &[
             ("ASSIGNMENT_STRATEGY", "dynamic"),
             ("REBALANCE_MAX_MOVES", "2"),
@@ -74,9 +86,6 @@ async fn a_recovered_broker_is_refilled_by_applying_the_advice_at_the_rate_limit
         ],
     )
     .await;
-    seed_nodes(r.pool(), 12, 0).await;
-    r.wait_assigned(12).await;
-    empty_mqtt3(&r).await;
     recovered(&r, "mqtt3").await;
 
     let data = advice(&r).await;
@@ -98,9 +107,7 @@ async fn a_recovered_broker_is_refilled_by_applying_the_advice_at_the_rate_limit
     assert_eq!(code, 401);
     assert_eq!(nodes_on(&r, "mqtt3").await, 0);
 
-    let (code, done) = r
-        .call_as(Method::POST, &apply, None, Some(TOKEN), Some("anna"))
-        .await;
+    let (code, done) = call_as(&r, Method::POST, &apply, None, "anna").await;
     assert_eq!(code, 200, "{done}");
     assert_eq!(done["data"]["result"]["applied"], 2, "{done}");
     assert_eq!(nodes_on(&r, "mqtt3").await, 2);
@@ -161,7 +168,7 @@ async fn every_write_is_audited_and_the_strategy_changes_at_run_time() {
     )
     .await;
     let as_bob = |method, path: &'static str, body: &'static str| {
-        r.call_as(method, path, Some(body), Some(TOKEN), Some("bob"))
+        call_as(&r, method, path, Some(body), "bob")
     };
     assert_eq!(
         as_bob(Method::PATCH, "/api/brokers/mqtt2", r#"{"draining":true}"#)
@@ -203,11 +210,11 @@ async fn every_write_is_audited_and_the_strategy_changes_at_run_time() {
         body["data"]["available"],
         json!(["static", "dynamic", "priority"])
     );
-    let stored: String =
-        sqlx::query_scalar("SELECT value FROM registry_settings WHERE key = 'assignment_strategy'")
-            .fetch_one(r.pool())
-            .await
-            .unwrap();
+    let stored: String = testkit::scalar(
+        r.pool(),
+        "SELECT value FROM registry_settings WHERE key = 'assignment_strategy'",
+    )
+    .await;
     assert_eq!(
         stored, "dynamic",
         "stored for the other instance and a restart"
@@ -222,15 +229,14 @@ async fn every_write_is_audited_and_the_strategy_changes_at_run_time() {
         )
         .await;
     assert_eq!(code, 401);
-    let (code, body) = r
-        .call_as(
-            Method::PUT,
-            "/api/strategy",
-            Some(r#"{"strategy":"static"}"#),
-            Some(TOKEN),
-            Some(&"x".repeat(65)),
-        )
-        .await;
+    let (code, body) = call_as(
+        &r,
+        Method::PUT,
+        "/api/strategy",
+        Some(r#"{"strategy":"static"}"#),
+        &"x".repeat(65),
+    )
+    .await;
     assert_eq!(
         (code, body["code"].as_str()),
         (400, Some("invalid_operator"))
@@ -300,8 +306,8 @@ async fn fake_model() -> FakeModel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_models_answers_pass_the_guard_and_bad_ones_are_refused_never_applied() {
     let model = fake_model().await;
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
+    let r = with_mqtt3_empty(
+        6,
         &[
             ("ASSIGNMENT_STRATEGY", "dynamic"),
             ("REBALANCE_MAX_MOVES", "3"),
@@ -313,9 +319,6 @@ async fn the_models_answers_pass_the_guard_and_bad_ones_are_refused_never_applie
         ],
     )
     .await;
-    seed_nodes(r.pool(), 6, 0).await;
-    r.wait_assigned(6).await;
-    empty_mqtt3(&r).await;
     sqlx::query("UPDATE brokers SET draining = true WHERE id = 'mqtt2'")
         .execute(r.pool())
         .await

@@ -7,6 +7,7 @@ mod helpers;
 use std::time::Duration;
 
 use helpers::{WAIT, seed_nodes, spawn_registry};
+use reqwest::Method;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,12 +46,7 @@ async fn the_page_and_its_files_are_served_from_the_binary() {
         ),
         ("/dashboard/style.css", "text/css", "--good"),
     ] {
-        let answer = r
-            .http
-            .get(format!("{}{path}", r.base))
-            .send()
-            .await
-            .unwrap();
+        let answer = r.request(Method::GET, path).send().await.unwrap();
         assert_eq!(answer.status(), 200, "{path}");
         assert_eq!(answer.headers()["content-type"], kind, "{path}");
         assert!(answer.text().await.unwrap().contains(needle), "{path}");

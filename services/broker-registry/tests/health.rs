@@ -8,7 +8,7 @@
 mod helpers;
 
 use helpers::{WAIT, spawn_registry};
-use testkit::eventually;
+use testkit::{count_comes_to, eventually};
 
 /// The value of the series `series` (name and labels, as exported), if any.
 fn gauge(text: &str, series: &str) -> Option<f64> {
@@ -19,19 +19,10 @@ fn gauge(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_sampled_stored_and_exported_and_the_dashboard_is_served() {
     let mut r = spawn_registry(&["primary", "primary"], &[]).await;
-    let sampled = eventually(WAIT, || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT broker_id) FROM broker_health_samples \
-             WHERE probe_ok AND latency_ms IS NOT NULL AND status <> 'OFFLINE' AND uptime_sec IS NOT NULL",
-        )
-        .fetch_one(r.pool())
-        .await
-        .ok()?;
-        (n == 2).then_some(())
-    })
-    .await;
+    let sampled = "SELECT count(DISTINCT broker_id) FROM broker_health_samples \
+         WHERE probe_ok AND latency_ms IS NOT NULL AND status <> 'OFFLINE' AND uptime_sec IS NOT NULL";
     assert!(
-        sampled.is_some(),
+        count_comes_to(r.pool(), sampled, WAIT, |n| n == 2).await,
         "both brokers sampled with their $SYS figures"
     );
     let counted = eventually(WAIT, || async {
@@ -67,21 +58,10 @@ async fn health_is_sampled_stored_and_exported_and_the_dashboard_is_served() {
 
     // A dead broker: its samples say OFFLINE; the status is failover's call.
     r.brokers[1].kill();
-    let offline = eventually(WAIT, || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM broker_health_samples WHERE broker_id = 'mqtt2' AND NOT probe_ok AND status = 'OFFLINE'",
-        )
-        .fetch_one(r.pool())
-        .await
-        .ok()?;
-        (n > 0).then_some(())
-    })
-    .await;
-    assert!(offline.is_some());
-    let status: String = sqlx::query_scalar("SELECT status FROM brokers WHERE id = 'mqtt2'")
-        .fetch_one(r.pool())
-        .await
-        .unwrap();
+    let offline = "SELECT count(*) FROM broker_health_samples WHERE broker_id = 'mqtt2' AND NOT probe_ok AND status = 'OFFLINE'";
+    assert!(count_comes_to(r.pool(), offline, WAIT, |n| n > 0).await);
+    let status: String =
+        testkit::scalar(r.pool(), "SELECT status FROM brokers WHERE id = 'mqtt2'").await;
     assert_ne!(
         status, "OFFLINE",
         "the monitor does not decide a broker is dead"

@@ -43,43 +43,29 @@ async fn wait_gauge(r: &TestRegistry, want: f64) -> Result<(), Option<f64>> {
 async fn bound_offline_nodes_are_counted_and_no_others() {
     let r = spawn_registry(&["primary"], &[]).await;
     seed_nodes(r.pool(), 3, 0).await;
-    // Known from its hello only, never bound: its silence alarms nobody.
-    sqlx::query("INSERT INTO nodes (uid, type, status) VALUES ('nd-unbound', 'ph', 'OFFLINE')")
-        .execute(r.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE nodes SET status = 'ONLINE' WHERE uid LIKE 'nd-n-%'")
-        .execute(r.pool())
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_gauge(&r, 0.0).await,
-        Ok(()),
-        "every bound node ONLINE: the gauge is exported as 0"
-    );
-
-    // One bound node's last will; one decommissioned node OFFLINE too.
-    sqlx::query("UPDATE nodes SET status = 'OFFLINE' WHERE uid IN ('nd-n-1', 'nd-n-2')")
-        .execute(r.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE nodes SET lifecycle = 'DECOMMISSIONED' WHERE uid = 'nd-n-2'")
-        .execute(r.pool())
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_gauge(&r, 1.0).await,
-        Ok(()),
-        "one bound node OFFLINE (the unbound and the decommissioned ones not counted)"
-    );
-
-    sqlx::query("UPDATE nodes SET status = 'ONLINE' WHERE uid = 'nd-n-1'")
-        .execute(r.pool())
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_gauge(&r, 0.0).await,
-        Ok(()),
-        "back ONLINE: the gauge falls back to 0"
-    );
+    let steps = [
+        (
+            // Known from its hello only, never bound: its silence alarms nobody.
+            "INSERT INTO nodes (uid, type, status) VALUES ('nd-unbound', 'ph', 'OFFLINE');
+             UPDATE nodes SET status = 'ONLINE' WHERE uid LIKE 'nd-n-%'",
+            0.0,
+            "every bound node ONLINE: the gauge is exported as 0",
+        ),
+        (
+            // One bound node's last will; one decommissioned node OFFLINE too.
+            "UPDATE nodes SET status = 'OFFLINE' WHERE uid IN ('nd-n-1', 'nd-n-2');
+             UPDATE nodes SET lifecycle = 'DECOMMISSIONED' WHERE uid = 'nd-n-2'",
+            1.0,
+            "one bound node OFFLINE (the unbound and the decommissioned ones not counted)",
+        ),
+        (
+            "UPDATE nodes SET status = 'ONLINE' WHERE uid = 'nd-n-1'",
+            0.0,
+            "back ONLINE: the gauge falls back to 0",
+        ),
+    ];
+    for (change, want, what) in steps {
+        sqlx::raw_sql(change).execute(r.pool()).await.unwrap();
+        assert_eq!(wait_gauge(&r, want).await, Ok(()), "{what}");
+    }
 }

@@ -9,14 +9,14 @@ mod helpers;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::QoS;
-use common::mqtt::{MqttConfig, MqttConnection};
-use helpers::{TestRegistry, WAIT, empty_mqtt3, nodes_on, seed_nodes, spawn_registry};
+use common::mqtt::MqttConfig;
+use helpers::{
+    TestRegistry, WAIT, nodes_on, seed_nodes, spawn_assigning, update_reader, with_mqtt3_empty,
+};
 use proto::payloads::NodeConfig;
 use reqwest::Method;
 use serde_json::Value;
 use testkit::eventually;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// The node uids with a retained config/update on the broker at `url`, as a
@@ -24,15 +24,7 @@ use tokio_util::sync::CancellationToken;
 async fn retained_update_nodes(url: &str) -> BTreeSet<String> {
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let c = MqttConnection::start(
-        testkit::login(MqttConfig::new("t", url, "reader")),
-        Some(tx),
-        stop.clone(),
-    )
-    .unwrap();
-    c.subscribe("nodes/+/config/update", QoS::AtLeastOnce)
-        .unwrap();
+    let (_reader, mut rx) = update_reader(url, &stop).await;
     let mut seen = BTreeSet::new();
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
         if m.retain {
@@ -40,6 +32,25 @@ async fn retained_update_nodes(url: &str) -> BTreeSet<String> {
         }
     }
     seen
+}
+
+/// What [`retained_update_nodes`] finds on the broker at `url` once it
+/// includes `expected`; panics saying `what` when it never does.
+async fn announced(url: &str, expected: &BTreeSet<String>, what: &str) -> BTreeSet<String> {
+    eventually(WAIT, || async {
+        let seen = retained_update_nodes(url).await;
+        seen.is_superset(expected).then_some(seen)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what}"))
+}
+
+/// Two primary brokers assigning by `strategy`, and the zones of
+/// [`seed_nodes`] without a node yet.
+async fn two_brokers(strategy: &str) -> TestRegistry {
+    let r = spawn_assigning(&["primary", "primary"], strategy).await;
+    seed_nodes(r.pool(), 0, 0).await;
+    r
 }
 
 /// Marks node `uid` observed on `broker` now (what history-logger does from
@@ -84,14 +95,9 @@ async fn assignment(r: &TestRegistry, uid: &str) -> Option<(String, String, bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_cannot_follow_config_update_is_assigned_where_observed_and_never_announced() {
-    let r = spawn_registry(
-        &["primary", "primary"],
-        &[("ASSIGNMENT_STRATEGY", "static")],
-    )
-    .await;
     // Firmware nodes and a node that cannot move at all, each on the broker
     // static placement would NOT give it (node_id % 2 == 0 → mqtt1).
-    seed_nodes(r.pool(), 0, 0).await;
+    let r = two_brokers("static").await;
     // Ids fixed so static's choice is known: even ids go to mqtt1.
     insert_node(&r, 1, "nd-classic-1", "config_update", None).await;
     insert_node(&r, 3, "nd-classic-3", "config_update", None).await;
@@ -114,12 +120,7 @@ async fn a_node_that_cannot_follow_config_update_is_assigned_where_observed_and_
         .map(String::from)
         .collect();
     for b in &r.brokers {
-        let retained = eventually(WAIT, || async {
-            let seen = retained_update_nodes(&b.url()).await;
-            seen.is_superset(&classic).then_some(seen)
-        })
-        .await
-        .expect("config_update nodes are announced");
+        let retained = announced(&b.url(), &classic, "config_update nodes are announced").await;
         assert_eq!(
             retained, classic,
             "no move announced to a node that cannot follow it"
@@ -129,12 +130,12 @@ async fn a_node_that_cannot_follow_config_update_is_assigned_where_observed_and_
     let joined = testkit::TestBroker::start().await;
     let add = format!(r#"{{"id":"mqtt3","url":"{}"}}"#, joined.url());
     assert_eq!(r.send(Method::POST, "/api/brokers", &add).await.0, 201);
-    let retained = eventually(WAIT, || async {
-        let seen = retained_update_nodes(&joined.url()).await;
-        seen.is_superset(&classic).then_some(seen)
-    })
-    .await
-    .expect("a joining broker gets the config/updates");
+    let retained = announced(
+        &joined.url(),
+        &classic,
+        "a joining broker gets the config/updates",
+    )
+    .await;
     assert_eq!(
         retained, classic,
         "none for the nodes that cannot follow them"
@@ -167,12 +168,7 @@ async fn a_node_that_cannot_follow_config_update_is_assigned_where_observed_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_there() {
-    let r = spawn_registry(
-        &["primary", "primary"],
-        &[("ASSIGNMENT_STRATEGY", "dynamic")],
-    )
-    .await;
-    seed_nodes(r.pool(), 0, 0).await;
+    let r = two_brokers("dynamic").await;
     insert_node(&r, 1, "nd-n-1", "node_config", Some("mqtt1")).await;
     r.wait_assigned(1).await;
     assert_eq!(
@@ -184,24 +180,17 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
     // The node listens on its config topic, on the broker it is connected to.
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
-    let (tx, mut configs) = mpsc::channel(16);
-    let node = MqttConnection::start(
+    let (node, mut configs) = testkit::client::listen(
         testkit::login(MqttConfig::new("mqtt1", &r.brokers[0].url(), "fw-node")),
-        Some(tx),
-        stop.clone(),
+        &["hydro/gh-r/zn-normal/nd-n-1/config"],
+        WAIT,
+        &stop,
     )
-    .unwrap();
-    node.subscribe("hydro/gh-r/zn-normal/nd-n-1/config", QoS::AtLeastOnce)
-        .unwrap();
-    node.wait_connected(WAIT).await.unwrap();
-    node.publish("hydro-probe/settle", "x", false)
-        .await
-        .unwrap();
+    .await;
+    testkit::client::settle(&node).await;
 
     // Draining its broker makes the rebalance move it.
-    let (code, _) = r
-        .send(Method::PATCH, "/api/brokers/mqtt1", r#"{"draining":true}"#)
-        .await;
+    let (code, _) = r.patch_broker("mqtt1", r#"{"draining":true}"#).await;
     assert_eq!(code, 200);
     let (code, body) = r.send(Method::POST, "/api/rebalance", "{}").await;
     assert_eq!(code, 200, "{body}");
@@ -238,17 +227,14 @@ async fn a_firmware_node_is_moved_by_a_node_config_push_and_confirmed_when_seen_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovered_broker_gets_nodes_back_by_the_rebalance_its_plan_shows() {
     // No automatic rebalance: the plan shows what a manual one does.
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
+    let r = with_mqtt3_empty(
+        9,
         &[
             ("ASSIGNMENT_STRATEGY", "dynamic"),
             ("REBALANCE_MAX_MOVES", "2"),
         ],
     )
     .await;
-    seed_nodes(r.pool(), 9, 0).await;
-    r.wait_assigned(9).await;
-    empty_mqtt3(&r).await;
     let (code, body) = r.get("/api/rebalance/plan").await;
     assert_eq!(code, 200);
     let plan = body["data"]["moves"].as_array().unwrap().clone();
@@ -268,8 +254,8 @@ async fn a_recovered_broker_gets_nodes_back_by_the_rebalance_its_plan_shows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovered_broker_is_refilled_gradually_by_the_automatic_rebalance() {
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
+    let r = with_mqtt3_empty(
+        9,
         &[
             ("ASSIGNMENT_STRATEGY", "static"),
             ("REBALANCE_INTERVAL_SEC", "1"),
@@ -278,9 +264,6 @@ async fn a_recovered_broker_is_refilled_gradually_by_the_automatic_rebalance() {
         ],
     )
     .await;
-    seed_nodes(r.pool(), 9, 0).await;
-    r.wait_assigned(9).await;
-    empty_mqtt3(&r).await;
     // Static: the nodes whose place is mqtt3 go back, one per round, though
     // a failover moved them only a moment ago (that is no flapping).
     let refilled = eventually(WAIT, || async {

@@ -6,13 +6,11 @@ mod helpers;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
-use helpers::{WAIT, seed_nodes, spawn_registry};
+use helpers::{WAIT, seed_nodes, spawn_assigning, update_reader};
 use proto::payloads::ConfigUpdate;
 use reqwest::Method;
 use testkit::{TestBroker, eventually};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Every retained config/update on the broker at `url`, by node uid, as a
@@ -24,15 +22,7 @@ async fn retained_configs(url: &str, expect: usize) -> HashMap<String, ConfigUpd
     loop {
         let stop = CancellationToken::new();
         let _guard = stop.clone().drop_guard();
-        let (tx, mut rx) = mpsc::channel(1024);
-        let c = MqttConnection::start(
-            testkit::login(MqttConfig::new("t", url, "reader")),
-            Some(tx),
-            stop.clone(),
-        )
-        .unwrap();
-        c.subscribe("nodes/+/config/update", QoS::AtLeastOnce)
-            .unwrap();
+        let (_reader, mut rx) = update_reader(url, &stop).await;
         let mut seen = HashMap::new();
         let mut live = false;
         while seen.len() < expect && !live && tokio::time::Instant::now() < deadline {
@@ -54,11 +44,7 @@ async fn retained_configs(url: &str, expect: usize) -> HashMap<String, ConfigUpd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_assignment_is_node_id_modulo_broker_count_and_announced_on_every_broker() {
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
-        &[("ASSIGNMENT_STRATEGY", "static")],
-    )
-    .await;
+    let r = spawn_assigning(&["primary", "primary", "primary"], "static").await;
     let ids = seed_nodes(r.pool(), 7, 2).await;
     let mapping = r.wait_assigned(9).await;
     let order = ["mqtt1", "mqtt2", "mqtt3"];
@@ -89,11 +75,7 @@ async fn static_assignment_is_node_id_modulo_broker_count_and_announced_on_every
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_assignment_keeps_new_nodes_off_the_busy_broker() {
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
-        &[("ASSIGNMENT_STRATEGY", "dynamic")],
-    )
-    .await;
+    let r = spawn_assigning(&["primary", "primary", "primary"], "dynamic").await;
     // 300 idle clients on mqtt1: its load index rises by about 0.1.
     let load = CancellationToken::new();
     let _guard = load.clone().drop_guard();
@@ -142,11 +124,7 @@ async fn dynamic_assignment_keeps_new_nodes_off_the_busy_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priority_puts_critical_zones_on_dedicated_brokers_and_a_standby_takes_none() {
-    let r = spawn_registry(
-        &["primary", "primary", "dedicated", "standby"],
-        &[("ASSIGNMENT_STRATEGY", "priority")],
-    )
-    .await;
+    let r = spawn_assigning(&["primary", "primary", "dedicated", "standby"], "priority").await;
     seed_nodes(r.pool(), 8, 3).await;
     let mapping = r.wait_assigned(11).await;
     for (uid, broker) in &mapping {
@@ -164,11 +142,7 @@ async fn priority_puts_critical_zones_on_dedicated_brokers_and_a_standby_takes_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_adds_disables_drains_and_rebalances_with_a_plan_first() {
-    let r = spawn_registry(
-        &["primary", "primary", "primary"],
-        &[("ASSIGNMENT_STRATEGY", "static")],
-    )
-    .await;
+    let r = spawn_assigning(&["primary", "primary", "primary"], "static").await;
     seed_nodes(r.pool(), 9, 0).await;
     r.wait_assigned(9).await;
 
@@ -197,15 +171,13 @@ async fn the_api_adds_disables_drains_and_rebalances_with_a_plan_first() {
     }
     let dup = format!(r#"{{"id":"mqtt1","url":"{}"}}"#, r.brokers[1].url());
     assert_eq!(r.send(Method::POST, "/api/brokers", &dup).await.0, 409);
-    let (status, answer) = r
-        .send(Method::PATCH, "/api/brokers/nope", r#"{"enabled":false}"#)
-        .await;
+    let (status, answer) = r.patch_broker("nope", r#"{"enabled":false}"#).await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (404, Some("broker_not_found"))
     );
     assert_eq!(
-        r.send(Method::PATCH, "/api/brokers/mqtt1", "{}").await.1["code"],
+        r.patch_broker("mqtt1", "{}").await.1["code"],
         "empty_change"
     );
 
@@ -228,12 +200,7 @@ async fn the_api_adds_disables_drains_and_rebalances_with_a_plan_first() {
     assert!(seen.is_some(), "the added broker is probed");
 
     // Drain mqtt1: the plan shows its nodes moving and changes nothing...
-    assert_eq!(
-        r.send(Method::PATCH, "/api/brokers/mqtt1", r#"{"draining":true}"#)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(r.patch_broker("mqtt1", r#"{"draining":true}"#).await.0, 200);
     let (status, plan) = r.get("/api/rebalance/plan").await;
     assert_eq!(status, 200);
     let moves = plan["data"]["moves"].as_array().unwrap().clone();
@@ -261,12 +228,7 @@ async fn the_api_adds_disables_drains_and_rebalances_with_a_plan_first() {
     );
 
     // Disable mqtt4: the registry lets its connection go.
-    assert_eq!(
-        r.send(Method::PATCH, "/api/brokers/mqtt4", r#"{"enabled":false}"#)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(r.patch_broker("mqtt4", r#"{"enabled":false}"#).await.0, 200);
     let (_, body) = r.get("/api/brokers").await;
     let b4 = body["data"]
         .as_array()

@@ -237,9 +237,8 @@ async fn every_error_is_json_and_names_what_was_wrong() {
             .call(method.clone(), &path, body.as_deref(), Some(TOKEN))
             .await;
         let shown = &path[..path.len().min(50)];
-        assert_eq!(got, status, "{method} {shown}: {answer}");
-        assert_eq!(answer["status"], "error", "{method} {shown}: {answer}");
-        assert_eq!(answer["code"], code, "{method} {shown}: {answer}");
+        let what = format!("{method} {shown}");
+        testkit::http::assert_error(&what, (got, &answer), status, code);
         assert!(
             answer["message"].as_str().unwrap_or("").contains(names),
             "{method} {shown}: {answer}"

@@ -8,9 +8,9 @@ mod helpers;
 use std::time::Duration;
 
 use common::mqtt::{MqttConfig, MqttConnection, MqttError};
-use helpers::{FakeNode, WAIT, spawn_secured_registry};
-use serde_json::json;
-use testkit::eventually;
+use helpers::{FakeNode, TestRegistry, WAIT, spawn_secured_registry};
+use serde_json::{Value, json};
+use testkit::{Credentials, eventually};
 use tokio_util::sync::CancellationToken;
 
 const HW: &str = "esp32-0000000C0FFE";
@@ -30,40 +30,117 @@ async fn logs_in(url: &str, user: &str, pass: &str, wait: Duration) -> Option<Mq
     ok.then_some(connection)
 }
 
+/// Node `HW` on the secured registry: it logged in as provision, said
+/// hello, and was bound as `nd-ph-acct`.
+struct Bound {
+    registry: TestRegistry,
+    url: String,
+    provision: Credentials,
+    node: FakeNode,
+    /// The NodeConfig the bind sent it, and the password in it.
+    config: Value,
+    password: String,
+}
+
+/// The secured registry with `extra`, and node `HW` bound on it.
+async fn bound(extra: &[(&str, &str)]) -> Bound {
+    let registry = spawn_secured_registry(extra).await;
+    let broker = registry.secured.as_ref().unwrap();
+    let (url, provision) = (broker.url(), broker.provision());
+    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
+    node.register(&registry, "ph").await;
+    let (status, body) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
+    assert_eq!(status, 202, "{body}");
+    let config = node
+        .next_on(&format!("hydro/gh-temp/zn-temp/{HW}/config"))
+        .await;
+    let password = config["mqtt"]["password"]
+        .as_str()
+        .expect("a password")
+        .to_owned();
+    Bound {
+        registry,
+        url,
+        provision,
+        node,
+        config,
+        password,
+    }
+}
+
+/// Publishes `config` (without its secret; with `fw_version` when given) as
+/// `nd-ph-acct`'s config_report from zone `zn-1`.
+async fn report(
+    bound: &MqttConnection,
+    config: &Value,
+    fw_version: Option<&str>,
+) -> Result<(), MqttError> {
+    let mut report = config.clone();
+    let o = report.as_object_mut().unwrap();
+    o.remove("node_secret");
+    if let Some(v) = fw_version {
+        o.insert("fw_version".into(), json!(v));
+    }
+    bound
+        .publish(
+            "hydro/gh-1/zn-1/nd-ph-acct/config_report",
+            report.to_string(),
+            false,
+        )
+        .await
+}
+
+/// Node `HW`'s `column` in the database.
+async fn stored<T>(registry: &TestRegistry, column: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(&format!(
+        "SELECT {column} FROM nodes WHERE hardware_id = $1"
+    ))
+    .bind(HW)
+    .fetch_one(registry.pool())
+    .await
+    .unwrap()
+}
+
+/// Waits until `nd-ph-acct` with `password` is refused; panics saying `what`
+/// when it never is.
+async fn until_refused(url: &str, password: &str, what: &str) {
+    eventually(WAIT, || async {
+        logs_in(url, "nd-ph-acct", password, Duration::from_secs(2))
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_node_logs_in_with_its_own_account_until_decommissioned() {
-    let registry = spawn_secured_registry(&[]).await;
-    let url = registry.secured.as_ref().unwrap().url();
-    let provision = registry.secured.as_ref().unwrap().provision();
-
-    // Anonymous clients are refused; the unbound node logs in as provision.
+    // The unbound node logs in as provision; anonymous clients are refused.
+    let Bound {
+        registry,
+        url,
+        node,
+        config,
+        password,
+        ..
+    } = bound(&[]).await;
     assert!(
         logs_in(&url, "", "", Duration::from_secs(2))
             .await
             .is_none(),
         "anonymous refused"
     );
-    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
-    node.register(&registry, "ph").await;
-
-    let (status, body) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
-    assert_eq!(status, 202, "{body}");
-    let config = node
-        .next_on(&format!("hydro/gh-temp/zn-temp/{HW}/config"))
-        .await;
     let mqtt = &config["mqtt"];
     assert_eq!(mqtt["username"], "nd-ph-acct");
     assert_eq!(mqtt["user"], "nd-ph-acct");
-    let password = mqtt["password"].as_str().expect("a password").to_owned();
     assert!(password.len() >= 32);
     assert_eq!(mqtt["pass"], password.as_str());
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT mqtt_password FROM nodes WHERE hardware_id = $1")
-            .bind(HW)
-            .fetch_one(registry.pool())
-            .await
-            .unwrap();
-    assert_eq!(stored.as_deref(), Some(password.as_str()));
+    let stored_password: Option<String> = stored(&registry, "mqtt_password").await;
+    assert_eq!(stored_password.as_deref(), Some(password.as_str()));
 
     // The account is on the broker as the config reaches the node.
     let bound = logs_in(&url, "nd-ph-acct", &password, WAIT)
@@ -89,16 +166,7 @@ async fn a_bound_node_logs_in_with_its_own_account_until_decommissioned() {
         .await;
     assert!(matches!(refused, Err(MqttError::Refused(_))), "{refused:?}");
     // Its config_report from the target namespace completes the bind.
-    let mut report = config.clone();
-    let o = report.as_object_mut().unwrap();
-    o.remove("node_secret");
-    o.insert("fw_version".into(), json!("2.0.1"));
-    bound
-        .publish(
-            "hydro/gh-1/zn-1/nd-ph-acct/config_report",
-            report.to_string(),
-            false,
-        )
+    report(&bound, &config, Some("2.0.1"))
         .await
         .expect("the node reports from its namespace");
     let listed = registry
@@ -108,12 +176,7 @@ async fn a_bound_node_logs_in_with_its_own_account_until_decommissioned() {
         !listed.to_string().contains(&password),
         "the API never shows the password"
     );
-    let stored_report: serde_json::Value =
-        sqlx::query_scalar("SELECT config FROM nodes WHERE hardware_id = $1")
-            .bind(HW)
-            .fetch_one(registry.pool())
-            .await
-            .unwrap();
+    let stored_report: Value = stored(&registry, "config").await;
     assert!(!stored_report.to_string().contains(&password));
 
     // A re-push keeps the login; the metrics count the account.
@@ -131,31 +194,25 @@ async fn a_bound_node_logs_in_with_its_own_account_until_decommissioned() {
         .post("/api/nodes/nd-ph-acct/decommission", "{}")
         .await;
     assert!(status < 300, "{status}");
-    eventually(WAIT, || async {
-        logs_in(&url, "nd-ph-acct", &password, Duration::from_secs(2))
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .expect("a decommissioned node's account is refused");
+    until_refused(
+        &url,
+        &password,
+        "a decommissioned node's account is refused",
+    )
+    .await;
     drop(node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_periodic_sync_restores_an_account_the_broker_lost() {
-    let registry = spawn_secured_registry(&[("DEVICE_ACCOUNT_SYNC_SEC", "1")]).await;
+    let Bound {
+        registry,
+        url,
+        node: _node,
+        password,
+        ..
+    } = bound(&[("DEVICE_ACCOUNT_SYNC_SEC", "1")]).await;
     let broker = registry.secured.as_ref().unwrap();
-    let url = broker.url();
-    let provision = registry.secured.as_ref().unwrap().provision();
-    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
-    node.register(&registry, "ph").await;
-    let (status, _) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
-    assert_eq!(status, 202);
-    let config = node
-        .next_on(&format!("hydro/gh-temp/zn-temp/{HW}/config"))
-        .await;
-    let password = config["mqtt"]["password"].as_str().unwrap().to_owned();
     logs_in(&url, "nd-ph-acct", &password, WAIT)
         .await
         .expect("account exists");
@@ -177,42 +234,23 @@ async fn the_periodic_sync_restores_an_account_the_broker_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unbound_node_goes_back_to_the_provision_login() {
-    let registry = spawn_secured_registry(&[]).await;
-    let url = registry.secured.as_ref().unwrap().url();
-    let provision = registry.secured.as_ref().unwrap().provision();
-    let mut node = FakeNode::connect_as(&url, HW, Some((&provision.user, &provision.pass))).await;
-    node.register(&registry, "ph").await;
-    let (status, _) = registry.post(&format!("/api/nodes/{HW}/bind"), BIND).await;
-    assert_eq!(status, 202);
-    let config = node
-        .next_on(&format!("hydro/gh-temp/zn-temp/{HW}/config"))
-        .await;
-    let password = config["mqtt"]["password"].as_str().unwrap().to_owned();
+    let Bound {
+        registry,
+        url,
+        provision,
+        node: _node,
+        config,
+        password,
+    } = bound(&[]).await;
 
     // Bound: it runs on its own account and listens in its namespace.
-    let (tx, mut inbox) = tokio::sync::mpsc::channel(16);
     let stop = CancellationToken::new();
     let mut c = MqttConfig::new("node", &url, "bound-node");
     c.username = Some("nd-ph-acct".into());
     c.password = Some(password.clone().into());
-    let bound = MqttConnection::start(c, Some(tx), stop.clone()).unwrap();
-    bound
-        .subscribe(
-            "hydro/gh-1/zn-1/nd-ph-acct/config",
-            common::QoS::AtLeastOnce,
-        )
-        .unwrap();
-    bound.wait_connected(WAIT).await.unwrap();
-    let mut report = config.clone();
-    report.as_object_mut().unwrap().remove("node_secret");
-    bound
-        .publish(
-            "hydro/gh-1/zn-1/nd-ph-acct/config_report",
-            report.to_string(),
-            false,
-        )
-        .await
-        .unwrap();
+    let (bound, mut inbox) =
+        testkit::client::listen(c, &["hydro/gh-1/zn-1/nd-ph-acct/config"], WAIT, &stop).await;
+    report(&bound, &config, None).await.unwrap();
     registry
         .wait_node(HW, "bound", |n| n["state"] == "bound")
         .await;
@@ -234,21 +272,9 @@ async fn an_unbound_node_goes_back_to_the_provision_login() {
     assert_eq!(temp["gh_uid"], "gh-temp");
     assert_eq!(temp["mqtt"]["username"], provision.user.as_str());
     assert_eq!(temp["mqtt"]["password"], provision.pass.as_str());
-    eventually(WAIT, || async {
-        logs_in(&url, "nd-ph-acct", &password, Duration::from_secs(2))
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .expect("an unbound node's account is removed");
+    until_refused(&url, &password, "an unbound node's account is removed").await;
     // Its password is kept for a later bind.
-    let kept: Option<String> =
-        sqlx::query_scalar("SELECT mqtt_password FROM nodes WHERE hardware_id = $1")
-            .bind(HW)
-            .fetch_one(registry.pool())
-            .await
-            .unwrap();
+    let kept: Option<String> = stored(&registry, "mqtt_password").await;
     assert_eq!(kept.as_deref(), Some(password.as_str()));
     stop.cancel();
 }

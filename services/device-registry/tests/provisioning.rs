@@ -38,6 +38,12 @@ fn report_for(config: &Value, zone: &str) -> (String, String) {
     (topic, report.to_string())
 }
 
+/// `node` sends its [`report_for`] `config` in `zone`.
+async fn report(node: &FakeNode, config: &Value, zone: &str) {
+    let (topic, report) = report_for(config, zone);
+    node.publish(&topic, &report).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_and_temp_uplink_register_an_unbound_node() {
     let registry = spawn_registry(1, &[]).await;
@@ -111,6 +117,27 @@ async fn hello_and_temp_uplink_register_an_unbound_node() {
     );
 }
 
+/// A registry on one broker and node `hardware_id` on it, listening also
+/// where it will once bound as `nd-ph-tank1`.
+async fn tank_node(hardware_id: &str) -> (TestRegistry, FakeNode) {
+    let registry = spawn_registry(1, &[]).await;
+    let node = FakeNode::connect(&registry.brokers[0], hardware_id).await;
+    node.connection
+        .subscribe(
+            "hydro/gh-1/zn-1/nd-ph-tank1/config",
+            common::QoS::AtLeastOnce,
+        )
+        .unwrap();
+    (registry, node)
+}
+
+/// `nd-ph-tank1` as the registry lists it once bound.
+async fn until_bound(registry: &TestRegistry) -> Value {
+    registry
+        .wait_node("nd-ph-tank1", "bound", |n| n["state"] == "bound")
+        .await
+}
+
 /// Registers a node, binds it to zn-1 and returns the config it received.
 async fn bind_and_receive(registry: &TestRegistry, node: &mut FakeNode) -> Value {
     node.register(registry, "ph").await;
@@ -129,15 +156,7 @@ async fn bind_and_receive(registry: &TestRegistry, node: &mut FakeNode) -> Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() {
-    let registry = spawn_registry(1, &[]).await;
-    let mut node = FakeNode::connect(&registry.brokers[0], "esp32-00000000A1B2").await;
-    // Where the node will listen once bound (for the unbind at the end).
-    node.connection
-        .subscribe(
-            "hydro/gh-1/zn-1/nd-ph-tank1/config",
-            common::QoS::AtLeastOnce,
-        )
-        .unwrap();
+    let (registry, mut node) = tank_node("esp32-00000000A1B2").await;
     let config = bind_and_receive(&registry, &mut node).await;
     assert_eq!(config["gh_uid"], "gh-1");
     assert_eq!(config["zone_uid"], "zn-1");
@@ -166,8 +185,7 @@ async fn a_bind_completes_only_on_the_config_report_from_the_target_namespace() 
     assert!(zone.is_none());
 
     // A report from another zone does not complete it.
-    let (topic, report) = report_for(&config, "zn-2");
-    node.publish(&topic, &report).await;
+    report(&node, &config, "zn-2").await;
     node.barrier(&registry, "marker-1").await;
     let (_, still) = registry.get("/api/nodes/esp32-00000000A1B2").await;
     assert_eq!(still["data"]["state"], "pending");
@@ -269,8 +287,7 @@ async fn a_bind_without_report_expires() {
     // A late report from the target namespace binds nothing.
     let config =
         json!({"gh_uid": "gh-1", "node_id": "nd-ph-tank1", "version": 3, "type": "ph", "mqtt": {}});
-    let (topic, report) = report_for(&config, "zn-1");
-    node.publish(&topic, &report).await;
+    report(&node, &config, "zn-1").await;
     node.barrier(&registry, "marker-2").await;
     let bound = count(
         registry.pool(),
@@ -331,13 +348,8 @@ async fn the_api_demands_its_token_and_names_bad_fields() {
     assert_eq!(body["code"], "node_decommissioned");
 
     // Health and metrics need no token.
-    let health = registry
-        .http
-        .get(format!("{}/health", registry.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status().as_u16(), 200);
+    let (status, _) = registry.call(Method::GET, "/health", None, None).await;
+    assert_eq!(status, 200);
     let _ = TOKEN;
 }
 
@@ -363,11 +375,8 @@ async fn the_config_goes_out_on_the_broker_the_node_is_on() {
     );
 
     // The node answers from broker B: bound, observed there.
-    let (topic, report) = report_for(&config, "zn-1");
-    on_b.publish(&topic, &report).await;
-    let bound = registry
-        .wait_node("nd-ph-tank1", "bound", |n| n["state"] == "bound")
-        .await;
+    report(&on_b, &config, "zn-1").await;
+    let bound = until_bound(&registry).await;
     assert_eq!(bound["observed_broker_id"], "mqtt2");
 
     // A pending move of the node to broker B is confirmed by its report there.
@@ -378,7 +387,7 @@ async fn the_config_goes_out_on_the_broker_the_node_is_on() {
     .execute(registry.pool())
     .await
     .unwrap();
-    on_b.publish(&topic, &report).await;
+    report(&on_b, &config, "zn-1").await;
     let confirmed = testkit::wait_count(
         registry.pool(),
         "SELECT count(*) FROM node_broker_assignments WHERE confirmed_at IS NOT NULL",
@@ -391,20 +400,10 @@ async fn the_config_goes_out_on_the_broker_the_node_is_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebind_goes_through_pending_from_the_current_namespace() {
-    let registry = spawn_registry(1, &[]).await;
-    let mut node = FakeNode::connect(&registry.brokers[0], "esp32-REBIND000001").await;
-    node.connection
-        .subscribe(
-            "hydro/gh-1/zn-1/nd-ph-tank1/config",
-            common::QoS::AtLeastOnce,
-        )
-        .unwrap();
+    let (registry, mut node) = tank_node("esp32-REBIND000001").await;
     let config = bind_and_receive(&registry, &mut node).await;
-    let (topic, report) = report_for(&config, "zn-1");
-    node.publish(&topic, &report).await;
-    registry
-        .wait_node("nd-ph-tank1", "bound", |n| n["state"] == "bound")
-        .await;
+    report(&node, &config, "zn-1").await;
+    until_bound(&registry).await;
 
     let rebind = r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-2"}"#;
     let (status, body) = registry.post("/api/nodes/nd-ph-tank1/bind", rebind).await;
@@ -422,8 +421,7 @@ async fn a_rebind_goes_through_pending_from_the_current_namespace() {
         "a fresh secret"
     );
 
-    let (topic, report) = report_for(&moved, "zn-2");
-    node.publish(&topic, &report).await;
+    report(&node, &moved, "zn-2").await;
     let bound = registry
         .wait_node("nd-ph-tank1", "bound in zn-2", |n| n["zone_uid"] == "zn-2")
         .await;

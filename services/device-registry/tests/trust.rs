@@ -182,8 +182,7 @@ async fn every_error_is_json() {
             .call(method.clone(), &path, body.as_deref(), Some(TOKEN))
             .await;
         let shown = &path[..path.len().min(48)];
-        assert_eq!(got, status, "{method} {shown}: {answer}");
-        assert_eq!(answer["status"], "error", "{method} {shown}: {answer}");
-        assert_eq!(answer["code"], code, "{method} {shown}: {answer}");
+        let what = format!("{method} {shown}");
+        testkit::http::assert_error(&what, (got, &answer), status, code);
     }
 }

@@ -6,14 +6,11 @@ mod helpers;
 use std::time::Duration;
 
 use helpers::{Cluster, FAST_SUSPECT_PROBE, Options, WAIT};
-use testkit::eventually;
+use testkit::{count_comes_to, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
-    let mut c = Cluster::start(Options::default())
-        .await
-        .expect("cluster starts");
-    c.wait_settled().await;
+    let mut c = Cluster::settled(Options::default()).await;
     let victim = "mqtt2";
     let moved = c.nodes_on(victim).await;
     assert!(
@@ -41,13 +38,8 @@ async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
             .expect("one failover event");
     assert_eq!(nodes_moved as usize, moved.len());
     assert_eq!(kind, "failover");
-    let alert: String = sqlx::query_scalar(
-        "SELECT status FROM alerts WHERE type = 'broker_offline' AND broker_id = $1",
-    )
-    .bind(victim)
-    .fetch_one(c.pool())
-    .await
-    .expect("an alert");
+    let alert = "SELECT status FROM alerts WHERE type = 'broker_offline' AND broker_id = $1";
+    let alert = c.text_of(alert, victim, "an alert").await;
     assert_eq!(alert, "ACTIVE");
     // Nothing points at the dead broker, and the nodes really are elsewhere.
     assert!(c.nodes_on(victim).await.is_empty());
@@ -106,13 +98,11 @@ async fn a_blip_moves_nothing_and_a_death_is_decided_after_the_confirm_window() 
     // A wide window, so that neither a busy machine nor the blip below can
     // be mistaken for it: 12 failed probes, 2.5 s at the least.
     const CONFIRM: u32 = 12;
-    let mut c = Cluster::start(Options {
+    let mut c = Cluster::settled(Options {
         extra: vec![("FAILOVER_CONFIRM_PROBES".into(), CONFIRM.to_string())],
         ..Options::default()
     })
-    .await
-    .expect("cluster starts");
-    c.wait_settled().await;
+    .await;
     let victim = "mqtt3";
     let offline_or_event = format!(
         "SELECT (SELECT count(*) FROM failover_events WHERE broker_id = '{victim}') \
@@ -160,10 +150,7 @@ async fn a_blip_moves_nothing_and_a_death_is_decided_after_the_confirm_window() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_that_recovers_is_not_flapped() {
-    let mut c = Cluster::start(Options::default())
-        .await
-        .expect("cluster starts");
-    c.wait_settled().await;
+    let mut c = Cluster::settled(Options::default()).await;
     let victim = "mqtt3";
     c.broker_mut(victim).kill();
     c.wait_failed_over(victim).await;
@@ -212,8 +199,7 @@ async fn two_failover_instances_never_both_act_and_a_standby_takes_over() {
         failovers: 2,
         ..Options::default()
     };
-    let mut c = Cluster::start(options).await.expect("cluster starts");
-    c.wait_settled().await;
+    let mut c = Cluster::settled(options).await;
     c.broker_mut("mqtt2").kill();
     c.wait_failed_over("mqtt2").await;
 
@@ -254,13 +240,11 @@ async fn two_failover_instances_never_both_act_and_a_standby_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failover_moves_nodes_with_fallbacks_strands_the_others_and_closes_at_its_deadline() {
-    let c = Cluster::start(Options {
+    let c = Cluster::settled(Options {
         extra: vec![("FAILOVER_EVENT_DEADLINE_SEC".into(), "15".into())],
         ..Options::default()
     })
-    .await
-    .expect("cluster starts");
-    c.wait_settled().await;
+    .await;
     let victim = "mqtt2";
     let moved = c.nodes_on(victim).await;
     assert!(!moved.is_empty());
@@ -273,19 +257,10 @@ async fn a_failover_moves_nodes_with_fallbacks_strands_the_others_and_closes_at_
     .execute(c.pool())
     .await
     .unwrap();
-    let adopted = eventually(WAIT, || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id \
-             WHERE n.uid LIKE 'nd-fw-%' AND a.broker_id = 'mqtt2' AND a.confirmed_at IS NOT NULL",
-        )
-        .fetch_one(c.pool())
-        .await
-        .ok()?;
-        (n == 2).then_some(())
-    })
-    .await;
+    let adopted = "SELECT count(*) FROM node_broker_assignments a JOIN nodes n ON n.id = a.node_id \
+         WHERE n.uid LIKE 'nd-fw-%' AND a.broker_id = 'mqtt2' AND a.confirmed_at IS NOT NULL";
     assert!(
-        adopted.is_some(),
+        count_comes_to(c.pool(), adopted, WAIT, |n| n == 2).await,
         "firmware nodes are assigned where they are seen"
     );
 

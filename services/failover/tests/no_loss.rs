@@ -16,16 +16,14 @@ use helpers::{Cluster, Options};
 async fn a_killed_broker_loses_no_reading_and_doubles_none() {
     // Installed before the cluster starts: every service records into it.
     common::runtime::http::metrics_handle();
-    let mut c = Cluster::start(Options {
+    let mut c = Cluster::settled(Options {
         brokers: 2,
         nodes: 6,
         zones: 2,
         history: true,
         ..Options::default()
     })
-    .await
-    .expect("cluster starts");
-    c.wait_settled().await;
+    .await;
     let victim = "mqtt2";
     assert!(
         !c.nodes_on(victim).await.is_empty(),

@@ -33,13 +33,11 @@ fn ignored_so_far() -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_back_with_old_last_wills_takes_no_live_node_offline() {
-    let mut c = Cluster::start(Options {
+    let mut c = Cluster::settled(Options {
         history: true,
         ..Options::default()
     })
-    .await
-    .expect("cluster starts");
-    c.wait_settled().await;
+    .await;
     let nodes = c.sim_nodes.len() as i64;
     // Every node ONLINE and observed on the broker it is assigned to.
     let where_assigned = "SELECT count(*) FROM nodes n JOIN node_broker_assignments a ON a.node_id = n.id \
@@ -64,17 +62,12 @@ async fn a_broker_back_with_old_last_wills_takes_no_live_node_offline() {
 
     c.broker_mut(victim).kill();
     let gone = format!("SELECT count(*) FROM nodes WHERE observed_broker_id = '{victim}'");
-    let away = eventually(WAIT, || async {
+    c.until("the victim's nodes moved", || async {
         let on_victim = c.nodes_on(victim).await.is_empty();
         let observed = testkit::count(c.pool(), &gone).await == 0;
         (on_victim && observed).then_some(())
     })
     .await;
-    assert!(
-        away.is_some(),
-        "the victim's nodes moved: {:?}",
-        c.assignments().await
-    );
     assert_eq!(wait_count(&c, where_assigned, nodes).await, nodes);
 
     // The broker comes back, and history-logger with it (it answers a time

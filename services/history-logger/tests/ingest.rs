@@ -9,10 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::mqtt::{MqttConfig, MqttConnection};
-use common::settings::{FromEnv, Settings};
-use helpers::{TELEMETRY_ROWS, World, publish, qos1, reading};
+use common::settings::FromEnv;
+use helpers::{TELEMETRY_ROWS, World, publish, reading};
 use proto::payloads::Telemetry;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 // In the past: a reading more than HISTORY_MAX_FUTURE_SKEW_SEC ahead is refused.
@@ -25,9 +24,7 @@ async fn publish_distinct(nodes: &MqttConnection, n: i64) {
 
 #[tokio::test]
 async fn a_burst_of_distinct_readings_lands_exactly_once() {
-    let world = World::new().await;
-    world.start("hl-a", &[("TELEMETRY_BATCH_SIZE", "50")]).await;
-    let nodes = world.publisher().await;
+    let (world, _, nodes) = World::with_logger(&[("TELEMETRY_BATCH_SIZE", "50")]).await;
     let n = 2_000;
     publish_distinct(&nodes, n).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, n).await, n);
@@ -74,45 +71,31 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
     let world = World::new().await;
     world.start("hl-a", &[]).await;
     // Watch what the simulated nodes publish, to know what must land.
-    let (tx, mut seen_rx) = mpsc::channel(100_000);
     let watch_stop = CancellationToken::new();
-    let watcher = MqttConnection::start(
+    let (watcher, mut seen_rx) = testkit::client::listen(
         testkit::login(MqttConfig::new("mqtt1", &world.broker.url(), "test-watch")),
-        Some(tx),
-        watch_stop.clone(),
+        &["hydro/+/+/+/+/telemetry"],
+        Duration::from_secs(10),
+        &watch_stop,
     )
-    .unwrap();
-    watcher
-        .subscribe("hydro/+/+/+/+/telemetry", qos1())
-        .unwrap();
-    watcher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    watcher
-        .publish("hydro-probe/settle", "x", false)
-        .await
-        .unwrap();
+    .await;
+    testkit::client::settle(&watcher).await;
 
-    let sim_vars = testkit::env_vars(&[
-        ("DATABASE_URL", world.db.url.as_str()),
-        ("MQTT_HOST", "127.0.0.1"),
-        ("MQTT_PORT", &world.broker.port.to_string()),
-        ("MQTT_USER", &testkit::backend_login().user),
-        ("MQTT_PASS", &testkit::backend_login().pass),
-        ("HTTP_PORT", "0"),
-        ("SIM_SEED_DB", "true"),
-        ("SIM_ZONES", "2"),
-        ("SIM_NODES", "10"),
-        // One publication per node per second: readings of one channel never share a `ts`.
-        ("SIM_TELEMETRY_INTERVAL_MS", "1000"),
-    ]);
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(sim_vars.clone()).unwrap(),
-        Settings::from_vars(sim_vars).unwrap(),
-    )
-    .await
-    .expect("node-sim builds");
+    let sim_vars = testkit::service_vars(
+        &world.db.url,
+        world.broker.port,
+        &[
+            ("SIM_SEED_DB", "true"),
+            ("SIM_ZONES", "2"),
+            ("SIM_NODES", "10"),
+            // One publication per node per second: readings of one channel never share a `ts`.
+            ("SIM_TELEMETRY_INTERVAL_MS", "1000"),
+        ],
+    );
+    let (settings, sim) = testkit::settings(&sim_vars, node_sim::SimSettings::from_vars);
+    let sim = node_sim::App::build(sim, settings)
+        .await
+        .expect("node-sim builds");
     world.broker.sync_node_accounts(&world.db.pool).await;
     let sim_stop = CancellationToken::new();
     let sim_task = tokio::spawn(sim.run_until_stopped(sim_stop.clone()));
@@ -166,9 +149,7 @@ async fn a_burst_from_node_sim_lands_exactly_once() {
 
 #[tokio::test]
 async fn the_same_message_twice_gives_one_row() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, _, nodes) = World::with_logger(&[]).await;
     let message = reading("PH", 6.1, T0);
     publish(&nodes, PH, message.clone()).await;
     publish(&nodes, PH, message.clone()).await;
@@ -213,9 +194,7 @@ async fn two_instances_share_the_work_and_store_each_message_once() {
 
 #[tokio::test]
 async fn every_bad_input_class_is_dropped_with_its_reason_and_good_ones_land() {
-    let world = World::new().await;
-    let running = world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, running, nodes) = World::with_logger(&[]).await;
     let long_level = "x".repeat(200);
     let bad_topic = format!("hydro/gh-t/zn-a/{long_level}/ph_sensor/telemetry");
     let oversized = format!(
@@ -314,25 +293,15 @@ async fn helpers_wait_letters(world: &World, n: usize) -> Vec<serde_json::Value>
 
 #[tokio::test]
 async fn telemetry_last_never_goes_back_in_time() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
-    let last = || async {
-        sqlx::query_as::<_, (f64, i64)>(
-            "SELECT value, extract(epoch FROM ts)::int8 FROM telemetry_last",
-        )
-        .fetch_optional(&world.db.pool)
-        .await
-        .unwrap()
-    };
+    let (world, _, nodes) = World::with_logger(&[]).await;
     publish(&nodes, PH, reading("PH", 6.0, T0 + 10)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 1).await, 1);
     publish(&nodes, PH, reading("PH", 5.0, T0)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 2).await, 2);
-    assert_eq!(last().await, Some((6.0, T0 + 10)));
+    assert_eq!(world.last().await, Some((6.0, T0 + 10)));
     // Newer then older inside one batch.
     publish(&nodes, PH, reading("PH", 6.5, T0 + 20)).await;
     publish(&nodes, PH, reading("PH", 4.0, T0 + 15)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 4).await, 4);
-    assert_eq!(last().await, Some((6.5, T0 + 20)));
+    assert_eq!(world.last().await, Some((6.5, T0 + 20)));
 }

@@ -7,120 +7,125 @@ mod helpers;
 
 use helpers::{World, publish};
 
+/// What the nodes publish (topic, payload), then the counts reached (waited
+/// for, in turn), then the counts that hold right after: `(sql, n)`.
+type Step = (
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, i64)],
+    &'static [(&'static str, i64)],
+);
+
+const ACTIVE: &str =
+    "SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'ACTIVE'";
+
 #[tokio::test]
 async fn node_messages_update_nodes_alerts_and_zone_events() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
-    let node = "hydro/gh-t/zn-a/nd-1";
-    let active = "SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'ACTIVE'";
-
-    publish(
-        &nodes,
-        &format!("{node}/heartbeat"),
-        r#"{"uptime":3600,"free_heap":102000,"rssi":-62,"fw_version":"2.3.1"}"#,
-    )
-    .await;
-    assert_eq!(
-        world
-            .wait_count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND uptime_seconds = 3600 AND free_heap_bytes = 102000 AND rssi = -62 AND fw_version = '2.3.1' AND last_heartbeat_at IS NOT NULL", 1)
-            .await,
-        1
-    );
-    publish(
-        &nodes,
-        &format!("{node}/status"),
-        r#"{"status":"OFFLINE","ts":1800000000}"#,
-    )
-    .await;
-    assert_eq!(world.wait_count(active, 1).await, 1);
-    assert_eq!(
-        world
-            .count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'")
-            .await,
-        1
-    );
-    // The last will while already offline: still one alert, no second event.
-    // (A status of another node, applied in order after it, marks when it is done.)
-    publish(&nodes, &format!("{node}/lwt"), "offline").await;
-    publish(
-        &nodes,
-        "hydro/gh-t/zn-a/nd-2/status",
-        r#"{"status":"ONLINE","ts":1800000000}"#,
-    )
-    .await;
-    assert_eq!(
-        world
-            .wait_count(
+    let (world, _, nodes) = World::with_logger(&[]).await;
+    let steps: [Step; 6] = [
+        (
+            &[(
+                "hydro/gh-t/zn-a/nd-1/heartbeat",
+                r#"{"uptime":3600,"free_heap":102000,"rssi":-62,"fw_version":"2.3.1"}"#,
+            )],
+            &[(
+                "SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND uptime_seconds = 3600 AND free_heap_bytes = 102000 AND rssi = -62 AND fw_version = '2.3.1' AND last_heartbeat_at IS NOT NULL",
+                1,
+            )],
+            &[],
+        ),
+        (
+            &[(
+                "hydro/gh-t/zn-a/nd-1/status",
+                r#"{"status":"OFFLINE","ts":1800000000}"#,
+            )],
+            &[(ACTIVE, 1)],
+            &[(
+                "SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'",
+                1,
+            )],
+        ),
+        // The last will while already offline: still one alert, no second event.
+        // (A status of another node, applied in order after it, marks when it is done.)
+        (
+            &[
+                ("hydro/gh-t/zn-a/nd-1/lwt", "offline"),
+                (
+                    "hydro/gh-t/zn-a/nd-2/status",
+                    r#"{"status":"ONLINE","ts":1800000000}"#,
+                ),
+            ],
+            &[(
                 "SELECT count(*) FROM nodes WHERE uid = 'nd-2' AND status = 'ONLINE'",
-                1
-            )
-            .await,
-        1
-    );
-    assert_eq!(world.count(active).await, 1);
-    assert_eq!(
-        world
-            .count("SELECT count(*) FROM zone_events WHERE type = 'NODE_OFFLINE'")
-            .await,
-        1
-    );
-
-    publish(
-        &nodes,
-        &format!("{node}/status"),
-        r#"{"status":"ONLINE","ts":1800000001}"#,
-    )
-    .await;
-    assert_eq!(
-        world
-            .wait_count("SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'RESOLVED' AND resolved_at IS NOT NULL", 1)
-            .await,
-        1
-    );
-    assert_eq!(world.count(active).await, 0);
-    assert_eq!(
-        world
-            .wait_count(
-                "SELECT count(*) FROM zone_events WHERE type = 'NODE_ONLINE' AND payload_json->>'node_uid' = 'nd-1'",
-                1
-            )
-            .await,
-        1
-    );
-    // The lwt raises it again.
-    publish(&nodes, &format!("{node}/lwt"), "offline").await;
-    assert_eq!(world.wait_count(active, 1).await, 1);
-
-    // An event becomes a zone event of the node's zone; an error too.
-    publish(
-        &nodes,
-        &format!("{node}/level/event"),
-        r#"{"event_code":"level switch-changed","level":1}"#,
-    )
-    .await;
-    publish(
-        &nodes,
-        &format!("{node}/error"),
-        r#"{"level":"ERROR","component":"ph","error_code":"E7","message":"probe","ts":1800000000123,"details":{"raw":7}}"#,
-    )
-    .await;
-    assert_eq!(
-        world
-            .wait_count("SELECT count(*) FROM zone_events e JOIN zones z ON z.id = e.zone_id WHERE z.uid = 'zn-a' AND e.type = 'LEVEL_SWITCH_CHANGED' AND e.payload_json->>'level' = '1'", 1)
-            .await,
-        1
-    );
-    assert_eq!(world.wait_count("SELECT count(*) FROM zone_events WHERE type = 'NODE_ERROR' AND payload_json->>'error_code' = 'E7' AND payload_json->>'ts' = '1800000000123' AND payload_json->'details'->>'raw' = '7'", 1).await, 1);
-
-    // The event brought the node back (it was OFFLINE after the lwt).
-    assert_eq!(world.wait_count(active, 0).await, 0);
-    assert_eq!(
-        world
-            .count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'ONLINE'")
-            .await,
-        1
-    );
+                1,
+            )],
+            &[
+                (ACTIVE, 1),
+                (
+                    "SELECT count(*) FROM zone_events WHERE type = 'NODE_OFFLINE'",
+                    1,
+                ),
+            ],
+        ),
+        (
+            &[(
+                "hydro/gh-t/zn-a/nd-1/status",
+                r#"{"status":"ONLINE","ts":1800000001}"#,
+            )],
+            &[
+                (
+                    "SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'RESOLVED' AND resolved_at IS NOT NULL",
+                    1,
+                ),
+                (
+                    "SELECT count(*) FROM zone_events WHERE type = 'NODE_ONLINE' AND payload_json->>'node_uid' = 'nd-1'",
+                    1,
+                ),
+            ],
+            &[(ACTIVE, 0)],
+        ),
+        // The lwt raises it again.
+        (
+            &[("hydro/gh-t/zn-a/nd-1/lwt", "offline")],
+            &[(ACTIVE, 1)],
+            &[],
+        ),
+        // An event becomes a zone event of the node's zone; an error too; the
+        // event brings the node back (it was OFFLINE after the lwt).
+        (
+            &[
+                (
+                    "hydro/gh-t/zn-a/nd-1/level/event",
+                    r#"{"event_code":"level switch-changed","level":1}"#,
+                ),
+                (
+                    "hydro/gh-t/zn-a/nd-1/error",
+                    r#"{"level":"ERROR","component":"ph","error_code":"E7","message":"probe","ts":1800000000123,"details":{"raw":7}}"#,
+                ),
+            ],
+            &[
+                (
+                    "SELECT count(*) FROM zone_events e JOIN zones z ON z.id = e.zone_id WHERE z.uid = 'zn-a' AND e.type = 'LEVEL_SWITCH_CHANGED' AND e.payload_json->>'level' = '1'",
+                    1,
+                ),
+                (
+                    "SELECT count(*) FROM zone_events WHERE type = 'NODE_ERROR' AND payload_json->>'error_code' = 'E7' AND payload_json->>'ts' = '1800000000123' AND payload_json->'details'->>'raw' = '7'",
+                    1,
+                ),
+                (ACTIVE, 0),
+            ],
+            &[(
+                "SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'ONLINE'",
+                1,
+            )],
+        ),
+    ];
+    for (published, reached, held) in steps {
+        for (topic, payload) in published {
+            publish(&nodes, topic, *payload).await;
+        }
+        world.assert_reached(reached).await;
+        world.assert_counts(held).await;
+    }
 }
 
 #[tokio::test]
@@ -158,16 +163,13 @@ async fn status_changes_apply_in_arrival_order_within_and_across_batches() {
         flaps.map(|s| format!("NODE_{s}")).to_vec(),
         "events in arrival order"
     );
-    assert_eq!(
-        world
-            .count("SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'")
-            .await,
-        1
-    );
-    assert_eq!(
-        world
-            .count("SELECT count(*) FROM alerts WHERE type = 'node_offline' AND status = 'ACTIVE'")
-            .await,
-        1
-    );
+    world
+        .assert_counts(&[
+            (
+                "SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'",
+                1,
+            ),
+            (ACTIVE, 1),
+        ])
+        .await;
 }

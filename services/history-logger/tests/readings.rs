@@ -67,9 +67,7 @@ fn dropped(reason: &str) -> f64 {
 
 #[tokio::test]
 async fn every_refused_reading_has_its_reason_and_the_valid_ones_land_once() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, _, nodes) = World::with_logger(&[]).await;
     let t = now() - 600;
     let cases: Vec<(String, String, &str)> = vec![
         (PH.into(), reading("PH", 6.5, now() + 3600), "future_ts"),
@@ -167,12 +165,7 @@ async fn every_refused_reading_has_its_reason_and_the_valid_ones_land_once() {
             .await,
         good
     );
-    let last: (f64, i64) =
-        sqlx::query_as("SELECT value, extract(epoch FROM ts)::int8 FROM telemetry_last")
-            .fetch_one(&world.db.pool)
-            .await
-            .unwrap();
-    assert_eq!(last, (7.0, last_ts));
+    assert_eq!(world.last().await, Some((7.0, last_ts)));
     // Garbage on the lwt topic took nobody down.
     assert_eq!(
         world
@@ -184,30 +177,20 @@ async fn every_refused_reading_has_its_reason_and_the_valid_ones_land_once() {
 
 #[tokio::test]
 async fn a_future_reading_never_freezes_telemetry_last() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
-    let last = || async {
-        sqlx::query_as::<_, (f64, i64)>(
-            "SELECT value, extract(epoch FROM ts)::int8 FROM telemetry_last",
-        )
-        .fetch_optional(&world.db.pool)
-        .await
-        .unwrap()
-    };
+    let (world, _, nodes) = World::with_logger(&[]).await;
     // Far ahead: refused, so the current readings after it land.
     publish(&nodes, PH, reading("PH", 9.0, now() + 86_400 * 365)).await;
     let t = now();
     publish(&nodes, PH, reading("PH", 6.0, t - 2)).await;
     publish(&nodes, PH, reading("PH", 6.1, t - 1)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 2).await, 2);
-    assert_eq!(last().await, Some((6.1, t - 1)));
+    assert_eq!(world.last().await, Some((6.1, t - 1)));
 
     // Ahead of our clock but within the skew: history, not the current value.
     let ahead = now() + 120;
     publish(&nodes, PH, reading("PH", 6.15, ahead)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 3).await, 3);
-    assert_eq!(last().await, Some((6.1, t - 1)));
+    assert_eq!(world.last().await, Some((6.1, t - 1)));
 
     // A row already in the future (left from before these rules) gives way
     // to the next current reading.
@@ -219,21 +202,19 @@ async fn a_future_reading_never_freezes_telemetry_last() {
     publish(&nodes, PH, reading("PH", 6.2, t)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 4).await, 4);
     let replaced = eventually(Duration::from_secs(10), || async {
-        last().await.filter(|l| *l == (6.2, t))
+        world.last().await.filter(|l| *l == (6.2, t))
     })
     .await;
     assert_eq!(replaced, Some((6.2, t)));
     // And from there on it moves forward only.
     publish(&nodes, PH, reading("PH", 5.0, t - 30)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 5).await, 5);
-    assert_eq!(last().await, Some((6.2, t)));
+    assert_eq!(world.last().await, Some((6.2, t)));
 }
 
 #[tokio::test]
 async fn a_second_reading_of_the_same_second_is_refused_and_counted() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, _, nodes) = World::with_logger(&[]).await;
     let t = now() - 60;
     let agree = "SELECT count(*) FROM telemetry_last l JOIN telemetry_samples s
                    ON s.node_id = l.node_id AND s.channel = l.channel
@@ -298,9 +279,7 @@ fn value_of(letter: &Value) -> f64 {
 
 #[tokio::test]
 async fn a_node_moved_to_another_zone_is_followed_within_seconds() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, _, nodes) = World::with_logger(&[]).await;
     let t = now() - 60;
     publish(&nodes, PH, reading("PH", 6.0, t)).await;
     assert_eq!(world.wait_count(TELEMETRY_ROWS, 1).await, 1);
@@ -335,9 +314,7 @@ async fn a_node_moved_to_another_zone_is_followed_within_seconds() {
 
 #[tokio::test]
 async fn only_the_firmwares_last_will_takes_a_node_offline() {
-    let world = World::new().await;
-    world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, _, nodes) = World::with_logger(&[]).await;
     let lwt = "hydro/gh-t/zn-a/nd-1/lwt";
     let offline = "SELECT count(*) FROM nodes WHERE uid = 'nd-1' AND status = 'OFFLINE'";
     let online = format!(r#"{{"status":"ONLINE","ts":{}}}"#, now());

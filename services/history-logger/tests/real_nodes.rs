@@ -128,9 +128,7 @@ async fn time_requests_are_answered_once_on_the_broker_they_came_from() {
 
 #[tokio::test]
 async fn unbound_nodes_are_counted_not_stored_nor_dead_lettered() {
-    let world = World::new().await;
-    let running = world.start("hl-a", &[]).await;
-    let nodes = world.publisher().await;
+    let (world, running, nodes) = World::with_logger(&[]).await;
     let temp = "hydro/gh-temp/zn-temp/esp32-a1b2c3d4e5f6";
     publish(
         &nodes,

@@ -8,15 +8,7 @@ use testkit::{TestDb, free_port};
 async fn sigterm_while_waiting_for_redis_stops_at_once() {
     let db = TestDb::new().await;
     let redis = format!("redis://127.0.0.1:{}", free_port());
-    let env = [
-        ("DATABASE_URL".to_owned(), db.url.clone()),
-        ("REDIS_URL".to_owned(), redis),
-        ("HTTP_PORT".to_owned(), "0".to_owned()),
-    ];
-    assert_sigterm_stops_startup(
-        env!("CARGO_BIN_EXE_history-logger"),
-        &env,
-        "Redis not reachable yet",
-    )
-    .await;
+    let env = [("DATABASE_URL", db.url.as_str()), ("REDIS_URL", &redis)];
+    let logger = env!("CARGO_BIN_EXE_history-logger");
+    assert_sigterm_stops_startup(logger, &env, "Redis not reachable yet").await;
 }

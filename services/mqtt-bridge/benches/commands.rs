@@ -63,9 +63,9 @@ async fn main() -> anyhow::Result<()> {
         load_average()
     );
 
-    let setup = helpers::spawn_with_sim(&[("BRIDGE_API_TOKEN", helpers::TOKEN)], 3, 20).await?;
+    let setup = helpers::spawn_with_sim(&[("BRIDGE_API_TOKEN", helpers::TOKEN)], 3, 20).await;
     let (url, pool, targets) = (
-        setup.url.clone(),
+        setup.bridge.base.clone(),
         setup.db.pool.clone(),
         setup.targets.clone(),
     );

@@ -7,20 +7,40 @@ mod helpers;
 
 use std::time::Duration;
 
-use helpers::{SECRET, spawn_app, spawn_app_with};
+use helpers::{SECRET, TestApp, history, spawn_app, spawn_app_with};
 use proto::payloads::ResponseStatus;
 use proto::signing;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// A refused command: its path and body, the status, the code (when one
+/// is checked) and what the message must name (when it is checked).
+type Refusal = (
+    &'static str,
+    Value,
+    u16,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// POSTs each refusal's body to its path: refused as it says.
+async fn assert_refused(app: &TestApp, refusals: Vec<Refusal>) {
+    for (path, body, status, code, named) in refusals {
+        let (got, answer) = app.post(path, body).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        if let Some(code) = code {
+            assert_eq!(answer["code"], code, "{path}: {answer}");
+        }
+        if let Some(named) = named {
+            let message = answer["message"].as_str().unwrap();
+            assert!(message.contains(named), "{answer}");
+        }
+    }
+}
 
 #[tokio::test]
 async fn command_reaches_the_node_signed_and_the_row_is_sent() {
     let mut app = spawn_app().await;
-    let (status, body) = app
-        .post(
-            "/bridge/zones/zn-a/commands",
-            json!({"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1","params":{"duration_ms":2000}}),
-        )
-        .await;
+    let (status, body) = app.run_acid_pump(2000).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
     assert_eq!(body["data"]["status"], "SENT");
@@ -72,37 +92,32 @@ async fn a_node_with_its_own_secret_gets_commands_signed_with_it() {
 #[tokio::test]
 async fn responses_move_the_status_forward_only() {
     let mut app = spawn_app().await;
-    let (_, body) = app
-        .post(
+    let (cmd_id, topic) = app
+        .send(
             "/bridge/zones/zn-a/commands",
             json!({"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1"}),
         )
         .await;
-    let cmd_id = body["data"]["command_id"].as_str().unwrap().to_owned();
-    let (topic, _) = app.next_command().await;
 
-    app.respond(&topic, &cmd_id, ResponseStatus::Ack, None)
-        .await;
-    assert_eq!(app.wait_status(&cmd_id, "ACK").await, "ACK");
-    app.respond(&topic, &cmd_id, ResponseStatus::Done, None)
-        .await;
-    assert_eq!(app.wait_status(&cmd_id, "DONE").await, "DONE");
+    for (status, want) in [(ResponseStatus::Ack, "ACK"), (ResponseStatus::Done, "DONE")] {
+        app.respond(&topic, &cmd_id, status, None).await;
+        assert_eq!(app.wait_status(&cmd_id, want).await, want);
+    }
     // Late, duplicated and contradicting responses change nothing.
-    app.respond(&topic, &cmd_id, ResponseStatus::Ack, None)
-        .await;
-    app.respond(&topic, &cmd_id, ResponseStatus::Done, None)
-        .await;
-    app.respond(&topic, &cmd_id, ResponseStatus::Error, Some("late"))
-        .await;
+    for (status, code) in [
+        (ResponseStatus::Ack, None),
+        (ResponseStatus::Done, None),
+        (ResponseStatus::Error, Some("late")),
+    ] {
+        app.respond(&topic, &cmd_id, status, code).await;
+    }
     // A marker command's response, sent after them, shows they were all processed.
-    let (_, marker) = app
-        .post(
+    let (marker_id, marker_topic) = app
+        .send(
             "/bridge/zones/zn-b/commands",
             json!({"cmd":"stop","channel":"pump_nutrients"}),
         )
         .await;
-    let marker_id = marker["data"]["command_id"].as_str().unwrap().to_owned();
-    let (marker_topic, _) = app.next_command().await;
     app.respond(&marker_topic, &marker_id, ResponseStatus::Done, None)
         .await;
     assert_eq!(app.wait_status(&marker_id, "DONE").await, "DONE");
@@ -113,26 +128,14 @@ async fn responses_move_the_status_forward_only() {
     let data = &body["data"];
     assert_eq!(data["status"], "DONE");
     assert_eq!(data["error_code"], serde_json::Value::Null);
-    let history: Vec<&str> = data["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(history, ["QUEUED", "SENT", "ACK", "DONE"]);
+    assert_eq!(history(data), ["QUEUED", "SENT", "ACK", "DONE"]);
 }
 
 #[tokio::test]
 async fn invalid_response_is_recorded_with_its_error_code() {
     let mut app = spawn_app().await;
-    let (_, body) = app
-        .post(
-            "/bridge/nodes/nd-ph-1/commands",
-            json!({"cmd":"calibrate","channel":"ph_sensor"}),
-        )
-        .await;
-    let cmd_id = body["data"]["command_id"].as_str().unwrap().to_owned();
-    let (topic, _) = app.next_command().await;
+    let calibrate = json!({"cmd":"calibrate","channel":"ph_sensor"});
+    let (cmd_id, topic) = app.send("/bridge/nodes/nd-ph-1/commands", calibrate).await;
     app.respond(&topic, &cmd_id, ResponseStatus::Invalid, Some("bad_params"))
         .await;
     assert_eq!(app.wait_status(&cmd_id, "INVALID").await, "INVALID");
@@ -192,11 +195,11 @@ async fn unknown_zone_node_or_channel_is_404_with_a_reason() {
         (status, answer["code"].as_str()),
         (404, Some("command_not_found"))
     );
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM commands")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, 0, "refused requests write nothing");
+    assert_eq!(
+        app.commands_stored().await,
+        0,
+        "refused requests write nothing"
+    );
 }
 
 #[tokio::test]
@@ -213,25 +216,24 @@ async fn zone_by_numeric_id_and_the_ambiguous_and_unassigned_cases() {
         )
         .await;
     assert_eq!(status, 200);
-    let (status, answer) = app
-        .post(
+    let stop_acid = json!({"cmd":"stop","channel":"pump_acid"});
+    let refusals: Vec<Refusal> = vec![
+        (
             "/bridge/zones/zn-a/commands",
-            json!({"cmd":"stop","channel":"pump_acid"}),
-        )
-        .await;
-    assert_eq!(status, 422);
-    assert_eq!(answer["code"], "ambiguous_channel");
-    assert!(answer["message"].as_str().unwrap().contains("nd-ph-1"));
-    let (status, answer) = app
-        .post(
+            stop_acid.clone(),
+            422,
+            Some("ambiguous_channel"),
+            Some("nd-ph-1"),
+        ),
+        (
             "/bridge/nodes/nd-loose/commands",
-            json!({"cmd":"stop","channel":"pump_acid"}),
-        )
-        .await;
-    assert_eq!(
-        (status, answer["code"].as_str()),
-        (422, Some("node_unassigned"))
-    );
+            stop_acid,
+            422,
+            Some("node_unassigned"),
+            None,
+        ),
+    ];
+    assert_refused(&app, refusals).await;
 }
 
 #[tokio::test]
@@ -249,49 +251,33 @@ async fn token_is_required() {
         .post_with_token("/bridge/zones/zn-b/commands", body, Some("wrong"))
         .await;
     assert_eq!(status, 401);
-    let response = app
-        .http
-        .get(format!("{}/bridge/commands/x", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 401);
+    let (status, _) = app.get_with_token("/bridge/commands/x", None).await;
+    assert_eq!(status, 401);
     // Health and metrics stay open for probes.
-    assert_eq!(
-        app.http
-            .get(format!("{}/health", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    let (status, _) = app.get_with_token("/health", None).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
 async fn bad_bodies_get_a_json_error_that_names_the_problem() {
     let app = spawn_app().await;
-    let (status, answer) = app
-        .post(
+    let refusals: Vec<Refusal> = vec![
+        (
             "/bridge/zones/zn-b/commands",
             json!({"type":"stop","channel":"pump_nutrients"}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(answer["code"], "legacy_field_type");
-    assert!(answer["message"].as_str().unwrap().contains("`type`"));
-    let (status, answer) = app
-        .post(
+            400,
+            Some("legacy_field_type"),
+            Some("`type`"),
+        ),
+        (
             "/bridge/zones/zn-b/commands",
             json!({"channel":"pump_nutrients"}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        answer["message"].as_str().unwrap().contains("cmd"),
-        "{answer}"
-    );
+            400,
+            None,
+            Some("cmd"),
+        ),
+    ];
+    assert_refused(&app, refusals).await;
     let raw = app
         .http
         .post(format!("{}/bridge/zones/zn-b/commands", app.base))
@@ -314,11 +300,7 @@ async fn same_cmd_id_twice_is_one_command() {
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(a1, a2, "the retry gets the first answer");
     assert_eq!(a1["data"]["command_id"], "client-key-1");
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM commands")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, 1);
+    assert_eq!(app.commands_stored().await, 1);
     let _ = app.next_command().await;
     assert!(
         app.no_command_within(Duration::from_millis(500)).await,
@@ -357,12 +339,7 @@ async fn concurrent_retries_of_one_cmd_id_publish_once() {
 async fn broker_down_gives_503_and_send_failed() {
     let mut app = spawn_app_with(&[("MQTT_PUBLISH_TIMEOUT_MS", "500")]).await;
     app.broker.kill();
-    let (status, answer) = app
-        .post(
-            "/bridge/zones/zn-b/commands",
-            json!({"cmd":"stop","channel":"pump_nutrients","cmd_id":"down-1"}),
-        )
-        .await;
+    let (status, answer) = app.stop_nutrients("down-1").await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["code"], "broker_unavailable");
     let (st, code, finished): (String, Option<String>, bool) = sqlx::query_as(
@@ -375,18 +352,8 @@ async fn broker_down_gives_503_and_send_failed() {
         (st.as_str(), code.as_deref(), finished),
         ("SEND_FAILED", Some("send_failed"), true)
     );
-    let health = app
-        .http
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        health.status().as_u16(),
-        503,
-        "health says the broker is down"
-    );
-    let body: serde_json::Value = health.json().await.unwrap();
+    let (status, body) = app.get_with_token("/health", None).await;
+    assert_eq!(status, 503, "health says the broker is down");
     assert_eq!(body["dependencies"]["mqtt"]["state"], "down");
     assert_eq!(body["dependencies"]["postgres"]["state"], "up");
 }
@@ -394,21 +361,10 @@ async fn broker_down_gives_503_and_send_failed() {
 #[tokio::test]
 async fn unanswered_command_times_out() {
     let app = spawn_app_with(&[("COMMAND_TIMEOUT_SEC", "1")]).await;
-    let (status, _) = app
-        .post(
-            "/bridge/zones/zn-b/commands",
-            json!({"cmd":"stop","channel":"pump_nutrients","cmd_id":"t-1"}),
-        )
-        .await;
+    let (status, _) = app.stop_nutrients("t-1").await;
     assert_eq!(status, 200);
     assert_eq!(app.wait_status("t-1", "TIMEOUT").await, "TIMEOUT");
     let (_, body) = app.get("/bridge/commands/t-1").await;
     assert_eq!(body["data"]["error_code"], "timeout");
-    let history: Vec<&str> = body["data"]["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(history, ["QUEUED", "SENT", "TIMEOUT"]);
+    assert_eq!(history(&body["data"]), ["QUEUED", "SENT", "TIMEOUT"]);
 }

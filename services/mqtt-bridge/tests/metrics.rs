@@ -8,7 +8,6 @@
 mod helpers;
 
 use helpers::spawn_app_with;
-use serde_json::json;
 use testkit::metric_sum;
 
 const POSTS: &str =
@@ -22,12 +21,7 @@ async fn metrics_count_requests_and_final_statuses() {
     let scrape = || testkit::scrape_metrics(&app.base);
     let before = scrape().await;
 
-    let (status, _) = app
-        .post(
-            "/bridge/zones/zn-b/commands",
-            json!({"cmd":"stop","channel":"pump_nutrients","cmd_id":"m-1"}),
-        )
-        .await;
+    let (status, _) = app.stop_nutrients("m-1").await;
     assert_eq!(status, 200);
     assert_eq!(app.wait_status("m-1", "TIMEOUT").await, "TIMEOUT");
 

@@ -19,7 +19,7 @@ use testkit::{TestBroker, TestDb, eventually, free_port};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_5s_leaves_no_command_unfinished() {
     common::runtime::logging::init_for_tests();
-    let setup = helpers::spawn_with_sim(
+    let mut setup = helpers::spawn_with_sim(
         &[
             ("COMMAND_TIMEOUT_SEC", "4"),
             ("MQTT_PUBLISH_TIMEOUT_MS", "1500"),
@@ -27,12 +27,11 @@ async fn broker_down_for_5s_leaves_no_command_unfinished() {
         2,
         6,
     )
-    .await
-    .expect("bridge and node-sim start");
-    let (url, db, mut broker, stop) = (
-        setup.url.clone(),
+    .await;
+    let (url, db, broker, stop) = (
+        setup.bridge.base.clone(),
         &setup.db,
-        setup.broker,
+        &mut setup.broker,
         setup.stop.clone(),
     );
     let http = reqwest::Client::new();

@@ -7,33 +7,23 @@ mod helpers;
 
 use std::time::Duration;
 
-use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use helpers::{SECRET, TOKEN, seed, settings_for};
 use mqtt_bridge::App;
 use proto::payloads::Command;
 use proto::signing;
 use serde_json::{Value, json};
-use testkit::{TestBroker, TestDb, eventually};
+use testkit::{Service, TestBroker, TestDb, eventually};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 const COMMANDS: &str = "hydro/+/+/+/+/command";
 
 /// A bridge connected to two brokers (`mqtt1` the default, `mqtt2`).
 struct TwoBrokers {
-    base: String,
+    bridge: Service,
     db: TestDb,
     brokers: [TestBroker; 2],
-    stop: CancellationToken,
-    http: reqwest::Client,
-}
-
-impl Drop for TwoBrokers {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 async fn spawn_two() -> TwoBrokers {
@@ -41,14 +31,11 @@ async fn spawn_two() -> TwoBrokers {
     let db = TestDb::new().await;
     seed(&db.pool).await;
     let brokers = [TestBroker::start().await, TestBroker::start().await];
-    for (id, b) in ["mqtt1", "mqtt2"].iter().zip(&brokers) {
-        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
-            .bind(id)
-            .bind(b.url())
-            .execute(&db.pool)
-            .await
-            .unwrap();
-    }
+    let registered = [
+        ("mqtt1".to_owned(), brokers[0].url()),
+        ("mqtt2".to_owned(), brokers[1].url()),
+    ];
+    testkit::register_brokers(&db.pool, &registered).await;
     let (settings, bridge) = settings_for(&db, brokers[0].port, &[]);
     let app = App::build(settings, bridge).await.expect("app builds");
     for id in ["mqtt1", "mqtt2"] {
@@ -59,54 +46,39 @@ async fn spawn_two() -> TwoBrokers {
             .await
             .expect("bridge connects");
     }
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
     TwoBrokers {
-        base,
+        bridge: Service::start(app.port(), |stop| app.run_until_stopped(stop)),
         db,
         brokers,
-        stop,
-        http: reqwest::Client::new(),
     }
 }
 
 impl TwoBrokers {
     /// A node-side client on broker `i` subscribed to `filter`.
     async fn node_on(&self, i: usize, filter: &str) -> (MqttConnection, mpsc::Receiver<Inbound>) {
-        let (tx, rx) = mpsc::channel(64);
-        let c = MqttConnection::start(
-            testkit::login(MqttConfig::new(
-                "n",
-                &self.brokers[i].url(),
-                &format!("node-{i}"),
-            )),
-            Some(tx),
-            self.stop.clone(),
-        )
-        .unwrap();
-        c.subscribe(filter, QoS::AtLeastOnce).unwrap();
-        c.wait_connected(WAIT).await.unwrap();
-        c.publish("hydro-probe/settle", "x", false).await.unwrap();
+        let url = self.brokers[i].url();
+        let config = testkit::login(MqttConfig::new("n", &url, &format!("node-{i}")));
+        let (c, rx) = testkit::client::listen(config, &[filter], WAIT, &self.bridge.stop).await;
+        testkit::client::settle(&c).await;
         (c, rx)
     }
 
     async fn command(&self, node: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/bridge/nodes/{node}/commands", self.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({"cmd": "run_pump", "channel": "pump_acid", "params": {"ml": 2.5}}))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        command(&self.bridge, node).await
     }
 
     async fn sql(&self, sql: &str) {
         sqlx::raw_sql(sql).execute(&self.db.pool).await.unwrap();
     }
+}
+
+/// POSTs a `run_pump` of `node`'s `pump_acid` to `bridge` (when awaited,
+/// here or in a task of its own).
+fn command(bridge: &Service, node: &str) -> impl Future<Output = (u16, Value)> + Send + 'static {
+    let path = format!("/bridge/nodes/{node}/commands");
+    let body = json!({"cmd": "run_pump", "channel": "pump_acid", "params": {"ml": 2.5}});
+    let request = bridge.request(reqwest::Method::POST, &path);
+    testkit::http::call(request, Some(TOKEN), Some(body.to_string()))
 }
 
 async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Command {
@@ -181,22 +153,7 @@ async fn a_command_waiting_for_a_move_is_signed_when_published_and_signed_again_
     let topic = "hydro/gh-t/zn-a/nd-ph-1/pump_acid/command";
     let (_n2, mut on_2) = t.node_on(1, topic).await;
     let requested = chrono::Utc::now().timestamp();
-    let request = {
-        let (http, base) = (t.http.clone(), t.base.clone());
-        tokio::spawn(async move {
-            let r = http
-                .post(format!("{base}/bridge/nodes/nd-ph-1/commands"))
-                .bearer_auth(TOKEN)
-                .json(&json!({"cmd": "run_pump", "channel": "pump_acid", "params": {"ml": 2.5}}))
-                .send()
-                .await
-                .expect("request");
-            (
-                r.status().as_u16(),
-                r.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        })
-    };
+    let request = tokio::spawn(command(&t.bridge, "nd-ph-1"));
     // The command waits; 6 s later the node's move is confirmed on mqtt2.
     tokio::time::sleep(Duration::from_secs(6)).await;
     t.sql(

@@ -8,44 +8,20 @@ mod helpers;
 use std::time::Duration;
 
 use helpers::{TOKEN, TestApp, spawn_app};
-use proto::payloads::{CommandResponse, ResponseStatus};
-use serde_json::{Value, json};
+use proto::payloads::ResponseStatus;
+use serde_json::json;
 
 /// `bridge_responses_dropped_total{reason}` from the bridge's /metrics (0
 /// when absent; the recorder is the process's, so compare before/after).
 async fn dropped(app: &TestApp, reason: &str) -> u64 {
-    let text = testkit::scrape_metrics(&app.base).await;
-    let prefix = format!("bridge_responses_dropped_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
-}
-
-async fn publish_response(app: &TestApp, topic: &str, cmd_id: &str, status: ResponseStatus) {
-    let response = CommandResponse {
-        cmd_id: cmd_id.to_owned(),
-        status,
-        ts: chrono::Utc::now().timestamp_millis(),
-        details: None,
-        error_code: Some("forged".into()),
-        error_message: None,
-        message: None,
-    };
-    app.nodes
-        .publish(topic, serde_json::to_vec(&response).unwrap(), false)
-        .await
-        .unwrap();
+    let series = format!("bridge_responses_dropped_total{{reason=\"{reason}\"}}");
+    testkit::scrape_metric(&app.base, &series).await as u64
 }
 
 #[tokio::test]
 async fn a_response_from_another_node_or_channel_is_dropped_and_the_real_done_counts() {
     let mut app = spawn_app().await;
-    let (status, body) = app
-        .post(
-            "/bridge/zones/zn-a/commands",
-            json!({"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1","params":{"duration_ms":100}}),
-        )
-        .await;
+    let (status, body) = app.run_acid_pump(100).await;
     assert_eq!(status, 200, "{body}");
     let cmd_id = body["data"]["command_id"].as_str().unwrap().to_owned();
     let (topic, _) = app.next_command().await;
@@ -71,13 +47,14 @@ async fn a_response_from_another_node_or_channel_is_dropped_and_the_real_done_co
     }
     let unknown_before = dropped(&app, "unknown_command").await;
     for (_, t) in &forged {
-        publish_response(&app, t, &cmd_id, ResponseStatus::Error).await;
+        app.respond_on(t, &cmd_id, ResponseStatus::Error, Some("forged"))
+            .await;
     }
-    publish_response(
-        &app,
+    app.respond_on(
         "hydro/gh-t/zn-a/nd-ph-1/pump_acid/command_response",
         "no-such-command",
         ResponseStatus::Done,
+        Some("forged"),
     )
     .await;
     for ((reason, _), before) in forged.iter().zip(before) {
@@ -105,21 +82,6 @@ async fn a_response_from_another_node_or_channel_is_dropped_and_the_real_done_co
             .await
             .unwrap();
     assert_eq!(error_code, None, "the forged ERROR left nothing behind");
-}
-
-/// POSTs a raw body (it may hold what `json!` would not build) to `path`.
-async fn post_raw(app: &TestApp, path: &str, body: String) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}{path}", app.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -214,7 +176,7 @@ async fn nul_and_over_long_strings_are_400s_naming_the_field_and_fail_no_other_r
     let answers = futures::future::join_all(
         requests
             .iter()
-            .map(|(path, body, _)| post_raw(&app, path, body.clone())),
+            .map(|(path, body, _)| app.post_raw(path, body.clone(), Some(TOKEN))),
     )
     .await;
     for ((path, body, field), (status, answer)) in requests.iter().zip(&answers) {

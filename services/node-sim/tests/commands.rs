@@ -15,18 +15,15 @@ fn statuses(r: &[CommandResponse]) -> Vec<ResponseStatus> {
 
 #[tokio::test]
 async fn signed_command_is_acked_then_done() {
-    let mut sim = TestSim::start().await;
-    sim.wait_all_connected().await;
-    let id = new_cmd_id();
-    sim.send(
-        "nd-ph-1",
-        "pump_acid",
-        &id,
-        "run_pump",
-        json!({"duration_ms": 100}),
-        now_secs(),
-    )
-    .await;
+    let mut sim = TestSim::connected().await;
+    let id = sim
+        .send_now(
+            "nd-ph-1",
+            "pump_acid",
+            "run_pump",
+            json!({"duration_ms": 100}),
+        )
+        .await;
     let r = sim.recorder.wait_responses(&id, 2).await;
     assert_eq!(statuses(&r), [ResponseStatus::Ack, ResponseStatus::Done]);
     assert!(
@@ -40,16 +37,9 @@ async fn signed_command_is_acked_then_done() {
     let before = sim.node_view("nd-ph-1").await["values"]["ph_sensor"]
         .as_f64()
         .unwrap();
-    let id = new_cmd_id();
-    sim.send(
-        "nd-ph-1",
-        "pump_acid",
-        &id,
-        "dose",
-        json!({"ml": 10}),
-        now_secs(),
-    )
-    .await;
+    let id = sim
+        .send_now("nd-ph-1", "pump_acid", "dose", json!({"ml": 10}))
+        .await;
     let r = sim.recorder.wait_responses(&id, 2).await;
     assert_eq!(statuses(&r), [ResponseStatus::Ack, ResponseStatus::Done]);
     let after = sim.node_view("nd-ph-1").await["values"]["ph_sensor"]
@@ -58,16 +48,9 @@ async fn signed_command_is_acked_then_done() {
     assert!(before - after > 0.1, "pH {before} -> {after}");
 
     // Sensors answer read_now with the reading.
-    let id = new_cmd_id();
-    sim.send(
-        "nd-ec-4",
-        "ec_sensor",
-        &id,
-        "read_now",
-        json!({}),
-        now_secs(),
-    )
-    .await;
+    let id = sim
+        .send_now("nd-ec-4", "ec_sensor", "read_now", json!({}))
+        .await;
     let r = sim.recorder.wait_responses(&id, 2).await;
     assert_eq!(r[1].status, ResponseStatus::Done);
     assert!(r[1].details.as_ref().unwrap()["value"].as_f64().is_some());
@@ -76,8 +59,7 @@ async fn signed_command_is_acked_then_done() {
 
 #[tokio::test]
 async fn refused_commands_are_invalid_with_a_reason() {
-    let mut sim = TestSim::start().await;
-    sim.wait_all_connected().await;
+    let mut sim = TestSim::connected().await;
     let now = now_secs();
     let mut expected = Vec::new();
 
@@ -175,8 +157,7 @@ async fn refused_commands_are_invalid_with_a_reason() {
 
 #[tokio::test]
 async fn a_redelivered_command_runs_once() {
-    let mut sim = TestSim::start().await;
-    sim.wait_all_connected().await;
+    let mut sim = TestSim::connected().await;
     let id = new_cmd_id();
     let payload = sim
         .send(
@@ -203,8 +184,8 @@ async fn a_redelivered_command_runs_once() {
         "answered with the final status"
     );
     // A later command shows the redelivery was fully handled, and not executed.
-    let next = new_cmd_id();
-    sim.send("nd-ph-2", "pump_base", &next, "ping", json!({}), now_secs())
+    let next = sim
+        .send_now("nd-ph-2", "pump_base", "ping", json!({}))
         .await;
     sim.recorder.wait_responses(&next, 2).await;
     let all = statuses(&sim.recorder.responses(&id));
@@ -226,8 +207,7 @@ async fn a_redelivered_command_runs_once() {
 
 #[tokio::test]
 async fn faults_drop_responses_at_runtime() {
-    let mut sim = TestSim::start().await;
-    sim.wait_all_connected().await;
+    let mut sim = TestSim::connected().await;
     let put = |body: Value| {
         let req = sim.http.put(sim.url("/sim/faults")).json(&body);
         async move { req.send().await.unwrap() }
@@ -240,16 +220,14 @@ async fn faults_drop_responses_at_runtime() {
         json!({"drop_responses": 1.0, "duplicate_responses": 0.0, "response_delay_ms": 0})
     );
 
-    let dropped = new_cmd_id();
-    sim.send(
-        "nd-ph-1",
-        "pump_acid",
-        &dropped,
-        "run_pump",
-        json!({"duration_ms": 50}),
-        now_secs(),
-    )
-    .await;
+    let dropped = sim
+        .send_now(
+            "nd-ph-1",
+            "pump_acid",
+            "run_pump",
+            json!({"duration_ms": 50}),
+        )
+        .await;
     eventually(WAIT, || async {
         (sim.node("nd-ph-1").commands_executed() == 1).then_some(())
     })
@@ -263,16 +241,9 @@ async fn faults_drop_responses_at_runtime() {
             .status(),
         200
     );
-    let answered = new_cmd_id();
-    sim.send(
-        "nd-ph-1",
-        "pump_acid",
-        &answered,
-        "ping",
-        json!({}),
-        now_secs(),
-    )
-    .await;
+    let answered = sim
+        .send_now("nd-ph-1", "pump_acid", "ping", json!({}))
+        .await;
     let r = sim.recorder.wait_responses(&answered, 4).await;
     assert_eq!(
         statuses(&r),

@@ -7,29 +7,17 @@ mod support;
 
 use std::time::Duration;
 
-use common::QoS;
-use common::mqtt::{MqttConfig, MqttConnection};
 use common::settings::DEV_NODE_SECRET;
 use node_sim::App;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::{WAIT, new_cmd_id, now_secs, settings, sim_settings};
 use testkit::{TestBroker, TestDb, eventually};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-fn login(url: &str, user: &str, pass: &str) -> MqttConfig {
-    let mut c = MqttConfig::new("test", url, user);
-    c.username = Some(user.to_owned());
-    c.password = Some(SecretString::from(pass));
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
     let db = TestDb::new().await;
     let broker = TestBroker::start().await;
-    let backend_login = broker.backend();
     let stop = CancellationToken::new();
     let mut sim = sim_settings(1, 2);
     sim.seed_db = true;
@@ -67,27 +55,12 @@ async fn seeded_nodes_log_in_as_themselves_and_check_their_own_secret() {
         .await
         .unwrap();
     assert_ne!(secret, DEV_NODE_SECRET);
-    let (tx, mut rx) = mpsc::channel(100);
-    let backend = MqttConnection::start(
-        login(&broker.url(), &backend_login.user, &backend_login.pass),
-        Some(tx),
-        stop.clone(),
-    )
-    .unwrap();
-    backend
-        .subscribe(
-            &format!("hydro/{gh}/{zone}/{uid}/+/command_response"),
-            QoS::AtLeastOnce,
-        )
-        .unwrap();
-    backend.wait_connected(WAIT).await.unwrap();
-    // The subscription is made right after CONNACK and the broker handles a
-    // client's packets in order: this publish's PUBACK means it is in place
-    // (a fixed pause would only make it likely).
-    backend
-        .publish("hydro-probe/settle", "x", false)
-        .await
-        .unwrap();
+    let responses = format!("hydro/{gh}/{zone}/{uid}/+/command_response");
+    let (backend, mut rx) =
+        testkit::client::listen(broker.backend_config(), &[&responses], WAIT, &stop).await;
+    // Once settled its subscription is in place (a fixed pause would only
+    // make it likely).
+    testkit::client::settle(&backend).await;
     let topic = format!("hydro/{gh}/{zone}/{uid}/pump_acid/command");
     let params = json!({"duration_ms": 100}).as_object().cloned().unwrap();
     let good = new_cmd_id();

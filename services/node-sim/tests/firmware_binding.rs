@@ -11,7 +11,8 @@ use proto::payloads::{NodeConfig, NodeHello, NodeState, ResponseStatus, Status};
 use proto::topics::GLOBAL_NODE_HELLO;
 use serde_json::{Value, json};
 use support::firmware::{
-    NEW_SECRET, TimeResponder, boot, boot_with, dose_command, retained, wait_response, wait_seen,
+    NEW_SECRET, TimeResponder, boot, boot_with, dose_command, ph_config, retained, wait_response,
+    wait_seen,
 };
 use support::{Recorder, Seen, WAIT, new_cmd_id, now_secs};
 use testkit::{TestBroker, eventually};
@@ -40,19 +41,10 @@ async fn a_pushed_config_binds_and_moves_the_node_to_another_broker() {
         .await
         .unwrap();
 
-    let config = json!({
-        "node_id": "nd-x", "version": 3, "type": "ph", "gh_uid": "gh-1", "zone_uid": "zn-1",
-        "channels": [
-            {"name": "ph_sensor", "type": "SENSOR", "metric": "PH", "unit": "pH", "poll_interval_ms": 3000},
-            {"name": "pump_acid", "type": "ACTUATOR", "actuator_type": "PUMP"}
-        ],
-        "wifi": {"configured": true},
-        "mqtt": {"host": "127.0.0.1", "port": b2.port, "keepalive": 30},
-        "node_secret": NEW_SECRET
-    });
+    let config = ph_config("nd-x", b2.port, json!({}), NEW_SECRET);
     on_b1
         .conn
-        .publish(&format!("{temp}/config"), config.to_string(), false)
+        .publish(&format!("{temp}/config"), config, false)
         .await
         .unwrap();
 

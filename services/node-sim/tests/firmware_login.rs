@@ -6,28 +6,19 @@ mod support;
 
 use std::time::Duration;
 
-use common::QoS;
 use common::mqtt::accounts::{Namespace, NodeAccount, sync_nodes};
-use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use node_sim::settings::SimMode;
-use node_sim::{App, SimSettings};
+use common::mqtt::{Inbound, MqttConnection};
 use proto::payloads::TimeResponse;
 use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use support::firmware::{boot_custom, ph_config};
 use support::{WAIT, now_secs, settings};
 use testkit::TestBroker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const NODE_PASS: &str = "nd-fw-password-0123456789abcdef0123";
-
-fn login(url: &str, user: &str, pass: &str) -> MqttConfig {
-    let mut c = MqttConfig::new("test", url, user);
-    c.username = Some(user.to_owned());
-    c.password = Some(SecretString::from(pass));
-    c
-}
 
 /// The next message whose topic is `topic`.
 async fn next_on(rx: &mut mpsc::Receiver<Inbound>, topic: &str) -> Inbound {
@@ -46,7 +37,7 @@ async fn next_on(rx: &mut mpsc::Receiver<Inbound>, topic: &str) -> Inbound {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_as_provision_then_bound_with_its_own_login() {
     let broker = TestBroker::start().await;
-    let (backend_login, provision) = (broker.backend(), broker.provision());
+    let provision = broker.provision();
     let stop = CancellationToken::new();
     let seed = format!("t-{}", uuid::Uuid::new_v4().simple());
     let hw = node_sim::firmware::hardware_id(&seed, 0);
@@ -57,7 +48,7 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
         ])
         .await;
     let other = MqttConnection::start(
-        login(&broker.url(), &provision.user, &provision.pass),
+        broker.config_as(&provision, "test", &provision.user),
         None,
         stop.clone(),
     )
@@ -68,32 +59,20 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
     );
 
     // The backend: answers time requests and watches everything.
-    let (tx, mut seen) = mpsc::channel(1000);
-    let backend = MqttConnection::start(
-        login(&broker.url(), &backend_login.user, &backend_login.pass),
-        Some(tx),
-        stop.clone(),
-    )
-    .unwrap();
-    backend.subscribe("hydro/#", QoS::AtLeastOnce).unwrap();
-    backend.wait_connected(WAIT).await.unwrap();
+    let (backend, mut seen) =
+        testkit::client::listen(broker.backend_config(), &["hydro/#"], WAIT, &stop).await;
 
-    let sim = SimSettings {
-        mode: SimMode::Firmware,
-        zones: 1,
-        nodes: 1,
-        telemetry_interval_ms: 200,
-        heartbeat_interval_ms: 300,
-        time_retry_ms: 300,
-        hardware_seed: seed.clone(),
-        broker_url: Some(broker.url()),
-        mqtt_provision_pass: Some(SecretString::from(provision.pass.clone())),
-        ..SimSettings::default()
-    };
-    let app = App::build(sim, settings(&[])).await.expect("app builds");
-    let node = app.firmware_nodes()[0].clone();
+    let provision_pass = SecretString::from(provision.pass.clone());
+    let running = boot_custom(
+        &broker.url(),
+        &seed,
+        None,
+        |sim| sim.mqtt_provision_pass = Some(provision_pass),
+        settings(&[]),
+    )
+    .await;
+    let node = running.node.clone();
     assert_eq!(node.hardware_id(), hw);
-    tokio::spawn(app.run_until_stopped(stop.clone()));
 
     // Unbound: in as hydro-provision (no other login could get in).
     next_on(&mut seen, TIME_REQUEST).await;
@@ -113,19 +92,14 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
         password: SecretString::from(NODE_PASS),
     };
     sync_nodes(&admin, &[account]).await.unwrap();
-    let config = json!({
-        "node_id": "nd-fw-1", "version": 3, "type": "ph", "gh_uid": "gh-1", "zone_uid": "zn-1",
-        "channels": [
-            {"name": "ph_sensor", "type": "SENSOR", "metric": "PH", "unit": "pH", "poll_interval_ms": 3000},
-            {"name": "pump_acid", "type": "ACTUATOR", "actuator_type": "PUMP"}
-        ],
-        "wifi": {"configured": true},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive": 30,
-                 "username": "nd-fw-1", "password": NODE_PASS, "user": "nd-fw-1", "pass": NODE_PASS},
-        "node_secret": "nd-fw-1-secret-of-at-least-32-characters"
-    });
+    let config = ph_config(
+        "nd-fw-1",
+        broker.port,
+        json!({"username": "nd-fw-1", "password": NODE_PASS, "user": "nd-fw-1", "pass": NODE_PASS}),
+        "nd-fw-1-secret-of-at-least-32-characters",
+    );
     backend
-        .publish(&format!("{temp}/config"), config.to_string(), false)
+        .publish(&format!("{temp}/config"), config, false)
         .await
         .unwrap();
 

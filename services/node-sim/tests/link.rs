@@ -13,28 +13,61 @@ use node_sim::link::BUFFER_PACKETS;
 use proto::payloads::{ConfigUpdate, NodeState, Status, Telemetry};
 use proto::signing;
 use support::{Recorder, WAIT, now_secs, settings, sim_settings};
-use testkit::{TestBroker, eventually};
-use tokio_util::sync::CancellationToken;
+use testkit::{StopOnDrop, TestBroker, eventually};
 
 struct Running {
     nodes: std::sync::Arc<[node_sim::SimNode]>,
     port: u16,
-    stop: CancellationToken,
+    _stop: StopOnDrop,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
+/// node-sim with `sim`, once its (first) node is connected.
 async fn run(sim: node_sim::SimSettings) -> Running {
     let app = App::build(sim, settings(&[])).await.expect("app builds");
     let nodes = app.nodes().clone();
     let port = app.port();
-    let stop = CancellationToken::new();
+    let stop = StopOnDrop::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
-    Running { nodes, port, stop }
+    let node = &nodes[0];
+    eventually(WAIT, || async { node.is_connected().then_some(()) })
+        .await
+        .unwrap();
+    Running {
+        nodes,
+        port,
+        _stop: stop,
+    }
+}
+
+/// Two brokers and one node on the first, its config/updates recorded
+/// there and its greenhouse's messages on the second.
+struct OnB1 {
+    b1: TestBroker,
+    b2: TestBroker,
+    on_b1: Recorder,
+    on_b2: Recorder,
+    r: Running,
+    /// The node's config/update topic.
+    topic: String,
+}
+
+async fn on_b1() -> OnB1 {
+    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
+    let mut sim = sim_settings(1, 1);
+    sim.broker_urls = Some(b1.url());
+    let gh = sim.greenhouse.clone();
+    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
+    let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
+    let r = run(sim).await;
+    let topic = format!("nodes/{}/config/update", r.nodes[0].uid());
+    OnB1 {
+        b1,
+        b2,
+        on_b1,
+        on_b2,
+        r,
+        topic,
+    }
 }
 
 /// A move to `url`, signed with `secret` (unsigned when `None`).
@@ -56,38 +89,25 @@ fn signed_move(url: &str, ts: i64, secret: Option<&str>) -> Vec<u8> {
 /// `sim_moves_refused_total{reason}` as node-sim's /metrics shows it (0 when
 /// absent). The recorder is the process's, so tests compare before/after.
 async fn refused(port: u16, reason: &str) -> u64 {
-    let text = testkit::scrape_metrics(&format!("http://127.0.0.1:{port}")).await;
-    let prefix = format!("sim_moves_refused_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+    let series = format!("sim_moves_refused_total{{reason=\"{reason}\"}}");
+    testkit::scrape_metric(&format!("http://127.0.0.1:{port}"), &series).await as u64
 }
 
 #[tokio::test]
 async fn a_config_update_moves_the_node_and_a_stale_one_is_ignored() {
-    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
-    let mut sim = sim_settings(1, 1);
-    sim.broker_urls = Some(b1.url());
-    let gh = sim.greenhouse.clone();
-    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
-    let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
-    let r = run(sim).await;
-    let node = &r.nodes[0];
-    eventually(WAIT, || async { node.is_connected().then_some(()) })
-        .await
-        .unwrap();
+    let t = on_b1().await;
+    let node = &t.r.nodes[0];
 
     let move_to = |url: &str, ts: i64| signed_move(url, ts, Some(DEV_NODE_SECRET));
-    let topic = format!("nodes/{}/config/update", node.uid());
     let ts = now_secs();
-    on_b1
+    t.on_b1
         .conn
-        .publish(&topic, move_to(&b2.url(), ts), true)
+        .publish(&t.topic, move_to(&t.b2.url(), ts), true)
         .await
         .unwrap();
 
     let online = eventually(WAIT, || async {
-        on_b2.with_suffix("/status").into_iter().find_map(|s| {
+        t.on_b2.with_suffix("/status").into_iter().find_map(|s| {
             let status = Status::decode(&s.payload).ok()?;
             (status.status == NodeState::Online && !s.retain).then_some(status)
         })
@@ -96,90 +116,83 @@ async fn a_config_update_moves_the_node_and_a_stale_one_is_ignored() {
     .expect("the node says ONLINE on its new broker");
     assert!(online.ts >= ts);
     eventually(WAIT, || async {
-        (!on_b2.with_suffix("/telemetry").is_empty()).then_some(())
+        (!t.on_b2.with_suffix("/telemetry").is_empty()).then_some(())
     })
     .await
     .expect("and sends its telemetry there");
-    assert_eq!(node.link().broker_url(), b2.url());
+    assert_eq!(node.link().broker_url(), t.b2.url());
 
     // A retained config/update older than the one applied (left on a
     // broker by an earlier move) does not move it back.
-    let back = Recorder::start(&b2.url(), "nodes/#").await;
+    let back = Recorder::start(&t.b2.url(), "nodes/#").await;
     back.conn
-        .publish(&topic, move_to(&b1.url(), ts - 5), true)
+        .publish(&t.topic, move_to(&t.b1.url(), ts - 5), true)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(node.link().broker_url(), b2.url());
+    assert_eq!(node.link().broker_url(), t.b2.url());
     assert!(node.is_connected());
 }
 
 #[tokio::test]
 async fn unsigned_forged_stale_and_future_moves_are_refused_and_counted() {
-    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
-    let mut sim = sim_settings(1, 1);
-    sim.broker_urls = Some(b1.url());
-    let gh = sim.greenhouse.clone();
-    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
-    let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
-    let r = run(sim).await;
-    let node = &r.nodes[0];
-    eventually(WAIT, || async { node.is_connected().then_some(()) })
-        .await
-        .unwrap();
-    let topic = format!("nodes/{}/config/update", node.uid());
+    let t = on_b1().await;
+    let node = &t.r.nodes[0];
     let now = now_secs();
     let forged_key = "not-the-node-secret";
     let cases = [
-        ("unsigned", signed_move(&b2.url(), now, None)),
+        ("unsigned", signed_move(&t.b2.url(), now, None)),
         (
             "bad_signature",
-            signed_move(&b2.url(), now, Some(forged_key)),
+            signed_move(&t.b2.url(), now, Some(forged_key)),
         ),
         (
             "stale",
-            signed_move(&b2.url(), now - 60, Some(DEV_NODE_SECRET)),
+            signed_move(&t.b2.url(), now - 60, Some(DEV_NODE_SECRET)),
         ),
         (
             "future",
-            signed_move(&b2.url(), now + 3_600, Some(DEV_NODE_SECRET)),
+            signed_move(&t.b2.url(), now + 3_600, Some(DEV_NODE_SECRET)),
         ),
     ];
     let mut before = Vec::new();
     for (reason, _) in &cases {
-        before.push(refused(r.port, reason).await);
+        before.push(refused(t.r.port, reason).await);
     }
     for (_, payload) in &cases {
-        on_b1
+        t.on_b1
             .conn
-            .publish(&topic, payload.clone(), true)
+            .publish(&t.topic, payload.clone(), true)
             .await
             .unwrap();
     }
     for ((reason, _), before) in cases.iter().zip(before) {
         eventually(WAIT, || async {
-            (refused(r.port, reason).await > before).then_some(())
+            (refused(t.r.port, reason).await > before).then_some(())
         })
         .await
         .unwrap_or_else(|| panic!("a {reason} move is counted"));
     }
     // None of them moved it; it is still connected to its broker.
-    assert_eq!(node.link().broker_url(), b1.url());
+    assert_eq!(node.link().broker_url(), t.b1.url());
     assert!(node.is_connected());
-    assert!(on_b2.with_suffix("/status").is_empty(), "never went to b2");
+    assert!(
+        t.on_b2.with_suffix("/status").is_empty(),
+        "never went to t.b2"
+    );
 
     // The test can fail: a genuine move, right after, is followed.
-    on_b1
+    t.on_b1
         .conn
         .publish(
-            &topic,
-            signed_move(&b2.url(), now_secs(), Some(DEV_NODE_SECRET)),
+            &t.topic,
+            signed_move(&t.b2.url(), now_secs(), Some(DEV_NODE_SECRET)),
             true,
         )
         .await
         .unwrap();
     eventually(WAIT, || async {
-        (node.link().broker_url() == b2.url() && node.is_connected()).then_some(())
+        (node.link().broker_url() == t.b2.url() && node.is_connected()).then_some(())
     })
     .await
     .expect("a signed, fresh move is applied");
@@ -189,30 +202,22 @@ async fn unsigned_forged_stale_and_future_moves_are_refused_and_counted() {
 async fn a_retained_move_older_than_the_window_is_still_followed_on_subscribe() {
     // The broker's retained copy is the last word on where a node belongs,
     // however long ago it was written (a node falling back reads it there).
-    let (b1, b2) = (TestBroker::start().await, TestBroker::start().await);
-    let mut sim = sim_settings(1, 1);
-    sim.broker_urls = Some(b1.url());
-    let on_b1 = Recorder::start(&b1.url(), "nodes/#").await;
-    let r = run(sim).await;
-    let node = &r.nodes[0];
-    eventually(WAIT, || async { node.is_connected().then_some(()) })
-        .await
-        .unwrap();
-    let topic = format!("nodes/{}/config/update", node.uid());
+    let t = on_b1().await;
+    let node = &t.r.nodes[0];
     // Written an hour ago; the node learns it by subscribing again (on its
     // fallback broker it would be the first thing it reads).
-    let old = signed_move(&b2.url(), now_secs() - 3_600, Some(DEV_NODE_SECRET));
-    on_b1.conn.publish(&topic, old, true).await.unwrap();
+    let old = signed_move(&t.b2.url(), now_secs() - 3_600, Some(DEV_NODE_SECRET));
+    t.on_b1.conn.publish(&t.topic, old, true).await.unwrap();
     // Delivered live it is stale, and refused.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(node.link().broker_url(), b1.url());
+    assert_eq!(node.link().broker_url(), t.b1.url());
     // Subscribing again makes the broker replay its retained copy, flagged.
     node.link()
         .connection()
-        .subscribe(&topic, common::QoS::AtLeastOnce)
+        .subscribe(&t.topic, common::QoS::AtLeastOnce)
         .unwrap();
     eventually(WAIT, || async {
-        (node.link().broker_url() == b2.url()).then_some(())
+        (node.link().broker_url() == t.b2.url()).then_some(())
     })
     .await
     .expect("the replayed retained move is applied");
@@ -229,9 +234,6 @@ async fn a_node_cut_off_falls_back_and_sends_its_buffered_readings_with_their_ti
     let on_b2 = Recorder::start(&b2.url(), &format!("hydro/{gh}/#")).await;
     let r = run(sim).await;
     let node = &r.nodes[0];
-    eventually(WAIT, || async { node.is_connected().then_some(()) })
-        .await
-        .unwrap();
 
     b1.kill();
     let cut_at = now_secs();
@@ -282,9 +284,6 @@ async fn the_offline_buffer_holds_at_most_50_readings() {
     sim.telemetry_interval_ms = 20;
     let r = run(sim).await;
     let node = &r.nodes[0];
-    eventually(WAIT, || async { node.is_connected().then_some(()) })
-        .await
-        .unwrap();
     b1.kill();
     eventually(WAIT, || async {
         (node.link().buffered() == BUFFER_PACKETS).then_some(())

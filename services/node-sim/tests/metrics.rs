@@ -13,8 +13,7 @@ use testkit::{eventually, metric_sum};
 
 #[tokio::test]
 async fn published_telemetry_is_counted() {
-    let mut sim = TestSim::start().await;
-    sim.wait_all_connected().await;
+    let mut sim = TestSim::connected().await;
     let base = sim.url("");
     let scrape = || testkit::scrape_metrics(&base);
 

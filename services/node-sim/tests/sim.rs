@@ -110,8 +110,7 @@ async fn nodes_come_online_and_report() {
 
 #[tokio::test]
 async fn abort_leaves_the_last_will_and_stop_does_not() {
-    let mut sim = TestSim::start().await;
-    sim.wait_all_connected().await;
+    let mut sim = TestSim::connected().await;
     sim.node("nd-ph-3").abort();
     let lwt = eventually(WAIT, || async {
         sim.recorder.with_suffix("/lwt").into_iter().next()

@@ -6,26 +6,23 @@ use scheduler::fires;
 use scheduler::schedule::Kind;
 use testkit::TestDb;
 
+/// A fresh database with zone `zn-f`, and the `kind` slot of that zone at
+/// `hour`:00 on 2026-05-01.
+async fn slot(kind: Kind, hour: u32) -> (TestDb, fires::SlotKey) {
+    let db = TestDb::new().await;
+    let zone_id = zone(&db.pool).await;
+    let slot = Utc.with_ymd_and_hms(2026, 5, 1, hour, 0, 0).unwrap();
+    (db, (zone_id, kind, slot))
+}
+
 async fn zone(pool: &sqlx::PgPool) -> i64 {
-    sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-f', 'F');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-f', id, 'F' FROM greenhouses;",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query_scalar("SELECT id FROM zones WHERE uid = 'zn-f'")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    testkit::seed_zones(pool, ("gh-f", "F"), &[("zn-f", "F")]).await[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_of_one_slot_agree_on_one_command_id() {
-    let db = TestDb::new().await;
-    let zone_id = zone(&db.pool).await;
-    let slot = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
-    let key = (zone_id, Kind::Irrigation, slot);
+    let (db, key) = slot(Kind::Irrigation, 8).await;
+    let (zone_id, _, slot) = key;
     let claims = futures_join(&db.pool, key).await;
     let first = claims[0].clone().expect("the slot was free");
     assert!(
@@ -56,10 +53,8 @@ async fn claims_of_one_slot_agree_on_one_command_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skipped_slot_is_recorded_once_and_never_fired() {
-    let db = TestDb::new().await;
-    let zone_id = zone(&db.pool).await;
-    let slot = Utc.with_ymd_and_hms(2026, 5, 1, 6, 0, 0).unwrap();
-    let key = (zone_id, Kind::Lighting, slot);
+    let (db, key) = slot(Kind::Lighting, 6).await;
+    let (zone_id, _, slot) = key;
     assert!(fires::skip(&db.pool, key).await.unwrap());
     assert!(!fires::skip(&db.pool, key).await.unwrap());
     assert_eq!(fires::claim(&db.pool, key, "late").await.unwrap(), None);

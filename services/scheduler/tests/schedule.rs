@@ -10,7 +10,6 @@ use chrono::{Duration, Utc};
 use helpers::*;
 use serde_json::json;
 use testkit::eventually;
-use testkit::recipes::start_recipe;
 
 fn minutes(m: i64) -> Duration {
     Duration::minutes(m)
@@ -27,16 +26,10 @@ async fn two_instances_fire_each_slot_once_and_a_takeover_refires_nothing() {
     let times = format!("{},{}", hhmm(minutes(-2)), hhmm(minutes(-1)));
     for zone in ["zn-1", "zn-2"] {
         let targets = json!({"irrigation": {"times": times, "duration_sec": 1}});
-        start_recipe(pool, zone, &[(48.0, targets)], Duration::hours(1)).await;
+        schedule_recipe(pool, zone, targets, Duration::hours(1)).await;
     }
     let window = format!("{}-{}", hhmm(Duration::hours(1)), hhmm(Duration::hours(2)));
-    start_recipe(
-        pool,
-        "zn-3",
-        &[(48.0, json!({"lighting": {"window": window}}))],
-        Duration::hours(1),
-    )
-    .await;
+    lighting_recipe(pool, "zn-3", &window, Duration::hours(1)).await;
 
     let instances = [w.scheduler().await, w.scheduler().await];
     let done = "SELECT count(*) FROM commands WHERE source = 'scheduler' AND channel = 'pump_irrigation' AND status = 'DONE'";
@@ -109,7 +102,7 @@ async fn missed_slots_are_caught_up_or_skipped_once() {
     let window = format!("{}-{}", hhmm(Duration::hours(1)), hhmm(Duration::hours(2)));
     let targets =
         json!({"irrigation": {"times": times, "duration_sec": 1}, "lighting": {"window": window}});
-    start_recipe(pool, "zn-1", &[(48.0, targets)], Duration::hours(3)).await;
+    schedule_recipe(pool, "zn-1", targets, Duration::hours(3)).await;
 
     let first = w.scheduler().await;
     let rows = "SELECT count(*) FROM schedule_fires WHERE kind = 'irrigation'";
@@ -173,21 +166,9 @@ async fn lighting_switches_at_its_edges_and_is_asserted_after_a_restart() {
     let w = world(2, 10).await;
     let pool = &w.db.pool;
     let open = format!("{}-{}", hhmm(minutes(-1)), hhmm(Duration::hours(2)));
-    start_recipe(
-        pool,
-        "zn-1",
-        &[(48.0, json!({"lighting": {"window": open}}))],
-        Duration::hours(1),
-    )
-    .await;
+    lighting_recipe(pool, "zn-1", &open, Duration::hours(1)).await;
     let closed = format!("{}-{}", hhmm(Duration::hours(1)), hhmm(Duration::hours(-1)));
-    start_recipe(
-        pool,
-        "zn-2",
-        &[(48.0, json!({"lighting": {"window": closed}}))],
-        minutes(30),
-    )
-    .await;
+    lighting_recipe(pool, "zn-2", &closed, minutes(30)).await;
 
     let first = w.scheduler().await;
     let switched = wait_events(pool, "zn-1", "LIGHTING_SWITCHED", 1).await;
@@ -233,15 +214,15 @@ async fn lighting_switches_at_its_edges_and_is_asserted_after_a_restart() {
 async fn a_bad_time_spec_is_reported_and_other_zones_fire() {
     let w = world(2, 10).await;
     let pool = &w.db.pool;
-    start_recipe(
+    schedule_recipe(
         pool,
         "zn-1",
-        &[(48.0, json!({"irrigation": {"times": "08:00,25:00"}}))],
+        json!({"irrigation": {"times": "08:00,25:00"}}),
         Duration::hours(1),
     )
     .await;
     let good = json!({"irrigation": {"times": hhmm(minutes(-1)), "duration_sec": 1}});
-    start_recipe(pool, "zn-2", &[(48.0, good)], Duration::hours(1)).await;
+    schedule_recipe(pool, "zn-2", good, Duration::hours(1)).await;
 
     let _scheduler = w.scheduler().await;
     let invalid = wait_events(pool, "zn-1", "SCHEDULE_INVALID", 1).await;

@@ -5,13 +5,11 @@
 //! stored under the zone, and a command with a float param, signed with its
 //! new secret the way the firmware checks it, ends DONE.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::settings::{FromEnv, Settings};
-use serde_json::{Value, json};
-use testkit::{TestBroker, TestDb, eventually, redis_url};
-use tokio_util::sync::CancellationToken;
+use common::settings::FromEnv;
+use serde_json::json;
+use testkit::{Service, StopOnDrop, TestBroker, TestDb, count_comes_to, eventually, redis_url};
 
 const WAIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "system-token";
@@ -20,48 +18,39 @@ const DEFAULT_SECRET: &str = "system-default-secret";
 struct Stack {
     db: TestDb,
     _broker: TestBroker,
-    stop: CancellationToken,
-    registry: String,
-    bridge: String,
-    http: reqwest::Client,
+    /// Stops history-logger and node-sim when the stack is dropped.
+    _stop: StopOnDrop,
+    registry: Service,
+    bridge: Service,
     /// The simulated firmware node (running).
     node: node_sim::FirmwareNode,
 }
 
-fn vars(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> HashMap<String, String> {
+fn vars(db: &TestDb, broker: &TestBroker, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let prefix = format!("sys-{}", uuid::Uuid::new_v4().simple());
-    let mut vars: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.clone()),
-        ("REDIS_URL", redis_url()),
-        ("MQTT_HOST", "127.0.0.1".into()),
-        ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", testkit::backend_login().user),
-        ("MQTT_PASS", testkit::backend_login().pass),
-        ("MQTT_BROKER_ID", "mqtt1".into()),
-        ("HTTP_PORT", "0".into()),
-        ("BRIDGE_API_TOKEN", TOKEN.into()),
-        ("NODE_DEFAULT_SECRET", DEFAULT_SECRET.into()),
-        ("TELEMETRY_FLUSH_MS", "100".into()),
-        ("HISTORY_STREAM", format!("{prefix}:uplink")),
-        ("HISTORY_DEAD_LETTER_KEY", format!("{prefix}:dead-letter")),
-        ("MQTT_SHARE_GROUP", prefix.clone()),
-        ("COMMAND_TIMEOUT_SEC", "30".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
     // device-registry creates node accounts as the broker's dynsec admin;
     // unbound firmware nodes log in as the provision account.
     let (admin, provision) = (broker.admin(), broker.provision());
-    vars.extend([
-        ("MQTT_ADMIN_USER".to_owned(), admin.user),
-        ("MQTT_ADMIN_PASS".to_owned(), admin.pass),
-        ("MQTT_PROVISION_USER".to_owned(), provision.user),
-        ("MQTT_PROVISION_PASS".to_owned(), provision.pass),
-    ]);
-    for (k, v) in extra {
-        vars.insert((*k).to_owned(), (*v).to_owned());
-    }
+    let mut vars = testkit::service_vars(
+        &db.url,
+        broker.port,
+        &[
+            ("REDIS_URL", &redis_url()),
+            ("MQTT_BROKER_ID", "mqtt1"),
+            ("BRIDGE_API_TOKEN", TOKEN),
+            ("NODE_DEFAULT_SECRET", DEFAULT_SECRET),
+            ("TELEMETRY_FLUSH_MS", "100"),
+            ("HISTORY_STREAM", &format!("{prefix}:uplink")),
+            ("HISTORY_DEAD_LETTER_KEY", &format!("{prefix}:dead-letter")),
+            ("MQTT_SHARE_GROUP", &prefix),
+            ("COMMAND_TIMEOUT_SEC", "30"),
+            ("MQTT_ADMIN_USER", &admin.user),
+            ("MQTT_ADMIN_PASS", &admin.pass),
+            ("MQTT_PROVISION_USER", &provision.user),
+            ("MQTT_PROVISION_PASS", &provision.pass),
+        ],
+    );
+    testkit::set_vars(&mut vars, extra);
     vars
 }
 
@@ -69,47 +58,24 @@ async fn stack() -> Stack {
     common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
     let broker = TestBroker::start().await;
-    sqlx::query("INSERT INTO brokers (id, url) VALUES ('mqtt1', $1)")
-        .bind(broker.url())
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-1', id, 'Z1' FROM greenhouses;",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    let stop = CancellationToken::new();
+    testkit::register_brokers(&db.pool, &[("mqtt1".to_owned(), broker.url())]).await;
+    testkit::seed_zones(&db.pool, ("gh-1", "G1"), &[("zn-1", "Z1")]).await;
+    let stop = StopOnDrop::new();
     let v = vars(&db, &broker, &[]);
-    let settings = || Settings::from_vars(Some(v.clone())).unwrap();
 
-    let logger = history_logger::App::build(
-        settings(),
-        history_logger::HistorySettings::from_vars(Some(v.clone())).unwrap(),
-    )
-    .await
-    .expect("history-logger starts");
+    let (settings, history) = testkit::settings(&v, history_logger::HistorySettings::from_vars);
+    let logger = history_logger::App::build(settings, history)
+        .await
+        .expect("history-logger starts");
     tokio::spawn(logger.run_until_stopped(stop.clone()));
 
-    let registry = device_registry::App::build(
-        settings(),
-        device_registry::DeviceSettings::from_vars(Some(v.clone())).unwrap(),
-    )
-    .await
-    .expect("device-registry starts");
-    let registry_url = format!("http://127.0.0.1:{}", registry.port());
-    tokio::spawn(registry.run_until_stopped(stop.clone()));
+    let (settings, device) = testkit::settings(&v, device_registry::DeviceSettings::from_vars);
+    let registry = device_registry::App::build(settings, device)
+        .await
+        .expect("device-registry starts");
+    let registry = Service::start(registry.port(), |stop| registry.run_until_stopped(stop));
 
-    let bridge = mqtt_bridge::App::build(
-        settings(),
-        mqtt_bridge::BridgeSettings::from_vars(Some(v.clone())).unwrap(),
-    )
-    .await
-    .expect("mqtt-bridge starts");
-    let bridge_url = format!("http://127.0.0.1:{}", bridge.port());
-    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+    let bridge = testkit::stack::serve_bridge(&v).await;
 
     let sim_vars = vars(
         &db,
@@ -122,44 +88,16 @@ async fn stack() -> Stack {
             ("SIM_HARDWARE_SEED", &uuid::Uuid::new_v4().to_string()),
         ],
     );
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(Some(sim_vars.clone())).unwrap(),
-        Settings::from_vars(Some(sim_vars)).unwrap(),
-    )
-    .await
-    .expect("node-sim starts");
+    let sim = testkit::stack::build_sim(&sim_vars).await;
     let node = sim.firmware_nodes()[0].clone();
     tokio::spawn(sim.run_until_stopped(stop.clone()));
     Stack {
         db,
         _broker: broker,
-        stop,
-        registry: registry_url,
-        bridge: bridge_url,
-        http: reqwest::Client::new(),
+        _stop: stop,
+        registry,
+        bridge,
         node,
-    }
-}
-
-impl Stack {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        url: String,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self.http.request(method, url).bearer_auth(TOKEN);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.expect("request");
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -177,10 +115,12 @@ async fn firmware_node_from_first_boot_to_a_done_command() {
     // Listed as unbound, with what its hello said.
     let listed = eventually(WAIT, || async {
         let (code, body) = s
+            .registry
             .call(
                 reqwest::Method::GET,
-                format!("{}/api/nodes?state=unbound", s.registry),
+                "/api/nodes?state=unbound",
                 None,
+                Some(TOKEN),
             )
             .await;
         assert_eq!(code, 200, "{body}");
@@ -197,11 +137,14 @@ async fn firmware_node_from_first_boot_to_a_done_command() {
     assert_eq!(listed["move_via"], "node_config");
 
     // Bound by REST: pending until its config_report from zn-1 arrives.
+    let bind = json!({"greenhouse_uid": "gh-1", "zone_uid": "zn-1", "node_uid": "nd-fw-1"});
     let (code, body) = s
+        .registry
         .call(
             reqwest::Method::POST,
-            format!("{}/api/nodes/{hardware_id}/bind", s.registry),
-            Some(json!({"greenhouse_uid": "gh-1", "zone_uid": "zn-1", "node_uid": "nd-fw-1"})),
+            &format!("/api/nodes/{hardware_id}/bind"),
+            Some(&bind.to_string()),
+            Some(TOKEN),
         )
         .await;
     assert!(code == 202 || code == 200, "bind: {code} {body}");
@@ -228,18 +171,12 @@ async fn firmware_node_from_first_boot_to_a_done_command() {
     );
 
     // Its telemetry lands under zn-1, and it is ONLINE.
-    eventually(WAIT, || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM telemetry_samples s JOIN nodes n ON n.id = s.node_id \
-               JOIN zones z ON z.id = s.zone_id WHERE n.uid = 'nd-fw-1' AND z.uid = 'zn-1'",
-        )
-        .fetch_one(&s.db.pool)
-        .await
-        .unwrap();
-        (n > 0).then_some(())
-    })
-    .await
-    .expect("telemetry stored under zn-1");
+    let stored = "SELECT count(*) FROM telemetry_samples s JOIN nodes n ON n.id = s.node_id \
+         JOIN zones z ON z.id = s.zone_id WHERE n.uid = 'nd-fw-1' AND z.uid = 'zn-1'";
+    assert!(
+        count_comes_to(&s.db.pool, stored, WAIT, |n| n > 0).await,
+        "telemetry stored under zn-1"
+    );
     eventually(WAIT, || async {
         let status: String = sqlx::query_scalar("SELECT status FROM nodes WHERE uid = 'nd-fw-1'")
             .fetch_one(&s.db.pool)
@@ -252,21 +189,26 @@ async fn firmware_node_from_first_boot_to_a_done_command() {
 
     // A command with an integral float param: signed over `2`, checked by
     // the node with the firmware's algorithm and its new secret.
+    let dose = json!({"cmd": "dose", "channel": "pump_acid", "params": {"ml": 2.0}});
     let (code, body) = s
+        .bridge
         .call(
             reqwest::Method::POST,
-            format!("{}/bridge/nodes/nd-fw-1/commands", s.bridge),
-            Some(json!({"cmd": "dose", "channel": "pump_acid", "params": {"ml": 2.0}})),
+            "/bridge/nodes/nd-fw-1/commands",
+            Some(&dose.to_string()),
+            Some(TOKEN),
         )
         .await;
     assert_eq!(code, 200, "{body}");
     let cmd_id = body["data"]["command_id"].as_str().unwrap().to_owned();
     let last = eventually(WAIT, || async {
         let (_, body) = s
+            .bridge
             .call(
                 reqwest::Method::GET,
-                format!("{}/bridge/commands/{cmd_id}", s.bridge),
+                &format!("/bridge/commands/{cmd_id}"),
                 None,
+                Some(TOKEN),
             )
             .await;
         let status = body["data"]["status"].as_str().unwrap_or("").to_owned();

@@ -13,64 +13,42 @@ use std::time::Duration;
 
 use automation_engine::{App, AutomationSettings};
 use chrono::Utc;
-use common::settings::{FromEnv, Settings};
+use common::settings::FromEnv;
 use serde_json::Value;
 use sqlx::PgPool;
-use testkit::{TestBroker, TestDb, env_vars};
-use tokio_util::sync::CancellationToken;
+use testkit::SimStack;
 
 pub const SECRET: &str = "test-secret";
 /// Long enough for a busy 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// node-sim and mqtt-bridge ([`SimStack`]), and the engine when
+/// [`world`] started it.
 pub struct World {
-    pub db: TestDb,
-    pub broker: TestBroker,
-    pub stop: CancellationToken,
-    pub sim_url: String,
+    pub stack: SimStack,
     /// The in-process engine's base URL; `None` from [`greenhouse`].
     pub engine_url: Option<String>,
-    /// The variables the services were started with.
-    pub vars: Vec<(String, String)>,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+testkit::wraps!(World => stack: SimStack);
 
-/// The variables every process of the world shares.
-pub fn base_vars(db: &TestDb, broker: &TestBroker) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", testkit::backend_login().user),
-        ("MQTT_PASS", testkit::backend_login().pass),
-        ("HTTP_PORT", "0".to_owned()),
-        ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
-        // Above the longest dose (5 s): node-sim answers DONE when its pump stops.
-        ("COMMAND_TIMEOUT_SEC", "20".to_owned()),
-        ("AUTOMATION_INTERVAL_SEC", "1".to_owned()),
-        ("AUTOMATION_EVENT_REPEAT_SEC", "0".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
+/// What the engine and the stack run with beyond [`testkit::service_vars`].
+const VARS: &[(&str, &str)] = &[
+    ("NODE_DEFAULT_SECRET", SECRET),
+    // Above the longest dose (5 s): node-sim answers DONE when its pump stops.
+    ("COMMAND_TIMEOUT_SEC", "20"),
+    ("AUTOMATION_INTERVAL_SEC", "1"),
+    ("AUTOMATION_EVENT_REPEAT_SEC", "0"),
+];
 
 /// node-sim with `zones` zones and `nodes` nodes (`extra` for its faults
 /// and other settings), mqtt-bridge, and the engine.
 pub async fn world(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World {
     let mut w = greenhouse(zones, nodes, extra).await;
-    let vars = env_vars(&w.vars);
-    let engine = App::build(
-        Settings::from_vars(vars.clone()).unwrap(),
-        AutomationSettings::from_vars(vars).unwrap(),
-    )
-    .await
-    .expect("engine starts");
+    let (settings, automation) = testkit::settings(&w.vars, AutomationSettings::from_vars);
+    let engine = App::build(settings, automation)
+        .await
+        .expect("engine starts");
     w.engine_url = Some(format!("http://127.0.0.1:{}", engine.port()));
     tokio::spawn(engine.run_until_stopped(w.stop.clone()));
     w
@@ -79,52 +57,10 @@ pub async fn world(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World 
 /// node-sim and mqtt-bridge only: the test runs the engines.
 pub async fn greenhouse(zones: usize, nodes: usize, extra: &[(&str, &str)]) -> World {
     common::runtime::logging::init_for_tests();
-    let db = TestDb::new().await;
-    let broker = TestBroker::start().await;
-    let stop = CancellationToken::new();
-    let mut vars = base_vars(&db, &broker);
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push(((*k).to_owned(), (*v).to_owned()));
-    }
-    let mut sim_vars = vars.clone();
-    sim_vars.extend([
-        ("SIM_SEED_DB".to_owned(), "true".to_owned()),
-        ("SIM_ZONES".to_owned(), zones.to_string()),
-        ("SIM_NODES".to_owned(), nodes.to_string()),
-    ]);
-    let sim_vars = env_vars(&sim_vars);
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(sim_vars.clone()).unwrap(),
-        Settings::from_vars(sim_vars).unwrap(),
-    )
-    .await
-    .expect("node-sim starts");
-    broker.sync_node_accounts(&db.pool).await;
-    let sim_url = format!("http://127.0.0.1:{}", sim.port());
-    let sim_nodes = sim.nodes().clone();
-    tokio::spawn(sim.run_until_stopped(stop.clone()));
-    // Refused until their accounts existed, the nodes retry with a growing
-    // backoff: a command sent before one is back would be lost.
-    testkit::eventually(testkit::COUNT_WAIT, || async {
-        sim_nodes.iter().all(|n| n.is_connected()).then_some(())
-    })
-    .await
-    .expect("node-sim's nodes log in with their accounts");
-    let bridge = mqtt_bridge::App::build(
-        Settings::from_vars(env_vars(&vars)).unwrap(),
-        mqtt_bridge::BridgeSettings::from_vars(env_vars(&vars)).unwrap(),
-    )
-    .await
-    .expect("bridge starts");
-    tokio::spawn(bridge.run_until_stopped(stop.clone()));
+    let more = [VARS, extra].concat();
     World {
-        db,
-        broker,
-        stop,
-        sim_url,
+        stack: SimStack::start(zones, nodes, &more).await,
         engine_url: None,
-        vars,
     }
 }
 
@@ -144,15 +80,17 @@ pub async fn ph_recipe(pool: &PgPool, zone: &str) -> i64 {
     .await
 }
 
+/// Sets `zone`'s pH overrides (`capabilities.automation.ph`).
+pub async fn ph_overrides(pool: &PgPool, zone: &str, overrides: Value) {
+    let capabilities = serde_json::json!({"automation": {"ph": overrides}});
+    testkit::recipes::set_capabilities(pool, zone, capabilities).await;
+}
+
 /// Lets `zone` dose pH back to back in short doses (no interval, 300 ms at
 /// most), so each finished dose is followed by the next while pH stays high.
 pub async fn back_to_back_doses(pool: &PgPool, zone: &str) {
-    testkit::recipes::set_capabilities(
-        pool,
-        zone,
-        serde_json::json!({"automation": {"ph": {"min_interval_sec": 0, "max_dose_ms": 300}}}),
-    )
-    .await;
+    let overrides = serde_json::json!({"min_interval_sec": 0, "max_dose_ms": 300});
+    ph_overrides(pool, zone, overrides).await;
 }
 
 /// Plays history-logger: the newest `metric` reading of `node`'s `channel`

@@ -8,21 +8,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use broker_registry::{App, RegistrySettings};
-use common::settings::{FromEnv, Settings};
+use common::mqtt::{Inbound, MqttConfig, MqttConnection};
+use common::settings::FromEnv;
 use serde_json::Value;
 use sqlx::PgPool;
-use testkit::{TestBroker, TestDb};
+use testkit::{Service, TestBroker, TestDb};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The registry (its base URL, a client, its stop token: [`Service`]), its
+/// database and brokers.
 pub struct TestRegistry {
-    pub base: String,
-    pub http: reqwest::Client,
+    pub service: Service,
     pub db: TestDb,
     pub brokers: Vec<TestBroker>,
-    pub stop: CancellationToken,
 }
+
+testkit::wraps!(TestRegistry => service: Service);
 
 /// `roles[i]` is the role of broker `mqtt{i+1}`; `extra` more variables.
 pub async fn spawn_registry(roles: &[&str], extra: &[(&str, &str)]) -> TestRegistry {
@@ -39,40 +43,41 @@ pub async fn spawn_registry(roles: &[&str], extra: &[(&str, &str)]) -> TestRegis
         .map(|(i, (b, role))| format!("mqtt{}={}@{role}", i + 1, b.url()))
         .collect::<Vec<_>>()
         .join(",");
-    let mut vars: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", brokers[0].port.to_string()),
-        ("MQTT_USER", testkit::backend_login().user),
-        ("MQTT_PASS", testkit::backend_login().pass),
-        ("HTTP_PORT", "0".to_owned()),
-        ("MQTT_BROKERS", list),
-        ("ASSIGN_INTERVAL_MS", "200".to_owned()),
-        ("HEALTH_INTERVAL_MS", "1000".to_owned()),
-        ("REBALANCE_INTERVAL_SEC", "0".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    for (k, v) in extra {
-        vars.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let app = App::build(
-        Settings::from_vars(Some(vars.clone())).expect("settings"),
-        RegistrySettings::from_vars(Some(vars)).expect("registry settings"),
-    )
-    .await
-    .expect("registry builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
+    let mut vars = testkit::service_vars(
+        &db.url,
+        brokers[0].port,
+        &[
+            ("MQTT_BROKERS", &list),
+            ("ASSIGN_INTERVAL_MS", "200"),
+            ("HEALTH_INTERVAL_MS", "1000"),
+            ("REBALANCE_INTERVAL_SEC", "0"),
+        ],
+    );
+    testkit::set_vars(&mut vars, extra);
+    let (settings, registry) = testkit::settings(&vars, RegistrySettings::from_vars);
+    let app = App::build(settings, registry)
+        .await
+        .expect("registry builds");
     TestRegistry {
-        base,
-        http: reqwest::Client::new(),
+        service: Service::start(app.port(), |stop| app.run_until_stopped(stop)),
         db,
         brokers,
-        stop,
     }
+}
+
+/// [`spawn_registry`] assigning nodes by `strategy`.
+pub async fn spawn_assigning(roles: &[&str], strategy: &str) -> TestRegistry {
+    spawn_registry(roles, &[("ASSIGNMENT_STRATEGY", strategy)]).await
+}
+
+/// A fresh subscriber to the config/updates on the broker at `url`
+/// (connected), and what it receives; it stops with `stop`.
+pub async fn update_reader(
+    url: &str,
+    stop: &CancellationToken,
+) -> (MqttConnection, mpsc::Receiver<Inbound>) {
+    let config = testkit::login(MqttConfig::new("t", url, "reader"));
+    testkit::client::listen(config, &["nodes/+/config/update"], WAIT, stop).await
 }
 
 /// Greenhouse `gh-r`, zones `zn-normal` and `zn-critical` (priority
@@ -109,6 +114,16 @@ pub async fn seed_nodes(pool: &PgPool, normal: usize, critical: usize) -> HashMa
         .await
         .unwrap();
     rows.into_iter().collect()
+}
+
+/// Three primary brokers with `extra`, `nodes` normal nodes seeded and
+/// assigned, then every node put on mqtt1 and mqtt2 ([`empty_mqtt3`]).
+pub async fn with_mqtt3_empty(nodes: usize, extra: &[(&str, &str)]) -> TestRegistry {
+    let r = spawn_registry(&["primary", "primary", "primary"], extra).await;
+    seed_nodes(r.pool(), nodes, 0).await;
+    r.wait_assigned(nodes).await;
+    empty_mqtt3(&r).await;
+    r
 }
 
 /// Puts every node on mqtt1 and mqtt2 (mqtt3 came back empty), the way a
@@ -153,61 +168,16 @@ impl TestRegistry {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.call(reqwest::Method::GET, path, None, None).await
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
         self.call(method, path, Some(body), None).await
     }
 
-    /// A request with `token` (None: no Authorization header) and a JSON
-    /// `body`; the status and the answer (Null when it is not JSON).
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&str>,
-        token: Option<&str>,
-    ) -> (u16, Value) {
-        self.call_as(method, path, body, token, None).await
-    }
-
-    /// [`Self::call`] naming the operator in `X-Operator`.
-    pub async fn call_as(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&str>,
-        token: Option<&str>,
-        operator: Option<&str>,
-    ) -> (u16, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(o) = operator {
-            r = r.header("x-operator", o);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_owned());
-        }
-        let r = r.send().await.expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        self.stop.cancel();
+    /// PATCHes broker `id` with `body`.
+    pub async fn patch_broker(&self, id: &str, body: &str) -> (u16, Value) {
+        let path = format!("/api/brokers/{id}");
+        self.send(reqwest::Method::PATCH, &path, body).await
     }
 }

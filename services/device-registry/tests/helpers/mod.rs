@@ -5,31 +5,32 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
-use common::settings::{FromEnv, Settings};
+use common::settings::FromEnv;
 use device_registry::{App, DeviceSettings};
 use serde_json::Value;
 use sqlx::PgPool;
-use testkit::{TestBroker, TestDb, eventually};
+use testkit::{Service, TestBroker, TestDb, eventually};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 pub const TOKEN: &str = "test-device-token";
 
+/// The registry (its base URL, a client, its stop token: [`Service`]), its
+/// database and brokers.
 pub struct TestRegistry {
-    pub base: String,
-    pub http: reqwest::Client,
+    pub service: Service,
     pub db: TestDb,
     pub brokers: Vec<TestBroker>,
     /// The broker with authentication of [`spawn_secured_registry`].
     pub secured: Option<TestBroker>,
-    pub stop: CancellationToken,
 }
+
+testkit::wraps!(TestRegistry => service: Service);
 
 /// `brokers` private brokers; `extra` more variables.
 pub async fn spawn_registry(brokers: usize, extra: &[(&str, &str)]) -> TestRegistry {
@@ -66,84 +67,36 @@ pub async fn spawn_secured_registry(extra: &[(&str, &str)]) -> TestRegistry {
 async fn spawn_on(urls: &[String], extra: &[(&str, &str)]) -> TestRegistry {
     common::runtime::logging::init_for_tests();
     let db = TestDb::new().await;
-    for (i, url) in urls.iter().enumerate() {
-        sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
-            .bind(format!("mqtt{}", i + 1))
-            .bind(url)
-            .execute(&db.pool)
-            .await
-            .expect("register broker");
-    }
+    let brokers: Vec<(String, String)> = (1..)
+        .zip(urls)
+        .map(|(i, url)| (format!("mqtt{i}"), url.clone()))
+        .collect();
+    testkit::register_brokers(&db.pool, &brokers).await;
     let port = common::mqtt::parse_broker_url(&urls[0]).expect("url").1;
-    sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-1', 'G1');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-1', id, 'Z1' FROM greenhouses;
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-2', id, 'Z2' FROM greenhouses;",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("seed zones");
-    let mut vars: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", port.to_string()),
-        ("MQTT_USER", testkit::backend_login().user),
-        ("MQTT_PASS", testkit::backend_login().pass),
-        ("MQTT_BROKER_ID", "mqtt1".to_owned()),
-        ("HTTP_PORT", "0".to_owned()),
-        ("DEVICE_REGISTRY_API_TOKEN", TOKEN.to_owned()),
-        ("DEVICE_UNBOUND_WRITE_MS", "0".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    for (k, v) in extra {
-        vars.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let app = App::build(
-        Settings::from_vars(Some(vars.clone())).expect("settings"),
-        DeviceSettings::from_vars(Some(vars)).expect("device settings"),
-    )
-    .await
-    .expect("registry builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
+    testkit::seed_zones(&db.pool, ("gh-1", "G1"), &[("zn-1", "Z1"), ("zn-2", "Z2")]).await;
+    let mut vars = testkit::service_vars(
+        &db.url,
+        port,
+        &[
+            ("MQTT_BROKER_ID", "mqtt1"),
+            ("DEVICE_REGISTRY_API_TOKEN", TOKEN),
+            ("DEVICE_UNBOUND_WRITE_MS", "0"),
+        ],
+    );
+    testkit::set_vars(&mut vars, extra);
+    let (settings, device) = testkit::settings(&vars, DeviceSettings::from_vars);
+    let app = App::build(settings, device).await.expect("registry builds");
     TestRegistry {
-        base,
-        http: reqwest::Client::new(),
+        service: Service::start(app.port(), |stop| app.run_until_stopped(stop)),
         db,
         brokers: Vec::new(),
         secured: None,
-        stop,
     }
 }
 
 impl TestRegistry {
     pub fn pool(&self) -> &PgPool {
         &self.db.pool
-    }
-
-    /// A request with `token` (None: no Authorization header).
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&str>,
-        token: Option<&str>,
-    ) -> (u16, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_owned());
-        }
-        let r = r.send().await.expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -168,14 +121,7 @@ impl TestRegistry {
 
     /// The sum of a metric's series (labels allowed) on /metrics.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = testkit::scrape_metrics(&self.base).await;
-        testkit::metric_sum(&text, name)
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        self.stop.cancel();
+        testkit::scrape_metric(&self.base, name).await
     }
 }
 

@@ -6,13 +6,32 @@ use std::collections::HashMap;
 
 use testkit::eventually;
 
-use super::{Cluster, WAIT};
+use super::{Cluster, Options, WAIT};
 
 impl Cluster {
+    /// A cluster with `options`, once settled ([`Cluster::wait_settled`]).
+    pub async fn settled(options: Options) -> Cluster {
+        let c = Cluster::start(options).await.expect("cluster starts");
+        c.wait_settled().await;
+        c
+    }
+
+    /// Waits (up to [`WAIT`]) until `check` answers; panics saying `what`,
+    /// with the assignments as they are, when it never does.
+    pub async fn until<F, Fut>(&self, what: &str, check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<()>>,
+    {
+        if eventually(WAIT, check).await.is_none() {
+            panic!("{what}: {:?}", self.assignments().await);
+        }
+    }
+
     /// Waits until every node has a confirmed assignment and is connected
     /// to the broker it names.
     pub async fn wait_settled(&self) {
-        let settled = eventually(WAIT, || async {
+        self.until("nodes did not settle", || async {
             let rows = self.assignments().await;
             let all_confirmed = rows.len() == self.sim_nodes.len()
                 && rows.iter().all(|(_, _, confirmed)| *confirmed);
@@ -27,17 +46,13 @@ impl Cluster {
             (all_confirmed && on_theirs).then_some(())
         })
         .await;
-        assert!(
-            settled.is_some(),
-            "nodes did not settle: {:?}",
-            self.assignments().await
-        );
     }
 
     /// Waits until no assignment names `broker`, every node is confirmed on
     /// another broker and connected there, and the failover event is closed.
     pub async fn wait_failed_over(&self, broker: &str) {
-        let done = eventually(WAIT, || async {
+        let what = format!("failover of {broker} did not finish");
+        self.until(&what, || async {
             let rows = self.assignments().await;
             let moved = rows.iter().all(|(_, b, confirmed)| b != broker && *confirmed);
             let closed: bool = sqlx::query_scalar(
@@ -50,11 +65,6 @@ impl Cluster {
             (moved && closed).then_some(())
         })
         .await;
-        assert!(
-            done.is_some(),
-            "failover of {broker} did not finish: {:?}",
-            self.assignments().await
-        );
     }
 
     /// (node uid, broker, confirmed) for every assignment.
@@ -78,34 +88,32 @@ impl Cluster {
             .collect()
     }
 
-    pub async fn broker_status(&self, broker: &str) -> String {
-        sqlx::query_scalar("SELECT status FROM brokers WHERE id = $1")
-            .bind(broker)
+    /// The text `sql` selects for `$1` = `key`; panics saying `what` when
+    /// there is none.
+    pub async fn text_of(&self, sql: &str, key: &str, what: &str) -> String {
+        sqlx::query_scalar(sql)
+            .bind(key)
             .fetch_one(self.pool())
             .await
-            .expect("broker row")
+            .expect(what)
+    }
+
+    pub async fn broker_status(&self, broker: &str) -> String {
+        let sql = "SELECT status FROM brokers WHERE id = $1";
+        self.text_of(sql, broker, "broker row").await
     }
 
     /// Sends a `ping` to the node's first channel through the bridge; the
     /// HTTP status and `command_id`.
     pub async fn command(&self, node: &str) -> (u16, Option<String>) {
         let channel = self.first_channel(node);
-        let zone: String = sqlx::query_scalar(
-            "SELECT z.uid FROM nodes n JOIN zones z ON z.id = n.zone_id WHERE n.uid = $1",
-        )
-        .bind(node)
-        .fetch_one(self.pool())
-        .await
-        .expect("node zone");
-        let response = self
+        let sql = "SELECT z.uid FROM nodes n JOIN zones z ON z.id = n.zone_id WHERE n.uid = $1";
+        let zone = self.text_of(sql, node, "node zone").await;
+        let request = self
             .http
-            .post(format!("{}/bridge/zones/{zone}/commands", self.bridge))
-            .json(&serde_json::json!({"cmd":"ping","channel":channel,"node_uid":node}))
-            .send()
-            .await
-            .expect("bridge answers");
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
+            .post(format!("{}/bridge/zones/{zone}/commands", self.bridge));
+        let ping = serde_json::json!({"cmd":"ping","channel":channel,"node_uid":node});
+        let (status, body) = testkit::http::call(request, None, Some(ping.to_string())).await;
         (
             status,
             body["data"]["command_id"].as_str().map(str::to_owned),

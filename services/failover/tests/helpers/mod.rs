@@ -17,7 +17,7 @@ mod start;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use testkit::{TestBroker, TestDb};
+use testkit::{StopOnDrop, TestBroker, TestDb};
 use tokio_util::sync::CancellationToken;
 
 /// Generous: the machine running the tests may be slow and busy.
@@ -30,7 +30,7 @@ pub const FAST_SUSPECT_PROBE: Duration = Duration::from_millis(250);
 pub struct Cluster {
     pub db: TestDb,
     pub brokers: Vec<TestBroker>,
-    pub stop: CancellationToken,
+    pub stop: StopOnDrop,
     /// One token per failover instance, to stop one alone.
     pub failovers: Vec<(String, CancellationToken)>,
     pub bridge: String,
@@ -82,19 +82,11 @@ impl Cluster {
     }
 
     pub fn url_of(&self, broker: &str) -> String {
-        let i = BROKER_IDS
-            .iter()
-            .position(|b| *b == broker)
-            .expect("known broker");
-        self.brokers[i].url()
+        self.brokers[index_of(broker)].url()
     }
 
     pub fn broker_mut(&mut self, broker: &str) -> &mut TestBroker {
-        let i = BROKER_IDS
-            .iter()
-            .position(|b| *b == broker)
-            .expect("known broker");
-        &mut self.brokers[i]
+        &mut self.brokers[index_of(broker)]
     }
 
     /// The first channel of `node`.
@@ -108,8 +100,10 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// Where `broker` is in [`BROKER_IDS`] (and in [`Cluster::brokers`]).
+fn index_of(broker: &str) -> usize {
+    BROKER_IDS
+        .iter()
+        .position(|b| *b == broker)
+        .expect("known broker")
 }

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use common::settings::{FromEnv, Settings};
-use testkit::{TestBroker, TestDb};
+use common::settings::FromEnv;
+use common::settings::Settings;
+use testkit::{StopOnDrop, TestBroker, TestDb};
 use tokio_util::sync::CancellationToken;
 
 use super::{BROKER_IDS, Cluster, FAST_SUSPECT_PROBE, Options};
@@ -51,7 +52,7 @@ impl Cluster {
             ("PG_MAX_CONNECTIONS".into(), "8".into()),
         ];
         base.extend(options.extra.iter().cloned());
-        let stop = CancellationToken::new();
+        let stop = StopOnDrop::new();
 
         // The registry first: it registers the brokers every other service follows.
         // No automatic rebalance: nodes stay where failover put them.

@@ -54,6 +54,13 @@ fn reasons(plan: &BatchPlan<'_>) -> Vec<(usize, &'static str)> {
     plan.rejected.iter().map(|(i, r)| (*i, r.reason)).collect()
 }
 
+/// The plan of `batch` against [`places`]; it refuses none of it.
+fn accepted<'a>(batch: &'a [Decoded<'a>]) -> BatchPlan<'a> {
+    let p = plan(batch, &places());
+    assert!(p.rejected.is_empty(), "{:?}", reasons(&p));
+    p
+}
+
 const PH: &str = r#"{"metric_type":"PH","value":6.5,"ts":1800000000}"#;
 
 #[test]
@@ -65,8 +72,7 @@ fn readings_become_samples_in_arrival_order() {
         ),
         ("hydro/gh-1/zn-1/nd-1/ph/telemetry", PH),
     ]);
-    let p = plan(&b, &places());
-    assert!(p.rejected.is_empty());
+    let p = accepted(&b);
     let got: Vec<_> = p
         .samples
         .iter()
@@ -128,8 +134,8 @@ fn statuses_and_last_wills_are_happenings_in_arrival_order() {
             r#"{"status":"RESTARTING","ts":5}"#,
         ),
     ]);
-    let p = plan(&b, &places());
-    assert!(p.rejected.is_empty() && p.samples.is_empty() && p.events.is_empty());
+    let p = accepted(&b);
+    assert!(p.samples.is_empty() && p.events.is_empty());
     let what: Vec<_> = p
         .happenings
         .iter()
@@ -304,8 +310,7 @@ fn a_last_will_fits_wherever_it_was_set_and_unbound_nodes_are_skipped() {
         ("hydro/gh-1/zn-2/nd-1/lwt", "offline"),
         ("hydro/gh-temp/zn-temp/esp-1/ph/telemetry", PH),
     ]);
-    let p = plan(&b, &places());
-    assert!(p.rejected.is_empty());
+    let p = accepted(&b);
     let what: Vec<_> = p
         .happenings
         .iter()

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,11 +46,9 @@ impl World {
     pub async fn new() -> World {
         common::runtime::logging::init_for_tests();
         let db = TestDb::new().await;
+        testkit::seed_zones(&db.pool, ("gh-t", "Test"), &[("zn-a", "A"), ("zn-b", "B")]).await;
         sqlx::raw_sql(
-            "INSERT INTO greenhouses (uid, name) VALUES ('gh-t', 'Test');
-             INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-a', id, 'A' FROM greenhouses;
-             INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-b', id, 'B' FROM greenhouses;
-             INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
+            "INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
              INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-2', id, 'ec' FROM zones WHERE uid = 'zn-a';
              INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-3', id, 'climate' FROM zones WHERE uid = 'zn-b';
              INSERT INTO node_channels (node_id, channel, type, metric_type)
@@ -79,29 +76,19 @@ impl World {
     }
 
     pub fn settings(&self, instance: &str, extra: &[(&str, &str)]) -> (Settings, HistorySettings) {
-        let mut vars: HashMap<String, String> = [
-            ("DATABASE_URL", self.db.url.as_str()),
-            ("REDIS_URL", &redis_url()),
-            ("MQTT_HOST", "127.0.0.1"),
-            ("MQTT_PORT", &self.broker.port.to_string()),
-            ("MQTT_USER", &testkit::backend_login().user),
-            ("MQTT_PASS", &testkit::backend_login().pass),
-            ("HTTP_PORT", "0"),
-            ("TELEMETRY_FLUSH_MS", "100"),
-            ("HISTORY_STREAM", &self.stream),
-            ("HISTORY_DEAD_LETTER_KEY", &self.dead_letter),
-            ("INSTANCE_ID", instance),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        for (k, v) in extra {
-            vars.insert((*k).to_owned(), (*v).to_owned());
-        }
-        (
-            Settings::from_vars(Some(vars.clone())).expect("settings"),
-            HistorySettings::from_vars(Some(vars)).expect("history settings"),
-        )
+        let mut vars = testkit::service_vars(
+            &self.db.url,
+            self.broker.port,
+            &[
+                ("REDIS_URL", &redis_url()),
+                ("TELEMETRY_FLUSH_MS", "100"),
+                ("HISTORY_STREAM", &self.stream),
+                ("HISTORY_DEAD_LETTER_KEY", &self.dead_letter),
+                ("INSTANCE_ID", instance),
+            ],
+        );
+        testkit::set_vars(&mut vars, extra);
+        testkit::settings(&vars, HistorySettings::from_vars)
     }
 
     /// Builds an instance, waits until it is subscribed, and runs it on the
@@ -121,6 +108,23 @@ impl World {
         });
         tokio::spawn(app.run_until_stopped(running.stop.clone()));
         running
+    }
+
+    /// A fresh world with instance `hl-a` running (`extra` for it), and a
+    /// client that plays the nodes.
+    pub async fn with_logger(extra: &[(&str, &str)]) -> (World, Running, MqttConnection) {
+        let world = World::new().await;
+        let running = world.start("hl-a", extra).await;
+        let nodes = world.publisher().await;
+        (world, running, nodes)
+    }
+
+    /// The newest reading's value and time (`telemetry_last`), if any.
+    pub async fn last(&self) -> Option<(f64, i64)> {
+        sqlx::query_as("SELECT value, extract(epoch FROM ts)::int8 FROM telemetry_last")
+            .fetch_optional(&self.db.pool)
+            .await
+            .unwrap()
     }
 
     /// Starts an instance on a runtime of its own, to be killed by dropping
@@ -149,28 +153,12 @@ impl World {
     pub async fn register(&self, brokers: &[(&str, &TestBroker)]) {
         let mut all = vec![("mqtt1".to_owned(), self.broker.url())];
         all.extend(brokers.iter().map(|(id, b)| ((*id).to_owned(), b.url())));
-        for (id, url) in all {
-            sqlx::query("INSERT INTO brokers (id, url) VALUES ($1, $2)")
-                .bind(id)
-                .bind(url)
-                .execute(&self.db.pool)
-                .await
-                .expect("broker row");
-        }
+        testkit::register_brokers(&self.db.pool, &all).await;
     }
 
     /// A client that plays the nodes.
     pub async fn publisher(&self) -> MqttConnection {
-        let c = MqttConnection::start(
-            testkit::login(MqttConfig::new("mqtt1", &self.broker.url(), "test-nodes")),
-            None,
-            self.stop.clone(),
-        )
-        .expect("publisher");
-        c.wait_connected(Duration::from_secs(10))
-            .await
-            .expect("publisher connects");
-        c
+        client("mqtt1", &self.broker, None, &self.stop).await
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
@@ -188,6 +176,20 @@ impl World {
         })
         .await
         .unwrap_or(self.count(sql).await)
+    }
+
+    /// Checks that each `(sql, n)` counts `n` now.
+    pub async fn assert_counts(&self, counts: &[(&str, i64)]) {
+        for (sql, n) in counts {
+            assert_eq!(self.count(sql).await, *n, "{sql}");
+        }
+    }
+
+    /// Waits until each `(sql, n)` counts `n`, in turn, and checks it does.
+    pub async fn assert_reached(&self, counts: &[(&str, i64)]) {
+        for (sql, n) in counts {
+            assert_eq!(self.wait_count(sql, *n).await, *n, "{sql}");
+        }
     }
 
     /// The dead-letter records, newest first.

@@ -4,29 +4,26 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::QoS;
 use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use common::settings::{FromEnv, Settings};
 use mqtt_bridge::{App, BridgeSettings};
 use proto::payloads::{Command, CommandResponse, ResponseStatus};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
-use testkit::{TestBroker, TestDb};
+use testkit::{Service, SimStack, TestBroker, TestDb};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token";
 pub const SECRET: &str = "test-secret";
 
+/// The bridge (its base URL, a client, its stop token: [`Service`]), its
+/// database and broker, and a client that plays the nodes.
 pub struct TestApp {
-    pub base: String,
-    pub http: reqwest::Client,
+    pub service: Service,
     pub db: TestDb,
     pub broker: TestBroker,
-    pub stop: CancellationToken,
     /// Plays the nodes: sees every command, can publish responses.
     pub nodes: MqttConnection,
     pub commands: mpsc::Receiver<Inbound>,
@@ -36,11 +33,9 @@ pub struct TestApp {
 /// with `pump_acid`; only `nd-ph-1` has `ph_sensor`), zone `zn-b` with
 /// `nd-ec-1` (`pump_nutrients`), and `nd-loose` without a zone.
 pub async fn seed(pool: &PgPool) {
+    testkit::seed_zones(pool, ("gh-t", "Test"), &[("zn-a", "A"), ("zn-b", "B")]).await;
     sqlx::raw_sql(
-        "INSERT INTO greenhouses (uid, name) VALUES ('gh-t', 'Test');
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-a', id, 'A' FROM greenhouses;
-         INSERT INTO zones (uid, greenhouse_id, name) SELECT 'zn-b', id, 'B' FROM greenhouses;
-         INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ph-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
+        "INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ph-1', id, 'ph' FROM zones WHERE uid = 'zn-a';
          INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ph-2', id, 'ph' FROM zones WHERE uid = 'zn-a';
          INSERT INTO nodes (uid, zone_id, type) SELECT 'nd-ec-1', id, 'ec' FROM zones WHERE uid = 'zn-b';
          INSERT INTO nodes (uid, type) VALUES ('nd-loose', 'ph');
@@ -59,26 +54,17 @@ pub fn settings_for(
     broker_port: u16,
     extra: &[(&str, &str)],
 ) -> (Settings, BridgeSettings) {
-    let mut vars: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("MQTT_HOST", "127.0.0.1"),
-        ("HTTP_PORT", "0"),
-        ("BRIDGE_API_TOKEN", TOKEN),
-        ("NODE_DEFAULT_SECRET", SECRET),
-        ("MQTT_PUBLISH_TIMEOUT_MS", "3000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    vars.insert("MQTT_PORT".into(), broker_port.to_string());
-    vars.extend(testkit::login_vars());
-    for (k, v) in extra {
-        vars.insert((*k).to_owned(), (*v).to_owned());
-    }
-    (
-        Settings::from_vars(Some(vars.clone())).expect("test settings are valid"),
-        BridgeSettings::from_vars(Some(vars)).expect("test settings are valid"),
-    )
+    let mut vars = testkit::service_vars(
+        &db.url,
+        broker_port,
+        &[
+            ("BRIDGE_API_TOKEN", TOKEN),
+            ("NODE_DEFAULT_SECRET", SECRET),
+            ("MQTT_PUBLISH_TIMEOUT_MS", "3000"),
+        ],
+    );
+    testkit::set_vars(&mut vars, extra);
+    testkit::settings(&vars, BridgeSettings::from_vars)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -92,46 +78,28 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let broker = TestBroker::start().await;
     let (settings, bridge) = settings_for(&db, broker.port, extra);
     let app = App::build(settings, bridge).await.expect("app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stop = CancellationToken::new();
     let bridge_mqtt = app.brokers().default_broker().clone();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
+    let service = Service::start(app.port(), |stop| app.run_until_stopped(stop));
 
-    let (tx, commands) = mpsc::channel(10_000);
-    let nodes = MqttConnection::start(
+    let (nodes, commands) = testkit::client::listen(
         testkit::login(MqttConfig::new("mqtt1", &broker.url(), "test-nodes")),
-        Some(tx),
-        stop.clone(),
+        &["hydro/+/+/+/+/command"],
+        Duration::from_secs(10),
+        &service.stop,
     )
-    .expect("node client");
-    nodes
-        .subscribe("hydro/+/+/+/+/command", QoS::AtLeastOnce)
-        .unwrap();
-    nodes
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("node client connects");
+    .await;
     bridge_mqtt
         .wait_connected(Duration::from_secs(10))
         .await
         .expect("bridge connects");
-    // The subscriptions are made right after CONNACK; a round trip through
-    // the broker (subscribe and publish are handled in order) settles them.
-    nodes
-        .publish("hydro-probe/settle", "x", false)
-        .await
-        .unwrap();
-    bridge_mqtt
-        .publish("hydro-probe/settle", "x", false)
-        .await
-        .unwrap();
+    for client in [&nodes, &bridge_mqtt] {
+        testkit::client::settle(client).await;
+    }
 
     TestApp {
-        base,
-        http: reqwest::Client::new(),
+        service,
         db,
         broker,
-        stop,
         nodes,
         commands,
     }
@@ -148,25 +116,51 @@ impl TestApp {
         body: Value,
         token: Option<&str>,
     ) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.post_raw(path, body.to_string(), token).await
+    }
+
+    /// POSTs a raw body (it may hold what `json!` would not build) to `path`.
+    pub async fn post_raw(&self, path: &str, body: String, token: Option<&str>) -> (u16, Value) {
+        let request = self.service.request(reqwest::Method::POST, path);
+        testkit::http::call(request, token, Some(body)).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .send()
+        self.get_with_token(path, Some(TOKEN)).await
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.service
+            .call(reqwest::Method::GET, path, None, token)
             .await
-            .expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs `body` to `path`; answers the new command's id and the topic
+    /// it reached the node on.
+    pub async fn send(&mut self, path: &str, body: Value) -> (String, String) {
+        let (_, answer) = self.post(path, body).await;
+        let cmd_id = answer["data"]["command_id"].as_str().unwrap().to_owned();
+        let (topic, _) = self.next_command().await;
+        (cmd_id, topic)
+    }
+
+    /// POSTs a `run_pump` of `nd-ph-1`'s `pump_acid` in zone `zn-a` for
+    /// `duration_ms`.
+    pub async fn run_acid_pump(&self, duration_ms: u64) -> (u16, Value) {
+        self.post(
+            "/bridge/zones/zn-a/commands",
+            json!({"cmd":"run_pump","channel":"pump_acid","node_uid":"nd-ph-1","params":{"duration_ms":duration_ms}}),
+        )
+        .await
+    }
+
+    /// POSTs a `stop` of zone `zn-b`'s `pump_nutrients` with `cmd_id`.
+    pub async fn stop_nutrients(&self, cmd_id: &str) -> (u16, Value) {
+        self.post(
+            "/bridge/zones/zn-b/commands",
+            json!({"cmd":"stop","channel":"pump_nutrients","cmd_id":cmd_id}),
+        )
+        .await
     }
 
     /// The next command a node receives, with its topic.
@@ -195,6 +189,17 @@ impl TestApp {
         error_code: Option<&str>,
     ) {
         let topic = command_topic.replace("/command", "/command_response");
+        self.respond_on(&topic, cmd_id, status, error_code).await;
+    }
+
+    /// Publishes a node's response on `topic`, wherever the command went.
+    pub async fn respond_on(
+        &self,
+        topic: &str,
+        cmd_id: &str,
+        status: ResponseStatus,
+        error_code: Option<&str>,
+    ) {
         let response = CommandResponse {
             cmd_id: cmd_id.to_owned(),
             status,
@@ -205,9 +210,14 @@ impl TestApp {
             message: None,
         };
         self.nodes
-            .publish(&topic, serde_json::to_vec(&response).unwrap(), false)
+            .publish(topic, serde_json::to_vec(&response).unwrap(), false)
             .await
             .expect("response published");
+    }
+
+    /// How many command rows there are.
+    pub async fn commands_stored(&self) -> i64 {
+        testkit::count(&self.db.pool, "SELECT count(*) FROM commands").await
     }
 
     pub async fn status_of(&self, cmd_id: &str) -> String {
@@ -231,94 +241,22 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// The statuses of a command's `history`, oldest first.
+pub fn history(command: &Value) -> Vec<&str> {
+    command["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect()
 }
+
+testkit::wraps!(TestApp => service: Service);
 
 /// A bridge and node-sim (which seeds its own greenhouse `gh-1` with `zones`
-/// zones and `nodes` nodes) on a private broker; the outage test and
-/// `make bench-commands` both run on it.
-pub struct WithSim {
-    pub url: String,
-    pub db: TestDb,
-    pub broker: TestBroker,
-    pub stop: CancellationToken,
-    /// Every (node uid, channel) node-sim has.
-    pub targets: Vec<(String, String)>,
-}
-
-pub async fn spawn_with_sim(
-    extra: &[(&str, &str)],
-    zones: usize,
-    nodes: usize,
-) -> anyhow::Result<WithSim> {
-    let db = TestDb::new().await;
-    let broker = TestBroker::start().await;
-    let mut base: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", testkit::backend_login().user),
-        ("MQTT_PASS", testkit::backend_login().pass),
-        ("HTTP_PORT", "0".to_owned()),
-        ("NODE_DEFAULT_SECRET", SECRET.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .chain(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    )
-    .collect();
-    let stop = CancellationToken::new();
-    let bridge_vars = testkit::env_vars(&base);
-    base.extend([
-        ("SIM_SEED_DB".to_owned(), "true".to_owned()),
-        ("SIM_ZONES".to_owned(), zones.to_string()),
-        ("SIM_NODES".to_owned(), nodes.to_string()),
-    ]);
-    let sim_vars = testkit::env_vars(&base);
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(sim_vars.clone())?,
-        Settings::from_vars(sim_vars)?,
-    )
-    .await?;
-    broker.sync_node_accounts(&db.pool).await;
-    let targets = sim
-        .layout()
-        .nodes
-        .iter()
-        .flat_map(|n| {
-            n.channels()
-                .iter()
-                .map(|c| (n.uid.clone(), c.channel.to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let sim_nodes = sim.nodes().clone();
-    tokio::spawn(sim.run_until_stopped(stop.clone()));
-    // Refused until their accounts existed, the nodes retry with a growing
-    // backoff: a command sent before one is back would be lost.
-    testkit::eventually(testkit::COUNT_WAIT, || async {
-        sim_nodes.iter().all(|n| n.is_connected()).then_some(())
-    })
-    .await
-    .expect("node-sim's nodes log in with their accounts");
-    let bridge = App::build(
-        Settings::from_vars(bridge_vars.clone())?,
-        BridgeSettings::from_vars(bridge_vars)?,
-    )
-    .await?;
-    let url = format!("http://127.0.0.1:{}", bridge.port());
-    tokio::spawn(bridge.run_until_stopped(stop.clone()));
-    Ok(WithSim {
-        url,
-        db,
-        broker,
-        stop,
-        targets,
-    })
+/// zones and `nodes` nodes) on a private broker, `extra` for both; the
+/// outage test and `make bench-commands` both run on it.
+pub async fn spawn_with_sim(extra: &[(&str, &str)], zones: usize, nodes: usize) -> SimStack {
+    let more = [&[("NODE_DEFAULT_SECRET", SECRET)], extra].concat();
+    SimStack::start(zones, nodes, &more).await
 }

@@ -5,19 +5,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::QoS;
-use common::mqtt::{MqttConfig, MqttConnection};
 use hmac::{Hmac, Mac};
 use node_sim::settings::SimMode;
 use node_sim::{App, FirmwareNode, SimSettings};
 use proto::payloads::{CommandResponse, ResponseStatus, TimeResponse};
 use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
 use sha2::Sha256;
-use testkit::eventually;
-use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use testkit::{StopOnDrop, eventually};
+use tokio_util::sync::DropGuard;
 
-use super::{Recorder, Seen, WAIT, now_secs, settings};
+use super::{Recorder, Seen, WAIT, listener, now_secs, settings};
 
 pub const NEW_SECRET: &str = "nd-x-secret-of-at-least-32-characters!!";
 
@@ -30,16 +27,7 @@ pub struct TimeResponder {
 
 impl TimeResponder {
     pub async fn start(url: &str, answering: bool) -> TimeResponder {
-        let stop = CancellationToken::new();
-        let (tx, mut rx) = mpsc::channel(256);
-        let conn = MqttConnection::start(
-            testkit::login(MqttConfig::new("time", url, "time-responder")),
-            Some(tx),
-            stop.clone(),
-        )
-        .unwrap();
-        conn.subscribe(TIME_REQUEST, QoS::AtLeastOnce).unwrap();
-        conn.wait_connected(WAIT).await.unwrap();
+        let (conn, mut rx, stop) = listener(url, ("time", "time-responder"), TIME_REQUEST).await;
         let flag = Arc::new(AtomicBool::new(answering));
         let on = flag.clone();
         tokio::spawn(async move {
@@ -52,7 +40,7 @@ impl TimeResponder {
         });
         TimeResponder {
             answering: flag,
-            _stop: stop.drop_guard(),
+            _stop: stop,
         }
     }
 
@@ -61,10 +49,31 @@ impl TimeResponder {
     }
 }
 
+/// A NodeConfig as device-registry pushes it: pH node `node_id` in
+/// gh-1/zn-1 with its sensor and acid pump, on 127.0.0.1:`port` (`login`
+/// adds to its `mqtt` section), with `secret`.
+pub fn ph_config(node_id: &str, port: u16, login: serde_json::Value, secret: &str) -> String {
+    let mut mqtt = serde_json::json!({"host": "127.0.0.1", "port": port, "keepalive": 30});
+    if let (Some(section), Some(more)) = (mqtt.as_object_mut(), login.as_object()) {
+        section.extend(more.clone());
+    }
+    serde_json::json!({
+        "node_id": node_id, "version": 3, "type": "ph", "gh_uid": "gh-1", "zone_uid": "zn-1",
+        "channels": [
+            {"name": "ph_sensor", "type": "SENSOR", "metric": "PH", "unit": "pH", "poll_interval_ms": 3000},
+            {"name": "pump_acid", "type": "ACTUATOR", "actuator_type": "PUMP"}
+        ],
+        "wifi": {"configured": true},
+        "mqtt": mqtt,
+        "node_secret": secret
+    })
+    .to_string()
+}
+
 pub struct Running {
     pub node: FirmwareNode,
     pub port: u16,
-    stop: CancellationToken,
+    stop: StopOnDrop,
     app: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -79,12 +88,6 @@ impl Running {
                 .unwrap()
                 .unwrap();
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -121,7 +124,7 @@ pub async fn boot_custom(
     assert!(app.nodes().is_empty(), "no classic node in firmware mode");
     let node = app.firmware_nodes()[0].clone();
     let port = app.port();
-    let stop = CancellationToken::new();
+    let stop = StopOnDrop::new();
     let app = tokio::spawn(app.run_until_stopped(stop.clone()));
     Running {
         node,

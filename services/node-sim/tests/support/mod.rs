@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::QoS;
-use common::mqtt::{MqttConfig, MqttConnection};
+use common::mqtt::{Inbound, MqttConfig, MqttConnection};
 use common::settings::{DEV_NODE_SECRET, Settings};
 use node_sim::{App, SimNode, SimSettings};
 use proto::payloads::CommandResponse;
@@ -39,22 +38,25 @@ pub struct Recorder {
     _stop: DropGuard,
 }
 
+/// A test client of the broker at `url` (broker id `id`, client ids
+/// `prefix-…`) listening on `filter`, and what it receives; it stops when
+/// the guard is dropped.
+pub async fn listener(
+    url: &str,
+    (id, prefix): (&str, &str),
+    filter: &str,
+) -> (MqttConnection, mpsc::Receiver<Inbound>, DropGuard) {
+    let stop = CancellationToken::new();
+    let config = testkit::login(MqttConfig::new(id, url, prefix));
+    let (conn, inbox) = testkit::client::listen(config, &[filter], WAIT, &stop).await;
+    (conn, inbox, stop.drop_guard())
+}
+
 impl Recorder {
     /// Its own connection, alive until the recorder is dropped (so it sees
     /// what the simulator does while it stops).
     pub async fn start(url: &str, filter: &str) -> Recorder {
-        let shutdown = CancellationToken::new();
-        let (tx, mut rx) = mpsc::channel(4096);
-        let conn = MqttConnection::start(
-            testkit::login(MqttConfig::new("test", url, "node-sim-test")),
-            Some(tx),
-            shutdown.clone(),
-        )
-        .expect("test client starts");
-        conn.subscribe(filter, QoS::AtLeastOnce).unwrap();
-        conn.wait_connected(WAIT)
-            .await
-            .expect("test client connects");
+        let (conn, mut rx, stop) = listener(url, ("test", "node-sim-test"), filter).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         tokio::spawn(async move {
@@ -69,7 +71,7 @@ impl Recorder {
         Recorder {
             conn,
             seen,
-            _stop: shutdown.drop_guard(),
+            _stop: stop,
         }
     }
 
@@ -147,6 +149,13 @@ impl TestSim {
     /// 3 zones, 5 nodes.
     pub async fn start() -> TestSim {
         Self::start_with(sim_settings(3, 5), settings(&[])).await
+    }
+
+    /// [`TestSim::start`], once every node is connected.
+    pub async fn connected() -> TestSim {
+        let sim = Self::start().await;
+        sim.wait_all_connected().await;
+        sim
     }
 
     pub async fn start_with(mut sim: SimSettings, settings: Settings) -> TestSim {
@@ -236,6 +245,14 @@ impl TestSim {
         let payload = serde_json::to_vec(&command).unwrap();
         self.publish_command(node, channel, payload.clone()).await;
         payload
+    }
+
+    /// [`TestSim::send`] with a new command id, stamped now; answers the id.
+    pub async fn send_now(&self, node: &str, channel: &str, cmd: &str, params: Value) -> String {
+        let cmd_id = new_cmd_id();
+        self.send(node, channel, &cmd_id, cmd, params, now_secs())
+            .await;
+        cmd_id
     }
 
     /// Stops the simulator cleanly and waits for it.

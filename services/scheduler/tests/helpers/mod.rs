@@ -9,28 +9,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::runtime::lease::LeaseGuard;
-use common::settings::{FromEnv, Settings};
+use common::settings::FromEnv;
 use scheduler::{App, SchedulerSettings};
 use serde_json::Value;
 use sqlx::PgPool;
-use testkit::{TestBroker, TestDb, env_vars, eventually};
+use testkit::{SimStack, eventually};
 use tokio_util::sync::CancellationToken;
 
 /// Long enough for a busy 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-pub struct World {
-    pub db: TestDb,
-    pub broker: TestBroker,
-    pub stop: CancellationToken,
-    vars: Vec<(String, String)>,
-}
+/// node-sim and mqtt-bridge ([`SimStack`]); schedulers come and go.
+pub struct World(SimStack);
 
-impl Drop for World {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+testkit::wraps!(World => 0: SimStack);
 
 /// A running scheduler with its own stop token.
 pub struct Instance {
@@ -41,75 +33,42 @@ pub struct Instance {
 /// node-sim with `zones` zones and `nodes` nodes, and mqtt-bridge.
 pub async fn world(zones: usize, nodes: usize) -> World {
     common::runtime::logging::init_for_tests();
-    let db = TestDb::new().await;
-    let broker = TestBroker::start().await;
-    let stop = CancellationToken::new();
-    let vars: Vec<(String, String)> = [
-        ("DATABASE_URL", db.url.clone()),
-        ("MQTT_HOST", "127.0.0.1".to_owned()),
-        ("MQTT_PORT", broker.port.to_string()),
-        ("MQTT_USER", testkit::backend_login().user),
-        ("MQTT_PASS", testkit::backend_login().pass),
-        ("HTTP_PORT", "0".to_owned()),
-        ("NODE_DEFAULT_SECRET", "test-secret".to_owned()),
-        ("SCHEDULER_TICK_SEC", "1".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let mut sim_vars = vars.clone();
-    sim_vars.extend([
-        ("SIM_SEED_DB".to_owned(), "true".to_owned()),
-        ("SIM_ZONES".to_owned(), zones.to_string()),
-        ("SIM_NODES".to_owned(), nodes.to_string()),
-    ]);
-    let sim_vars = env_vars(&sim_vars);
-    let sim = node_sim::App::build(
-        node_sim::SimSettings::from_vars(sim_vars.clone()).unwrap(),
-        Settings::from_vars(sim_vars).unwrap(),
-    )
-    .await
-    .expect("node-sim starts");
-    broker.sync_node_accounts(&db.pool).await;
-    let sim_nodes = sim.nodes().clone();
-    tokio::spawn(sim.run_until_stopped(stop.clone()));
-    // Refused until their accounts existed, the nodes retry with a growing
-    // backoff: a command sent before one is back would be lost.
-    testkit::eventually(testkit::COUNT_WAIT, || async {
-        sim_nodes.iter().all(|n| n.is_connected()).then_some(())
-    })
-    .await
-    .expect("node-sim's nodes log in with their accounts");
-    let bridge = mqtt_bridge::App::build(
-        Settings::from_vars(env_vars(&vars)).unwrap(),
-        mqtt_bridge::BridgeSettings::from_vars(env_vars(&vars)).unwrap(),
-    )
-    .await
-    .expect("bridge starts");
-    tokio::spawn(bridge.run_until_stopped(stop.clone()));
-    World {
-        db,
-        broker,
-        stop,
-        vars,
-    }
+    let more = [
+        ("NODE_DEFAULT_SECRET", "test-secret"),
+        ("SCHEDULER_TICK_SEC", "1"),
+    ];
+    World(SimStack::start(zones, nodes, &more).await)
 }
 
 impl World {
     /// Starts a scheduler instance; it stops with the world or its own token.
     pub async fn scheduler(&self) -> Instance {
-        let vars = env_vars(&self.vars);
-        let app = App::build(
-            Settings::from_vars(vars.clone()).unwrap(),
-            SchedulerSettings::from_vars(vars).unwrap(),
-        )
-        .await
-        .expect("scheduler starts");
+        let (settings, scheduler) = testkit::settings(&self.vars, SchedulerSettings::from_vars);
+        let app = App::build(settings, scheduler)
+            .await
+            .expect("scheduler starts");
         let stop = self.stop.child_token();
         let lease = app.lease();
         tokio::spawn(app.run_until_stopped(stop.clone()));
         Instance { stop, lease }
     }
+}
+
+/// Starts, in `zone`, a one-phase recipe (48 h) whose `schedule` (its
+/// `lighting` or `irrigation` targets) began `phase_age` ago.
+pub async fn schedule_recipe(
+    pool: &PgPool,
+    zone: &str,
+    schedule: Value,
+    phase_age: chrono::Duration,
+) {
+    testkit::recipes::start_recipe(pool, zone, &[(48.0, schedule)], phase_age).await;
+}
+
+/// [`schedule_recipe`] of a lighting `window` (`HH:MM-HH:MM`).
+pub async fn lighting_recipe(pool: &PgPool, zone: &str, window: &str, phase_age: chrono::Duration) {
+    let schedule = serde_json::json!({"lighting": {"window": window}});
+    schedule_recipe(pool, zone, schedule, phase_age).await;
 }
 
 /// `HH:MM` (UTC, the seeded greenhouse's zone) of now + `offset`.

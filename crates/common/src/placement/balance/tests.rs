@@ -33,6 +33,16 @@ fn node(id: i64, current: Option<&str>) -> NodeView {
     }
 }
 
+/// Rebalance limits: the load `threshold`, at most `max_moves`, and
+/// whether an empty broker is filled.
+fn rebalance_limits(threshold: f64, max_moves: usize, fill_empty: bool) -> RebalanceLimits {
+    RebalanceLimits {
+        threshold,
+        max_moves,
+        fill_empty,
+    }
+}
+
 fn targets(moves: &[Move]) -> Vec<(i64, &str)> {
     moves.iter().map(|m| (m.node_id, m.to.as_str())).collect()
 }
@@ -151,11 +161,7 @@ fn rebalance_respects_threshold_limit_and_cooldown() {
     ];
     let mut nodes: Vec<_> = (1..=40).map(|i| node(i, Some("a"))).collect();
     nodes.extend((41..=50).map(|i| node(i, Some("b"))));
-    let limits = RebalanceLimits {
-        threshold: 0.05,
-        max_moves: 100,
-        fill_empty: false,
-    };
+    let limits = rebalance_limits(0.05, 100, false);
     let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
     assert!(!moves.is_empty());
     assert!(
@@ -200,11 +206,7 @@ fn rebalance_drains_and_returns_static_placement() {
     let mut brokers = three();
     brokers[1].draining = true;
     let nodes = vec![node(1, Some("mqtt2")), node(2, Some("mqtt3"))];
-    let limits = RebalanceLimits {
-        threshold: 1.0,
-        max_moves: 10,
-        fill_empty: false,
-    };
+    let limits = rebalance_limits(1.0, 10, false);
     let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].node_id, 1);
@@ -235,11 +237,7 @@ fn only_nodes_a_move_can_reach_are_planned_moves() {
     assert_eq!(moves.iter().map(|m| m.node_id).collect::<Vec<_>>(), [1]);
     // A firmware node is never placed by strategy: it is assigned where seen.
     assert!(assign_new(Strategy::Static, &three(), &nodes).is_empty());
-    let limits = RebalanceLimits {
-        threshold: 0.01,
-        max_moves: 10,
-        fill_empty: true,
-    };
+    let limits = rebalance_limits(0.01, 10, true);
     let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
     assert!(moves.iter().all(|m| m.node_id == 1), "{moves:?}");
     // Reachable where it is observed, a firmware node may be moved.
@@ -256,11 +254,7 @@ fn an_empty_broker_gets_nodes_back_gradually_from_where_nodes_really_are() {
     let mut nodes: Vec<_> = (1..=12)
         .map(|i| node(i, Some(if i <= 8 { "mqtt1" } else { "mqtt2" })))
         .collect();
-    let limits = RebalanceLimits {
-        threshold: 1.0,
-        max_moves: 1,
-        fill_empty: true,
-    };
+    let limits = rebalance_limits(1.0, 1, true);
     // One move per round, from the fullest broker.
     let moves = rebalance(Strategy::Dynamic, &brokers, &nodes, limits);
     assert_eq!(moves.len(), 1);
