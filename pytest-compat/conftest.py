@@ -3,6 +3,9 @@ an MQTT v5 subscriber on the command topics, and small HTTP/SQL helpers.
 
 Everything is checked from outside — HTTP, MQTT, SQL — the way the Python
 services were checked. Binaries come from $HYDRO_BIN_DIR (default target/debug).
+
+Over 400 lines: pytest finds session fixtures in this one file, and every
+suite shares them (the processes, the subscriber and the helpers).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 //! ones (mean-reverting random walks around daily curves) and the effect of
 //! the node's actuators on them. automation-engine's pH/EC control is tested
 //! against this, so a dose must move its value in the right direction and by
-//! a predictable amount.
+//! a predictable amount. Over 400 lines with its tests: bounds over two days,
+//! each actuator's effect, and DONE's wait and details.
 
 use std::time::Duration;
 
@@ -277,6 +278,27 @@ mod tests {
 
     fn run(duration_ms: u64) -> Action {
         Action::RunPump { duration_ms }
+    }
+
+    #[test]
+    fn done_waits_for_a_pump_run_and_carries_a_read_value() {
+        let mut p = Physics::new(7, 12.0);
+        let channels = NodeKind::Ph.channels();
+        let (sensor, pump) = (&channels[0], &channels[1]);
+        let (wait, details) = p.perform(NodeKind::Ph, pump, run(2_000));
+        assert_eq!((wait, details), (Duration::from_secs(2), None));
+        let (wait, _) = p.perform(NodeKind::Ph, pump, run(600_000));
+        assert_eq!(wait, MAX_DONE_WAIT);
+        let (wait, details) = p.perform(NodeKind::Ph, sensor, Action::ReadNow);
+        assert_eq!(wait, Duration::ZERO);
+        let value = details.expect("a read carries its value")["value"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(value, p.reading(sensor.metric_type.unwrap()));
+        assert_eq!(
+            p.perform(NodeKind::Ph, pump, Action::Stop),
+            (Duration::ZERO, None)
+        );
     }
 
     #[test]
