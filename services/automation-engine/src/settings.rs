@@ -1,7 +1,7 @@
 //! automation-engine's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
 /// How often the engine decides and how hard it works at it.
@@ -34,14 +34,18 @@ impl Default for AutomationSettings {
 impl FromEnv for AutomationSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if !(1..=3_600).contains(&self.automation_interval_sec) {
-            return fail("AUTOMATION_INTERVAL_SEC must be between 1 and 3600");
-        }
-        if !(self.target_cycle_time_sec.is_finite()
-            && (0.01..=3_600.0).contains(&self.target_cycle_time_sec))
-        {
-            return fail("TARGET_CYCLE_TIME_SEC must be between 0.01 and 3600");
-        }
+        within(
+            "AUTOMATION_INTERVAL_SEC",
+            self.automation_interval_sec,
+            1,
+            3_600,
+        )?;
+        within(
+            "TARGET_CYCLE_TIME_SEC",
+            self.target_cycle_time_sec,
+            0.01,
+            3_600.0,
+        )?;
         if self.automation_event_repeat_sec > 86_400 {
             return fail("AUTOMATION_EVENT_REPEAT_SEC must be at most 86400");
         }

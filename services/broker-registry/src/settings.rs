@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use common::placement::balance::{Role, Strategy};
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -102,12 +102,8 @@ impl FromEnv for RegistrySettings {
         self.strategy()?;
         self.seed_brokers()?;
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if !(500..=600_000).contains(&self.health_interval_ms) {
-            return fail("HEALTH_INTERVAL_MS must be between 500 and 600000");
-        }
-        if !(100..=600_000).contains(&self.assign_interval_ms) {
-            return fail("ASSIGN_INTERVAL_MS must be between 100 and 600000");
-        }
+        within("HEALTH_INTERVAL_MS", self.health_interval_ms, 500, 600_000)?;
+        within("ASSIGN_INTERVAL_MS", self.assign_interval_ms, 100, 600_000)?;
         if !(self.rebalance_threshold.is_finite() && self.rebalance_threshold > 0.0) {
             return fail("REBALANCE_THRESHOLD must be a positive number");
         }
@@ -119,9 +115,12 @@ impl FromEnv for RegistrySettings {
         {
             return fail("ADVISOR_MODEL_URL must be an http:// or https:// URL");
         }
-        if !(100..=600_000).contains(&self.advisor_model_timeout_ms) {
-            return fail("ADVISOR_MODEL_TIMEOUT_MS must be between 100 and 600000");
-        }
+        within(
+            "ADVISOR_MODEL_TIMEOUT_MS",
+            self.advisor_model_timeout_ms,
+            100,
+            600_000,
+        )?;
         if self.move_confirm_timeout_sec == 0 {
             return fail("MOVE_CONFIRM_TIMEOUT_SEC must be at least 1");
         }

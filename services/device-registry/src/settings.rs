@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -56,21 +56,24 @@ impl Default for DeviceSettings {
 
 impl FromEnv for DeviceSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        if !(1..=7 * 86_400).contains(&self.device_bind_ttl_sec) {
-            return Err(SettingsError(
-                "DEVICE_BIND_TTL_SEC must be between 1 and 604800".into(),
-            ));
-        }
-        if self.device_unbound_write_ms > 600_000 {
-            return Err(SettingsError(
-                "DEVICE_UNBOUND_WRITE_MS must be between 0 and 600000".into(),
-            ));
-        }
-        if !(1..=3600).contains(&self.device_account_sync_sec) {
-            return Err(SettingsError(
-                "DEVICE_ACCOUNT_SYNC_SEC must be between 1 and 3600".into(),
-            ));
-        }
+        within(
+            "DEVICE_BIND_TTL_SEC",
+            self.device_bind_ttl_sec,
+            1,
+            7 * 86_400,
+        )?;
+        within(
+            "DEVICE_UNBOUND_WRITE_MS",
+            self.device_unbound_write_ms,
+            0,
+            600_000,
+        )?;
+        within(
+            "DEVICE_ACCOUNT_SYNC_SEC",
+            self.device_account_sync_sec,
+            1,
+            3600,
+        )?;
         if self.mqtt_admin_user.is_some() != self.mqtt_admin_pass.is_some() {
             return Err(SettingsError(
                 "MQTT_ADMIN_USER and MQTT_ADMIN_PASS go together: set both or neither".into(),

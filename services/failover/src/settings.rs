@@ -2,7 +2,7 @@
 //! [`common::settings::Settings`] and validated before anything starts.
 
 use common::placement::balance::Strategy;
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
 use crate::detector::Thresholds;
@@ -56,12 +56,18 @@ impl FromEnv for FailoverSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.strategy()?;
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if !(100..=60_000).contains(&self.failover_probe_interval_ms) {
-            return fail("FAILOVER_PROBE_INTERVAL_MS must be between 100 and 60000");
-        }
-        if !(50..=60_000).contains(&self.failover_suspect_probe_ms) {
-            return fail("FAILOVER_SUSPECT_PROBE_MS must be between 50 and 60000");
-        }
+        within(
+            "FAILOVER_PROBE_INTERVAL_MS",
+            self.failover_probe_interval_ms,
+            100,
+            60_000,
+        )?;
+        within(
+            "FAILOVER_SUSPECT_PROBE_MS",
+            self.failover_suspect_probe_ms,
+            50,
+            60_000,
+        )?;
         if self.failover_confirm_probes == 0 || self.failover_recover_probes == 0 {
             return fail("FAILOVER_CONFIRM_PROBES and FAILOVER_RECOVER_PROBES must be at least 1");
         }

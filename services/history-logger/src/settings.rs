@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
 /// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
@@ -83,27 +83,38 @@ impl FromEnv for HistorySettings {
         if self.history_consumer_group.trim().is_empty() {
             return fail("HISTORY_CONSUMER_GROUP must not be empty");
         }
-        if !(100..=100_000_000).contains(&self.history_queue_max) {
-            return fail("HISTORY_QUEUE_MAX must be between 100 and 100000000");
-        }
-        if !(1..=10_000_000).contains(&self.history_dead_letter_max) {
-            return fail("HISTORY_DEAD_LETTER_MAX must be between 1 and 10000000");
-        }
-        if !(1..=86_400_000).contains(&self.history_claim_idle_ms) {
-            return fail("HISTORY_CLAIM_IDLE_MS must be between 1 and 86400000");
-        }
-        if !(1..=64).contains(&self.history_writers) {
-            return fail("HISTORY_WRITERS must be between 1 and 64");
-        }
-        if !(1..=100_000).contains(&self.telemetry_batch_size) {
-            return fail("TELEMETRY_BATCH_SIZE must be between 1 and 100000");
-        }
-        if !(1..=60_000).contains(&self.telemetry_flush_ms) {
-            return fail("TELEMETRY_FLUSH_MS must be between 1 and 60000");
-        }
-        if !(0..=86_400).contains(&self.history_max_future_skew_sec) {
-            return fail("HISTORY_MAX_FUTURE_SKEW_SEC must be between 0 and 86400");
-        }
+        within(
+            "HISTORY_QUEUE_MAX",
+            self.history_queue_max,
+            100,
+            100_000_000,
+        )?;
+        within(
+            "HISTORY_DEAD_LETTER_MAX",
+            self.history_dead_letter_max,
+            1,
+            10_000_000,
+        )?;
+        within(
+            "HISTORY_CLAIM_IDLE_MS",
+            self.history_claim_idle_ms,
+            1,
+            86_400_000,
+        )?;
+        within("HISTORY_WRITERS", self.history_writers, 1, 64)?;
+        within(
+            "TELEMETRY_BATCH_SIZE",
+            self.telemetry_batch_size,
+            1,
+            100_000,
+        )?;
+        within("TELEMETRY_FLUSH_MS", self.telemetry_flush_ms, 1, 60_000)?;
+        within(
+            "HISTORY_MAX_FUTURE_SKEW_SEC",
+            self.history_max_future_skew_sec,
+            0,
+            86_400,
+        )?;
         if let Some(id) = &self.instance_id
             && (id.len() > 64
                 || !id

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
 /// How long a command may stay without a final status.
@@ -26,11 +26,7 @@ impl Default for BridgeSettings {
 
 impl FromEnv for BridgeSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        if !(1..=86_400).contains(&self.command_timeout_sec) {
-            return Err(SettingsError(
-                "COMMAND_TIMEOUT_SEC must be between 1 and 86400".into(),
-            ));
-        }
+        within("COMMAND_TIMEOUT_SEC", self.command_timeout_sec, 1, 86_400)?;
         Ok(())
     }
 }

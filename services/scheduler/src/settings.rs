@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
 /// How often the scheduler looks and how late a slot may still fire.
@@ -31,9 +31,7 @@ impl Default for SchedulerSettings {
 impl FromEnv for SchedulerSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if !(1..=3_600).contains(&self.scheduler_tick_sec) {
-            return fail("SCHEDULER_TICK_SEC must be between 1 and 3600");
-        }
+        within("SCHEDULER_TICK_SEC", self.scheduler_tick_sec, 1, 3_600)?;
         // Below a tick, a slot could be missed between two healthy ticks.
         if self.scheduler_catchup_max_age_sec < self.scheduler_tick_sec
             || self.scheduler_catchup_max_age_sec > 86_400

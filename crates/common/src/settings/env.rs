@@ -14,6 +14,23 @@ use serde::{Deserialize, Deserializer};
 #[error("configuration: {0}")]
 pub struct SettingsError(pub String);
 
+/// Refuses `value` of the variable `name` outside `lo..=hi` (NaN too):
+/// "`NAME` must be between `lo` and `hi`".
+pub fn within<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    lo: T,
+    hi: T,
+) -> Result<(), SettingsError> {
+    if lo <= value && value <= hi {
+        Ok(())
+    } else {
+        Err(SettingsError(format!(
+            "{name} must be between {lo} and {hi}"
+        )))
+    }
+}
+
 /// Reads environment variables (names case-insensitive, e.g. `MQTT_HOST` →
 /// `mqtt_host`) into `T`. `vars` replaces the process environment in tests.
 ///

@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::SettingsError;
+use super::{SettingsError, within};
 
 /// How a service reaches its brokers.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,9 +67,12 @@ impl MqttSettings {
         if self.port == 0 {
             return fail("MQTT_PORT must be a port number between 1 and 65535");
         }
-        if !(100..=600_000).contains(&self.publish_timeout_ms) {
-            return fail("MQTT_PUBLISH_TIMEOUT_MS must be between 100 and 600000");
-        }
+        within(
+            "MQTT_PUBLISH_TIMEOUT_MS",
+            self.publish_timeout_ms,
+            100,
+            600_000,
+        )?;
         if let Some(g) = &self.share_group
             && (g.contains(['/', '+', '#']) || g.len() > 64)
         {

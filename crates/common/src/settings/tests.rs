@@ -154,3 +154,12 @@ fn values_are_trimmed_and_blank_is_unset() {
     assert!(s.uses_dev_node_secret());
     assert!(s.hydro_env.is_none());
 }
+
+#[test]
+fn within_refuses_outside_its_bounds_naming_them() {
+    assert!(within("X_SEC", 1, 1, 3_600).is_ok() && within("X_SEC", 3_600, 1, 3_600).is_ok());
+    let err = within("X_SEC", 0, 1, 3_600).unwrap_err().to_string();
+    assert!(err.contains("X_SEC must be between 1 and 3600"), "{err}");
+    assert!(within("Y", f64::NAN, 0.01, 3_600.0).is_err());
+    assert!(within("Y", f64::INFINITY, 0.01, 3_600.0).is_err());
+}
