@@ -293,31 +293,26 @@ mod tests {
 
     #[test]
     fn bind_plans() {
-        assert_eq!(
-            plan_bind(&view(None, None), 5, "nd-ph-1"),
-            Ok(BindPlan::New { replaces: None })
-        );
-        assert_eq!(
-            plan_bind(&view(Some(5), None), 5, "nd-ph-1"),
-            Ok(BindPlan::AlreadyBound)
-        );
-        // Same zone, another uid: a rebind.
-        assert_eq!(
-            plan_bind(&view(Some(5), None), 5, "nd-ph-2"),
-            Ok(BindPlan::New { replaces: None })
-        );
-        assert_eq!(
-            plan_bind(&view(Some(5), None), 6, "nd-ph-1"),
-            Ok(BindPlan::New { replaces: None })
-        );
-        assert_eq!(
-            plan_bind(&view(None, Some((9, 5, "nd-ph-1"))), 5, "nd-ph-1"),
-            Ok(BindPlan::Retry(9))
-        );
-        assert_eq!(
-            plan_bind(&view(None, Some((9, 5, "nd-ph-1"))), 6, "nd-ph-1"),
-            Ok(BindPlan::New { replaces: Some(9) })
-        );
+        use BindPlan::{AlreadyBound, New, Retry};
+        let pending_in_5 = Some((9, 5, "nd-ph-1"));
+        // (bound zone, pending bind, zone asked, uid asked, plan)
+        let cases = [
+            (None, None, 5, "nd-ph-1", New { replaces: None }),
+            (Some(5), None, 5, "nd-ph-1", AlreadyBound),
+            // Same zone, another uid: a rebind.
+            (Some(5), None, 5, "nd-ph-2", New { replaces: None }),
+            (Some(5), None, 6, "nd-ph-1", New { replaces: None }),
+            (None, pending_in_5, 5, "nd-ph-1", Retry(9)),
+            (None, pending_in_5, 6, "nd-ph-1", New { replaces: Some(9) }),
+        ];
+        for (zone, pending, asked, uid, plan) in cases {
+            let got = plan_bind(&view(zone, pending), asked, uid);
+            assert_eq!(
+                got,
+                Ok(plan),
+                "bound {zone:?}, pending {pending:?}: {asked} {uid}"
+            );
+        }
         let mut gone = view(None, None);
         gone.lifecycle = Lifecycle::Decommissioned;
         assert_eq!(
@@ -342,39 +337,21 @@ mod tests {
         };
         // (topic namespace, report namespace, completes)
         let cases = [
-            (
-                ("gh-1", "zn-1", "nd-ph-1"),
-                ("gh-1", "zn-1", "nd-ph-1"),
-                true,
-            ),
-            (
-                ("gh-1", "zn-2", "nd-ph-1"),
-                ("gh-1", "zn-2", "nd-ph-1"),
-                false,
-            ),
-            (
-                ("gh-1", "zn-1", "nd-ph-1"),
-                ("gh-1", "zn-2", "nd-ph-1"),
-                false,
-            ),
-            (
-                ("gh-temp", "zn-temp", "esp"),
-                ("gh-1", "zn-1", "nd-ph-1"),
-                false,
-            ),
-            (
-                ("gh-1", "zn-1", "nd-ph-1"),
-                ("gh-1", "zn-1", "nd-ph-9"),
-                false,
-            ),
+            ("gh-1/zn-1/nd-ph-1", "gh-1/zn-1/nd-ph-1", true),
+            ("gh-1/zn-2/nd-ph-1", "gh-1/zn-2/nd-ph-1", false),
+            ("gh-1/zn-1/nd-ph-1", "gh-1/zn-2/nd-ph-1", false),
+            ("gh-temp/zn-temp/esp", "gh-1/zn-1/nd-ph-1", false),
+            ("gh-1/zn-1/nd-ph-1", "gh-1/zn-1/nd-ph-9", false),
         ];
-        for ((gh, zone, node), (r_gh, r_zone, r_node), want) in cases {
+        let parts = |path: &'static str| -> [&'static str; 3] {
+            let parts: Vec<&str> = path.split('/').collect();
+            parts.try_into().unwrap()
+        };
+        for (on, reported, want) in cases {
+            let ([gh, zone, node], [r_gh, r_zone, r_node]) = (parts(on), parts(reported));
             let topic = NodeTopic::new(gh, zone, node, None, TopicKind::ConfigReport);
             let got = completes(&target, &topic, &report(r_gh, r_zone, r_node));
-            assert_eq!(
-                got, want,
-                "topic {gh}/{zone}/{node}, report {r_gh}/{r_zone}/{r_node}"
-            );
+            assert_eq!(got, want, "topic {on}, report {reported}");
         }
     }
 }
