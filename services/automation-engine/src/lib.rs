@@ -12,6 +12,7 @@ pub mod cycle;
 pub mod event_repeat;
 pub mod limits;
 pub mod phase;
+pub mod quantity;
 pub mod settings;
 pub mod snapshot;
 pub mod startup;

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::controller::Quantity;
+use crate::quantity::Quantity;
 
 /// The longest pump run a node accepts (the firmware's limit, 10 minutes).
 pub const MAX_RUN_MS: u64 = 600_000;

@@ -13,6 +13,7 @@ pub mod registry;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod strategy;
 pub mod sys_stats;
 

@@ -9,7 +9,13 @@ use common::store::brokers;
 use sqlx::PgPool;
 use tracing::info;
 
-use crate::settings::SeedBroker;
+/// A broker to register: one of `MQTT_BROKERS`, or the default broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedBroker {
+    pub id: String,
+    pub url: String,
+    pub role: Role,
+}
 
 /// Checks a broker id against the schema's rule, naming what is wrong.
 pub fn check_id(id: &str) -> Result<(), String> {

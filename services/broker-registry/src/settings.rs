@@ -8,6 +8,8 @@ use common::settings::{FromEnv, SettingsError, within};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::registry::SeedBroker;
+
 /// What the registry seeds and how the engine places nodes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -87,14 +89,6 @@ impl Default for RegistrySettings {
             advisor_model_interval_sec: 300,
         }
     }
-}
-
-/// One broker of `MQTT_BROKERS`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeedBroker {
-    pub id: String,
-    pub url: String,
-    pub role: Role,
 }
 
 impl FromEnv for RegistrySettings {

@@ -17,12 +17,13 @@ use common::{QoS, placement::assignments};
 use proto::topics::TopicKind;
 use tokio::sync::mpsc;
 
-use crate::advisor::run::Advisor;
+use crate::advisor::Advisor;
 use crate::engine::{self, Engine, EngineConfig};
 use crate::health::Monitor;
 use crate::registry;
+use crate::registry::SeedBroker;
 use crate::routes::{self, ApiState};
-use crate::settings::{RegistrySettings, SeedBroker};
+use crate::settings::RegistrySettings;
 use crate::strategy::SharedStrategy;
 use crate::sys_stats::{SYS_FILTER, SysStats};
 use crate::{DEFAULT_PORT, SERVICE};

@@ -28,9 +28,9 @@ use tracing::{debug, warn};
 use crate::backpressure::{Pressure, RateLimit};
 use crate::dead_letter::DeadLetter;
 use crate::drop_log::DropLog;
+use crate::pack::KINDS;
 use crate::pack::{Message, Pack};
 use crate::queue::Queue;
-use crate::startup::KINDS;
 use crate::time_sync::TimeSync;
 use crate::uplink::{self, Body, Checks};
 

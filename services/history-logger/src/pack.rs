@@ -22,8 +22,6 @@
 
 use proto::topics::{NodeTopic, TopicKind};
 
-use crate::startup::KINDS;
-
 /// A message on its way in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -50,6 +48,18 @@ pub enum Layout {
     /// No tag: the kind is the topic's (packs of the version before).
     Untagged,
 }
+
+/// The uplink kinds this service stores. Hellos and config reports are
+/// device-registry's. A pack stores each message's kind as its index here
+/// plus one ([`tag`]): add kinds at the end, never reorder.
+pub const KINDS: [TopicKind; 6] = [
+    TopicKind::Telemetry,
+    TopicKind::Status,
+    TopicKind::Lwt,
+    TopicKind::Heartbeat,
+    TopicKind::Event,
+    TopicKind::Error,
+];
 
 /// The tag byte of a kind: its index in [`KINDS`] plus one (0 for a kind
 /// that is never stored).

@@ -7,10 +7,6 @@ use std::time::Duration;
 use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
-/// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
-/// node clock drifts, far less than a clock that was never set.
-pub const DEFAULT_MAX_FUTURE_SKEW_SEC: i64 = 300;
-
 /// Where the uplink queue lives and how this instance takes part in it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -41,7 +37,7 @@ pub struct HistorySettings {
     pub history_session_expiry_sec: u32,
     /// `HISTORY_MAX_FUTURE_SKEW_SEC`: a reading whose `ts` is more than this
     /// many seconds after it arrived is refused (`future_ts`); 0..=86400,
-    /// default [`DEFAULT_MAX_FUTURE_SKEW_SEC`].
+    /// default [`crate::uplink::DEFAULT_MAX_FUTURE_SKEW_SEC`].
     pub history_max_future_skew_sec: i64,
     /// `TELEMETRY_BATCH_SIZE`: messages per write batch; default 200.
     pub telemetry_batch_size: usize,
@@ -63,7 +59,7 @@ impl Default for HistorySettings {
             history_claim_idle_ms: 30_000,
             history_writers: 4,
             history_session_expiry_sec: 3_600,
-            history_max_future_skew_sec: DEFAULT_MAX_FUTURE_SKEW_SEC,
+            history_max_future_skew_sec: crate::uplink::DEFAULT_MAX_FUTURE_SKEW_SEC,
             telemetry_batch_size: 200,
             telemetry_flush_ms: 500,
             instance_id: None,

@@ -11,29 +11,18 @@ use common::mqtt::pool::BrokerPool;
 use common::runtime::http::{Dependency, Health};
 use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
-use proto::topics::{TIME_REQUEST, TopicKind};
+use proto::topics::TIME_REQUEST;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::drop_log::DropLog;
 use crate::ingest::{Ingest, IngestStats};
+use crate::pack::KINDS;
 use crate::queue::Queue;
 use crate::time_sync::TimeSync;
 use crate::writer::{Writer, WriterConfig};
 use crate::{DEFAULT_PORT, HistorySettings, SERVICE, monitor};
-
-/// The uplink kinds this service stores. Hellos and config reports are
-/// device-registry's. A pack stores each message's kind as its index here
-/// plus one ([`crate::pack::tag`]): add kinds at the end, never reorder.
-pub const KINDS: [TopicKind; 6] = [
-    TopicKind::Telemetry,
-    TopicKind::Status,
-    TopicKind::Lwt,
-    TopicKind::Heartbeat,
-    TopicKind::Event,
-    TopicKind::Error,
-];
 
 common::service_app! {
     /// A built history-logger, listening but not yet serving.

@@ -79,7 +79,7 @@ pub trait FromEnv: DeserializeOwned {
 pub(super) fn from_resolved<T: DeserializeOwned>(
     vars: HashMap<String, String>,
 ) -> Result<T, SettingsError> {
-    super::text::from_vars(vars)
+    super::text::from_vars(vars).map_err(|e| SettingsError(e.to_string()))
 }
 
 /// The process environment (variables that are not UTF-8 left out).

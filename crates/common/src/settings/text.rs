@@ -14,14 +14,10 @@ use serde::de::{
 };
 use serde::{Deserializer, forward_to_deserialize_any};
 
-use super::SettingsError;
-
 /// Deserialises `T` from `vars`: a blank value (`X=`, or only spaces, which
 /// compose passes for an unset `${X:-}`) is unset, so its setting takes its
 /// default.
-pub(super) fn from_vars<T: DeserializeOwned>(
-    vars: HashMap<String, String>,
-) -> Result<T, SettingsError> {
+pub(super) fn from_vars<T: DeserializeOwned>(vars: HashMap<String, String>) -> Result<T, Error> {
     let vars: HashMap<String, String> = vars
         .into_iter()
         .filter(|(_, value)| !value.trim().is_empty())
@@ -32,7 +28,7 @@ pub(super) fn from_vars<T: DeserializeOwned>(
         key: String::new(),
         pending: None,
     };
-    T::deserialize(VarsDeserializer(map)).map_err(|e| SettingsError(e.to_string()))
+    T::deserialize(VarsDeserializer(map))
 }
 
 /// The variables as a serde map; an error in a value is prefixed with its

@@ -14,33 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::limits::Limits;
+pub use crate::quantity::Quantity;
 
 /// How far (seconds) a reading's `ts` may be after `now` and still count:
 /// node clocks are synced to ours in whole seconds, so a current reading can
 /// look a second or two ahead; anything further is a clock or a `ts` not to
 /// be trusted.
 pub const FUTURE_TOLERANCE_SEC: i64 = 5;
-
-proto::text_enum! {
-    /// What the engine corrects; its text is the key in
-    /// `recipe_phases.targets` and in `zones.capabilities.automation`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Quantity {
-        Ph => "ph",
-        Ec => "ec",
-    }
-}
-
-impl Quantity {
-    /// `telemetry_last.metric_type` of its readings.
-    pub fn metric_type(self) -> &'static str {
-        match self {
-            Quantity::Ph => "PH",
-            Quantity::Ec => "EC",
-        }
-    }
-}
 
 /// Where the recipe wants a quantity: `{"target":5.8,"min":5.6,"max":6.0}`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

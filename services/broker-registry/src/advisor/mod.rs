@@ -18,6 +18,7 @@ pub mod run;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +31,40 @@ use common::store::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::time::Instant;
+
+use model::ModelConfig;
+
+/// The advisor's own state: the optional model and when it was last asked.
+pub struct Advisor {
+    pub model: Option<ModelConfig>,
+    /// The model is asked at most this often (the dashboard polls).
+    pub model_interval: Duration,
+    http: reqwest::Client,
+    last_asked: Mutex<Option<Instant>>,
+}
+
+impl Advisor {
+    pub fn new(model: Option<ModelConfig>, model_interval: Duration) -> Self {
+        Advisor {
+            model,
+            model_interval,
+            http: reqwest::Client::new(),
+            last_asked: Mutex::new(None),
+        }
+    }
+
+    /// The model, when it is set and due (marked asked now).
+    fn model_due(&self) -> Option<&ModelConfig> {
+        let model = self.model.as_ref()?;
+        let mut last = self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < self.model_interval) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(model)
+    }
+}
 
 /// How far back node and broker figures are taken.
 pub const FIGURES_WINDOW: Duration = Duration::from_secs(15 * 60);

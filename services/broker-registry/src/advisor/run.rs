@@ -1,7 +1,6 @@
 //! A round of the advisor ([`run`]: the rules, the model when it is due,
 //! the guard, the store) and applying one suggestion ([`apply`]).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::placement::balance::Move;
@@ -10,50 +9,18 @@ use common::store::advisor_suggestions::{
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 use tracing::warn;
 
-use super::model::{self, ModelConfig, ModelError};
+use super::model::{self, ModelError};
 use super::{INVALID_KIND, Inputs, Kind, Proposal, ProposedMove, guard, rules};
 use crate::audit::Operator;
 use crate::error::ApiError;
-use crate::routes::ApiState;
+use crate::state::ApiState;
 
 /// How long a refusal stays listed after it was last made.
 const REFUSED_SHOWN: Duration = Duration::from_secs(15 * 60);
 /// The most suggestions listed.
 const MAX_LISTED: i64 = 200;
-
-/// The advisor's own state: the optional model and when it was last asked.
-pub struct Advisor {
-    pub model: Option<ModelConfig>,
-    /// The model is asked at most this often (the dashboard polls).
-    pub model_interval: Duration,
-    http: reqwest::Client,
-    last_asked: Mutex<Option<Instant>>,
-}
-
-impl Advisor {
-    pub fn new(model: Option<ModelConfig>, model_interval: Duration) -> Self {
-        Advisor {
-            model,
-            model_interval,
-            http: reqwest::Client::new(),
-            last_asked: Mutex::new(None),
-        }
-    }
-
-    /// The model, when it is set and due (marked asked now).
-    fn model_due(&self) -> Option<&ModelConfig> {
-        let model = self.model.as_ref()?;
-        let mut last = self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| at.elapsed() < self.model_interval) {
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(model)
-    }
-}
 
 /// What a round found: the open proposals and the recent refusals, and
 /// what became of the model.

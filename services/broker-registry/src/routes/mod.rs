@@ -8,34 +8,11 @@ pub mod dashboard;
 pub mod history;
 pub mod live;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::Router;
-use common::mqtt::pool::BrokerPool;
-use common::placement::balance::RebalanceLimits;
 use serde::de::DeserializeOwned;
-use sqlx::PgPool;
 
-use crate::advisor::run::Advisor;
 use crate::error::ApiError;
-use crate::strategy::SharedStrategy;
-
-/// What the routes need.
-#[derive(Clone)]
-pub struct ApiState {
-    pub pool: PgPool,
-    pub brokers: BrokerPool,
-    /// The strategy in force (changed at run time through the API).
-    pub strategy: SharedStrategy,
-    pub limits: RebalanceLimits,
-    pub cooldown: Duration,
-    /// `NODE_DEFAULT_SECRET`, for NodeConfig moves of nodes without a secret.
-    pub default_secret: secrecy::SecretString,
-    pub advisor: Arc<Advisor>,
-    /// The service's stop: long-lived responses (the event stream) end on it.
-    pub stop: tokio_util::sync::CancellationToken,
-}
+pub use crate::state::ApiState;
 
 pub fn router(state: ApiState) -> Router {
     brokers::router()

@@ -25,6 +25,10 @@ const MAX_TS: i64 = 253_402_300_799;
 pub const LWT_PAYLOAD: &[u8] = b"offline";
 
 /// What decoding checks beyond the shape of a payload.
+/// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
+/// node clock drifts, far less than a clock that was never set.
+pub const DEFAULT_MAX_FUTURE_SKEW_SEC: i64 = 300;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checks {
     /// A reading whose `ts` is more than this many seconds after it was
@@ -35,7 +39,7 @@ pub struct Checks {
 impl Default for Checks {
     fn default() -> Self {
         Checks {
-            max_future_skew_sec: crate::settings::DEFAULT_MAX_FUTURE_SKEW_SEC,
+            max_future_skew_sec: DEFAULT_MAX_FUTURE_SKEW_SEC,
         }
     }
 }
