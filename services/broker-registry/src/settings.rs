@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use common::placement::balance::{Role, Strategy};
-use common::settings::{FromEnv, SettingsError, within};
+use common::settings::{FromEnv, SettingsError, de_from_str, within};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -21,7 +21,8 @@ pub struct RegistrySettings {
     /// the default broker (`MQTT_BROKER_ID` at `MQTT_HOST:MQTT_PORT`).
     pub mqtt_brokers: Option<String>,
     /// `ASSIGNMENT_STRATEGY`: `static`, `dynamic` or `priority` (default).
-    pub assignment_strategy: String,
+    #[serde(deserialize_with = "de_from_str")]
+    pub assignment_strategy: Strategy,
     /// `HEALTH_INTERVAL_MS`: how often each broker is sampled; default 5000.
     pub health_interval_ms: u64,
     /// `ASSIGN_INTERVAL_MS`: how often new nodes are looked for; default 2000.
@@ -72,7 +73,7 @@ impl Default for RegistrySettings {
     fn default() -> Self {
         RegistrySettings {
             mqtt_brokers: None,
-            assignment_strategy: "priority".into(),
+            assignment_strategy: Strategy::Priority,
             health_interval_ms: 5_000,
             assign_interval_ms: 2_000,
             rebalance_interval_sec: 60,
@@ -93,7 +94,6 @@ impl Default for RegistrySettings {
 
 impl FromEnv for RegistrySettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        self.strategy()?;
         self.seed_brokers()?;
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         within("HEALTH_INTERVAL_MS", self.health_interval_ms, 500, 600_000)?;
@@ -123,12 +123,6 @@ impl FromEnv for RegistrySettings {
 }
 
 impl RegistrySettings {
-    pub fn strategy(&self) -> Result<Strategy, SettingsError> {
-        self.assignment_strategy
-            .parse()
-            .map_err(|e| SettingsError(format!("ASSIGNMENT_STRATEGY: {e}")))
-    }
-
     /// The brokers of `MQTT_BROKERS` (empty when unset).
     pub fn seed_brokers(&self) -> Result<Vec<SeedBroker>, SettingsError> {
         let Some(list) = &self.mqtt_brokers else {
@@ -191,7 +185,7 @@ mod tests {
     #[test]
     fn defaults() {
         let s = RegistrySettings::from_vars(vars::<&str, &str>(&[])).unwrap();
-        assert_eq!(s.strategy().unwrap(), Strategy::Priority);
+        assert_eq!(s.assignment_strategy, Strategy::Priority);
         assert!(s.seed_brokers().unwrap().is_empty());
         assert_eq!(s.health_interval(), Duration::from_secs(5));
         assert_eq!(s.rebalance_max_moves, 20);

@@ -89,7 +89,7 @@ impl App {
             interval: registry.health_interval(),
         };
         tasks.spawn(monitor.run(stop.clone()));
-        let strategy = SharedStrategy::new(registry.strategy()?);
+        let strategy = SharedStrategy::new(registry.assignment_strategy);
         let limits = RebalanceLimits {
             threshold: registry.rebalance_threshold,
             max_moves: registry.rebalance_max_moves,

@@ -2,7 +2,7 @@
 //! [`common::settings::Settings`] and validated before anything starts.
 
 use common::placement::balance::Strategy;
-use common::settings::{FromEnv, SettingsError, within};
+use common::settings::{FromEnv, SettingsError, de_from_str, within};
 use serde::Deserialize;
 
 use crate::detector::Thresholds;
@@ -13,7 +13,8 @@ use crate::detector::Thresholds;
 pub struct FailoverSettings {
     /// `ASSIGNMENT_STRATEGY`: the strategy nodes of a dead broker are placed
     /// by (the same variable broker-registry reads); default `priority`.
-    pub assignment_strategy: String,
+    #[serde(deserialize_with = "de_from_str")]
+    pub assignment_strategy: Strategy,
     /// `FAILOVER_PROBE_INTERVAL_MS`: round-trip probe period per broker;
     /// default 1000.
     pub failover_probe_interval_ms: u64,
@@ -40,7 +41,7 @@ pub struct FailoverSettings {
 impl Default for FailoverSettings {
     fn default() -> Self {
         FailoverSettings {
-            assignment_strategy: "priority".into(),
+            assignment_strategy: Strategy::Priority,
             failover_probe_interval_ms: 1_000,
             failover_suspect_probe_ms: 400,
             failover_confirm_probes: 3,
@@ -54,7 +55,6 @@ impl Default for FailoverSettings {
 
 impl FromEnv for FailoverSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        self.strategy()?;
         let fail = |m: &str| Err(SettingsError(m.to_owned()));
         within(
             "FAILOVER_PROBE_INTERVAL_MS",
@@ -82,12 +82,6 @@ impl FromEnv for FailoverSettings {
 }
 
 impl FailoverSettings {
-    pub fn strategy(&self) -> Result<Strategy, SettingsError> {
-        self.assignment_strategy
-            .parse()
-            .map_err(|e| SettingsError(format!("ASSIGNMENT_STRATEGY: {e}")))
-    }
-
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
             confirm_probes: self.failover_confirm_probes,
@@ -114,7 +108,7 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let s = FailoverSettings::from_vars(vars::<&str, &str>(&[])).unwrap();
-        assert_eq!(s.strategy().unwrap(), Strategy::Priority);
+        assert_eq!(s.assignment_strategy, Strategy::Priority);
         assert_eq!(s.thresholds().confirm_probes, 3);
         assert_eq!(s.probe_interval(), Duration::from_secs(1));
         testkit::assert_each_refused::<FailoverSettings>(&[

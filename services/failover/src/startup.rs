@@ -63,7 +63,7 @@ impl App {
             actor: Actor {
                 pool: pool.clone(),
                 brokers: brokers.clone(),
-                strategy: failover.strategy()?,
+                strategy: failover.assignment_strategy,
                 holder: holder.clone(),
                 event_deadline: failover.event_deadline(),
                 default_secret: settings.node_default_secret.clone(),

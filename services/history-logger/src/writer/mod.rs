@@ -202,7 +202,7 @@ impl Writer {
             };
             match read {
                 Ok(entries) => {
-                    backoff = RETRY;
+                    backoff.reset();
                     if !entries.is_empty() {
                         deadline.get_or_insert_with(|| Instant::now() + self.config.flush);
                         let messages = message_count(&entries);
