@@ -36,18 +36,13 @@ macro_rules! queries {
         }
         queries!($($rest)*);
     };
+    // Without a return type: the entry answers `()`.
     (
         $(#[$meta:meta])*
-        $vis:vis fn $name:ident($db:ident $(, $arg:ident: $ty:ty)* $(,)?) {
-            $run:ident($($query:tt)*)
-        }
+        $vis:vis fn $name:ident($($params:tt)*) { $($body:tt)* }
         $($rest:tt)*
     ) => {
-        $(#[$meta])*
-        $vis async fn $name($db: impl sqlx::PgExecutor<'_> $(, $arg: $ty)*) -> sqlx::Result<()> {
-            queries!(@run $run, $db, queries!(@query $($query)*))
-        }
-        queries!($($rest)*);
+        queries!($(#[$meta])* $vis fn $name($($params)*) -> () { $($body)* } $($rest)*);
     };
     // `query!(…)` is sqlx's; any other expression (a macro that splices
     // the route rule into a checked statement) is taken as it is.
