@@ -1,7 +1,7 @@
 //! automation-engine's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use common::settings::{FromEnv, SettingsError, within};
+use common::settings::{FromEnv, SettingsError, require, within};
 use serde::Deserialize;
 
 /// How often the engine decides and how hard it works at it.
@@ -33,7 +33,6 @@ impl Default for AutomationSettings {
 
 impl FromEnv for AutomationSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |m: &str| Err(SettingsError(m.to_owned()));
         within(
             "AUTOMATION_INTERVAL_SEC",
             self.automation_interval_sec,
@@ -46,10 +45,10 @@ impl FromEnv for AutomationSettings {
             0.01,
             3_600.0,
         )?;
-        if self.automation_event_repeat_sec > 86_400 {
-            return fail("AUTOMATION_EVENT_REPEAT_SEC must be at most 86400");
-        }
-        Ok(())
+        require(
+            self.automation_event_repeat_sec <= 86_400,
+            "AUTOMATION_EVENT_REPEAT_SEC must be at most 86400",
+        )
     }
 }
 

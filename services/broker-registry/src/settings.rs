@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use common::placement::balance::{Role, Strategy};
-use common::settings::{FromEnv, SettingsError, de_from_str, within};
+use common::settings::{FromEnv, SettingsError, de_from_str, require, within};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -95,30 +95,32 @@ impl Default for RegistrySettings {
 impl FromEnv for RegistrySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.seed_brokers()?;
-        let fail = |m: &str| Err(SettingsError(m.to_owned()));
         within("HEALTH_INTERVAL_MS", self.health_interval_ms, 500, 600_000)?;
         within("ASSIGN_INTERVAL_MS", self.assign_interval_ms, 100, 600_000)?;
-        if !(self.rebalance_threshold.is_finite() && self.rebalance_threshold > 0.0) {
-            return fail("REBALANCE_THRESHOLD must be a positive number");
-        }
-        if self.rebalance_max_moves == 0 {
-            return fail("REBALANCE_MAX_MOVES must be at least 1");
-        }
-        if let Some(url) = &self.advisor_model_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return fail("ADVISOR_MODEL_URL must be an http:// or https:// URL");
-        }
+        require(
+            self.rebalance_threshold.is_finite() && self.rebalance_threshold > 0.0,
+            "REBALANCE_THRESHOLD must be a positive number",
+        )?;
+        require(
+            self.rebalance_max_moves > 0,
+            "REBALANCE_MAX_MOVES must be at least 1",
+        )?;
+        require(
+            self.advisor_model_url
+                .as_ref()
+                .is_none_or(|url| url.starts_with("http://") || url.starts_with("https://")),
+            "ADVISOR_MODEL_URL must be an http:// or https:// URL",
+        )?;
         within(
             "ADVISOR_MODEL_TIMEOUT_MS",
             self.advisor_model_timeout_ms,
             100,
             600_000,
         )?;
-        if self.move_confirm_timeout_sec == 0 {
-            return fail("MOVE_CONFIRM_TIMEOUT_SEC must be at least 1");
-        }
-        Ok(())
+        require(
+            self.move_confirm_timeout_sec > 0,
+            "MOVE_CONFIRM_TIMEOUT_SEC must be at least 1",
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError, within};
+use common::settings::{FromEnv, SettingsError, require, within};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -74,12 +74,10 @@ impl FromEnv for DeviceSettings {
             1,
             3600,
         )?;
-        if self.mqtt_admin_user.is_some() != self.mqtt_admin_pass.is_some() {
-            return Err(SettingsError(
-                "MQTT_ADMIN_USER and MQTT_ADMIN_PASS go together: set both or neither".into(),
-            ));
-        }
-        Ok(())
+        require(
+            self.mqtt_admin_user.is_some() == self.mqtt_admin_pass.is_some(),
+            "MQTT_ADMIN_USER and MQTT_ADMIN_PASS go together: set both or neither",
+        )
     }
 }
 

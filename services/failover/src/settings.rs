@@ -2,7 +2,7 @@
 //! [`common::settings::Settings`] and validated before anything starts.
 
 use common::placement::balance::Strategy;
-use common::settings::{FromEnv, SettingsError, de_from_str, within};
+use common::settings::{FromEnv, SettingsError, de_from_str, require, within};
 use serde::Deserialize;
 
 use crate::detector::Thresholds;
@@ -55,7 +55,6 @@ impl Default for FailoverSettings {
 
 impl FromEnv for FailoverSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |m: &str| Err(SettingsError(m.to_owned()));
         within(
             "FAILOVER_PROBE_INTERVAL_MS",
             self.failover_probe_interval_ms,
@@ -68,16 +67,18 @@ impl FromEnv for FailoverSettings {
             50,
             60_000,
         )?;
-        if self.failover_confirm_probes == 0 || self.failover_recover_probes == 0 {
-            return fail("FAILOVER_CONFIRM_PROBES and FAILOVER_RECOVER_PROBES must be at least 1");
-        }
-        if self.failover_silence_sec == 0 || self.failover_unanswered_sec == 0 {
-            return fail("FAILOVER_SILENCE_SEC and FAILOVER_UNANSWERED_SEC must be at least 1");
-        }
-        if self.failover_event_deadline_sec == 0 {
-            return fail("FAILOVER_EVENT_DEADLINE_SEC must be at least 1");
-        }
-        Ok(())
+        require(
+            self.failover_confirm_probes > 0 && self.failover_recover_probes > 0,
+            "FAILOVER_CONFIRM_PROBES and FAILOVER_RECOVER_PROBES must be at least 1",
+        )?;
+        require(
+            self.failover_silence_sec > 0 && self.failover_unanswered_sec > 0,
+            "FAILOVER_SILENCE_SEC and FAILOVER_UNANSWERED_SEC must be at least 1",
+        )?;
+        require(
+            self.failover_event_deadline_sec > 0,
+            "FAILOVER_EVENT_DEADLINE_SEC must be at least 1",
+        )
     }
 }
 

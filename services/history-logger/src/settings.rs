@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError, within};
+use common::settings::{FromEnv, SettingsError, require, within};
 use serde::Deserialize;
 
 /// Where the uplink queue lives and how this instance takes part in it.
@@ -69,15 +69,15 @@ impl Default for HistorySettings {
 
 impl FromEnv for HistorySettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if self.history_stream.trim().is_empty() {
-            return fail("HISTORY_STREAM must not be empty");
-        }
-        if self.history_dead_letter_key.trim().is_empty() {
-            return fail("HISTORY_DEAD_LETTER_KEY must not be empty");
-        }
-        if self.history_consumer_group.trim().is_empty() {
-            return fail("HISTORY_CONSUMER_GROUP must not be empty");
+        for (name, value) in [
+            ("HISTORY_STREAM", &self.history_stream),
+            ("HISTORY_DEAD_LETTER_KEY", &self.history_dead_letter_key),
+            ("HISTORY_CONSUMER_GROUP", &self.history_consumer_group),
+        ] {
+            require(
+                !value.trim().is_empty(),
+                &format!("{name} must not be empty"),
+            )?;
         }
         within(
             "HISTORY_QUEUE_MAX",
@@ -111,17 +111,15 @@ impl FromEnv for HistorySettings {
             0,
             86_400,
         )?;
-        if let Some(id) = &self.instance_id
-            && (id.len() > 64
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
-        {
-            return fail(
-                "INSTANCE_ID must be at most 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`",
-            );
-        }
-        Ok(())
+        require(
+            self.instance_id.as_ref().is_none_or(|id| {
+                id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            }),
+            "INSTANCE_ID must be at most 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-`",
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::settings::{FromEnv, SettingsError, within};
+use common::settings::{FromEnv, SettingsError, require, within};
 use serde::Deserialize;
 
 /// How often the scheduler looks and how late a slot may still fire.
@@ -30,17 +30,12 @@ impl Default for SchedulerSettings {
 
 impl FromEnv for SchedulerSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |m: &str| Err(SettingsError(m.to_owned()));
         within("SCHEDULER_TICK_SEC", self.scheduler_tick_sec, 1, 3_600)?;
         // Below a tick, a slot could be missed between two healthy ticks.
-        if self.scheduler_catchup_max_age_sec < self.scheduler_tick_sec
-            || self.scheduler_catchup_max_age_sec > 86_400
-        {
-            return fail(
-                "SCHEDULER_CATCHUP_MAX_AGE_SEC must be at least SCHEDULER_TICK_SEC and at most 86400",
-            );
-        }
-        Ok(())
+        require(
+            (self.scheduler_tick_sec..=86_400).contains(&self.scheduler_catchup_max_age_sec),
+            "SCHEDULER_CATCHUP_MAX_AGE_SEC must be at least SCHEDULER_TICK_SEC and at most 86400",
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
 
-use super::SettingsError;
+use super::{SettingsError, require};
 
 /// Where PostgreSQL is and how many connections a service keeps.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,18 +51,16 @@ impl Default for PgSettings {
 
 impl PgSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        if self.max_connections == 0 {
-            return Err(SettingsError(
-                "PG_MAX_CONNECTIONS must be at least 1".into(),
-            ));
-        }
+        require(
+            self.max_connections > 0,
+            "PG_MAX_CONNECTIONS must be at least 1",
+        )?;
         if let Some(url) = &self.database_url {
             let url_text = url.expose_secret();
-            if !url_text.starts_with("postgres://") && !url_text.starts_with("postgresql://") {
-                return Err(SettingsError(
-                    "DATABASE_URL must start with postgres:// or postgresql://".into(),
-                ));
-            }
+            require(
+                url_text.starts_with("postgres://") || url_text.starts_with("postgresql://"),
+                "DATABASE_URL must start with postgres:// or postgresql://",
+            )?;
             PgConnectOptions::from_str(url_text)
                 .map_err(|e| SettingsError(format!("DATABASE_URL is not a PostgreSQL URL: {e}")))?;
         }
@@ -104,11 +102,9 @@ impl Default for RedisSettings {
 
 impl RedisSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        if !self.url.starts_with("redis://") && !self.url.starts_with("rediss://") {
-            return Err(SettingsError(
-                "REDIS_URL must start with redis:// or rediss://".into(),
-            ));
-        }
-        Ok(())
+        require(
+            self.url.starts_with("redis://") || self.url.starts_with("rediss://"),
+            "REDIS_URL must start with redis:// or rediss://",
+        )
     }
 }

@@ -31,6 +31,15 @@ pub fn within<T: PartialOrd + std::fmt::Display>(
     }
 }
 
+/// Refuses with `message` (which names the variable to fix) unless `ok`.
+pub fn require(ok: bool, message: &str) -> Result<(), SettingsError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError(message.to_owned()))
+    }
+}
+
 /// Reads environment variables (names case-insensitive, e.g. `MQTT_HOST` →
 /// `mqtt_host`) into `T`. `vars` replaces the process environment in tests.
 ///

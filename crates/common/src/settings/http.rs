@@ -5,7 +5,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::SettingsError;
+use super::{SettingsError, require};
 
 /// The service's HTTP server and its API's access.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,12 +43,10 @@ impl Default for HttpSettings {
 
 impl HttpSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        if self.host.trim().is_empty() {
-            return Err(SettingsError(
-                "HTTP_HOST must not be empty (0.0.0.0 listens on every interface)".into(),
-            ));
-        }
-        Ok(())
+        require(
+            !self.host.trim().is_empty(),
+            "HTTP_HOST must not be empty (0.0.0.0 listens on every interface)",
+        )
     }
 
     /// The HTTP port: `HTTP_PORT` if set, else the service's default.

@@ -130,17 +130,15 @@ impl Settings {
         self.pg.validate()?;
         self.redis.validate()?;
         self.http.validate()?;
-        if let Some(env) = &self.hydro_env
-            && !matches!(
-                env.trim().to_ascii_lowercase().as_str(),
-                "" | "production" | "prod" | "development" | "dev" | "test"
-            )
-        {
-            return Err(SettingsError(
-                "HYDRO_ENV must be production, development or test".into(),
-            ));
-        }
-        Ok(())
+        require(
+            self.hydro_env.as_ref().is_none_or(|env| {
+                matches!(
+                    env.trim().to_ascii_lowercase().as_str(),
+                    "" | "production" | "prod" | "development" | "dev" | "test"
+                )
+            }),
+            "HYDRO_ENV must be production, development or test",
+        )
     }
 }
 

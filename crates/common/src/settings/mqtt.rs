@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{SettingsError, within};
+use super::{SettingsError, require, within};
 
 /// How a service reaches its brokers.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,30 +60,27 @@ impl Default for MqttSettings {
 
 impl MqttSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |m: &str| Err(SettingsError(m.to_owned()));
-        if self.host.trim().is_empty() {
-            return fail("MQTT_HOST must not be empty");
-        }
-        if self.port == 0 {
-            return fail("MQTT_PORT must be a port number between 1 and 65535");
-        }
+        require(!self.host.trim().is_empty(), "MQTT_HOST must not be empty")?;
+        require(
+            self.port != 0,
+            "MQTT_PORT must be a port number between 1 and 65535",
+        )?;
         within(
             "MQTT_PUBLISH_TIMEOUT_MS",
             self.publish_timeout_ms,
             100,
             600_000,
         )?;
-        if let Some(g) = &self.share_group
-            && (g.contains(['/', '+', '#']) || g.len() > 64)
-        {
-            return fail(
-                "MQTT_SHARE_GROUP must not contain /, + or # and be at most 64 characters",
-            );
-        }
-        if self.pass.is_some() && self.user.is_none() {
-            return fail("MQTT_PASS is set but MQTT_USER is not");
-        }
-        Ok(())
+        require(
+            self.share_group
+                .as_ref()
+                .is_none_or(|g| !g.contains(['/', '+', '#']) && g.len() <= 64),
+            "MQTT_SHARE_GROUP must not contain /, + or # and be at most 64 characters",
+        )?;
+        require(
+            self.pass.is_none() || self.user.is_some(),
+            "MQTT_PASS is set but MQTT_USER is not",
+        )
     }
 
     /// The default broker's URL, e.g. `mqtt://127.0.0.1:1883`.

@@ -2,7 +2,7 @@
 //! refuses a bad value): every value is validated before anything starts,
 //! and each error names the variable to fix.
 
-use common::settings::{FromEnv, SettingsError};
+use common::settings::{FromEnv, SettingsError, require};
 
 use super::brokers::split_urls;
 use super::{MAX_PROBES, MIN_INTERVAL_MS, SimMode, SimSettings};
@@ -95,11 +95,10 @@ impl FromEnv for SimSettings {
         }
         if let Some(list) = &self.broker_urls {
             let urls = split_urls(list);
-            if urls.is_empty() {
-                return Err(SettingsError(
-                    "SIM_BROKER_URLS must list at least one broker URL".into(),
-                ));
-            }
+            require(
+                !urls.is_empty(),
+                "SIM_BROKER_URLS must list at least one broker URL",
+            )?;
             for url in urls {
                 common::mqtt::parse_broker_url(url)
                     .map_err(|e| SettingsError(format!("SIM_BROKER_URLS: {url}: {e}")))?;
