@@ -126,34 +126,24 @@ mod tests {
         assert_eq!(advance(&phase(), t(24) - Duration::seconds(1)), None);
     }
 
+    /// Phase `index` started at `t(h)`.
+    fn to(index: i32, h: i64) -> Option<Advance> {
+        Some(Advance::To {
+            index,
+            started_at: t(h),
+        })
+    }
+
     #[test]
     fn the_next_phase_starts_when_the_last_one_ended() {
-        assert_eq!(
-            advance(&phase(), t(24)),
-            Some(Advance::To {
-                index: 1,
-                started_at: t(24)
-            })
-        );
+        assert_eq!(advance(&phase(), t(24)), to(1, 24));
         // Noticed late: still started at t(24).
-        assert_eq!(
-            advance(&phase(), t(30)),
-            Some(Advance::To {
-                index: 1,
-                started_at: t(24)
-            })
-        );
+        assert_eq!(advance(&phase(), t(30)), to(1, 24));
     }
 
     #[test]
     fn several_phases_pass_after_an_outage_and_indices_may_skip() {
-        assert_eq!(
-            advance(&phase(), t(80)),
-            Some(Advance::To {
-                index: 3,
-                started_at: t(72)
-            })
-        );
+        assert_eq!(advance(&phase(), t(80)), to(3, 72));
         assert_eq!(
             advance(&phase(), t(84)),
             Some(Advance::Completed { at: t(84) })

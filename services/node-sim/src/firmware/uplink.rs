@@ -8,6 +8,7 @@ use proto::payloads::{
     Heartbeat, MetricType, NodeConfig, NodeConfigChannel, NodeHello, NodeState, Status,
 };
 use proto::topics::{GLOBAL_NODE_HELLO, TIME_REQUEST, TopicKind};
+use serde::Serialize;
 use serde_json::{Map, json};
 use tracing::debug;
 
@@ -48,6 +49,26 @@ impl Inner {
                 false
             }
         }
+    }
+
+    /// Publishes `message` on the node's own `kind` topic, in the namespace
+    /// it has now.
+    async fn publish_node(
+        &self,
+        connection: &MqttConnection,
+        kind: TopicKind,
+        message: &impl Serialize,
+        retain: bool,
+    ) {
+        let payload = serde_json::to_vec(message).expect("a payload serialises");
+        self.publish(
+            connection,
+            kind.as_str(),
+            &self.topic(kind),
+            payload,
+            retain,
+        )
+        .await;
     }
 
     pub(super) async fn request_time(&self, connection: &MqttConnection) {
@@ -93,15 +114,9 @@ impl Inner {
         let Some(ts) = lock(&self.clock).now_secs() else {
             return; // never before the time response
         };
-        let payload = serde_json::to_vec(&Status { status: state, ts }).expect("status serialises");
-        self.publish(
-            connection,
-            "status",
-            &self.topic(TopicKind::Status),
-            payload,
-            true,
-        )
-        .await;
+        let status = Status { status: state, ts };
+        self.publish_node(connection, TopicKind::Status, &status, true)
+            .await;
     }
 
     pub(super) async fn publish_config_report(&self, connection: &MqttConnection) {
@@ -110,15 +125,8 @@ impl Inner {
             Some(c) if !super::config::is_temp(&c) => report(&c, FW_VERSION),
             _ => self.unbound_config(),
         };
-        let payload = serde_json::to_vec(&reported).expect("config serialises");
-        self.publish(
-            connection,
-            "config_report",
-            &self.topic(TopicKind::ConfigReport),
-            payload,
-            false,
-        )
-        .await;
+        self.publish_node(connection, TopicKind::ConfigReport, &reported, false)
+            .await;
     }
 
     /// What an unbound node reports: its hardware, named by its hardware id,
@@ -175,15 +183,8 @@ impl Inner {
             rssi: Some(rand::random_range(-80..=-40)),
             fw_version: Some(FW_VERSION.into()),
         };
-        let payload = serde_json::to_vec(&heartbeat).expect("heartbeat serialises");
-        self.publish(
-            connection,
-            "heartbeat",
-            &self.topic(TopicKind::Heartbeat),
-            payload,
-            false,
-        )
-        .await;
+        self.publish_node(connection, TopicKind::Heartbeat, &heartbeat, false)
+            .await;
     }
 
     /// The sensor channels it reports: its config's when it has one, else its hardware's.

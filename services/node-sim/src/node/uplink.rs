@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use proto::payloads::{Heartbeat, MetricType, NodeState, Status, Telemetry};
 use proto::topics::{TopicKind, channel_topic, node_topic};
+use serde::Serialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info};
 
@@ -65,19 +66,19 @@ impl Inner {
         }
     }
 
+    /// Publishes `message` on the node's own `kind` topic (status, heartbeat).
+    async fn publish_node(&self, kind: TopicKind, message: &impl Serialize, retain: bool) {
+        let topic = node_topic(&self.ctx.greenhouse, &self.spec.zone, &self.spec.uid, kind);
+        let payload = serde_json::to_vec(message).expect("a payload serialises");
+        self.publish(kind.as_str(), &topic, payload, retain).await;
+    }
+
     async fn publish_status(&self, state: NodeState) {
-        let topic = node_topic(
-            &self.ctx.greenhouse,
-            &self.spec.zone,
-            &self.spec.uid,
-            TopicKind::Status,
-        );
         let status = Status {
             status: state,
             ts: now_secs(),
         };
-        let payload = serde_json::to_vec(&status).expect("status serialises");
-        self.publish("status", &topic, payload, true).await;
+        self.publish_node(TopicKind::Status, &status, true).await;
     }
 
     /// Status on every (re)connect, telemetry and heartbeats on their
@@ -187,20 +188,14 @@ impl Inner {
     }
 
     async fn publish_heartbeat(&self) {
-        let topic = node_topic(
-            &self.ctx.greenhouse,
-            &self.spec.zone,
-            &self.spec.uid,
-            TopicKind::Heartbeat,
-        );
         let heartbeat = Heartbeat {
             uptime: self.started.elapsed().as_secs(),
             free_heap: rand::random_range(96_000..=104_000),
             rssi: Some(rand::random_range(-80..=-40)),
             fw_version: Some(env!("CARGO_PKG_VERSION").into()),
         };
-        let payload = serde_json::to_vec(&heartbeat).expect("heartbeat serialises");
-        self.publish("heartbeat", &topic, payload, false).await;
+        self.publish_node(TopicKind::Heartbeat, &heartbeat, false)
+            .await;
     }
 }
 

@@ -266,22 +266,18 @@ mod tests {
             roles: vec![a.role(), FLOOR_ROLE.to_owned()],
         };
         assert_eq!(plan(&a, Some(&right), true), Plan::Unchanged);
-        let new_pw = account("nd-1", &["zn-1"], "password-2");
-        assert_eq!(
-            plan(&new_pw, Some(&right), true),
-            Plan::Update {
-                password: true,
-                acls: false
-            }
-        );
-        let moved = account("nd-1", &["zn-2"], "password-1");
-        assert_eq!(
-            plan(&moved, Some(&right), true),
-            Plan::Update {
-                password: false,
-                acls: true
-            }
-        );
+        // A new password, then a move to another zone.
+        for (zone, password, update) in [
+            ("zn-1", "password-2", (true, false)),
+            ("zn-2", "password-1", (false, true)),
+        ] {
+            let changed = account("nd-1", &[zone], password);
+            let (password, acls) = update;
+            assert_eq!(
+                plan(&changed, Some(&right), true),
+                Plan::Update { password, acls }
+            );
+        }
         let lost_role = Existing {
             roles: vec![],
             ..right.clone()
