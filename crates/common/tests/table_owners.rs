@@ -112,7 +112,7 @@ fn production_files(root: &Path) -> Vec<(String, String)> {
 /// the literals of one `concat!(…)` joined into one statement; comments and
 /// char literals skipped.
 fn statements(src: &str) -> Vec<String> {
-    let (literals, parens) = scan(src);
+    let Scan { literals, parens } = scan(src);
     let mut out: Vec<String> = Vec::new();
     let mut joined_until = 0;
     for (start, text) in &literals {
@@ -141,9 +141,15 @@ fn statements(src: &str) -> Vec<String> {
     out
 }
 
-/// The string literals of `src` (where each starts, its contents) and its parentheses
-/// outside literals and comments.
-fn scan(src: &str) -> (Vec<(usize, String)>, Vec<(usize, u8)>) {
+/// What [`scan`] finds in Rust source.
+struct Scan {
+    /// Each string literal: where it starts, and its contents.
+    literals: Vec<(usize, String)>,
+    /// Each parenthesis outside literals and comments, with where it is.
+    parens: Vec<(usize, u8)>,
+}
+
+fn scan(src: &str) -> Scan {
     let b = src.as_bytes();
     let mut literals = Vec::new();
     let mut parens = Vec::new();
@@ -205,7 +211,7 @@ fn scan(src: &str) -> (Vec<(usize, String)>, Vec<(usize, u8)>) {
             _ => i += 1,
         }
     }
-    (literals, parens)
+    Scan { literals, parens }
 }
 
 fn is_word(c: u8) -> bool {
