@@ -52,7 +52,20 @@ impl Service {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let stop = StopOnDrop::new();
+        Service::start_with(StopOnDrop::new(), port, run)
+    }
+
+    /// [`Service::start`] stopped by `stop` (a [`StopOnDrop::child`] of a
+    /// stack's token stops it with the stack).
+    pub fn start_with<F>(
+        stop: StopOnDrop,
+        port: u16,
+        run: impl FnOnce(CancellationToken) -> F,
+    ) -> Service
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         tokio::spawn(run(stop.clone()));
         Service {
             base: format!("http://127.0.0.1:{port}"),

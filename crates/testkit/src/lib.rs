@@ -63,6 +63,11 @@ impl StopOnDrop {
     pub fn new() -> StopOnDrop {
         StopOnDrop(tokio_util::sync::CancellationToken::new())
     }
+
+    /// A token cancelled with this one, and on its own drop.
+    pub fn child(&self) -> StopOnDrop {
+        StopOnDrop(self.0.child_token())
+    }
 }
 
 impl Default for StopOnDrop {

@@ -15,13 +15,14 @@ pub async fn build_sim(vars: &[(String, String)]) -> node_sim::App {
         .expect("node-sim starts")
 }
 
-/// mqtt-bridge built with `vars` and running; panics when it does not build.
-pub async fn serve_bridge(vars: &[(String, String)]) -> Service {
+/// mqtt-bridge built with `vars` and running until `stop`; panics when it
+/// does not build.
+pub async fn serve_bridge(vars: &[(String, String)], stop: StopOnDrop) -> Service {
     let (shared, bridge) = settings(vars, mqtt_bridge::BridgeSettings::from_vars);
     let bridge = mqtt_bridge::App::build(shared, bridge)
         .await
         .expect("bridge starts");
-    Service::start(bridge.port(), |stop| bridge.run_until_stopped(stop))
+    Service::start_with(stop, bridge.port(), |stop| bridge.run_until_stopped(stop))
 }
 
 /// node-sim and mqtt-bridge on a database and a broker of their own; both
@@ -29,7 +30,7 @@ pub async fn serve_bridge(vars: &[(String, String)]) -> Service {
 pub struct SimStack {
     pub db: TestDb,
     pub broker: TestBroker,
-    /// Stops node-sim.
+    /// Stops node-sim and the bridge.
     pub stop: StopOnDrop,
     /// What both were started with (node-sim's had `SIM_SEED_DB`,
     /// `SIM_ZONES` and `SIM_NODES` too).
@@ -81,7 +82,7 @@ impl SimStack {
         })
         .await
         .expect("node-sim's nodes log in with their accounts");
-        let bridge = serve_bridge(&vars).await;
+        let bridge = serve_bridge(&vars, stop.child()).await;
         SimStack {
             db,
             broker,

@@ -178,7 +178,7 @@ async fn unsigned_forged_stale_and_future_moves_are_refused_and_counted() {
     assert!(node.is_connected());
     assert!(
         t.on_b2.with_suffix("/status").is_empty(),
-        "never went to t.b2"
+        "never went to b2"
     );
 
     // The test can fail: a genuine move, right after, is followed.

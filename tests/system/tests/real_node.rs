@@ -75,7 +75,7 @@ async fn stack() -> Stack {
         .expect("device-registry starts");
     let registry = Service::start(registry.port(), |stop| registry.run_until_stopped(stop));
 
-    let bridge = testkit::stack::serve_bridge(&v).await;
+    let bridge = testkit::stack::serve_bridge(&v, testkit::StopOnDrop::new()).await;
 
     let sim_vars = vars(
         &db,

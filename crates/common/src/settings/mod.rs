@@ -133,8 +133,8 @@ impl Settings {
         require(
             self.hydro_env.as_ref().is_none_or(|env| {
                 matches!(
-                    env.trim().to_ascii_lowercase().as_str(),
-                    "" | "production" | "prod" | "development" | "dev" | "test"
+                    env.to_ascii_lowercase().as_str(),
+                    "production" | "prod" | "development" | "dev" | "test"
                 )
             }),
             "HYDRO_ENV must be production, development or test",

@@ -93,8 +93,7 @@ impl Settings {
     pub fn is_production(&self) -> bool {
         self.hydro_env
             .as_deref()
-            .map(|e| e.trim().to_ascii_lowercase())
-            .is_some_and(|e| e == "production" || e == "prod")
+            .is_some_and(|e| e.eq_ignore_ascii_case("production") || e.eq_ignore_ascii_case("prod"))
     }
 
     /// With `HYDRO_ENV=production`, an error naming every variable among the

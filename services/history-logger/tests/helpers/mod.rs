@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::QoS;
 use common::mqtt::{MqttConfig, MqttConnection};
 use common::settings::{FromEnv, Settings};
 use deadpool_redis::redis;
@@ -170,12 +169,15 @@ impl World {
 
     /// Waits until `sql` counts `want` (and returns the last count seen).
     pub async fn wait_count(&self, sql: &str, want: i64) -> i64 {
-        eventually(Duration::from_secs(30), || async {
+        let reached = eventually(Duration::from_secs(30), || async {
             let n = self.count(sql).await;
             (n == want).then_some(n)
         })
-        .await
-        .unwrap_or(self.count(sql).await)
+        .await;
+        match reached {
+            Some(n) => n,
+            None => self.count(sql).await,
+        }
     }
 
     /// Checks that each `(sql, n)` counts `n` now.
@@ -308,7 +310,3 @@ pub mod bytes_like {
 }
 
 pub const TELEMETRY_ROWS: &str = "SELECT count(*) FROM telemetry_samples";
-
-pub fn qos1() -> QoS {
-    QoS::AtLeastOnce
-}
