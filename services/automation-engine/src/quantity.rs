@@ -1,6 +1,7 @@
 //! What the engine corrects: pH and EC, named as the recipes and the
 //! zones' capabilities name them, read from the metric their readings carry.
 
+use proto::payloads::MetricType;
 use serde::Serialize;
 
 proto::text_enum! {
@@ -15,11 +16,16 @@ proto::text_enum! {
 }
 
 impl Quantity {
+    /// The metric its readings carry.
+    pub fn metric(self) -> MetricType {
+        match self {
+            Quantity::Ph => MetricType::Ph,
+            Quantity::Ec => MetricType::Ec,
+        }
+    }
+
     /// `telemetry_last.metric_type` of its readings.
     pub fn metric_type(self) -> &'static str {
-        match self {
-            Quantity::Ph => "PH",
-            Quantity::Ec => "EC",
-        }
+        self.metric().as_str()
     }
 }

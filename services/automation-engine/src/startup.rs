@@ -32,7 +32,10 @@ impl App {
         base.tasks
             .spawn(cycle::run(engine, automation.interval(), base.stop.clone()));
 
-        let runner = base.bind_ops(&settings, DEFAULT_PORT, brokers).await?;
+        let health = base.health(&brokers);
+        let runner = base
+            .bind_ops(&settings, DEFAULT_PORT, health, brokers)
+            .await?;
         Ok(App { runner })
     }
 }

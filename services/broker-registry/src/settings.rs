@@ -1,8 +1,6 @@
 //! broker-registry's own settings, read from the environment next to the
 //! shared [`common::settings::Settings`] and validated before anything starts.
 
-use std::time::Duration;
-
 use common::placement::balance::{Role, Strategy};
 use common::settings::{FromEnv, SettingsError, de_from_str, require, within};
 use secrecy::SecretString;
@@ -139,12 +137,11 @@ impl RegistrySettings {
 
     /// The advisor's model, when `ADVISOR_MODEL_URL` is set.
     pub fn advisor_model(&self) -> Option<crate::advisor::model::ModelConfig> {
-        let url = self.advisor_model_url.as_deref()?.trim();
-        (!url.is_empty()).then(|| crate::advisor::model::ModelConfig {
-            url: url.to_owned(),
+        Some(crate::advisor::model::ModelConfig {
+            url: self.advisor_model_url.clone()?,
             name: self.advisor_model_name.clone(),
             api_key: self.advisor_model_api_key.clone(),
-            timeout: Duration::from_millis(self.advisor_model_timeout_ms),
+            timeout: self.advisor_model_timeout(),
         })
     }
 
@@ -159,6 +156,9 @@ common::durations!(RegistrySettings {
     assign_interval: from_millis(assign_interval_ms),
     move_cooldown: from_secs(move_cooldown_sec),
     move_confirm_timeout: from_secs(move_confirm_timeout_sec),
+    rebalance_interval: from_secs(rebalance_interval_sec),
+    advisor_model_interval: from_secs(advisor_model_interval_sec),
+    advisor_model_timeout: from_millis(advisor_model_timeout_ms),
 });
 
 /// `id=url` or `id=url@role`.
@@ -181,6 +181,8 @@ pub fn parse_seed(entry: &str) -> Result<SeedBroker, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use testkit::env_vars as vars;
 

@@ -4,12 +4,11 @@
 //! monitor, the assignment engine under its lease, and the HTTP server.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::mqtt::pool::BrokerPool;
 use common::placement::balance::RebalanceLimits;
 use common::placement::probe::Prober;
-use common::runtime::auth::{Access, ApiToken};
+use common::runtime::auth::ApiToken;
 use common::runtime::http::{Dependency, Health};
 use common::runtime::service::Base;
 use common::settings::{Settings, Uses};
@@ -44,10 +43,6 @@ impl App {
             value: api_token,
         };
         let base = Base::start(SERVICE, &settings, &Uses::backend([token])).await?;
-        let access = Access::new(
-            ApiToken::from_secret(api_token),
-            settings.http.reads_require_token_or(false),
-        );
         let (pool, stop, tasks) = (base.pool.clone(), base.stop.clone(), base.tasks.clone());
         let mut seeds = registry.seed_brokers()?;
         if seeds.is_empty() {
@@ -104,7 +99,7 @@ impl App {
                 strategy: strategy.clone(),
                 assign_interval: registry.assign_interval(),
                 rebalance_interval: (registry.rebalance_interval_sec > 0)
-                    .then(|| Duration::from_secs(registry.rebalance_interval_sec)),
+                    .then(|| registry.rebalance_interval()),
                 limits,
                 cooldown: registry.move_cooldown(),
                 move_timeout: registry.move_confirm_timeout(),
@@ -123,7 +118,7 @@ impl App {
             default_secret: settings.node_default_secret.clone(),
             advisor: Arc::new(Advisor::new(
                 registry.advisor_model(),
-                Duration::from_secs(registry.advisor_model_interval_sec),
+                registry.advisor_model_interval(),
             )),
             stop: stop.clone(),
         };
@@ -131,8 +126,11 @@ impl App {
             .require(Dependency::Postgres(pool.clone()))
             .optional(Dependency::Brokers(brokers.clone()));
         // Reads stay open by default: the dashboard at `/` polls them.
-        let router = common::runtime::http::api_router(routes::router(state), access, health);
-        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
+        let token = ApiToken::from_secret(api_token);
+        let api = routes::router(state);
+        let runner = base
+            .bind_api(&settings, DEFAULT_PORT, api, token, false, health, brokers)
+            .await?;
         Ok(App { runner })
     }
 }

@@ -129,8 +129,9 @@ impl App {
         // Reads show nodes and binds; they were always guarded here and stay
         // so unless HTTP_READS_REQUIRE_TOKEN=false.
         let api = routes::router(registry);
+        let health = base.health(&brokers);
         let runner = base
-            .bind_api(&settings, DEFAULT_PORT, api, token, true, brokers)
+            .bind_api(&settings, DEFAULT_PORT, api, token, true, health, brokers)
             .await?;
         Ok(App { runner })
     }

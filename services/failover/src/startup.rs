@@ -77,13 +77,10 @@ impl App {
         let health = Health::new(SERVICE)
             .require(Dependency::Postgres(pool))
             .optional(Dependency::Brokers(brokers.clone()));
-        let router = common::runtime::http::ops_only_router(health);
-        let runner = base.bind(&settings, DEFAULT_PORT, router, brokers).await?;
+        let runner = base
+            .bind_ops(&settings, DEFAULT_PORT, health, brokers)
+            .await?;
         Ok(App { runner, holder })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.runner.port()
     }
 
     /// This instance's lease holder id (as `failover_events.details.decided_by` names it).

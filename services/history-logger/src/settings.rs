@@ -2,8 +2,6 @@
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
-use std::time::Duration;
-
 use common::settings::{FromEnv, SettingsError, require, within};
 use serde::Deserialize;
 
@@ -69,16 +67,6 @@ impl Default for HistorySettings {
 
 impl FromEnv for HistorySettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        for (name, value) in [
-            ("HISTORY_STREAM", &self.history_stream),
-            ("HISTORY_DEAD_LETTER_KEY", &self.history_dead_letter_key),
-            ("HISTORY_CONSUMER_GROUP", &self.history_consumer_group),
-        ] {
-            require(
-                !value.trim().is_empty(),
-                &format!("{name} must not be empty"),
-            )?;
-        }
         within(
             "HISTORY_QUEUE_MAX",
             self.history_queue_max,
@@ -126,7 +114,7 @@ impl FromEnv for HistorySettings {
 impl HistorySettings {
     /// `INSTANCE_ID`, else the host name, else `local`.
     pub fn instance(&self) -> String {
-        if let Some(id) = self.instance_id.as_ref().filter(|s| !s.is_empty()) {
+        if let Some(id) = &self.instance_id {
             return id.clone();
         }
         let host = std::env::var("HOSTNAME")
@@ -157,11 +145,12 @@ impl HistorySettings {
             max_future_skew_sec: self.history_max_future_skew_sec,
         }
     }
-
-    pub fn claim_idle(&self) -> Duration {
-        Duration::from_millis(self.history_claim_idle_ms)
-    }
 }
+
+common::durations!(HistorySettings {
+    claim_idle: from_millis(history_claim_idle_ms),
+    flush: from_millis(telemetry_flush_ms),
+});
 
 #[cfg(test)]
 mod tests {

@@ -96,7 +96,7 @@ impl App {
             WriterConfig {
                 consumer: instance.clone(),
                 batch_size: history.telemetry_batch_size,
-                flush: Duration::from_millis(history.telemetry_flush_ms),
+                flush: history.flush(),
                 claim_idle: history.claim_idle(),
                 writers: history.history_writers,
                 checks: history.checks(),
@@ -110,10 +110,9 @@ impl App {
             .require(Dependency::Postgres(pool.clone()))
             .require(Dependency::Redis(redis))
             .require(Dependency::Brokers(brokers.clone()));
-        let router = common::runtime::http::ops_only_router(health);
         info!(instance, stream = %history.history_stream, "history-logger ready.");
         let runner = base
-            .bind(&settings, DEFAULT_PORT, router, brokers.clone())
+            .bind_ops(&settings, DEFAULT_PORT, health, brokers.clone())
             .await?;
         Ok(App {
             runner,

@@ -2,8 +2,6 @@
 //! environment next to the shared [`common::settings::Settings`] and
 //! validated before anything starts.
 
-use std::time::Duration;
-
 use common::settings::{FromEnv, SettingsError, within};
 use serde::Deserialize;
 
@@ -26,20 +24,19 @@ impl Default for BridgeSettings {
 
 impl FromEnv for BridgeSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        within("COMMAND_TIMEOUT_SEC", self.command_timeout_sec, 1, 86_400)?;
-        Ok(())
+        within("COMMAND_TIMEOUT_SEC", self.command_timeout_sec, 1, 86_400)
     }
 }
 
-impl BridgeSettings {
+common::durations!(BridgeSettings {
     /// The command timeout as a duration.
-    pub fn command_timeout(&self) -> Duration {
-        Duration::from_secs(self.command_timeout_sec)
-    }
-}
+    command_timeout: from_secs(command_timeout_sec),
+});
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use common::settings::env_vars;
 

@@ -80,8 +80,9 @@ impl App {
         // Reads (a command's status) were always guarded here; they stay so
         // unless HTTP_READS_REQUIRE_TOKEN=false.
         let api = commands::router(state);
+        let health = base.health(&brokers);
         let runner = base
-            .bind_api(&settings, DEFAULT_PORT, api, token, true, brokers)
+            .bind_api(&settings, DEFAULT_PORT, api, token, true, health, brokers)
             .await?;
         Ok(App { runner })
     }

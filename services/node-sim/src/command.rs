@@ -45,19 +45,17 @@ fn bad_params(message: impl Into<String>) -> Rejection {
     Rejection::new("bad_params", message)
 }
 
-/// `params.<name>` read by `read` and accepted by `ok`, else `bad_params`
-/// saying it must be `wants`.
+/// `params.<name>` as `read` accepts it, else `bad_params` saying it must be
+/// `wants`.
 fn param<T>(
     params: &Map<String, Value>,
     name: &str,
     read: impl Fn(&Value) -> Option<T>,
-    wants: &str,
-    ok: impl Fn(&T) -> bool,
+    wants: impl std::fmt::Display,
 ) -> Result<T, Rejection> {
     params
         .get(name)
         .and_then(read)
-        .filter(ok)
         .ok_or_else(|| bad_params(format!("params.{name} must be {wants}")))
 }
 
@@ -71,32 +69,30 @@ pub fn parse_action(
     match (cmd, actuator) {
         ("ping", _) => Ok(Action::Ping),
         ("run_pump", true) => {
-            let between = format!("an integer between 1 and {MAX_RUN_MS}");
-            let duration_ms = param(params, "duration_ms", Value::as_u64, &between, |d| {
-                (1..=MAX_RUN_MS).contains(d)
-            })?;
+            let duration_ms = param(
+                params,
+                "duration_ms",
+                |v| v.as_u64().filter(|d| (1..=MAX_RUN_MS).contains(d)),
+                format_args!("an integer between 1 and {MAX_RUN_MS}"),
+            )?;
             Ok(Action::RunPump { duration_ms })
         }
         ("dose", true) => {
-            let above = format!("a number above 0 and at most {MAX_DOSE_ML}");
-            let ml = param(params, "ml", Value::as_f64, &above, |ml| {
-                *ml > 0.0 && *ml <= MAX_DOSE_ML
-            })?;
+            let ml = param(
+                params,
+                "ml",
+                |v| v.as_f64().filter(|ml| *ml > 0.0 && *ml <= MAX_DOSE_ML),
+                format_args!("a number above 0 and at most {MAX_DOSE_ML}"),
+            )?;
             Ok(Action::Dose { ml })
         }
         ("set_relay", true) => {
-            let on = param(params, "state", Value::as_bool, "true or false", |_| true)?;
+            let on = param(params, "state", Value::as_bool, "true or false")?;
             Ok(Action::SetRelay { on })
         }
         ("set_pwm", true) => {
             let read = |v: &Value| v.as_u64().and_then(|v| u8::try_from(v).ok());
-            let value = param(
-                params,
-                "value",
-                read,
-                "an integer between 0 and 255",
-                |_| true,
-            )?;
+            let value = param(params, "value", read, "an integer between 0 and 255")?;
             Ok(Action::SetPwm { value })
         }
         ("stop", true) => Ok(Action::Stop),

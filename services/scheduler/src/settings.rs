@@ -1,8 +1,6 @@
 //! scheduler's own settings, read from the environment next to the shared
 //! [`common::settings::Settings`] and validated before anything starts.
 
-use std::time::Duration;
-
 use common::settings::{FromEnv, SettingsError, require, within};
 use serde::Deserialize;
 
@@ -39,11 +37,11 @@ impl FromEnv for SchedulerSettings {
     }
 }
 
-impl SchedulerSettings {
-    pub fn tick(&self) -> Duration {
-        Duration::from_secs(self.scheduler_tick_sec)
-    }
+common::durations!(SchedulerSettings {
+    tick: from_secs(scheduler_tick_sec),
+});
 
+impl SchedulerSettings {
     pub fn catch_up_max_age(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.scheduler_catchup_max_age_sec as i64)
     }
@@ -51,6 +49,8 @@ impl SchedulerSettings {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use testkit::env_vars;
 
     use super::*;

@@ -35,7 +35,10 @@ impl App {
         base.tasks
             .spawn(tick::run(worker, scheduler.tick(), base.stop.clone()));
 
-        let runner = base.bind_ops(&settings, DEFAULT_PORT, brokers).await?;
+        let health = base.health(&brokers);
+        let runner = base
+            .bind_ops(&settings, DEFAULT_PORT, health, brokers)
+            .await?;
         Ok(App {
             runner,
             lease: lease_watch,

@@ -128,7 +128,8 @@ impl Base {
 
     /// Binds the service's `api` behind `token` (reads too when
     /// `HTTP_READS_REQUIRE_TOKEN` says so, else when `reads_guarded`), beside
-    /// `/health` (PostgreSQL and the brokers) and `/metrics`.
+    /// `/health` (`health`, usually [`Base::health`]) and `/metrics`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn bind_api(
         self,
         settings: &Settings,
@@ -136,23 +137,24 @@ impl Base {
         api: Router,
         token: ApiToken,
         reads_guarded: bool,
+        health: Health,
         brokers: BrokerPool,
     ) -> std::io::Result<Runner> {
-        let health = self.health(&brokers);
         let access = Access::new(token, settings.http.reads_require_token_or(reads_guarded));
         let router = crate::runtime::http::api_router(api, access, health);
         self.bind(settings, default_port, router, brokers).await
     }
 
-    /// Binds `/health` (PostgreSQL and the brokers) and `/metrics` only:
-    /// what a service without an API of its own serves.
+    /// Binds `/health` (`health`, usually [`Base::health`]) and `/metrics`
+    /// only: what a service without an API of its own serves.
     pub async fn bind_ops(
         self,
         settings: &Settings,
         default_port: u16,
+        health: Health,
         brokers: BrokerPool,
     ) -> std::io::Result<Runner> {
-        let router = crate::runtime::http::ops_only_router(self.health(&brokers));
+        let router = crate::runtime::http::ops_only_router(health);
         self.bind(settings, default_port, router, brokers).await
     }
 

@@ -24,11 +24,11 @@ const MAX_TS: i64 = 253_402_300_799;
 /// topic is not the broker speaking for a vanished node.
 pub const LWT_PAYLOAD: &[u8] = b"offline";
 
-/// What decoding checks beyond the shape of a payload.
 /// `HISTORY_MAX_FUTURE_SKEW_SEC`'s default: 5 minutes, far more than a synced
 /// node clock drifts, far less than a clock that was never set.
 pub const DEFAULT_MAX_FUTURE_SKEW_SEC: i64 = 300;
 
+/// What decoding checks beyond the shape of a payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checks {
     /// A reading whose `ts` is more than this many seconds after it was

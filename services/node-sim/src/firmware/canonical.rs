@@ -37,8 +37,14 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Number(n) => out.push_str(&number(n.as_f64().unwrap_or(f64::NAN))),
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(canonical).collect();
-            out.push_str(&format!("[{}]", items.join(",")));
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
         }
         Value::Object(map) => write_object(out, map, None),
     }
