@@ -38,11 +38,9 @@ async fn logged_in(
 /// Whether `broker` refuses `user` (no connection within 2 s).
 async fn refused(broker: &TestBroker, user: &str, pass: &str, stop: &CancellationToken) -> bool {
     let c = config(broker, user, pass);
-    let connection = MqttConnection::start(c, None, stop.clone()).unwrap();
-    connection
-        .wait_connected(Duration::from_secs(2))
+    testkit::client::try_connect(c, Duration::from_secs(2), stop)
         .await
-        .is_err()
+        .is_none()
 }
 
 /// A broker of the test's own and its dynsec admin, connected until `stop`.

@@ -28,6 +28,24 @@ pub async fn connect(
     client
 }
 
+/// A login attempt: the client with `config` if it connects within `wait`
+/// (it then stops with `stop`); `None` if the broker refuses it or does not
+/// answer, and the attempt stops retrying.
+pub async fn try_connect(
+    config: MqttConfig,
+    wait: Duration,
+    stop: &CancellationToken,
+) -> Option<MqttConnection> {
+    let attempt = stop.child_token();
+    let client = MqttConnection::start(config, None, attempt.clone()).expect("test client");
+    if client.wait_connected(wait).await.is_ok() {
+        Some(client)
+    } else {
+        attempt.cancel();
+        None
+    }
+}
+
 /// A client with `config` subscribed to `filters` (QoS 1), connected within
 /// `wait`; what it receives comes out of the returned inbox. It stops with
 /// `stop`.

@@ -132,6 +132,18 @@ where
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }
 
+/// The one value `sql` selects for `key` (its `$1`).
+pub async fn scalar_for<T>(pool: &PgPool, sql: &str, key: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql)
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .expect(sql)
+}
+
 /// `SELECT count(*)` of a query.
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     scalar(pool, sql).await

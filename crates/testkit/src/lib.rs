@@ -28,8 +28,8 @@ pub mod vars;
 
 pub use broker::{TestBroker, backend_login, login, login_vars};
 pub use db::{
-    COUNT_WAIT, TestDb, admin_url, count, count_comes_to, register_brokers, scalar, seed_zones,
-    wait_count, zone_event_payloads,
+    COUNT_WAIT, TestDb, admin_url, count, count_comes_to, register_brokers, scalar, scalar_for,
+    seed_zones, wait_count, zone_event_payloads,
 };
 pub use dynsec::Credentials;
 pub use http::Service;

@@ -18,16 +18,10 @@ const BIND: &str = r#"{"greenhouse_uid":"gh-1","zone_uid":"zn-1","node_uid":"nd-
 
 /// A login attempt: whether `user`/`pass` connects within `wait`.
 async fn logs_in(url: &str, user: &str, pass: &str, wait: Duration) -> Option<MqttConnection> {
-    let stop = CancellationToken::new();
     let mut c = MqttConfig::new("node", url, "login-check");
     c.username = Some(user.to_owned());
     c.password = Some(pass.to_owned().into());
-    let connection = MqttConnection::start(c, None, stop.clone()).unwrap();
-    let ok = connection.wait_connected(wait).await.is_ok();
-    if !ok {
-        stop.cancel();
-    }
-    ok.then_some(connection)
+    testkit::client::try_connect(c, wait, &CancellationToken::new()).await
 }
 
 /// Node `HW` on the secured registry: it logged in as provision, said
@@ -95,13 +89,8 @@ async fn stored<T>(registry: &TestRegistry, column: &str) -> T
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
 {
-    sqlx::query_scalar(&format!(
-        "SELECT {column} FROM nodes WHERE hardware_id = $1"
-    ))
-    .bind(HW)
-    .fetch_one(registry.pool())
-    .await
-    .unwrap()
+    let sql = format!("SELECT {column} FROM nodes WHERE hardware_id = $1");
+    testkit::scalar_for(registry.pool(), &sql, HW).await
 }
 
 /// Waits until `nd-ph-acct` with `password` is refused; panics saying `what`

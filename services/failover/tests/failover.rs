@@ -39,7 +39,7 @@ async fn killing_a_broker_moves_all_its_nodes_and_commands_keep_flowing() {
     assert_eq!(nodes_moved as usize, moved.len());
     assert_eq!(kind, "failover");
     let alert = "SELECT status FROM alerts WHERE type = 'broker_offline' AND broker_id = $1";
-    let alert = c.text_of(alert, victim, "an alert").await;
+    let alert = c.text_of(alert, victim).await;
     assert_eq!(alert, "ACTIVE");
     // Nothing points at the dead broker, and the nodes really are elsewhere.
     assert!(c.nodes_on(victim).await.is_empty());

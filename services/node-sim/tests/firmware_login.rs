@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use common::mqtt::Inbound;
 use common::mqtt::accounts::{Namespace, NodeAccount, sync_nodes};
-use common::mqtt::{Inbound, MqttConnection};
 use proto::payloads::TimeResponse;
 use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
 use secrecy::SecretString;
@@ -47,14 +47,11 @@ async fn unbound_as_provision_then_bound_with_its_own_login() {
             json!({"command": "setClientId", "username": provision.user, "clientid": hw}),
         ])
         .await;
-    let other = MqttConnection::start(
-        broker.config_as(&provision, "test", &provision.user),
-        None,
-        stop.clone(),
-    )
-    .unwrap();
+    let other = broker.config_as(&provision, "test", &provision.user);
     assert!(
-        other.wait_connected(Duration::from_secs(2)).await.is_err(),
+        testkit::client::try_connect(other, Duration::from_secs(2), &stop)
+            .await
+            .is_none(),
         "the provision login with another client id is refused"
     );
 

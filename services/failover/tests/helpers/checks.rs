@@ -90,17 +90,13 @@ impl Cluster {
 
     /// The text `sql` selects for `$1` = `key`; panics saying `what` when
     /// there is none.
-    pub async fn text_of(&self, sql: &str, key: &str, what: &str) -> String {
-        sqlx::query_scalar(sql)
-            .bind(key)
-            .fetch_one(self.pool())
-            .await
-            .expect(what)
+    pub async fn text_of(&self, sql: &str, key: &str) -> String {
+        testkit::scalar_for(self.pool(), sql, key).await
     }
 
     pub async fn broker_status(&self, broker: &str) -> String {
         let sql = "SELECT status FROM brokers WHERE id = $1";
-        self.text_of(sql, broker, "broker row").await
+        self.text_of(sql, broker).await
     }
 
     /// Sends a `ping` to the node's first channel through the bridge; the
@@ -108,7 +104,7 @@ impl Cluster {
     pub async fn command(&self, node: &str) -> (u16, Option<String>) {
         let channel = self.first_channel(node);
         let sql = "SELECT z.uid FROM nodes n JOIN zones z ON z.id = n.zone_id WHERE n.uid = $1";
-        let zone = self.text_of(sql, node, "node zone").await;
+        let zone = self.text_of(sql, node).await;
         let request = self
             .http
             .post(format!("{}/bridge/zones/{zone}/commands", self.bridge));

@@ -221,11 +221,8 @@ impl TestApp {
     }
 
     pub async fn status_of(&self, cmd_id: &str) -> String {
-        sqlx::query_scalar("SELECT status FROM commands WHERE cmd_id = $1")
-            .bind(cmd_id)
-            .fetch_one(&self.db.pool)
-            .await
-            .expect("command row exists")
+        let sql = "SELECT status FROM commands WHERE cmd_id = $1";
+        testkit::scalar_for(&self.db.pool, sql, cmd_id).await
     }
 
     /// Waits until the command's status is `want` (or returns the last seen).
