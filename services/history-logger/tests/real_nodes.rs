@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::QoS;
+use common::mqtt::MqttConfig;
 use helpers::{TELEMETRY_ROWS, World, client, publish, reading};
 use proto::payloads::TimeResponse;
 use proto::topics::{TIME_REQUEST, TIME_RESPONSE};
@@ -75,13 +76,10 @@ async fn time_requests_are_answered_once_on_the_broker_they_came_from() {
     let mut watchers = Vec::new();
     let mut nodes = Vec::new();
     for (id, broker) in brokers {
-        let (tx, rx) = mpsc::channel(100);
-        let watcher = client(id, broker, Some(tx), &stop).await;
-        watcher
-            .subscribe(TIME_RESPONSE, QoS::AtLeastOnce)
-            .expect("subscribe");
-        // Its PUBACK comes after the SUBACK: the watcher is listening.
-        publish(&watcher, "hydro-probe/settle", "x").await;
+        let config = testkit::login(MqttConfig::new(id, &broker.url(), "test-client"));
+        let (watcher, rx) =
+            testkit::client::listen(config, &[TIME_RESPONSE], Duration::from_secs(10), &stop).await;
+        testkit::client::settle(&watcher).await;
         watchers.push((watcher, rx));
         nodes.push(client(id, broker, None, &stop).await);
     }

@@ -2,21 +2,17 @@
 //! failover instances, the bridge, node-sim and (when asked)
 //! history-logger, each on port 0 in this process.
 
-use std::collections::HashMap;
-
 use common::settings::FromEnv;
-use common::settings::Settings;
-use testkit::{StopOnDrop, TestBroker, TestDb};
-use tokio_util::sync::CancellationToken;
+use testkit::{StopOnDrop, TestBroker, TestDb, service_vars, set_vars, settings};
 
 use super::{BROKER_IDS, Cluster, FAST_SUSPECT_PROBE, Options};
 
-fn vars(base: &[(String, String)], more: &[(&str, String)]) -> Option<HashMap<String, String>> {
-    let mut all: HashMap<String, String> = base.iter().cloned().collect();
-    for (k, v) in more {
-        all.insert((*k).to_owned(), v.clone());
-    }
-    Some(all)
+/// `base` with `more` set.
+fn vars(base: &[(String, String)], more: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut all = base.to_vec();
+    let more: Vec<(&str, &str)> = more.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    set_vars(&mut all, &more);
+    all
 }
 
 impl Cluster {
@@ -39,18 +35,16 @@ impl Cluster {
             .map(|(id, url)| format!("{id}={url}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut base: Vec<(String, String)> = vec![
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("MQTT_HOST".into(), "127.0.0.1".into()),
-            ("MQTT_PORT".into(), brokers[0].port.to_string()),
-            ("MQTT_USER".into(), testkit::backend_login().user),
-            ("MQTT_PASS".into(), testkit::backend_login().pass),
-            ("MQTT_BROKER_ID".into(), "mqtt1".into()),
-            ("HTTP_PORT".into(), "0".into()),
-            ("MQTT_PUBLISH_TIMEOUT_MS".into(), "3000".into()),
-            ("ASSIGNMENT_STRATEGY".into(), "static".into()),
-            ("PG_MAX_CONNECTIONS".into(), "8".into()),
-        ];
+        let mut base = service_vars(
+            &db.url,
+            brokers[0].port,
+            &[
+                ("MQTT_BROKER_ID", "mqtt1"),
+                ("MQTT_PUBLISH_TIMEOUT_MS", "3000"),
+                ("ASSIGNMENT_STRATEGY", "static"),
+                ("PG_MAX_CONNECTIONS", "8"),
+            ],
+        );
         base.extend(options.extra.iter().cloned());
         let stop = StopOnDrop::new();
 
@@ -77,35 +71,25 @@ impl Cluster {
             ]);
             sim_more.push(("SIM_FALLBACK_AFTER_MS", "1000".to_owned()));
         }
-        let registry_vars = vars(&base, &registry_more);
-        let registry = broker_registry::App::build(
-            Settings::from_vars(registry_vars.clone())?,
-            broker_registry::RegistrySettings::from_vars(registry_vars)?,
-        )
-        .await?;
+        let (shared, own) = settings(
+            &vars(&base, &registry_more),
+            broker_registry::RegistrySettings::from_vars,
+        );
+        let registry = broker_registry::App::build(shared, own).await?;
         let registry_url = format!("http://127.0.0.1:{}", registry.port());
         tokio::spawn(registry.run_until_stopped(stop.clone()));
 
         let mut failovers = Vec::new();
         for _ in 0..options.failovers {
-            let v = vars(&base, &failover_more);
-            let app = failover::App::build(
-                Settings::from_vars(v.clone())?,
-                failover::FailoverSettings::from_vars(v)?,
-            )
-            .await?;
-            let token = CancellationToken::new();
+            let (shared, own) = settings(
+                &vars(&base, &failover_more),
+                failover::FailoverSettings::from_vars,
+            );
+            let app = failover::App::build(shared, own).await?;
+            // Stopped with the cluster, or alone (a killed instance).
+            let token = stop.child_token();
             failovers.push((app.holder().to_owned(), token.clone()));
-            let all = stop.clone();
-            tokio::spawn(async move {
-                let both = CancellationToken::new();
-                let b = both.clone();
-                tokio::spawn(async move {
-                    tokio::select! { _ = all.cancelled() => {}, _ = token.cancelled() => {} }
-                    b.cancel();
-                });
-                app.run_until_stopped(both).await
-            });
+            tokio::spawn(app.run_until_stopped(token));
         }
 
         let mut history_keys = Vec::new();
@@ -125,19 +109,13 @@ impl Cluster {
                     ("PG_MAX_CONNECTIONS", "16".into()),
                 ],
             );
-            let logger = history_logger::App::build(
-                Settings::from_vars(v.clone())?,
-                history_logger::HistorySettings::from_vars(v)?,
-            )
-            .await?;
+            let (shared, own) = settings(&v, history_logger::HistorySettings::from_vars);
+            let logger = history_logger::App::build(shared, own).await?;
             tokio::spawn(logger.run_until_stopped(stop.clone()));
         }
 
-        let bridge = mqtt_bridge::App::build(
-            Settings::from_vars(vars(&base, &[]))?,
-            mqtt_bridge::BridgeSettings::from_vars(vars(&base, &[]))?,
-        )
-        .await?;
+        let (shared, own) = settings(&base, mqtt_bridge::BridgeSettings::from_vars);
+        let bridge = mqtt_bridge::App::build(shared, own).await?;
         let bridge_url = format!("http://127.0.0.1:{}", bridge.port());
         tokio::spawn(bridge.run_until_stopped(stop.clone()));
 
@@ -152,8 +130,8 @@ impl Cluster {
             ),
             ("SIM_HEARTBEAT_INTERVAL_MS", "5000".to_owned()),
         ]);
-        let sim_vars = vars(&base, &sim_more);
-        let sim_settings = node_sim::SimSettings::from_vars(sim_vars.clone())?;
+        let (sim_shared, sim_settings) =
+            settings(&vars(&base, &sim_more), node_sim::SimSettings::from_vars);
         if !options.fast {
             // The benchmark's default timings: seed first and give every node
             // its broker account before node-sim starts them (seeding again in
@@ -169,7 +147,7 @@ impl Cluster {
                 broker.sync_node_accounts(&db.pool).await;
             }
         }
-        let sim = node_sim::App::build(sim_settings, Settings::from_vars(sim_vars)?).await?;
+        let sim = node_sim::App::build(sim_settings, sim_shared).await?;
         for broker in &brokers {
             broker.sync_node_accounts(&db.pool).await;
         }

@@ -95,16 +95,8 @@ impl World {
     pub async fn start(&self, instance: &str, extra: &[(&str, &str)]) -> Running {
         let (settings, history) = self.settings(instance, extra);
         let app = App::build(settings, history).await.expect("app builds");
-        let running = settle(&app).await;
-        let stop = running.stop.clone();
-        let world_stop = self.stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = world_stop.cancelled() => {}
-            }
-            stop.cancel();
-        });
+        let mut running = settle(&app).await;
+        running.stop = self.stop.child_token();
         tokio::spawn(app.run_until_stopped(running.stop.clone()));
         running
     }
@@ -232,9 +224,7 @@ pub async fn settle(app: &App) -> Running {
         conn.wait_connected(Duration::from_secs(10))
             .await
             .expect("logger connects");
-        conn.publish("hydro-probe/settle", "x", false)
-            .await
-            .expect("settle publish");
+        testkit::client::settle(&conn).await;
     }
     Running {
         port: app.port(),
@@ -265,16 +255,8 @@ pub async fn client(
     inbox: Option<tokio::sync::mpsc::Sender<common::mqtt::Inbound>>,
     stop: &CancellationToken,
 ) -> MqttConnection {
-    let c = MqttConnection::start(
-        testkit::login(MqttConfig::new(id, &broker.url(), "test-client")),
-        inbox,
-        stop.clone(),
-    )
-    .expect("client");
-    c.wait_connected(Duration::from_secs(10))
-        .await
-        .expect("client connects");
-    c
+    let config = testkit::login(MqttConfig::new(id, &broker.url(), "test-client"));
+    testkit::client::connect(config, inbox, Duration::from_secs(10), stop).await
 }
 
 /// A telemetry payload.
